@@ -1,0 +1,80 @@
+"""Checks that need the host but change nothing, run before any operation.
+
+pyinfra prepares every host before it executes anything, so an error raised
+here stops the whole run with the host untouched.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pyinfra import host
+from pyinfra.api.exceptions import DeployError
+
+from facts.accounts import Accounts
+from facts.docker import DockerEngine
+from operations.settings import Settings, SettingsError, load_settings
+
+
+@dataclass(frozen=True)
+class Owner:
+    """Numeric ids the dirs and the container use."""
+
+    uid: int
+    gid: int
+
+
+def settings_for_host() -> Settings:
+    """This host's validated settings, or a one-line error naming host and key."""
+    try:
+        return load_settings(host.data)
+    except SettingsError as error:
+        raise DeployError(f"{host.name}: {error}") from None
+
+
+def resolve_owner(settings: Settings) -> Owner:
+    """The uid and gid of chroma_owner / chroma_group on this host.
+
+    A name must have an account; a numeric id need not (its files simply
+    show the number). Unset values mean the connecting user.
+    """
+    accounts = host.get_fact(Accounts, owner=settings.owner, group=settings.group)
+    owner, group = accounts["owner"], accounts["group"]
+    if owner is None:
+        raise DeployError(
+            f"{host.name}: chroma_owner={settings.owner!r} has no account on the host: "
+            "use an existing account name or a numeric uid"
+        )
+    if group is None:
+        raise DeployError(
+            f"{host.name}: chroma_group={settings.group!r} has no group on the host: "
+            "use an existing group name or a numeric gid"
+        )
+    gid = group["gid"]
+    if settings.group is None and owner["gid"] >= 0:
+        gid = owner["gid"]  # unset group: the owner's primary group
+    if gid < 0:
+        raise DeployError(
+            f"{host.name}: chroma_owner={settings.owner!r} has no account, so it has no primary "
+            "group: set chroma_group too"
+        )
+    return Owner(uid=owner["uid"], gid=gid)
+
+
+def require_docker(settings: Settings) -> None:
+    """With installation turned off, Docker and Compose v2 must already be there."""
+    if settings.install_docker:
+        return
+    engine = host.get_fact(DockerEngine)
+    missing = []
+    if not engine["cli"]:
+        missing.append("Docker Engine is not installed")
+    elif not engine["server_running"]:
+        missing.append("Docker Engine is not running")
+    if not engine["compose_v2"]:
+        missing.append("the Docker Compose v2 plugin is missing")
+    if missing:
+        raise DeployError(
+            f"{host.name}: {' and '.join(missing)}, and chroma_install_docker=False: "
+            "install and start them, or set chroma_install_docker=True"
+        )

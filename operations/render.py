@@ -1,0 +1,73 @@
+"""Render docker-compose.yml from templates/docker-compose.yml.j2.
+
+Pure functions: the same settings always give the same bytes, which is what
+makes "the file changed" a reliable reason to restart the stack.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jinja2
+
+from operations.settings import Settings
+from operations.versions import version_line
+
+TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
+COMPOSE_TEMPLATE = "docker-compose.yml.j2"
+
+
+def yaml_quote(value: object) -> str:
+    """A double-quoted YAML scalar that cannot add keys or interpolate variables.
+
+    JSON strings are valid YAML, escape newlines and quotes, and compose reads
+    `$$` as a literal `$`.
+    """
+    return json.dumps(str(value).replace("$", "$$"))
+
+
+def _environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(TEMPLATES_DIR)),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        autoescape=False,  # noqa: S701 - YAML, not HTML: values go through the q filter
+    )
+    env.filters["q"] = yaml_quote
+    return env
+
+
+def published_port(bind_address: str, port: int) -> str:
+    """The `ports:` entry: host address, host port, container port 8000."""
+    host = f"[{bind_address}]" if ":" in bind_address else bind_address
+    return f"{host}:{port}:8000"
+
+
+def render_compose(settings: Settings, uid: int, gid: int) -> str:
+    """The compose file for these settings, the container running as uid:gid."""
+    line = version_line(settings.version)
+    return (
+        _environment()
+        .get_template(COMPOSE_TEMPLATE)
+        .render(
+            version_line=line.name,
+            project=settings.compose_project,
+            image_ref=settings.image_ref,
+            restart_policy=settings.restart_policy,
+            user=f"{uid}:{gid}",
+            environment=line.environment,
+            published_port=published_port(settings.bind_address, settings.port),
+            data_dir=settings.data_dir,
+            fallback_dir=settings.fallback_dir,
+            logs_dir=settings.logs_dir,
+            persist_path=line.persist_path,
+            log_file=line.log_file,
+            healthcheck=line.healthcheck,
+            app_enabled=settings.app_enabled,
+            app_name=settings.app_name,
+            app_image=settings.app_image or "",
+        )
+    )

@@ -1,0 +1,420 @@
+"""Every data key chroma-deploy reads: its default, what it means, what is allowed.
+
+This module is the single place where configuration is defined and checked.
+``deploy.py``, ``drift.py`` and the tests all go through :func:`load_settings`,
+and the README's table of keys is checked against :data:`SETTINGS` by a test,
+so the three can never disagree.
+
+A wrong value stops the run before any host changes, with one line that
+names the key, the value and what is allowed (:class:`SettingsError`).
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+PREFIX = "chroma_"
+
+# Dirs that must never become a project dir: the tool sets their owner and mode.
+SYSTEM_DIRS = frozenset(
+    {
+        "/", "/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/lib64", "/media", "/mnt",
+        "/opt", "/proc", "/root", "/run", "/sbin", "/srv", "/sys", "/tmp", "/usr", "/var",
+        "/usr/local", "/var/lib", "/var/lib/docker", "/var/log",
+    }
+)  # fmt: skip
+
+IMAGE_SOURCES = ("pull", "build", "auto", "ship")
+RESTART_POLICIES = ("no", "always", "on-failure", "unless-stopped")
+
+_VERSION = re.compile(r"^\d+\.\d+\.\d+$")
+_COMPOSE_PROJECT = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
+_ACCOUNT = re.compile(r"^(?:[0-9]+|[a-z_][a-z0-9_.-]*\$?)$")
+_PLAIN_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+_MODE = re.compile(r"^0?[0-7]{3}$")
+_IMAGE_REPO = re.compile(
+    r"^[a-z0-9]+(?:[._/-][a-z0-9]+)*(?::[0-9]+)?(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*$"
+)
+
+
+class SettingsError(ValueError):
+    """A data key has a value that is not allowed. The message is one line."""
+
+
+# --- value checks: each returns the clean value or raises ValueError(what is allowed)
+
+
+def _absolute_project_dir(value: Any) -> str:
+    if not isinstance(value, str) or not value.startswith("/"):
+        raise ValueError("an absolute path such as /srv/chroma")
+    normalised = "/" + "/".join(part for part in value.split("/") if part)
+    if ".." in normalised.split("/"):
+        raise ValueError("an absolute path without '..'")
+    if normalised in SYSTEM_DIRS:
+        raise ValueError(f"a dir of its own, not the system dir {normalised}")
+    return normalised
+
+
+def _compose_project(value: Any) -> str:
+    if not isinstance(value, str) or not _COMPOSE_PROJECT.match(value):
+        raise ValueError("lowercase letters, digits, '-' and '_', starting with a letter or digit")
+    return value
+
+
+def _version(value: Any) -> str:
+    if not isinstance(value, str) or not _VERSION.match(value):
+        raise ValueError("a pinned release such as 1.5.9 or 0.6.3 (never 'latest')")
+    major, minor, _ = (int(part) for part in value.split("."))
+    if (major, minor) < (0, 4):
+        raise ValueError("0.4.0 or newer (older servers use another storage layout)")
+    return value
+
+
+def _port(value: Any) -> int:
+    if isinstance(value, str) and value.isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
+        raise ValueError("a whole number from 1 to 65535")
+    return value
+
+
+def _ip_address(value: Any) -> str:
+    try:
+        return str(ipaddress.ip_address(str(value)))
+    except ValueError:
+        raise ValueError("an IP address such as 127.0.0.1 or 0.0.0.0") from None
+
+
+def _account(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return str(value)
+    if not isinstance(value, str) or not _ACCOUNT.match(value):
+        raise ValueError("an account name or a numeric id (unset: the connecting user)")
+    return value
+
+
+def _mode(value: Any) -> str:
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = f"{value:o}" if value > 0o777 // 8 else str(value)
+    if not isinstance(value, str) or not _MODE.match(value):
+        raise ValueError("an octal mode such as 0750")
+    mode = int(value, 8)
+    if mode & 0o007:
+        raise ValueError("a mode that gives others nothing (data is private), such as 0750")
+    return f"{mode:o}"
+
+
+def _plain_name(value: Any) -> str:
+    if not isinstance(value, str) or not _PLAIN_NAME.match(value) or value in {".", ".."}:
+        raise ValueError("a plain dir name (letters, digits, '.', '-', '_'; no '/')")
+    return value
+
+
+def _bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in {"true", "yes", "1", "false", "no", "0"}:
+        return value.lower() in {"true", "yes", "1"}
+    raise ValueError("true or false")
+
+
+def _one_of(*allowed: str) -> Callable[[Any], str]:
+    def check(value: Any) -> str:
+        if value not in allowed:
+            raise ValueError("one of " + ", ".join(allowed))
+        return str(value)
+
+    return check
+
+
+def _image_repository(value: Any) -> str:
+    if not isinstance(value, str) or not _IMAGE_REPO.match(value):
+        raise ValueError("an image name without tag, such as chromadb/chroma")
+    return value
+
+
+def _optional_image(value: Any) -> str | None:
+    if value in (None, ""):
+        return None
+    if not isinstance(value, str) or " " in value or value.startswith("-"):
+        raise ValueError("an image reference such as registry.example/app:1.2")
+    if value.endswith(":latest") or ":" not in value.rsplit("/", 1)[-1]:
+        raise ValueError("an image reference with a pinned tag (never 'latest')")
+    return value
+
+
+def _seconds(value: Any) -> int:
+    if isinstance(value, str) and value.isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not 10 <= value <= 3600:
+        raise ValueError("a whole number of seconds from 10 to 3600")
+    return value
+
+
+def _volume_names(value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [part for part in value.split(",") if part]
+    if not isinstance(value, (list, tuple)) or not all(
+        isinstance(name, str) and _PLAIN_NAME.match(name) for name in value
+    ):
+        raise ValueError("a list of volume names such as ['chroma_data']")
+    return tuple(value)
+
+
+def _absolute_path(value: Any) -> str:
+    if not isinstance(value, str) or not value.startswith("/") or ".." in value.split("/"):
+        raise ValueError("an absolute path without '..'")
+    return value
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One data key: its default and the check its value must pass."""
+
+    key: str
+    default: Any
+    check: Callable[[Any], Any]
+    help: str
+    required: bool = False
+
+
+SETTINGS: tuple[Setting, ...] = (
+    # Where the stack lives, and what it is called.
+    Setting(
+        "chroma_project_dir",
+        "/srv/chroma",
+        _absolute_project_dir,
+        "Absolute dir holding docker-compose.yml and the data dirs.",
+        required=True,
+    ),
+    Setting(
+        "chroma_compose_project",
+        "chroma",
+        _compose_project,
+        "Compose project name, written into the file so it cannot drift with "
+        "the dir name (a drift orphans volumes).",
+        required=True,
+    ),
+    # What runs.
+    Setting(
+        "chroma_version",
+        "1.5.9",
+        _version,
+        "Chroma image tag; decides the persist path, heartbeat and healthcheck.",
+        required=True,
+    ),
+    Setting(
+        "chroma_image",
+        "chromadb/chroma",
+        _image_repository,
+        "Image repository; the tag is chroma_version.",
+    ),
+    Setting(
+        "chroma_image_source",
+        "pull",
+        _one_of(*IMAGE_SOURCES),
+        "When the image is missing: pull it, build it from the chromadb wheel "
+        "on PyPI, auto (pull, else build), or ship it from the control machine.",
+    ),
+    Setting(
+        "chroma_image_build_dir",
+        "/var/cache/chroma-deploy/image-build",
+        _absolute_path,
+        "Where a local image build keeps its rootfs and wheels on the host.",
+    ),
+    # How it is reached.
+    Setting("chroma_port", 8000, _port, "Host port Chroma is published on.", required=True),
+    Setting(
+        "chroma_bind_address",
+        "127.0.0.1",
+        _ip_address,
+        "Host address the port is published on; loopback unless you mean it.",
+        required=True,
+    ),
+    Setting(
+        "chroma_restart_policy",
+        "unless-stopped",
+        _one_of(*RESTART_POLICIES),
+        "Compose restart policy of the chroma service.",
+    ),
+    Setting(
+        "chroma_wait_timeout",
+        120,
+        _seconds,
+        "Seconds `docker compose up --wait` may take to reach healthy.",
+    ),
+    # Who owns the data.
+    Setting(
+        "chroma_owner",
+        None,
+        _account,
+        "Owner of the project and data dirs, and the uid Chroma runs as "
+        "(name or numeric id; unset: the connecting user).",
+        required=True,
+    ),
+    Setting(
+        "chroma_group",
+        None,
+        _account,
+        "Group of the project and data dirs (name or numeric id; unset: the "
+        "owner's primary group).",
+        required=True,
+    ),
+    Setting("chroma_dir_mode", "0750", _mode, "Mode of the project dir."),
+    Setting("chroma_data_dir_mode", "0750", _mode, "Mode of each data dir."),
+    Setting(
+        "chroma_data_dir",
+        "chroma_data",
+        _plain_name,
+        "Dir (in the project dir) bind-mounted at the server's persist path.",
+    ),
+    Setting(
+        "chroma_fallback_dir",
+        "chroma_db",
+        _plain_name,
+        "Dir for the application's fallback PersistentClient.",
+    ),
+    Setting("chroma_logs_dir", "logs", _plain_name, "Dir for logs."),
+    Setting(
+        "chroma_manage_gitignore",
+        True,
+        _bool,
+        "Add .gitignore lines that keep the data dirs but not their contents.",
+    ),
+    # The optional application service (the seed's knowledge-base-agent).
+    Setting("chroma_app_enabled", False, _bool, "Run the application service too."),
+    Setting(
+        "chroma_app_image",
+        None,
+        _optional_image,
+        "Image of the application service (required when it is enabled).",
+    ),
+    Setting(
+        "chroma_app_name",
+        "knowledge-base-agent",
+        _compose_project,
+        "Compose service name of the application.",
+    ),
+    # The engine.
+    Setting(
+        "chroma_install_docker",
+        True,
+        _bool,
+        "Install Docker Engine and the Compose v2 plugin when missing.",
+    ),
+    # Data safety.
+    Setting(
+        "chroma_legacy_volumes",
+        ("chroma_data",),
+        _volume_names,
+        "Named volumes (any compose project prefix) that may hold data from a "
+        "setup before bind mounts.",
+    ),
+)
+
+SETTINGS_BY_KEY = {setting.key: setting for setting in SETTINGS}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The validated configuration of one host. Attribute names are the keys without prefix."""
+
+    project_dir: str
+    compose_project: str
+    version: str
+    image: str
+    image_source: str
+    image_build_dir: str
+    port: int
+    bind_address: str
+    restart_policy: str
+    wait_timeout: int
+    owner: str | None
+    group: str | None
+    dir_mode: str
+    data_dir_mode: str
+    data_dir: str
+    fallback_dir: str
+    logs_dir: str
+    manage_gitignore: bool
+    app_enabled: bool
+    app_image: str | None
+    app_name: str
+    install_docker: bool
+    legacy_volumes: tuple[str, ...] = field(default=("chroma_data",))
+
+    @property
+    def image_ref(self) -> str:
+        return f"{self.image}:{self.version}"
+
+    @property
+    def compose_path(self) -> str:
+        return f"{self.project_dir}/docker-compose.yml"
+
+    @property
+    def data_dirs(self) -> tuple[str, ...]:
+        """Names of the dirs under the project dir, in the order they are declared."""
+        return (self.data_dir, self.fallback_dir, self.logs_dir)
+
+    def path(self, name: str) -> str:
+        return f"{self.project_dir}/{name}"
+
+
+def load_settings(data: Any) -> Settings:
+    """Validate every ``chroma_*`` key of a host's data and return the settings.
+
+    ``data`` is ``host.data`` (or any mapping). Keys with another prefix belong
+    to pyinfra or the user and are ignored; an unknown ``chroma_`` key is an
+    error, because a typo would otherwise silently fall back to a default.
+    """
+    keys = [key for key in _keys(data) if key.startswith(PREFIX)]
+    for key in keys:
+        if key not in SETTINGS_BY_KEY:
+            close = difflib.get_close_matches(key, SETTINGS_BY_KEY, n=1)
+            hint = f"; did you mean {close[0]}?" if close else ""
+            raise SettingsError(f"unknown data key {key}{hint} (see the README's table of keys)")
+
+    values: dict[str, Any] = {}
+    for setting in SETTINGS:
+        raw = _get(data, setting.key, setting.default)
+        try:
+            values[setting.key.removeprefix(PREFIX)] = setting.check(raw)
+        except ValueError as allowed:
+            raise SettingsError(f"{setting.key}={raw!r} is not allowed: use {allowed}") from None
+
+    settings = Settings(**values)
+    _check_together(settings)
+    return settings
+
+
+def _check_together(settings: Settings) -> None:
+    """Rules that involve more than one key."""
+    if len(set(settings.data_dirs)) != len(settings.data_dirs):
+        raise SettingsError(
+            "chroma_data_dir, chroma_fallback_dir and chroma_logs_dir must be three different names"
+        )
+    if settings.app_enabled and not settings.app_image:
+        raise SettingsError(
+            "chroma_app_enabled=True needs chroma_app_image: the image of the application service"
+        )
+    if settings.app_name == "chroma":
+        raise SettingsError("chroma_app_name='chroma' is not allowed: the Chroma service uses it")
+
+
+def _keys(data: Mapping[str, Any]) -> list[str]:
+    # pyinfra's HostData is not a Mapping; its dict() gives every layer merged.
+    if hasattr(data, "dict"):
+        return list(data.dict())
+    return list(data)
+
+
+def _get(data: Mapping[str, Any], key: str, default: Any) -> Any:
+    value = data.get(key, default) if hasattr(data, "get") else default
+    return default if value is None and default is not None else value

@@ -1,0 +1,117 @@
+"""The compose file and the running stack.
+
+pyinfra's stock ``docker.compose`` runs ``up`` on every deploy. Here ``up``
+runs only when the file changed or the facts show the stack is not what the
+file declares, so a converged host reports no change and is not restarted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shlex
+from io import StringIO
+
+from pyinfra import host
+from pyinfra.api import FileUploadCommand, operation
+
+from facts.compose import ComposeStack
+from facts.project import ProjectFiles
+
+COMPOSE_FILE = "docker-compose.yml"
+
+
+def compose_command(project_dir: str, *args: str) -> str:
+    """``docker compose`` on the project's file, from any working dir."""
+    directory = shlex.quote(project_dir)
+    return " ".join(
+        [
+            "docker",
+            "compose",
+            "--project-directory",
+            directory,
+            "-f",
+            f"{directory}/{COMPOSE_FILE}",
+            *list(args),
+        ]
+    )
+
+
+@operation()
+def compose_file(project_dir: str, content: str, uid: int, gid: int):
+    """Put the rendered compose file in place, only after compose accepts it.
+
+    The new file is uploaded beside the live one and checked with
+    ``docker compose config``; a file compose rejects is removed and the live
+    file stays as it was.
+
+    + project_dir: the project dir
+    + content: the rendered file
+    + uid, gid: numeric owner and group of the file
+    """
+    files = host.get_fact(ProjectFiles, project_dir=project_dir)
+    wanted = hashlib.sha256(content.encode()).hexdigest()
+    if files["compose"] and files["compose"]["sha256"] == wanted:
+        host.noop(f"{project_dir}/{COMPOSE_FILE} is as rendered ({wanted[:12]})")
+        return
+
+    live = f"{project_dir}/{COMPOSE_FILE}"
+    candidate = f"{live}.chroma-deploy.new"
+    quoted = shlex.quote(candidate)
+    yield FileUploadCommand(StringIO(content), candidate)
+    yield (
+        f"docker compose --project-directory {shlex.quote(project_dir)} -f {quoted} config --quiet"
+        f" || {{ rm -f {quoted}; echo 'the rendered compose file was rejected by docker compose;"
+        f" {live} was left as it was' >&2; exit 1; }}"
+    )
+    yield f"chown {uid}:{gid} {quoted} && chmod 640 {quoted}"
+    yield f"mv -f {quoted} {shlex.quote(live)}"
+
+
+def stack_problems(stack: dict) -> list[str]:
+    """Why the running stack does not match the compose file; empty when it does."""
+    if not stack["docker"]:
+        return ["Docker Engine does not answer"]
+    if stack["config_error"]:
+        return [f"the compose file is invalid: {stack['config_error']}"]
+    problems = []
+    by_service: dict[str, list[dict]] = {}
+    for container in stack["containers"]:
+        by_service.setdefault(container["service"], []).append(container)
+    for service, declared_hash in sorted(stack["declared_hashes"].items()):
+        containers = by_service.pop(service, [])
+        if not containers:
+            problems.append(f"{service}: no container")
+            continue
+        for container in containers:
+            name = container["name"]
+            if container["state"] != "running":
+                problems.append(f"{name}: {container['state']}")
+            elif container["health"] not in (None, "healthy"):
+                problems.append(f"{name}: {container['health']}")
+            if container["config_hash"] != declared_hash:
+                problems.append(f"{name}: created from another config than the compose file")
+    for service in sorted(by_service):
+        problems.append(f"{service}: container of a service the compose file no longer declares")
+    return problems
+
+
+@operation()
+def stack_up(project_dir: str, project_name: str, wait_timeout: int, file_changed: bool = False):
+    """Bring the stack up (``up -d --wait``) only when needed.
+
+    + project_dir: the project dir
+    + project_name: the compose project name written in the file
+    + wait_timeout: seconds to wait for healthy
+    + file_changed: the compose file is being replaced in this run
+    """
+    stack = host.get_fact(ComposeStack, project_dir=project_dir, project_name=project_name)
+    problems = stack_problems(stack)
+    if not problems and not file_changed:
+        services = ", ".join(sorted(stack["declared_hashes"]))
+        host.noop(f"stack {project_name} ({services}) is running, healthy and matches the file")
+        return
+
+    args = ["up", "--detach", "--wait", "--wait-timeout", str(wait_timeout), "--remove-orphans"]
+    if any(container["health"] == "unhealthy" for container in stack["containers"]):
+        args.append("--force-recreate")
+    yield compose_command(project_dir, *args)

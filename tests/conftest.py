@@ -1,0 +1,141 @@
+"""Shared test helpers: run the real deploy, read real facts, talk to real Chroma."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PYINFRA = str(Path(sys.executable).with_name("pyinfra"))
+
+sys.path.insert(0, str(ROOT))
+
+
+@dataclass
+class DeployRun:
+    """What one `pyinfra --json @local deploy.py` run returned."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def result(self) -> dict[str, Any]:
+        return json.loads(self.stdout)["results"]
+
+    @property
+    def changed_operations(self) -> list[str]:
+        """Names of the operations pyinfra itself counts as changed."""
+        return [op["name"] for op in self.result["operations"] if op["success"]]
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+
+def run_deploy(data: dict[str, Any], *extra: str, env: dict[str, str] | None = None) -> DeployRun:
+    """Run the real CLI as a user would, with --json so the result is pyinfra's own."""
+    args = [PYINFRA, "-y", "--json", "@local", "deploy.py"]
+    for key, value in data.items():
+        args += ["--data", f"{key}={value}"]
+    args += list(extra)
+    completed = subprocess.run(
+        args, cwd=ROOT, capture_output=True, text=True, timeout=900, env=env or os.environ.copy()
+    )
+    return DeployRun(completed.returncode, completed.stdout, completed.stderr)
+
+
+def converge(data: dict[str, Any]) -> DeployRun:
+    """Deploy, then deploy again and assert the second run changed nothing."""
+    first = run_deploy(data)
+    assert first.returncode == 0, first.output
+    assert first.result["failed_hosts"] == []
+    second = run_deploy(data)
+    assert second.returncode == 0, second.output
+    assert second.changed_operations == [], second.output
+    assert second.result["totals"]["success"] == 0
+    return first
+
+
+def read_fact(fact_cls: type, **kwargs: Any) -> Any:
+    """Run a fact's own command on this machine and process its output with the fact."""
+    fact = fact_cls()
+    command = str(fact.command(**kwargs))
+    completed = subprocess.run(
+        ["sh", "-c", command], capture_output=True, text=True, timeout=120, check=True
+    )
+    return fact.process(completed.stdout.splitlines())
+
+
+def sh(command: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["bash", "-c", command], capture_output=True, text=True, timeout=300, check=check
+    )
+
+
+def stat(path: Path) -> tuple[int, int, str]:
+    """uid, gid and octal mode, read with stat(1), independently of the facts."""
+    uid, gid, mode = sh(f"stat -c '%u %g %a' '{path}'").stdout.split()
+    return int(uid), int(gid), mode
+
+
+def compose_down(project_dir: Path) -> None:
+    sh(f"cd '{project_dir}' && docker compose down --timeout 5")
+
+
+@pytest.fixture
+def project(tmp_path_factory: pytest.TempPathFactory):
+    """A fresh project dir and compose project name, torn down afterwards.
+
+    Teardown stops the stack; the data dirs are left to pytest's tmp cleanup.
+    """
+    name = f"cdtest{uuid.uuid4().hex[:8]}"
+    base = tmp_path_factory.mktemp(name)
+    project_dir = base / "stack"
+    yield project_dir, name
+    if (project_dir / "docker-compose.yml").exists():
+        sh(f"cd '{project_dir}' && docker compose down --timeout 5", check=False)
+    sh(
+        f"docker rm -f $(docker ps -aq --filter label=com.docker.compose.project={name}) "
+        "2>/dev/null || true",
+        check=False,
+    )
+    shutil.rmtree(base, ignore_errors=True)
+
+
+_next_port = [18100 + (os.getpid() % 200) * 4]
+
+
+def free_port() -> int:
+    import socket
+
+    while True:
+        _next_port[0] += 1
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", _next_port[0])) != 0:
+                return _next_port[0]
+
+
+def base_data(project_dir: Path, name: str, **extra: Any) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "chroma_project_dir": str(project_dir),
+        "chroma_compose_project": name,
+        "chroma_port": free_port(),
+    }
+    data.update(extra)
+    return data
+
+
+def chroma_client(port: int):
+    import chromadb
+
+    return chromadb.HttpClient(host="127.0.0.1", port=port)

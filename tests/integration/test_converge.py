@@ -1,0 +1,155 @@
+"""A fresh converge on real Docker with a real Chroma server, and its second run."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+from conftest import base_data, converge, run_deploy, sh, stat
+
+from operations.project import gitignore_lines
+
+pytestmark = [pytest.mark.docker, pytest.mark.slow]
+
+DATA_DIRS = ("chroma_data", "chroma_db", "logs")
+
+
+def test_fresh_converge_is_healthy_and_second_run_changes_nothing(project):
+    project_dir, name = project
+    data = base_data(project_dir, name)
+    first = converge(data)
+    assert f"Stack {name} up and healthy" in first.changed_operations
+
+    # Every declared dir and file, checked with stat/cat, not with our facts.
+    assert stat(project_dir) == (0, 0, "750")
+    for directory in DATA_DIRS:
+        assert stat(project_dir / directory) == (0, 0, "750")
+        gitkeep = project_dir / directory / ".gitkeep"
+        assert gitkeep.is_file() and gitkeep.stat().st_size == 0
+    gitignore = (project_dir / ".gitignore").read_text().splitlines()
+    assert gitignore == gitignore_lines(DATA_DIRS)
+
+    compose = yaml.safe_load((project_dir / "docker-compose.yml").read_text())
+    assert compose["name"] == name
+    chroma = compose["services"]["chroma"]
+    assert chroma["image"] == "chromadb/chroma:1.5.9"
+    assert chroma["ports"] == [f"127.0.0.1:{data['chroma_port']}:8000"]
+    assert chroma["volumes"][0]["source"] == "./chroma_data"
+    assert chroma["volumes"][0]["target"] == "/data"
+
+    state = sh(f"docker inspect --format '{{{{.State.Health.Status}}}}' {name}-chroma-1")
+    assert state.stdout.strip() == "healthy"
+    answer = httpx.get(f"http://127.0.0.1:{data['chroma_port']}/api/v2/heartbeat", timeout=5)
+    assert answer.status_code == 200 and "nanosecond heartbeat" in answer.json()
+    # Chroma really writes into the bind-mounted dir on the host.
+    assert (project_dir / "chroma_data" / "chroma.sqlite3").is_file()
+
+
+def test_edited_compose_file_is_replaced_and_stack_recreated(project):
+    project_dir, name = project
+    data = base_data(project_dir, name)
+    converge(data)
+    compose_path = project_dir / "docker-compose.yml"
+    rendered = compose_path.read_text()
+    compose_path.write_text(rendered.replace("retries: 12", "retries: 3"))
+    sh(f"cd '{project_dir}' && docker compose up -d --wait")  # stack now runs the edit
+
+    repaired = converge(data)
+    assert f"{compose_path} from templates/docker-compose.yml.j2" in repaired.changed_operations
+    assert f"Stack {name} up and healthy" in repaired.changed_operations
+    assert compose_path.read_text() == rendered
+
+
+def test_stopped_container_is_started_again(project):
+    project_dir, name = project
+    data = base_data(project_dir, name)
+    converge(data)
+    sh(f"docker stop {name}-chroma-1")
+    repaired = converge(data)
+    assert repaired.changed_operations == [f"Stack {name} up and healthy"]
+
+
+def test_user_gitignore_lines_are_kept_and_git_sees_only_gitkeep(project):
+    project_dir, name = project
+    project_dir.mkdir(parents=True)
+    own = ["# my project", "*.pyc", "notes/chroma_data/*", "chroma_data/* # not literal"]
+    (project_dir / ".gitignore").write_text("\n".join(own))  # no newline at the end
+    sh(
+        f"cd '{project_dir}' && git init -q . "
+        "&& git config user.email t@example.invalid && git config user.name t"
+    )
+    data = base_data(project_dir, name)
+    converge(data)
+
+    lines = (project_dir / ".gitignore").read_text().splitlines()
+    assert lines[: len(own)] == own
+    assert lines[len(own) :] == gitignore_lines(DATA_DIRS)
+    assert len(lines) == len(set(lines))
+
+    (project_dir / "chroma_db" / "fallback.sqlite3").write_text("x")
+    (project_dir / "logs" / "app.log").write_text("x")
+    status = sh(f"cd '{project_dir}' && git status --porcelain --untracked-files=all").stdout
+    untracked = sorted(line[3:] for line in status.splitlines())
+    assert untracked == [
+        ".gitignore",
+        "chroma_data/.gitkeep",
+        "chroma_db/.gitkeep",
+        "docker-compose.yml",
+        "logs/.gitkeep",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("owner", "group"),
+    [("chromatest", None), (4242, 4343)],
+    ids=["non-root account", "numeric ids without account"],
+)
+def test_owner_runs_the_container_and_owns_what_it_writes(project, owner, group):
+    project_dir, name = project
+    sh("id chromatest >/dev/null 2>&1 || useradd --system --user-group chromatest")
+    data = base_data(project_dir, name, chroma_owner=owner)
+    if group is not None:
+        data["chroma_group"] = group
+    converge(data)
+
+    uid = int(sh("id -u chromatest").stdout) if owner == "chromatest" else owner
+    gid = int(sh("id -g chromatest").stdout) if owner == "chromatest" else group
+    for path in [project_dir, *(project_dir / d for d in DATA_DIRS)]:
+        assert stat(path)[:2] == (uid, gid)
+    sqlite = project_dir / "chroma_data" / "chroma.sqlite3"
+    assert sqlite.is_file()
+    assert (sqlite.stat().st_uid, sqlite.stat().st_gid) == (uid, gid)
+    user = sh(f"docker inspect --format '{{{{.Config.User}}}}' {name}-chroma-1").stdout.strip()
+    assert user == f"{uid}:{gid}"
+
+
+def test_docker_absent_with_install_off_is_a_clear_error(project, tmp_path):
+    project_dir, name = project
+    # Hide every docker binary in a private mount namespace: the engine stays up
+    # for the other tests, but this run sees a host without Docker.
+    data = base_data(project_dir, name, chroma_install_docker=False)
+    args = " ".join(f"--data {key}={value}" for key, value in data.items())
+    script = (
+        "mount --bind /dev/null /usr/bin/docker && "
+        "mount --bind /dev/null /usr/local/bin/docker && "
+        f"cd '{Path(__file__).parents[2]}' && "
+        f"'{os.environ.get('VIRTUAL_ENV', '.venv')}/bin/pyinfra' -y @local deploy.py {args}"
+    )
+    result = sh(f'unshare -m bash -c "{script}"', check=False)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "Docker Engine is not installed" in output
+    assert "chroma_install_docker" in output
+    assert "Traceback" not in output
+    assert not project_dir.exists()
+
+
+def test_seed_layout_is_rejected_before_anything_changes(project):
+    project_dir, name = project
+    result = run_deploy(base_data(project_dir, name, chroma_prot=8000))
+    assert result.returncode != 0
+    assert "unknown data key chroma_prot; did you mean chroma_port?" in result.output
+    assert not project_dir.exists()
