@@ -102,9 +102,10 @@ def _account(value: Any) -> str | None:
 
 def _mode(value: Any) -> str:
     if isinstance(value, int) and not isinstance(value, bool):
-        value = f"{value:o}" if value > 0o777 // 8 else str(value)
+        # pyinfra's --data turns "0750" into the int 750: read ints as written.
+        value = str(value)
     if not isinstance(value, str) or not _MODE.match(value):
-        raise ValueError("an octal mode such as 0750")
+        raise ValueError("an octal mode written as a string, such as '0750'")
     mode = int(value, 8)
     if mode & 0o007:
         raise ValueError("a mode that gives others nothing (data is private), such as 0750")
