@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 
 import httpx
@@ -15,13 +16,18 @@ pytestmark = [pytest.mark.docker, pytest.mark.slow]
 DIMENSIONS = 8
 
 
+def _embedding(index: int) -> list[float]:
+    """Distinct vectors, so nearest neighbours have one order only."""
+    return [math.sin(index * 1.37 + d * 0.71) for d in range(DIMENSIONS)]
+
+
 def _add_documents(port: int, count: int, collection: str = "persistence") -> list[str]:
     client = chroma_client(port)
     target = client.get_or_create_collection(collection, embedding_function=None)
     ids = [f"doc-{index:04d}" for index in range(count)]
     target.add(
         ids=ids,
-        embeddings=[[float((index * 7 + d) % 13) for d in range(DIMENSIONS)] for index in range(count)],
+        embeddings=[_embedding(index) for index in range(count)],
         documents=[f"document number {index}" for index in range(count)],
         metadatas=[{"index": index, "parity": index % 2} for index in range(count)],
     )
@@ -30,7 +36,7 @@ def _add_documents(port: int, count: int, collection: str = "persistence") -> li
 
 def _query_ids(port: int, collection: str = "persistence") -> list[str]:
     target = chroma_client(port).get_collection(collection, embedding_function=None)
-    found = target.query(query_embeddings=[[1.0] * DIMENSIONS], n_results=10)
+    found = target.query(query_embeddings=[_embedding(1000)], n_results=10)
     return found["ids"][0]
 
 
