@@ -1,0 +1,28 @@
+"""Print the README's table of data keys from SETTINGS: `python -m operations.settings_table`.
+
+A test checks that README.md contains exactly this table, so the docs
+cannot fall behind the code.
+"""
+
+from __future__ import annotations
+
+from operations.settings import SETTINGS
+
+
+def _default(value: object) -> str:
+    if isinstance(value, tuple):
+        return "`" + ", ".join(value) + "`"
+    return f"`{value}`"
+
+
+def settings_table() -> str:
+    rows = ["| key | default | core | meaning |", "| --- | --- | --- | --- |"]
+    for setting in SETTINGS:
+        default = "unset" if setting.default is None else _default(setting.default)
+        required = "yes" if setting.required else ""
+        rows.append(f"| `{setting.key}` | {default} | {required} | {setting.help} |")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    print(settings_table())

@@ -1,0 +1,78 @@
+"""Every operation against recorded facts, as pyinfra's own operation tests do.
+
+Each JSON under tests/fixtures/operations/<module>.<operation>/ gives the
+operation's arguments, the facts the host reports (by fact name), and the
+commands the operation must yield, or the no-op message when there is
+nothing to do. A converged case with no commands exists for every operation.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pyinfra.api import FileUploadCommand, StringCommand
+from pyinfra.context import ctx_host
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "operations"
+CASES = sorted(FIXTURES.glob("*/*.json"))
+
+
+class RecordedHost:
+    """Stands in for pyinfra's host: answers facts from the fixture, records no-ops."""
+
+    name = "fixture-host"
+
+    def __init__(self, facts: dict[str, Any]):
+        self.facts = facts
+        self.noops: list[str] = []
+
+    def get_fact(self, fact_cls: type, *args: Any, **kwargs: Any) -> Any:
+        module = fact_cls.__module__.removeprefix("pyinfra.facts.").removeprefix("facts.")
+        key = f"{module}.{fact_cls.__name__}"
+        if key not in self.facts:
+            raise AssertionError(f"the operation read {key}, which the fixture does not give")
+        return self.facts[key]
+
+    def noop(self, description: str) -> None:
+        self.noops.append(description)
+
+
+def describe(command: Any) -> str:
+    """A command as text; an upload shows its local file's name, or the content it sends."""
+    if isinstance(command, FileUploadCommand):
+        if isinstance(command.src, str):
+            return f"upload {Path(command.src).name} to {command.dest}"
+        return f"upload to {command.dest}:\n{command.src.getvalue()}"
+    assert isinstance(command, (str, StringCommand)), command
+    return str(command)
+
+
+def run_operation(case: Path) -> tuple[list[str], list[str], RecordedHost]:
+    fixture = json.loads(case.read_text())
+    module, name = case.parent.name.rsplit(".", 1)
+    operation = getattr(importlib.import_module(f"operations.{module}"), name)
+    host = RecordedHost(fixture["facts"])
+    with ctx_host.use(host):
+        commands = [describe(c) for c in operation.__wrapped__(**fixture["args"])]
+    return commands, host.noops, host
+
+
+@pytest.mark.parametrize("case", CASES, ids=[f"{c.parent.name}/{c.stem}" for c in CASES])
+def test_operation_yields_the_recorded_commands(case: Path):
+    fixture = json.loads(case.read_text())
+    commands, noops, _ = run_operation(case)
+    assert commands == fixture["commands"]
+    if not fixture["commands"]:
+        assert noops == [fixture["noop_description"]]
+
+
+def test_every_operation_has_a_converged_case():
+    operations = {case.parent.name for case in CASES}
+    converged = {
+        case.parent.name for case in CASES if json.loads(case.read_text())["commands"] == []
+    }
+    assert operations == converged

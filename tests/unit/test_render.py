@@ -1,0 +1,77 @@
+"""The compose file rendered from the template, per version line."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from operations.render import render_compose
+from operations.settings import load_settings
+from operations.versions import version_line
+
+
+def _render(**data):
+    settings = load_settings({"chroma_project_dir": "/srv/chroma", **data})
+    return yaml.safe_load(render_compose(settings, 1000, 1001))
+
+
+@pytest.mark.parametrize(
+    ("version", "target", "heartbeat"),
+    [
+        ("1.5.9", "/data", "/api/v2/heartbeat"),
+        ("1.0.0", "/data", "/api/v2/heartbeat"),
+        ("0.6.3", "/chroma/chroma", "/api/v2/heartbeat"),
+        ("0.5.16", "/chroma/chroma", "/api/v2/heartbeat"),
+        ("0.5.15", "/chroma/chroma", "/api/v1/heartbeat"),
+        ("0.4.24", "/chroma/chroma", "/api/v1/heartbeat"),
+    ],
+)
+def test_mount_target_and_healthcheck_follow_the_version_line(version, target, heartbeat):
+    chroma = _render(chroma_version=version)["services"]["chroma"]
+    assert chroma["image"] == f"chromadb/chroma:{version}"
+    assert chroma["volumes"][0] == {
+        "type": "bind", "source": "./chroma_data", "target": target,
+        "bind": {"create_host_path": False},
+    }  # fmt: skip
+    assert heartbeat in " ".join(chroma["healthcheck"]["test"])
+    persist_env = {"/data": "CHROMA_PERSIST_PATH", "/chroma/chroma": "PERSIST_DIRECTORY"}[target]
+    assert chroma["environment"][persist_env] == target
+    assert chroma["user"] == "1000:1001"
+
+
+def test_1x_healthcheck_needs_only_bash():
+    test = _render(chroma_version="1.5.9")["services"]["chroma"]["healthcheck"]["test"]
+    assert test[:3] == ["CMD", "/bin/bash", "-c"]
+    assert not any(tool in test[3] for tool in ("curl", "wget", "python"))
+
+
+def test_0x_mounts_a_log_file_from_the_logs_dir():
+    volumes = _render(chroma_version="0.6.3")["services"]["chroma"]["volumes"]
+    assert volumes[1]["source"] == "./logs/chroma.log"
+    assert volumes[1]["target"] == version_line("0.6.3").log_file
+
+
+def test_port_is_loopback_by_default_and_ipv6_is_bracketed():
+    assert _render()["services"]["chroma"]["ports"] == ["127.0.0.1:8000:8000"]
+    ipv6 = _render(chroma_bind_address="::1", chroma_port=9000)["services"]["chroma"]["ports"]
+    assert ipv6 == ["[::1]:9000:8000"]
+
+
+def test_app_service_is_off_by_default_and_points_at_chroma_when_on():
+    assert list(_render()["services"]) == ["chroma"]
+    app = _render(chroma_app_enabled=True, chroma_app_image="registry.example/kb:1.2")
+    agent = app["services"]["knowledge-base-agent"]
+    assert agent["environment"]["CHROMA_URL"] == "http://chroma:8000"
+    assert agent["environment"]["CHROMA_PERSIST_DIRECTORY"] == "/app/chroma_db"
+    assert [v["source"] for v in agent["volumes"]] == ["./chroma_db", "./logs"]
+    assert agent["depends_on"] == {"chroma": {"condition": "service_healthy"}}
+
+
+def test_hostile_values_cannot_add_keys_or_interpolate():
+    # Validation refuses these; the template must hold even if a value got through.
+    from operations.render import yaml_quote
+
+    for value in ['a"\nevil: 1', "x: y", "${HOME}", "'quoted'", "a\\nb"]:
+        parsed = yaml.safe_load(f"key: {yaml_quote(value)}")
+        assert list(parsed) == ["key"]
+        assert parsed["key"] == value.replace("$", "$$")

@@ -1,0 +1,74 @@
+"""The data keys: defaults, validation, and the README table that documents them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from operations.settings import SETTINGS, SettingsError, load_settings
+from operations.settings_table import settings_table
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def test_defaults_validate_and_core_keys_are_defined():
+    settings = load_settings({})
+    assert settings.project_dir == "/srv/chroma"
+    assert settings.bind_address == "127.0.0.1"
+    assert settings.port == 8000
+    core = {s.key for s in SETTINGS if s.required}
+    assert core == {
+        "chroma_project_dir", "chroma_compose_project", "chroma_version", "chroma_port",
+        "chroma_bind_address", "chroma_owner", "chroma_group",
+    }  # fmt: skip
+
+
+def test_every_key_shares_the_prefix_and_is_unique():
+    keys = [s.key for s in SETTINGS]
+    assert all(key.startswith("chroma_") for key in keys)
+    assert len(keys) == len(set(keys))
+
+
+def test_readme_table_is_the_one_generated_from_settings():
+    assert settings_table() in README.read_text()
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        ({"chroma_port": "8001"}, ("port", 8001)),
+        ({"chroma_data_dir_mode": 700}, ("data_dir_mode", "700")),  # pyinfra's --data 0700
+        ({"chroma_data_dir_mode": "0700"}, ("data_dir_mode", "700")),
+        ({"chroma_owner": 1000}, ("owner", "1000")),
+        ({"chroma_project_dir": "/srv//chroma/"}, ("project_dir", "/srv/chroma")),
+        ({"chroma_bind_address": "::1"}, ("bind_address", "::1")),
+        ({"chroma_legacy_volumes": "a,b"}, ("legacy_volumes", ("a", "b"))),
+        ({"chroma_install_docker": "false"}, ("install_docker", False)),
+    ],
+)
+def test_values_are_normalised(data, expected):
+    attribute, value = expected
+    assert getattr(load_settings(data), attribute) == value
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"chroma_data_dir_mode": 0o750}, "chroma_data_dir_mode=488 is not allowed"),
+        ({"chroma_dir_mode": "0755"}, "gives others nothing"),
+        ({"chroma_project_dir": "/srv/../etc"}, "without '..'"),
+        ({"chroma_project_dir": "/usr/"}, "not the system dir /usr"),
+        ({"chroma_fallback_dir": "chroma_data"}, "must be three different names"),
+        ({"chroma_app_name": "chroma"}, "the Chroma service uses it"),
+        ({"chroma_app_enabled": True, "chroma_app_image": "app:latest"}, "never 'latest'"),
+        ({"chroma_wait_timeout": 5}, "from 10 to 3600"),
+        ({"chroma_install_docker": "maybe"}, "true or false"),
+        ({"chroma_verison": "1.5.9"}, "did you mean chroma_version?"),
+    ],
+)
+def test_bad_values_name_the_key_and_what_is_allowed(data, message):
+    with pytest.raises(SettingsError, match=None) as error:
+        load_settings(data)
+    assert message in str(error.value)
+    assert "\n" not in str(error.value)
