@@ -10,6 +10,8 @@ if ! python3 -m venv --help >/dev/null 2>&1 || ! python3 -c 'import ensurepip' 2
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv python3-pip
 fi
 python3 -m venv .venv
-.venv/bin/python -m pip install --quiet --disable-pip-version-check -r requirements.lock
+# The machine's pip config may name local indexes that do not exist: hide that noise.
+.venv/bin/python -m pip install --quiet --disable-pip-version-check -r requirements.lock 2>&1 \
+  | { grep -v "^WARNING: Location 'file:" || true; }
 echo "$lock_sum" > .venv/.lock-sum
 echo "bootstrap: .venv ready ($(.venv/bin/pyinfra --version))"

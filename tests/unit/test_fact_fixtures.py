@@ -45,8 +45,6 @@ def test_every_fact_has_a_present_and_an_absent_case():
     }  # fmt: skip
     for name in facts:
         values = [
-            json.loads(case.read_text()).get("fact")
-            for case in CASES
-            if case.parent.name == name
+            json.loads(case.read_text()).get("fact") for case in CASES if case.parent.name == name
         ]
         assert len(values) >= 2, name
