@@ -7,13 +7,12 @@ the stack up only when something differs. A second run changes nothing.
 """
 
 from operations import engine, image, preflight, project, stack
-from operations.render import render_compose
-from operations.versions import version_line
+from operations.declared import Declared
 
 settings = preflight.settings_for_host()
 owner = preflight.resolve_owner(settings)
 preflight.require_docker(settings)
-line = version_line(settings.version)
+declared = Declared(settings, owner.uid, owner.gid)
 
 if settings.install_docker:
     engine.docker_engine(name="Docker Engine and Compose v2")
@@ -30,35 +29,35 @@ project.directories(
     name=f"Project dir {settings.project_dir} and data dirs",
     project_dir=settings.project_dir,
     data_dirs=settings.data_dirs,
-    uid=owner.uid,
-    gid=owner.gid,
+    uid=declared.uid,
+    gid=declared.gid,
     dir_mode=settings.dir_mode,
     data_dir_mode=settings.data_dir_mode,
 )
 
-if line.log_file:
+if declared.log_file:
     project.empty_file(
         name="Log file mounted into the 0.x server",
-        path=settings.path(f"{settings.logs_dir}/chroma.log"),
-        uid=owner.uid,
-        gid=owner.gid,
+        path=declared.log_file,
+        uid=declared.uid,
+        gid=declared.gid,
     )
 
-if settings.manage_gitignore:
+if declared.gitignore_lines:
     project.gitignore(
         name=".gitignore lines for the data dirs",
         project_dir=settings.project_dir,
-        lines=project.gitignore_lines(settings.data_dirs),
-        uid=owner.uid,
-        gid=owner.gid,
+        lines=declared.gitignore_lines,
+        uid=declared.uid,
+        gid=declared.gid,
     )
 
 compose = stack.compose_file(
     name=f"{settings.compose_path} from templates/docker-compose.yml.j2",
     project_dir=settings.project_dir,
-    content=render_compose(settings, owner.uid, owner.gid),
-    uid=owner.uid,
-    gid=owner.gid,
+    content=declared.compose_content,
+    uid=declared.uid,
+    gid=declared.gid,
 )
 
 stack.stack_up(
@@ -66,5 +65,6 @@ stack.stack_up(
     project_dir=settings.project_dir,
     project_name=settings.compose_project,
     wait_timeout=settings.wait_timeout,
+    image=settings.image_ref,
     file_changed=compose.will_change,
 )

@@ -81,18 +81,29 @@ class ComposeStack(FactBase[dict[str, Any]]):
     config_hash, mounts [{type, source, target, name}], ports [{container_port,
     host_ip, host_port}], env, user, restart_count``. ``docker`` False means the
     engine does not answer; ``declared_hashes`` is empty when the file is
-    missing or invalid (then ``config_error`` says why).
+    missing or invalid (then ``config_error`` says why). ``image_id`` is the id
+    the ``image`` argument names now (None: not asked, or no such image), so a
+    moved tag shows against each container's ``image_id``.
     """
 
     @staticmethod
     def default() -> dict[str, Any]:
         return {"docker": False, "file_exists": False, "config_error": None,
-                "declared_hashes": {}, "containers": []}  # fmt: skip
+                "declared_hashes": {}, "image_id": None, "containers": []}  # fmt: skip
 
     def command(
-        self, project_dir: str, project_name: str, compose_file: str = "docker-compose.yml"
+        self,
+        project_dir: str,
+        project_name: str,
+        compose_file: str = "docker-compose.yml",
+        image: str | None = None,
     ) -> str:
         path = q(f"{project_dir}/{compose_file}")
+        image_id = (
+            f"echo @@image_id; docker image inspect --format '{{{{.Id}}}}' {q(image)} 2>/dev/null; "
+            if image
+            else ""
+        )
         compose = f"docker compose --project-directory {q(project_dir)} -f {path}"
         return (
             "command -v docker >/dev/null 2>&1 || exit 0; "
@@ -100,7 +111,7 @@ class ComposeStack(FactBase[dict[str, Any]]):
             f"if test -f {path}; then echo @@file; "
             f"if out=$({compose} config --hash '*' 2>&1); then echo @@hashes; echo \"$out\"; "
             'else echo @@config_error; echo "$out" | head -n 3; fi; fi; '
-            f"echo @@containers; {_containers_command(project_name)}"
+            f"{image_id}echo @@containers; {_containers_command(project_name)}"
         )
 
     def process(self, output: list[str]) -> dict[str, Any]:
@@ -118,6 +129,7 @@ class ComposeStack(FactBase[dict[str, Any]]):
             "file_exists": "file" in found,
             "config_error": error,
             "declared_hashes": hashes,
+            "image_id": next((line.strip() for line in found.get("image_id", []) if line), None),
             "containers": _parse_containers(found.get("containers", []), "ComposeStack"),
         }
 

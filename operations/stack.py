@@ -67,7 +67,7 @@ def compose_file(project_dir: str, content: str, uid: int, gid: int):
     yield f"mv -f {quoted} {shlex.quote(live)}"
 
 
-def stack_problems(stack: dict) -> list[str]:
+def stack_problems(stack: dict, image: str | None = None) -> list[str]:
     """Why the running stack does not match the compose file; empty when it does."""
     if not stack["docker"]:
         return ["Docker Engine does not answer"]
@@ -90,28 +90,47 @@ def stack_problems(stack: dict) -> list[str]:
                 problems.append(f"{name}: {container['health']}")
             if container["config_hash"] != declared_hash:
                 problems.append(f"{name}: created from another config than the compose file")
+            if image and container["image"] == image and image_moved(stack, container):
+                problems.append(f"{name}: runs an image that {image} no longer names")
     for service in sorted(by_service):
         problems.append(f"{service}: container of a service the compose file no longer declares")
     return problems
 
 
+def image_moved(stack: dict, container: dict) -> bool:
+    """The tag the container was created from now names another image."""
+    return bool(stack["image_id"]) and container["image_id"] != stack["image_id"]
+
+
 @operation()
-def stack_up(project_dir: str, project_name: str, wait_timeout: int, file_changed: bool = False):
+def stack_up(
+    project_dir: str,
+    project_name: str,
+    wait_timeout: int,
+    image: str | None = None,
+    file_changed: bool = False,
+):
     """Bring the stack up (``up -d --wait``) only when needed.
 
     + project_dir: the project dir
     + project_name: the compose project name written in the file
     + wait_timeout: seconds to wait for healthy
+    + image: the chroma image reference, to notice a tag that moved
     + file_changed: the compose file is being replaced in this run
     """
-    stack = host.get_fact(ComposeStack, project_dir=project_dir, project_name=project_name)
-    problems = stack_problems(stack)
+    stack = host.get_fact(
+        ComposeStack, project_dir=project_dir, project_name=project_name, image=image
+    )
+    problems = stack_problems(stack, image)
     if not problems and not file_changed:
         services = ", ".join(sorted(stack["declared_hashes"]))
         host.noop(f"stack {project_name} ({services}) is running, healthy and matches the file")
         return
 
     args = ["up", "--detach", "--wait", "--wait-timeout", str(wait_timeout), "--remove-orphans"]
-    if any(container["health"] == "unhealthy" for container in stack["containers"]):
+    if any(
+        container["health"] == "unhealthy" or image_moved(stack, container)
+        for container in stack["containers"]
+    ):
         args.append("--force-recreate")
     yield compose_command(project_dir, *args)
