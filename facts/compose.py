@@ -11,9 +11,11 @@ from facts._shell import parse_error, q, sections
 
 
 def _containers_command(project_name: str) -> str:
+    """Inspect the project's containers; `@@docker` first when the engine answers."""
     label = q(f"label=com.docker.compose.project={project_name}")
     return (
-        f"ids=$(docker ps -aq --filter {label} 2>/dev/null); "
+        f"ids=$(docker ps -aq --filter {label} 2>/dev/null) && echo @@docker && echo yes; "
+        "echo @@containers; "
         "[ -n \"$ids\" ] && docker inspect $ids 2>/dev/null | tr -d '\\n'; echo"
     )
 
@@ -107,11 +109,10 @@ class ComposeStack(FactBase[dict[str, Any]]):
         compose = f"docker compose --project-directory {q(project_dir)} -f {path}"
         return (
             "command -v docker >/dev/null 2>&1 || exit 0; "
-            "echo @@docker; docker info --format '{{.ServerVersion}}' 2>/dev/null; "
             f"if test -f {path}; then echo @@file; "
             f"if out=$({compose} config --hash '*' 2>&1); then echo @@hashes; echo \"$out\"; "
             'else echo @@config_error; echo "$out" | head -n 3; fi; fi; '
-            f"{image_id}echo @@containers; {_containers_command(project_name)}"
+            f"{image_id}{_containers_command(project_name)}"
         )
 
     def process(self, output: list[str]) -> dict[str, Any]:
@@ -150,10 +151,7 @@ class ContainerMounts(FactBase[dict[str, Any] | None]):
 
     def command(self, project_name: str, service: str, persist_path: str) -> str:
         self.service, self.persist_path = service, persist_path
-        return (
-            "command -v docker >/dev/null 2>&1 || exit 0; "
-            f"echo @@containers; {_containers_command(project_name)}"
-        )
+        return f"command -v docker >/dev/null 2>&1 || exit 0; {_containers_command(project_name)}"
 
     def process(self, output: list[str]) -> dict[str, Any] | None:
         containers = _parse_containers(sections(output).get("containers", []), "ContainerMounts")

@@ -1,0 +1,243 @@
+"""Report every difference between hosts and what deploy.py declares. Read-only.
+
+    python drift.py INVENTORY [--data KEY=VALUE ...] [--limit HOST ...] [--json] [--no-color]
+
+INVENTORY is what pyinfra accepts: @local, inventory.py, host1,host2, @ssh/...
+Exit codes, like `terraform plan -detailed-exitcode`: 0 every host matches,
+2 at least one host drifted, 1 an error (bad input, a host unreachable, a
+fact that could not be read); an error wins over drift.
+
+It only reads facts (facts/), never runs an operation, pulls, builds or
+calls `docker compose up --dry-run`. The expectations are the ones deploy.py
+converges to: operations.declared.Declared built from the same settings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import gevent
+
+ROOT = Path(__file__).resolve().parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from pyinfra.api import Config, State  # noqa: E402
+from pyinfra.api.exceptions import ConnectError, PyinfraError  # noqa: E402
+from pyinfra.context import ctx_config, ctx_host, ctx_inventory, ctx_state  # noqa: E402
+
+from facts.chroma import ChromaHealth  # noqa: E402
+from facts.compose import ComposeStack  # noqa: E402
+from facts.datadirs import DataDirs  # noqa: E402
+from facts.project import ProjectFiles  # noqa: E402
+from facts.volumes import LegacyVolumes  # noqa: E402
+from operations import preflight  # noqa: E402
+from operations.compare import DriftItem, HostFacts, compare  # noqa: E402
+from operations.declared import Declared  # noqa: E402
+
+EXIT_OK, EXIT_ERROR, EXIT_DRIFT = 0, 1, 2
+
+
+@dataclass
+class HostReport:
+    """The result for one host: ok, drift or error."""
+
+    name: str
+    items: list[DriftItem] = field(default_factory=list)
+    error: str | None = None
+
+    @property
+    def status(self) -> str:
+        if self.error:
+            return "error"
+        return "drift" if self.items else "ok"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "status": self.status,
+            "error": self.error,
+            "items": [item.as_dict() for item in self.items],
+        }
+
+
+class UsageError(Exception):
+    """Bad command-line input: one line, exit 1."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # type: ignore[override]
+        raise UsageError(f"drift.py: {message} (see --help)")
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = _Parser(
+        prog="drift.py",
+        description="Report every difference between hosts and their declared state.",
+        epilog="exit codes: 0 no drift, 2 drift on at least one host, 1 error (wins over drift)",
+    )
+    parser.add_argument("inventory", help="@local, inventory.py, host1,host2 or @ssh/host")
+    parser.add_argument("--data", action="append", default=[], metavar="KEY=VALUE",
+                        help="override data, as pyinfra's --data")  # fmt: skip
+    parser.add_argument("--limit", action="append", default=[], metavar="HOST",
+                        help="check only these hosts (repeatable)")  # fmt: skip
+    parser.add_argument("--json", action="store_true", help="print one JSON document")
+    parser.add_argument("--no-color", action="store_true", help="plain text output")
+    return parser.parse_args(argv)
+
+
+def parse_data(pairs: list[str]) -> dict[str, Any]:
+    """``KEY=VALUE`` pairs, with values read as pyinfra's --data reads them."""
+    from pyinfra_cli.util import parse_cli_arg
+
+    data = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise UsageError(f"drift.py: --data {pair!r} is not allowed: use KEY=VALUE")
+        data[key] = parse_cli_arg(value)
+    return data
+
+
+def load_state(inventory_arg: str, data: dict[str, Any], limit: list[str]) -> State:
+    from pyinfra_cli.inventory import make_inventory
+
+    # pyinfra's inventory loading expects a state and config in context.
+    state = State(check_for_changes=False)
+    config = Config()
+    ctx_state.set(state)
+    ctx_config.set(config)
+    try:
+        inventory = make_inventory(inventory_arg, override_data=data, cwd=str(ROOT))
+    except Exception as error:  # pyinfra raises several types for a bad inventory
+        raise UsageError(
+            f"drift.py: inventory {inventory_arg!r} could not be read: {error}"
+        ) from None
+    names = {host.name for host in inventory}
+    unknown = [name for name in limit if name not in names]
+    if unknown:
+        raise UsageError(
+            f"drift.py: --limit {', '.join(unknown)} is not in the inventory: "
+            f"use one of {', '.join(sorted(names))}"
+        )
+    ctx_inventory.set(inventory)
+    initial_limit = [host for host in inventory if host.name in limit] if limit else None
+    state.init(inventory, config, initial_limit=initial_limit)
+    return state
+
+
+def check_host(host: Any) -> HostReport:
+    """Connect, read the facts, compare. Never raises: errors go into the report."""
+    report = HostReport(host.name)
+    try:
+        host.connect(show_errors=False, raise_exceptions=True)
+    except ConnectError as error:
+        report.error = f"cannot connect: {error}"
+        return report
+    try:
+        with ctx_host.use(host):
+            report.items = compare(*gather(host))
+    except PyinfraError as error:
+        report.error = str(error).removeprefix(f"{host.name}: ")
+    return report
+
+
+def gather(host: Any) -> tuple[Declared, HostFacts]:
+    """Read everything drift compares: one command per fact."""
+    settings = preflight.settings_for_host()
+    owner = preflight.resolve_owner(settings)
+    declared = Declared(settings, owner.uid, owner.gid)
+    paths = [settings.project_dir, *declared.data_dir_paths]
+    facts = HostFacts(
+        data_dirs=host.get_fact(DataDirs, paths=paths),
+        project_files=host.get_fact(ProjectFiles, project_dir=settings.project_dir),
+        stack=host.get_fact(
+            ComposeStack,
+            project_dir=settings.project_dir,
+            project_name=settings.compose_project,
+            image=settings.image_ref,
+        ),
+        health=host.get_fact(
+            ChromaHealth,
+            url=declared.url,
+            heartbeat_path=declared.line.heartbeat_path,
+            container=declared.chroma_container,
+        ),
+        legacy_volumes=host.get_fact(LegacyVolumes, names=list(settings.legacy_volumes)),
+    )
+    return declared, facts
+
+
+def check_all(state: State) -> list[HostReport]:
+    hosts = [host for host in state.inventory if state.is_host_in_limit(host)]
+    greenlets = [gevent.spawn(check_host, host) for host in hosts]
+    gevent.joinall(greenlets)
+    return [greenlet.get() for greenlet in greenlets]
+
+
+def exit_code(reports: list[HostReport]) -> int:
+    if any(report.status == "error" for report in reports):
+        return EXIT_ERROR
+    if any(report.status == "drift" for report in reports):
+        return EXIT_DRIFT
+    return EXIT_OK
+
+
+def render_text(reports: list[HostReport], color: bool) -> str:
+    def paint(text: str, code: str) -> str:
+        return f"\033[{code}m{text}\033[0m" if color else text
+
+    lines = []
+    for report in reports:
+        if report.status == "ok":
+            continue
+        if report.error:
+            lines.append(f"{paint(report.name, '1')}: {paint('error', '31')}: {report.error}")
+            continue
+        lines.append(f"{paint(report.name, '1')}: {len(report.items)} drift item(s)")
+        width = max(len(item.kind) for item in report.items)
+        for item in report.items:
+            change = f"{item.expected} -> {item.actual}"
+            lines.append(f"  {paint(item.kind.ljust(width), '33')}  {item.resource}: {change}")
+            if item.diff:
+                lines += ["    " + line for line in item.diff.rstrip("\n").splitlines()]
+    counts = {
+        status: sum(r.status == status for r in reports) for status in ("ok", "drift", "error")
+    }
+    lines.append(
+        f"{len(reports)} host(s): {counts['ok']} ok, {counts['drift']} drifted, "
+        f"{counts['error']} error(s)"
+    )
+    return "\n".join(lines)
+
+
+def render_json(reports: list[HostReport]) -> str:
+    document = {
+        "version": 1,
+        "exit_code": exit_code(reports),
+        "hosts": {report.name: report.as_dict() for report in reports},
+    }
+    return json.dumps(document, indent=2, sort_keys=True)
+
+
+def main(argv: list[str]) -> int:
+    try:
+        args = parse_args(argv)
+        state = load_state(args.inventory, parse_data(args.data), args.limit)
+    except UsageError as error:
+        print(error, file=sys.stderr)
+        return EXIT_ERROR
+    reports = check_all(state)
+    if args.json:
+        print(render_json(reports))
+    else:
+        print(render_text(reports, color=not args.no_color and sys.stdout.isatty()))
+    return exit_code(reports)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,199 @@
+"""Compare what a host has (facts) with what deploy.py declares, item by item.
+
+Pure functions over fact values, so every kind of drift has a unit test on
+recorded facts, and drift.py only gathers facts and prints. Expectations come
+from :class:`operations.declared.Declared`, the object deploy.py converges to.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from facts.compose import mounts_report
+from operations.declared import Declared
+from operations.stack import COMPOSE_FILE, image_moved
+
+KINDS = (
+    "missing", "owner", "group", "mode", "gitignore", "compose_file", "compose_invalid",
+    "container_missing", "container_state", "container_health", "container_config",
+    "image", "image_tag_moved", "mount", "port", "heartbeat", "legacy_volume",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class DriftItem:
+    """One difference: what kind, on which resource, expected against actual."""
+
+    kind: str
+    resource: str
+    expected: str
+    actual: str
+    diff: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        item = asdict(self)
+        if item["diff"] is None:
+            del item["diff"]
+        return item
+
+
+@dataclass(frozen=True)
+class HostFacts:
+    """The facts drift.py reads from one host."""
+
+    data_dirs: dict[str, Any]
+    project_files: dict[str, Any]
+    stack: dict[str, Any]
+    health: dict[str, Any]
+    legacy_volumes: list[dict[str, Any]]
+
+
+def _account(uid: int, name: str | None) -> str:
+    return f"{uid} ({name})" if name else str(uid)
+
+
+def compare_paths(declared: Declared, facts: HostFacts) -> list[DriftItem]:
+    """The project dir and data dirs: existence, owner, group, mode, .gitkeep."""
+    settings = declared.settings
+    wanted = [(settings.project_dir, settings.dir_mode)]
+    wanted += [(path, settings.data_dir_mode) for path in declared.data_dir_paths]
+    items = []
+    for path, mode in wanted:
+        found = facts.data_dirs.get(path)
+        if found is None:
+            items.append(DriftItem("missing", path, "directory", "missing"))
+            continue
+        if found["type"] != "directory":
+            items.append(DriftItem("missing", path, "directory", found["type"]))
+            continue
+        if found["uid"] != declared.uid:
+            items.append(
+                DriftItem("owner", path, str(declared.uid), _account(found["uid"], found["user"]))
+            )
+        if found["gid"] != declared.gid:
+            items.append(
+                DriftItem("group", path, str(declared.gid), _account(found["gid"], found["group"]))
+            )
+        if found["mode"] != mode:
+            items.append(DriftItem("mode", path, mode, found["mode"]))
+        if path != settings.project_dir and found["gitkeep"] is None:
+            items.append(DriftItem("missing", f"{path}/.gitkeep", "file", "missing"))
+    return items
+
+
+def compare_files(declared: Declared, facts: HostFacts) -> list[DriftItem]:
+    """The .gitignore lines and the compose file, with a unified diff for edits."""
+    items = []
+    project_dir = declared.settings.project_dir
+    present = set(facts.project_files["gitignore"] or [])
+    for line in declared.gitignore_lines:
+        if line not in present:
+            items.append(DriftItem("gitignore", f"{project_dir}/.gitignore", line, "absent"))
+
+    path = f"{project_dir}/{COMPOSE_FILE}"
+    compose = facts.project_files["compose"]
+    if compose is None:
+        items.append(DriftItem("compose_file", path, "rendered file", "missing"))
+    elif compose["content"] != declared.compose_content:
+        diff = "".join(
+            difflib.unified_diff(
+                declared.compose_content.splitlines(keepends=True),
+                compose["content"].splitlines(keepends=True),
+                fromfile=f"{path} (declared)",
+                tofile=f"{path} (on host)",
+            )
+        )
+        items.append(DriftItem("compose_file", path, "rendered file", "edited", diff))
+    if facts.stack["config_error"]:
+        items.append(DriftItem("compose_invalid", path, "valid", facts.stack["config_error"]))
+    return items
+
+
+def compare_stack(declared: Declared, facts: HostFacts) -> list[DriftItem]:
+    """Containers, image, mounts and the published port of the chroma service."""
+    stack = facts.stack
+    settings = declared.settings
+    if not stack["docker"]:
+        return [DriftItem("container_missing", "docker", "engine answering", "no answer")]
+    items = []
+    chroma = [c for c in stack["containers"] if c["service"] == "chroma"]
+    if not chroma:
+        return [DriftItem("container_missing", declared.chroma_container, "running", "missing")]
+    for container in chroma:
+        name = container["name"]
+        if container["state"] != "running":
+            items.append(DriftItem("container_state", name, "running", container["state"]))
+        elif container["health"] != "healthy":
+            health = container["health"] or "no healthcheck"
+            items.append(DriftItem("container_health", name, "healthy", health))
+        # The file's hash is the declared one only while the file is as rendered;
+        # an edited file is its own drift item (compose_file).
+        declared_hash = stack["declared_hashes"].get("chroma")
+        file_as_rendered = (facts.project_files["compose"] or {}).get("content") == (
+            declared.compose_content
+        )
+        if file_as_rendered and declared_hash and container["config_hash"] != declared_hash:
+            items.append(
+                DriftItem(
+                    "container_config", name, f"config-hash {declared_hash[:12]}",
+                    f"config-hash {(container['config_hash'] or 'none')[:12]}",
+                )
+            )  # fmt: skip
+        if container["image"] != settings.image_ref:
+            items.append(DriftItem("image", name, settings.image_ref, container["image"]))
+        elif image_moved(stack, container):
+            items.append(
+                DriftItem(
+                    "image_tag_moved", name, f"{settings.image_ref} = {stack['image_id'][:19]}",
+                    f"running {container['image_id'][:19]}",
+                )
+            )  # fmt: skip
+        for problem in mounts_report(container, declared.line.persist_path)["problems"]:
+            items.append(DriftItem("mount", name, declared.line.persist_path, problem))
+        published = sorted(
+            f"{port['host_ip']}:{port['host_port']}"
+            for port in container["ports"]
+            if port["container_port"] == "8000/tcp"
+        )
+        wanted = declared.published_port.rsplit(":", 1)[0].replace("[", "").replace("]", "")
+        if published != [wanted]:
+            actual = ", ".join(published) or "not published"
+            items.append(DriftItem("port", f"{name} 8000/tcp", wanted, actual))
+    return items
+
+
+def compare_health(declared: Declared, facts: HostFacts) -> list[DriftItem]:
+    health = facts.health
+    if health["status"] == 200 and health["heartbeat"]:
+        return []
+    actual = health["error"] or f"HTTP {health['status']}"
+    url = declared.url + declared.line.heartbeat_path
+    return [DriftItem("heartbeat", url, "HTTP 200 with a heartbeat", actual)]
+
+
+def compare_legacy(declared: Declared, facts: HostFacts) -> list[DriftItem]:
+    """An empty bind-mounted data dir while a legacy named volume holds Chroma data."""
+    data_dir = facts.data_dirs.get(declared.data_dir_paths[0])
+    if data_dir is not None and data_dir["has_sqlite"]:
+        return []
+    return [
+        DriftItem(
+            "legacy_volume", f"volume {volume['name']}", f"data in {declared.data_dir_paths[0]}",
+            f"chroma.sqlite3 in the named volume ({volume['size_bytes']} bytes), data dir empty",
+        )
+        for volume in facts.legacy_volumes
+        if volume["has_chroma_data"]
+    ]  # fmt: skip
+
+
+def compare(declared: Declared, facts: HostFacts) -> list[DriftItem]:
+    """Every difference between the host and its declared state; empty when none."""
+    return [
+        *compare_paths(declared, facts),
+        *compare_files(declared, facts),
+        *compare_stack(declared, facts),
+        *compare_health(declared, facts),
+        *compare_legacy(declared, facts),
+    ]
