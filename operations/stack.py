@@ -127,6 +127,8 @@ def stack_up(
         host.noop(f"stack {project_name} ({services}) is running, healthy and matches the file")
         return
 
+    if any(container["state"] == "paused" for container in stack["containers"]):
+        yield compose_command(project_dir, "unpause")
     args = ["up", "--detach", "--wait", "--wait-timeout", str(wait_timeout), "--remove-orphans"]
     if any(
         container["health"] == "unhealthy" or image_moved(stack, container)

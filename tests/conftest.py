@@ -54,6 +54,16 @@ def run_deploy(data: dict[str, Any], *extra: str, env: dict[str, str] | None = N
     return DeployRun(completed.returncode, completed.stdout, completed.stderr)
 
 
+def run_drift(data: dict[str, Any], *extra: str, inventory: str = "@local") -> DeployRun:
+    """Run drift.py as a user would; --json output parsed by the caller."""
+    args = [sys.executable, "drift.py", inventory]
+    for key, value in data.items():
+        args += ["--data", f"{key}={value}"]
+    args += list(extra)
+    completed = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    return DeployRun(completed.returncode, completed.stdout, completed.stderr)
+
+
 def converge(data: dict[str, Any]) -> DeployRun:
     """Deploy, then deploy again and assert the second run changed nothing."""
     first = run_deploy(data)

@@ -51,7 +51,7 @@ def test_edited_compose_file_is_replaced_and_stack_recreated(project):
     converge(data)
     compose_path = project_dir / "docker-compose.yml"
     rendered = compose_path.read_text()
-    compose_path.write_text(rendered.replace("retries: 12", "retries: 3"))
+    compose_path.write_text(rendered.replace("retries: 20", "retries: 3"))
     sh(f"cd '{project_dir}' && docker compose up -d --wait")  # stack now runs the edit
 
     repaired = converge(data)

@@ -1,0 +1,332 @@
+"""drift.py on real hosts: tamper for real, detect the right kind, repair with deploy.py.
+
+One converged stack is shared by the cycle tests (module fixture) and each
+test leaves it converged again: that is what the cycle proves.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import jsonschema
+import pytest
+from conftest import ROOT, base_data, converge, run_drift, sh
+
+pytestmark = [pytest.mark.docker, pytest.mark.slow]
+
+SCHEMA = json.loads((ROOT / "schemas" / "drift.schema.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory):
+    name = f"cddrift{uuid.uuid4().hex[:6]}"
+    project_dir = tmp_path_factory.mktemp(name) / "stack"
+    data = base_data(project_dir, name)
+    converge(data)
+    yield project_dir, name, data
+    sh(f"cd '{project_dir}' && docker compose down --timeout 5", check=False)
+    sh(f"docker volume rm {name}_chroma_data {name}_legacy_chroma_data 2>/dev/null", check=False)
+
+
+def drift_json(data: dict) -> tuple[int, dict]:
+    result = run_drift(data, "--json")
+    document = json.loads(result.stdout)
+    jsonschema.validate(document, SCHEMA)
+    return result.returncode, document
+
+
+def kinds(document: dict) -> set[str]:
+    return {item["kind"] for host in document["hosts"].values() for item in host["items"]}
+
+
+def compose_with(project_dir: Path, replace: dict[str, str]) -> str:
+    """The declared compose file with some text replaced, for tampering."""
+    text = (project_dir / "docker-compose.yml").read_text()
+    for old, new in replace.items():
+        assert old in text, old
+        text = text.replace(old, new)
+    return text
+
+
+def run_edited_then_restore(project_dir: Path, replace: dict[str, str], wait: bool = True) -> None:
+    """Start the stack from an edited file, then put the declared file back."""
+    path = project_dir / "docker-compose.yml"
+    declared = path.read_text()
+    path.write_text(compose_with(project_dir, replace))
+    sh(f"cd '{project_dir}' && docker compose up -d {'--wait' if wait else ''}", check=not wait)
+    path.write_text(declared)
+
+
+def cycle(stack, tamper: Callable[[Path, str, dict], None], expected: set[str]) -> dict:
+    """Converged -> tamper -> drift 2 with the kinds -> deploy repairs -> drift 0."""
+    project_dir, name, data = stack
+    code, before = drift_json(data)
+    assert (code, kinds(before)) == (0, set()), before
+    tamper(project_dir, name, data)
+    code, found = drift_json(data)
+    assert code == 2, found
+    assert expected <= kinds(found), found
+    converge(data)  # repairs, and a second run changes nothing
+    code, after = drift_json(data)
+    assert (code, kinds(after)) == (0, set()), after
+    return found
+
+
+def test_clean_host_exits_0_and_is_quiet(stack):
+    result = run_drift(stack[2])
+    assert result.returncode == 0
+    assert result.stdout.strip() == "1 host(s): 1 ok, 0 drifted, 0 error(s)"
+
+
+@pytest.mark.parametrize(
+    ("tamper", "expected"),
+    [
+        ("rm -r chroma_db", {"missing"}),
+        ("rm logs/.gitkeep", {"missing"}),
+        ("chown 4242 chroma_db", {"owner"}),
+        ("chgrp 4343 logs", {"group"}),
+        ("chmod 0755 chroma_data", {"mode"}),
+        ("sed -i '/^!logs\\/.gitkeep$/d' .gitignore", {"gitignore"}),
+        ("sed -i 's/retries: 20/retries: 2/' docker-compose.yml", {"compose_file"}),
+        ("printf 'services: [oops\\n' > docker-compose.yml", {"compose_file", "compose_invalid"}),
+    ],
+    ids=[
+        "dir missing",
+        "gitkeep missing",
+        "owner",
+        "group",
+        "mode",
+        "gitignore line",
+        "compose edited",
+        "compose invalid",
+    ],
+)
+def test_file_drift_is_detected_and_repaired(stack, tamper, expected):
+    found = cycle(stack, lambda d, n, data: sh(f"cd '{d}' && {tamper}"), expected)
+    if "compose_file" in expected and "compose_invalid" not in expected:
+        diff = next(
+            i["diff"] for i in found["hosts"]["@local"]["items"] if i["kind"] == "compose_file"
+        )
+        assert "-      retries: 20\n+      retries: 2\n" in diff
+
+
+def test_mode_and_owner_items_show_old_and_new(stack):
+    project_dir, _, data = stack
+    sh(f"chmod 0770 '{project_dir}/chroma_data' && chown 4242 '{project_dir}/logs'")
+    result = run_drift(data, "--no-color")
+    assert result.returncode == 2
+    assert f"mode   {project_dir}/chroma_data: 750 -> 770" in result.stdout
+    assert f"owner  {project_dir}/logs: 0 -> 4242" in result.stdout
+    converge(data)
+
+
+def test_container_missing(stack):
+    cycle(stack, lambda d, n, data: sh(f"cd '{d}' && docker compose down"), {"container_missing"})
+
+
+def test_container_stopped(stack):
+    cycle(stack, lambda d, n, data: sh(f"docker stop {n}-chroma-1"), {"container_state"})
+
+
+def test_container_paused_fails_the_heartbeat(stack):
+    found = cycle(stack, lambda d, n, data: sh(f"docker pause {n}-chroma-1"),
+                  {"container_state", "heartbeat"})  # fmt: skip
+    states = [
+        i["actual"] for i in found["hosts"]["@local"]["items"] if i["kind"] == "container_state"
+    ]
+    assert states == ["paused"]
+
+
+def test_container_restarting(stack):
+    def crash_loop(project_dir, name, data):
+        run_edited_then_restore(
+            project_dir, {'CHROMA_PERSIST_PATH: "/data"': 'CHROMA_PERSIST_PATH: "/data"\n'
+                          '    entrypoint: ["/bin/bash", "-c", "exit 3"]'},
+            wait=False,
+        )  # fmt: skip
+        sh(f"for _ in $(seq 40); do docker inspect -f '{{{{.State.Restarting}}}}' {name}-chroma-1"
+           " | grep -q true && exit 0; sleep 0.25; done; exit 1")  # fmt: skip
+
+    found = cycle(stack, crash_loop, {"container_config"})
+    assert {"container_state"} & kinds(found)
+
+
+def test_container_unhealthy(stack):
+    def failing_healthcheck(project_dir, name, data):
+        run_edited_then_restore(
+            project_dir,
+            {"/dev/tcp/127.0.0.1/8000": "/dev/tcp/127.0.0.1/9", "interval: 3s": "interval: 1s",
+             "retries: 20": "retries: 1", "start_period: 30s": "start_period: 0s"},
+            wait=False,
+        )  # fmt: skip
+        sh(f"for _ in $(seq 60); do docker inspect -f '{{{{.State.Health.Status}}}}' "
+           f"{name}-chroma-1 | grep -q unhealthy && exit 0; sleep 0.25; done; exit 1")  # fmt: skip
+
+    cycle(stack, failing_healthcheck, {"container_health", "container_config"})
+
+
+def test_container_created_from_another_config(stack):
+    cycle(
+        stack,
+        lambda d, n, data: run_edited_then_restore(
+            d, {'CHROMA_PERSIST_PATH: "/data"': 'CHROMA_PERSIST_PATH: "/data"\n      EXTRA: "1"'}
+        ),
+        {"container_config"},
+    )
+
+
+def test_running_image_differs_from_declared_tag(stack):
+    sh("docker tag chromadb/chroma:1.5.9 chromadb/chroma:1.5.9-cdtampered")
+    try:
+        cycle(
+            stack,
+            lambda d, n, data: run_edited_then_restore(
+                d, {'image: "chromadb/chroma:1.5.9"': 'image: "chromadb/chroma:1.5.9-cdtampered"'}
+            ),
+            {"image", "container_config"},
+        )
+    finally:
+        sh("docker rmi chromadb/chroma:1.5.9-cdtampered", check=False)
+
+
+def test_tag_moved_to_another_image(stack, tmp_path):
+    original = sh("docker image inspect -f '{{.Id}}' chromadb/chroma:1.5.9").stdout.strip()
+    (tmp_path / "Dockerfile").write_text(
+        "FROM chromadb/chroma:1.5.9\nLABEL org.chroma-deploy.test=moved-tag\n"
+    )
+    try:
+        found = cycle(
+            stack,
+            lambda d, n, data: sh(
+                f"DOCKER_BUILDKIT=0 docker build -q -t chromadb/chroma:1.5.9 '{tmp_path}'"
+            ),
+            {"image_tag_moved"},
+        )
+        assert original[:19] in json.dumps(found)
+    finally:
+        sh(f"docker tag {original} chromadb/chroma:1.5.9")
+        converge(stack[2])  # back on the original image, for the next tests
+
+
+def test_named_volume_and_wrong_target_are_mount_drift(stack):
+    project_dir, name, _data = stack
+    named = {
+        '      - type: bind\n        source: "./chroma_data"\n        target: "/data"\n'
+        "        bind:\n          create_host_path: false\n": "      - chroma_data:/data\n",
+    }
+    # A top-level volumes: key, as the seed's BEFORE state had.
+    text = compose_with(project_dir, named) + "\nvolumes:\n  chroma_data: {}\n"
+
+    def use_named_volume(d, n, data):
+        path = d / "docker-compose.yml"
+        declared = path.read_text()
+        path.write_text(text)
+        sh(f"cd '{d}' && docker compose up -d --wait")
+        path.write_text(declared)
+
+    found = cycle(stack, use_named_volume, {"mount", "container_config"})
+    problems = [i["actual"] for i in found["hosts"]["@local"]["items"] if i["kind"] == "mount"]
+    assert any(f"named volume '{name}_chroma_data'" in p for p in problems)
+
+    seed_target = {'target: "/data"': 'target: "/chroma/chroma"'}
+    found = cycle(stack, lambda d, n, data: run_edited_then_restore(d, seed_target), {"mount"})
+    problems = [i["actual"] for i in found["hosts"]["@local"]["items"] if i["kind"] == "mount"]
+    assert any("nothing is mounted at the persist path /data" in p for p in problems)
+
+
+def test_port_published_on_another_address(stack):
+    port = stack[2]["chroma_port"]
+    found = cycle(
+        stack,
+        lambda d, n, data: run_edited_then_restore(
+            d, {f'"127.0.0.1:{port}:8000"': f'"127.0.0.2:{port}:8000"'}
+        ),
+        {"port", "heartbeat"},
+    )
+    ports = [i for i in found["hosts"]["@local"]["items"] if i["kind"] == "port"]
+    assert (ports[0]["expected"], ports[0]["actual"]) == (f"127.0.0.1:{port}", f"127.0.0.2:{port}")
+
+
+def _tree_checksum(root: Path) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*")):
+        stat = path.lstat()
+        digest.update(
+            f"{path}|{stat.st_mode}|{stat.st_uid}|{stat.st_gid}|{stat.st_mtime_ns}".encode()
+        )
+        if path.is_file():
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def test_drift_check_is_read_only(stack):
+    project_dir, name, data = stack
+    sh(f"chmod 0755 '{project_dir}/chroma_db' && rm '{project_dir}/logs/.gitkeep' "
+       f"&& docker stop {name}-chroma-1")  # fmt: skip
+    containers = (
+        "docker inspect --format '{{.Id}} {{.Image}} {{.State.Status}} {{.State.StartedAt}} "
+        "{{.State.FinishedAt}} {{.RestartCount}}' $(docker ps -aq); docker images -q --no-trunc; "
+        "docker volume ls -q"
+    )
+    before = (_tree_checksum(project_dir), sh(containers).stdout)
+    assert run_drift(data).returncode == 2
+    assert drift_json(data)[0] == 2
+    after = (_tree_checksum(project_dir), sh(containers).stdout)
+    assert before == after
+    converge(data)
+
+
+def test_unreachable_host_is_an_error_and_other_hosts_are_still_checked(stack, tmp_path):
+    project_dir, _name, data = stack
+    inventory = tmp_path / "inventory.py"
+    inventory.write_text(
+        'hosts = ["@local", ("unreachable", {"ssh_hostname": "127.0.0.1", "ssh_port": 1})]\n'
+    )
+    sh(f"chmod 0700 '{project_dir}/chroma_data'")
+    result = run_drift(data, "--json", inventory=str(inventory))
+    document = json.loads(result.stdout)
+    jsonschema.validate(document, SCHEMA)
+    assert result.returncode == 1  # the error wins over the drift on @local
+    assert document["hosts"]["@local"]["status"] == "drift"
+    assert document["hosts"]["unreachable"]["status"] == "error"
+    assert "cannot connect" in document["hosts"]["unreachable"]["error"]
+    converge(data)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--frobnicate"], "unrecognized arguments: --frobnicate"),
+        (["--data", "novalue"], "--data 'novalue' is not allowed: use KEY=VALUE"),
+        (["--limit", "nosuchhost"], "--limit nosuchhost is not in the inventory"),
+        (["--data", "chroma_port=0"], "chroma_port=0 is not allowed"),
+    ],
+)
+def test_bad_input_exits_1_with_one_clear_line(stack, args, message):
+    result = run_drift({k: v for k, v in stack[2].items()}, *args)
+    assert result.returncode == 1
+    assert message in result.output
+    assert "Traceback" not in result.output
+
+
+def test_legacy_volume_with_data_and_empty_data_dir(stack, tmp_path):
+    _project_dir, name, data = stack
+    fresh = dict(data, chroma_project_dir=str(tmp_path / "fresh"))
+    fresh.update(chroma_compose_project=f"{name}x", chroma_port=data["chroma_port"] + 1)
+    converge(fresh)
+    volume = f"{name}_legacy_chroma_data"
+    sh(f"docker volume create {volume} && docker run --rm -v {volume}:/v --entrypoint bash "
+       "chromadb/chroma:1.5.9 -c 'echo x > /v/chroma.sqlite3'")  # fmt: skip
+    try:
+        sh(f"cd '{tmp_path / 'fresh'}' && docker compose stop && rm chroma_data/chroma.sqlite3")
+        code, found = drift_json(dict(fresh, chroma_legacy_volumes="legacy_chroma_data"))
+        assert code == 2
+        legacy = [i for i in found["hosts"]["@local"]["items"] if i["kind"] == "legacy_volume"]
+        assert legacy and legacy[0]["resource"] == f"volume {volume}"
+    finally:
+        sh(f"cd '{tmp_path / 'fresh'}' && docker compose down", check=False)
+        sh(f"docker volume rm {volume}", check=False)  # the test's own throwaway volume
