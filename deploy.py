@@ -6,6 +6,8 @@ project and data dirs, the .gitignore lines and the compose file, and brings
 the stack up only when something differs. A second run changes nothing.
 """
 
+from pyinfra import state
+
 from operations import engine, image, preflight, project, stack
 from operations.declared import Declared
 
@@ -66,5 +68,8 @@ stack.stack_up(
     project_name=settings.compose_project,
     wait_timeout=settings.wait_timeout,
     image=settings.image_ref,
-    file_changed=compose.will_change,
+    # Asked only when pyinfra plans changes before running (no -y): then the
+    # plan shows the restart. With -y this op runs after the file is replaced
+    # and its fact sees the new config hash, so asking would cost a round trip.
+    file_changed=compose.will_change if state.should_check_for_changes() else False,
 )

@@ -1,6 +1,6 @@
 """Time a drift check against a no-op deploy and the floor, in one run; count commands.
 
-Run: `.venv/bin/python bench/drift.py` (needs scripts/test-env.sh done). On one
+Run: `.venv/bin/python bench/bench_drift.py` (needs scripts/test-env.sh done). On one
 converged @local project it times, 5 times each (median): `drift.py @local`,
 a no-op `pyinfra @local deploy.py`, and one shell command that reads the same
 state (the floor). Prints the ratios and the commands each ran on the host.
@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from converge import deploy, floor  # noqa: E402
+from bench_converge import deploy, floor  # noqa: E402
 
 
 def timed(args: list[str]) -> float:

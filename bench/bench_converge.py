@@ -1,6 +1,6 @@
 """Time a first converge, a no-op converge and the floor, and count commands per host.
 
-Run: `.venv/bin/python bench/converge.py` (needs scripts/test-env.sh done). It
+Run: `.venv/bin/python bench/bench_converge.py` (needs scripts/test-env.sh done). It
 converges a throwaway project on @local, then a no-op run, then times one
 shell command that stats the same files (the floor: what the no-op run must at
 least do). Prints seconds, ratios to the floor, and how many commands pyinfra
