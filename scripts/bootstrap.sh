@@ -14,4 +14,4 @@ python3 -m venv .venv
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -r requirements.lock 2>&1 \
   | { grep -v "^WARNING: Location 'file:" || true; }
 echo "$lock_sum" > .venv/.lock-sum
-echo "bootstrap: .venv ready ($(.venv/bin/pyinfra --version))"
+echo "bootstrap: .venv ready ($(.venv/bin/pyinfra --version))" >&2

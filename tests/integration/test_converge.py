@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import httpx
 import pytest
 import yaml
@@ -141,3 +143,17 @@ def test_docker_absent_with_install_off_is_a_clear_error(project, tmp_path):
     assert "chroma_install_docker" in output
     assert "Traceback" not in output
     assert not project_dir.exists()
+
+
+def test_readme_main_command_converges_and_second_run_changes_nothing(project):
+    project_dir, name = project
+    data = base_data(project_dir, name)
+    args = " ".join(f"--data {key}={value}" for key, value in data.items())
+    for run in ("first", "second"):
+        result = sh(f"cd '{ROOT}' && bash scripts/up.sh {args} --json", check=False)
+        assert result.returncode == 0, result.stdout + result.stderr
+        totals = json.loads(result.stdout)["results"]["totals"]
+        if run == "second":
+            assert totals["success"] == 0, totals
+    answer = httpx.get(f"http://127.0.0.1:{data['chroma_port']}/api/v2/heartbeat", timeout=5)
+    assert answer.status_code == 200
