@@ -12,6 +12,6 @@ fi
 python3 -m venv .venv
 # The machine's pip config may name local indexes that do not exist: hide that noise.
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -r requirements.lock 2>&1 \
-  | { grep -v "^WARNING: Location 'file:" || true; }
+  | { grep -v "^WARNING: Location 'file:" || true; } >&2
 echo "$lock_sum" > .venv/.lock-sum
 echo "bootstrap: .venv ready ($(.venv/bin/pyinfra --version))" >&2
