@@ -1,0 +1,118 @@
+"""operations.compare on recorded facts: each kind of drift, and a clean host."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import pytest
+
+from operations.compare import HostFacts, compare
+from operations.declared import Declared
+from operations.settings import load_settings
+
+FACTS = Path(__file__).resolve().parent.parent / "fixtures" / "facts"
+ROOT = "/tmp/fx/stack"
+
+
+def recorded(name: str, case: str):
+    return json.loads((FACTS / name / f"{case}.json").read_text())["fact"]
+
+
+@pytest.fixture
+def declared() -> Declared:
+    settings = load_settings(
+        {"chroma_project_dir": ROOT, "chroma_compose_project": "fx", "chroma_port": 18777}
+    )
+    return Declared(settings, 0, 0)
+
+
+@pytest.fixture
+def converged(declared: Declared) -> HostFacts:
+    """The recorded facts of a converged host, the compose file as now rendered."""
+    dirs = recorded("datadirs.DataDirs", "converged_and_missing")
+    data_dir = dirs[f"{ROOT}/chroma_data"]
+    data_dirs = {ROOT: dirs[ROOT]}
+    for name in ("chroma_data", "chroma_db", "logs"):
+        data_dirs[f"{ROOT}/{name}"] = dict(
+            copy.deepcopy(data_dir), has_sqlite=name == "chroma_data"
+        )
+        data_dirs[f"{ROOT}/{name}"]["gitkeep"] = {"uid": 0, "gid": 0, "mode": "644", "size": 0}
+    files = recorded("project.ProjectFiles", "present")
+    files["compose"] = {"sha256": "", "content": declared.compose_content}
+    files["gitignore"] = ["# mine", *declared.gitignore_lines]
+    return HostFacts(
+        data_dirs=data_dirs,
+        project_files=files,
+        stack=recorded("compose.ComposeStack", "running"),
+        health=recorded("chroma.ChromaHealth", "healthy"),
+        legacy_volumes=[],
+    )
+
+
+def kinds(declared, facts) -> list[str]:
+    return [item.kind for item in compare(declared, facts)]
+
+
+def test_converged_host_has_no_drift(declared, converged):
+    stack = converged.stack
+    # The recorded container predates the current template: give it the file's hash.
+    stack["containers"][0]["config_hash"] = stack["declared_hashes"]["chroma"]
+    assert compare(declared, converged) == []
+
+
+def test_each_path_difference_is_one_item(declared, converged):
+    converged.stack["containers"][0]["config_hash"] = converged.stack["declared_hashes"]["chroma"]
+    converged.data_dirs[f"{ROOT}/chroma_data"].update(mode="755", uid=4242, user=None)
+    converged.data_dirs[f"{ROOT}/logs"]["gitkeep"] = None
+    converged.data_dirs[f"{ROOT}/chroma_db"] = None
+    items = {(i.kind, i.resource): (i.expected, i.actual) for i in compare(declared, converged)}
+    assert items == {
+        ("mode", f"{ROOT}/chroma_data"): ("750", "755"),
+        ("owner", f"{ROOT}/chroma_data"): ("0", "4242"),
+        ("missing", f"{ROOT}/logs/.gitkeep"): ("file", "missing"),
+        ("missing", f"{ROOT}/chroma_db"): ("directory", "missing"),
+    }
+
+
+def test_edited_compose_file_has_a_diff_and_hides_the_config_hash_item(declared, converged):
+    converged.project_files["compose"]["content"] = declared.compose_content.replace(
+        "retries: 20", "retries: 2"
+    )
+    items = compare(declared, converged)
+    assert [i.kind for i in items] == ["compose_file"]
+    assert "-      retries: 20\n+      retries: 2\n" in (items[0].diff or "")
+
+
+def test_container_problems(declared, converged):
+    container = converged.stack["containers"][0]
+    container.update(state="exited", image="chromadb/chroma:1.0.0", config_hash="0" * 64)
+    container["ports"][0]["host_ip"] = "0.0.0.0"
+    converged.health.update(status=None, heartbeat=None, error="connection refused")
+    assert kinds(declared, converged) == [
+        "container_state", "container_config", "image", "port", "heartbeat",
+    ]  # fmt: skip
+
+
+def test_tag_moved_and_named_volume(declared, converged):
+    converged.stack["containers"][0]["config_hash"] = converged.stack["declared_hashes"]["chroma"]
+    converged.stack["image_id"] = "sha256:" + "1" * 64
+    converged.stack["containers"][0]["mounts"] = [
+        {
+            "type": "volume",
+            "source": "/var/lib/docker/volumes/v/_data",
+            "target": "/data",
+            "name": "fx_chroma_data",
+        }
+    ]
+    assert kinds(declared, converged) == ["image_tag_moved", "mount"]
+
+
+def test_legacy_volume_counts_only_while_the_data_dir_is_empty(declared, converged):
+    converged.stack["containers"][0]["config_hash"] = converged.stack["declared_hashes"]["chroma"]
+    legacy = recorded("volumes.LegacyVolumes", "one_with_data")
+    facts = HostFacts(**{**converged.__dict__, "legacy_volumes": legacy})
+    assert kinds(declared, facts) == []
+    facts.data_dirs[f"{ROOT}/chroma_data"]["has_sqlite"] = False
+    assert kinds(declared, facts) == ["legacy_volume"]  # the other volume holds no sqlite
