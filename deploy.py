@@ -68,6 +68,7 @@ stack.stack_up(
     project_name=settings.compose_project,
     wait_timeout=settings.wait_timeout,
     image=settings.image_ref,
+    port=settings.port,
     # Asked only when pyinfra plans changes before running (no -y): then the
     # plan shows the restart. With -y this op runs after the file is replaced
     # and its fact sees the new config hash, so asking would cost a round trip.

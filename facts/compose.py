@@ -85,13 +85,15 @@ class ComposeStack(FactBase[dict[str, Any]]):
     engine does not answer; ``declared_hashes`` is empty when the file is
     missing or invalid (then ``config_error`` says why). ``image_id`` is the id
     the ``image`` argument names now (None: not asked, or no such image), so a
-    moved tag shows against each container's ``image_id``.
+    moved tag shows against each container's ``image_id``. ``port_in_use``:
+    something listens on the ``port`` argument (ours or not).
     """
 
     @staticmethod
     def default() -> dict[str, Any]:
         return {"docker": False, "file_exists": False, "config_error": None,
-                "declared_hashes": {}, "image_id": None, "containers": []}  # fmt: skip
+                "declared_hashes": {}, "image_id": None, "port_in_use": False,
+                "containers": []}  # fmt: skip
 
     def command(
         self,
@@ -99,6 +101,7 @@ class ComposeStack(FactBase[dict[str, Any]]):
         project_name: str,
         compose_file: str = "docker-compose.yml",
         image: str | None = None,
+        port: int | None = None,
     ) -> str:
         path = q(f"{project_dir}/{compose_file}")
         image_id = (
@@ -107,8 +110,12 @@ class ComposeStack(FactBase[dict[str, Any]]):
             else ""
         )
         compose = f"docker compose --project-directory {q(project_dir)} -f {path}"
+        listening = (
+            f"echo @@listening; ss -Hltn {q(f'( sport = :{port} )')} 2>/dev/null; " if port else ""
+        )
         return (
             "command -v docker >/dev/null 2>&1 || exit 0; "
+            f"{listening}"
             f"if test -f {path}; then echo @@file; "
             f"if out=$({compose} config --hash '*' 2>&1); then echo @@hashes; echo \"$out\"; "
             'else echo @@config_error; echo "$out" | head -n 3; fi; fi; '
@@ -130,6 +137,7 @@ class ComposeStack(FactBase[dict[str, Any]]):
             "file_exists": "file" in found,
             "config_error": error,
             "declared_hashes": hashes,
+            "port_in_use": any(line.strip() for line in found.get("listening", [])),
             "image_id": next((line.strip() for line in found.get("image_id", []) if line), None),
             "containers": _parse_containers(found.get("containers", []), "ComposeStack"),
         }

@@ -10,7 +10,7 @@ import shlex
 from io import StringIO
 
 from pyinfra import host
-from pyinfra.api import FileUploadCommand, operation
+from pyinfra.api import FileUploadCommand, OperationError, operation
 from pyinfra.facts.files import File
 
 from facts.datadirs import DataDirs
@@ -61,6 +61,12 @@ def directories(
     """
     paths = [project_dir] + [f"{project_dir}/{name}" for name in data_dirs]
     found = host.get_fact(DataDirs, paths=paths)
+    for path in paths:
+        if found[path] is not None and found[path]["type"] != "directory":
+            raise OperationError(
+                f"{host.name}: {path} is a {found[path]['type']}, not a directory: move it "
+                "aside (chroma-deploy never deletes anything there), then run again"
+            )
     commands = list(_owner_commands(project_dir, uid, gid, dir_mode, found[project_dir], False))
     for path in paths[1:]:
         state = found[path]

@@ -240,6 +240,13 @@ SETTINGS: tuple[Setting, ...] = (
         required=True,
     ),
     Setting(
+        "chroma_allow_unauthenticated_public_port",
+        False,
+        _bool,
+        "Accept publishing Chroma on a non-loopback address with no authentication in "
+        "front of it (Chroma 1.x has none of its own).",
+    ),
+    Setting(
         "chroma_restart_policy",
         "unless-stopped",
         _one_of(*RESTART_POLICIES),
@@ -335,6 +342,7 @@ class Settings:
     image_build_dir: str
     port: int
     bind_address: str
+    allow_unauthenticated_public_port: bool
     restart_policy: str
     wait_timeout: int
     owner: str | None
@@ -404,6 +412,15 @@ def _check_together(settings: Settings) -> None:
     if settings.app_enabled and not settings.app_image:
         raise SettingsError(
             "chroma_app_enabled=True needs chroma_app_image: the image of the application service"
+        )
+    if (
+        not ipaddress.ip_address(settings.bind_address).is_loopback
+        and not settings.allow_unauthenticated_public_port
+    ):
+        raise SettingsError(
+            f"chroma_bind_address={settings.bind_address} would publish Chroma, which has no "
+            "authentication, beyond this machine: keep 127.0.0.1, or set "
+            "chroma_allow_unauthenticated_public_port=true if a firewall or proxy protects it"
         )
     if settings.app_name == "chroma":
         raise SettingsError("chroma_app_name='chroma' is not allowed: the Chroma service uses it")

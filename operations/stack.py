@@ -12,7 +12,7 @@ import shlex
 from io import StringIO
 
 from pyinfra import host
-from pyinfra.api import FileUploadCommand, operation
+from pyinfra.api import FileUploadCommand, OperationError, operation
 
 from facts.compose import ComposeStack
 from facts.project import ProjectFiles
@@ -108,6 +108,7 @@ def stack_up(
     project_name: str,
     wait_timeout: int,
     image: str | None = None,
+    port: int | None = None,
     file_changed: bool = False,
 ):
     """Bring the stack up (``up -d --wait``) only when needed.
@@ -116,10 +117,11 @@ def stack_up(
     + project_name: the compose project name written in the file
     + wait_timeout: seconds to wait for healthy
     + image: the chroma image reference, to notice a tag that moved
+    + port: the published host port, to refuse one another program holds
     + file_changed: the compose file is being replaced in this run
     """
     stack = host.get_fact(
-        ComposeStack, project_dir=project_dir, project_name=project_name, image=image
+        ComposeStack, project_dir=project_dir, project_name=project_name, image=image, port=port
     )
     problems = stack_problems(stack, image)
     if not problems and not file_changed:
@@ -127,6 +129,17 @@ def stack_up(
         host.noop(f"stack {project_name} ({services}) is running, healthy and matches the file")
         return
 
+    ours = any(
+        str(port) == binding["host_port"]
+        for container in stack["containers"]
+        if container["state"] in ("running", "paused", "restarting")
+        for binding in container["ports"]
+    )
+    if port and stack["port_in_use"] and not ours:
+        raise OperationError(
+            f"{host.name}: port {port} is in use by another program: stop it, or set "
+            "chroma_port to a free port"
+        )
     if any(container["state"] == "paused" for container in stack["containers"]):
         yield compose_command(project_dir, "unpause")
     args = ["up", "--detach", "--wait", "--wait-timeout", str(wait_timeout), "--remove-orphans"]

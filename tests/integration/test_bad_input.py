@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import time
+
 import pytest
-from conftest import base_data, run_deploy
+from conftest import base_data, run_deploy, sh
 
 pytestmark = [pytest.mark.docker]
 
@@ -30,6 +34,8 @@ CASES = [
     ({"chroma_restart_policy": "sometimes"}, "chroma_restart_policy='sometimes' is not allowed"),
     ({"chroma_app_enabled": True}, "chroma_app_enabled=True needs chroma_app_image"),
     ({"chroma_owner": "-rf"}, "chroma_owner='-rf' is not allowed"),
+    ({"chroma_image": "-evil/chroma"}, "chroma_image='-evil/chroma' is not allowed"),
+    ({"chroma_bind_address": "0.0.0.0"}, "would publish Chroma, which has no authentication"),
 ]
 
 
@@ -44,3 +50,39 @@ def test_bad_input_is_refused_with_a_clear_message_and_the_host_untouched(projec
     assert "Traceback" not in result.output
     assert not project_dir.exists()
     assert not project_dir.parent.joinpath(".gitignore").exists()
+
+
+def test_public_bind_without_auth_is_refused(project):
+    project_dir, name = project
+    result = run_deploy(base_data(project_dir, name, chroma_bind_address="0.0.0.0"))
+    assert result.returncode != 0
+    assert "chroma_allow_unauthenticated_public_port=true" in result.output
+    assert not project_dir.exists()
+
+
+def test_data_dir_that_is_a_file_is_reported_and_kept(project):
+    project_dir, name = project
+    project_dir.mkdir(parents=True)
+    (project_dir / "chroma_data").write_text("precious")
+    result = run_deploy(base_data(project_dir, name))
+    assert result.returncode != 0
+    assert f"{project_dir}/chroma_data is a regular file, not a directory" in result.output
+    assert (project_dir / "chroma_data").read_text() == "precious"
+    assert not (project_dir / "docker-compose.yml").exists()
+
+
+def test_port_in_use_is_reported_and_nothing_is_started(project):
+    project_dir, name = project
+    data = base_data(project_dir, name)
+    with subprocess.Popen(
+        [sys.executable, "-m", "http.server", str(data["chroma_port"]), "--bind", "127.0.0.1"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    ) as squatter:  # fmt: skip
+        try:
+            time.sleep(1)
+            result = run_deploy(data)
+        finally:
+            squatter.terminate()
+    assert result.returncode != 0
+    assert f"port {data['chroma_port']} is in use by another program" in result.output
+    assert sh(f"docker ps -aq --filter label=com.docker.compose.project={name}").stdout == ""

@@ -72,3 +72,12 @@ def test_bad_values_name_the_key_and_what_is_allowed(data, message):
         load_settings(data)
     assert message in str(error.value)
     assert "\n" not in str(error.value)
+
+
+def test_public_bind_needs_an_explicit_yes():
+    with pytest.raises(SettingsError) as error:
+        load_settings({"chroma_bind_address": "0.0.0.0"})
+    assert "chroma_allow_unauthenticated_public_port=true" in str(error.value)
+    allowed = {"chroma_bind_address": "0.0.0.0", "chroma_allow_unauthenticated_public_port": True}
+    assert load_settings(allowed).bind_address == "0.0.0.0"
+    assert load_settings({"chroma_bind_address": "127.0.0.2"}).bind_address == "127.0.0.2"
