@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -81,3 +82,12 @@ def test_public_bind_needs_an_explicit_yes():
     allowed = {"chroma_bind_address": "0.0.0.0", "chroma_allow_unauthenticated_public_port": True}
     assert load_settings(allowed).bind_address == "0.0.0.0"
     assert load_settings({"chroma_bind_address": "127.0.0.2"}).bind_address == "127.0.0.2"
+
+
+def test_readme_bad_input_table_lists_every_tested_message():
+    sys.path.insert(0, str(README.parent / "tests"))
+    from bad_input_cases import CASES
+
+    readme = README.read_text()
+    for _, message in CASES:
+        assert f"`{message}`" in readme, message

@@ -1,0 +1,28 @@
+"""Bad data keys and the one line each must produce: tests and the README table share it."""
+
+CASES = [
+    ({"chroma_port": 0}, "chroma_port=0 is not allowed: use a whole number from 1 to 65535"),
+    ({"chroma_port": 70000}, "chroma_port=70000 is not allowed"),
+    ({"chroma_port": "abc"}, "chroma_port='abc' is not allowed"),
+    ({"chroma_project_dir": "relative/dir"}, "chroma_project_dir='relative/dir' is not allowed"),
+    ({"chroma_project_dir": "/"}, "not the system dir /"),
+    ({"chroma_project_dir": "/etc"}, "not the system dir /etc"),
+    ({"chroma_version": "latest"}, "chroma_version='latest' is not allowed: use a pinned release"),
+    ({"chroma_version": "1.5 .9"}, "chroma_version='1.5 .9' is not allowed"),
+    ({"chroma_version": "0.3.29"}, "chroma_version='0.3.29' is not allowed: use 0.4.0 or newer"),
+    ({"chroma_prot": 8000}, "unknown data key chroma_prot; did you mean chroma_port?"),
+    ({"chroma_owner": "nosuchuser"}, "chroma_owner='nosuchuser' has no account on the host"),
+    ({"chroma_group": "nosuchgroup"}, "chroma_group='nosuchgroup' has no group on the host"),
+    ({"chroma_bind_address": "localhost"}, "chroma_bind_address='localhost' is not allowed"),
+    ({"chroma_bind_address": "300.1.1.1"}, "chroma_bind_address='300.1.1.1' is not allowed"),
+    ({"chroma_compose_project": "MyStack"}, "chroma_compose_project='MyStack' is not allowed"),
+    ({"chroma_compose_project": "my stack"}, "chroma_compose_project='my stack' is not allowed"),
+    ({"chroma_data_dir_mode": "0777"}, "chroma_data_dir_mode=777 is not allowed"),
+    ({"chroma_data_dir": "../escape"}, "chroma_data_dir='../escape' is not allowed"),
+    ({"chroma_image_source": "magic"}, "chroma_image_source='magic' is not allowed: use one of"),
+    ({"chroma_restart_policy": "sometimes"}, "chroma_restart_policy='sometimes' is not allowed"),
+    ({"chroma_app_enabled": True}, "chroma_app_enabled=True needs chroma_app_image"),
+    ({"chroma_owner": "-rf"}, "chroma_owner='-rf' is not allowed"),
+    ({"chroma_image": "-evil/chroma"}, "chroma_image='-evil/chroma' is not allowed"),
+    ({"chroma_bind_address": "0.0.0.0"}, "would publish Chroma, which has no authentication"),
+]
