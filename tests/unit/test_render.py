@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import yaml
 
@@ -65,6 +67,37 @@ def test_app_service_is_off_by_default_and_points_at_chroma_when_on():
     assert agent["environment"]["CHROMA_PERSIST_DIRECTORY"] == "/app/chroma_db"
     assert [v["source"] for v in agent["volumes"]] == ["./chroma_db", "./logs"]
     assert agent["depends_on"] == {"chroma": {"condition": "service_healthy"}}
+
+
+@pytest.mark.parametrize(
+    "hostile",
+    [
+        'x"\nservices:\n  evil:\n    image: evil',
+        "a: b",
+        "${HOME}",
+        "'q' \"qq\"",
+        "-\n- x",
+        "{a: 1}",
+    ],
+)
+def test_hostile_values_cannot_add_keys_or_services(hostile):
+    """Validation refuses such values; the template must hold even if one got through."""
+    settings = replace(
+        load_settings({"chroma_project_dir": "/srv/chroma", "chroma_app_enabled": True,
+                       "chroma_app_image": "registry.example/kb:1.2"}),
+        compose_project=hostile, data_dir=hostile, image=hostile, app_image=hostile,
+        restart_policy=hostile,
+    )  # fmt: skip
+    compose = yaml.safe_load(render_compose(settings, 0, 0))
+    assert list(compose) == ["name", "services"]
+    assert list(compose["services"]) == ["chroma", "knowledge-base-agent"]
+    chroma = compose["services"]["chroma"]
+    escaped = hostile.replace("$", "$$")
+    assert compose["name"] == escaped
+    assert chroma["image"] == f"{escaped}:1.5.9"
+    assert chroma["restart"] == escaped
+    assert chroma["volumes"][0]["source"] == f"./{escaped}"
+    assert compose["services"]["knowledge-base-agent"]["image"] == escaped
 
 
 def test_hostile_values_cannot_add_keys_or_interpolate():
