@@ -8,10 +8,11 @@ the stack up only when something differs. A second run changes nothing.
 
 from pyinfra import state
 
-from operations import engine, image, preflight, project, stack
+from operations import engine, image, preflight, project, secrets, stack
 from operations.declared import Declared
 
 settings = preflight.settings_for_host()
+token = preflight.token_for_host(settings)
 owner = preflight.resolve_owner(settings)
 preflight.require_docker(settings)
 declared = Declared(settings, owner.uid, owner.gid)
@@ -36,6 +37,32 @@ project.directories(
     dir_mode=settings.dir_mode,
     data_dir_mode=settings.data_dir_mode,
 )
+
+if settings.auth_proxy:
+    image.proxy_image(
+        name=f"Image {settings.proxy_image} (auth proxy)",
+        ref=settings.proxy_image,
+        build_dir=settings.image_build_dir,
+    )
+
+if declared.token_file and token:
+    project.directories(
+        name=f"Secrets dir {declared.secrets_dir}",
+        project_dir=settings.project_dir,
+        data_dirs=(settings.secrets_dir,),
+        uid=declared.uid,
+        gid=declared.gid,
+        dir_mode=settings.dir_mode,
+        data_dir_mode="700",
+        gitkeep=False,
+    )
+    secrets.token_file(
+        name=f"Token file {declared.token_file} (0600)",
+        path=declared.token_file,
+        token=token,
+        uid=declared.uid,
+        gid=declared.gid,
+    )
 
 if declared.log_file:
     project.empty_file(

@@ -35,10 +35,12 @@ from facts.chroma import ChromaHealth  # noqa: E402
 from facts.compose import ComposeStack  # noqa: E402
 from facts.datadirs import DataDirs  # noqa: E402
 from facts.project import ProjectFiles  # noqa: E402
+from facts.secrets import SecretFile  # noqa: E402
 from facts.volumes import LegacyVolumes  # noqa: E402
 from operations import preflight  # noqa: E402
 from operations.compare import DriftItem, HostFacts, compare  # noqa: E402
 from operations.declared import Declared  # noqa: E402
+from operations.secrets import token_file_digest  # noqa: E402
 
 EXIT_OK, EXIT_ERROR, EXIT_DRIFT = 0, 1, 2
 
@@ -149,6 +151,7 @@ def check_host(host: Any) -> HostReport:
 def gather(host: Any) -> tuple[Declared, HostFacts]:
     """Read everything drift compares: one command per fact."""
     settings = preflight.settings_for_host()
+    token = preflight.token_for_host(settings)
     owner = preflight.resolve_owner(settings)
     declared = Declared(settings, owner.uid, owner.gid)
     paths = [settings.project_dir, *declared.data_dir_paths]
@@ -166,8 +169,11 @@ def gather(host: Any) -> tuple[Declared, HostFacts]:
             url=declared.url,
             heartbeat_path=declared.line.heartbeat_path,
             container=declared.chroma_container,
+            token_file=declared.token_file,
         ),
         legacy_volumes=host.get_fact(LegacyVolumes, names=list(settings.legacy_volumes)),
+        token_file=host.get_fact(SecretFile, path=declared.token_file) if token else None,
+        token_digest=token_file_digest(token) if token else None,
     )
     return declared, facts
 

@@ -18,7 +18,9 @@ class ChromaHealth(FactBase[dict[str, Any]]):
     "heartbeat": int|None, "api_version": str|None, "image": str|None,
     "image_version": str|None, "error": str|None}``. ``image_version`` comes
     from the running container's image (label, else tag), because
-    ``/api/v2/version`` answers "1.0.0" for every 1.x release.
+    ``/api/v2/version`` answers "1.0.0" for every 1.x release. With
+    ``token_file`` (the auth proxy's 0600 file) the token is sent as
+    ``X-Chroma-Token``, fed to curl on stdin.
     """
 
     @staticmethod
@@ -26,7 +28,13 @@ class ChromaHealth(FactBase[dict[str, Any]]):
         keys = ("status", "seconds", "heartbeat", "api_version", "image", "image_version", "error")
         return {"reachable": False, **dict.fromkeys(keys)}
 
-    def command(self, url: str, heartbeat_path: str, container: str | None = None) -> str:
+    def command(
+        self,
+        url: str,
+        heartbeat_path: str,
+        container: str | None = None,
+        token_file: str | None = None,
+    ) -> str:
         heartbeat = q(url.rstrip("/") + heartbeat_path)
         version = q(url.rstrip("/") + "/api/v2/version")
         host_port = url.split("://", 1)[-1].rstrip("/")
@@ -36,11 +44,19 @@ class ChromaHealth(FactBase[dict[str, Any]]):
             f" && printf 'GET {heartbeat_path} HTTP/1.0\\r\\n\\r\\n' >&3"
             ' && read -r _ status _ <&3 && echo "$status"'
         )
+        # The token goes to curl on stdin as a header, read from its 0600 file:
+        # it never appears on a command line or in this fact's output.
+        header = (
+            f"sed 's/^CHROMA_AUTH_TOKEN=/X-Chroma-Token: /' {q(token_file)} 2>/dev/null | "
+            if token_file
+            else ""
+        )
+        auth = " -H @-" if token_file else ""
         parts = [
             "if command -v curl >/dev/null 2>&1; then "
-            "echo @@heartbeat; curl -sS -m 5"
+            f"echo @@heartbeat; {header}curl -sS -m 5{auth}"
             f" -w '\\n@@meta\\n%{{http_code}} %{{time_total}}\\n' {heartbeat} 2>&1; "
-            f"echo @@version; curl -sS -m 5 {version} 2>/dev/null; echo; "
+            f"echo @@version; {header}curl -sS -m 5{auth} {version} 2>/dev/null; echo; "
             f"else echo @@bash; timeout 5 bash -c {q(raw)} 2>&1; fi",
         ]
         if container:

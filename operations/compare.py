@@ -18,7 +18,7 @@ from operations.stack import COMPOSE_FILE, image_moved
 KINDS = (
     "missing", "owner", "group", "mode", "gitignore", "compose_file", "compose_invalid",
     "container_missing", "container_state", "container_health", "container_config",
-    "image", "image_tag_moved", "mount", "port", "heartbeat", "legacy_volume",
+    "image", "image_tag_moved", "mount", "port", "heartbeat", "legacy_volume", "secret",
 )  # fmt: skip
 
 
@@ -48,6 +48,8 @@ class HostFacts:
     stack: dict[str, Any]
     health: dict[str, Any]
     legacy_volumes: list[dict[str, Any]]
+    token_file: dict[str, Any] | None = None
+    token_digest: str | None = None
 
 
 def _account(uid: int, name: str | None) -> str:
@@ -111,56 +113,93 @@ def compare_files(declared: Declared, facts: HostFacts) -> list[DriftItem]:
     return items
 
 
+def _container_items(container: dict[str, Any], declared_hash: str | None) -> list[DriftItem]:
+    """State, health and config hash of one container of a declared service."""
+    name = container["name"]
+    items = []
+    if container["state"] != "running":
+        items.append(DriftItem("container_state", name, "running", container["state"]))
+    elif container["health"] != "healthy":
+        health = container["health"] or "no healthcheck"
+        items.append(DriftItem("container_health", name, "healthy", health))
+    if declared_hash and container["config_hash"] != declared_hash:
+        items.append(
+            DriftItem(
+                "container_config", name, f"config-hash {declared_hash[:12]}",
+                f"config-hash {(container['config_hash'] or 'none')[:12]}",
+            )
+        )  # fmt: skip
+    return items
+
+
+def _published(container: dict[str, Any]) -> list[str]:
+    return sorted(f"{port['host_ip']}:{port['host_port']}" for port in container["ports"])
+
+
 def compare_stack(declared: Declared, facts: HostFacts) -> list[DriftItem]:
-    """Containers, image, mounts and the published port of the chroma service."""
+    """Every declared service's container; the chroma image and mounts; published ports."""
     stack = facts.stack
     settings = declared.settings
     if not stack["docker"]:
         return [DriftItem("container_missing", "docker", "engine answering", "no answer")]
+    # The file's hashes are the declared ones only while the file is as rendered;
+    # an edited file is its own drift item (compose_file).
+    as_rendered = (facts.project_files["compose"] or {}).get("content") == declared.compose_content
+    hashes = stack["declared_hashes"] if as_rendered else {}
+    wanted_port = declared.published_port.rsplit(":", 1)[0].replace("[", "").replace("]", "")
     items = []
-    chroma = [c for c in stack["containers"] if c["service"] == "chroma"]
-    if not chroma:
-        return [DriftItem("container_missing", declared.chroma_container, "running", "missing")]
-    for container in chroma:
-        name = container["name"]
-        if container["state"] != "running":
-            items.append(DriftItem("container_state", name, "running", container["state"]))
-        elif container["health"] != "healthy":
-            health = container["health"] or "no healthcheck"
-            items.append(DriftItem("container_health", name, "healthy", health))
-        # The file's hash is the declared one only while the file is as rendered;
-        # an edited file is its own drift item (compose_file).
-        declared_hash = stack["declared_hashes"].get("chroma")
-        file_as_rendered = (facts.project_files["compose"] or {}).get("content") == (
-            declared.compose_content
-        )
-        if file_as_rendered and declared_hash and container["config_hash"] != declared_hash:
-            items.append(
-                DriftItem(
-                    "container_config", name, f"config-hash {declared_hash[:12]}",
-                    f"config-hash {(container['config_hash'] or 'none')[:12]}",
-                )
-            )  # fmt: skip
-        if container["image"] != settings.image_ref:
-            items.append(DriftItem("image", name, settings.image_ref, container["image"]))
-        elif image_moved(stack, container):
-            items.append(
-                DriftItem(
-                    "image_tag_moved", name, f"{settings.image_ref} = {stack['image_id'][:19]}",
-                    f"running {container['image_id'][:19]}",
-                )
-            )  # fmt: skip
-        for problem in mounts_report(container, declared.line.persist_path)["problems"]:
-            items.append(DriftItem("mount", name, declared.line.persist_path, problem))
-        published = sorted(
-            f"{port['host_ip']}:{port['host_port']}"
-            for port in container["ports"]
-            if port["container_port"] == "8000/tcp"
-        )
-        wanted = declared.published_port.rsplit(":", 1)[0].replace("[", "").replace("]", "")
-        if published != [wanted]:
-            actual = ", ".join(published) or "not published"
-            items.append(DriftItem("port", f"{name} 8000/tcp", wanted, actual))
+    for service in declared.services:
+        containers = [c for c in stack["containers"] if c["service"] == service]
+        if not containers:
+            name = f"{settings.compose_project}-{service}-1"
+            items.append(DriftItem("container_missing", name, "running", "missing"))
+            continue
+        for container in containers:
+            name = container["name"]
+            items += _container_items(container, hashes.get(service))
+            published = _published(container)
+            expected = [wanted_port] if service == declared.published_service else []
+            if published != expected:
+                items.append(
+                    DriftItem("port", name, ", ".join(expected) or "not published",
+                              ", ".join(published) or "not published")
+                )  # fmt: skip
+            if service != "chroma":
+                continue
+            if container["image"] != settings.image_ref:
+                items.append(DriftItem("image", name, settings.image_ref, container["image"]))
+            elif image_moved(stack, container):
+                items.append(
+                    DriftItem(
+                        "image_tag_moved", name, f"{settings.image_ref} = {stack['image_id'][:19]}",
+                        f"running {container['image_id'][:19]}",
+                    )
+                )  # fmt: skip
+            for problem in mounts_report(container, declared.line.persist_path)["problems"]:
+                items.append(DriftItem("mount", name, declared.line.persist_path, problem))
+    return items
+
+
+def compare_secret(declared: Declared, facts: HostFacts) -> list[DriftItem]:
+    """The token file: present, 0600, the stack owner's, holding the declared token.
+
+    Only digests are compared and nothing of the token is reported.
+    """
+    path = declared.token_file
+    if path is None:
+        return []
+    found = facts.token_file
+    if found is None:
+        return [DriftItem("missing", path, "file", "missing")]
+    items = []
+    if found["mode"] != "600":
+        items.append(DriftItem("mode", path, "600", found["mode"]))
+    if found["uid"] != declared.uid:
+        items.append(DriftItem("owner", path, str(declared.uid), str(found["uid"])))
+    if found["gid"] != declared.gid:
+        items.append(DriftItem("group", path, str(declared.gid), str(found["gid"])))
+    if facts.token_digest and found["sha256"] != facts.token_digest:
+        items.append(DriftItem("secret", path, "the declared token", "another token"))
     return items
 
 
@@ -193,6 +232,7 @@ def compare(declared: Declared, facts: HostFacts) -> list[DriftItem]:
     return [
         *compare_paths(declared, facts),
         *compare_files(declared, facts),
+        *compare_secret(declared, facts),
         *compare_stack(declared, facts),
         *compare_health(declared, facts),
         *compare_legacy(declared, facts),

@@ -41,7 +41,10 @@ class Declared:
 
     @property
     def gitignore_lines(self) -> list[str]:
-        return gitignore_lines(self.settings.data_dirs) if self.settings.manage_gitignore else []
+        if not self.settings.manage_gitignore:
+            return []
+        secrets = self.settings.secrets_dir if self.settings.auth_proxy else None
+        return gitignore_lines(self.settings.data_dirs, secrets)
 
     @cached_property
     def compose_content(self) -> str:
@@ -52,8 +55,34 @@ class Declared:
         return published_port(self.settings.bind_address, self.settings.port)
 
     @property
+    def token_file(self) -> str | None:
+        """The host's 0600 token file, when the auth proxy is on."""
+        if not self.settings.auth_proxy:
+            return None
+        return self.settings.path(f"{self.settings.secrets_dir}/chroma-token.env")
+
+    @property
+    def secrets_dir(self) -> str:
+        return self.settings.path(self.settings.secrets_dir)
+
+    @property
+    def services(self) -> list[str]:
+        """The compose services the file declares, in order."""
+        services = ["chroma"]
+        if self.settings.auth_proxy:
+            services.append("auth-proxy")
+        if self.settings.app_enabled:
+            services.append(self.settings.app_name)
+        return services
+
+    @property
+    def published_service(self) -> str:
+        """The one service with a host port: the proxy when it is on, else chroma."""
+        return "auth-proxy" if self.settings.auth_proxy else "chroma"
+
+    @property
     def url(self) -> str:
-        """Where Chroma answers, seen from the host itself."""
+        """Where Chroma answers (through the proxy when it is on), seen from the host."""
         address = self.settings.bind_address
         if address in ("0.0.0.0", "::"):  # noqa: S104 - reaching, not binding
             address = "127.0.0.1"

@@ -15,7 +15,9 @@ from pyinfra.api import FileUploadCommand, OperationValueError, operation
 
 from facts.docker import DockerImage
 
-BUILD_SCRIPT = Path(__file__).resolve().parent.parent / "files" / "build-chroma-image.sh"
+FILES_DIR = Path(__file__).resolve().parent.parent / "files"
+BUILD_SCRIPT = FILES_DIR / "build-chroma-image.sh"
+PROXY_BUILD_SCRIPT = FILES_DIR / "build-proxy-image.sh"
 
 
 def _pull(ref: str, fallback: str) -> str:
@@ -61,3 +63,20 @@ def chroma_image(ref: str, version: str, source: str, build_dir: str):
             f"chroma_image_source={source!r} is not supported on {host.name} yet: "
             "use pull, build or auto"
         )
+
+
+@operation()
+def proxy_image(ref: str, build_dir: str):
+    """The auth proxy's image: built on the host from Debian's nginx when missing.
+
+    + ref: image reference, e.g. chroma-deploy/auth-proxy:1
+    + build_dir: where the build script is put on the host
+    """
+    image = host.get_fact(DockerImage, ref=ref)
+    if image:
+        host.noop(f"image {ref} is present ({image['id'][:19]})")
+        return
+    script = f"{build_dir}/build-proxy-image.sh"
+    yield f"mkdir -p {shlex.quote(build_dir)}"
+    yield FileUploadCommand(str(PROXY_BUILD_SCRIPT), script)
+    yield f"bash {shlex.quote(script)} {shlex.quote(ref)} {shlex.quote(build_dir)}"

@@ -13,6 +13,7 @@ from pyinfra.api.exceptions import DeployError
 
 from facts.accounts import Accounts
 from facts.docker import DockerEngine
+from operations.secrets import read_token
 from operations.settings import Settings, SettingsError, load_settings
 
 
@@ -28,6 +29,16 @@ def settings_for_host() -> Settings:
     """This host's validated settings, or a one-line error naming host and key."""
     try:
         return load_settings(host.data)
+    except SettingsError as error:
+        raise DeployError(f"{host.name}: {error}") from None
+
+
+def token_for_host(settings: Settings) -> str | None:
+    """The auth token from the control machine when the proxy is on (never printed)."""
+    if not settings.auth_proxy:
+        return None
+    try:
+        return read_token(settings)
     except SettingsError as error:
         raise DeployError(f"{host.name}: {error}") from None
 

@@ -19,11 +19,13 @@ from facts.project import ProjectFiles
 GITIGNORE_HEADER = "# chroma-deploy: keep the data dirs, not their contents"
 
 
-def gitignore_lines(dir_names: tuple[str, ...]) -> list[str]:
+def gitignore_lines(dir_names: tuple[str, ...], secrets_dir: str | None = None) -> list[str]:
     """The lines chroma-deploy owns in the project's .gitignore."""
     lines = [GITIGNORE_HEADER]
     for name in dir_names:
         lines += [f"{name}/*", f"!{name}/.gitkeep"]
+    if secrets_dir:
+        lines.append(f"{secrets_dir}/")
     return lines
 
 
@@ -47,6 +49,7 @@ def directories(
     gid: int,
     dir_mode: str,
     data_dir_mode: str,
+    gitkeep: bool = True,
 ):
     """The project dir and its data dirs, each with an empty ``.gitkeep``.
 
@@ -54,6 +57,7 @@ def directories(
     + data_dirs: names of the data dirs inside it
     + uid, gid: numeric owner and group
     + dir_mode, data_dir_mode: octal modes such as "750"
+    + gitkeep: create an empty ``.gitkeep`` in each data dir
 
     A data dir with the wrong owner is chowned recursively: its contents are
     written by the container, which runs as that owner. A ``.gitkeep`` is only
@@ -71,7 +75,7 @@ def directories(
     for path in paths[1:]:
         state = found[path]
         commands += _owner_commands(path, uid, gid, data_dir_mode, state, True)
-        if state is None or state["gitkeep"] is None:
+        if gitkeep and (state is None or state["gitkeep"] is None):
             commands.append(
                 f"install -o {uid} -g {gid} -m 644 /dev/null {shlex.quote(path)}/.gitkeep"
             )

@@ -46,6 +46,11 @@ def published_port(bind_address: str, port: int) -> str:
     return f"{host}:{port}:8000"
 
 
+def proxy_published_port(bind_address: str, port: int) -> str:
+    """The auth-proxy's `ports:` entry: it listens on 8080 in its container."""
+    return published_port(bind_address, port).rsplit(":", 1)[0] + ":8080"
+
+
 def render_compose(settings: Settings, uid: int, gid: int) -> str:
     """The compose file for these settings, the container running as uid:gid."""
     line = version_line(settings.version)
@@ -66,6 +71,10 @@ def render_compose(settings: Settings, uid: int, gid: int) -> str:
             persist_path=line.persist_path,
             log_file=line.log_file,
             healthcheck=line.healthcheck,
+            auth_proxy=settings.auth_proxy,
+            proxy_image=settings.proxy_image,
+            proxy_published_port=proxy_published_port(settings.bind_address, settings.port),
+            secrets_dir=settings.secrets_dir,
             app_enabled=settings.app_enabled,
             app_name=settings.app_name,
             app_image=settings.app_image or "",

@@ -169,6 +169,23 @@ def _volume_names(value: Any) -> tuple[str, ...]:
     return tuple(value)
 
 
+def _env_name(value: Any) -> str:
+    if not isinstance(value, str) or not re.match(r"^[A-Z_][A-Z0-9_]*$", value):
+        raise ValueError("an environment variable name such as CHROMA_AUTH_TOKEN")
+    return value
+
+
+def _optional_absolute_path(value: Any) -> str | None:
+    return None if value in (None, "") else _absolute_path(value)
+
+
+def _image_reference(value: Any) -> str:
+    checked = _optional_image(value)
+    if checked is None:
+        raise ValueError("an image reference with a pinned tag")
+    return checked
+
+
 def _absolute_path(value: Any) -> str:
     if not isinstance(value, str) or not value.startswith("/") or ".." in value.split("/"):
         raise ValueError("an absolute path without '..'")
@@ -310,6 +327,40 @@ SETTINGS: tuple[Setting, ...] = (
         _compose_project,
         "Compose service name of the application.",
     ),
+    # Authentication: Chroma 1.x has none of its own, so a proxy checks a token.
+    Setting(
+        "chroma_auth_proxy",
+        False,
+        _bool,
+        "Put an authenticating reverse proxy (Debian's nginx) in front of Chroma: only the "
+        "proxy is published, on chroma_bind_address:chroma_port, and it wants the token as "
+        "`X-Chroma-Token` or `Authorization: Bearer`.",
+    ),
+    Setting(
+        "chroma_auth_token_env",
+        "CHROMA_AUTH_TOKEN",
+        _env_name,
+        "Environment variable on the control machine holding the token (16+ characters of "
+        "A-Z a-z 0-9 . _ ~ + / = -). Never a command-line value.",
+    ),
+    Setting(
+        "chroma_auth_token_file",
+        None,
+        _optional_absolute_path,
+        "File on the control machine holding the token; wins over the environment variable.",
+    ),
+    Setting(
+        "chroma_proxy_image",
+        "chroma-deploy/auth-proxy:1",
+        _image_reference,
+        "Image of the proxy, built on the host from files/build-proxy-image.sh when missing.",
+    ),
+    Setting(
+        "chroma_secrets_dir",
+        "secrets",
+        _plain_name,
+        "Dir (mode 0700, in the project dir) of the 0600 token file the proxy reads.",
+    ),
     # The engine.
     Setting(
         "chroma_install_docker",
@@ -356,6 +407,11 @@ class Settings:
     app_enabled: bool
     app_image: str | None
     app_name: str
+    auth_proxy: bool
+    auth_token_env: str
+    auth_token_file: str | None
+    proxy_image: str
+    secrets_dir: str
     install_docker: bool
     legacy_volumes: tuple[str, ...] = field(default=("chroma_data",))
 
@@ -384,6 +440,7 @@ def load_settings(data: Any) -> Settings:
     error, because a typo would otherwise silently fall back to a default.
     """
     keys = [key for key in _keys(data) if key.startswith(PREFIX)]
+    _refuse_server_auth_keys(data, keys)
     for key in keys:
         if key not in SETTINGS_BY_KEY:
             close = difflib.get_close_matches(key, SETTINGS_BY_KEY, n=1)
@@ -403,11 +460,41 @@ def load_settings(data: Any) -> Settings:
     return settings
 
 
+# Chroma 0.x's own auth settings, as data keys. 1.x servers ignore them without
+# a word, so an upgraded stack would lose its authentication silently.
+SERVER_AUTH_KEYS = (
+    "chroma_server_authn_provider",
+    "chroma_server_authn_credentials",
+    "chroma_server_authn_credentials_file",
+    "chroma_server_auth_provider",
+    "chroma_server_auth_credentials",
+    "chroma_server_auth_token_transport_header",
+)
+
+
+def _refuse_server_auth_keys(data: Any, keys: list[str]) -> None:
+    found = [key for key in keys if key in SERVER_AUTH_KEYS]
+    if not found:
+        return
+    version = str(_get(data, "chroma_version", SETTINGS_BY_KEY["chroma_version"].default))
+    if version[:1].isdigit() and not version.startswith("0."):
+        raise SettingsError(
+            f"{found[0]} is a Chroma 0.x auth setting and Chroma {version} has no built-in "
+            "authentication: it would be ignored and the server left open. Use "
+            "chroma_auth_proxy=true with a token instead"
+        )
+    raise SettingsError(
+        f"{found[0]}: chroma-deploy does not pass Chroma 0.x auth settings, because an upgrade "
+        "to 1.x would drop them silently. Use chroma_auth_proxy=true with a token instead"
+    )
+
+
 def _check_together(settings: Settings) -> None:
     """Rules that involve more than one key."""
-    if len(set(settings.data_dirs)) != len(settings.data_dirs):
+    if len({*settings.data_dirs, settings.secrets_dir}) != len(settings.data_dirs) + 1:
         raise SettingsError(
-            "chroma_data_dir, chroma_fallback_dir and chroma_logs_dir must be three different names"
+            "chroma_data_dir, chroma_fallback_dir, chroma_logs_dir and chroma_secrets_dir must "
+            "be four different names"
         )
     if settings.app_enabled and not settings.app_image:
         raise SettingsError(
@@ -415,12 +502,13 @@ def _check_together(settings: Settings) -> None:
         )
     if (
         not ipaddress.ip_address(settings.bind_address).is_loopback
+        and not settings.auth_proxy
         and not settings.allow_unauthenticated_public_port
     ):
         raise SettingsError(
             f"chroma_bind_address={settings.bind_address} would publish Chroma, which has no "
-            "authentication, beyond this machine: keep 127.0.0.1, or set "
-            "chroma_allow_unauthenticated_public_port=true if a firewall or proxy protects it"
+            "authentication, beyond this machine: keep 127.0.0.1, set chroma_auth_proxy=true, "
+            "or set chroma_allow_unauthenticated_public_port=true if a firewall protects it"
         )
     if settings.app_name == "chroma":
         raise SettingsError("chroma_app_name='chroma' is not allowed: the Chroma service uses it")

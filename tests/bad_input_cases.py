@@ -25,4 +25,9 @@ CASES = [
     ({"chroma_owner": "-rf"}, "chroma_owner='-rf' is not allowed"),
     ({"chroma_image": "-evil/chroma"}, "chroma_image='-evil/chroma' is not allowed"),
     ({"chroma_bind_address": "0.0.0.0"}, "would publish Chroma, which has no authentication"),
+    (
+        {"chroma_server_authn_provider": "token"},
+        "is a Chroma 0.x auth setting and Chroma 1.5.9 has no built-in authentication",
+    ),
+    ({"chroma_auth_token_env": "lower-case"}, "chroma_auth_token_env='lower-case' is not allowed"),
 ]

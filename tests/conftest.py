@@ -55,22 +55,26 @@ def run_deploy(data: dict[str, Any], *extra: str, env: dict[str, str] | None = N
     return DeployRun(completed.returncode, completed.stdout, completed.stderr)
 
 
-def run_drift(data: dict[str, Any], *extra: str, inventory: str = "@local") -> DeployRun:
+def run_drift(
+    data: dict[str, Any], *extra: str, inventory: str = "@local", env: dict[str, str] | None = None
+) -> DeployRun:
     """Run drift.py as a user would; --json output parsed by the caller."""
     args = [sys.executable, "drift.py", inventory]
     for key, value in data.items():
         args += ["--data", f"{key}={value}"]
     args += list(extra)
-    completed = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    completed = subprocess.run(
+        args, cwd=ROOT, capture_output=True, text=True, timeout=300, env=env or os.environ.copy()
+    )
     return DeployRun(completed.returncode, completed.stdout, completed.stderr)
 
 
-def converge(data: dict[str, Any]) -> DeployRun:
+def converge(data: dict[str, Any], env: dict[str, str] | None = None) -> DeployRun:
     """Deploy, then deploy again and assert the second run changed nothing."""
-    first = run_deploy(data)
+    first = run_deploy(data, env=env)
     assert first.returncode == 0, first.output
     assert first.result["failed_hosts"] == []
-    second = run_deploy(data)
+    second = run_deploy(data, env=env)
     assert second.returncode == 0, second.output
     assert second.changed_operations == [], second.output
     assert second.result["totals"]["success"] == 0

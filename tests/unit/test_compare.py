@@ -91,7 +91,7 @@ def test_container_problems(declared, converged):
     container["ports"][0]["host_ip"] = "0.0.0.0"
     converged.health.update(status=None, heartbeat=None, error="connection refused")
     assert kinds(declared, converged) == [
-        "container_state", "container_config", "image", "port", "heartbeat",
+        "container_state", "container_config", "port", "image", "heartbeat",
     ]  # fmt: skip
 
 

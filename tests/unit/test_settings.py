@@ -60,7 +60,7 @@ def test_values_are_normalised(data, expected):
         ({"chroma_dir_mode": "0755"}, "gives others nothing"),
         ({"chroma_project_dir": "/srv/../etc"}, "without '..'"),
         ({"chroma_project_dir": "/usr/"}, "not the system dir /usr"),
-        ({"chroma_fallback_dir": "chroma_data"}, "must be three different names"),
+        ({"chroma_fallback_dir": "chroma_data"}, "must be four different names"),
         ({"chroma_app_name": "chroma"}, "the Chroma service uses it"),
         ({"chroma_app_enabled": True, "chroma_app_image": "app:latest"}, "never 'latest'"),
         ({"chroma_wait_timeout": 5}, "from 10 to 3600"),

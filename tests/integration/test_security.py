@@ -1,0 +1,97 @@
+"""The auth proxy in front of Chroma, and the token that must never be printed."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+
+import chromadb
+import httpx
+import pytest
+from chromadb.config import Settings
+from conftest import base_data, converge, run_deploy, run_drift, sh, stat
+
+pytestmark = [pytest.mark.docker, pytest.mark.slow]
+
+
+@pytest.fixture
+def token_env() -> tuple[str, dict[str, str]]:
+    token = secrets.token_urlsafe(24)
+    return token, {**os.environ, "CHROMA_AUTH_TOKEN": token}
+
+
+def test_proxy_lets_the_token_in_and_keeps_everyone_else_out(project, token_env):
+    project_dir, name = project
+    token, env = token_env
+    data = base_data(project_dir, name, chroma_auth_proxy=True)
+    port = data["chroma_port"]
+    converge(data, env=env)
+
+    # The real client, with the header the proxy checks, and with a bearer token.
+    client = chromadb.HttpClient(host="127.0.0.1", port=port, headers={"X-Chroma-Token": token})
+    client.heartbeat()
+    client.create_collection("secured", embedding_function=None).add(
+        ids=["a", "b"], embeddings=[[1.0, 2.0], [2.0, 1.0]]
+    )
+    bearer = chromadb.HttpClient(
+        host="127.0.0.1", port=port,
+        settings=Settings(
+            chroma_client_auth_provider="chromadb.auth.token_authn.TokenAuthClientProvider",
+            chroma_client_auth_credentials=token,
+        ),
+    )  # fmt: skip
+    assert bearer.get_collection("secured", embedding_function=None).count() == 2
+
+    # Without the token, or with another one: refused.
+    with pytest.raises(Exception, match=r"(?i)unauthorized|401|token"):
+        chromadb.HttpClient(host="127.0.0.1", port=port).list_collections()
+    wrong = httpx.get(f"http://127.0.0.1:{port}/api/v2/heartbeat",
+                      headers={"X-Chroma-Token": "x" * 32}, timeout=5)  # fmt: skip
+    assert wrong.status_code == 401
+
+    # Chroma itself has no host port; the token lives in one 0600 file.
+    ports = sh(f"docker port {name}-chroma-1").stdout.strip()
+    assert ports == ""
+    assert stat(project_dir / "secrets")[2] == "700"
+    assert stat(project_dir / "secrets" / "chroma-token.env")[2] == "600"
+    assert run_drift(data, env=env).returncode == 0
+
+    sh(f"chmod 0644 '{project_dir}/secrets/chroma-token.env'")
+    drifted = run_drift(data, "--no-color", env=env)
+    assert drifted.returncode == 2
+    assert f"{project_dir}/secrets/chroma-token.env: 600 -> 644" in drifted.stdout
+    converge(data, env=env)
+
+
+def test_token_appears_in_no_output_and_no_other_file(project, token_env):
+    project_dir, name = project
+    token, env = token_env
+    data = base_data(project_dir, name, chroma_auth_proxy=True)
+    outputs = [
+        run_deploy(data, "-vvv", env=env).output,
+        run_deploy(data, "-vvv", env=env).output,
+        run_drift(data, "--json", env=env).output,
+        run_drift(data, env=env).output,
+        run_deploy(dict(data, chroma_owner="nosuchuser"), "-vvv", env=env).output,
+    ]
+    assert "pyinfra error" in outputs[-1]  # the failing run did fail
+    for output in outputs:
+        assert token not in output
+    holders = subprocess.run(
+        ["grep", "-rlF", token, str(project_dir)], capture_output=True, text=True
+    ).stdout.split()
+    assert holders == [str(project_dir / "secrets" / "chroma-token.env")]
+    inspected = sh(
+        f"docker inspect $(docker ps -aq --filter label=com.docker.compose.project={name})"
+    )
+    assert token not in inspected.stdout
+
+
+def test_deploy_without_a_token_is_refused_before_anything_changes(project):
+    project_dir, name = project
+    env = {k: v for k, v in os.environ.items() if k != "CHROMA_AUTH_TOKEN"}
+    result = run_deploy(base_data(project_dir, name, chroma_auth_proxy=True), env=env)
+    assert result.returncode != 0
+    assert "chroma_auth_proxy=true needs a token" in result.output
+    assert not project_dir.exists()
