@@ -70,9 +70,28 @@ def test_operation_yields_the_recorded_commands(case: Path):
         assert noops == [fixture["noop_description"]]
 
 
+def _all_operations() -> set[str]:
+    """Every @operation in operations/, found by import."""
+    import pkgutil
+
+    import operations
+
+    names = set()
+    for module in pkgutil.iter_modules(operations.__path__):
+        loaded = importlib.import_module(f"operations.{module.name}")
+        for name, attribute in vars(loaded).items():
+            if (
+                callable(attribute)
+                and hasattr(attribute, "is_idempotent")
+                and (getattr(attribute, "__module__", "") == loaded.__name__)
+            ):
+                names.add(f"{module.name}.{name}")
+    return names
+
+
 def test_every_operation_has_a_converged_case():
-    operations = {case.parent.name for case in CASES}
     converged = {
         case.parent.name for case in CASES if json.loads(case.read_text())["commands"] == []
     }
-    assert operations == converged
+    assert {case.parent.name for case in CASES} == _all_operations()
+    assert converged == _all_operations()
