@@ -43,9 +43,11 @@ class DeployRun:
         return self.stdout + self.stderr
 
 
-def run_deploy(data: dict[str, Any], *extra: str, env: dict[str, str] | None = None) -> DeployRun:
-    """Run the real CLI as a user would, with --json so the result is pyinfra's own."""
-    args = [PYINFRA, "-y", "--json", "@local", "deploy.py"]
+def _run(
+    command: list[str], data: dict[str, Any], extra: tuple[str, ...], env: dict[str, str] | None
+) -> DeployRun:
+    """Run one of the project's commands from the repo root with --data for each key."""
+    args = list(command)
     for key, value in data.items():
         args += ["--data", f"{key}={value}"]
     args += list(extra)
@@ -55,18 +57,16 @@ def run_deploy(data: dict[str, Any], *extra: str, env: dict[str, str] | None = N
     return DeployRun(completed.returncode, completed.stdout, completed.stderr)
 
 
+def run_deploy(data: dict[str, Any], *extra: str, env: dict[str, str] | None = None) -> DeployRun:
+    """Run the real CLI as a user would, with --json so the result is pyinfra's own."""
+    return _run([PYINFRA, "-y", "--json", "@local", "deploy.py"], data, extra, env)
+
+
 def run_drift(
     data: dict[str, Any], *extra: str, inventory: str = "@local", env: dict[str, str] | None = None
 ) -> DeployRun:
     """Run drift.py as a user would; --json output parsed by the caller."""
-    args = [sys.executable, "drift.py", inventory]
-    for key, value in data.items():
-        args += ["--data", f"{key}={value}"]
-    args += list(extra)
-    completed = subprocess.run(
-        args, cwd=ROOT, capture_output=True, text=True, timeout=300, env=env or os.environ.copy()
-    )
-    return DeployRun(completed.returncode, completed.stdout, completed.stderr)
+    return _run([sys.executable, "drift.py", inventory], data, extra, env)
 
 
 def converge(data: dict[str, Any], env: dict[str, str] | None = None) -> DeployRun:
