@@ -1,0 +1,66 @@
+"""Faults on the host: a full disk, Chroma answering 500. Nothing good is replaced or lost."""
+
+from __future__ import annotations
+
+import http.server
+import threading
+
+import pytest
+from conftest import base_data, converge, run_deploy, run_drift, sh
+
+from operations.project import GITIGNORE_HEADER
+
+pytestmark = [pytest.mark.docker, pytest.mark.slow]
+
+
+def test_full_disk_fails_clearly_and_leaves_good_files_whole(project):
+    project_dir, name = project
+    project_dir.mkdir(parents=True)
+    sh(f"mount -t tmpfs -o size=4m tmpfs '{project_dir}'")
+    try:
+        data = base_data(project_dir, name)
+        converge(data)
+        sqlite = project_dir / "chroma_data" / "chroma.sqlite3"
+        # Both files now need rewriting: a setting changes the render, a line is gone.
+        gitignore = project_dir / ".gitignore"
+        gitignore.write_text(gitignore.read_text().replace(f"{GITIGNORE_HEADER}\n", ""))
+        before = {p: p.read_bytes() for p in (gitignore, project_dir / "docker-compose.yml")}
+        sh(f"dd if=/dev/zero of='{project_dir}/chroma_db/filler' bs=64k 2>/dev/null || true")
+
+        result = run_deploy(dict(data, chroma_restart_policy="always"))
+        assert result.returncode != 0
+        assert "No space left on device" in result.output
+        assert {p: p.read_bytes() for p in before} == before
+        assert sqlite.is_file()
+
+        (project_dir / "chroma_db" / "filler").unlink()
+        converge(dict(data, chroma_restart_policy="always"))
+        assert sqlite.is_file()
+    finally:
+        sh(f"cd '{project_dir}' && docker compose down --timeout 5", check=False)
+        sh(f"umount '{project_dir}'", check=False)
+
+
+class _Answers500(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(500)
+        self.end_headers()
+        self.wfile.write(b'{"error": "InternalError"}')
+
+    def log_message(self, *args):
+        pass
+
+
+def test_chroma_answering_500_is_reported_as_heartbeat_drift(project):
+    project_dir, name = project
+    data = base_data(project_dir, name)
+    server = http.server.HTTPServer(("127.0.0.1", data["chroma_port"]), _Answers500)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        result = run_drift(data, "--no-color")
+    finally:
+        server.shutdown()
+    assert result.returncode == 2
+    assert f"http://127.0.0.1:{data['chroma_port']}/api/v2/heartbeat: " in result.stdout
+    assert "HTTP 200 with a heartbeat -> HTTP 500" in result.stdout
