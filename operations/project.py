@@ -26,6 +26,8 @@ def gitignore_lines(dir_names: tuple[str, ...], secrets_dir: str | None = None) 
         lines += [f"{name}/*", f"!{name}/.gitkeep"]
     if secrets_dir:
         lines.append(f"{secrets_dir}/")
+    # restore.py moves data aside next to the data dir and keeps its markers here.
+    lines += [f"/{dir_names[0]}.before-restore-*/", "/.chroma-deploy/"]
     return lines
 
 

@@ -186,6 +186,14 @@ def _image_reference(value: Any) -> str:
     return checked
 
 
+def _keep(value: Any) -> int:
+    if isinstance(value, str) and value.isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 10000:
+        raise ValueError("a whole number of backups from 0 (keep all) to 10000")
+    return value
+
+
 def _absolute_path(value: Any) -> str:
     if not isinstance(value, str) or not value.startswith("/") or ".." in value.split("/"):
         raise ValueError("an absolute path without '..'")
@@ -376,6 +384,25 @@ SETTINGS: tuple[Setting, ...] = (
         "Named volumes (any compose project prefix) that may hold data from a "
         "setup before bind mounts.",
     ),
+    Setting(
+        "chroma_backup_dir",
+        "/var/backups/chroma-deploy",
+        _absolute_path,
+        "Where backup.py writes archives (<project>-<UTC time>.tar.gz, .sha256, .json).",
+    ),
+    Setting(
+        "chroma_backup_keep",
+        0,
+        _keep,
+        "How many of this project's newest backups to keep; 0 keeps all. Pruning older "
+        "ones is the only deletion chroma-deploy ever does, and only when you set this.",
+    ),
+    Setting(
+        "chroma_restore_archive",
+        None,
+        _optional_absolute_path,
+        "The archive restore.py restores (a path on the host, from backup.py).",
+    ),
 )
 
 SETTINGS_BY_KEY = {setting.key: setting for setting in SETTINGS}
@@ -414,6 +441,9 @@ class Settings:
     secrets_dir: str
     install_docker: bool
     legacy_volumes: tuple[str, ...] = field(default=("chroma_data",))
+    backup_dir: str = "/var/backups/chroma-deploy"
+    backup_keep: int = 0
+    restore_archive: str | None = None
 
     @property
     def image_ref(self) -> str:

@@ -1,0 +1,21 @@
+"""Prove that data survives `docker compose down`: `pyinfra INVENTORY prove.py`.
+
+Writes a canary collection, takes the stack down and up again, reads the
+canary back and removes it. Each host passes (success) or fails with the
+reason: the seed's manual "Testing Data Persistence", made automatic.
+"""
+
+from operations import data_safety, preflight
+from operations.declared import Declared
+
+settings = preflight.settings_for_host()
+owner = preflight.resolve_owner(settings)
+declared = Declared(settings, owner.uid, owner.gid)
+
+data_safety.persistence_proof(
+    name=f"Persistence proof of {settings.compose_project}: canary, down, up, read back",
+    project_dir=settings.project_dir,
+    url=declared.url,
+    token_file=declared.token_file,
+    wait_timeout=settings.wait_timeout,
+)

@@ -1,0 +1,124 @@
+"""Backups, restores and the persistence proof, with real data from the real client."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+from conftest import PYINFRA, ROOT, base_data, chroma_client, converge
+
+pytestmark = [pytest.mark.docker, pytest.mark.slow]
+
+
+def run(deploy_file: str, data: dict) -> subprocess.CompletedProcess[str]:
+    args = [PYINFRA, "-y", "--json", "@local", deploy_file]
+    for key, value in data.items():
+        args += ["--data", f"{key}={value}"]
+    return subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=600)
+
+
+def changed(result: subprocess.CompletedProcess[str]) -> int:
+    return json.loads(result.stdout)["results"]["totals"]["success"]
+
+
+def fill(port: int, per_collection: int = 100) -> dict[str, list[str]]:
+    client = chroma_client(port)
+    written = {}
+    for name in ("books", "papers"):
+        collection = client.get_or_create_collection(name, embedding_function=None)
+        ids = [f"{name}-{i:04d}" for i in range(per_collection)]
+        collection.add(
+            ids=ids,
+            embeddings=[
+                [float(i % 7), float(i % 11), float(i % 13)] for i in range(per_collection)
+            ],
+            metadatas=[{"n": i} for i in range(per_collection)],
+        )
+        written[name] = ids
+    return written
+
+
+def snapshot(port: int) -> dict[str, list[str]]:
+    client = chroma_client(port)
+    return {
+        c.name: sorted(
+            client.get_collection(c.name, embedding_function=None).get(include=[])["ids"]
+        )
+        for c in client.list_collections()
+    }
+
+
+def test_persistence_proof_passes_and_leaves_no_canary(project):
+    project_dir, name = project
+    data = base_data(project_dir, name)
+    converge(data)
+    fill(data["chroma_port"], 10)
+    before = snapshot(data["chroma_port"])
+    result = run("prove.py", data)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert snapshot(data["chroma_port"]) == before
+
+
+def test_backup_then_changes_then_restore_gives_back_exactly_the_backup(project, tmp_path):
+    project_dir, name = project
+    data = base_data(project_dir, name, chroma_backup_dir=str(tmp_path / "backups"))
+    port = data["chroma_port"]
+    converge(data)
+    fill(port)
+    backed_up = snapshot(port)
+    assert run("backup.py", data).returncode == 0
+    archives = sorted((tmp_path / "backups").glob(f"{name}-*.tar.gz"))
+    assert len(archives) == 1
+    manifest = json.loads(archives[0].with_suffix("").with_suffix(".json").read_text())
+    assert {k: v["count"] for k, v in manifest["collections"].items()} == {
+        "books": 100,
+        "papers": 100,
+    }
+
+    books = chroma_client(port).get_collection("books", embedding_function=None)
+    books.delete(ids=[f"books-{i:04d}" for i in range(10)])
+    books.add(ids=["late-arrival"], embeddings=[[1.0, 2.0, 3.0]])
+    chroma_client(port).delete_collection("papers")
+    assert snapshot(port) != backed_up
+
+    restore = dict(data, chroma_restore_archive=str(archives[0]))
+    result = run("restore.py", restore)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert snapshot(port) == backed_up
+    aside = list(project_dir.glob("chroma_data.before-restore-*"))
+    assert len(aside) == 1 and (aside[0] / "chroma.sqlite3").is_file()  # never deleted
+    assert changed(run("restore.py", restore)) == 0  # the same archive again: no change
+    converge(data)
+
+
+def test_corrupt_archive_is_refused_and_nothing_changes(project, tmp_path):
+    project_dir, name = project
+    data = base_data(project_dir, name, chroma_backup_dir=str(tmp_path / "backups"))
+    converge(data)
+    fill(data["chroma_port"], 5)
+    assert run("backup.py", data).returncode == 0
+    archive = next((tmp_path / "backups").glob("*.tar.gz"))
+    archive.write_bytes(archive.read_bytes()[:-8] + b"corrupt!")
+    before = snapshot(data["chroma_port"])
+    result = run("restore.py", dict(data, chroma_restore_archive=str(archive)))
+    assert result.returncode != 0
+    assert "the archive does not match its .sha256: nothing was changed" in result.stderr
+    assert snapshot(data["chroma_port"]) == before
+    assert not list(project_dir.glob("chroma_data.before-restore-*"))
+
+
+def test_backup_keep_prunes_only_this_projects_oldest(project, tmp_path):
+    project_dir, name = project
+    backups = tmp_path / "backups"
+    backups.mkdir()
+    other = backups / "otherproject-20200101T000000Z.tar.gz"
+    other.write_text("not ours")
+    data = base_data(project_dir, name, chroma_backup_dir=str(backups), chroma_backup_keep=2)
+    converge(data)
+    for _ in range(3):
+        assert run("backup.py", data).returncode == 0
+        subprocess.run(["sleep", "1.1"], check=True)  # archive names have second resolution
+    ours = sorted(backups.glob(f"{name}-*.tar.gz"))
+    assert len(ours) == 2
+    assert other.read_text() == "not ours"
