@@ -8,7 +8,7 @@ the stack up only when something differs. A second run changes nothing.
 
 from pyinfra import state
 
-from operations import engine, image, preflight, project, secrets, stack
+from operations import engine, image, migrate, preflight, project, secrets, stack
 from operations.declared import Declared
 
 settings = preflight.settings_for_host()
@@ -36,6 +36,16 @@ project.directories(
     gid=declared.gid,
     dir_mode=settings.dir_mode,
     data_dir_mode=settings.data_dir_mode,
+)
+
+migrate.copy_legacy_volume(
+    name="Data from a legacy named volume (copied, never deleted)",
+    project_dir=settings.project_dir,
+    data_dir=declared.data_dir_paths[0],
+    volume_names=list(settings.legacy_volumes),
+    uid=declared.uid,
+    gid=declared.gid,
+    mode=settings.data_dir_mode,
 )
 
 if settings.auth_proxy:
@@ -100,4 +110,12 @@ stack.stack_up(
     # plan shows the restart. With -y this op runs after the file is replaced
     # and its fact sees the new config hash, so asking would cost a round trip.
     file_changed=compose.will_change if state.should_check_for_changes() else False,
+)
+
+migrate.verify_migration(
+    name="Migrated data verified on the bind mount",
+    project_dir=settings.project_dir,
+    data_dir=declared.data_dir_paths[0],
+    url=declared.url,
+    token_file=declared.token_file,
 )

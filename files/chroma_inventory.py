@@ -5,6 +5,7 @@ Runs on the host with the standard library only, so backups, restores and the
 persistence proof can verify data the same way on @local and over SSH.
 
     python3 chroma_inventory.py URL [--token-file FILE] [--canary write|read|delete NAME]
+    python3 chroma_inventory.py sqlite:/path/to/chroma.sqlite3
 
 Prints one JSON document: {"collections": {name: {"count": N, "ids_sha256": H}}}.
 The token, when given, is read from its 0600 file and sent as X-Chroma-Token.
@@ -76,6 +77,34 @@ def inventory(chroma: Chroma) -> dict:
     return {"collections": result}
 
 
+def sqlite_inventory(path: str) -> dict:
+    """The same inventory read from a stopped server's chroma.sqlite3, read-only.
+
+    Records are the rows of each collection's METADATA segment; the file is opened
+    immutable, so reading a legacy volume never changes it.
+    """
+    import sqlite3
+
+    db = sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True)
+    try:
+        names = dict(db.execute("SELECT id, name FROM collections"))
+        rows = db.execute(
+            "SELECT s.collection, e.embedding_id FROM embeddings e "
+            "JOIN segments s ON e.segment_id = s.id WHERE s.scope = 'METADATA'"
+        )
+        ids: dict[str, list[str]] = {collection: [] for collection in names}
+        for collection, record in rows:
+            ids.setdefault(collection, []).append(record)
+    finally:
+        db.close()
+    result = {}
+    for collection, name in names.items():
+        found = sorted(ids[collection])
+        digest = hashlib.sha256("\n".join(found).encode()).hexdigest()
+        result[name] = {"count": len(found), "ids_sha256": digest}
+    return {"collections": result}
+
+
 def canary(chroma: Chroma, action: str, name: str) -> dict:
     """Write, read back or delete a one-record canary collection."""
     if action == "write":
@@ -99,17 +128,20 @@ def canary(chroma: Chroma, action: str, name: str) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("url")
+    parser.add_argument("url", help="http(s) URL of the server, or sqlite:PATH of a stopped one")
     parser.add_argument("--token-file")
     parser.add_argument("--canary", nargs=2, metavar=("ACTION", "NAME"))
     args = parser.parse_args()
-    chroma = Chroma(args.url, args.token_file)
     try:
+        if args.url.startswith("sqlite:"):
+            print(json.dumps(sqlite_inventory(args.url.removeprefix("sqlite:")), sort_keys=True))
+            return 0
+        chroma = Chroma(args.url, args.token_file)
         if args.canary:
             print(json.dumps(canary(chroma, *args.canary)))
         else:
             print(json.dumps(inventory(chroma), sort_keys=True))
-    except (urllib.error.URLError, OSError, ValueError) as error:
+    except (urllib.error.URLError, OSError, ValueError, ImportError) as error:
         print(f"chroma_inventory: {args.url}: {error}", file=sys.stderr)
         return 1
     return 0

@@ -29,7 +29,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory):
     converge(data)
     yield project_dir, name, data
     sh(f"cd '{project_dir}' && docker compose down --timeout 5", check=False)
-    sh(f"docker volume rm {name}_chroma_data {name}_legacy_chroma_data 2>/dev/null", check=False)
+    sh(f"docker volume rm {name}_chroma_vol {name}_legacy_chroma_data 2>/dev/null", check=False)
 
 
 def drift_json(data: dict) -> tuple[int, dict]:
@@ -225,10 +225,12 @@ def test_named_volume_and_wrong_target_are_mount_drift(stack):
     project_dir, name, _data = stack
     named = {
         '      - type: bind\n        source: "./chroma_data"\n        target: "/data"\n'
-        "        bind:\n          create_host_path: false\n": "      - chroma_data:/data\n",
+        "        bind:\n          create_host_path: false\n": "      - chroma_vol:/data\n",
     }
     # A top-level volumes: key, as the seed's BEFORE state had.
-    text = compose_with(project_dir, named) + "\nvolumes:\n  chroma_data: {}\n"
+    # Not named like a legacy volume (chroma_legacy_volumes), which the deploy would
+    # then want to migrate.
+    text = compose_with(project_dir, named) + "\nvolumes:\n  chroma_vol: {}\n"
 
     def use_named_volume(d, n, data):
         path = d / "docker-compose.yml"
@@ -239,7 +241,7 @@ def test_named_volume_and_wrong_target_are_mount_drift(stack):
 
     found = cycle(stack, use_named_volume, {"mount", "container_config"})
     problems = [i["actual"] for i in found["hosts"]["@local"]["items"] if i["kind"] == "mount"]
-    assert any(f"named volume '{name}_chroma_data'" in p for p in problems)
+    assert any(f"named volume '{name}_chroma_vol'" in p for p in problems)
 
     seed_target = {'target: "/data"': 'target: "/chroma/chroma"'}
     found = cycle(stack, lambda d, n, data: run_edited_then_restore(d, seed_target), {"mount"})

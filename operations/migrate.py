@@ -1,0 +1,131 @@
+"""Move Chroma data out of a legacy named volume into the bind-mounted data dir.
+
+The seed's answer to data stuck in a named volume was "re-index". Here the
+deploy copies it, and only calls the move done once the server on the bind
+mount shows the same collections, counts and id checksums as the volume held.
+The volume is never deleted: the README says how to remove it by hand.
+
+Two operations, around the stack's `up`: `copy_legacy_volume` (before) stops
+what uses the volume, reads its inventory from chroma.sqlite3 read-only, copies
+it and leaves a pending record; `verify_migration` (after) compares, then marks
+the migration done, or puts everything back and fails.
+"""
+
+from __future__ import annotations
+
+import shlex
+
+from pyinfra import host
+from pyinfra.api import OperationError, operation
+from pyinfra.facts.files import File
+
+from facts.datadirs import DataDirs
+from facts.volumes import LegacyVolumes
+from operations.data_safety import INVENTORY_TOOL, _inventory, _tool
+from operations.stack import compose_command
+
+STATE_DIR = ".chroma-deploy"
+
+
+def pending_record(project_dir: str) -> str:
+    return f"{project_dir}/{STATE_DIR}/migration-pending.json"
+
+
+def done_record(project_dir: str, volume: str) -> str:
+    return f"{project_dir}/{STATE_DIR}/migrated-{volume}.json"
+
+
+@operation()
+def copy_legacy_volume(
+    project_dir: str, data_dir: str, volume_names: list[str], uid: int, gid: int, mode: str
+):
+    """Copy a legacy volume's Chroma data into an empty data dir (never delete the volume).
+
+    + project_dir: the project dir; data_dir: the bind-mounted data dir's path
+    + volume_names: chroma_legacy_volumes (exact, or after any `<project>_` prefix)
+    + uid, gid: owner the copied data is given (the container runs as it)
+    + mode: the data dir's mode (``cp -a`` would give it the volume root's)
+    """
+    volumes = host.get_fact(LegacyVolumes, names=volume_names)
+    todo = [
+        volume for volume in volumes
+        if volume["has_chroma_data"]
+        and not host.get_fact(File, path=done_record(project_dir, volume["name"]))
+    ]  # fmt: skip
+    if not todo:
+        host.noop("no legacy named volume holds Chroma data that is not migrated yet")
+        return
+    if host.get_fact(File, path=pending_record(project_dir)):
+        # An interrupted run copied already: verify_migration finishes the job.
+        host.noop("a copied legacy volume is waiting for verification")
+        return
+    names = ", ".join(volume["name"] for volume in todo)
+    if len(todo) > 1:
+        raise OperationError(
+            f"{host.name}: several named volumes hold Chroma data ({names}): chroma-deploy "
+            "will not guess; name the one to migrate in chroma_legacy_volumes"
+        )
+    if host.get_fact(DataDirs, paths=[data_dir])[data_dir]["has_sqlite"]:
+        raise OperationError(
+            f"{host.name}: both the named volume {names} and {data_dir} hold Chroma data: "
+            "chroma-deploy will not merge or choose; move one aside (never delete it), or "
+            f"drop {names} from chroma_legacy_volumes to keep the data dir"
+        )
+    volume = todo[0]
+    source = shlex.quote(volume["mountpoint"])
+    target = shlex.quote(data_dir)
+    pending = shlex.quote(pending_record(project_dir))
+    yield from _tool()
+    yield (
+        f"set -e; mkdir -p {shlex.quote(f'{project_dir}/{STATE_DIR}')}; "
+        f"users=$(docker ps -q --filter volume={shlex.quote(volume['name'])}); "
+        '[ -z "$users" ] || docker stop $users >/dev/null; '
+        f"before=$(python3 {INVENTORY_TOOL} sqlite:{source}/chroma.sqlite3); "
+        f"cp -a {source}/. {target}/; chown -R {uid}:{gid} {target}; chmod {mode} {target}; "
+        f'printf \'%s\\n\' "{{\\"volume\\": \\"{volume["name"]}\\", '
+        '\\"stopped\\": \\"$(echo $users)\\", \\"before\\": $before}" '
+        f"> {pending}.tmp; mv {pending}.tmp {pending}; "
+        f'echo "copied named volume {volume["name"]} into {data_dir}; verifying after start"'
+    )
+
+
+@operation()
+def verify_migration(project_dir: str, data_dir: str, url: str, token_file: str | None):
+    """After `up`: the server on the bind mount must hold what the volume held.
+
+    On a match the pending record becomes `migrated-<volume>.json`. Otherwise the
+    stack stops, the copy is moved aside, the old containers start again on the
+    volume, and the run fails saying so.
+
+    + project_dir, data_dir: the project dir and the data dir's path
+    + url, token_file: where Chroma answers, and its token file
+    """
+    pending = pending_record(project_dir)
+    if not host.get_fact(File, path=pending):
+        host.noop("no migration is pending")
+        return
+    record = shlex.quote(pending)
+    state = shlex.quote(f"{project_dir}/{STATE_DIR}")
+    aside = shlex.quote(f"{data_dir}.failed-migration-") + '"$stamp"'
+    compare = (
+        "import json,sys; r=json.load(open(sys.argv[1])); a=json.load(sys.stdin); "
+        "sys.exit(0 if r['before']==a else 1)"
+    )
+    yield (
+        f"after=$({_inventory(url, token_file)}) "
+        f"&& printf '%s' \"$after\" | python3 -c {shlex.quote(compare)} {record}; then_ok=$?; "
+        f"volume=$(python3 -c \"import json; print(json.load(open('{pending}'))['volume'])\"); "
+        'if [ "$then_ok" = 0 ]; then '
+        f'mv {record} {state}/migrated-"$volume".json; '
+        'echo "migrated named volume $volume: collections, counts and ids verified; the volume '
+        "was kept: remove it with 'docker volume rm $volume' once satisfied\"; exit 0; fi; "
+        "stamp=$(date -u +%Y%m%dT%H%M%SZ); "
+        f"{compose_command(project_dir, 'stop')}; "
+        f"mv {shlex.quote(data_dir)} {aside}; "
+        f"install -d -m 750 {shlex.quote(data_dir)}; "
+        f"stopped=$(python3 -c \"import json; print(json.load(open('{pending}'))['stopped'])\"); "
+        '[ -z "$stopped" ] || docker start $stopped >/dev/null; '
+        f'mv {record} {state}/failed-migration-"$stamp".json; '
+        'echo "migration of named volume $volume FAILED verification: the stack is back on the '
+        f'volume and the copy is in {data_dir}.failed-migration-$stamp" >&2; exit 1'
+    )
