@@ -8,7 +8,7 @@ the stack up only when something differs. A second run changes nothing.
 
 from pyinfra import state
 
-from operations import engine, image, migrate, preflight, project, secrets, stack
+from operations import engine, image, migrate, preflight, project, secrets, stack, upgrade
 from operations.declared import Declared
 
 settings = preflight.settings_for_host()
@@ -90,6 +90,16 @@ if declared.gitignore_lines:
         uid=declared.uid,
         gid=declared.gid,
     )
+
+upgrade.version_change(
+    name=f"Chroma version {settings.version}: a backup before any upgrade, no downgrade",
+    project_dir=settings.project_dir,
+    project_name=settings.compose_project,
+    data_dir=settings.data_dir,
+    version=settings.version,
+    backup_dir=settings.backup_dir,
+    wait_timeout=settings.wait_timeout,
+)
 
 compose = stack.compose_file(
     name=f"{settings.compose_path} from templates/docker-compose.yml.j2",

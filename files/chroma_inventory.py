@@ -131,12 +131,26 @@ def main() -> int:
     parser.add_argument("url", help="http(s) URL of the server, or sqlite:PATH of a stopped one")
     parser.add_argument("--token-file")
     parser.add_argument("--canary", nargs=2, metavar=("ACTION", "NAME"))
+    parser.add_argument(
+        "--verify", metavar="RECORD",
+        help="compare the server with a pending record's 'before'; print "
+        "'match|mismatch KIND SUBJECT TO BACKUP' and exit 0 or 3",
+    )  # fmt: skip
     args = parser.parse_args()
     try:
         if args.url.startswith("sqlite:"):
             print(json.dumps(sqlite_inventory(args.url.removeprefix("sqlite:")), sort_keys=True))
             return 0
         chroma = Chroma(args.url, args.token_file)
+        if args.verify:
+            with open(args.verify) as handle:
+                record = json.load(handle)
+            same = inventory(chroma) == record["before"]
+            kind = record.get("kind", "volume")
+            subject = record.get("volume") or record.get("from", "-")
+            print("match" if same else "mismatch", kind, subject,
+                  record.get("to", "-"), record.get("backup", "-"))  # fmt: skip
+            return 0 if same else 3
         if args.canary:
             print(json.dumps(canary(chroma, *args.canary)))
         else:

@@ -9,6 +9,7 @@ only backup pruning, when chroma_backup_keep asks for it, removes old backups.
 
 from __future__ import annotations
 
+import hashlib
 import shlex
 from pathlib import Path
 
@@ -19,8 +20,12 @@ from pyinfra.facts.files import File
 from operations.stack import compose_command
 
 TOOLS_DIR = "/usr/local/lib/chroma-deploy"
-INVENTORY_TOOL = f"{TOOLS_DIR}/chroma_inventory.py"
 LOCAL_INVENTORY_TOOL = Path(__file__).resolve().parent.parent / "files" / "chroma_inventory.py"
+# Named by content: control machines with other versions never overwrite each other's.
+INVENTORY_TOOL = (
+    f"{TOOLS_DIR}/chroma_inventory-"
+    f"{hashlib.sha256(LOCAL_INVENTORY_TOOL.read_bytes()).hexdigest()[:12]}.py"
+)
 
 
 def _tool() -> list:
@@ -61,6 +66,45 @@ def persistence_proof(project_dir: str, url: str, token_file: str | None, wait_t
     )
 
 
+def backup_commands(
+    project_dir: str, project_name: str, data_dir: str, backup_dir: str, wait_timeout: int,
+    label: str = "", record: str | None = None, record_fields: str = "",
+) -> list:  # fmt: skip
+    """Stop, archive and manifest the data dir, start again: one command after the tool.
+
+    The manifest (collections, counts, id checksums) is read from chroma.sqlite3
+    while the server is stopped, so it works for every version and matches the
+    archive exactly; restores and upgrades verify the running server against it.
+    With ``record``, a pending-verification record (``record_fields`` plus the
+    backup's path and manifest) is written there for verify_migration.
+    """
+    directory = shlex.quote(backup_dir)
+    stem = f'{shlex.quote(backup_dir)}/{project_name}-"$stamp"{shlex.quote(label)}'
+    sqlite = shlex.quote(f"{project_dir}/{data_dir}/chroma.sqlite3")
+    up = compose_command(
+        project_dir, "up", "--detach", "--wait", "--wait-timeout", str(wait_timeout)
+    )
+    return [
+        *_tool(),
+        f"set -e; umask 077; mkdir -p {directory}; chmod 700 {directory}; "
+        "stamp=$(date -u +%Y%m%dT%H%M%SZ); "
+        f"{compose_command(project_dir, 'stop')}; "
+        f"if ! {{ python3 {INVENTORY_TOOL} sqlite:{sqlite} > {stem}.json.tmp "
+        f"&& tar -C {shlex.quote(project_dir)} -czf {stem}.tar.gz.tmp {shlex.quote(data_dir)}; }}; "
+        f"then {up}; echo 'the backup failed; the stack was started again' >&2; exit 1; fi; "
+        f"{up}; "
+        f"mv {stem}.tar.gz.tmp {stem}.tar.gz; mv {stem}.json.tmp {stem}.json; "
+        f'(cd {directory} && sha256sum "$(basename {stem}.tar.gz)" > "$(basename {stem}.sha256)"); '
+        f'echo "backup written: $(ls {stem}.tar.gz)"'
+        + (
+            f'; printf \'{{{record_fields}, "backup": "%s", "before": %s}}\\n\' '
+            f'"$(ls {stem}.tar.gz)" "$(cat {stem}.json)" > {shlex.quote(record)}'
+            if record
+            else ""
+        ),
+    ]
+
+
 @operation(is_idempotent=False)
 def backup(
     project_dir: str,
@@ -68,39 +112,18 @@ def backup(
     data_dir: str,
     backup_dir: str,
     keep: int,
-    url: str,
-    token_file: str | None,
     wait_timeout: int,
 ):
     """A consistent archive of the data dir, with a checksum and a manifest of counts.
 
-    Chroma is stopped only while tar reads the data dir. The manifest (counts and
-    id checksums, read before the stop) is what restore.py verifies against.
+    Chroma is stopped only while the manifest is read and tar reads the data dir.
 
     + project_dir, project_name: the project dir and compose project
     + data_dir: name of the bind-mounted data dir
     + backup_dir: where archives go; keep: newest archives to keep (0: all)
-    + url, token_file: where Chroma answers, and its token file
     + wait_timeout: seconds for ``up --wait`` after the archive is written
     """
-    yield from _tool()
-    directory = shlex.quote(backup_dir)
-    stem = f'{shlex.quote(backup_dir)}/{project_name}-"$stamp"'
-    up = compose_command(
-        project_dir, "up", "--detach", "--wait", "--wait-timeout", str(wait_timeout)
-    )
-    yield (
-        f"set -e; umask 077; mkdir -p {directory}; chmod 700 {directory}; "
-        "stamp=$(date -u +%Y%m%dT%H%M%SZ); "
-        f"{_inventory(url, token_file)} > {stem}.json.tmp; "
-        f"{compose_command(project_dir, 'stop')}; "
-        f"tar -C {shlex.quote(project_dir)} -czf {stem}.tar.gz.tmp {shlex.quote(data_dir)} "
-        f"|| {{ {up}; exit 1; }}; "
-        f"{up}; "
-        f"mv {stem}.tar.gz.tmp {stem}.tar.gz; mv {stem}.json.tmp {stem}.json; "
-        f'(cd {directory} && sha256sum "$(basename {stem}.tar.gz)" > "$(basename {stem}.sha256)"); '
-        f'echo "backup written: {backup_dir}/{project_name}-$stamp.tar.gz"'
-    )
+    yield from backup_commands(project_dir, project_name, data_dir, backup_dir, wait_timeout)
     if keep:
         # The one deletion chroma-deploy does, and only when chroma_backup_keep asks.
         pattern = shlex.quote(f"{backup_dir}/{project_name}-") + "*.tar.gz"

@@ -91,11 +91,12 @@ def copy_legacy_volume(
 
 @operation()
 def verify_migration(project_dir: str, data_dir: str, url: str, token_file: str | None):
-    """After `up`: the server on the bind mount must hold what the volume held.
+    """After `up`: the server must hold what the volume, or the pre-upgrade backup, held.
 
-    On a match the pending record becomes `migrated-<volume>.json`. Otherwise the
-    stack stops, the copy is moved aside, the old containers start again on the
-    volume, and the run fails saying so.
+    On a match the pending record becomes `migrated-<volume>.json` or
+    `upgraded-<from>-to-<to>.json`. A failed migration stops the stack, moves
+    the copy aside and starts the old containers on the volume again; a failed
+    upgrade stops the stack and names the backup to restore. Either fails the run.
 
     + project_dir, data_dir: the project dir and the data dir's path
     + url, token_file: where Chroma answers, and its token file
@@ -107,25 +108,27 @@ def verify_migration(project_dir: str, data_dir: str, url: str, token_file: str 
     record = shlex.quote(pending)
     state = shlex.quote(f"{project_dir}/{STATE_DIR}")
     aside = shlex.quote(f"{data_dir}.failed-migration-") + '"$stamp"'
-    compare = (
-        "import json,sys; r=json.load(open(sys.argv[1])); a=json.load(sys.stdin); "
-        "sys.exit(0 if r['before']==a else 1)"
-    )
+    stop = compose_command(project_dir, "stop")
     yield (
-        f"after=$({_inventory(url, token_file)}) "
-        f"&& printf '%s' \"$after\" | python3 -c {shlex.quote(compare)} {record}; then_ok=$?; "
-        f"volume=$(python3 -c \"import json; print(json.load(open('{pending}'))['volume'])\"); "
-        'if [ "$then_ok" = 0 ]; then '
-        f'mv {record} {state}/migrated-"$volume".json; '
-        'echo "migrated named volume $volume: collections, counts and ids verified; the volume '
-        "was kept: remove it with 'docker volume rm $volume' once satisfied\"; exit 0; fi; "
+        f"read -r result kind subject to backup <<EOF\n$({_inventory(url, token_file)} "
+        f"--verify {record})\nEOF\n"
         "stamp=$(date -u +%Y%m%dT%H%M%SZ); "
-        f"{compose_command(project_dir, 'stop')}; "
-        f"mv {shlex.quote(data_dir)} {aside}; "
-        f"install -d -m 750 {shlex.quote(data_dir)}; "
-        f"stopped=$(python3 -c \"import json; print(json.load(open('{pending}'))['stopped'])\"); "
+        'if [ "$result" = match ] && [ "$kind" = upgrade ]; then '
+        f'mv {record} {state}/upgraded-"$subject"-to-"$to".json; '
+        'echo "upgraded Chroma $subject -> $to: collections, counts and ids verified"; exit 0; fi; '
+        'if [ "$result" = match ]; then '
+        f'mv {record} {state}/migrated-"$subject".json; '
+        'echo "migrated named volume $subject: collections, counts and ids verified; the volume '
+        "was kept: remove it with 'docker volume rm $subject' once satisfied\"; exit 0; fi; "
+        f"{stop}; "
+        f'mv {record} {state}/failed-"$kind"-"$stamp".json; '
+        'if [ "$kind" = upgrade ]; then '
+        'echo "upgrade $subject -> $to FAILED verification: the stack is stopped; restore '
+        '$backup (restore.py) with chroma_version=$subject" >&2; exit 1; fi; '
+        f"mv {shlex.quote(data_dir)} {aside}; install -d -m 750 {shlex.quote(data_dir)}; "
+        f"stopped=$(python3 -c \"import json,sys; print(json.load(open(sys.argv[1]))['stopped'])\" "
+        f'{state}/failed-"$kind"-"$stamp".json); '
         '[ -z "$stopped" ] || docker start $stopped >/dev/null; '
-        f'mv {record} {state}/failed-migration-"$stamp".json; '
-        'echo "migration of named volume $volume FAILED verification: the stack is back on the '
+        'echo "migration of named volume $subject FAILED verification: the stack is back on the '
         f'volume and the copy is in {data_dir}.failed-migration-$stamp" >&2; exit 1'
     )

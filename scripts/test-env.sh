@@ -35,4 +35,6 @@ if ! docker info >/dev/null 2>&1; then
 fi
 
 bash files/build-chroma-image.sh "$CHROMA_TEST_VERSION"
+# The upgrade test starts from a 0.6 server with real data.
+bash files/build-chroma-image.sh 0.6.3
 echo "test-env: Docker $(docker version --format '{{.Server.Version}}'), Compose $(docker compose version --short), chromadb/chroma:$CHROMA_TEST_VERSION ready"

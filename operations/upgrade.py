@@ -1,0 +1,83 @@
+"""A change of chroma_version: backed up first, verified after, never downgraded.
+
+Chroma migrates its SQLite schema forward the first time a newer server opens
+it, one way. So before the compose file names a newer image, the deploy takes
+a backup (the only way back), and after the stack is up verify_migration
+checks the new server shows the same collections, counts and ids. Across
+0.6 -> 1.x the data dir on the host stays; only the mount target moves
+(/chroma/chroma -> /data), which the template derives from the version.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+
+import yaml
+from pyinfra import host
+from pyinfra.api import OperationError, operation
+
+from facts.project import ProjectFiles
+from operations.data_safety import backup_commands
+from operations.migrate import pending_record
+
+
+def deployed_version(compose_content: str) -> str | None:
+    """The chroma image tag a compose file written by chroma-deploy names."""
+    try:
+        image = yaml.safe_load(compose_content)["services"]["chroma"]["image"]
+    except (yaml.YAMLError, KeyError, TypeError):
+        return None
+    tag = str(image).rsplit(":", 1)[-1]
+    parts = tag.split(".")
+    return tag if len(parts) == 3 and all(part.isdigit() for part in parts) else None
+
+
+def _parse(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in version.split("."))
+
+
+@operation()
+def version_change(
+    project_dir: str,
+    project_name: str,
+    data_dir: str,
+    version: str,
+    backup_dir: str,
+    wait_timeout: int,
+):
+    """Back up before moving to a newer Chroma; refuse to move to an older one.
+
+    + project_dir, project_name: the project dir and compose project
+    + data_dir: name of the data dir
+    + version: the declared chroma_version
+    + backup_dir: where the pre-upgrade backup goes
+    + wait_timeout: seconds for ``up --wait`` after the backup
+    """
+    files = host.get_fact(ProjectFiles, project_dir=project_dir)
+    old = deployed_version(files["compose"]["content"]) if files["compose"] else None
+    if old is None or old == version:
+        host.noop(f"Chroma {version} is the version deployed" if old else "nothing deployed yet")
+        return
+    if _parse(version) < _parse(old):
+        raise OperationError(
+            f"{host.name}: chroma_version={version} is older than the {old} deployed: Chroma "
+            "migrates its data forward only. Keep chroma_version=" + old + ", or restore the "
+            f"backup taken before the upgrade to {old} (restore.py, in {backup_dir}) together "
+            f"with chroma_version={version}"
+        )
+    fields = ", ".join(
+        f"{json.dumps(key)}: {json.dumps(value)}"
+        for key, value in (("kind", "upgrade"), ("from", old), ("to", version))
+    )
+    *tool, backup = backup_commands(
+        project_dir, project_name, data_dir, backup_dir, wait_timeout,
+        label=f"-before-{version}", record=pending_record(project_dir), record_fields=fields,
+    )  # fmt: skip
+    sqlite = shlex.quote(f"{project_dir}/{data_dir}/chroma.sqlite3")
+    state = shlex.quote(pending_record(project_dir).rsplit("/", 1)[0])
+    yield from tool
+    yield (
+        f"mkdir -p {state}; if [ -f {sqlite} ]; then ( {backup} ); "
+        f'else echo "no data yet: Chroma {old} -> {version} needs no backup"; fi'
+    )

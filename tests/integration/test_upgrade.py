@@ -1,0 +1,43 @@
+"""0.6.3 -> 1.x with real data: backed up first, mount target moved, counts verified."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+from conftest import base_data, chroma_client, converge, run_deploy
+from test_migration import read_records
+
+pytestmark = [pytest.mark.docker, pytest.mark.slow]
+
+
+def test_upgrade_from_0_6_keeps_every_record_and_a_downgrade_is_refused(project, tmp_path):
+    project_dir, name = project
+    data = base_data(project_dir, name, chroma_backup_dir=str(tmp_path / "backups"))
+    port = data["chroma_port"]
+    converge(dict(data, chroma_version="0.6.3"))
+    client = chroma_client(port)  # records written by the 0.6 server
+    for collection_name in ("faq", "docs"):
+        collection = client.create_collection(collection_name, embedding_function=None)
+        collection.add(
+            ids=[f"{collection_name}-{i}" for i in range(150)],
+            embeddings=[[float(i % 5), float(i % 7), 1.0] for i in range(150)],
+            metadatas=[{"i": i} for i in range(150)],
+        )
+    before = read_records(port)
+
+    upgraded = converge(dict(data, chroma_version="1.5.9"))
+    assert "Migrated data verified on the bind mount" in upgraded.changed_operations
+    assert read_records(port) == before
+    chroma = yaml.safe_load((project_dir / "docker-compose.yml").read_text())["services"]["chroma"]
+    assert chroma["volumes"][0]["source"] == "./chroma_data"
+    assert chroma["volumes"][0]["target"] == "/data"
+    backups = list((tmp_path / "backups").glob(f"{name}-*-before-1.5.9.tar.gz"))
+    assert len(backups) == 1
+    assert (project_dir / ".chroma-deploy" / "upgraded-0.6.3-to-1.5.9.json").is_file()
+
+    compose = (project_dir / "docker-compose.yml").read_text()
+    refused = run_deploy(dict(data, chroma_version="0.6.3"))
+    assert refused.returncode != 0
+    assert "chroma_version=0.6.3 is older than the 1.5.9 deployed" in refused.output
+    assert (project_dir / "docker-compose.yml").read_text() == compose
+    assert read_records(port) == before
