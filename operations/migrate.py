@@ -22,7 +22,7 @@ from pyinfra.facts.files import File
 from facts.datadirs import DataDirs
 from facts.volumes import LegacyVolumes
 from operations.data_safety import INVENTORY_TOOL, _inventory, _tool
-from operations.stack import compose_command
+from operations.stack import COMPOSE_FILE, compose_command
 
 STATE_DIR = ".chroma-deploy"
 
@@ -55,17 +55,19 @@ def copy_legacy_volume(
     if not todo:
         host.noop("no legacy named volume holds Chroma data that is not migrated yet")
         return
-    if host.get_fact(File, path=pending_record(project_dir)):
-        # An interrupted run copied already: verify_migration finishes the job.
-        host.noop("a copied legacy volume is waiting for verification")
-        return
     names = ", ".join(volume["name"] for volume in todo)
     if len(todo) > 1:
         raise OperationError(
             f"{host.name}: several named volumes hold Chroma data ({names}): chroma-deploy "
             "will not guess; name the one to migrate in chroma_legacy_volumes"
         )
-    if host.get_fact(DataDirs, paths=[data_dir])[data_dir]["has_sqlite"]:
+    copied = host.get_fact(DataDirs, paths=[data_dir])[data_dir]["has_sqlite"]
+    pending = host.get_fact(File, path=pending_record(project_dir))
+    if pending and copied:
+        # An interrupted run finished the copy: verify_migration finishes the job.
+        host.noop("a copied legacy volume is waiting for verification")
+        return
+    if copied:
         raise OperationError(
             f"{host.name}: both the named volume {names} and {data_dir} hold Chroma data: "
             "chroma-deploy will not merge or choose; move one aside (never delete it), or "
@@ -74,17 +76,28 @@ def copy_legacy_volume(
     volume = todo[0]
     source = shlex.quote(volume["mountpoint"])
     target = shlex.quote(data_dir)
-    pending = shlex.quote(pending_record(project_dir))
+    record = shlex.quote(pending_record(project_dir))
+    state = f"{project_dir}/{STATE_DIR}"
+    staging = shlex.quote(f"{state}/staging")
     yield from _tool()
+    # The record is written before the copy and the copy lands in a staging dir that
+    # replaces the empty data dir in one rename, so a run killed anywhere resumes here.
     yield (
-        f"set -e; mkdir -p {shlex.quote(f'{project_dir}/{STATE_DIR}')}; "
+        f"set -e; mkdir -p {shlex.quote(state)}; "
+        f"if [ ! -f {record} ]; then "
         f"users=$(docker ps -q --filter volume={shlex.quote(volume['name'])}); "
         '[ -z "$users" ] || docker stop $users >/dev/null; '
         f"before=$(python3 {INVENTORY_TOOL} sqlite:{source}/chroma.sqlite3); "
-        f"cp -a {source}/. {target}/; chown -R {uid}:{gid} {target}; chmod {mode} {target}; "
-        f'printf \'%s\\n\' "{{\\"volume\\": \\"{volume["name"]}\\", '
-        '\\"stopped\\": \\"$(echo $users)\\", \\"before\\": $before}" '
-        f"> {pending}.tmp; mv {pending}.tmp {pending}; "
+        f'printf \'{{"volume": "{volume["name"]}", "stopped": "%s", '
+        f'"before": %s}}\\n\' "$(echo $users)" "$before" > {record}.tmp; '
+        f"mv {record}.tmp {record}; fi; "
+        f"if [ -f {shlex.quote(project_dir + '/' + COMPOSE_FILE)} ]; then "
+        f"{compose_command(project_dir, 'stop')}; fi; "  # our stack must not hold the old dir
+        f"mkdir -p {staging}; cp -a {source}/. {staging}/; "
+        f"chown -R {uid}:{gid} {staging}; chmod {mode} {staging}; "
+        f"if [ -e {target}/.gitkeep ]; then mv {target}/.gitkeep {staging}/; fi; "
+        f"if [ -d {target} ]; then rmdir {target}; fi; "  # only ever an empty dir
+        f"mv {staging} {target}; "
         f'echo "copied named volume {volume["name"]} into {data_dir}; verifying after start"'
     )
 

@@ -129,13 +129,13 @@ def stack_up(
         host.noop(f"stack {project_name} ({services}) is running, healthy and matches the file")
         return
 
-    ours = any(
-        str(port) == binding["host_port"]
+    # A restarting container shows no ports but its proxy may hold them: while any
+    # container of ours is active, the listener may be ours and compose decides.
+    ours_active = any(
+        container["state"] in ("running", "paused", "restarting")
         for container in stack["containers"]
-        if container["state"] in ("running", "paused", "restarting")
-        for binding in container["ports"]
     )
-    if port and stack["port_in_use"] and not ours:
+    if port and stack["port_in_use"] and not ours_active:
         raise OperationError(
             f"{host.name}: port {port} is in use by another program: stop it, or set "
             "chroma_port to a free port"

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import jsonschema
 import pytest
-from conftest import ROOT, base_data, converge, run_drift, sh
+from conftest import ROOT, base_data, chroma_client, converge, run_drift, sh
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -325,19 +325,36 @@ def test_bad_input_exits_1_with_one_clear_line(stack, args, message):
 
 
 def test_legacy_volume_with_data_and_empty_data_dir(stack, tmp_path):
+    """Data left in a named volume: detected, then migrated by the deploy, then clean."""
     _project_dir, name, data = stack
-    fresh = dict(data, chroma_project_dir=str(tmp_path / "fresh"))
+    fresh_dir = tmp_path / "fresh"
+    fresh = dict(
+        data, chroma_project_dir=str(fresh_dir), chroma_legacy_volumes="legacy_chroma_data"
+    )
     fresh.update(chroma_compose_project=f"{name}x", chroma_port=data["chroma_port"] + 1)
     converge(fresh)
+    collection = chroma_client(fresh["chroma_port"]).create_collection(
+        "kept", embedding_function=None
+    )
+    collection.add(
+        ids=[f"r{i}" for i in range(20)], embeddings=[[float(i), 1.0] for i in range(20)]
+    )
     volume = f"{name}_legacy_chroma_data"
-    sh(f"docker volume create {volume} && docker run --rm -v {volume}:/v --entrypoint bash "
-       "chromadb/chroma:1.5.9 -c 'echo x > /v/chroma.sqlite3'")  # fmt: skip
     try:
-        sh(f"cd '{tmp_path / 'fresh'}' && docker compose stop && rm chroma_data/chroma.sqlite3")
-        code, found = drift_json(dict(fresh, chroma_legacy_volumes="legacy_chroma_data"))
+        # Move the real data into a named volume, as a setup before bind mounts had it.
+        sh(f"cd '{fresh_dir}' && docker compose stop && docker volume create {volume} && "
+           f"docker run --rm -v {volume}:/v -v '{fresh_dir}/chroma_data':/src --entrypoint bash "
+           "chromadb/chroma:1.5.9 -c 'cp -a /src/. /v/ && rm /v/.gitkeep' && "
+           "find chroma_data -mindepth 1 ! -name .gitkeep -delete")  # fmt: skip
+        code, found = drift_json(fresh)
         assert code == 2
         legacy = [i for i in found["hosts"]["@local"]["items"] if i["kind"] == "legacy_volume"]
         assert legacy and legacy[0]["resource"] == f"volume {volume}"
+
+        converge(fresh)  # migrates and verifies; the second run changes nothing
+        assert drift_json(fresh)[0] == 0
+        kept = chroma_client(fresh["chroma_port"]).get_collection("kept", embedding_function=None)
+        assert kept.count() == 20
     finally:
-        sh(f"cd '{tmp_path / 'fresh'}' && docker compose down", check=False)
+        sh(f"cd '{fresh_dir}' && docker compose down", check=False)
         sh(f"docker volume rm {volume}", check=False)  # the test's own throwaway volume
