@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -101,6 +102,25 @@ def stat(path: Path) -> tuple[int, int, str]:
     """uid, gid and octal mode, read with stat(1), independently of the facts."""
     uid, gid, mode = sh(f"stat -c '%u %g %a' '{path}'").stdout.split()
     return int(uid), int(gid), mode
+
+
+def restart_engine() -> None:
+    """After dockerd was stopped: wait for it to be gone, start it the way the harness does.
+
+    The harness's supervisor (files/dockerd-supervisor.sh) restarts dockerd by itself;
+    starting it again is a no-op when it already runs (it holds a lock).
+    """
+    for _ in range(60):
+        if sh("pgrep -x dockerd", check=False).returncode != 0:
+            break
+        time.sleep(0.5)
+    supervisor = "/usr/local/sbin/chroma-deploy-dockerd"
+    sh(
+        f"test -x {supervisor} || "
+        f"install -m 0755 '{ROOT}/files/dockerd-supervisor.sh' {supervisor}; "
+        f"setsid -f {supervisor} </dev/null >/dev/null 2>&1; "
+        "for _ in $(seq 120); do docker info >/dev/null 2>&1 && exit 0; sleep 0.5; done; exit 1"
+    )
 
 
 def compose_down(project_dir: Path) -> None:

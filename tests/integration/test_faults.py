@@ -3,10 +3,22 @@
 from __future__ import annotations
 
 import http.server
+import subprocess
 import threading
+import time
 
 import pytest
-from conftest import base_data, converge, run_deploy, run_drift, sh
+from conftest import (
+    PYINFRA,
+    ROOT,
+    base_data,
+    chroma_client,
+    converge,
+    restart_engine,
+    run_deploy,
+    run_drift,
+    sh,
+)
 
 from operations.project import GITIGNORE_HEADER
 
@@ -64,3 +76,38 @@ def test_chroma_answering_500_is_reported_as_heartbeat_drift(project):
     assert result.returncode == 2
     assert f"http://127.0.0.1:{data['chroma_port']}/api/v2/heartbeat: " in result.stdout
     assert "HTTP 200 with a heartbeat -> HTTP 500" in result.stdout
+
+
+def test_docker_stopped_mid_run_fails_clearly_and_loses_nothing(project):
+    project_dir, name = project
+    data = base_data(project_dir, name)
+    converge(data)
+    collection = chroma_client(data["chroma_port"]).create_collection(
+        "kept", embedding_function=None
+    )
+    collection.add(
+        ids=[f"r{i}" for i in range(50)], embeddings=[[float(i), 2.0] for i in range(50)]
+    )
+    compose = project_dir / "docker-compose.yml"
+    rendered = compose.read_text()
+
+    # A changed setting makes the run replace the file and then run `up --wait`:
+    # the engine goes away right after the file is replaced.
+    args = [PYINFRA, "-y", "@local", "deploy.py"]
+    for key, value in dict(data, chroma_restart_policy="always").items():
+        args += ["--data", f"{key}={value}"]
+    deploy = subprocess.Popen(
+        args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    for _ in range(400):
+        if compose.read_text() != rendered:
+            break
+        time.sleep(0.02)
+    sh("pkill -x dockerd")
+    output, _ = deploy.communicate(timeout=300)
+    restart_engine()
+    assert deploy.returncode != 0, output
+    assert "docker" in output.lower()
+    converge(dict(data, chroma_restart_policy="always"))
+    kept = chroma_client(data["chroma_port"]).get_collection("kept", embedding_function=None)
+    assert kept.count() == 50

@@ -7,7 +7,15 @@ import time
 
 import httpx
 import pytest
-from conftest import base_data, chroma_client, compose_down, converge, read_fact, sh
+from conftest import (
+    base_data,
+    chroma_client,
+    compose_down,
+    converge,
+    read_fact,
+    restart_engine,
+    sh,
+)
 
 from facts.compose import ContainerMounts
 
@@ -44,22 +52,6 @@ def _count(port: int, collection: str = "persistence") -> int:
     return chroma_client(port).get_collection(collection, embedding_function=None).count()
 
 
-def _restart_engine() -> None:
-    """Stop dockerd as a reboot would and start it the way the harness does."""
-    sh("pkill -x dockerd")
-    for _ in range(60):
-        if sh("pgrep -x dockerd", check=False).returncode != 0:
-            break
-        time.sleep(0.5)
-    # The supervisor restarts dockerd by itself; start it if it is not running.
-    sh(
-        "test -x /usr/local/sbin/chroma-deploy-dockerd || "
-        "install -m 0755 files/dockerd-supervisor.sh /usr/local/sbin/chroma-deploy-dockerd; "
-        "setsid -f /usr/local/sbin/chroma-deploy-dockerd </dev/null >/dev/null 2>&1; "
-        "for _ in $(seq 120); do docker info >/dev/null 2>&1 && exit 0; sleep 0.5; done; exit 1"
-    )
-
-
 def test_data_survives_compose_down_redeploy_and_engine_restart(project):
     project_dir, name = project
     data = base_data(project_dir, name)
@@ -77,7 +69,8 @@ def test_data_survives_compose_down_redeploy_and_engine_restart(project):
     stored = chroma_client(port).get_collection("persistence", embedding_function=None).get()
     assert sorted(stored["ids"]) == ids
 
-    _restart_engine()
+    sh("pkill -x dockerd")
+    restart_engine()
     converge(data)
     assert _count(port) == 100
     assert _query_ids(port) == nearest
