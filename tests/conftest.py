@@ -123,6 +123,20 @@ def restart_engine() -> None:
     )
 
 
+def wait_for_heartbeat(port: int) -> None:
+    """Until Chroma answers on the port (for stacks started by hand in tests)."""
+    import httpx
+
+    for _ in range(60):
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/api/v2/heartbeat", timeout=2).is_success:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise AssertionError(f"no heartbeat on port {port}")
+
+
 def compose_down(project_dir: Path) -> None:
     sh(f"cd '{project_dir}' && docker compose down --timeout 5")
 
@@ -174,3 +188,33 @@ def chroma_client(port: int):
     import chromadb
 
     return chromadb.HttpClient(host="127.0.0.1", port=port)
+
+
+def seed_before_state(project_dir, name: str, port: int) -> None:
+    """A compose project like the seed's BEFORE: a named volume, on the path 1.x persists to."""
+    legacy = project_dir.parent / "legacy"
+    legacy.mkdir()
+    (legacy / "docker-compose.yml").write_text(
+        f"name: {name}legacy\n"
+        "services:\n"
+        "  chroma:\n"
+        "    image: chromadb/chroma:1.5.9\n"
+        f"    ports: ['127.0.0.1:{port}:8000']\n"
+        "    volumes: ['chroma_data:/data']\n"
+        "volumes:\n"
+        "  chroma_data: {}\n"
+    )
+    sh(f"cd '{legacy}' && docker compose up -d")
+    wait_for_heartbeat(port)
+
+
+@pytest.fixture
+def legacy(project):
+    """A project whose data sits in a seed-style stack's named volume; torn down after."""
+    project_dir, name = project
+    data = base_data(project_dir, name)
+    volume = f"{name}legacy_chroma_data"
+    seed_before_state(project_dir, name, data["chroma_port"])
+    yield project_dir, data, volume
+    sh(f"cd '{project_dir.parent / 'legacy'}' && docker compose down", check=False)
+    sh(f"docker volume rm {volume}", check=False)  # the test's own throwaway volume

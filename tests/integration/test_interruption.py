@@ -9,7 +9,7 @@ import time
 
 import pytest
 from conftest import PYINFRA, ROOT, base_data, converge, sh
-from test_migration import RECORDS, read_records, seed_before_state, write_records
+from test_migration import RECORDS, read_records, write_records
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -41,19 +41,12 @@ def test_first_converge_killed_anywhere_then_converges(project):
     assert (project_dir / "chroma_data" / "chroma.sqlite3").is_file()
 
 
-def test_migration_killed_anywhere_loses_no_record(project):
-    project_dir, name = project
-    data = base_data(project_dir, name)
-    volume = f"{name}legacy_chroma_data"
-    seed_before_state(project_dir, name, data["chroma_port"])
-    try:
-        written = write_records(data["chroma_port"])
-        for point in KILL_POINTS:
-            killed_deploy(data, point)
-        converge(data)
-        assert read_records(data["chroma_port"]) == {k: sorted(v) for k, v in written.items()}
-        assert sum(len(v) for v in written.values()) == 2 * RECORDS
-        assert sh(f"docker volume inspect {volume}").returncode == 0
-    finally:
-        sh(f"cd '{project_dir.parent / 'legacy'}' && docker compose down", check=False)
-        sh(f"docker volume rm {volume}", check=False)
+def test_migration_killed_anywhere_loses_no_record(legacy):
+    _, data, volume = legacy
+    written = write_records(data["chroma_port"])
+    for point in KILL_POINTS:
+        killed_deploy(data, point)
+    converge(data)
+    assert read_records(data["chroma_port"]) == {k: sorted(v) for k, v in written.items()}
+    assert sum(len(v) for v in written.values()) == 2 * RECORDS
+    assert sh(f"docker volume inspect {volume}").returncode == 0

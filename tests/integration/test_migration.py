@@ -5,38 +5,12 @@ from __future__ import annotations
 import json
 import time
 
-import httpx
 import pytest
-from conftest import base_data, chroma_client, converge, run_deploy, sh
+from conftest import chroma_client, converge, run_deploy, sh
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
 RECORDS = 600  # per collection: 1,200 in all
-
-
-def seed_before_state(project_dir, name: str, port: int) -> None:
-    """A compose project like the seed's BEFORE: a named volume, on the path 1.x persists to."""
-    legacy = project_dir.parent / "legacy"
-    legacy.mkdir()
-    (legacy / "docker-compose.yml").write_text(
-        f"name: {name}legacy\n"
-        "services:\n"
-        "  chroma:\n"
-        "    image: chromadb/chroma:1.5.9\n"
-        f"    ports: ['127.0.0.1:{port}:8000']\n"
-        "    volumes: ['chroma_data:/data']\n"
-        "volumes:\n"
-        "  chroma_data: {}\n"
-    )
-    sh(f"cd '{legacy}' && docker compose up -d")
-    for _ in range(60):
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/api/v2/heartbeat", timeout=2).is_success:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    raise AssertionError("the legacy stack did not answer")
 
 
 def write_records(port: int) -> dict[str, list[str]]:
@@ -67,82 +41,57 @@ def read_records(port: int) -> dict[str, list[str]]:
     }
 
 
-def test_named_volume_data_is_migrated_verified_and_the_volume_kept(project):
-    project_dir, name = project
-    data = base_data(project_dir, name)
+def test_named_volume_data_is_migrated_verified_and_the_volume_kept(legacy):
+    project_dir, data, volume = legacy
     port = data["chroma_port"]
-    volume = f"{name}legacy_chroma_data"
-    seed_before_state(project_dir, name, port)
-    try:
-        written = write_records(port)
-        started = time.perf_counter()
-        first = converge(data)  # migrates, then a second run changes nothing
-        elapsed = time.perf_counter() - started
-        assert "Data from a legacy named volume (copied, never deleted)" in first.changed_operations
-        assert "Migrated data verified on the bind mount" in first.changed_operations
-        assert read_records(port) == {k: sorted(v) for k, v in written.items()}
-        record = json.loads(
-            (project_dir / ".chroma-deploy" / f"migrated-{volume}.json").read_text()
-        )
-        assert {k: v["count"] for k, v in record["before"]["collections"].items()} == {
-            "manuals": RECORDS, "tickets": RECORDS,
-        }  # fmt: skip
-        assert sh(f"docker volume inspect {volume}").returncode == 0  # never deleted
-        assert (project_dir / "chroma_data" / "chroma.sqlite3").is_file()
-        print(f"migrated {2 * RECORDS} records in {elapsed:.1f} s (two deploy runs)")
-    finally:
-        sh(f"cd '{project_dir.parent / 'legacy'}' && docker compose down", check=False)
-        sh(f"docker volume rm {volume}", check=False)  # the test's own throwaway volume
+    written = write_records(port)
+    started = time.perf_counter()
+    first = converge(data)  # migrates, then a second run changes nothing
+    elapsed = time.perf_counter() - started
+    assert "Data from a legacy named volume (copied, never deleted)" in first.changed_operations
+    assert "Migrated data verified on the bind mount" in first.changed_operations
+    assert read_records(port) == {k: sorted(v) for k, v in written.items()}
+    record = json.loads((project_dir / ".chroma-deploy" / f"migrated-{volume}.json").read_text())
+    assert {k: v["count"] for k, v in record["before"]["collections"].items()} == {
+        "manuals": RECORDS, "tickets": RECORDS,
+    }  # fmt: skip
+    assert sh(f"docker volume inspect {volume}").returncode == 0  # never deleted
+    assert (project_dir / "chroma_data" / "chroma.sqlite3").is_file()
+    print(f"migrated {2 * RECORDS} records in {elapsed:.1f} s (two deploy runs)")
 
 
-def test_volume_and_data_dir_both_holding_data_is_refused(project):
-    project_dir, name = project
-    data = base_data(project_dir, name)
+def test_volume_and_data_dir_both_holding_data_is_refused(legacy):
+    project_dir, data, volume = legacy
     port = data["chroma_port"]
-    volume = f"{name}legacy_chroma_data"
-    seed_before_state(project_dir, name, port)
-    try:
-        write_records(port)
-        sh(f"cd '{project_dir.parent / 'legacy'}' && docker compose stop")
-        project_dir.mkdir()
-        (project_dir / "chroma_data").mkdir()
-        (project_dir / "chroma_data" / "chroma.sqlite3").write_text("the user's other data")
-        result = run_deploy(data)
-        assert result.returncode != 0
-        assert f"both the named volume {volume} and {project_dir}/chroma_data hold" in result.output
-        assert (
-            project_dir / "chroma_data" / "chroma.sqlite3"
-        ).read_text() == "the user's other data"
-    finally:
-        sh(f"cd '{project_dir.parent / 'legacy'}' && docker compose down", check=False)
-        sh(f"docker volume rm {volume}", check=False)
+    write_records(port)
+    sh(f"cd '{project_dir.parent / 'legacy'}' && docker compose stop")
+    project_dir.mkdir()
+    (project_dir / "chroma_data").mkdir()
+    (project_dir / "chroma_data" / "chroma.sqlite3").write_text("the user's other data")
+    result = run_deploy(data)
+    assert result.returncode != 0
+    assert f"both the named volume {volume} and {project_dir}/chroma_data hold" in result.output
+    assert (project_dir / "chroma_data" / "chroma.sqlite3").read_text() == "the user's other data"
 
 
-def test_failed_verification_puts_the_stack_back_on_the_volume(project):
-    project_dir, name = project
-    data = base_data(project_dir, name)
+def test_failed_verification_puts_the_stack_back_on_the_volume(legacy):
+    project_dir, data, volume = legacy
     port = data["chroma_port"]
-    volume = f"{name}legacy_chroma_data"
-    seed_before_state(project_dir, name, port)
-    try:
-        write_records(port)
-        converge(data)
-        # As if a run had copied the volume and been cut off, with the volume holding
-        # more than the copy: verification must fail and undo the move.
-        legacy = sh(f"docker ps -aq --filter volume={volume}").stdout.split()
-        pending = project_dir / ".chroma-deploy" / "migration-pending.json"
-        pending.write_text(json.dumps({
-            "volume": volume, "stopped": " ".join(legacy),
-            "before": {"collections": {"manuals": {"count": RECORDS + 1, "ids_sha256": "0"}}},
-        }))  # fmt: skip
-        sh(f"cd '{project_dir}' && docker compose stop")  # ours down, so the port is free
-        result = run_deploy(data)
-        assert result.returncode != 0
-        assert f"migration of named volume {volume} FAILED verification" in result.output
-        assert len(list(project_dir.glob("chroma_data.failed-migration-*"))) == 1
-        running = sh(f"docker ps -q --filter volume={volume}").stdout.split()
-        assert running == [c[:12] for c in legacy] or running == legacy
-        assert sh(f"docker volume inspect {volume}").returncode == 0
-    finally:
-        sh(f"cd '{project_dir.parent / 'legacy'}' && docker compose down", check=False)
-        sh(f"docker volume rm {volume}", check=False)
+    write_records(port)
+    converge(data)
+    # As if a run had copied the volume and been cut off, with the volume holding
+    # more than the copy: verification must fail and undo the move.
+    legacy = sh(f"docker ps -aq --filter volume={volume}").stdout.split()
+    pending = project_dir / ".chroma-deploy" / "migration-pending.json"
+    pending.write_text(json.dumps({
+        "volume": volume, "stopped": " ".join(legacy),
+        "before": {"collections": {"manuals": {"count": RECORDS + 1, "ids_sha256": "0"}}},
+    }))  # fmt: skip
+    sh(f"cd '{project_dir}' && docker compose stop")  # ours down, so the port is free
+    result = run_deploy(data)
+    assert result.returncode != 0
+    assert f"migration of named volume {volume} FAILED verification" in result.output
+    assert len(list(project_dir.glob("chroma_data.failed-migration-*"))) == 1
+    running = sh(f"docker ps -q --filter volume={volume}").stdout.split()
+    assert running == [c[:12] for c in legacy] or running == legacy
+    assert sh(f"docker volume inspect {volume}").returncode == 0

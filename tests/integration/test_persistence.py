@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import math
-import time
 
-import httpx
 import pytest
 from conftest import (
     base_data,
@@ -15,6 +13,7 @@ from conftest import (
     read_fact,
     restart_engine,
     sh,
+    wait_for_heartbeat,
 )
 
 from facts.compose import ContainerMounts
@@ -76,17 +75,6 @@ def test_data_survives_compose_down_redeploy_and_engine_restart(project):
     assert _query_ids(port) == nearest
 
 
-def _wait_for_heartbeat(port: int) -> None:
-    for _ in range(60):
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/api/v2/heartbeat", timeout=2).is_success:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    raise AssertionError(f"no heartbeat on port {port}")
-
-
 def test_seed_mount_target_on_1x_loses_data_and_mounts_fact_flags_it(project):
     """The seed's `./chroma_data:/chroma/chroma` on a 1.x image, for real."""
     project_dir, name = project
@@ -101,7 +89,7 @@ def test_seed_mount_target_on_1x_loses_data_and_mounts_fact_flags_it(project):
         "    volumes: ['./chroma_data:/chroma/chroma']\n"
     )
     sh(f"cd '{project_dir}' && docker compose up -d")
-    _wait_for_heartbeat(port)
+    wait_for_heartbeat(port)
     _add_documents(port, 10, "seed")
     assert _count(port, "seed") == 10
 
@@ -112,6 +100,6 @@ def test_seed_mount_target_on_1x_loses_data_and_mounts_fact_flags_it(project):
     assert list((project_dir / "chroma_data").iterdir()) == []  # nothing reached the host
 
     sh(f"cd '{project_dir}' && docker compose down && docker compose up -d")
-    _wait_for_heartbeat(port)
+    wait_for_heartbeat(port)
     names = [c.name for c in chroma_client(port).list_collections()]
     assert "seed" not in names  # the data was lost with the container
