@@ -17,7 +17,7 @@ from pyinfra import host
 from pyinfra.api import FileUploadCommand, operation
 from pyinfra.facts.files import File
 
-from operations.stack import compose_command
+from operations.stack import compose_command, compose_up
 
 TOOLS_DIR = "/usr/local/lib/chroma-deploy"
 LOCAL_INVENTORY_TOOL = Path(__file__).resolve().parent.parent / "files" / "chroma_inventory.py"
@@ -55,9 +55,7 @@ def persistence_proof(project_dir: str, url: str, token_file: str | None, wait_t
     yield from _tool()
     name = "chroma-deploy-canary"
     canary = f"{_inventory(url, token_file)} --canary"
-    up = compose_command(
-        project_dir, "up", "--detach", "--wait", "--wait-timeout", str(wait_timeout)
-    )
+    up = compose_up(project_dir, wait_timeout)
     yield (
         f"{canary} write {name} >/dev/null && {compose_command(project_dir, 'down')} "
         f"&& {up} && found=$({canary} read {name}); {canary} delete {name} >/dev/null; "
@@ -81,9 +79,7 @@ def backup_commands(
     directory = shlex.quote(backup_dir)
     stem = f'{shlex.quote(backup_dir)}/{project_name}-"$stamp"{shlex.quote(label)}'
     sqlite = shlex.quote(f"{project_dir}/{data_dir}/chroma.sqlite3")
-    up = compose_command(
-        project_dir, "up", "--detach", "--wait", "--wait-timeout", str(wait_timeout)
-    )
+    up = compose_up(project_dir, wait_timeout)
     return [
         *_tool(),
         f"set -e; umask 077; mkdir -p {directory}; chmod 700 {directory}; "
@@ -166,9 +162,7 @@ def restore(
     yield from _tool()
     target = shlex.quote(f"{project_dir}/{data_dir}")
     aside = shlex.quote(f"{project_dir}/{data_dir}.before-restore-") + '"$stamp"'
-    up = compose_command(
-        project_dir, "up", "--detach", "--wait", "--wait-timeout", str(wait_timeout)
-    )
+    up = compose_up(project_dir, wait_timeout)
     yield (
         f"set -e; cd {shlex.quote(str(Path(archive).parent))}; "
         f"sha256sum -c --quiet {shlex.quote(Path(stem).name + '.sha256')} "

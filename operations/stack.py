@@ -36,6 +36,13 @@ def compose_command(project_dir: str, *args: str) -> str:
     )
 
 
+def compose_up(project_dir: str, wait_timeout: int, *extra: str) -> str:
+    """``up --detach --wait``: returns once every service is healthy, or fails."""
+    return compose_command(
+        project_dir, "up", "--detach", "--wait", "--wait-timeout", str(wait_timeout), *extra
+    )
+
+
 @operation()
 def compose_file(project_dir: str, content: str, uid: int, gid: int):
     """Put the rendered compose file in place, only after compose accepts it.
@@ -142,10 +149,10 @@ def stack_up(
         )
     if any(container["state"] == "paused" for container in stack["containers"]):
         yield compose_command(project_dir, "unpause")
-    args = ["up", "--detach", "--wait", "--wait-timeout", str(wait_timeout), "--remove-orphans"]
+    extra = ["--remove-orphans"]
     if any(
         container["health"] == "unhealthy" or image_moved(stack, container)
         for container in stack["containers"]
     ):
-        args.append("--force-recreate")
-    yield compose_command(project_dir, *args)
+        extra.append("--force-recreate")
+    yield compose_up(project_dir, wait_timeout, *extra)
