@@ -68,18 +68,20 @@ def test_token_appears_in_no_output_and_no_other_file(project, token_env):
     project_dir, name = project
     token, env = token_env
     data = base_data(project_dir, name, chroma_auth_proxy=True)
-    outputs = [
-        run_deploy(data, "-vvv", env=env).output,
-        run_deploy(data, "-vvv", env=env).output,
-        run_drift(data, "--json", env=env).output,
-        run_drift(data, env=env).output,
-        run_deploy(dict(data, chroma_owner="nosuchuser"), "-vvv", env=env).output,
+    runs = [
+        run_deploy(data, "-vvv", env=env),
+        run_deploy(data, "-vvv", env=env),
+        run_drift(data, "--json", env=env),
+        run_drift(data, env=env),
+        run_deploy(dict(data, chroma_owner="nosuchuser"), "-vvv", env=env),
     ]
+    assert [run.returncode for run in runs] == [0, 0, 0, 0, 1], runs[0].output
+    outputs = [run.output for run in runs]
     assert "pyinfra error" in outputs[-1]  # the failing run did fail
     for output in outputs:
         assert token not in output
     holders = subprocess.run(
-        ["grep", "-rlF", token, str(project_dir)], capture_output=True, text=True
+        ["grep", "-rlF", "-e", token, str(project_dir)], capture_output=True, text=True
     ).stdout.split()
     assert holders == [str(project_dir / "secrets" / "chroma-token.env")]
     inspected = sh(
