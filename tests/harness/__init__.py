@@ -1,1 +1,0 @@
-"""Test harnesses that stand up real machines for the integration tests."""
