@@ -4,11 +4,27 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 from typing import Any
+from urllib.parse import urlsplit
 
 from pyinfra.api import FactBase
 
 from facts._shell import q, sections
+
+# Without curl: bash's /dev/tcp. Host, port, path and token file are the
+# script's arguments ($1..$4), never part of its text. The token is read into
+# the shell and written by the printf builtin: it is on no command line.
+_BASH_GET = r"""exec 3<>"/dev/tcp/$1/$2" || exit 0
+printf 'GET %s HTTP/1.0\r\nHost: %s:%s\r\n' "$3" "$1" "$2" >&3
+if [ -n "$4" ]; then
+  t=$(sed -n 's/^CHROMA_AUTH_TOKEN=//p' "$4" 2>/dev/null)
+  [ -n "$t" ] && printf 'X-Chroma-Token: %s\r\n' "$t" >&3
+fi
+printf '\r\n' >&3
+cat <&3"""
+
+_STATUS_LINE = re.compile(r"^HTTP/\d(?:\.\d)?\s+(\d{3})\b")
 
 
 class ChromaHealth(FactBase[dict[str, Any]]):
@@ -16,11 +32,17 @@ class ChromaHealth(FactBase[dict[str, Any]]):
 
     ``{"reachable": bool, "status": int|None, "seconds": float|None,
     "heartbeat": int|None, "api_version": str|None, "image": str|None,
-    "image_version": str|None, "error": str|None}``. ``image_version`` comes
-    from the running container's image (label, else tag), because
-    ``/api/v2/version`` answers "1.0.0" for every 1.x release. With
-    ``token_file`` (the auth proxy's 0600 file) the token is sent as
-    ``X-Chroma-Token``, fed to curl on stdin.
+    "image_version": str|None, "error": str|None}``. ``reachable`` False: no
+    HTTP answer (``error`` holds curl's or bash's message, ``status`` and
+    ``seconds`` are None). ``heartbeat`` is None unless the answer was 200
+    with the ``nanosecond heartbeat`` JSON; ``error`` says why otherwise.
+    ``api_version``: the JSON string ``/api/v2/version`` answers (None: not
+    one, or no curl). ``seconds`` is None without curl. ``image`` and
+    ``image_version`` are None unless ``container`` is given and exists:
+    the version is the image's ``org.opencontainers.image.version`` label,
+    else its tag, because ``/api/v2/version`` answers "1.0.0" for every 1.x
+    release. With ``token_file`` (the auth proxy's 0600 env file) its
+    ``CHROMA_AUTH_TOKEN`` is sent as ``X-Chroma-Token``, fed to curl on stdin.
     """
 
     @staticmethod
@@ -35,15 +57,11 @@ class ChromaHealth(FactBase[dict[str, Any]]):
         container: str | None = None,
         token_file: str | None = None,
     ) -> str:
-        heartbeat = q(url.rstrip("/") + heartbeat_path)
-        version = q(url.rstrip("/") + "/api/v2/version")
-        host_port = url.split("://", 1)[-1].rstrip("/")
-        host, _, port = host_port.rpartition(":")
-        raw = (
-            f"exec 3<>/dev/tcp/{host}/{port}"
-            f" && printf 'GET {heartbeat_path} HTTP/1.0\\r\\n\\r\\n' >&3"
-            ' && read -r _ status _ <&3 && echo "$status"'
-        )
+        base = url.rstrip("/")
+        heartbeat = q(base + heartbeat_path)
+        version = q(base + "/api/v2/version")
+        parts = urlsplit(base)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
         # The token goes to curl on stdin as a header, read from its 0600 file:
         # it never appears on a command line or in this fact's output.
         header = (
@@ -52,54 +70,77 @@ class ChromaHealth(FactBase[dict[str, Any]]):
             else ""
         )
         auth = " -H @-" if token_file else ""
-        parts = [
+        raw_args = " ".join(q(arg) for arg in (parts.hostname or "", port, heartbeat_path))
+        raw_args += f" {q(token_file)}" if token_file else ""
+        command = (
             "if command -v curl >/dev/null 2>&1; then "
             f"echo @@heartbeat; {header}curl -sS -m 5{auth}"
             f" -w '\\n@@meta\\n%{{http_code}} %{{time_total}}\\n' {heartbeat} 2>&1; "
             f"echo @@version; {header}curl -sS -m 5{auth} {version} 2>/dev/null; echo; "
-            f"else echo @@bash; timeout 5 bash -c {q(raw)} 2>&1; fi",
-        ]
+            f"else echo @@bash; timeout 5 bash -c {q(_BASH_GET)} chroma-health {raw_args}"
+            " 2>&1; echo; fi; "
+        )
         if container:
-            parts.append(
-                f"echo @@image; docker inspect --format "
+            command += (
+                "echo @@image; docker inspect --format "
                 "'{{.Config.Image}}|{{index .Config.Labels \"org.opencontainers.image.version\"}}' "
-                f"{q(container)} 2>/dev/null"
+                f"{q(container)} 2>/dev/null; "
             )
-        return "; ".join(parts) + "; true"
+        return command + "true"
 
     def process(self, output: list[str]) -> dict[str, Any]:
         found = sections(output)
         result = self.default()
-        if found.get("meta"):
-            code, seconds = ([*found["meta"][0].split(), "0"])[:2]
-            status = int(code) if code.isdigit() else 0
-            body = "\n".join(found.get("heartbeat", []))
-            result["status"] = status or None
-            result["reachable"] = status > 0
-            result["seconds"] = float(seconds) if status else None
-            if status == 200:
-                try:
-                    result["heartbeat"] = int(json.loads(body)["nanosecond heartbeat"])
-                except (ValueError, KeyError, TypeError):
-                    result["error"] = f"unexpected heartbeat body: {body[:80]}"
-            elif status:
-                result["error"] = f"HTTP {status}"
-            else:
-                result["error"] = body.strip()[:200] or "no answer"
+        if "heartbeat" in found:
+            _read_curl(found, result)
         elif "bash" in found:
-            line = " ".join(found["bash"]).strip()
-            if line.isdigit():
-                result["status"], result["reachable"] = int(line), True
-            else:
-                result["error"] = line[:200] or "no answer"
+            _read_raw_http(found["bash"], result)
         version = " ".join(found.get("version", [])).strip()
         if version.startswith('"'):
             with contextlib.suppress(ValueError):
-                result["api_version"] = json.loads(version)
+                result["api_version"] = str(json.loads(version))
         image_lines = [line for line in found.get("image", []) if line.strip()]
         if image_lines:
-            image, _, label = image_lines[0].partition("|")
+            image, _, label = image_lines[0].strip().partition("|")
             result["image"] = image
-            tag = image.rsplit(":", 1)[1] if ":" in image.rsplit("/", 1)[-1] else None
-            result["image_version"] = label if label and label != "<no value>" else tag
+            result["image_version"] = label if label and label != "<no value>" else _tag(image)
         return result
+
+
+def _tag(image: str) -> str | None:
+    """The tag of an image reference (``chromadb/chroma:1.5.9`` -> ``1.5.9``), or None."""
+    last = image.split("@", 1)[0].rsplit("/", 1)[-1]
+    return last.rsplit(":", 1)[1] if ":" in last else None
+
+
+def _read_heartbeat(status: int, body: str, result: dict[str, Any]) -> None:
+    result["status"], result["reachable"] = status, True
+    if status != 200:
+        result["error"] = f"HTTP {status}"
+        return
+    try:
+        result["heartbeat"] = int(json.loads(body)["nanosecond heartbeat"])
+    except (ValueError, KeyError, TypeError):
+        result["error"] = f"unexpected heartbeat body: {body.strip()[:80]}"
+
+
+def _read_curl(found: dict[str, list[str]], result: dict[str, Any]) -> None:
+    body = "\n".join(found["heartbeat"])
+    meta = (found.get("meta") or [""])[0].split()
+    code = meta[0] if meta else ""
+    if code.isdigit() and int(code) > 0:
+        _read_heartbeat(int(code), body, result)
+        with contextlib.suppress(IndexError, ValueError):
+            result["seconds"] = float(meta[1])
+    else:
+        result["error"] = body.strip()[:200] or "no answer"
+
+
+def _read_raw_http(lines: list[str], result: dict[str, Any]) -> None:
+    lines = [line.rstrip("\r") for line in lines]
+    match = _STATUS_LINE.match(lines[0]) if lines else None
+    if not match:
+        result["error"] = " ".join(line for line in lines if line.strip())[:200] or "no answer"
+        return
+    body = lines[lines.index("") + 1 :] if "" in lines else []
+    _read_heartbeat(int(match.group(1)), "\n".join(body), result)

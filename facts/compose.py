@@ -11,7 +11,7 @@ from facts._shell import parse_error, q, sections
 
 
 def _containers_command(project_name: str) -> str:
-    """Inspect the project's containers; `@@docker` first when the engine answers."""
+    """Inspect the project's containers, stopped ones too; ``@@docker`` when the engine answers."""
     label = q(f"label=com.docker.compose.project={project_name}")
     return (
         f"ids=$(docker ps -aq --filter {label} 2>/dev/null) && echo @@docker && echo yes; "
@@ -25,10 +25,9 @@ def _parse_containers(lines: list[str], fact: str) -> list[dict[str, Any]]:
     if not text:
         return []
     try:
-        raw = json.loads(text)
-    except ValueError as error:
-        raise parse_error(fact, str(error)) from None
-    containers = [_container(item) for item in raw]
+        containers = [_container(item) for item in json.loads(text)]
+    except (ValueError, TypeError, AttributeError) as error:
+        raise parse_error(fact, f"docker inspect: {type(error).__name__}: {error}") from None
     return sorted(containers, key=lambda c: (c["service"], c["name"]))
 
 
@@ -36,11 +35,9 @@ def _container(item: dict[str, Any]) -> dict[str, Any]:
     config = item.get("Config") or {}
     labels = config.get("Labels") or {}
     state = item.get("State") or {}
-    health = (state.get("Health") or {}).get("Status")
     ports = []
-    for container_port, bindings in sorted(
-        ((item.get("NetworkSettings") or {}).get("Ports") or {}).items()
-    ):
+    published = (item.get("NetworkSettings") or {}).get("Ports") or {}
+    for container_port, bindings in sorted(published.items()):
         for binding in bindings or []:
             ports.append(
                 {
@@ -49,24 +46,28 @@ def _container(item: dict[str, Any]) -> dict[str, Any]:
                     "host_port": binding.get("HostPort", ""),
                 }
             )
+    mounts = [
+        {
+            "type": m.get("Type", ""),
+            "source": m.get("Source", ""),
+            "target": m.get("Destination", ""),
+            "name": m.get("Name") or None,
+        }
+        for m in item.get("Mounts") or []
+    ]
+    # `tmpfs:` in a compose file lands in HostConfig.Tmpfs, not in Mounts.
+    for target in sorted((item.get("HostConfig") or {}).get("Tmpfs") or {}):
+        mounts.append({"type": "tmpfs", "source": "", "target": target, "name": None})
     env = dict(entry.split("=", 1) for entry in config.get("Env") or [] if "=" in entry)
     return {
         "name": item.get("Name", "").lstrip("/"),
         "service": labels.get("com.docker.compose.service", ""),
         "state": state.get("Status", "unknown"),
-        "health": health,
+        "health": (state.get("Health") or {}).get("Status"),
         "image": config.get("Image", ""),
         "image_id": item.get("Image", ""),
         "config_hash": labels.get("com.docker.compose.config-hash"),
-        "mounts": [
-            {
-                "type": m.get("Type", ""),
-                "source": m.get("Source", ""),
-                "target": m.get("Destination", ""),
-                "name": m.get("Name") or None,
-            }
-            for m in item.get("Mounts") or []
-        ],
+        "mounts": mounts,
         "ports": ports,
         "env": env,
         "user": config.get("User", ""),
@@ -78,15 +79,21 @@ class ComposeStack(FactBase[dict[str, Any]]):
     """The project's containers and the config hashes its compose file declares.
 
     ``{"docker": bool, "file_exists": bool, "config_error": str|None,
-    "declared_hashes": {service: hash}, "containers": [...]}``. Each container:
-    ``name, service, state, health (None: no healthcheck), image, image_id,
-    config_hash, mounts [{type, source, target, name}], ports [{container_port,
-    host_ip, host_port}], env, user, restart_count``. ``docker`` False means the
-    engine does not answer; ``declared_hashes`` is empty when the file is
-    missing or invalid (then ``config_error`` says why). ``image_id`` is the id
-    the ``image`` argument names now (None: not asked, or no such image), so a
-    moved tag shows against each container's ``image_id``. ``port_in_use``:
-    something listens on the ``port`` argument (ours or not).
+    "declared_hashes": {service: hash}, "image_id": str|None, "port_in_use":
+    bool, "containers": [...]}``, containers sorted by service then name, each
+    ``{"name", "service", "state", "health" (None: no healthcheck), "image",
+    "image_id", "config_hash" (None: not made by compose), "mounts": [{"type",
+    "source", "target", "name" (None: not a volume)}], "ports":
+    [{"container_port", "host_ip", "host_port"}] (empty while stopped), "env",
+    "user", "restart_count"}``.
+
+    ``docker`` False: no docker command or the daemon does not answer (no
+    containers then). ``declared_hashes`` is empty when the file is missing,
+    invalid (``config_error`` holds the first lines compose printed) or the
+    daemon is down. The two optional arguments add two answers: ``image_id``,
+    the id the ``image`` reference names now (None: not asked, or no such
+    image), so a moved tag shows against each container's ``image_id``; and
+    ``port_in_use``, something listens on TCP ``port`` (ours or not).
     """
 
     @staticmethod
@@ -104,21 +111,27 @@ class ComposeStack(FactBase[dict[str, Any]]):
         port: int | None = None,
     ) -> str:
         path = q(f"{project_dir}/{compose_file}")
+        compose = f"docker compose -f {path} --project-directory {q(project_dir)}"
+        listening = (
+            f"echo @@listening; ss -Hltn {q(f'( sport = :{int(port)} )')} 2>/dev/null; "
+            if port
+            else ""
+        )
         image_id = (
             f"echo @@image_id; docker image inspect --format '{{{{.Id}}}}' {q(image)} 2>/dev/null; "
             if image
             else ""
         )
-        compose = f"docker compose --project-directory {q(project_dir)} -f {path}"
-        listening = (
-            f"echo @@listening; ss -Hltn {q(f'( sport = :{port} )')} 2>/dev/null; " if port else ""
-        )
+        # Hashes come from stdout only; on failure compose runs again for its
+        # error, without the warnings it prints before it.
         return (
             "command -v docker >/dev/null 2>&1 || exit 0; "
             f"{listening}"
             f"if test -f {path}; then echo @@file; "
-            f"if out=$({compose} config --hash '*' 2>&1); then echo @@hashes; echo \"$out\"; "
-            'else echo @@config_error; echo "$out" | head -n 3; fi; fi; '
+            f"if out=$({compose} config --hash '*' 2>/dev/null); then "
+            'echo @@hashes; echo "$out"; '
+            f"else echo @@config_error; {compose} config --quiet 2>&1 >/dev/null"
+            " | grep -v 'level=warning' | head -n 3; fi; fi; "
             f"{image_id}{_containers_command(project_name)}"
         )
 
@@ -126,19 +139,25 @@ class ComposeStack(FactBase[dict[str, Any]]):
         found = sections(output)
         if not found:
             return self.default()
+        docker = any(line.strip() for line in found.get("docker", []))
         hashes = {}
         for line in found.get("hashes", []):
             parts = line.split()
-            if len(parts) == 2:
-                hashes[parts[0]] = parts[1]
-        error = " ".join(line.strip() for line in found.get("config_error", [])) or None
+            if not parts:
+                continue
+            if len(parts) != 2:
+                raise parse_error("ComposeStack", f"unexpected config --hash line {line!r}")
+            hashes[parts[0]] = parts[1]
+        error = " ".join(line.strip() for line in found.get("config_error", []) if line.strip())
+        if "config_error" in found and not error:
+            error = "docker compose config failed without a message"
         return {
-            "docker": any(line.strip() for line in found.get("docker", [])),
+            "docker": docker,
             "file_exists": "file" in found,
-            "config_error": error,
-            "declared_hashes": hashes,
-            "port_in_use": any(line.strip() for line in found.get("listening", [])),
+            "config_error": error or None,
+            "declared_hashes": hashes if docker else {},
             "image_id": next((line.strip() for line in found.get("image_id", []) if line), None),
+            "port_in_use": any(line.strip() for line in found.get("listening", [])),
             "containers": _parse_containers(found.get("containers", []), "ComposeStack"),
         }
 
@@ -147,10 +166,16 @@ class ContainerMounts(FactBase[dict[str, Any] | None]):
     """What is mounted into a service's container, and what is wrong with it.
 
     None when no container of the service exists (or Docker is absent or
-    down). Else ``{"container": name, "mounts": [{type, source, target, name,
-    named_volume, is_persist_path}], "problems": [sentence, ...]}``; problems
-    is empty when the persist path is a bind mount.
+    down). Else ``{"container": name, "mounts": [{"type", "source", "target",
+    "name", "named_volume": bool, "is_persist_path": bool}], "problems":
+    [sentence, ...]}``; problems is empty when the persist path is a bind
+    mount and no named volume is mounted. With several containers of the
+    service (scaled), the first by name is reported.
     """
+
+    @staticmethod
+    def default() -> dict[str, Any] | None:
+        return None
 
     # pyinfra calls command() and process() on one instance: command() keeps
     # the arguments that process() needs.
@@ -195,4 +220,9 @@ def mounts_report(container: dict[str, Any], persist_path: str) -> dict[str, Any
                     f"bind mount {mount['source']} -> {mount['target']} is not where this "
                     f"server writes ({persist_path})"
                 )
+    elif at_persist[0]["type"] == "tmpfs":
+        problems.append(
+            f"a tmpfs is mounted at the persist path {persist_path}: data lives in memory "
+            "and is lost when the container stops"
+        )
     return {"container": container["name"], "mounts": mounts, "problems": problems}

@@ -1,4 +1,4 @@
-"""The project dir and data dirs as they are on disk."""
+"""The data dirs (and any path) as they are on disk: stat, Chroma's file, size, .gitkeep."""
 
 from __future__ import annotations
 
@@ -6,77 +6,96 @@ from typing import Any
 
 from pyinfra.api import FactBase
 
-from facts._shell import parse_error, q, sections
+from facts._shell import parse_error, q, sections, to_int
 
 STAT_FORMAT = "%F|%u|%g|%U|%G|%a"
 
 
 def parse_stat(line: str, fact: str) -> dict[str, Any]:
-    """One ``stat -c STAT_FORMAT`` line; user/group None when the id has no account."""
-    try:
-        kind, uid, gid, user, group, mode = line.split("|")
-        return {
-            "type": kind, "uid": int(uid), "gid": int(gid),
-            "user": None if user == "UNKNOWN" else user,
-            "group": None if group == "UNKNOWN" else group,
-            "mode": mode,
-        }  # fmt: skip
-    except ValueError:
-        raise parse_error(fact, f"unexpected stat line {line!r}") from None
+    """One ``stat -c STAT_FORMAT`` line; user/group None when the id has no account.
+
+    ``{"type": "directory"|"regular file"|"symbolic link"|..., "uid": int,
+    "gid": int, "user": str|None, "group": str|None, "mode": "750"}``.
+    """
+    fields = line.split("|")
+    if len(fields) != 6:
+        raise parse_error(fact, f"unexpected stat line {line!r}")
+    kind, uid, gid, user, group, mode = fields
+    return {
+        "type": kind,
+        "uid": to_int(uid, fact, "uid"),
+        "gid": to_int(gid, fact, "gid"),
+        "user": None if user == "UNKNOWN" else user,
+        "group": None if group == "UNKNOWN" else group,
+        "mode": mode,
+    }
 
 
 class DataDirs(FactBase[dict[str, Any]]):
-    """Each path: None when missing, else its stat and what it holds.
+    """Each path as the host has it, read in one command for all paths.
 
-    ``{path: None | {"type", "uid", "gid", "user" (None: no account), "group",
-    "mode" ("750"), "has_sqlite": bool (chroma.sqlite3 directly inside),
-    "size_bytes": int, "gitkeep": None | {"uid", "gid", "mode", "size"}}}``.
+    ``{path: None | {"type", "uid", "gid", "user", "group", "mode",
+    "has_sqlite": bool, "size_bytes": int, "gitkeep": None | {"uid", "gid",
+    "mode", "size"}}}``. None: nothing at the path (a dangling symlink is
+    reported, as "symbolic link"). ``user``/``group`` None: the id has no
+    account. ``mode`` is octal as ``stat -c %a`` prints it ("750").
+    ``has_sqlite``: ``chroma.sqlite3`` is a file directly in it. ``size_bytes``
+    is ``du -sb`` (0 when unreadable). ``gitkeep`` None: no ``.gitkeep`` in it.
     """
 
     @staticmethod
     def default() -> dict[str, Any]:
         return {}
 
+    # pyinfra calls command() and process() on one instance: command() keeps
+    # the paths that process() maps the numbered sections back to.
     paths: tuple[str, ...] = ()
 
     def command(self, paths: list[str]) -> str:
-        self.paths = tuple(paths)
+        # One path given as a string is one path, not a path per character.
+        self.paths = (paths,) if isinstance(paths, str) else tuple(paths)
         parts = []
-        for index, path in enumerate(paths):
+        for index, path in enumerate(self.paths):
             quoted = q(path)
             parts.append(
                 f"echo @@{index}; if test -e {quoted} || test -L {quoted}; then "
-                f"stat -c '{STAT_FORMAT}' {quoted}; "
+                f"stat -c '{STAT_FORMAT}' -- {quoted}; "
                 f"test -f {quoted}/chroma.sqlite3 && echo sqlite; "
-                f"echo size=$(du -sb {quoted} 2>/dev/null | cut -f1); "
+                f"echo size=$(du -sb -- {quoted} 2>/dev/null | cut -f1); "
                 f"test -f {quoted}/.gitkeep"
-                f" && echo gitkeep=$(stat -c '%u|%g|%a|%s' {quoted}/.gitkeep); "
+                f" && echo gitkeep=$(stat -c '%u|%g|%a|%s' -- {quoted}/.gitkeep); "
                 "fi"
             )
-        return "; ".join(parts) + "; true"
+        return "; ".join([*parts, "true"])
 
     def process(self, output: list[str]) -> dict[str, Any]:
         found = sections(output)
         result: dict[str, Any] = {}
         for index, path in enumerate(self.paths):
-            lines = found.get(str(index), [])
-            if not lines:
-                result[path] = None
-                continue
-            state = parse_stat(lines[0], "DataDirs")
-            state["has_sqlite"] = "sqlite" in lines[1:]
-            state["size_bytes"] = 0
-            state["gitkeep"] = None
-            for line in lines[1:]:
-                if line.startswith("size="):
-                    state["size_bytes"] = int(line[5:] or 0)
-                elif line.startswith("gitkeep="):
-                    uid, gid, mode, size = line[8:].split("|")
-                    state["gitkeep"] = {
-                        "uid": int(uid),
-                        "gid": int(gid),
-                        "mode": mode,
-                        "size": int(size),
-                    }
-            result[path] = state
+            if str(index) not in found:
+                raise parse_error("DataDirs", f"no answer for {path}")
+            lines = found[str(index)]
+            result[path] = _read_path(lines) if lines else None
         return result
+
+
+def _read_path(lines: list[str]) -> dict[str, Any]:
+    state = parse_stat(lines[0], "DataDirs")
+    state["has_sqlite"] = "sqlite" in lines[1:]
+    state["size_bytes"] = 0
+    state["gitkeep"] = None
+    for line in lines[1:]:
+        if line.startswith("size="):
+            state["size_bytes"] = to_int(line[5:] or "0", "DataDirs", "du size")
+        elif line.startswith("gitkeep="):
+            fields = line[8:].split("|")
+            if len(fields) != 4:
+                raise parse_error("DataDirs", f"unexpected .gitkeep stat {line!r}")
+            uid, gid, mode, size = fields
+            state["gitkeep"] = {
+                "uid": to_int(uid, "DataDirs", "uid"),
+                "gid": to_int(gid, "DataDirs", "gid"),
+                "mode": mode,
+                "size": to_int(size, "DataDirs", "size"),
+            }
+    return state

@@ -9,15 +9,21 @@ from pyinfra.api import FactBase
 
 from facts._shell import parse_error, q, sections
 
+# Client and server in one call: a daemon that does not answer costs one wait, not two.
+_VERSIONS = "'{{.Client.Version}}|{{if .Server}}{{.Server.Version}}{{end}}'"
+
 
 class DockerEngine(FactBase[dict[str, Any]]):
     """Docker Engine and Compose as the host has them. Always a dict, never None.
 
     ``{"cli": bool, "cli_version": str|None, "server_running": bool,
     "server_version": str|None, "compose_v2": str|None, "compose_v1": str|None,
-    "systemd": bool}``. ``compose_v2`` is the version of the ``docker compose``
-    plugin (None: not installed); ``compose_v1`` only reports a legacy
-    ``docker-compose`` 1.x binary; ``systemd`` says whether a service manager runs.
+    "systemd": bool}``. ``cli`` False: no ``docker`` command on PATH (then every
+    version is None). ``server_running`` False: the daemon does not answer.
+    ``compose_v2`` is the version of the ``docker compose`` plugin (None: not
+    installed); ``compose_v1`` only reports a legacy ``docker-compose`` 1.x
+    binary (None: none, or a v2 one); ``systemd`` says whether a service
+    manager runs (``/run/systemd/system`` is a dir).
     """
 
     @staticmethod
@@ -29,36 +35,43 @@ class DockerEngine(FactBase[dict[str, Any]]):
 
     def command(self) -> str:
         return (
-            "echo @@cli; command -v docker >/dev/null 2>&1"
-            " && docker version --format '{{.Client.Version}}' 2>/dev/null | head -n1; "
-            "echo @@server; command -v docker >/dev/null 2>&1"
-            " && docker version --format '{{.Server.Version}}' 2>/dev/null; "
-            "echo @@compose_v2; command -v docker >/dev/null 2>&1"
-            " && docker compose version --short 2>/dev/null; "
+            "if command -v docker >/dev/null 2>&1; then "
+            f"echo @@versions; docker version --format {_VERSIONS} 2>/dev/null | head -n 1; "
+            "echo @@compose_v2; docker compose version --short 2>/dev/null; fi; "
             "echo @@compose_v1; command -v docker-compose >/dev/null 2>&1"
             " && docker-compose version --short 2>/dev/null; "
             "echo @@systemd; test -d /run/systemd/system && echo yes; true"
         )
 
     def process(self, output: list[str]) -> dict[str, Any]:
-        found = {name: " ".join(lines).strip() or None for name, lines in sections(output).items()}
-        compose_v1 = found.get("compose_v1")
+        found = {name: " ".join(lines).strip() for name, lines in sections(output).items()}
+        if "systemd" not in found:
+            raise parse_error("DockerEngine", "the @@systemd section is missing")
+        client, _, server = found.get("versions", "").partition("|")
+        compose_v2 = found.get("compose_v2", "").removeprefix("v")
+        compose_v1 = found.get("compose_v1", "").removeprefix("v")
         return {
-            "cli": found.get("cli") is not None,
-            "cli_version": found.get("cli"),
-            "server_running": found.get("server") is not None,
-            "server_version": found.get("server"),
-            "compose_v2": (found.get("compose_v2") or "").lstrip("v") or None,
-            "compose_v1": compose_v1 if compose_v1 and compose_v1.startswith("1.") else None,
-            "systemd": found.get("systemd") == "yes",
+            "cli": "versions" in found,
+            "cli_version": client.strip() or None,
+            "server_running": bool(server.strip()),
+            "server_version": server.strip() or None,
+            "compose_v2": compose_v2 or None,
+            "compose_v1": compose_v1 if compose_v1.startswith("1.") else None,
+            "systemd": found["systemd"] == "yes",
         }
 
 
 class DockerImage(FactBase[dict[str, Any] | None]):
-    """An image by reference: None when absent (or Docker absent or down).
+    """An image by reference, as the host's engine has it.
 
-    ``{"id": "sha256:...", "repo_tags": [...], "labels": {...}, "created": str}``.
+    None when the image is absent, or Docker is absent or its daemon down.
+    Else ``{"id": "sha256:...", "repo_tags": [str], "labels": {str: str},
+    "created": str (RFC 3339 time)}``; ``labels`` is empty when it has none.
     """
+
+    @staticmethod
+    def default() -> dict[str, Any] | None:
+        return None
 
     def command(self, ref: str) -> str:
         return (
@@ -72,11 +85,11 @@ class DockerImage(FactBase[dict[str, Any] | None]):
             return None
         try:
             image = json.loads(text)
-        except ValueError as error:
-            raise parse_error("DockerImage", str(error)) from None
-        return {
-            "id": image["Id"],
-            "repo_tags": image.get("RepoTags") or [],
-            "labels": (image.get("Config") or {}).get("Labels") or {},
-            "created": image.get("Created", ""),
-        }
+            return {
+                "id": str(image["Id"]),
+                "repo_tags": list(image.get("RepoTags") or []),
+                "labels": dict((image.get("Config") or {}).get("Labels") or {}),
+                "created": str(image.get("Created", "")),
+            }
+        except (ValueError, KeyError, TypeError, AttributeError) as error:
+            raise parse_error("DockerImage", f"{type(error).__name__}: {error}") from None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 from typing import Any
 
@@ -15,10 +16,15 @@ from facts.datadirs import STAT_FORMAT, parse_stat
 class ProjectFiles(FactBase[dict[str, Any]]):
     """The project dir's stat, its compose file and its .gitignore.
 
-    ``{"dir": None | stat, "compose": None | {"sha256", "content"},
-    "gitignore": None | [lines], "gitignore_ends_with_newline": bool}``.
-    None means the dir or file is missing. Contents travel base64-encoded, so
-    any text survives the line-based output.
+    ``{"dir": None | {"type", "uid", "gid", "user", "group", "mode"} (as
+    DataDirs), "compose": None | {"sha256": hex of the file's bytes,
+    "content": str}, "gitignore": None | [line, ...],
+    "gitignore_ends_with_newline": bool}``. None: the dir (then everything is
+    None) or the file is missing. Contents travel base64-encoded, so any text
+    survives the line-based output; bytes that are not UTF-8 read as U+FFFD.
+    ``gitignore`` lines are split at "\\n" only, as git reads them (a CRLF
+    file's "\\r" is dropped, as git drops it). ``gitignore_ends_with_newline``
+    is also True for an empty file: a line can be appended as is.
     """
 
     @staticmethod
@@ -35,7 +41,7 @@ class ProjectFiles(FactBase[dict[str, Any]]):
         compose = q(f"{project_dir}/{compose_file}")
         gitignore = q(f"{project_dir}/.gitignore")
         return (
-            f"test -d {directory} || exit 0; echo @@dir; stat -c '{STAT_FORMAT}' {directory}; "
+            f"test -d {directory} || exit 0; echo @@dir; stat -c '{STAT_FORMAT}' -- {directory}; "
             f"if test -f {compose}; then echo @@compose; base64 -w0 < {compose}; echo; fi; "
             f"if test -f {gitignore}; then echo @@gitignore; base64 -w0 < {gitignore}; echo; fi; "
             "true"
@@ -44,23 +50,29 @@ class ProjectFiles(FactBase[dict[str, Any]]):
     def process(self, output: list[str]) -> dict[str, Any]:
         found = sections(output)
         result = self.default()
-        if found.get("dir"):
-            result["dir"] = parse_stat(found["dir"][0], "ProjectFiles")
+        if "dir" not in found:  # pyinfra itself gives default() for no output
+            return result
+        if not found["dir"]:
+            raise parse_error("ProjectFiles", "no stat line for the project dir")
+        result["dir"] = parse_stat(found["dir"][0], "ProjectFiles")
         if "compose" in found:
-            content = _decode(found["compose"])
+            raw = _decode(found["compose"])
             result["compose"] = {
-                "sha256": hashlib.sha256(content.encode()).hexdigest(),
-                "content": content,
+                "sha256": hashlib.sha256(raw).hexdigest(),
+                "content": raw.decode("utf-8", errors="replace"),
             }
         if "gitignore" in found:
-            text = _decode(found["gitignore"])
-            result["gitignore"] = text.splitlines()
-            result["gitignore_ends_with_newline"] = text.endswith("\n") or text == ""
+            text = _decode(found["gitignore"]).decode("utf-8", errors="replace")
+            lines = text.split("\n")
+            if text.endswith("\n") or not text:
+                lines.pop()
+            result["gitignore"] = [line.removesuffix("\r") for line in lines]
+            result["gitignore_ends_with_newline"] = text.endswith("\n") or not text
         return result
 
 
-def _decode(lines: list[str]) -> str:
+def _decode(lines: list[str]) -> bytes:
     try:
-        return base64.b64decode("".join(lines).strip(), validate=True).decode()
-    except (ValueError, UnicodeDecodeError) as error:
-        raise parse_error("ProjectFiles", str(error)) from None
+        return base64.b64decode("".join(lines).strip(), validate=True)
+    except (ValueError, binascii.Error) as error:
+        raise parse_error("ProjectFiles", f"base64: {error}") from None

@@ -6,21 +6,26 @@ from typing import Any
 
 from pyinfra.api import FactBase
 
-from facts._shell import parse_error, q
+from facts._shell import parse_error, q, to_int
 
 
 class SecretFile(FactBase[dict[str, Any] | None]):
-    """None when the file is missing, else ``{"sha256", "uid", "gid", "mode"}``.
+    """None when no regular file is at ``path``, else ``{"sha256", "uid", "gid", "mode"}``.
 
-    Only a digest of the content is read, so the secret never reaches pyinfra's
-    output, even at -vvv.
+    ``mode`` is octal as ``stat -c %a`` prints it ("600"). Only a digest of
+    the content is read, so the secret never reaches pyinfra's output, even at
+    -vvv.
     """
+
+    @staticmethod
+    def default() -> dict[str, Any] | None:
+        return None
 
     def command(self, path: str) -> str:
         quoted = q(path)
         return (
-            f"test -f {quoted} || exit 0; stat -c '%u %g %a' {quoted}; "
-            f"sha256sum {quoted} | cut -d' ' -f1"
+            f"test -f {quoted} || exit 0; stat -c '%u %g %a' -- {quoted}; "
+            f"sha256sum -- {quoted} | cut -d' ' -f1"
         )
 
     def process(self, output: list[str]) -> dict[str, Any] | None:
@@ -29,6 +34,14 @@ class SecretFile(FactBase[dict[str, Any] | None]):
             return None
         try:
             uid, gid, mode = lines[0].split()
-            return {"sha256": lines[1].strip(), "uid": int(uid), "gid": int(gid), "mode": mode}
+            digest = lines[1].strip()
         except (ValueError, IndexError):
             raise parse_error("SecretFile", "unexpected stat/sha256sum output") from None
+        if len(digest) != 64:
+            raise parse_error("SecretFile", "no sha256 digest (file unreadable?)")
+        return {
+            "sha256": digest,
+            "uid": to_int(uid, "SecretFile", "uid"),
+            "gid": to_int(gid, "SecretFile", "gid"),
+            "mode": mode,
+        }

@@ -7,65 +7,72 @@ from typing import Any
 
 from pyinfra.api import FactBase
 
-from facts._shell import parse_error, q
+from facts._shell import parse_error, q, to_int
 
 
 class LegacyVolumes(FactBase[list[dict[str, Any]]]):
     """Volumes named one of ``names``, or ``<project>_<name>`` as compose names them.
 
-    ``[{"name", "mountpoint", "compose_project": str|None, "has_chroma_data":
-    bool (chroma.sqlite3 at the volume's root), "size_bytes", "used_by":
-    [container names]}]``. Empty when none match or Docker is absent or down.
+    ``[{"name": str, "mountpoint": str, "compose_project": str|None (label
+    com.docker.compose.project), "has_chroma_data": bool (chroma.sqlite3 at
+    the volume's root, tested on the host), "size_bytes": int (du -sb, 0 when
+    unreadable), "used_by": [container names, stopped ones too]}]`` sorted by
+    name. Empty when none match, ``names`` is empty, or Docker is absent or
+    its daemon down.
     """
 
     @staticmethod
     def default() -> list[dict[str, Any]]:
         return []
 
-    names: tuple[str, ...] = ()
-
     def command(self, names: list[str]) -> str:
-        self.names = tuple(names)
+        names = [names] if isinstance(names, str) else list(names)
+        if not names:
+            return "true"
+        patterns = "|".join(f"{q(n)}|*_{q(n)}" for n in names)
         return (
             "command -v docker >/dev/null 2>&1 || exit 0; "
             "for v in $(docker volume ls -q 2>/dev/null); do "
-            'case "$v" in '
-            + "|".join(f"{q(n)}|*_{q(n)}" for n in names)
-            + ") echo @@volume; docker volume inspect --format '{{json .}}' \"$v\"; "
-            "m=$(docker volume inspect --format '{{.Mountpoint}}' \"$v\"); "
-            'test -f "$m/chroma.sqlite3" && echo sqlite; '
-            'echo size=$(du -sb "$m" 2>/dev/null | cut -f1); '
-            "echo users=$(docker ps -a --filter volume=\"$v\" --format '{{.Names}}'"
+            f'case "$v" in {patterns}) '
+            "echo @@volume; docker volume inspect --format '{{json .}}' \"$v\" 2>/dev/null; "
+            "m=$(docker volume inspect --format '{{.Mountpoint}}' \"$v\" 2>/dev/null); "
+            'test -n "$m" && test -f "$m/chroma.sqlite3" && echo sqlite; '
+            'echo size=$(du -sb -- "$m" 2>/dev/null | cut -f1); '
+            "echo users=$(docker ps -a --filter volume=\"$v\" --format '{{.Names}}' 2>/dev/null"
             " | tr '\\n' ' ');; "
             "esac; done; true"
         )
 
     def process(self, output: list[str]) -> list[dict[str, Any]]:
-        volumes = []
         blocks: list[list[str]] = []
         for line in output:
             if line.startswith("@@volume"):
                 blocks.append([])
             elif blocks:
                 blocks[-1].append(line)
-        for block in blocks:
-            try:
-                info = json.loads(block[0])
-            except (ValueError, IndexError) as error:
-                raise parse_error("LegacyVolumes", str(error)) from None
-            labels = info.get("Labels") or {}
-            volume = {
-                "name": info["Name"],
-                "mountpoint": info.get("Mountpoint", ""),
-                "compose_project": labels.get("com.docker.compose.project"),
-                "has_chroma_data": "sqlite" in block[1:],
-                "size_bytes": 0,
-                "used_by": [],
-            }
-            for line in block[1:]:
-                if line.startswith("size="):
-                    volume["size_bytes"] = int(line[5:] or 0)
-                elif line.startswith("users="):
-                    volume["used_by"] = line[6:].split()
-            volumes.append(volume)
+        volumes = [_volume(block) for block in blocks]
         return sorted(volumes, key=lambda v: v["name"])
+
+
+def _volume(block: list[str]) -> dict[str, Any]:
+    try:
+        info = json.loads(block[0])
+        labels = info.get("Labels") or {}
+        volume: dict[str, Any] = {
+            "name": str(info["Name"]),
+            "mountpoint": str(info.get("Mountpoint", "")),
+            "compose_project": labels.get("com.docker.compose.project"),
+            "has_chroma_data": "sqlite" in block[1:],
+            "size_bytes": 0,
+            "used_by": [],
+        }
+    except (ValueError, IndexError, KeyError, TypeError, AttributeError) as error:
+        raise parse_error(
+            "LegacyVolumes", f"volume inspect: {type(error).__name__}: {error}"
+        ) from None
+    for line in block[1:]:
+        if line.startswith("size="):
+            volume["size_bytes"] = to_int(line[5:] or "0", "LegacyVolumes", "du size")
+        elif line.startswith("users="):
+            volume["used_by"] = sorted(line[6:].split())
+    return volume
