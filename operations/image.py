@@ -1,23 +1,127 @@
-"""The Chroma server image on the host: used if present, else pulled or built.
+"""The Chroma server image on the host: used if present, else pulled, built or shipped.
 
 Many hosts reach a Python package index but no container registry. For them
 `build` makes the image from the `chromadb` wheel (files/build-chroma-image.sh)
 and tags it with the official name, so the compose file is the same either way.
+Hosts that reach neither get the control machine's image: `ship` exports it once
+(`docker save`, gzip, cached by image id), uploads it over the SSH connection and
+loads it, so a fleet is built or pulled once, on the machine that runs pyinfra.
 """
 
 from __future__ import annotations
 
+import functools
+import os
 import shlex
+import shutil
+import subprocess
+import threading
 from pathlib import Path
+from typing import Any
 
-from pyinfra import host
-from pyinfra.api import FileUploadCommand, OperationValueError, operation
+from pyinfra import host, logger
+from pyinfra.api import (
+    FileUploadCommand,
+    FunctionCommand,
+    OperationValueError,
+    operation,
+)
+from pyinfra.api.exceptions import DeployError
 
 from facts.docker import DockerImage
 
 FILES_DIR = Path(__file__).resolve().parent.parent / "files"
 BUILD_SCRIPT = FILES_DIR / "build-chroma-image.sh"
 PROXY_BUILD_SCRIPT = FILES_DIR / "build-proxy-image.sh"
+
+
+def ship_cache_dir() -> Path:
+    """Where exported images wait on the control machine: one file per image id."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
+    return Path(base) / "chroma-deploy" / "images"
+
+
+def ship_archive(image_id: str) -> Path:
+    """The cached export of one image id (content-addressed, so never stale)."""
+    return ship_cache_dir() / f"{image_id.removeprefix('sha256:')}.tar.gz"
+
+
+class ShipError(Exception):
+    """The control machine cannot provide the image to ship (message names why)."""
+
+
+@functools.cache
+def _control_image_id(ref: str) -> str:
+    """The id ``ref`` names in the control machine's engine; asked once per run."""
+    docker = shutil.which("docker")
+    if docker is None:
+        raise ShipError("the control machine has no docker command: install Docker there")
+    found = subprocess.run(
+        [docker, "image", "inspect", "--format", "{{.Id}}", ref],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    if found.returncode == 0 and found.stdout.strip():
+        return found.stdout.strip()
+    reason = (found.stderr.strip().splitlines() or ["no output"])[-1]
+    if "no such image" in reason.lower():
+        raise ShipError(
+            f"the control machine has no image {ref}: build or pull it there first "
+            "(scripts/up.sh builds it)"
+        )
+    raise ShipError(f"the control machine's Docker did not answer ({reason})")
+
+
+def control_image_id(ref: str, source: str) -> str | None:
+    """For ``chroma_image_source=ship``: the image id this run ships; else None.
+
+    Checked before any host changes, so a control machine without Docker or
+    without the image stops the run with one line naming the host and the key.
+    """
+    if source != "ship":
+        return None
+    try:
+        return _control_image_id(ref)
+    except ShipError as error:
+        raise DeployError(f"{host.name}: chroma_image_source=ship, but {error}") from None
+
+
+_export_lock = threading.Lock()  # a gevent lock under pyinfra: hosts wait, one exports
+
+
+def export_image(state: Any, host: Any, ref: str, image_id: str) -> bool:
+    """Run on the control machine: ``docker save`` ``ref`` into the cache, once per id.
+
+    Hosts shipping in parallel share one export (a lock, then the file exists).
+    The archive is written aside and renamed, so an interrupted export leaves no
+    file that looks complete; the id is checked again after the save, so a tag
+    that moved meanwhile is not shipped under the old id's name.
+    """
+    archive = ship_archive(image_id)
+    with _export_lock:
+        if archive.is_file():
+            return True
+        archive.parent.mkdir(parents=True, exist_ok=True)
+        partial = archive.with_name(f"{archive.name}.{os.getpid()}.partial")
+        saved = subprocess.run(
+            ["bash", "-c", 'set -o pipefail; docker save "$1" | gzip -1 > "$2"', "save", ref,
+             str(partial)],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        _control_image_id.cache_clear()
+        try:
+            moved = _control_image_id(ref) != image_id
+        except ShipError:
+            moved = True
+        if saved.returncode != 0 or moved:
+            partial.unlink(missing_ok=True)
+            reason = saved.stderr.strip() or f"{ref} now names another image than {image_id}"
+            host.log_styled(
+                f"exporting {ref} on the control machine failed: {reason}",
+                fg="red", log_func=logger.error,
+            )  # fmt: skip
+            return False
+        partial.rename(archive)
+    return True
 
 
 def _pull(ref: str, fallback: str) -> str:
@@ -27,16 +131,36 @@ def _pull(ref: str, fallback: str) -> str:
     )
 
 
+def _ship(ref: str, image: dict[str, Any] | None, image_id: str):
+    """Commands that put the control machine's image ``image_id`` on the host as ``ref``."""
+    if image and image["id"] == image_id:
+        host.noop(f"image {ref} is present ({image_id[:19]}), the control machine's")
+        return
+    archive = ship_archive(image_id)
+    remote = f"/var/tmp/chroma-deploy-{archive.name}"  # hex digits only: nothing to quote
+    yield FunctionCommand(export_image, (ref, image_id), {})
+    yield FileUploadCommand(str(archive), remote)
+    # The upload is removed whether or not the load worked: it is only a copy.
+    yield f"docker load --quiet --input {remote}; status=$?; rm -f {remote}; exit $status"
+
+
 @operation()
-def chroma_image(ref: str, version: str, source: str, build_dir: str):
+def chroma_image(ref: str, version: str, source: str, build_dir: str, ship_id: str | None = None):
     """Make sure the image ``ref`` exists on the host.
 
     + ref: image reference, e.g. chromadb/chroma:1.5.9
     + version: the chromadb release to build when building
     + source: pull, build, auto (pull, else build) or ship
     + build_dir: where a build keeps its rootfs and wheels on the host
+    + ship_id: with ship, the control machine's image id (``control_image_id``):
+      shipped unless the host's ``ref`` is that very id
     """
     image = host.get_fact(DockerImage, ref=ref)
+    if source == "ship":
+        if not ship_id:
+            raise OperationValueError(f"{host.name}: chroma_image_source=ship needs ship_id")
+        yield from _ship(ref, image, ship_id)
+        return
     if image:
         host.noop(f"image {ref} is present ({image['id'][:19]})")
         return
@@ -60,8 +184,8 @@ def chroma_image(ref: str, version: str, source: str, build_dir: str):
         )
     else:
         raise OperationValueError(
-            f"chroma_image_source={source!r} is not supported on {host.name} yet: "
-            "use pull, build or auto"
+            f"{host.name}: chroma_image_source={source!r} is not allowed: "
+            "use pull, build, auto or ship"
         )
 
 

@@ -247,7 +247,8 @@ SETTINGS: tuple[Setting, ...] = (
         "pull",
         _one_of(*IMAGE_SOURCES),
         "When the image is missing: pull it, build it from the chromadb wheel "
-        "on PyPI, auto (pull, else build), or ship it from the control machine.",
+        "on PyPI, auto (pull, else build), or ship the control machine's image "
+        "(also when the host's has another id).",
     ),
     Setting(
         "chroma_image_build_dir",

@@ -14,6 +14,8 @@ missing=()
 command -v dockerd >/dev/null || missing+=(docker.io)
 command -v debootstrap >/dev/null || missing+=(debootstrap)
 command -v sshd >/dev/null || [ -x /usr/sbin/sshd ] || missing+=(openssh-server)
+# The fleet tests' SSH hosts (tests/harness/ssh_hosts.py) are reached with OpenSSH.
+command -v ssh-keyscan >/dev/null || missing+=(openssh-client)
 command -v git >/dev/null || missing+=(git)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "test-env: installing ${missing[*]}"

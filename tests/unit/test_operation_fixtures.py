@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pyinfra.api import FileUploadCommand, StringCommand
+from pyinfra.api import FileUploadCommand, FunctionCommand, StringCommand
 from pyinfra.context import ctx_host
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "operations"
@@ -47,6 +47,9 @@ def describe(command: Any) -> str:
         if isinstance(command.src, str):
             return f"upload {Path(command.src).name} to {command.dest}"
         return f"upload to {command.dest}:\n{command.src.getvalue()}"
+    if isinstance(command, FunctionCommand):
+        arguments = ", ".join(repr(argument) for argument in command.args)
+        return f"on the control machine: {command.function.__name__}({arguments})"
     assert isinstance(command, (str, StringCommand)), command
     return str(command)
 

@@ -1,0 +1,1 @@
+"""Test harnesses that stand up real machines for the integration tests."""

@@ -1,0 +1,356 @@
+"""SSH test hosts for the fleet tests: containers with their own sshd and Docker engine.
+
+Each host is a container made from the local Debian base (no registry answers
+here) with openssh-server, sudo and, on all but one, Debian's docker.io. Each
+runs its own dockerd (Docker-in-Docker) whose /var/lib/docker is a dir of this
+machine, so the deploy's bind mounts resolve on the host it talks to, the way
+they do on a real server. sshd is published on 127.0.0.1:<port> with key auth.
+
+- cdfleet1: root over SSH, Docker installed.
+- cdfleet2: a non-root user ``deploy`` with passwordless sudo (the deploy runs
+  with ``_sudo``), Docker installed.
+- cdfleet3: root, no Docker: the deploy must install it with apt, which reaches
+  the mirror through an /etc/hosts entry (containers cannot resolve it by DNS).
+
+Host keys are checked: the harness writes a known_hosts file from ssh-keyscan,
+cross-checked against the key file inside each container, and the inventory
+it writes sets ``ssh_strict_host_key_checking="yes"``.
+
+Everything is named ``cdfleet*``: containers, images, ``STATE_DIR``. ``ensure_fleet``
+is idempotent and takes about a second when the hosts run; ``fresh=True``
+recreates them (new engines, no image, no Docker on cdfleet3) for a first converge.
+
+Run it by hand: ``.venv/bin/python tests/harness/ssh_hosts.py [--fresh] [--remove]``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+HARNESS_DIR = Path(__file__).resolve().parent
+STATE_DIR = Path(os.environ.get("CDFLEET_STATE_DIR", "/var/tmp/cdfleet"))
+BASE_IMAGE = "chroma-deploy/debian-base:bookworm"
+IMAGE_REPO = "cdfleet/sshhost"
+LABEL = "cdfleet.image"
+
+# What Docker-in-Docker needs on this VM: --privileged fails ("unable to apply
+# caps", no CAP_SYS_RESOURCE), these work (see the shared offline-docker notes).
+DIND_FLAGS = (
+    "--cap-add", "ALL", "--cap-drop", "SYS_RESOURCE",
+    "--security-opt", "seccomp=unconfined", "--security-opt", "apparmor=unconfined",
+    "--security-opt", "systempaths=unconfined", "--device-cgroup-rule", "a *:* rwm",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class SshHost:
+    """One SSH test host: inventory name = container name."""
+
+    name: str
+    port: int
+    user: str
+    docker: bool
+
+    @property
+    def sudo(self) -> bool:
+        return self.user != "root"
+
+    @property
+    def docker_dir(self) -> Path:
+        """The inner engine's /var/lib/docker (overlay2 cannot live on the container's)."""
+        return STATE_DIR / self.name / "docker"
+
+
+HOSTS = (
+    SshHost("cdfleet1", 22201, "root", docker=True),
+    SshHost("cdfleet2", 22202, "deploy", docker=True),
+    SshHost("cdfleet3", 22203, "root", docker=False),
+)
+BY_NAME = {test_host.name: test_host for test_host in HOSTS}
+
+
+@dataclass(frozen=True)
+class Fleet:
+    """The running hosts and the files a test needs to reach them."""
+
+    hosts: tuple[SshHost, ...]
+    key: Path
+    wrong_key: Path
+    known_hosts: Path
+    inventory: Path
+
+    def host_data(self, test_host: SshHost, **extra: Any) -> dict[str, Any]:
+        """pyinfra host data for one host: SSH with key auth and host keys checked."""
+        data: dict[str, Any] = {
+            "ssh_hostname": "127.0.0.1",
+            "ssh_port": test_host.port,
+            "ssh_user": test_host.user,
+            "ssh_key": str(self.key),
+            "ssh_known_hosts_file": str(self.known_hosts),
+            "ssh_strict_host_key_checking": "yes",
+            "ssh_allow_agent": False,
+            "ssh_look_for_keys": False,
+        }
+        if test_host.sudo:
+            data["_sudo"] = True
+        data.update(extra)
+        return data
+
+    def write_inventory(
+        self,
+        path: Path,
+        hosts: Iterable[SshHost] | None = None,
+        overrides: Mapping[str, Mapping[str, Any]] | None = None,
+        shared: Mapping[str, Any] | None = None,
+    ) -> Path:
+        """Write a pyinfra inventory of ``hosts`` (default all), one group ``cdfleet``.
+
+        ``overrides`` maps a host name to data that replaces its defaults (a wrong
+        key, another known_hosts file); ``shared`` is data for every host.
+        """
+        overrides = overrides or {}
+        rows = []
+        for test_host in self.hosts if hosts is None else hosts:
+            data = self.host_data(test_host, **(shared or {}))
+            data.update(overrides.get(test_host.name, {}))
+            rows.append(f"    ({test_host.name!r}, {data!r}),")
+        path.write_text(
+            '"""SSH test hosts written by tests/harness/ssh_hosts.py."""\n\n'
+            "cdfleet = [\n" + "\n".join(rows) + "\n]\n"
+        )
+        return path
+
+    def ssh_args(self, test_host: SshHost) -> list[str]:
+        """An OpenSSH command line for the host, host key checked, no agent, no prompt."""
+        return [
+            "ssh", "-p", str(test_host.port), "-i", str(self.key),
+            "-o", f"UserKnownHostsFile={self.known_hosts}", "-o", "StrictHostKeyChecking=yes",
+            "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "-o", "ConnectTimeout=10",
+            f"{test_host.user}@127.0.0.1",
+        ]  # fmt: skip
+
+    def ssh(
+        self, test_host: SshHost, command: str, check: bool = True, timeout: int = 300
+    ) -> subprocess.CompletedProcess[str]:
+        """Run ``command`` on the host over SSH (as root: through sudo for ``deploy``)."""
+        remote = f"sudo -n sh -c {shlex.quote(command)}" if test_host.sudo else command
+        done = subprocess.run(
+            [*self.ssh_args(test_host), remote],
+            capture_output=True, text=True, timeout=timeout, check=False,
+        )  # fmt: skip
+        if check and done.returncode != 0:
+            raise AssertionError(
+                f"{test_host.name}: {command!r} exited {done.returncode}: {done.stderr.strip()}"
+            )
+        return done
+
+
+def _run(args: list[str], check: bool = True, **kwargs: Any) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run(args, capture_output=True, text=True, check=False, **kwargs)
+    if check and done.returncode != 0:
+        raise RuntimeError(f"{' '.join(args[:4])} ... exited {done.returncode}: {done.stderr}")
+    return done
+
+
+def _image_tag(target: str) -> str:
+    """The image tag for a Dockerfile stage, keyed by the build inputs: edits rebuild."""
+    digest = hashlib.sha256()
+    for name in ("Dockerfile", "entrypoint.sh"):
+        digest.update((HARNESS_DIR / name).read_bytes())
+    return f"{IMAGE_REPO}:{target}-{digest.hexdigest()[:12]}"
+
+
+def _mirror_hosts() -> list[str]:
+    """``--add-host`` entries for the apt mirrors this machine uses.
+
+    Containers here cannot resolve the mirror by DNS; this machine can.
+    """
+    sources = [*Path("/etc/apt").glob("sources.list"), *Path("/etc/apt").glob("sources.list.d/*")]
+    names = {"deb.debian.org"}
+    for source in sources:
+        if source.is_file():
+            names.update(re.findall(r"https?://([A-Za-z0-9.-]+)", source.read_text()))
+    entries = []
+    for name in sorted(names):
+        found = _run(["getent", "ahostsv4", name], check=False).stdout.split()
+        if found:
+            entries.append(f"{name}:{found[0]}")
+    return entries
+
+
+def _image_exists(tag: str) -> bool:
+    return _run(["docker", "image", "inspect", tag], check=False).returncode == 0
+
+
+def build_images() -> dict[bool, str]:
+    """Build both host images once per machine (checked by tag first); tag by docker flag."""
+    tags = {False: _image_tag("bare"), True: _image_tag("docker")}
+    if all(_image_exists(tag) for tag in tags.values()):
+        return tags
+    if not _image_exists(BASE_IMAGE):
+        raise RuntimeError(
+            f"{BASE_IMAGE} is missing: run scripts/test-env.sh "
+            "(files/build-chroma-image.sh makes it)"
+        )
+    add_hosts = [arg for entry in _mirror_hosts() for arg in ("--add-host", entry)]
+    for docker, tag in tags.items():
+        target = "docker" if docker else "bare"
+        _run(
+            ["docker", "build", "--quiet", *add_hosts, "--target", target, "-t", tag,
+             str(HARNESS_DIR)],
+            env={**os.environ, "DOCKER_BUILDKIT": "0"}, timeout=900,
+        )  # fmt: skip
+    return tags
+
+
+def _ensure_keys() -> tuple[Path, Path]:
+    """The fleet's client key and a key no host accepts (for the refused-key case)."""
+    STATE_DIR.mkdir(parents=True, exist_ok=True, mode=0o700)
+    keys = STATE_DIR / "id_ed25519", STATE_DIR / "wrong_ed25519"
+    for key in keys:
+        if not key.is_file():
+            _run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", key.name, "-f", str(key)])
+    return keys
+
+
+def _container(name: str) -> dict[str, str] | None:
+    """State and image label of a container, or None when it does not exist."""
+    done = _run(
+        ["docker", "inspect", "--format",
+         f'{{{{.State.Status}}}} {{{{index .Config.Labels "{LABEL}"}}}}', name],
+        check=False,
+    )  # fmt: skip
+    if done.returncode != 0:
+        return None
+    status, _, image = done.stdout.strip().partition(" ")
+    return {"status": status, "image": image}
+
+
+def remove_host(test_host: SshHost) -> None:
+    """Remove one of our own containers and its engine's store (our throwaway data)."""
+    _run(["docker", "rm", "--force", "--volumes", test_host.name], check=False)
+    shutil.rmtree(test_host.docker_dir, ignore_errors=True)
+
+
+def _create(test_host: SshHost, image: str, public_key: str) -> None:
+    test_host.docker_dir.mkdir(parents=True, exist_ok=True)
+    add_hosts = [arg for entry in _mirror_hosts() for arg in ("--add-host", entry)]
+    _run(
+        ["docker", "run", "--detach", "--name", test_host.name, "--hostname", test_host.name,
+         "--label", f"{LABEL}={image}", *DIND_FLAGS, *add_hosts,
+         "--volume", f"{test_host.docker_dir}:/var/lib/docker",
+         "--publish", f"127.0.0.1:{test_host.port}:22",
+         "--env", f"CDFLEET_AUTHORIZED_KEY={public_key}", image],
+    )  # fmt: skip
+
+
+def start_host(test_host: SshHost) -> None:
+    """Start a stopped host again (its disk, keys and engine store are kept)."""
+    _run(["docker", "start", test_host.name])
+
+
+def _host_key(test_host: SshHost, deadline: float) -> str:
+    """The host's ed25519 key as ssh-keyscan sees it, once sshd answers.
+
+    Compared with the key file inside the container (read with docker exec), so
+    the known_hosts file is not trust-on-first-use even here.
+    """
+    while True:
+        scan = _run(
+            ["ssh-keyscan", "-T", "2", "-t", "ed25519", "-p", str(test_host.port), "127.0.0.1"],
+            check=False,
+        )
+        lines = [line for line in scan.stdout.splitlines() if not line.startswith("#")]
+        if lines:
+            break
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{test_host.name}: sshd did not answer on port {test_host.port}")
+        time.sleep(0.3)
+    entry, scanned = lines[0].split(" ", 1)
+    inside = _run(["docker", "exec", test_host.name, "cat", "/etc/ssh/ssh_host_ed25519_key.pub"])
+    if inside.stdout.split()[:2] != scanned.split()[:2]:
+        raise RuntimeError(f"{test_host.name}: the scanned host key is not the container's")
+    return f"{entry} {scanned.strip()}"
+
+
+def _wait_for_engine(test_host: SshHost, deadline: float) -> None:
+    while _run(["docker", "exec", test_host.name, "docker", "info"], check=False).returncode:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{test_host.name}: dockerd did not start (/var/log/dockerd.log)")
+        time.sleep(0.3)
+
+
+def ensure_fleet(fresh: bool = False, hosts: tuple[SshHost, ...] = HOSTS) -> Fleet:
+    """Make every host exist and answer, then write known_hosts and the inventory.
+
+    Idempotent: running hosts are kept, stopped ones started, missing ones (or
+    ones made from an older image) created. ``fresh`` removes them first, so the
+    next converge starts from nothing: no project dir, no Chroma image and, on
+    the host without Docker, no engine.
+    """
+    for tool in ("ssh", "ssh-keyscan", "ssh-keygen"):
+        if shutil.which(tool) is None:
+            raise RuntimeError(f"{tool} is missing: run scripts/test-env.sh (openssh-client)")
+    tags = build_images()
+    key, wrong_key = _ensure_keys()
+    public_key = key.with_suffix(".pub").read_text().strip()
+    for test_host in hosts:
+        found = _container(test_host.name)
+        image = tags[test_host.docker]
+        if fresh or (found and found["image"] != image):
+            remove_host(test_host)
+            found = None
+        if found is None:
+            _create(test_host, image, public_key)
+        elif found["status"] != "running":
+            start_host(test_host)
+    fleet = Fleet(
+        hosts=hosts,
+        key=key,
+        wrong_key=wrong_key,
+        known_hosts=STATE_DIR / "known_hosts",
+        inventory=STATE_DIR / "inventory.py",
+    )
+    write_known_hosts(fleet)
+    fleet.write_inventory(fleet.inventory, shared={"chroma_image_source": "ship"})
+    return fleet
+
+
+def write_known_hosts(fleet: Fleet) -> None:
+    """known_hosts for every host, once each sshd and (where installed) dockerd answer."""
+    deadline = time.monotonic() + 90
+    lines = [_host_key(test_host, deadline) for test_host in fleet.hosts]
+    for test_host in fleet.hosts:
+        installed = _run(["docker", "exec", test_host.name, "sh", "-c", "command -v dockerd"],
+                         check=False)  # fmt: skip
+        if installed.returncode == 0:
+            _wait_for_engine(test_host, deadline)
+    fleet.known_hosts.write_text("\n".join(lines) + "\n")
+
+
+def main(argv: list[str]) -> None:
+    if "--remove" in argv:
+        for test_host in HOSTS:
+            remove_host(test_host)
+        return
+    start = time.perf_counter()
+    fleet = ensure_fleet(fresh="--fresh" in argv)
+    print(f"{len(fleet.hosts)} hosts ready in {time.perf_counter() - start:.1f} s")
+    print(f"inventory: {fleet.inventory}")
+    for test_host in fleet.hosts:
+        print(" ".join(shlex.quote(arg) for arg in fleet.ssh_args(test_host)))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,310 @@
+"""A fleet over SSH: three real hosts (own sshd, own Docker engine) converged in one run.
+
+The hosts come from tests/harness/ssh_hosts.py, recreated once per session so the
+first converge starts from nothing: no project dir, no Chroma image anywhere (no
+registry answers: the image is shipped from this machine) and no Docker at all on
+cdfleet3. cdfleet2 is reached as a non-root user with sudo. Every check of the
+result goes over ssh with OpenSSH, independently of pyinfra and of our facts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from conftest import PYINFRA, ROOT, DeployRun
+from harness.ssh_hosts import BY_NAME, HOSTS, Fleet, SshHost, ensure_fleet
+
+pytestmark = [pytest.mark.docker, pytest.mark.slow]
+
+PROJECT = "/srv/chroma"
+CONTAINER = "chroma-chroma-1"
+IMAGE = "chromadb/chroma:1.5.9"
+ENGINE_OP = "Docker Engine and Compose v2"
+IMAGE_OP = f"Image {IMAGE} (source: ship)"
+DIRS_OP = f"Project dir {PROJECT} and data dirs"
+STACK_OP = "Stack chroma up and healthy"
+
+
+@dataclass(frozen=True)
+class ControlMachine:
+    """This machine as pyinfra's control machine: a private image cache, docker save counted."""
+
+    env: dict[str, str]
+    cache: Path
+    saves: Path
+
+    def save_count(self) -> int:
+        return len(self.saves.read_text().splitlines()) if self.saves.exists() else 0
+
+
+def run_fleet(inventory: Path, *extra: str, env: dict[str, str] | None = None) -> DeployRun:
+    """One `pyinfra -y --json INVENTORY deploy.py` run, as a user runs it on a fleet."""
+    done = subprocess.run(
+        [PYINFRA, "-y", "--json", str(inventory), "deploy.py", *extra],
+        cwd=ROOT, capture_output=True, text=True, timeout=900, env=env or os.environ.copy(),
+    )  # fmt: skip
+    return DeployRun(done.returncode, done.stdout, done.stderr)
+
+
+def changed_hosts(run: DeployRun) -> dict[str, list[str]]:
+    """Operation name -> hosts pyinfra counts as changed, for operations that changed any."""
+    return {op["name"]: op["success"] for op in run.result["operations"] if op["success"]}
+
+
+def errors(run: DeployRun) -> dict[str, list[str]]:
+    return {op["name"]: op["error"] for op in run.result["operations"] if op["error"]}
+
+
+def health(fleet: Fleet, test_host: SshHost) -> str:
+    command = f"docker inspect --format '{{{{.State.Health.Status}}}}' {CONTAINER}"
+    return fleet.ssh(test_host, command, check=False).stdout.strip()
+
+
+def wait_healthy(fleet: Fleet, test_host: SshHost) -> None:
+    """Until the host's Chroma container is healthy again (after its engine restarted)."""
+    for _ in range(120):
+        if health(fleet, test_host) == "healthy":
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"{test_host.name}: {CONTAINER} did not become healthy")
+
+
+def assert_healthy(fleet: Fleet, test_host: SshHost) -> None:
+    assert health(fleet, test_host) == "healthy", test_host.name
+    beat = fleet.ssh(test_host, "curl -fsS http://127.0.0.1:8000/api/v2/heartbeat").stdout
+    assert "nanosecond heartbeat" in beat, (test_host.name, beat)
+
+
+@pytest.fixture(scope="module")
+def fleet() -> Iterator[Fleet]:
+    fleet = ensure_fleet(fresh=True)
+    yield fleet
+    ensure_fleet()  # a test that stopped a host leaves it running again
+
+
+@pytest.fixture(scope="module")
+def control(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlMachine]:
+    """An empty image cache (so the first run must export) and a docker that logs saves."""
+    base = tmp_path_factory.mktemp("cdfleet-control")
+    shim = base / "bin"
+    shim.mkdir()
+    saves = base / "saves.log"
+    docker = shutil.which("docker")
+    assert docker, "the control machine needs docker (scripts/test-env.sh)"
+    (shim / "docker").write_text(
+        f'#!/bin/sh\n[ "$1" = save ] && echo "$*" >>{saves}\nexec {docker} "$@"\n'
+    )
+    (shim / "docker").chmod(0o755)
+    env = os.environ.copy()
+    env["PATH"] = f"{shim}:{env['PATH']}"
+    env["XDG_CACHE_HOME"] = str(base / "cache")
+    yield ControlMachine(env, base / "cache" / "chroma-deploy" / "images", saves)
+    shutil.rmtree(base / "cache", ignore_errors=True)  # 300 MB of our own export
+
+
+@dataclass(frozen=True)
+class FirstConverge:
+    docker_before: dict[str, bool]
+    image_before: dict[str, bool]
+    first: DeployRun
+    second: DeployRun
+
+
+@pytest.fixture(scope="module")
+def converged(fleet: Fleet, control: ControlMachine) -> FirstConverge:
+    """The fleet's first converge in one run, then a second run."""
+    docker_before = {
+        h.name: fleet.ssh(h, "command -v docker", check=False).returncode == 0 for h in HOSTS
+    }
+    image_before = {
+        h.name: fleet.ssh(h, f"docker image inspect {IMAGE}", check=False).returncode == 0
+        for h in HOSTS
+    }
+    first = run_fleet(fleet.inventory, env=control.env)
+    second = run_fleet(fleet.inventory, env=control.env)
+    return FirstConverge(docker_before, image_before, first, second)
+
+
+def test_first_converge_of_the_fleet_in_one_run_and_second_run_changes_nothing(converged):
+    assert converged.image_before == {h.name: False for h in HOSTS}
+    first = converged.first
+    assert first.returncode == 0, first.output
+    assert first.result["failed_hosts"] == []
+    changed = changed_hosts(first)
+    everyone = sorted(h.name for h in HOSTS)
+    for name in (IMAGE_OP, DIRS_OP, STACK_OP):
+        assert changed[name] == everyone, name
+
+    second = converged.second
+    assert second.returncode == 0, second.output
+    assert second.result["failed_hosts"] == []
+    assert second.result["totals"]["success"] == 0, changed_hosts(second)
+    assert second.result["totals"]["no_change"] == first.result["totals"]["hosts"]
+
+
+def test_every_host_is_healthy_and_keeps_its_data_on_its_own_disk(fleet, converged):
+    for test_host in HOSTS:
+        assert_healthy(fleet, test_host)
+        # The data is in the host's own project dir, owned as declared (root, also
+        # where the SSH user is "deploy" and sudo did the work).
+        listing = fleet.ssh(test_host, f"stat -c '%u %g %a %n' {PROJECT}/chroma_data").stdout
+        assert listing.split()[:3] == ["0", "0", "750"], (test_host.name, listing)
+        fleet.ssh(test_host, f"test -s {PROJECT}/chroma_data/chroma.sqlite3")
+        mounts = fleet.ssh(
+            test_host, f"docker inspect --format '{{{{json .Mounts}}}}' {CONTAINER}"
+        ).stdout
+        assert f'"Source":"{PROJECT}/chroma_data","Destination":"/data"' in mounts
+    assert BY_NAME["cdfleet2"].user == "deploy"
+
+    # The persistence proof on every host at once: canary, down, up, read back.
+    proof = subprocess.run(
+        [PYINFRA, "-y", str(fleet.inventory), "prove.py"],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert proof.returncode == 0, proof.stdout + proof.stderr
+
+
+def test_image_is_exported_once_and_a_second_run_ships_nothing(fleet, control, converged):
+    assert control.save_count() == 1  # three hosts, one docker save
+    control_id = subprocess.run(
+        ["docker", "image", "inspect", "--format", "{{.Id}}", IMAGE],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+    archives = sorted(path.name for path in control.cache.iterdir())
+    assert archives == [f"{control_id.removeprefix('sha256:')}.tar.gz"]
+    for test_host in HOSTS:
+        host_id = fleet.ssh(test_host, f"docker image inspect --format '{{{{.Id}}}}' {IMAGE}")
+        assert host_id.stdout.strip() == control_id
+        leftovers = fleet.ssh(test_host, "ls /var/tmp | grep chroma-deploy || true").stdout
+        assert leftovers.strip() == "", (test_host.name, leftovers)
+
+    image_op = next(op for op in converged.second.result["operations"] if op["name"] == IMAGE_OP)
+    assert image_op["no_change"] == sorted(h.name for h in HOSTS)
+    assert control.save_count() == 1  # the second run exported nothing either
+
+
+def test_host_without_docker_gets_docker_installed_and_started(fleet, converged):
+    assert converged.docker_before == {"cdfleet1": True, "cdfleet2": True, "cdfleet3": False}
+    assert "cdfleet3" in changed_hosts(converged.first)[ENGINE_OP]
+    cdfleet3 = BY_NAME["cdfleet3"]
+    assert fleet.ssh(cdfleet3, "dpkg-query -W -f '${Status}' docker.io").stdout.endswith(
+        "installed"
+    )
+    versions = fleet.ssh(cdfleet3, "docker version --format '{{.Server.Version}}' && "
+                         "docker compose version --short").stdout.split()  # fmt: skip
+    assert len(versions) == 2 and versions[0].startswith("20.10"), versions
+
+
+def test_drift_check_over_ssh_finds_every_host_clean(fleet, converged):
+    drift = subprocess.run(
+        [sys.executable, "drift.py", str(fleet.inventory), "--json"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert drift.returncode == 0, drift.stdout + drift.stderr
+    report = json.loads(drift.stdout)
+    assert {name: host["status"] for name, host in report["hosts"].items()} == {
+        h.name: "ok" for h in HOSTS
+    }
+
+
+def test_ship_of_an_image_the_control_machine_lacks_stops_before_any_host_changes(
+    fleet, converged, control
+):
+    run = run_fleet(fleet.inventory, "--data", "chroma_image=cdfleet/nosuch", env=control.env)
+    assert run.returncode == 1
+    assert (
+        "chroma_image_source=ship, but the control machine has no image cdfleet/nosuch:1.5.9: "
+        "build or pull it there first" in run.output
+    )
+    assert "Traceback" not in run.output
+    for test_host in HOSTS:
+        compose = fleet.ssh(test_host, f"cat {PROJECT}/docker-compose.yml").stdout
+        assert f'image: "{IMAGE}"' in compose, test_host.name
+        assert_healthy(fleet, test_host)
+
+
+FAULTS = {
+    # fault: (host, what the user must read next to the host's name)
+    "host down": ("cdfleet1", "Could not connect"),
+    "key refused": ("cdfleet2", "Authentication error"),
+    "host key changed": ("cdfleet3", "SSH host key error (Host key for 127.0.0.1 does not match"),
+}
+
+
+@pytest.mark.parametrize("fault", list(FAULTS))
+def test_unreachable_host_is_named_with_its_reason_and_the_others_still_converge(
+    fleet, converged, control, tmp_path, fault
+):
+    broken, reason = FAULTS[fault]
+    others = [h for h in HOSTS if h.name != broken]
+    overrides: dict[str, dict[str, str]] = {}
+    if fault == "host down":
+        subprocess.run(["docker", "stop", "--time", "20", broken], check=True, capture_output=True)
+    elif fault == "key refused":
+        overrides[broken] = {"ssh_key": str(fleet.wrong_key)}
+    else:
+        # The host's line in known_hosts now holds another key, as after a reinstall
+        # or a man in the middle; the other lines stay right.
+        port = f"[127.0.0.1]:{BY_NAME[broken].port} "
+        other_key = " ".join(fleet.wrong_key.with_suffix(".pub").read_text().split()[:2])
+        lines = [
+            port + other_key if line.startswith(port) else line
+            for line in fleet.known_hosts.read_text().splitlines()
+        ]
+        known_hosts = tmp_path / "known_hosts"
+        known_hosts.write_text("\n".join(lines) + "\n")
+        overrides[broken] = {"ssh_known_hosts_file": str(known_hosts)}
+    inventory = fleet.write_inventory(
+        tmp_path / "inventory.py", overrides=overrides, shared={"chroma_image_source": "ship"}
+    )
+    # Something for a good host to repair, so "still converge" means real work.
+    fleet.ssh(others[0], f"docker stop {CONTAINER}")
+    try:
+        run = run_fleet(inventory, env=control.env)
+    finally:
+        if fault == "host down":
+            ensure_fleet()
+            wait_healthy(fleet, BY_NAME[broken])
+
+    assert run.returncode != 0, run.output
+    assert run.result["failed_hosts"] == [broken]
+    named = [line for line in run.stderr.splitlines() if f"[{broken}]" in line]
+    assert any(reason in line for line in named), named
+    assert "Traceback" not in run.output
+    assert errors(run) == {}
+    assert changed_hosts(run) == {STACK_OP: [others[0].name]}
+    for test_host in others:
+        assert_healthy(fleet, test_host)
+
+
+def test_drifted_host_is_repaired_and_the_others_are_left_alone(fleet, converged, control):
+    cdfleet2 = BY_NAME["cdfleet2"]  # the sudo host: repairs go through sudo too
+    fleet.ssh(
+        cdfleet2,
+        f"chmod 0777 {PROJECT}/chroma_data && rm {PROJECT}/chroma_db/.gitkeep "
+        f"&& docker stop {CONTAINER}",
+    )
+    repaired = run_fleet(fleet.inventory, env=control.env)
+    assert repaired.returncode == 0, repaired.output
+    assert changed_hosts(repaired) == {DIRS_OP: ["cdfleet2"], STACK_OP: ["cdfleet2"]}
+
+    state = fleet.ssh(
+        cdfleet2,
+        f"stat -c '%a' {PROJECT}/chroma_data && stat -c '%s' {PROJECT}/chroma_db/.gitkeep "
+        f"&& test -s {PROJECT}/chroma_data/chroma.sqlite3 && echo data",
+    ).stdout.split()
+    assert state == ["750", "0", "data"]
+    assert_healthy(fleet, cdfleet2)
+
+    again = run_fleet(fleet.inventory, env=control.env)
+    assert again.returncode == 0, again.output
+    assert again.result["totals"]["success"] == 0, changed_hosts(again)
