@@ -30,10 +30,12 @@ import os
 import re
 import shlex
 import shutil
+import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -154,6 +156,35 @@ class Fleet:
                 f"{test_host.name}: {command!r} exited {done.returncode}: {done.stderr.strip()}"
             )
         return done
+
+    @contextmanager
+    def forward(self, test_host: SshHost, local_port: int, remote_port: int) -> Iterator[int]:
+        """An SSH tunnel from 127.0.0.1:``local_port`` here to the host's ``remote_port``.
+
+        How a test's ``chromadb`` client reaches a Chroma that listens on the
+        host's loopback only, as it would on a server: through the SSH connection.
+        """
+        tunnel = subprocess.Popen(
+            [*self.ssh_args(test_host)[:-1], "-N", "-o", "ExitOnForwardFailure=yes",
+             "-L", f"127.0.0.1:{local_port}:127.0.0.1:{remote_port}", self.ssh_args(test_host)[-1]],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        try:
+            deadline = time.monotonic() + 20
+            while True:
+                with socket.socket() as probe:
+                    if probe.connect_ex(("127.0.0.1", local_port)) == 0:
+                        break
+                if tunnel.poll() is not None or time.monotonic() > deadline:
+                    error = (
+                        tunnel.stderr.read() if tunnel.stderr and tunnel.poll() is not None else ""
+                    )
+                    raise AssertionError(f"{test_host.name}: no tunnel to {remote_port}: {error}")
+                time.sleep(0.1)
+            yield local_port
+        finally:
+            tunnel.terminate()
+            tunnel.wait(timeout=10)
 
 
 def _run(args: list[str], check: bool = True, **kwargs: Any) -> subprocess.CompletedProcess[str]:

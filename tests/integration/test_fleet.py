@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -20,8 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import PYINFRA, ROOT, DeployRun
+from conftest import PYINFRA, ROOT, DeployRun, chroma_client, free_port, wait_for_heartbeat
 from harness.ssh_hosts import BY_NAME, HOSTS, Fleet, SshHost, ensure_fleet
+from test_migration import RECORDS, read_records, write_records
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -46,10 +48,12 @@ class ControlMachine:
         return len(self.saves.read_text().splitlines()) if self.saves.exists() else 0
 
 
-def run_fleet(inventory: Path, *extra: str, env: dict[str, str] | None = None) -> DeployRun:
+def run_fleet(
+    inventory: Path, *extra: str, env: dict[str, str] | None = None, deploy_file: str = "deploy.py"
+) -> DeployRun:
     """One `pyinfra -y --json INVENTORY deploy.py` run, as a user runs it on a fleet."""
     done = subprocess.run(
-        [PYINFRA, "-y", "--json", str(inventory), "deploy.py", *extra],
+        [PYINFRA, "-y", "--json", str(inventory), deploy_file, *extra],
         cwd=ROOT, capture_output=True, text=True, timeout=900, env=env or os.environ.copy(),
     )  # fmt: skip
     return DeployRun(done.returncode, done.stdout, done.stderr)
@@ -308,3 +312,99 @@ def test_drifted_host_is_repaired_and_the_others_are_left_alone(fleet, converged
     again = run_fleet(fleet.inventory, env=control.env)
     assert again.returncode == 0, again.output
     assert again.result["totals"]["success"] == 0, changed_hosts(again)
+
+
+def test_backup_and_restore_over_ssh_give_back_exactly_the_backup(fleet, converged, control):
+    """On the sudo host: back up, change records, restore; the ids are the backup's again."""
+    cdfleet2 = BY_NAME["cdfleet2"]
+    only = ("--limit", cdfleet2.name)
+    with fleet.forward(cdfleet2, free_port(), 8000) as port:
+        written = {k: sorted(v) for k, v in write_records(port).items()}
+        backup = run_fleet(fleet.inventory, *only, deploy_file="backup.py")
+        assert backup.returncode == 0, backup.output
+        archives = fleet.ssh(cdfleet2, "ls /var/backups/chroma-deploy").stdout.split()
+        tarballs = [name for name in archives if name.endswith(".tar.gz")]
+        assert len(tarballs) == 1 and tarballs[0].startswith("chroma-"), archives
+        archive = f"/var/backups/chroma-deploy/{tarballs[0]}"
+        manifest = json.loads(
+            fleet.ssh(cdfleet2, f"cat {archive.removesuffix('.tar.gz')}.json").stdout
+        )
+        assert {k: v["count"] for k, v in manifest["collections"].items()} == {
+            name: len(ids) for name, ids in written.items()
+        }
+
+        client = chroma_client(port)
+        manuals = client.get_collection("manuals", embedding_function=None)
+        manuals.delete(ids=written["manuals"][:10])
+        manuals.add(ids=["late-arrival"], embeddings=[[1.0, 2.0, 3.0, 4.0]])
+        client.delete_collection("tickets")
+        assert read_records(port) != written
+
+        restore_args = (*only, "--data", f"chroma_restore_archive={archive}")
+        restored = run_fleet(fleet.inventory, *restore_args, deploy_file="restore.py")
+        assert restored.returncode == 0, restored.output
+        wait_for_heartbeat(port)
+        assert read_records(port) == written
+    aside = fleet.ssh(cdfleet2, f"ls -d {PROJECT}/chroma_data.before-restore-*").stdout.split()
+    assert len(aside) == 1  # the data it replaced, moved aside, never deleted
+    fleet.ssh(cdfleet2, f"test -s {aside[0]}/chroma.sqlite3")
+    again = run_fleet(fleet.inventory, *restore_args, deploy_file="restore.py")
+    assert again.returncode == 0, again.output
+    assert again.result["totals"]["success"] == 0, changed_hosts(again)
+
+    deploy = run_fleet(fleet.inventory, env=control.env)
+    assert deploy.returncode == 0, deploy.output
+    assert deploy.result["totals"]["success"] == 0, changed_hosts(deploy)
+
+
+LEGACY_COMPOSE = """\
+name: seedlegacy
+services:
+  chroma:
+    image: chromadb/chroma:1.5.9
+    ports: ['127.0.0.1:8002:8000']
+    volumes: ['chroma_data:/data']
+volumes:
+  chroma_data: {}
+"""
+
+
+def test_named_volume_on_a_remote_host_is_migrated_verified_and_kept(fleet, converged, control):
+    """The seed's BEFORE state on a server, moved to a second project's bind mount over SSH."""
+    cdfleet1 = BY_NAME["cdfleet1"]
+    fleet.ssh(
+        cdfleet1,
+        f"mkdir -p /srv/legacy && printf %s {shlex.quote(LEGACY_COMPOSE)} "
+        ">/srv/legacy/docker-compose.yml && cd /srv/legacy && docker compose up --detach",
+    )
+    with fleet.forward(cdfleet1, free_port(), 8002) as port:
+        wait_for_heartbeat(port)
+        written = {k: sorted(v) for k, v in write_records(port).items()}
+    assert sum(len(ids) for ids in written.values()) == 2 * RECORDS
+
+    second_project = (
+        "--limit", cdfleet1.name, "--data", "chroma_project_dir=/srv/chroma2",
+        "--data", "chroma_compose_project=chroma2", "--data", "chroma_port=8001",
+    )  # fmt: skip
+    started = time.perf_counter()
+    first = run_fleet(fleet.inventory, *second_project, env=control.env)
+    elapsed = time.perf_counter() - started
+    assert first.returncode == 0, first.output
+    changed = changed_hosts(first)
+    assert changed["Data from a legacy named volume (copied, never deleted)"] == ["cdfleet1"]
+    assert changed["Migrated data verified on the bind mount"] == ["cdfleet1"]
+    second = run_fleet(fleet.inventory, *second_project, env=control.env)
+    assert second.returncode == 0, second.output
+    assert second.result["totals"]["success"] == 0, changed_hosts(second)
+
+    with fleet.forward(cdfleet1, free_port(), 8001) as port:
+        assert read_records(port) == written
+    fleet.ssh(cdfleet1, "docker volume inspect seedlegacy_chroma_data")  # never deleted
+    record = json.loads(
+        fleet.ssh(
+            cdfleet1, "cat /srv/chroma2/.chroma-deploy/migrated-seedlegacy_chroma_data.json"
+        ).stdout
+    )
+    assert sum(v["count"] for v in record["before"]["collections"].values()) == 2 * RECORDS
+    print(f"migrated {2 * RECORDS} records over SSH in {elapsed:.1f} s")
+    fleet.ssh(cdfleet1, "cd /srv/chroma2 && docker compose down")  # data stays in its bind dir
