@@ -16,12 +16,13 @@ from __future__ import annotations
 import shlex
 
 from pyinfra import host
-from pyinfra.api import OperationError, operation
+from pyinfra.api import operation
 from pyinfra.facts.files import File
 
 from facts.datadirs import DataDirs
 from facts.volumes import LegacyVolumes
 from operations.data_safety import INVENTORY_TOOL, _inventory, _tool
+from operations.host_failure import fail_host
 from operations.stack import COMPOSE_FILE, compose_command
 
 STATE_DIR = ".chroma-deploy"
@@ -57,10 +58,11 @@ def copy_legacy_volume(
         return
     names = ", ".join(volume["name"] for volume in todo)
     if len(todo) > 1:
-        raise OperationError(
-            f"{host.name}: several named volumes hold Chroma data ({names}): chroma-deploy "
+        yield fail_host(
+            f"several named volumes hold Chroma data ({names}): chroma-deploy "
             "will not guess; name the one to migrate in chroma_legacy_volumes"
         )
+        return
     copied = host.get_fact(DataDirs, paths=[data_dir])[data_dir]["has_sqlite"]
     pending = host.get_fact(File, path=pending_record(project_dir))
     if pending and copied:
@@ -68,11 +70,12 @@ def copy_legacy_volume(
         host.noop("a copied legacy volume is waiting for verification")
         return
     if copied:
-        raise OperationError(
-            f"{host.name}: both the named volume {names} and {data_dir} hold Chroma data: "
+        yield fail_host(
+            f"both the named volume {names} and {data_dir} hold Chroma data: "
             "chroma-deploy will not merge or choose; move one aside (never delete it), or "
             f"drop {names} from chroma_legacy_volumes to keep the data dir"
         )
+        return
     volume = todo[0]
     source = shlex.quote(volume["mountpoint"])
     target = shlex.quote(data_dir)

@@ -10,11 +10,12 @@ import shlex
 from io import StringIO
 
 from pyinfra import host
-from pyinfra.api import FileUploadCommand, OperationError, operation
+from pyinfra.api import FileUploadCommand, operation
 from pyinfra.facts.files import File
 
 from facts.datadirs import DataDirs
 from facts.project import ProjectFiles
+from operations.host_failure import fail_host
 
 GITIGNORE_HEADER = "# chroma-deploy: keep the data dirs, not their contents"
 
@@ -69,10 +70,11 @@ def directories(
     found = host.get_fact(DataDirs, paths=paths)
     for path in paths:
         if found[path] is not None and found[path]["type"] != "directory":
-            raise OperationError(
-                f"{host.name}: {path} is a {found[path]['type']}, not a directory: move it "
+            yield fail_host(
+                f"{path} is a {found[path]['type']}, not a directory: move it "
                 "aside (chroma-deploy never deletes anything there), then run again"
             )
+            return
     commands = list(_owner_commands(project_dir, uid, gid, dir_mode, found[project_dir], False))
     for path in paths[1:]:
         state = found[path]

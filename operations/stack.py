@@ -12,10 +12,11 @@ import shlex
 from io import StringIO
 
 from pyinfra import host
-from pyinfra.api import FileUploadCommand, OperationError, operation
+from pyinfra.api import FileUploadCommand, operation
 
 from facts.compose import ComposeStack
 from facts.project import ProjectFiles
+from operations.host_failure import fail_host
 
 COMPOSE_FILE = "docker-compose.yml"
 
@@ -143,10 +144,10 @@ def stack_up(
         for container in stack["containers"]
     )
     if port and stack["port_in_use"] and not ours_active:
-        raise OperationError(
-            f"{host.name}: port {port} is in use by another program: stop it, or set "
-            "chroma_port to a free port"
+        yield fail_host(
+            f"port {port} is in use by another program: stop it, or set chroma_port to a free port"
         )
+        return
     if any(container["state"] == "paused" for container in stack["containers"]):
         yield compose_command(project_dir, "unpause")
     extra = ["--remove-orphans"]

@@ -15,10 +15,11 @@ import shlex
 
 import yaml
 from pyinfra import host
-from pyinfra.api import OperationError, operation
+from pyinfra.api import operation
 
 from facts.project import ProjectFiles
 from operations.data_safety import backup_commands
+from operations.host_failure import fail_host
 from operations.migrate import pending_record
 
 
@@ -60,12 +61,13 @@ def version_change(
         host.noop(f"Chroma {version} is the version deployed" if old else "nothing deployed yet")
         return
     if _parse(version) < _parse(old):
-        raise OperationError(
-            f"{host.name}: chroma_version={version} is older than the {old} deployed: Chroma "
+        yield fail_host(
+            f"chroma_version={version} is older than the {old} deployed: Chroma "
             "migrates its data forward only. Keep chroma_version=" + old + ", or restore the "
             f"backup taken before the upgrade to {old} (restore.py, in {backup_dir}) together "
             f"with chroma_version={version}"
         )
+        return
     fields = ", ".join(
         f"{json.dumps(key)}: {json.dumps(value)}"
         for key, value in (("kind", "upgrade"), ("from", old), ("to", version))

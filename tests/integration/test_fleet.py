@@ -372,39 +372,62 @@ volumes:
 def test_named_volume_on_a_remote_host_is_migrated_verified_and_kept(fleet, converged, control):
     """The seed's BEFORE state on a server, moved to a second project's bind mount over SSH."""
     cdfleet1 = BY_NAME["cdfleet1"]
-    fleet.ssh(
-        cdfleet1,
-        f"mkdir -p /srv/legacy && printf %s {shlex.quote(LEGACY_COMPOSE)} "
-        ">/srv/legacy/docker-compose.yml && cd /srv/legacy && docker compose up --detach",
-    )
-    with fleet.forward(cdfleet1, free_port(), 8002) as port:
-        wait_for_heartbeat(port)
-        written = {k: sorted(v) for k, v in write_records(port).items()}
-    assert sum(len(ids) for ids in written.values()) == 2 * RECORDS
-
-    second_project = (
-        "--limit", cdfleet1.name, "--data", "chroma_project_dir=/srv/chroma2",
-        "--data", "chroma_compose_project=chroma2", "--data", "chroma_port=8001",
-    )  # fmt: skip
-    started = time.perf_counter()
-    first = run_fleet(fleet.inventory, *second_project, env=control.env)
-    elapsed = time.perf_counter() - started
-    assert first.returncode == 0, first.output
-    changed = changed_hosts(first)
-    assert changed["Data from a legacy named volume (copied, never deleted)"] == ["cdfleet1"]
-    assert changed["Migrated data verified on the bind mount"] == ["cdfleet1"]
-    second = run_fleet(fleet.inventory, *second_project, env=control.env)
-    assert second.returncode == 0, second.output
-    assert second.result["totals"]["success"] == 0, changed_hosts(second)
-
-    with fleet.forward(cdfleet1, free_port(), 8001) as port:
-        assert read_records(port) == written
-    fleet.ssh(cdfleet1, "docker volume inspect seedlegacy_chroma_data")  # never deleted
-    record = json.loads(
+    try:
         fleet.ssh(
-            cdfleet1, "cat /srv/chroma2/.chroma-deploy/migrated-seedlegacy_chroma_data.json"
-        ).stdout
-    )
-    assert sum(v["count"] for v in record["before"]["collections"].values()) == 2 * RECORDS
-    print(f"migrated {2 * RECORDS} records over SSH in {elapsed:.1f} s")
-    fleet.ssh(cdfleet1, "cd /srv/chroma2 && docker compose down")  # data stays in its bind dir
+            cdfleet1,
+            f"mkdir -p /srv/legacy && printf %s {shlex.quote(LEGACY_COMPOSE)} "
+            ">/srv/legacy/docker-compose.yml && cd /srv/legacy && docker compose up --detach",
+        )
+        with fleet.forward(cdfleet1, free_port(), 8002) as port:
+            wait_for_heartbeat(port)
+            written = {k: sorted(v) for k, v in write_records(port).items()}
+        assert sum(len(ids) for ids in written.values()) == 2 * RECORDS
+
+        second_project = (
+            "--limit", cdfleet1.name, "--data", "chroma_project_dir=/srv/chroma2",
+            "--data", "chroma_compose_project=chroma2", "--data", "chroma_port=8001",
+        )  # fmt: skip
+        started = time.perf_counter()
+        first = run_fleet(fleet.inventory, *second_project, env=control.env)
+        elapsed = time.perf_counter() - started
+        assert first.returncode == 0, first.output
+        changed = changed_hosts(first)
+        assert changed["Data from a legacy named volume (copied, never deleted)"] == ["cdfleet1"]
+        assert changed["Migrated data verified on the bind mount"] == ["cdfleet1"]
+        second = run_fleet(fleet.inventory, *second_project, env=control.env)
+        assert second.returncode == 0, second.output
+        assert second.result["totals"]["success"] == 0, changed_hosts(second)
+
+        with fleet.forward(cdfleet1, free_port(), 8001) as port:
+            assert read_records(port) == written
+        fleet.ssh(cdfleet1, "docker volume inspect seedlegacy_chroma_data")  # never deleted
+        record = json.loads(
+            fleet.ssh(
+                cdfleet1, "cat /srv/chroma2/.chroma-deploy/migrated-seedlegacy_chroma_data.json"
+            ).stdout
+        )
+        assert sum(v["count"] for v in record["before"]["collections"].values()) == 2 * RECORDS
+        print(f"migrated {2 * RECORDS} records over SSH in {elapsed:.1f} s")
+
+        # The volume stays (never deleted). For the host's first project, whose data
+        # dir holds data, it is now a legacy volume too: that host alone is refused,
+        # by name and without a traceback, while the rest of the fleet converges.
+        refused = run_fleet(fleet.inventory, env=control.env)
+        assert refused.returncode == 1, refused.output
+        assert refused.result["failed_hosts"] == ["cdfleet1"]
+        assert (
+            "[cdfleet1] both the named volume seedlegacy_chroma_data and "
+            f"{PROJECT}/chroma_data hold Chroma data" in refused.stderr
+        )
+        assert "Traceback" not in refused.output
+        stack_op = next(op for op in refused.result["operations"] if op["name"] == STACK_OP)
+        assert stack_op["no_change"] == ["cdfleet2", "cdfleet3"]
+        assert_healthy(fleet, cdfleet1)  # refused before anything on it changed
+    finally:
+        # The test's own throwaway stacks and volume (the tool itself never removes one).
+        fleet.ssh(
+            cdfleet1,
+            "cd /srv/chroma2 && docker compose down; cd /srv/legacy && docker compose down; "
+            "docker volume rm seedlegacy_chroma_data",
+            check=False,
+        )

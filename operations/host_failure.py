@@ -1,0 +1,29 @@
+"""Fail one host with a message, while the other hosts of the run go on.
+
+An exception raised inside an operation while it executes ends the whole run:
+pyinfra 3 re-raises it from the host's greenlet, every other host stops where
+it is, and gevent prints a traceback. A refusal that concerns one host (its
+data dir and a named volume both hold data, its port is taken, a downgrade)
+must instead fail that host alone, name it, and let a fleet converge the rest;
+the run still exits 1 because a host failed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pyinfra import logger
+from pyinfra.api import FunctionCommand
+
+
+def _report(state: Any, host: Any, message: str) -> bool:
+    host.log_styled(message, fg="red", log_func=logger.error)
+    return False
+
+
+def fail_host(message: str) -> FunctionCommand:
+    """A command that fails this host, logging ``message`` after its ``[name]`` prefix.
+
+    Nothing runs on the host; the run goes on for the others and exits 1.
+    """
+    return FunctionCommand(_report, (message,), {})
