@@ -297,6 +297,22 @@ def test_drifted_host_is_repaired_and_the_others_are_left_alone(fleet, converged
         f"chmod 0777 {PROJECT}/chroma_data && rm {PROJECT}/chroma_db/.gitkeep "
         f"&& docker stop {CONTAINER}",
     )
+    drift = subprocess.run(
+        [sys.executable, "drift.py", str(fleet.inventory), "--json"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert drift.returncode == 2, drift.stdout + drift.stderr
+    hosts = json.loads(drift.stdout)["hosts"]
+    assert {name: host["status"] for name, host in hosts.items()} == {
+        "cdfleet1": "ok", "cdfleet2": "drift", "cdfleet3": "ok",
+    }  # fmt: skip
+    found = {(item["kind"], item["resource"]) for item in hosts["cdfleet2"]["items"]}
+    assert {
+        ("mode", f"{PROJECT}/chroma_data"),
+        ("missing", f"{PROJECT}/chroma_db/.gitkeep"),
+        ("container_state", CONTAINER),
+    } <= found, found
+
     repaired = run_fleet(fleet.inventory, env=control.env)
     assert repaired.returncode == 0, repaired.output
     assert changed_hosts(repaired) == {DIRS_OP: ["cdfleet2"], STACK_OP: ["cdfleet2"]}
@@ -312,6 +328,11 @@ def test_drifted_host_is_repaired_and_the_others_are_left_alone(fleet, converged
     again = run_fleet(fleet.inventory, env=control.env)
     assert again.returncode == 0, again.output
     assert again.result["totals"]["success"] == 0, changed_hosts(again)
+    clean = subprocess.run(
+        [sys.executable, "drift.py", str(fleet.inventory)],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert clean.returncode == 0, clean.stdout + clean.stderr
 
 
 def test_backup_and_restore_over_ssh_give_back_exactly_the_backup(fleet, converged, control):
