@@ -190,6 +190,41 @@ def chroma_client(port: int):
     return chromadb.HttpClient(host="127.0.0.1", port=port)
 
 
+RECORDS = 600  # per collection in the migration tests: 1,200 in all
+
+
+def write_records(
+    port: int, names: tuple[str, ...] = ("manuals", "tickets"), per_collection: int = RECORDS
+) -> dict[str, list[str]]:
+    """Collections of records with embeddings, metadata and documents, by the real client."""
+    client = chroma_client(port)
+    written = {}
+    for name in names:
+        collection = client.create_collection(name, embedding_function=None)
+        ids = [f"{name}-{i:05d}" for i in range(per_collection)]
+        for start in range(0, per_collection, 200):
+            chunk = range(start, min(start + 200, per_collection))
+            collection.add(
+                ids=[ids[i] for i in chunk],
+                embeddings=[[float(i % 17), float(i % 19), float(i % 23), 1.0] for i in chunk],
+                metadatas=[{"n": i, "source": name} for i in chunk],
+                documents=[f"{name} record {i}" for i in chunk],
+            )
+        written[name] = ids
+    return written
+
+
+def read_records(port: int) -> dict[str, list[str]]:
+    """Every collection's sorted record ids, read back by the real client."""
+    client = chroma_client(port)
+    return {
+        c.name: sorted(
+            client.get_collection(c.name, embedding_function=None).get(include=[])["ids"]
+        )
+        for c in client.list_collections()
+    }
+
+
 def seed_before_state(project_dir, name: str, port: int) -> None:
     """A compose project like the seed's BEFORE: a named volume, on the path 1.x persists to."""
     legacy = project_dir.parent / "legacy"

@@ -6,7 +6,7 @@ import json
 import subprocess
 
 import pytest
-from conftest import PYINFRA, ROOT, base_data, chroma_client, converge
+from conftest import PYINFRA, ROOT, base_data, chroma_client, converge, read_records, write_records
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -22,42 +22,15 @@ def changed(result: subprocess.CompletedProcess[str]) -> int:
     return json.loads(result.stdout)["results"]["totals"]["success"]
 
 
-def fill(port: int, per_collection: int = 100) -> dict[str, list[str]]:
-    client = chroma_client(port)
-    written = {}
-    for name in ("books", "papers"):
-        collection = client.get_or_create_collection(name, embedding_function=None)
-        ids = [f"{name}-{i:04d}" for i in range(per_collection)]
-        collection.add(
-            ids=ids,
-            embeddings=[
-                [float(i % 7), float(i % 11), float(i % 13)] for i in range(per_collection)
-            ],
-            metadatas=[{"n": i} for i in range(per_collection)],
-        )
-        written[name] = ids
-    return written
-
-
-def snapshot(port: int) -> dict[str, list[str]]:
-    client = chroma_client(port)
-    return {
-        c.name: sorted(
-            client.get_collection(c.name, embedding_function=None).get(include=[])["ids"]
-        )
-        for c in client.list_collections()
-    }
-
-
 def test_persistence_proof_passes_and_leaves_no_canary(project):
     project_dir, name = project
     data = base_data(project_dir, name)
     converge(data)
-    fill(data["chroma_port"], 10)
-    before = snapshot(data["chroma_port"])
+    write_records(data["chroma_port"], per_collection=10)
+    before = read_records(data["chroma_port"])
     result = run("prove.py", data)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert snapshot(data["chroma_port"]) == before
+    assert read_records(data["chroma_port"]) == before
 
 
 def test_backup_then_changes_then_restore_gives_back_exactly_the_backup(project, tmp_path):
@@ -65,8 +38,8 @@ def test_backup_then_changes_then_restore_gives_back_exactly_the_backup(project,
     data = base_data(project_dir, name, chroma_backup_dir=str(tmp_path / "backups"))
     port = data["chroma_port"]
     converge(data)
-    fill(port)
-    backed_up = snapshot(port)
+    written = write_records(port, ("books", "papers"), per_collection=100)
+    backed_up = read_records(port)
     assert run("backup.py", data).returncode == 0
     archives = sorted((tmp_path / "backups").glob(f"{name}-*.tar.gz"))
     assert len(archives) == 1
@@ -77,15 +50,15 @@ def test_backup_then_changes_then_restore_gives_back_exactly_the_backup(project,
     }
 
     books = chroma_client(port).get_collection("books", embedding_function=None)
-    books.delete(ids=[f"books-{i:04d}" for i in range(10)])
-    books.add(ids=["late-arrival"], embeddings=[[1.0, 2.0, 3.0]])
+    books.delete(ids=written["books"][:10])
+    books.add(ids=["late-arrival"], embeddings=[[1.0, 2.0, 3.0, 4.0]])
     chroma_client(port).delete_collection("papers")
-    assert snapshot(port) != backed_up
+    assert read_records(port) != backed_up
 
     restore = dict(data, chroma_restore_archive=str(archives[0]))
     result = run("restore.py", restore)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert snapshot(port) == backed_up
+    assert read_records(port) == backed_up
     aside = list(project_dir.glob("chroma_data.before-restore-*"))
     assert len(aside) == 1 and (aside[0] / "chroma.sqlite3").is_file()  # never deleted
     assert changed(run("restore.py", restore)) == 0  # the same archive again: no change
@@ -96,15 +69,15 @@ def test_corrupt_archive_is_refused_and_nothing_changes(project, tmp_path):
     project_dir, name = project
     data = base_data(project_dir, name, chroma_backup_dir=str(tmp_path / "backups"))
     converge(data)
-    fill(data["chroma_port"], 5)
+    write_records(data["chroma_port"], per_collection=5)
     assert run("backup.py", data).returncode == 0
     archive = next((tmp_path / "backups").glob("*.tar.gz"))
     archive.write_bytes(archive.read_bytes()[:-8] + b"corrupt!")
-    before = snapshot(data["chroma_port"])
+    before = read_records(data["chroma_port"])
     result = run("restore.py", dict(data, chroma_restore_archive=str(archive)))
     assert result.returncode != 0
     assert "the archive does not match its .sha256: nothing was changed" in result.stderr
-    assert snapshot(data["chroma_port"]) == before
+    assert read_records(data["chroma_port"]) == before
     assert not list(project_dir.glob("chroma_data.before-restore-*"))
 
 

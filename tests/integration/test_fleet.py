@@ -21,9 +21,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import PYINFRA, ROOT, DeployRun, chroma_client, free_port, wait_for_heartbeat
+from conftest import (
+    PYINFRA,
+    RECORDS,
+    ROOT,
+    DeployRun,
+    chroma_client,
+    free_port,
+    read_records,
+    wait_for_heartbeat,
+    write_records,
+)
 from harness.ssh_hosts import BY_NAME, HOSTS, Fleet, SshHost, ensure_fleet
-from test_migration import RECORDS, read_records, write_records
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 

@@ -8,8 +8,7 @@ import subprocess
 import time
 
 import pytest
-from conftest import PYINFRA, ROOT, base_data, converge, sh
-from test_migration import RECORDS, read_records, write_records
+from conftest import PYINFRA, RECORDS, ROOT, base_data, converge, read_records, sh, write_records
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 

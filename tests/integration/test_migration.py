@@ -6,39 +6,9 @@ import json
 import time
 
 import pytest
-from conftest import chroma_client, converge, run_deploy, sh
+from conftest import RECORDS, converge, read_records, run_deploy, sh, write_records
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
-
-RECORDS = 600  # per collection: 1,200 in all
-
-
-def write_records(port: int) -> dict[str, list[str]]:
-    client = chroma_client(port)
-    written = {}
-    for name in ("manuals", "tickets"):
-        collection = client.create_collection(name, embedding_function=None)
-        ids = [f"{name}-{i:05d}" for i in range(RECORDS)]
-        for start in range(0, RECORDS, 200):
-            chunk = range(start, start + 200)
-            collection.add(
-                ids=[ids[i] for i in chunk],
-                embeddings=[[float(i % 17), float(i % 19), float(i % 23), 1.0] for i in chunk],
-                metadatas=[{"n": i, "source": name} for i in chunk],
-                documents=[f"{name} record {i}" for i in chunk],
-            )
-        written[name] = ids
-    return written
-
-
-def read_records(port: int) -> dict[str, list[str]]:
-    client = chroma_client(port)
-    return {
-        c.name: sorted(
-            client.get_collection(c.name, embedding_function=None).get(include=[])["ids"]
-        )
-        for c in client.list_collections()
-    }
 
 
 def test_named_volume_data_is_migrated_verified_and_the_volume_kept(legacy):

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 import yaml
-from conftest import base_data, chroma_client, converge, run_deploy
-from test_migration import read_records
+from conftest import base_data, chroma_client, converge, read_records, run_deploy
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
