@@ -16,7 +16,8 @@ from pyinfra import logger
 from pyinfra.api import FunctionCommand
 
 
-def _report(state: Any, host: Any, message: str) -> bool:
+def log_failure(state: Any, host: Any, message: str) -> bool:
+    """Log ``message`` in red for ``host`` and return False: a FunctionCommand's failure."""
     host.log_styled(message, fg="red", log_func=logger.error)
     return False
 
@@ -26,4 +27,4 @@ def fail_host(message: str) -> FunctionCommand:
 
     Nothing runs on the host; the run goes on for the others and exits 1.
     """
-    return FunctionCommand(_report, (message,), {})
+    return FunctionCommand(log_failure, (message,), {})

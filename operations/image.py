@@ -19,7 +19,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from pyinfra import host, logger
+from pyinfra import host
 from pyinfra.api import (
     FileUploadCommand,
     FunctionCommand,
@@ -29,6 +29,7 @@ from pyinfra.api import (
 from pyinfra.api.exceptions import DeployError
 
 from facts.docker import DockerImage
+from operations.host_failure import log_failure
 
 FILES_DIR = Path(__file__).resolve().parent.parent / "files"
 BUILD_SCRIPT = FILES_DIR / "build-chroma-image.sh"
@@ -115,11 +116,9 @@ def export_image(state: Any, host: Any, ref: str, image_id: str) -> bool:
         if saved.returncode != 0 or moved:
             partial.unlink(missing_ok=True)
             reason = saved.stderr.strip() or f"{ref} now names another image than {image_id}"
-            host.log_styled(
-                f"exporting {ref} on the control machine failed: {reason}",
-                fg="red", log_func=logger.error,
-            )  # fmt: skip
-            return False
+            return log_failure(
+                state, host, f"exporting {ref} on the control machine failed: {reason}"
+            )
         partial.rename(archive)
     return True
 
