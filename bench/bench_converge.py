@@ -15,6 +15,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -43,20 +45,27 @@ def floor(project_dir: str, name: str) -> float:
     return time.perf_counter() - start
 
 
-def main() -> None:
-    name = "benchconverge"
+@contextmanager
+def throwaway_project(name: str, port: int) -> Iterator[tuple[str, dict[str, object]]]:
+    """A project dir in a temp dir and its deploy data; its stack is taken down after."""
     with tempfile.TemporaryDirectory(prefix="chroma-bench-") as base:
         project_dir = f"{base}/stack"
         data = {"chroma_project_dir": project_dir, "chroma_compose_project": name,
-                "chroma_port": 18990}  # fmt: skip
+                "chroma_port": port}  # fmt: skip
         try:
-            first, _ = deploy(data)
-            noops = [deploy(data)[0] for _ in range(5)]
-            _, log = deploy(data, verbose=True)
-            floors = [floor(project_dir, name) for _ in range(5)]
+            yield project_dir, data
         finally:
             subprocess.run(["docker", "compose", "-f", f"{project_dir}/docker-compose.yml",
                             "down", "-t", "3"], capture_output=True)  # fmt: skip
+
+
+def main() -> None:
+    name = "benchconverge"
+    with throwaway_project(name, 18990) as (project_dir, data):
+        first, _ = deploy(data)
+        noops = [deploy(data)[0] for _ in range(5)]
+        _, log = deploy(data, verbose=True)
+        floors = [floor(project_dir, name) for _ in range(5)]
     commands = sum(1 for line in log.splitlines() if "[@local] >>>" in line)
     noop, base_floor = statistics.median(noops), statistics.median(floors)
     result = {

@@ -12,7 +12,6 @@ import json
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -20,7 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from bench_converge import deploy, floor  # noqa: E402
+from bench_converge import deploy, floor, throwaway_project  # noqa: E402
 
 
 def timed(args: list[str]) -> float:
@@ -51,26 +50,19 @@ def drift_commands(data: dict[str, object]) -> int:
 
 def main() -> None:
     name = "benchdrift"
-    with tempfile.TemporaryDirectory(prefix="chroma-bench-") as base:
-        project_dir = f"{base}/stack"
-        data = {"chroma_project_dir": project_dir, "chroma_compose_project": name,
-                "chroma_port": 18991}  # fmt: skip
-        try:
-            deploy(data)
-            flags = [f"--data={key}={value}" for key, value in data.items()]
-            drift_args = [sys.executable, "drift.py", "@local", *flags]
-            deploy_args = [str(Path(sys.executable).with_name("pyinfra")), "-y", "@local",
-                           "deploy.py", *flags]  # fmt: skip
-            drifts, noops, floors = [], [], []
-            for _ in range(5):  # interleaved, so load affects all three alike
-                drifts.append(timed(drift_args))
-                noops.append(timed(deploy_args))
-                floors.append(floor(project_dir, name))
-            _, log = deploy(data, verbose=True)
-            commands = drift_commands(data)
-        finally:
-            subprocess.run(["docker", "compose", "-f", f"{project_dir}/docker-compose.yml",
-                            "down", "-t", "3"], capture_output=True)  # fmt: skip
+    with throwaway_project(name, 18991) as (project_dir, data):
+        deploy(data)
+        flags = [f"--data={key}={value}" for key, value in data.items()]
+        drift_args = [sys.executable, "drift.py", "@local", *flags]
+        deploy_args = [str(Path(sys.executable).with_name("pyinfra")), "-y", "@local",
+                       "deploy.py", *flags]  # fmt: skip
+        drifts, noops, floors = [], [], []
+        for _ in range(5):  # interleaved, so load affects all three alike
+            drifts.append(timed(drift_args))
+            noops.append(timed(deploy_args))
+            floors.append(floor(project_dir, name))
+        _, log = deploy(data, verbose=True)
+        commands = drift_commands(data)
     drift_s, noop_s, floor_s = (statistics.median(x) for x in (drifts, noops, floors))
     print(json.dumps({
         "drift_check_s": round(drift_s, 3),

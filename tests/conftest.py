@@ -45,7 +45,11 @@ class DeployRun:
 
 
 def _run(
-    command: list[str], data: dict[str, Any], extra: tuple[str, ...], env: dict[str, str] | None
+    command: list[str],
+    data: dict[str, Any],
+    extra: tuple[str, ...],
+    env: dict[str, str] | None,
+    timeout: int = 900,
 ) -> DeployRun:
     """Run one of the project's commands from the repo root with --data for each key."""
     args = list(command)
@@ -53,21 +57,37 @@ def _run(
         args += ["--data", f"{key}={value}"]
     args += list(extra)
     completed = subprocess.run(
-        args, cwd=ROOT, capture_output=True, text=True, timeout=900, env=env or os.environ.copy()
+        args,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env or os.environ.copy(),
     )
     return DeployRun(completed.returncode, completed.stdout, completed.stderr)
 
 
-def run_deploy(data: dict[str, Any], *extra: str, env: dict[str, str] | None = None) -> DeployRun:
+def run_deploy(
+    data: dict[str, Any],
+    *extra: str,
+    env: dict[str, str] | None = None,
+    inventory: str = "@local",
+    deploy_file: str = "deploy.py",
+    timeout: int = 900,
+) -> DeployRun:
     """Run the real CLI as a user would, with --json so the result is pyinfra's own."""
-    return _run([PYINFRA, "-y", "--json", "@local", "deploy.py"], data, extra, env)
+    return _run([PYINFRA, "-y", "--json", inventory, deploy_file], data, extra, env, timeout)
 
 
 def run_drift(
-    data: dict[str, Any], *extra: str, inventory: str = "@local", env: dict[str, str] | None = None
+    data: dict[str, Any],
+    *extra: str,
+    inventory: str = "@local",
+    env: dict[str, str] | None = None,
+    timeout: int = 900,
 ) -> DeployRun:
     """Run drift.py as a user would; --json output parsed by the caller."""
-    return _run([sys.executable, "drift.py", inventory], data, extra, env)
+    return _run([sys.executable, "drift.py", inventory], data, extra, env, timeout)
 
 
 def converge(data: dict[str, Any], env: dict[str, str] | None = None) -> DeployRun:

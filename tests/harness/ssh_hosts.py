@@ -25,6 +25,7 @@ Run it by hand: ``.venv/bin/python tests/harness/ssh_hosts.py [--fresh] [--remov
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import re
@@ -164,9 +165,10 @@ class Fleet:
         How a test's ``chromadb`` client reaches a Chroma that listens on the
         host's loopback only, as it would on a server: through the SSH connection.
         """
+        *options, destination = self.ssh_args(test_host)
         tunnel = subprocess.Popen(
-            [*self.ssh_args(test_host)[:-1], "-N", "-o", "ExitOnForwardFailure=yes",
-             "-L", f"127.0.0.1:{local_port}:127.0.0.1:{remote_port}", self.ssh_args(test_host)[-1]],
+            [*options, "-N", "-o", "ExitOnForwardFailure=yes",
+             "-L", f"127.0.0.1:{local_port}:127.0.0.1:{remote_port}", destination],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
         try:
@@ -202,7 +204,8 @@ def _image_tag(target: str) -> str:
     return f"{IMAGE_REPO}:{target}-{digest.hexdigest()[:12]}"
 
 
-def _mirror_hosts() -> list[str]:
+@functools.cache
+def _mirror_hosts() -> tuple[str, ...]:
     """``--add-host`` entries for the apt mirrors this machine uses.
 
     Containers here cannot resolve the mirror by DNS; this machine can.
@@ -217,7 +220,7 @@ def _mirror_hosts() -> list[str]:
         found = _run(["getent", "ahostsv4", name], check=False).stdout.split()
         if found:
             entries.append(f"{name}:{found[0]}")
-    return entries
+    return tuple(entries)
 
 
 def _image_exists(tag: str) -> bool:

@@ -6,20 +6,21 @@ import json
 import subprocess
 
 import pytest
-from conftest import PYINFRA, ROOT, base_data, chroma_client, converge, read_records, write_records
+from conftest import (
+    DeployRun,
+    base_data,
+    chroma_client,
+    converge,
+    read_records,
+    run_deploy,
+    write_records,
+)
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
 
-def run(deploy_file: str, data: dict) -> subprocess.CompletedProcess[str]:
-    args = [PYINFRA, "-y", "--json", "@local", deploy_file]
-    for key, value in data.items():
-        args += ["--data", f"{key}={value}"]
-    return subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=600)
-
-
-def changed(result: subprocess.CompletedProcess[str]) -> int:
-    return json.loads(result.stdout)["results"]["totals"]["success"]
+def run(deploy_file: str, data: dict) -> DeployRun:
+    return run_deploy(data, deploy_file=deploy_file, timeout=600)
 
 
 def test_persistence_proof_passes_and_leaves_no_canary(project):
@@ -29,7 +30,7 @@ def test_persistence_proof_passes_and_leaves_no_canary(project):
     write_records(data["chroma_port"], per_collection=10)
     before = read_records(data["chroma_port"])
     result = run("prove.py", data)
-    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.returncode == 0, result.output
     assert read_records(data["chroma_port"]) == before
 
 
@@ -57,11 +58,12 @@ def test_backup_then_changes_then_restore_gives_back_exactly_the_backup(project,
 
     restore = dict(data, chroma_restore_archive=str(archives[0]))
     result = run("restore.py", restore)
-    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.returncode == 0, result.output
     assert read_records(port) == backed_up
     aside = list(project_dir.glob("chroma_data.before-restore-*"))
     assert len(aside) == 1 and (aside[0] / "chroma.sqlite3").is_file()  # never deleted
-    assert changed(run("restore.py", restore)) == 0  # the same archive again: no change
+    again = run("restore.py", restore)  # the same archive again: no change
+    assert again.result["totals"]["success"] == 0
     converge(data)
 
 

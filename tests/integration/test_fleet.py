@@ -14,7 +14,6 @@ import os
 import shlex
 import shutil
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,13 +21,13 @@ from pathlib import Path
 
 import pytest
 from conftest import (
-    PYINFRA,
     RECORDS,
-    ROOT,
     DeployRun,
     chroma_client,
     free_port,
     read_records,
+    run_deploy,
+    run_drift,
     wait_for_heartbeat,
     write_records,
 )
@@ -61,11 +60,7 @@ def run_fleet(
     inventory: Path, *extra: str, env: dict[str, str] | None = None, deploy_file: str = "deploy.py"
 ) -> DeployRun:
     """One `pyinfra -y --json INVENTORY deploy.py` run, as a user runs it on a fleet."""
-    done = subprocess.run(
-        [PYINFRA, "-y", "--json", str(inventory), deploy_file, *extra],
-        cwd=ROOT, capture_output=True, text=True, timeout=900, env=env or os.environ.copy(),
-    )  # fmt: skip
-    return DeployRun(done.returncode, done.stdout, done.stderr)
+    return run_deploy({}, *extra, env=env, inventory=str(inventory), deploy_file=deploy_file)
 
 
 def changed_hosts(run: DeployRun) -> dict[str, list[str]]:
@@ -179,11 +174,8 @@ def test_every_host_is_healthy_and_keeps_its_data_on_its_own_disk(fleet, converg
     assert BY_NAME["cdfleet2"].user == "deploy"
 
     # The persistence proof on every host at once: canary, down, up, read back.
-    proof = subprocess.run(
-        [PYINFRA, "-y", str(fleet.inventory), "prove.py"],
-        cwd=ROOT, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
-    assert proof.returncode == 0, proof.stdout + proof.stderr
+    proof = run_deploy({}, inventory=str(fleet.inventory), deploy_file="prove.py", timeout=600)
+    assert proof.returncode == 0, proof.output
 
 
 def test_image_is_exported_once_and_a_second_run_ships_nothing(fleet, control, converged):
@@ -218,11 +210,8 @@ def test_host_without_docker_gets_docker_installed_and_started(fleet, converged)
 
 
 def test_drift_check_over_ssh_finds_every_host_clean(fleet, converged):
-    drift = subprocess.run(
-        [sys.executable, "drift.py", str(fleet.inventory), "--json"],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert drift.returncode == 0, drift.stdout + drift.stderr
+    drift = run_drift({}, "--json", inventory=str(fleet.inventory), timeout=300)
+    assert drift.returncode == 0, drift.output
     report = json.loads(drift.stdout)
     assert {name: host["status"] for name, host in report["hosts"].items()} == {
         h.name: "ok" for h in HOSTS
@@ -306,11 +295,8 @@ def test_drifted_host_is_repaired_and_the_others_are_left_alone(fleet, converged
         f"chmod 0777 {PROJECT}/chroma_data && rm {PROJECT}/chroma_db/.gitkeep "
         f"&& docker stop {CONTAINER}",
     )
-    drift = subprocess.run(
-        [sys.executable, "drift.py", str(fleet.inventory), "--json"],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert drift.returncode == 2, drift.stdout + drift.stderr
+    drift = run_drift({}, "--json", inventory=str(fleet.inventory), timeout=300)
+    assert drift.returncode == 2, drift.output
     hosts = json.loads(drift.stdout)["hosts"]
     assert {name: host["status"] for name, host in hosts.items()} == {
         "cdfleet1": "ok", "cdfleet2": "drift", "cdfleet3": "ok",
@@ -337,11 +323,8 @@ def test_drifted_host_is_repaired_and_the_others_are_left_alone(fleet, converged
     again = run_fleet(fleet.inventory, env=control.env)
     assert again.returncode == 0, again.output
     assert again.result["totals"]["success"] == 0, changed_hosts(again)
-    clean = subprocess.run(
-        [sys.executable, "drift.py", str(fleet.inventory)],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert clean.returncode == 0, clean.stdout + clean.stderr
+    clean = run_drift({}, inventory=str(fleet.inventory), timeout=300)
+    assert clean.returncode == 0, clean.output
 
 
 def test_backup_and_restore_over_ssh_give_back_exactly_the_backup(fleet, converged, control):
