@@ -5,19 +5,22 @@ is checked first, and the restored counts and ids are verified against the
 backup's manifest. Running it again with the same archive changes nothing.
 """
 
-from pyinfra.api.exceptions import DeployError
+from pyinfra import host
 
 from operations import data_safety, preflight
 from operations.declared import Declared
+from operations.refusal import refusal
 
 settings = preflight.settings_for_host()
 owner = preflight.resolve_owner(settings)
 declared = Declared(settings, owner.uid, owner.gid)
 
 if not settings.restore_archive:
-    raise DeployError(
-        "restore.py needs chroma_restore_archive: the .tar.gz that backup.py wrote, e.g. "
-        "--data chroma_restore_archive=/var/backups/chroma-deploy/chroma-20260101T000000Z.tar.gz"
+    raise refusal(
+        host.name,
+        "chroma_restore_archive: unset, and restore.py needs it; name the .tar.gz that "
+        "backup.py wrote, e.g. "
+        "--data chroma_restore_archive=/var/backups/chroma-deploy/chroma-20260101T000000Z.tar.gz",
     )
 
 data_safety.restore(

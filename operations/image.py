@@ -26,10 +26,10 @@ from pyinfra.api import (
     OperationValueError,
     operation,
 )
-from pyinfra.api.exceptions import DeployError
 
 from facts.docker import DockerImage
 from operations.host_failure import log_failure
+from operations.refusal import refusal
 
 FILES_DIR = Path(__file__).resolve().parent.parent / "files"
 BUILD_SCRIPT = FILES_DIR / "build-chroma-image.sh"
@@ -56,7 +56,7 @@ def _control_image_id(ref: str) -> str:
     """The id ``ref`` names in the control machine's engine; asked once per run."""
     docker = shutil.which("docker")
     if docker is None:
-        raise ShipError("the control machine has no docker command: install Docker there")
+        raise ShipError("the control machine has no docker command; install Docker there")
     found = subprocess.run(
         [docker, "image", "inspect", "--format", "{{.Id}}", ref],
         capture_output=True, text=True, timeout=120, check=False,
@@ -66,7 +66,7 @@ def _control_image_id(ref: str) -> str:
     reason = (found.stderr.strip().splitlines() or ["no output"])[-1]
     if "no such image" in reason.lower():
         raise ShipError(
-            f"the control machine has no image {ref}: build or pull it there first "
+            f"the control machine has no image {ref}; build or pull it there first "
             "(scripts/up.sh builds it)"
         )
     raise ShipError(f"the control machine's Docker did not answer ({reason})")
@@ -83,7 +83,7 @@ def control_image_id(ref: str, source: str) -> str | None:
     try:
         return _control_image_id(ref)
     except ShipError as error:
-        raise DeployError(f"{host.name}: chroma_image_source=ship, but {error}") from None
+        raise refusal(host.name, f"chroma_image_source: ship, but {error}") from None
 
 
 _export_lock = threading.Lock()  # a gevent lock under pyinfra: hosts wait, one exports

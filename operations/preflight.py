@@ -9,10 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pyinfra import host
-from pyinfra.api.exceptions import DeployError
 
 from facts.accounts import Accounts
 from facts.docker import DockerEngine
+from operations.refusal import refusal
 from operations.secrets import read_token
 from operations.settings import Settings, SettingsError, load_settings
 
@@ -30,7 +30,7 @@ def settings_for_host() -> Settings:
     try:
         return load_settings(host.data)
     except SettingsError as error:
-        raise DeployError(f"{host.name}: {error}") from None
+        raise refusal(host.name, str(error)) from None
 
 
 def token_for_host(settings: Settings) -> str | None:
@@ -40,7 +40,7 @@ def token_for_host(settings: Settings) -> str | None:
     try:
         return read_token(settings)
     except SettingsError as error:
-        raise DeployError(f"{host.name}: {error}") from None
+        raise refusal(host.name, str(error)) from None
 
 
 def resolve_owner(settings: Settings) -> Owner:
@@ -52,22 +52,25 @@ def resolve_owner(settings: Settings) -> Owner:
     accounts = host.get_fact(Accounts, owner=settings.owner, group=settings.group)
     owner, group = accounts["owner"], accounts["group"]
     if owner is None:
-        raise DeployError(
-            f"{host.name}: chroma_owner={settings.owner!r} has no account on the host: "
-            "use an existing account name or a numeric uid"
+        raise refusal(
+            host.name,
+            f"chroma_owner: {settings.owner!r} has no account on the host; use an existing "
+            "account name or a numeric uid",
         )
     if group is None:
-        raise DeployError(
-            f"{host.name}: chroma_group={settings.group!r} has no group on the host: "
-            "use an existing group name or a numeric gid"
+        raise refusal(
+            host.name,
+            f"chroma_group: {settings.group!r} has no group on the host; use an existing "
+            "group name or a numeric gid",
         )
     gid = group["gid"]
     if settings.group is None and owner["gid"] >= 0:
         gid = owner["gid"]  # unset group: the owner's primary group
     if gid < 0:
-        raise DeployError(
-            f"{host.name}: chroma_owner={settings.owner!r} has no account, so it has no primary "
-            "group: set chroma_group too"
+        raise refusal(
+            host.name,
+            f"chroma_owner: {settings.owner!r} has no account, so it has no primary group; "
+            "set chroma_group too",
         )
     return Owner(uid=owner["uid"], gid=gid)
 
@@ -85,7 +88,8 @@ def require_docker(settings: Settings) -> None:
     if not engine["compose_v2"]:
         missing.append("the Docker Compose v2 plugin is missing")
     if missing:
-        raise DeployError(
-            f"{host.name}: {' and '.join(missing)}, and chroma_install_docker=False: "
-            "install and start them, or set chroma_install_docker=True"
+        raise refusal(
+            host.name,
+            f"chroma_install_docker: {' and '.join(missing)}, and chroma_install_docker=False; "
+            "install and start them, or set chroma_install_docker=True",
         )

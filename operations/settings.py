@@ -475,8 +475,10 @@ def load_settings(data: Any) -> Settings:
     for key in keys:
         if key not in SETTINGS_BY_KEY:
             close = difflib.get_close_matches(key, SETTINGS_BY_KEY, n=1)
-            hint = f"; did you mean {close[0]}?" if close else ""
-            raise SettingsError(f"unknown data key {key}{hint} (see the README's table of keys)")
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            raise SettingsError(
+                f"{key}: unknown data key{hint}; use a key from the README's table of keys"
+            )
 
     values: dict[str, Any] = {}
     for setting in SETTINGS:
@@ -484,7 +486,7 @@ def load_settings(data: Any) -> Settings:
         try:
             values[setting.key.removeprefix(PREFIX)] = setting.check(raw)
         except ValueError as allowed:
-            raise SettingsError(f"{setting.key}={raw!r} is not allowed: use {allowed}") from None
+            raise SettingsError(f"{setting.key}: {raw!r} is not allowed; use {allowed}") from None
 
     settings = Settings(**values)
     _check_together(settings)
@@ -510,13 +512,13 @@ def _refuse_server_auth_keys(data: Any, keys: list[str]) -> None:
     version = str(_get(data, "chroma_version", SETTINGS_BY_KEY["chroma_version"].default))
     if version[:1].isdigit() and not version.startswith("0."):
         raise SettingsError(
-            f"{found[0]} is a Chroma 0.x auth setting and Chroma {version} has no built-in "
-            "authentication: it would be ignored and the server left open. Use "
+            f"{found[0]}: a Chroma 0.x auth setting, and Chroma {version} has no built-in "
+            "authentication, so it would be ignored and the server left open; use "
             "chroma_auth_proxy=true with a token instead"
         )
     raise SettingsError(
         f"{found[0]}: chroma-deploy does not pass Chroma 0.x auth settings, because an upgrade "
-        "to 1.x would drop them silently. Use chroma_auth_proxy=true with a token instead"
+        "to 1.x would drop them silently; use chroma_auth_proxy=true with a token instead"
     )
 
 
@@ -524,12 +526,13 @@ def _check_together(settings: Settings) -> None:
     """Rules that involve more than one key."""
     if len({*settings.data_dirs, settings.secrets_dir}) != len(settings.data_dirs) + 1:
         raise SettingsError(
-            "chroma_data_dir, chroma_fallback_dir, chroma_logs_dir and chroma_secrets_dir must "
-            "be four different names"
+            "chroma_data_dir, chroma_fallback_dir, chroma_logs_dir, chroma_secrets_dir: they must "
+            "be four different names; give each dir a name of its own"
         )
     if settings.app_enabled and not settings.app_image:
         raise SettingsError(
-            "chroma_app_enabled=True needs chroma_app_image: the image of the application service"
+            "chroma_app_enabled: True needs chroma_app_image; set chroma_app_image to the image "
+            "of the application service"
         )
     if (
         not ipaddress.ip_address(settings.bind_address).is_loopback
@@ -537,12 +540,14 @@ def _check_together(settings: Settings) -> None:
         and not settings.allow_unauthenticated_public_port
     ):
         raise SettingsError(
-            f"chroma_bind_address={settings.bind_address} would publish Chroma, which has no "
-            "authentication, beyond this machine: keep 127.0.0.1, set chroma_auth_proxy=true, "
+            f"chroma_bind_address: {settings.bind_address} would publish Chroma, which has no "
+            "authentication, beyond this machine; keep 127.0.0.1, set chroma_auth_proxy=true, "
             "or set chroma_allow_unauthenticated_public_port=true if a firewall protects it"
         )
     if settings.app_name == "chroma":
-        raise SettingsError("chroma_app_name='chroma' is not allowed: the Chroma service uses it")
+        raise SettingsError(
+            "chroma_app_name: 'chroma' is not allowed, the Chroma service uses it; choose another"
+        )
 
 
 def _keys(data: Mapping[str, Any]) -> list[str]:

@@ -22,6 +22,10 @@ def test_bad_input_is_refused_with_a_clear_message_and_the_host_untouched(projec
     assert result.returncode != 0
     assert message in result.output
     assert "Traceback" not in result.output
+    # Said once, as `<host>: <key>: ...`, with no internal file and line to puzzle over.
+    assert result.output.count(message) == 1
+    assert "@local: chroma_" in result.output
+    assert ".py line" not in result.output
     assert not project_dir.exists()
     assert not project_dir.parent.joinpath(".gitignore").exists()
 

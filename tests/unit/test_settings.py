@@ -56,7 +56,7 @@ def test_values_are_normalised(data, expected):
 @pytest.mark.parametrize(
     ("data", "message"),
     [
-        ({"chroma_data_dir_mode": 0o750}, "chroma_data_dir_mode=488 is not allowed"),
+        ({"chroma_data_dir_mode": 0o750}, "chroma_data_dir_mode: 488 is not allowed"),
         ({"chroma_dir_mode": "0755"}, "gives others nothing"),
         ({"chroma_project_dir": "/srv/../etc"}, "without '..'"),
         ({"chroma_project_dir": "/usr/"}, "not the system dir /usr"),
