@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from pyinfra.api import FactBase
@@ -226,3 +227,44 @@ def mounts_report(container: dict[str, Any], persist_path: str) -> dict[str, Any
             "and is lost when the container stops"
         )
     return {"container": container["name"], "mounts": mounts, "problems": problems}
+
+
+class PortHolder(FactBase[dict[str, Any]]):
+    """Who holds TCP ``port`` on the host, read before anything changes.
+
+    ``{"listener": str|None, "program": str|None, "ours_active": bool}``.
+    ``listener``: the local address ``ss -Hltnp`` shows for the port, None
+    when nothing listens. ``program``: ``name (pid N)`` of the listener, None
+    when ss may not show it (not root) or nothing listens. ``ours_active``: a
+    container of compose project ``project_name`` is running, paused or
+    restarting, so the listener may be our own stack (False without Docker).
+    """
+
+    @staticmethod
+    def default() -> dict[str, Any]:
+        return {"listener": None, "program": None, "ours_active": False}
+
+    def command(self, port: int, project_name: str) -> str:
+        label = q(f"label=com.docker.compose.project={project_name}")
+        statuses = " ".join(
+            f"--filter status={status}" for status in ("running", "paused", "restarting")
+        )
+        return (
+            f"echo @@listening; ss -Hltnp {q(f'( sport = :{int(port)} )')} 2>/dev/null; "
+            f"echo @@ours; docker ps -q --filter {label} {statuses} 2>/dev/null; true"
+        )
+
+    def process(self, output: list[str]) -> dict[str, Any]:
+        found = sections(output)
+        listening = [line.split() for line in found.get("listening", []) if line.strip()]
+        first = listening[0] if listening else []
+        # State, Recv-Q, Send-Q, local address, peer address, then users:(("name",pid=N,fd=M))
+        program = _SS_USER.search(" ".join(first[5:])) if len(first) > 5 else None
+        return {
+            "listener": first[3] if len(first) > 3 else None,
+            "program": f"{program[1]} (pid {program[2]})" if program else None,
+            "ours_active": any(line.strip() for line in found.get("ours", [])),
+        }
+
+
+_SS_USER = re.compile(r'users:\(\("([^"]+)",pid=(\d+)')

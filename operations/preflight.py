@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pyinfra import host
 
 from facts.accounts import Accounts
+from facts.compose import PortHolder
 from facts.docker import DockerEngine
 from operations.refusal import refusal
 from operations.secrets import read_token
@@ -93,3 +94,21 @@ def require_docker(settings: Settings) -> None:
             f"chroma_install_docker: {' and '.join(missing)}, and chroma_install_docker=False; "
             "install and start them, or set chroma_install_docker=True",
         )
+
+
+def require_free_port(settings: Settings) -> None:
+    """``chroma_port`` is free, or held by this project's own running stack.
+
+    Checked here, before the first operation, so a port another program holds
+    leaves the host untouched: no project dir, data dirs or compose file.
+    (stack_up checks again, for a program that takes the port during the run.)
+    """
+    holder = host.get_fact(PortHolder, port=settings.port, project_name=settings.compose_project)
+    if holder["listener"] is None or holder["ours_active"]:
+        return
+    program = f" ({holder['program']})" if holder["program"] else ""
+    raise refusal(
+        host.name,
+        f"chroma_port: port {settings.port} is in use by another program{program}; stop it, "
+        "or set chroma_port to a free port",
+    )

@@ -49,7 +49,7 @@ def test_data_dir_that_is_a_file_is_reported_and_kept(project):
     assert not (project_dir / "docker-compose.yml").exists()
 
 
-def test_port_in_use_is_reported_and_nothing_is_started(project):
+def test_port_in_use_is_refused_before_anything_on_the_host_changes(project):
     project_dir, name = project
     data = base_data(project_dir, name)
     with subprocess.Popen(
@@ -62,5 +62,10 @@ def test_port_in_use_is_reported_and_nothing_is_started(project):
         finally:
             squatter.terminate()
     assert result.returncode != 0
-    assert f"port {data['chroma_port']} is in use by another program" in result.output
+    message = f"@local: chroma_port: port {data['chroma_port']} is in use by another program"
+    assert result.output.count(message) == 1
+    assert "stop it, or set chroma_port to a free port" in result.output
+    assert "No hosts remaining" not in result.output
     assert sh(f"docker ps -aq --filter label=com.docker.compose.project={name}").stdout == ""
+    # Found before the first change: no project dir, data dirs, .gitignore or compose file.
+    assert not project_dir.exists()
