@@ -6,7 +6,16 @@ a .sha256 and that .json manifest, which restore.py verifies against.
 Archives go to chroma_backup_dir.
 """
 
-from operations import data_safety, preflight
+import sys
+from pathlib import Path
+
+# pyinfra puts only the working dir on sys.path: make `pyinfra @local /path/to/backup.py`
+# find facts/ and operations/ from any dir, ahead of any other module of that name.
+ROOT = str(Path(__file__).resolve().parent)
+if ROOT not in sys.path:  # once, though pyinfra runs this file for every host
+    sys.path.insert(0, ROOT)
+
+from operations import data_safety, preflight  # noqa: E402
 
 settings = preflight.settings_for_host()
 preflight.resolve_owner(settings)

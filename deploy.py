@@ -6,10 +6,19 @@ project and data dirs, the .gitignore lines and the compose file, and brings
 the stack up only when something differs. A second run changes nothing.
 """
 
-from pyinfra import state
+import sys
+from pathlib import Path
 
-from operations import engine, image, migrate, preflight, project, secrets, stack, upgrade
-from operations.declared import Declared
+# pyinfra puts only the working dir on sys.path: make `pyinfra @local /path/to/deploy.py`
+# find facts/ and operations/ from any dir, ahead of any other module of that name.
+ROOT = str(Path(__file__).resolve().parent)
+if ROOT not in sys.path:  # once, though pyinfra runs this file for every host
+    sys.path.insert(0, ROOT)
+
+from pyinfra import state  # noqa: E402
+
+from operations import engine, image, migrate, preflight, project, secrets, stack, upgrade  # noqa: E402
+from operations.declared import Declared  # noqa: E402
 
 settings = preflight.settings_for_host()
 token = preflight.token_for_host(settings)

@@ -5,8 +5,17 @@ canary back and removes it. Each host passes (success) or fails with the
 reason: the seed's manual "Testing Data Persistence", made automatic.
 """
 
-from operations import data_safety, preflight
-from operations.declared import Declared
+import sys
+from pathlib import Path
+
+# pyinfra puts only the working dir on sys.path: make `pyinfra @local /path/to/prove.py`
+# find facts/ and operations/ from any dir, ahead of any other module of that name.
+ROOT = str(Path(__file__).resolve().parent)
+if ROOT not in sys.path:  # once, though pyinfra runs this file for every host
+    sys.path.insert(0, ROOT)
+
+from operations import data_safety, preflight  # noqa: E402
+from operations.declared import Declared  # noqa: E402
 
 settings = preflight.settings_for_host()
 owner = preflight.resolve_owner(settings)

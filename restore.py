@@ -5,11 +5,20 @@ is checked first, and the restored counts and ids are verified against the
 backup's manifest. Running it again with the same archive changes nothing.
 """
 
-from pyinfra import host
+import sys
+from pathlib import Path
 
-from operations import data_safety, preflight
-from operations.declared import Declared
-from operations.refusal import refusal
+# pyinfra puts only the working dir on sys.path: make `pyinfra @local /path/to/restore.py`
+# find facts/ and operations/ from any dir, ahead of any other module of that name.
+ROOT = str(Path(__file__).resolve().parent)
+if ROOT not in sys.path:  # once, though pyinfra runs this file for every host
+    sys.path.insert(0, ROOT)
+
+from pyinfra import host  # noqa: E402
+
+from operations import data_safety, preflight  # noqa: E402
+from operations.declared import Declared  # noqa: E402
+from operations.refusal import refusal  # noqa: E402
 
 settings = preflight.settings_for_host()
 owner = preflight.resolve_owner(settings)

@@ -157,3 +157,15 @@ def test_readme_main_command_converges_and_second_run_changes_nothing(project):
             assert totals["success"] == 0, totals
     answer = httpx.get(f"http://127.0.0.1:{data['chroma_port']}/api/v2/heartbeat", timeout=5)
     assert answer.status_code == 200
+
+
+def test_deploy_runs_from_another_directory(project, tmp_path):
+    """``pyinfra @local /path/to/deploy.py`` from anywhere finds facts/ and operations/."""
+    project_dir, name = project
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    data = base_data(project_dir, name)
+    first = converge(data, deploy_file=str(ROOT / "deploy.py"), cwd=elsewhere)
+    assert "ModuleNotFoundError" not in first.output
+    answer = httpx.get(f"http://127.0.0.1:{data['chroma_port']}/api/v2/heartbeat", timeout=5)
+    assert answer.status_code == 200
