@@ -15,12 +15,12 @@ ROOT = str(Path(__file__).resolve().parent)
 if ROOT not in sys.path:  # once, though pyinfra runs this file for every host
     sys.path.insert(0, ROOT)
 
-from operations import data_safety, preflight  # noqa: E402
+from operations import data_safety, preflight, report  # noqa: E402
 
 settings = preflight.settings_for_host()
 preflight.resolve_owner(settings)
 
-data_safety.backup(
+backup = data_safety.backup(
     name=f"Back up {settings.path(settings.data_dir)} to {settings.backup_dir}",
     project_dir=settings.project_dir,
     project_name=settings.compose_project,
@@ -29,3 +29,4 @@ data_safety.backup(
     keep=settings.backup_keep,
     wait_timeout=settings.wait_timeout,
 )
+report.show(backup)  # where the archive went, what was pruned

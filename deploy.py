@@ -17,7 +17,17 @@ if ROOT not in sys.path:  # once, though pyinfra runs this file for every host
 
 from pyinfra import state  # noqa: E402
 
-from operations import engine, image, migrate, preflight, project, secrets, stack, upgrade  # noqa: E402
+from operations import (  # noqa: E402
+    engine,
+    image,
+    migrate,
+    preflight,
+    project,
+    report,
+    secrets,
+    stack,
+    upgrade,
+)
 from operations.declared import Declared  # noqa: E402
 
 settings = preflight.settings_for_host()
@@ -50,7 +60,7 @@ project.directories(
     data_dir_mode=settings.data_dir_mode,
 )
 
-migrate.copy_legacy_volume(
+copied = migrate.copy_legacy_volume(
     name="Data from a legacy named volume (copied, never deleted)",
     project_dir=settings.project_dir,
     data_dir=declared.data_dir_paths[0],
@@ -103,7 +113,7 @@ if declared.gitignore_lines:
         gid=declared.gid,
     )
 
-upgrade.version_change(
+version_change = upgrade.version_change(
     name=f"Chroma version {settings.version}: a backup before any upgrade, no downgrade",
     project_dir=settings.project_dir,
     project_name=settings.compose_project,
@@ -134,10 +144,14 @@ stack.stack_up(
     file_changed=compose.will_change if state.should_check_for_changes() else False,
 )
 
-migrate.verify_migration(
+verified = migrate.verify_migration(
     name="Migrated data verified on the bind mount",
     project_dir=settings.project_dir,
     data_dir=declared.data_dir_paths[0],
     url=declared.url,
     token_file=declared.token_file,
 )
+
+# What a migration, an upgrade's backup and its verification found, at default verbosity.
+for step in (copied, version_change, verified):
+    report.show(step)

@@ -14,17 +14,18 @@ ROOT = str(Path(__file__).resolve().parent)
 if ROOT not in sys.path:  # once, though pyinfra runs this file for every host
     sys.path.insert(0, ROOT)
 
-from operations import data_safety, preflight  # noqa: E402
+from operations import data_safety, preflight, report  # noqa: E402
 from operations.declared import Declared  # noqa: E402
 
 settings = preflight.settings_for_host()
 owner = preflight.resolve_owner(settings)
 declared = Declared(settings, owner.uid, owner.gid)
 
-data_safety.persistence_proof(
+proof = data_safety.persistence_proof(
     name=f"Persistence proof of {settings.compose_project}: canary, down, up, read back",
     project_dir=settings.project_dir,
     url=declared.url,
     token_file=declared.token_file,
     wait_timeout=settings.wait_timeout,
 )
+report.show(proof)  # "persistence proof: pass"

@@ -16,7 +16,7 @@ if ROOT not in sys.path:  # once, though pyinfra runs this file for every host
 
 from pyinfra import host  # noqa: E402
 
-from operations import data_safety, preflight  # noqa: E402
+from operations import data_safety, preflight, report  # noqa: E402
 from operations.declared import Declared  # noqa: E402
 from operations.refusal import refusal  # noqa: E402
 
@@ -32,7 +32,7 @@ if not settings.restore_archive:
         "--data chroma_restore_archive=/var/backups/chroma-deploy/chroma-20260101T000000Z.tar.gz",
     )
 
-data_safety.restore(
+restored = data_safety.restore(
     name=f"Restore {settings.restore_archive} into {settings.path(settings.data_dir)}",
     project_dir=settings.project_dir,
     data_dir=settings.data_dir,
@@ -44,3 +44,4 @@ data_safety.restore(
     token_file=declared.token_file,
     wait_timeout=settings.wait_timeout,
 )
+report.show(restored)  # what was restored, where the data before it went
