@@ -16,6 +16,7 @@ if ROOT not in sys.path:  # once, though pyinfra runs this file for every host
     sys.path.insert(0, ROOT)
 
 from pyinfra import state  # noqa: E402
+from pyinfra.operations import server  # noqa: E402
 
 from operations import (  # noqa: E402
     engine,
@@ -49,6 +50,26 @@ image.chroma_image(
     build_dir=settings.image_build_dir,
     ship_id=ship_id,
 )
+
+if settings.create_owner and settings.owner:
+    # chroma_create_owner: a system account (no login, no home) before the dirs it owns.
+    if settings.group is None:
+        server.group(
+            name=f"Group {settings.owner} (chroma_create_owner)",
+            group=settings.owner,
+            gid=owner.gid,
+            system=True,
+        )
+    server.user(  # noqa: S604 (shell= is the login shell, not a subprocess flag)
+        name=f"System account {settings.owner} (chroma_create_owner)",
+        user=settings.owner,
+        uid=owner.uid,
+        group=settings.group or settings.owner,
+        system=True,
+        home="/nonexistent",
+        shell="/usr/sbin/nologin",
+        ensure_home=False,
+    )
 
 project.directories(
     name=f"Project dir {settings.project_dir} and data dirs",

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from pyinfra import host
 
-from facts.accounts import Accounts
+from facts.accounts import Accounts, UsedIds, free_system_id
 from facts.compose import PortHolder
 from facts.docker import DockerEngine
 from operations.refusal import refusal
@@ -20,10 +20,15 @@ from operations.settings import Settings, SettingsError, load_settings
 
 @dataclass(frozen=True)
 class Owner:
-    """Numeric ids the dirs and the container use."""
+    """Numeric ids the dirs and the container use.
+
+    ``create``: chroma_create_owner is on and the account does not exist yet,
+    so this run creates it with these ids before the dirs.
+    """
 
     uid: int
     gid: int
+    create: bool = False
 
 
 def settings_for_host() -> Settings:
@@ -47,22 +52,25 @@ def token_for_host(settings: Settings) -> str | None:
 def resolve_owner(settings: Settings) -> Owner:
     """The uid and gid of chroma_owner / chroma_group on this host.
 
-    A name must have an account; a numeric id need not (its files simply
-    show the number). Unset values mean the connecting user.
+    A name must have an account, unless chroma_create_owner says to create
+    it; a numeric id need not (its files simply show the number). Unset
+    values mean the connecting user.
     """
     accounts = host.get_fact(Accounts, owner=settings.owner, group=settings.group)
     owner, group = accounts["owner"], accounts["group"]
-    if owner is None:
-        raise refusal(
-            host.name,
-            f"chroma_owner: {settings.owner!r} has no account on the host; use an existing "
-            "account name or a numeric uid",
-        )
     if group is None:
         raise refusal(
             host.name,
             f"chroma_group: {settings.group!r} has no group on the host; use an existing "
             "group name or a numeric gid",
+        )
+    if owner is None and settings.create_owner:
+        return _owner_to_create(settings, group["gid"])
+    if owner is None:
+        raise refusal(
+            host.name,
+            f"chroma_owner: {settings.owner!r} has no account on the host; use an existing "
+            "account name or a numeric uid, or set chroma_create_owner=true to create it",
         )
     gid = group["gid"]
     if settings.group is None and owner["gid"] >= 0:
@@ -74,6 +82,22 @@ def resolve_owner(settings: Settings) -> Owner:
             "set chroma_group too",
         )
     return Owner(uid=owner["uid"], gid=gid)
+
+
+def _owner_to_create(settings: Settings, group_gid: int) -> Owner:
+    """Ids for the system account this run creates: a free id for the account and,
+    with chroma_group unset, for its own group (or the gid of a group of that name)."""
+    uid = free_system_id(host.get_fact(UsedIds))
+    if uid is None:
+        raise refusal(
+            host.name,
+            f"chroma_create_owner: no free system id from 100 to 999 (or no getent) for "
+            f"{settings.owner!r}; create the account yourself, or set chroma_owner to one",
+        )
+    if settings.group is not None:
+        return Owner(uid=uid, gid=group_gid, create=True)
+    same_name = host.get_fact(Accounts, group=settings.owner)["group"]
+    return Owner(uid=uid, gid=same_name["gid"] if same_name else uid, create=True)
 
 
 def require_docker(settings: Settings) -> None:

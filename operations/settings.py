@@ -301,6 +301,13 @@ SETTINGS: tuple[Setting, ...] = (
         "owner's primary group).",
         required=True,
     ),
+    Setting(
+        "chroma_create_owner",
+        False,
+        _bool,
+        "Create chroma_owner as a system account (no login, no home; its own group unless "
+        "chroma_group names one) when it has none, before the dirs.",
+    ),
     Setting("chroma_dir_mode", "0750", _mode, "Mode of the project dir."),
     Setting("chroma_data_dir_mode", "0750", _mode, "Mode of each data dir."),
     Setting(
@@ -426,6 +433,7 @@ class Settings:
     wait_timeout: int
     owner: str | None
     group: str | None
+    create_owner: bool
     dir_mode: str
     data_dir_mode: str
     data_dir: str
@@ -543,6 +551,16 @@ def _check_together(settings: Settings) -> None:
             f"chroma_bind_address: {settings.bind_address} would publish Chroma, which has no "
             "authentication, beyond this machine; keep 127.0.0.1, set chroma_auth_proxy=true, "
             "or set chroma_allow_unauthenticated_public_port=true if a firewall protects it"
+        )
+    if settings.create_owner and (settings.owner is None or settings.owner.isdigit()):
+        raise SettingsError(
+            f"chroma_create_owner: true needs chroma_owner to name the account, got "
+            f"{settings.owner!r}; set chroma_owner=<name>, or chroma_create_owner=false"
+        )
+    if settings.create_owner and settings.group is not None and settings.group.isdigit():
+        raise SettingsError(
+            f"chroma_create_owner: true needs chroma_group unset or a group name, got "
+            f"{settings.group!r}; name the group, or leave chroma_group unset"
         )
     if settings.app_name == "chroma":
         raise SettingsError(

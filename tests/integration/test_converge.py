@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 
 import httpx
 import pytest
@@ -169,3 +170,30 @@ def test_deploy_runs_from_another_directory(project, tmp_path):
     assert "ModuleNotFoundError" not in first.output
     answer = httpx.get(f"http://127.0.0.1:{data['chroma_port']}/api/v2/heartbeat", timeout=5)
     assert answer.status_code == 200
+
+
+@pytest.fixture
+def new_account():
+    """A name no account or group has yet; the account and group are removed afterwards."""
+    name = f"cdown{uuid.uuid4().hex[:6]}"
+    assert sh(f"getent passwd {name}; getent group {name}", check=False).stdout == ""
+    yield name
+    sh(f"userdel {name} 2>/dev/null; groupdel {name} 2>/dev/null; true", check=False)
+
+
+def test_create_owner_makes_a_system_account_before_the_dirs_and_a_second_run_changes_nothing(
+    project, new_account
+):
+    project_dir, name = project
+    data = base_data(project_dir, name, chroma_owner=new_account, chroma_create_owner=True)
+    converge(data)  # the second run changes nothing: the account is there, as declared
+
+    entry = sh(f"getent passwd {new_account}").stdout.strip().split(":")
+    uid, gid, shell = int(entry[2]), int(entry[3]), entry[6]
+    assert 100 <= uid < 1000  # a system account
+    assert shell == "/usr/sbin/nologin"
+    assert sh(f"getent group {gid}").stdout.split(":")[0] == new_account
+    for path in [project_dir, *(project_dir / d for d in DATA_DIRS)]:
+        assert stat(path)[:2] == (uid, gid)
+    user = sh(f"docker inspect --format '{{{{.Config.User}}}}' {name}-chroma-1").stdout.strip()
+    assert user == f"{uid}:{gid}"

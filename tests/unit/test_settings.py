@@ -46,6 +46,7 @@ def test_readme_table_is_the_one_generated_from_settings():
         ({"chroma_bind_address": "::1"}, ("bind_address", "::1")),
         ({"chroma_legacy_volumes": "a,b"}, ("legacy_volumes", ("a", "b"))),
         ({"chroma_install_docker": "false"}, ("install_docker", False)),
+        ({"chroma_create_owner": "true", "chroma_owner": "chroma"}, ("create_owner", True)),
     ],
 )
 def test_values_are_normalised(data, expected):
@@ -65,6 +66,8 @@ def test_values_are_normalised(data, expected):
         ({"chroma_app_enabled": True, "chroma_app_image": "app:latest"}, "never 'latest'"),
         ({"chroma_wait_timeout": 5}, "from 10 to 3600"),
         ({"chroma_install_docker": "maybe"}, "true or false"),
+        ({"chroma_create_owner": True}, "chroma_create_owner: true needs chroma_owner"),
+        ({"chroma_create_owner": True, "chroma_owner": 999}, "to name the account, got '999'"),
         ({"chroma_verison": "1.5.9"}, "did you mean chroma_version?"),
     ],
 )
