@@ -145,7 +145,8 @@ def stack_up(
     )
     if port and stack["port_in_use"] and not ours_active:
         yield fail_host(
-            f"port {port} is in use by another program: stop it, or set chroma_port to a free port"
+            f"chroma_port: port {port} is in use by another program; stop it, "
+            "or set chroma_port to a free port"
         )
         return
     if any(container["state"] == "paused" for container in stack["containers"]):
