@@ -30,6 +30,7 @@ from pyinfra.api import (
 from facts.docker import DockerImage
 from operations.host_failure import log_failure
 from operations.refusal import refusal
+from operations.report import step
 
 FILES_DIR = Path(__file__).resolve().parent.parent / "files"
 BUILD_SCRIPT = FILES_DIR / "build-chroma-image.sh"
@@ -123,6 +124,14 @@ def export_image(state: Any, host: Any, ref: str, image_id: str) -> bool:
     return True
 
 
+def log_upload(state: Any, host: Any, image_id: str) -> bool:
+    """Say how much is about to go over the connection, once the export exists."""
+    archive = ship_archive(image_id)
+    size = archive.stat().st_size / 1e6 if archive.is_file() else 0.0
+    host.log(f"uploading {size:.0f} MB, then docker load")
+    return True
+
+
 def _pull(ref: str, fallback: str) -> str:
     return (
         f"docker pull --quiet {shlex.quote(ref)} "
@@ -137,7 +146,9 @@ def _ship(ref: str, image: dict[str, Any] | None, image_id: str):
         return
     archive = ship_archive(image_id)
     remote = f"/var/tmp/chroma-deploy-{archive.name}"  # hex digits only: nothing to quote
+    yield step(f"shipping {ref} ({image_id[:19]}) from the control machine: export once")
     yield FunctionCommand(export_image, (ref, image_id), {})
+    yield FunctionCommand(log_upload, (image_id,), {})
     yield FileUploadCommand(str(archive), remote)
     # The upload is removed whether or not the load worked: it is only a copy.
     yield f"docker load --quiet --input {remote}; status=$?; rm -f {remote}; exit $status"
@@ -172,10 +183,16 @@ def chroma_image(ref: str, version: str, source: str, build_dir: str, ship_id: s
         yield FileUploadCommand(str(BUILD_SCRIPT), script)
 
     if source == "pull":
+        yield step(f"pulling {ref}")
         yield _pull(ref, "set chroma_image_source=build to build it from the chromadb wheel")
     elif source == "build":
+        yield step(f"building {ref} from the chromadb {version} wheel (2-3 minutes, once)")
         yield build
     elif source == "auto":
+        yield step(
+            f"pulling {ref}; with no registry, building it from the chromadb {version} wheel "
+            "(2-3 minutes, once)"
+        )
         yield (
             f"docker pull --quiet {shlex.quote(ref)} 2>/dev/null "
             f"|| {{ echo 'no registry answered for {ref}: building it from the chromadb wheel'; "
@@ -202,4 +219,5 @@ def proxy_image(ref: str, build_dir: str):
     script = f"{build_dir}/build-proxy-image.sh"
     yield f"mkdir -p {shlex.quote(build_dir)}"
     yield FileUploadCommand(str(PROXY_BUILD_SCRIPT), script)
+    yield step(f"building {ref} from Debian's nginx")
     yield f"bash {shlex.quote(script)} {shlex.quote(ref)} {shlex.quote(build_dir)}"

@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from pyinfra import logger
+from pyinfra.api import FunctionCommand
 from pyinfra.api.state import BaseStateCallback
 
 _SHOWN: set[str] = set()
@@ -57,3 +58,20 @@ def show(operation: Any) -> Any:
     if not any(isinstance(handler, ShowResults) for handler in state.callback_handlers):
         state.add_callback_handler(ShowResults())
     return operation
+
+
+def log_step(state: Any, host: Any, message: str) -> bool:
+    """Log ``message`` under the host's prefix, at default verbosity; never fails."""
+    host.log(message)
+    return True
+
+
+def step(message: str) -> FunctionCommand:
+    """A command that says what the next, long command does, as it starts.
+
+    pyinfra shows an operation's name when it starts and its output only with
+    -vv, so a minutes-long build or wait would otherwise pass in silence. This
+    runs on the control machine when the host reaches it (never while pyinfra
+    only plans), and only in an operation that is changing something.
+    """
+    return FunctionCommand(log_step, (message,), {})

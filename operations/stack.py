@@ -17,6 +17,7 @@ from pyinfra.api import FileUploadCommand, operation
 from facts.compose import ComposeStack
 from facts.project import ProjectFiles
 from operations.host_failure import fail_host
+from operations.report import step
 
 COMPOSE_FILE = "docker-compose.yml"
 
@@ -157,4 +158,5 @@ def stack_up(
         for container in stack["containers"]
     ):
         extra.append("--force-recreate")
+    yield step(f"starting {project_name}, waiting up to {wait_timeout} s for healthy")
     yield compose_up(project_dir, wait_timeout, *extra)

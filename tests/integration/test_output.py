@@ -16,11 +16,13 @@ def shown(deploy_file: str, data: dict) -> str:
     return click.unstyle(result.stderr)
 
 
-def test_backup_prune_restore_and_proof_results_show_without_verbose_flags(project, tmp_path):
+def test_long_steps_and_action_results_show_without_verbose_flags(project, tmp_path):
     project_dir, name = project
     backups = tmp_path / "backups"
     data = base_data(project_dir, name, chroma_backup_dir=str(backups), chroma_backup_keep=1)
-    converge(data)
+    first = click.unstyle(converge(data).stderr)
+    # A long step says what it does as it starts, at default verbosity.
+    assert f"[@local] starting {name}, waiting up to 120 s for healthy" in first
     write_records(data["chroma_port"], ("notes",), per_collection=5)
 
     first = shown("backup.py", data)
