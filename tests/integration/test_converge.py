@@ -11,6 +11,7 @@ import yaml
 from conftest import PYINFRA, ROOT, base_data, converge, sh, stat
 
 from operations.project import gitignore_lines
+from operations.settings import load_settings
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -158,6 +159,16 @@ def test_readme_main_command_converges_and_second_run_changes_nothing(project):
             assert totals["success"] == 0, totals
     answer = httpx.get(f"http://127.0.0.1:{data['chroma_port']}/api/v2/heartbeat", timeout=5)
     assert answer.status_code == 200
+    # At the end: what the user now has, and commands that work as printed.
+    lines = result.stderr.splitlines()
+    start = lines.index(f"chroma-deploy: Chroma {load_settings({}).version} is up and healthy")
+    told = dict(line.strip().split(":", 1) for line in lines[start + 1 : start + 5])
+    assert told["URL"].strip().startswith(f"http://127.0.0.1:{data['chroma_port']};")
+    assert told["data dir"].strip().startswith(f"{project_dir}/chroma_data ")
+    drift = sh(told["check drift"].strip(), check=False)
+    assert drift.returncode == 0, drift.stdout + drift.stderr
+    backup = told["back up"].split("  (archives in ")[0].strip()
+    assert backup.endswith(f"backup.py {args}")
 
 
 def test_deploy_runs_from_another_directory(project, tmp_path):
