@@ -36,6 +36,7 @@ token = preflight.token_for_host(settings)
 owner = preflight.resolve_owner(settings)
 preflight.require_docker(settings)
 preflight.require_free_port(settings)
+preflight.require_dirs(settings)
 declared = Declared(settings, owner.uid, owner.gid)
 ship_id = image.control_image_id(settings.image_ref, settings.image_source)
 

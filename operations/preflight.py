@@ -12,6 +12,7 @@ from pyinfra import host
 
 from facts.accounts import Accounts, UsedIds, free_system_id
 from facts.compose import PortHolder
+from facts.datadirs import DataDirs
 from facts.docker import DockerEngine
 from operations.refusal import refusal
 from operations.secrets import read_token
@@ -136,3 +137,29 @@ def require_free_port(settings: Settings) -> None:
         f"chroma_port: port {settings.port} is in use by another program{program}; stop it, "
         "or set chroma_port to a free port",
     )
+
+
+def require_dirs(settings: Settings) -> None:
+    """The project dir and each data dir are dirs, or absent (to be created).
+
+    A file (or link) where a dir should be is refused here, before the first
+    operation, so nothing is written next to it; project.directories checks
+    again when it runs. Data there is never moved or deleted by chroma-deploy.
+    """
+    keys = {settings.project_dir: "chroma_project_dir"}
+    names = {
+        "chroma_data_dir": settings.data_dir,
+        "chroma_fallback_dir": settings.fallback_dir,
+        "chroma_logs_dir": settings.logs_dir,
+    }
+    if settings.auth_proxy:
+        names["chroma_secrets_dir"] = settings.secrets_dir
+    keys.update({settings.path(name): key for key, name in names.items()})
+    found = host.get_fact(DataDirs, paths=list(keys))
+    for path, key in keys.items():
+        if found[path] is not None and found[path]["type"] != "directory":
+            raise refusal(
+                host.name,
+                f"{key}: {path} is a {found[path]['type']}, not a directory; move it aside "
+                "(chroma-deploy never deletes anything there), then run again",
+            )

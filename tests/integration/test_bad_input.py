@@ -44,9 +44,12 @@ def test_data_dir_that_is_a_file_is_reported_and_kept(project):
     (project_dir / "chroma_data").write_text("precious")
     result = run_deploy(base_data(project_dir, name))
     assert result.returncode != 0
-    assert f"{project_dir}/chroma_data is a regular file, not a directory" in result.output
+    message = f"@local: chroma_data_dir: {project_dir}/chroma_data is a regular file, not a dir"
+    assert result.output.count(message) == 1
+    assert "No hosts remaining" not in result.output
     assert (project_dir / "chroma_data").read_text() == "precious"
-    assert not (project_dir / "docker-compose.yml").exists()
+    # Found before the first change: nothing else was added next to it.
+    assert sorted(p.name for p in project_dir.iterdir()) == ["chroma_data"]
 
 
 def test_port_in_use_is_refused_before_anything_on_the_host_changes(project):
