@@ -234,7 +234,7 @@ class PortHolder(FactBase[dict[str, Any]]):
 
     ``{"listener": str|None, "program": str|None, "ours_active": bool}``.
     ``listener``: the local address ``ss -Hltnp`` shows for the port, None
-    when nothing listens. ``program``: ``name (pid N)`` of the listener, None
+    when nothing listens. ``program``: ``name, pid N`` of the listener, None
     when ss may not show it (not root) or nothing listens. ``ours_active``: a
     container of compose project ``project_name`` is running, paused or
     restarting, so the listener may be our own stack (False without Docker).
@@ -262,7 +262,7 @@ class PortHolder(FactBase[dict[str, Any]]):
         program = _SS_USER.search(" ".join(first[5:])) if len(first) > 5 else None
         return {
             "listener": first[3] if len(first) > 3 else None,
-            "program": f"{program[1]} (pid {program[2]})" if program else None,
+            "program": f"{program[1]}, pid {program[2]}" if program else None,
             "ours_active": any(line.strip() for line in found.get("ours", [])),
         }
 
