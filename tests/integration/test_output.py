@@ -35,6 +35,11 @@ def test_long_steps_and_action_results_show_without_verbose_flags(project, tmp_p
     assert f"[@local] backup written: {kept}" in second
 
     assert "[@local] persistence proof: pass" in shown("prove.py", data)
+    # With -vvv pyinfra prints the output itself: the line comes once, not twice.
+    verbose = run_deploy(data, "-vvv", deploy_file="prove.py", timeout=600)
+    assert verbose.returncode == 0, verbose.output
+    lines = click.unstyle(verbose.stderr).splitlines()
+    assert [line.strip() for line in lines].count("[@local] persistence proof: pass") == 1
 
     restored = shown("restore.py", dict(data, chroma_restore_archive=str(kept)))
     assert f"[@local] restored {kept}; the data before it is in {project_dir}/chroma_data." in (
