@@ -232,26 +232,29 @@ def mounts_report(container: dict[str, Any], persist_path: str) -> dict[str, Any
 class PortHolder(FactBase[dict[str, Any]]):
     """Who holds TCP ``port`` on the host, read before anything changes.
 
-    ``{"listener": str|None, "program": str|None, "ours_active": bool}``.
+    ``{"listener": str|None, "program": str|None, "ours": bool}``.
     ``listener``: the local address ``ss -Hltnp`` shows for the port, None
     when nothing listens. ``program``: ``name, pid N`` of the listener, None
-    when ss may not show it (not root) or nothing listens. ``ours_active``: a
-    container of compose project ``project_name`` is running, paused or
-    restarting, so the listener may be our own stack (False without Docker).
+    when ss may not show it (not root) or nothing listens. ``ours``: a
+    container of compose project ``project_name`` publishes the port, or is
+    restarting (then it shows no ports, but its proxy may hold them), so the
+    listener may be our own stack. False without Docker.
     """
 
     @staticmethod
     def default() -> dict[str, Any]:
-        return {"listener": None, "program": None, "ours_active": False}
+        return {"listener": None, "program": None, "ours": False}
+
+    # pyinfra calls command() and process() on one instance: command() keeps the port.
+    port = 0
 
     def command(self, port: int, project_name: str) -> str:
+        self.port = int(port)
         label = q(f"label=com.docker.compose.project={project_name}")
-        statuses = " ".join(
-            f"--filter status={status}" for status in ("running", "paused", "restarting")
-        )
         return (
-            f"echo @@listening; ss -Hltnp {q(f'( sport = :{int(port)} )')} 2>/dev/null; "
-            f"echo @@ours; docker ps -q --filter {label} {statuses} 2>/dev/null; true"
+            f"echo @@listening; ss -Hltnp {q(f'( sport = :{self.port} )')} 2>/dev/null; "
+            f"echo @@ours; docker ps --filter {label} --format '{{{{.State}}}}|{{{{.Ports}}}}' "
+            "2>/dev/null; true"
         )
 
     def process(self, output: list[str]) -> dict[str, Any]:
@@ -260,10 +263,19 @@ class PortHolder(FactBase[dict[str, Any]]):
         first = listening[0] if listening else []
         # State, Recv-Q, Send-Q, local address, peer address, then users:(("name",pid=N,fd=M))
         program = _SS_USER.search(" ".join(first[5:])) if len(first) > 5 else None
+        # "running|127.0.0.1:8000->8000/tcp, [::1]:8000->8000/tcp": host ports before "->".
+        ours = [line.strip().partition("|") for line in found.get("ours", []) if line.strip()]
+        published = {
+            binding.split("->")[0].rsplit(":", 1)[-1]
+            for _, _, ports in ours
+            for binding in ports.split(", ")
+            if "->" in binding
+        }
+        restarting = any(state == "restarting" for state, _, _ in ours)
         return {
             "listener": first[3] if len(first) > 3 else None,
             "program": f"{program[1]}, pid {program[2]}" if program else None,
-            "ours_active": any(line.strip() for line in found.get("ours", [])),
+            "ours": restarting or str(self.port) in published,
         }
 
 

@@ -129,7 +129,7 @@ def require_free_port(settings: Settings) -> None:
     (stack_up checks again, for a program that takes the port during the run.)
     """
     holder = host.get_fact(PortHolder, port=settings.port, project_name=settings.compose_project)
-    if holder["listener"] is None or holder["ours_active"]:
+    if holder["listener"] is None or holder["ours"]:
         return
     program = f" ({holder['program']})" if holder["program"] else ""
     raise refusal(

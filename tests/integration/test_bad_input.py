@@ -8,7 +8,7 @@ import time
 
 import pytest
 from bad_input_cases import CASES
-from conftest import base_data, run_deploy, sh
+from conftest import base_data, converge, free_port, run_deploy, sh
 
 pytestmark = [pytest.mark.docker]
 
@@ -72,3 +72,26 @@ def test_port_in_use_is_refused_before_anything_on_the_host_changes(project):
     assert sh(f"docker ps -aq --filter label=com.docker.compose.project={name}").stdout == ""
     # Found before the first change: no project dir, data dirs, .gitignore or compose file.
     assert not project_dir.exists()
+
+
+def test_moving_a_running_stack_to_a_port_another_program_holds_changes_nothing(project):
+    project_dir, name = project
+    data = base_data(project_dir, name)
+    converge(data)
+    compose_before = (project_dir / "docker-compose.yml").read_text()
+    moved = dict(data, chroma_port=free_port())
+    with subprocess.Popen(
+        [sys.executable, "-m", "http.server", str(moved["chroma_port"]), "--bind", "127.0.0.1"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    ) as squatter:  # fmt: skip
+        try:
+            time.sleep(1)
+            result = run_deploy(moved)
+        finally:
+            squatter.terminate()
+    assert result.returncode != 0
+    message = f"@local: chroma_port: port {moved['chroma_port']} is in use by another program"
+    assert result.output.count(message) == 1
+    # Our own running stack on the old port is no reason to let the new one through.
+    assert (project_dir / "docker-compose.yml").read_text() == compose_before
+    converge(data)
