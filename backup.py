@@ -19,4 +19,5 @@ data_safety.backup(
     backup_dir=settings.backup_dir,
     keep=settings.backup_keep,
     wait_timeout=settings.wait_timeout,
+    version=settings.version,
 )

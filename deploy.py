@@ -30,6 +30,14 @@ image.chroma_image(
     ship_id=ship_id,
 )
 
+migrate.data_safety_guard(
+    name="No failed verification, no data dir left empty beside a copy of it",
+    project_dir=settings.project_dir,
+    data_dir=settings.data_dir,
+    accept_failed=settings.accept_failed_verification,
+    allow_empty=settings.allow_empty_data_dir,
+)
+
 project.directories(
     name=f"Project dir {settings.project_dir} and data dirs",
     project_dir=settings.project_dir,
@@ -43,8 +51,10 @@ project.directories(
 migrate.copy_legacy_volume(
     name="Data from a legacy named volume (copied, never deleted)",
     project_dir=settings.project_dir,
+    project_name=settings.compose_project,
     data_dir=declared.data_dir_paths[0],
     volume_names=list(settings.legacy_volumes),
+    adopt_volume=settings.adopt_volume,
     uid=declared.uid,
     gid=declared.gid,
     mode=settings.data_dir_mode,
@@ -122,6 +132,14 @@ stack.stack_up(
     # plan shows the restart. With -y this op runs after the file is replaced
     # and its fact sees the new config hash, so asking would cost a round trip.
     file_changed=compose.will_change if state.should_check_for_changes() else False,
+    data={
+        "project_dir": settings.project_dir,
+        "path": declared.data_dir_paths[0],
+        "persist_path": declared.line.persist_path,
+        "uid": declared.uid,
+        "gid": declared.gid,
+        "mode": settings.data_dir_mode,
+    },
 )
 
 migrate.verify_migration(

@@ -46,9 +46,10 @@ def test_backup_then_changes_then_restore_gives_back_exactly_the_backup(project,
     assert len(archives) == 1
     manifest = json.loads(archives[0].with_suffix("").with_suffix(".json").read_text())
     assert {k: v["count"] for k, v in manifest["collections"].items()} == {
-        "books": 100,
-        "papers": 100,
+        "default_tenant/default_database/books": 100,
+        "default_tenant/default_database/papers": 100,
     }
+    assert manifest["project"] == name and manifest["version"] == "1.5.9"
 
     books = chroma_client(port).get_collection("books", embedding_function=None)
     books.delete(ids=written["books"][:10])
