@@ -4,7 +4,7 @@
 Uploaded next to chroma_inventory.py and run by the operations with their
 values as arguments (never pasted into a shell string). Standard library only.
 
-    chroma_safety.py stage --record R --kind volume|bind|layer --subject S --source SRC
+    chroma_safety.py stage --record R --kind volume|layer --subject S --source SRC
                      --data-dir D --uid U --gid G --mode M [--container C ...]
                      [--compose-file F --project-dir P]
     chroma_safety.py verify --record R --url URL [--token-file F] --data-dir D
@@ -284,7 +284,7 @@ def verify(args: argparse.Namespace) -> int:
               f"stack is stopped. Restore {record.get('backup')} with restore.py, then see "
               f"{failed}", file=sys.stderr)  # fmt: skip
         return 3
-    aside = f"{args.data_dir}.failed-{record['kind']}-{stamp()}"
+    aside = f"{args.data_dir}.failed-{record['kind']}-{stamp()}-{os.getpid()}"
     os.replace(args.data_dir, aside)
     done = record_path.with_name(done_name(record))
     if record["kind"] == "volume" and done.exists():  # an earlier move is no longer in place
@@ -403,6 +403,10 @@ def main() -> int:
         return steps[args.command](args)
     except Refused as refusal:
         print(f"{args.command}: {refusal}", file=sys.stderr)
+        return 1
+    except OSError as error:  # e.g. a data dir that holds other files than .gitkeep
+        print(f"{args.command}: {error}; nothing was switched, run again once fixed",
+              file=sys.stderr)  # fmt: skip
         return 1
 
 

@@ -193,7 +193,9 @@ def restore(
     yield safety_command("space", ("--source", archive), ("--target", project_dir),
                          ("--factor", 4))  # fmt: skip
     yield (
-        f"set -e; stamp=$(date -u +%Y%m%dT%H%M%SZ); mkdir -p {q(project_dir + '/' + STATE_DIR)}; "
+        # The pid keeps two restores within one second from sharing an aside dir.
+        "set -e; stamp=$(date -u +%Y%m%dT%H%M%SZ)-$$; "
+        f"mkdir -p {q(project_dir + '/' + STATE_DIR)}; "
         f"{compose_command(project_dir, 'stop')}; "
         f"rm -rf {q(staging)}; mkdir -p {q(staging)}; "  # our own half extraction, never user data
         f"tar -C {q(staging)} -xzf {q(archive)}; "

@@ -14,12 +14,34 @@ from conftest import (
     converge,
     read_records,
     run_deploy,
+    run_drift,
     sh,
     wait_for_heartbeat,
     write_records,
 )
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
+
+
+def other_database(port: int, create: bool = False):
+    """A client on the database `other` of the default tenant (made first when ``create``)."""
+    import chromadb
+    from chromadb.config import Settings
+
+    if create:
+        settings = Settings(
+            chroma_api_impl="chromadb.api.fastapi.FastAPI",
+            chroma_server_host="127.0.0.1",
+            chroma_server_http_port=port,
+        )
+        chromadb.AdminClient(settings).create_database("other")
+    return chromadb.HttpClient(host="127.0.0.1", port=port, database="other")
+
+
+def drift_json(data: dict) -> tuple[int, dict]:
+    result = run_drift(data, "--json")
+    return result.returncode, json.loads(result.stdout)
+
 
 SEED_AFTER = """\
 services:
@@ -42,7 +64,16 @@ def test_seed_after_stack_on_1x_keeps_its_layer_data_when_taken_over(project):
     sh(f"cd '{project_dir}' && docker compose -p {name} up -d")
     wait_for_heartbeat(port)
     written = write_records(port, ("knowledge",), per_collection=120)
+    elsewhere = other_database(port, create=True).create_collection(
+        "elsewhere", embedding_function=None
+    )
+    elsewhere.add(ids=["far"], embeddings=[[1.0, 2.0, 3.0, 4.0]], documents=["in another db"])
     assert not (project_dir / "chroma_data" / "chroma.sqlite3").exists()  # the seed's mistake
+
+    code, found = drift_json(data)
+    assert code == 2
+    kinds = {item["kind"] for item in found["hosts"]["@local"]["items"]}
+    assert "data_outside_mount" in kinds
 
     first = converge(data)
     assert "Stack " + name + " up and healthy" in first.changed_operations
@@ -50,7 +81,13 @@ def test_seed_after_stack_on_1x_keeps_its_layer_data_when_taken_over(project):
     assert (project_dir / "chroma_data" / "chroma.sqlite3").is_file()
     state = project_dir / ".chroma-deploy"
     rescued = [json.loads(p.read_text()) for p in state.glob("rescued-layer-*.json")]
-    assert len(rescued) == 1 and rescued[0]["before"]["collections"]
+    assert len(rescued) == 1
+    assert sorted(rescued[0]["before"]["collections"]) == [
+        "default_tenant/default_database/knowledge", "default_tenant/other/elsewhere",
+    ]  # fmt: skip
+    far = other_database(port).get_collection("elsewhere", embedding_function=None)
+    assert far.get(ids=["far"])["documents"] == ["in another db"]
+    assert drift_json(data)[0] == 0
     kept = rescued[0]["kept_as"]  # the old layer lives on as an image, never deleted
     assert sh(f"docker image inspect {kept}").returncode == 0
     sh(f"docker image rm {kept}", check=False)  # the test's own throwaway image
