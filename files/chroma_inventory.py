@@ -200,6 +200,17 @@ def _read_sqlite(db: sqlite3.Connection) -> dict:
             entry[0] = values[0]
         elif not key.startswith("chroma:"):
             entry[1][key] = _typed(*values)
+    has_arrays = db.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'embedding_metadata_array'"
+    ).fetchone()
+    if has_arrays:  # 1.x keeps list values one row per item, in their order
+        for row_id, key, *values in db.execute(
+            "SELECT id, key, string_value, int_value, float_value, bool_value "
+            "FROM embedding_metadata_array ORDER BY rowid"
+        ):
+            entry = by_row.get(row_id)
+            if entry is not None:
+                entry[1].setdefault(key, []).append(_typed(*values))
     result = {}
     for collection, name in collections.items():
         found = {

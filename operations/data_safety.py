@@ -19,6 +19,7 @@ from pyinfra.api import operation
 from pyinfra.facts.files import File
 
 from facts.chroma import ChromaInventory
+from facts.project import ProjectFiles
 from operations.host_tools import (
     STATE_DIR,
     TOOLS_DIR,
@@ -27,6 +28,7 @@ from operations.host_tools import (
     upload_tools,
 )
 from operations.stack import compose_command, compose_up
+from operations.versions import deployed_version
 
 
 @operation(is_idempotent=False)
@@ -118,16 +120,19 @@ def backup(
     + data_dir: name of the bind-mounted data dir
     + backup_dir: where archives go; keep: newest archives to keep (0: all)
     + wait_timeout: seconds for ``up --wait`` after the archive is written
-    + version: the Chroma version deployed, recorded in the manifest
+    + version: the declared chroma_version; the manifest records the version the
+      compose file runs (the one the data was written by), this one only without a file
     """
+    files = host.get_fact(ProjectFiles, project_dir=project_dir)
+    deployed = deployed_version(files["compose"]["content"]) if files["compose"] else None
     yield from backup_commands(
-        project_dir, project_name, data_dir, backup_dir, wait_timeout, version
+        project_dir, project_name, data_dir, backup_dir, wait_timeout, deployed or version
     )
     if keep:
         # The one deletion chroma-deploy does, and only when chroma_backup_keep asks.
         yield safety_command(
             "prune", ("--dir", backup_dir), ("--project", project_name), ("--keep", keep),
-            ("--version", version),
+            ("--version", deployed or version),
         )  # fmt: skip
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import shlex
 
-import yaml
 from packaging.version import Version
 from pyinfra import host
 from pyinfra.api import operation
@@ -22,17 +21,7 @@ from facts.project import ProjectFiles
 from operations.data_safety import backup_commands
 from operations.host_failure import fail_host
 from operations.host_tools import pending_record
-
-
-def deployed_version(compose_content: str) -> str | None:
-    """The chroma image tag a compose file written by chroma-deploy names."""
-    try:
-        image = yaml.safe_load(compose_content)["services"]["chroma"]["image"]
-    except (yaml.YAMLError, KeyError, TypeError):
-        return None
-    tag = str(image).rsplit(":", 1)[-1]
-    parts = tag.split(".")
-    return tag if len(parts) == 3 and all(part.isdigit() for part in parts) else None
+from operations.versions import deployed_version
 
 
 @operation()

@@ -67,7 +67,10 @@ def test_seed_after_stack_on_1x_keeps_its_layer_data_when_taken_over(project):
     elsewhere = other_database(port, create=True).create_collection(
         "elsewhere", embedding_function=None
     )
-    elsewhere.add(ids=["far"], embeddings=[[1.0, 2.0, 3.0, 4.0]], documents=["in another db"])
+    elsewhere.add(  # list, bool and float metadata: read back the same from SQLite and API
+        ids=["far"], embeddings=[[1.0, 2.0, 3.0, 4.0]], documents=["in another db"],
+        metadatas=[{"tags": ["b", "a"], "ok": True, "weight": 2.0}],
+    )  # fmt: skip
     assert not (project_dir / "chroma_data" / "chroma.sqlite3").exists()  # the seed's mistake
 
     code, found = drift_json(data)

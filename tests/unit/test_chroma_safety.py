@@ -110,14 +110,15 @@ def test_a_copy_refuses_before_anything_moves_when_the_disk_is_full(tmp_path):
         subprocess.run(["umount", str(small)], check=False)
 
 
-def chroma_like_sqlite(path: Path) -> sqlite3.Connection:
+def chroma_like_sqlite(path: Path | str) -> sqlite3.Connection:
     """The tables the inventory reads, one record in a second database, left in the WAL.
 
     The connection stays open (and so the -wal uncheckpointed) until the caller closes it.
     """
     db = sqlite3.connect(path)
-    db.execute("PRAGMA journal_mode=WAL")
-    db.execute("PRAGMA wal_autocheckpoint=0")
+    if str(path) != ":memory:":
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA wal_autocheckpoint=0")
     db.executescript(
         "CREATE TABLE databases (id TEXT, name TEXT, tenant_id TEXT);"
         "CREATE TABLE collections (id TEXT, name TEXT, database_id TEXT);"
@@ -132,6 +133,10 @@ def chroma_like_sqlite(path: Path) -> sqlite3.Connection:
         "INSERT INTO embeddings VALUES (1, 's1', 'a'), (2, 's2', 'b');"
         "INSERT INTO embedding_metadata VALUES (1, 'chroma:document', 'hello', NULL, NULL, NULL);"
         "INSERT INTO embedding_metadata VALUES (1, 'n', NULL, 5, NULL, NULL);"
+        "CREATE TABLE embedding_metadata_array (id INTEGER, key TEXT, string_value TEXT,"
+        " int_value INTEGER, float_value REAL, bool_value INTEGER);"
+        "INSERT INTO embedding_metadata_array VALUES (1, 'tags', 'b', NULL, NULL, NULL);"
+        "INSERT INTO embedding_metadata_array VALUES (1, 'tags', 'a', NULL, NULL, NULL);"
     )
     db.commit()
     return db
@@ -162,3 +167,15 @@ def test_sqlite_inventory_sees_every_database_and_committed_wal_content(tmp_path
     assert after["content_sha256"] != before  # a changed document shows
     assert after["ids_sha256"] == found["default_tenant/default_database/docs"]["ids_sha256"]
     writer.close()
+
+
+def test_sqlite_and_api_content_lines_agree_on_lists_bools_and_floats():
+    """1.x keeps list metadata in its own table: the SQLite side must read it as the API says."""
+    sys.path.insert(0, str(FILES))
+    import chroma_inventory
+
+    db = chroma_like_sqlite(":memory:")
+    found = chroma_inventory._read_sqlite(db)["collections"]["default_tenant/default_database/docs"]
+    # The API's answer for the same record: {"n": 5, "tags": ["b", "a"]}, document "hello".
+    api = chroma_inventory.summary({"a": ("hello", {"n": 5, "tags": ["b", "a"]})})
+    assert found == api
