@@ -28,5 +28,6 @@ backup = data_safety.backup(
     backup_dir=settings.backup_dir,
     keep=settings.backup_keep,
     wait_timeout=settings.wait_timeout,
+    version=settings.version,
 )
 report.show(backup)  # where the archive went, what was pruned

@@ -52,6 +52,14 @@ image.chroma_image(
     ship_id=ship_id,
 )
 
+migrate.data_safety_guard(
+    name="No failed verification, no data dir left empty beside a copy of it",
+    project_dir=settings.project_dir,
+    data_dir=settings.data_dir,
+    accept_failed=settings.accept_failed_verification,
+    allow_empty=settings.allow_empty_data_dir,
+)
+
 if settings.create_owner and settings.owner:
     # chroma_create_owner: a system account (no login, no home) before the dirs it owns.
     if settings.group is None:
@@ -85,8 +93,10 @@ project.directories(
 copied = migrate.copy_legacy_volume(
     name="Data from a legacy named volume (copied, never deleted)",
     project_dir=settings.project_dir,
+    project_name=settings.compose_project,
     data_dir=declared.data_dir_paths[0],
     volume_names=list(settings.legacy_volumes),
+    adopt_volume=settings.adopt_volume,
     uid=declared.uid,
     gid=declared.gid,
     mode=settings.data_dir_mode,
@@ -164,6 +174,14 @@ stack.stack_up(
     # plan shows the restart. With -y this op runs after the file is replaced
     # and its fact sees the new config hash, so asking would cost a round trip.
     file_changed=compose.will_change if state.should_check_for_changes() else False,
+    data={
+        "project_dir": settings.project_dir,
+        "path": declared.data_dir_paths[0],
+        "persist_path": declared.line.persist_path,
+        "uid": declared.uid,
+        "gid": declared.gid,
+        "mode": settings.data_dir_mode,
+    },
 )
 
 verified = migrate.verify_migration(

@@ -32,7 +32,7 @@ from pyinfra.api.exceptions import ConnectError, PyinfraError  # noqa: E402
 from pyinfra.context import ctx_config, ctx_host, ctx_inventory, ctx_state  # noqa: E402
 
 from facts.chroma import ChromaHealth  # noqa: E402
-from facts.compose import ComposeStack  # noqa: E402
+from facts.compose import ComposeStack, ContainerLayerData  # noqa: E402
 from facts.datadirs import DataDirs  # noqa: E402
 from facts.project import ProjectFiles  # noqa: E402
 from facts.secrets import SecretFile  # noqa: E402
@@ -41,6 +41,7 @@ from operations import preflight  # noqa: E402
 from operations.compare import DriftItem, HostFacts, compare  # noqa: E402
 from operations.declared import Declared  # noqa: E402
 from operations.secrets import token_file_digest  # noqa: E402
+from operations.stack import exposed_containers  # noqa: E402
 
 EXIT_OK, EXIT_ERROR, EXIT_DRIFT = 0, 1, 2
 
@@ -155,15 +156,18 @@ def gather(host: Any) -> tuple[Declared, HostFacts]:
     owner = preflight.resolve_owner(settings)
     declared = Declared(settings, owner.uid, owner.gid)
     paths = [settings.project_dir, *declared.data_dir_paths]
+    stack = host.get_fact(
+        ComposeStack,
+        project_dir=settings.project_dir,
+        project_name=settings.compose_project,
+        image=settings.image_ref,
+    )
+    exposed = exposed_containers(stack, declared.data_dir_paths[0], declared.line.persist_path)
+    names = [*settings.legacy_volumes, *([settings.adopt_volume] if settings.adopt_volume else [])]
     facts = HostFacts(
         data_dirs=host.get_fact(DataDirs, paths=paths),
         project_files=host.get_fact(ProjectFiles, project_dir=settings.project_dir),
-        stack=host.get_fact(
-            ComposeStack,
-            project_dir=settings.project_dir,
-            project_name=settings.compose_project,
-            image=settings.image_ref,
-        ),
+        stack=stack,
         health=host.get_fact(
             ChromaHealth,
             url=declared.url,
@@ -171,9 +175,10 @@ def gather(host: Any) -> tuple[Declared, HostFacts]:
             container=declared.chroma_container,
             token_file=declared.token_file,
         ),
-        legacy_volumes=host.get_fact(LegacyVolumes, names=list(settings.legacy_volumes)),
+        legacy_volumes=host.get_fact(LegacyVolumes, names=names),
         token_file=host.get_fact(SecretFile, path=declared.token_file) if token else None,
         token_digest=token_file_digest(token) if token else None,
+        layer_data=host.get_fact(ContainerLayerData, containers=exposed) if exposed else None,
     )
     return declared, facts
 

@@ -1,11 +1,16 @@
 """Restore a backup: `pyinfra INVENTORY restore.py --data chroma_restore_archive=/path.tar.gz`.
 
 The current data dir is moved aside (never deleted), the archive's checksum
-is checked first, and the restored counts and ids are verified against the
-backup's manifest. Running it again with the same archive changes nothing.
+is checked first, and the restored collections, counts, ids, documents and
+metadata are verified against the backup's manifest. The archive's manifest
+names the Chroma version it was taken with: the stack is restored on that
+version (the way back from an upgrade), and the run says which
+chroma_version to keep in the inventory. Running it again with the same
+archive changes nothing while the server still holds what it restored.
 """
 
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 # pyinfra puts only the working dir on sys.path: make `pyinfra @local /path/to/restore.py`
@@ -16,13 +21,14 @@ if ROOT not in sys.path:  # once, though pyinfra runs this file for every host
 
 from pyinfra import host  # noqa: E402
 
-from operations import data_safety, preflight, report  # noqa: E402
+from facts.chroma import ChromaInventory  # noqa: E402
+from operations import data_safety, image, preflight, report, stack  # noqa: E402
 from operations.declared import Declared  # noqa: E402
+from operations.host_tools import TOOLS_DIR  # noqa: E402
 from operations.refusal import refusal  # noqa: E402
 
 settings = preflight.settings_for_host()
 owner = preflight.resolve_owner(settings)
-declared = Declared(settings, owner.uid, owner.gid)
 
 if not settings.restore_archive:
     raise refusal(
@@ -32,11 +38,42 @@ if not settings.restore_archive:
         "--data chroma_restore_archive=/var/backups/chroma-deploy/chroma-20260101T000000Z.tar.gz",
     )
 
+archive = settings.restore_archive
+declared = Declared(settings, owner.uid, owner.gid)
+manifest = host.get_fact(
+    ChromaInventory,
+    url=declared.url,
+    tools_dir=TOOLS_DIR,
+    manifest=archive.removesuffix(".tar.gz") + ".json",
+)["manifest"]
+archive_version = (manifest or {}).get("version")
+if archive_version and archive_version != settings.version:
+    # The data was written by that version and Chroma migrates forward only:
+    # restore it on the version it came from.
+    settings = replace(settings, version=archive_version)
+    declared = Declared(settings, owner.uid, owner.gid)
+    image.chroma_image(
+        name=f"Image {settings.image_ref} the archive was taken with",
+        ref=settings.image_ref,
+        version=settings.version,
+        source=settings.image_source,
+        build_dir=settings.image_build_dir,
+    )
+    stack.compose_file(
+        name=f"{settings.compose_path} for Chroma {archive_version}, the archive's version",
+        project_dir=settings.project_dir,
+        content=declared.compose_content,
+        uid=declared.uid,
+        gid=declared.gid,
+    )
+
+keep = f" on Chroma {archive_version}: keep chroma_version={archive_version}"
 restored = data_safety.restore(
-    name=f"Restore {settings.restore_archive} into {settings.path(settings.data_dir)}",
+    name=f"Restore {archive} into {settings.path(settings.data_dir)}"
+    + (keep if archive_version else ""),
     project_dir=settings.project_dir,
     data_dir=settings.data_dir,
-    archive=settings.restore_archive,
+    archive=archive,
     uid=declared.uid,
     gid=declared.gid,
     mode=settings.data_dir_mode,

@@ -169,6 +169,14 @@ def _volume_names(value: Any) -> tuple[str, ...]:
     return tuple(value)
 
 
+def _optional_volume_name(value: Any) -> str | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or not _PLAIN_NAME.match(value):
+        raise ValueError("the full name of one volume, as `docker volume ls` shows it")
+    return value
+
+
 def _env_name(value: Any) -> str:
     if not isinstance(value, str) or not re.match(r"^[A-Z_][A-Z0-9_]*$", value):
         raise ValueError("an environment variable name such as CHROMA_AUTH_TOKEN")
@@ -393,6 +401,27 @@ SETTINGS: tuple[Setting, ...] = (
         "setup before bind mounts.",
     ),
     Setting(
+        "chroma_adopt_volume",
+        None,
+        _optional_volume_name,
+        "A named volume of another compose project (or of none) to migrate into this "
+        "project's data dir; by default only this project's own volumes are taken.",
+    ),
+    Setting(
+        "chroma_accept_failed_verification",
+        False,
+        _bool,
+        "Go on after a migration or upgrade failed its verification (the failed-* records "
+        "become accepted-*); by default such a host is not deployed until you act.",
+    ),
+    Setting(
+        "chroma_allow_empty_data_dir",
+        False,
+        _bool,
+        "Start a server on an empty data dir although a copy of it was moved aside "
+        "(an unfinished restore or a failed migration).",
+    ),
+    Setting(
         "chroma_backup_dir",
         "/var/backups/chroma-deploy",
         _absolute_path,
@@ -450,6 +479,9 @@ class Settings:
     secrets_dir: str
     install_docker: bool
     legacy_volumes: tuple[str, ...] = field(default=("chroma_data",))
+    adopt_volume: str | None = None
+    accept_failed_verification: bool = False
+    allow_empty_data_dir: bool = False
     backup_dir: str = "/var/backups/chroma-deploy"
     backup_keep: int = 0
     restore_archive: str | None = None

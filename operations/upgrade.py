@@ -13,29 +13,15 @@ from __future__ import annotations
 import json
 import shlex
 
-import yaml
+from packaging.version import Version
 from pyinfra import host
 from pyinfra.api import operation
 
 from facts.project import ProjectFiles
 from operations.data_safety import backup_commands
 from operations.host_failure import fail_host
-from operations.migrate import pending_record
-
-
-def deployed_version(compose_content: str) -> str | None:
-    """The chroma image tag a compose file written by chroma-deploy names."""
-    try:
-        image = yaml.safe_load(compose_content)["services"]["chroma"]["image"]
-    except (yaml.YAMLError, KeyError, TypeError):
-        return None
-    tag = str(image).rsplit(":", 1)[-1]
-    parts = tag.split(".")
-    return tag if len(parts) == 3 and all(part.isdigit() for part in parts) else None
-
-
-def _parse(version: str) -> tuple[int, ...]:
-    return tuple(int(part) for part in version.split("."))
+from operations.host_tools import pending_record
+from operations.versions import deployed_version
 
 
 @operation()
@@ -60,7 +46,7 @@ def version_change(
     if old is None or old == version:
         host.noop(f"Chroma {version} is the version deployed" if old else "nothing deployed yet")
         return
-    if _parse(version) < _parse(old):
+    if Version(version) < Version(old):
         yield fail_host(
             f"chroma_version={version} is older than the {old} deployed: Chroma "
             "migrates its data forward only. Keep chroma_version=" + old + ", or restore the "
@@ -70,11 +56,14 @@ def version_change(
         return
     fields = ", ".join(
         f"{json.dumps(key)}: {json.dumps(value)}"
-        for key, value in (("kind", "upgrade"), ("from", old), ("to", version))
+        for key, value in (("kind", "upgrade"), ("subject", old), ("from", old), ("to", version))
     )
+    # The stack stays stopped from the manifest to the switch: stack_up starts the
+    # new version, so no write can land after the backup was taken.
     *tool, backup = backup_commands(
-        project_dir, project_name, data_dir, backup_dir, wait_timeout,
-        label=f"-before-{version}", record=pending_record(project_dir), record_fields=fields,
+        project_dir, project_name, data_dir, backup_dir, wait_timeout, version=old,
+        label=f"-before-{version}", before_version=version, restart=False,
+        record=pending_record(project_dir, "upgrade"), record_fields=fields,
     )  # fmt: skip
     sqlite = shlex.quote(f"{project_dir}/{data_dir}/chroma.sqlite3")
     state = shlex.quote(pending_record(project_dir).rsplit("/", 1)[0])

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import yaml
+
 
 @dataclass(frozen=True)
 class VersionLine:
@@ -68,3 +70,14 @@ def version_line(version: str) -> VersionLine:
         healthcheck=("CMD", "curl", "-fsS", "-o", "/dev/null", f"http://127.0.0.1:8000{heartbeat}"),
         log_file="/chroma/chroma.log",
     )
+
+
+def deployed_version(compose_content: str) -> str | None:
+    """The chroma image tag a compose file written by chroma-deploy names."""
+    try:
+        image = yaml.safe_load(compose_content)["services"]["chroma"]["image"]
+    except (yaml.YAMLError, KeyError, TypeError):
+        return None
+    tag = str(image).rsplit(":", 1)[-1]
+    parts = tag.split(".")
+    return tag if len(parts) == 3 and all(part.isdigit() for part in parts) else None

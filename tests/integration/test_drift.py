@@ -333,13 +333,14 @@ def test_legacy_volume_with_data_and_empty_data_dir(stack, tmp_path):
     )
     fresh.update(chroma_compose_project=f"{name}x", chroma_port=data["chroma_port"] + 1)
     converge(fresh)
+    volume = f"{name}_legacy_chroma_data"
+    fresh["chroma_adopt_volume"] = volume  # made by hand, no compose project: adopted
     collection = chroma_client(fresh["chroma_port"]).create_collection(
         "kept", embedding_function=None
     )
     collection.add(
         ids=[f"r{i}" for i in range(20)], embeddings=[[float(i), 1.0] for i in range(20)]
     )
-    volume = f"{name}_legacy_chroma_data"
     try:
         # Move the real data into a named volume, as a setup before bind mounts had it.
         sh(f"cd '{fresh_dir}' && docker compose stop && docker volume create {volume} && "

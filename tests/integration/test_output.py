@@ -42,6 +42,5 @@ def test_long_steps_and_action_results_show_without_verbose_flags(project, tmp_p
     assert [line.strip() for line in lines].count("[@local] persistence proof: pass") == 1
 
     restored = shown("restore.py", dict(data, chroma_restore_archive=str(kept)))
-    assert f"[@local] restored {kept}; the data before it is in {project_dir}/chroma_data." in (
-        restored
-    )
+    assert f"[@local] the data before the restore is in {project_dir}/chroma_data." in restored
+    assert f"[@local] restored {kept}: verified against its manifest" in restored

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import httpx
 import pytest
 import yaml
 from conftest import base_data, chroma_client, converge, read_records, run_deploy
@@ -40,3 +41,20 @@ def test_upgrade_from_0_6_keeps_every_record_and_a_downgrade_is_refused(project,
     assert "chroma_version=0.6.3 is older than the 1.5.9 deployed" in refused.output
     assert (project_dir / "docker-compose.yml").read_text() == compose
     assert read_records(port) == before
+
+    # The way back: restoring the pre-upgrade archive brings back the version it was
+    # taken with, and the data as it was then (not migrated forward again).
+    chroma_client(port).get_collection("faq", embedding_function=None).delete(ids=["faq-0"])
+    back = dict(data, chroma_restore_archive=str(backups[0]))
+    restored = run_deploy(back, deploy_file="restore.py", timeout=600)
+    assert restored.returncode == 0, restored.output
+    assert "keep chroma_version=0.6.3" in restored.output
+    chroma = yaml.safe_load((project_dir / "docker-compose.yml").read_text())["services"]["chroma"]
+    assert chroma["image"].endswith(":0.6.3")
+    assert chroma["volumes"][0]["target"] == "/chroma/chroma"
+    version = httpx.get(f"http://127.0.0.1:{port}/api/v2/version", timeout=10).json()
+    assert version == "0.6.3"
+    assert read_records(port) == before
+    again = run_deploy(back, deploy_file="restore.py", timeout=600)  # nothing changed since
+    assert again.returncode == 0 and again.result["totals"]["success"] == 0, again.output
+    converge(dict(data, chroma_version="0.6.3"))  # the version the user now keeps

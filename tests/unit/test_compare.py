@@ -115,4 +115,24 @@ def test_legacy_volume_counts_only_while_the_data_dir_is_empty(declared, converg
     facts = HostFacts(**{**converged.__dict__, "legacy_volumes": legacy})
     assert kinds(declared, facts) == []
     facts.data_dirs[f"{ROOT}/chroma_data"]["has_sqlite"] = False
-    assert kinds(declared, facts) == ["legacy_volume"]  # the other volume holds no sqlite
+    # fxlegacy belongs to no compose project: not this project's, so not its drift...
+    assert kinds(declared, facts) == []
+    # ...until chroma_adopt_volume names it (otherproj_fxlegacy holds no sqlite).
+    adopting = Declared(
+        load_settings(
+            {"chroma_project_dir": ROOT, "chroma_compose_project": "fx", "chroma_port": 18777,
+             "chroma_adopt_volume": "fxlegacy"}
+        ),
+        0, 0,
+    )  # fmt: skip
+    assert kinds(adopting, facts) == ["legacy_volume"]
+
+
+def test_data_in_a_containers_own_layer_is_its_own_kind(declared, converged):
+    converged.stack["containers"][0]["config_hash"] = converged.stack["declared_hashes"]["chroma"]
+    layer = recorded("compose.ContainerLayerData", "seed_after_on_1x")
+    facts = HostFacts(**{**converged.__dict__, "layer_data": layer})
+    assert kinds(declared, facts) == ["data_outside_mount"]
+    (item,) = compare(declared, facts)
+    assert item.resource == "container fxseed-chroma-1"
+    assert "/data/chroma.sqlite3" in item.actual
