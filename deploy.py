@@ -8,7 +8,18 @@ the stack up only when something differs. A second run changes nothing.
 
 from pyinfra import state
 
-from operations import engine, image, migrate, preflight, project, secrets, stack, upgrade
+from operations import (
+    engine,
+    host_failure,
+    image,
+    lock,
+    migrate,
+    preflight,
+    project,
+    secrets,
+    stack,
+    upgrade,
+)
 from operations.declared import Declared
 
 settings = preflight.settings_for_host()
@@ -17,6 +28,11 @@ owner = preflight.resolve_owner(settings)
 preflight.require_docker(settings)
 declared = Declared(settings, owner.uid, owner.gid)
 ship_id = image.control_image_id(settings.image_ref, settings.image_source)
+
+# One run at a time per project: taken now, before any operation, held while this run lives.
+locked_out = lock.take_project_lock(settings.project_dir, settings.lock_timeout, "deploy.py")
+if locked_out:
+    host_failure.refused(name="Project lock", message=locked_out)
 
 if settings.install_docker:
     engine.docker_engine(name="Docker Engine and Compose v2")

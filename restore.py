@@ -15,7 +15,7 @@ from pyinfra import host
 from pyinfra.api.exceptions import DeployError
 
 from facts.chroma import ChromaInventory
-from operations import data_safety, image, preflight, stack
+from operations import data_safety, host_failure, image, lock, preflight, stack
 from operations.declared import Declared
 from operations.host_tools import TOOLS_DIR
 
@@ -29,6 +29,11 @@ if not settings.restore_archive:
     )
 
 archive = settings.restore_archive
+
+# One run at a time per project: taken now, before any operation, held while this run lives.
+locked_out = lock.take_project_lock(settings.project_dir, settings.lock_timeout, "restore.py")
+if locked_out:
+    host_failure.refused(name="Project lock", message=locked_out)
 declared = Declared(settings, owner.uid, owner.gid)
 manifest = host.get_fact(
     ChromaInventory,

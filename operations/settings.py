@@ -169,6 +169,16 @@ def _volume_names(value: Any) -> tuple[str, ...]:
     return tuple(value)
 
 
+def _lock_timeout(value: Any) -> int:
+    try:
+        seconds = int(str(value))
+    except ValueError:
+        seconds = -1
+    if not 0 <= seconds <= 86400:
+        raise ValueError("whole seconds from 0 (do not wait) to 86400")
+    return seconds
+
+
 def _optional_volume_name(value: Any) -> str | None:
     if value is None or value == "":
         return None
@@ -415,6 +425,13 @@ SETTINGS: tuple[Setting, ...] = (
         "(an unfinished restore or a failed migration).",
     ),
     Setting(
+        "chroma_lock_timeout",
+        300,
+        _lock_timeout,
+        "Seconds a deploy, backup, restore or proof waits for another run on the same "
+        "project to finish before it fails, naming that run.",
+    ),
+    Setting(
         "chroma_backup_dir",
         "/var/backups/chroma-deploy",
         _absolute_path,
@@ -474,6 +491,7 @@ class Settings:
     adopt_volume: str | None = None
     accept_failed_verification: bool = False
     allow_empty_data_dir: bool = False
+    lock_timeout: int = 300
     backup_dir: str = "/var/backups/chroma-deploy"
     backup_keep: int = 0
     restore_archive: str | None = None
