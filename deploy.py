@@ -21,6 +21,7 @@ from operations import (
     upgrade,
 )
 from operations.declared import Declared
+from operations.render import server_environment
 
 settings = preflight.settings_for_host()
 token = preflight.token_for_host(settings)
@@ -120,13 +121,22 @@ if declared.gitignore_lines:
     )
 
 upgrade.version_change(
-    name=f"Chroma version {settings.version}: a backup before any upgrade, no downgrade",
+    name=f"Chroma version {settings.version}: backup and rehearsal before an upgrade, no downgrade",
     project_dir=settings.project_dir,
     project_name=settings.compose_project,
     data_dir=settings.data_dir,
     version=settings.version,
     backup_dir=settings.backup_dir,
     wait_timeout=settings.wait_timeout,
+    rehearsal={
+        "image": settings.image_ref,
+        "persist_path": declared.line.persist_path,
+        "environment": [f"{name}={value}" for name, value in server_environment(settings)],
+        "uid": declared.uid,
+        "gid": declared.gid,
+    }
+    if settings.upgrade_rehearsal
+    else None,
 )
 
 compose = stack.compose_file(
