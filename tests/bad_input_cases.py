@@ -54,4 +54,12 @@ CASES = [
     ({"chroma_cpus": "0"}, "chroma_cpus='0' is not allowed"),
     ({"chroma_log_max_size": "10"}, "chroma_log_max_size='10' is not allowed"),
     ({"chroma_otel_endpoint": "otel:4317"}, "chroma_otel_endpoint='otel:4317' is not allowed"),
+    (
+        {"chroma_otel_service_name": "kb"},
+        "chroma_otel_service_name needs chroma_otel_endpoint: set both",
+    ),
+    (
+        {"chroma_cors_allow_origins": "*,http://app.example"},
+        "either '*' alone or a list of origins, not both",
+    ),
 ]
