@@ -15,10 +15,15 @@ ROOT = str(Path(__file__).resolve().parent)
 if ROOT not in sys.path:  # once, though pyinfra runs this file for every host
     sys.path.insert(0, ROOT)
 
-from operations import data_safety, preflight, report  # noqa: E402
+from operations import data_safety, host_failure, lock, preflight, report  # noqa: E402
 
 settings = preflight.settings_for_host()
 preflight.resolve_owner(settings)
+
+# One run at a time per project: taken now, before any operation, held while this run lives.
+locked_out = lock.take_project_lock(settings.project_dir, settings.lock_timeout, "backup.py")
+if locked_out:
+    host_failure.refused(name="Project lock", message=locked_out)
 
 backup = data_safety.backup(
     name=f"Back up {settings.path(settings.data_dir)} to {settings.backup_dir}",

@@ -20,7 +20,9 @@ from pyinfra.operations import server  # noqa: E402
 
 from operations import (  # noqa: E402
     engine,
+    host_failure,
     image,
+    lock,
     migrate,
     preflight,
     project,
@@ -30,6 +32,7 @@ from operations import (  # noqa: E402
     upgrade,
 )
 from operations.declared import Declared  # noqa: E402
+from operations.render import server_environment  # noqa: E402
 
 settings = preflight.settings_for_host()
 token = preflight.token_for_host(settings)
@@ -39,6 +42,11 @@ preflight.require_free_port(settings)
 preflight.require_dirs(settings)
 declared = Declared(settings, owner.uid, owner.gid)
 ship_id = image.control_image_id(settings.image_ref, settings.image_source)
+
+# One run at a time per project: taken now, before any operation, held while this run lives.
+locked_out = lock.take_project_lock(settings.project_dir, settings.lock_timeout, "deploy.py")
+if locked_out:
+    host_failure.refused(name="Project lock", message=locked_out)
 
 if settings.install_docker:
     engine.docker_engine(name="Docker Engine and Compose v2")
@@ -146,13 +154,22 @@ if declared.gitignore_lines:
     )
 
 version_change = upgrade.version_change(
-    name=f"Chroma version {settings.version}: a backup before any upgrade, no downgrade",
+    name=f"Chroma version {settings.version}: backup and rehearsal before an upgrade, no downgrade",
     project_dir=settings.project_dir,
     project_name=settings.compose_project,
     data_dir=settings.data_dir,
     version=settings.version,
     backup_dir=settings.backup_dir,
     wait_timeout=settings.wait_timeout,
+    rehearsal={
+        "image": settings.image_ref,
+        "persist_path": declared.line.persist_path,
+        "environment": [f"{name}={value}" for name, value in server_environment(settings)],
+        "uid": declared.uid,
+        "gid": declared.gid,
+    }
+    if settings.upgrade_rehearsal
+    else None,
 )
 
 compose = stack.compose_file(

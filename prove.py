@@ -14,11 +14,16 @@ ROOT = str(Path(__file__).resolve().parent)
 if ROOT not in sys.path:  # once, though pyinfra runs this file for every host
     sys.path.insert(0, ROOT)
 
-from operations import data_safety, preflight, report  # noqa: E402
+from operations import data_safety, host_failure, lock, preflight, report  # noqa: E402
 from operations.declared import Declared  # noqa: E402
 
 settings = preflight.settings_for_host()
 owner = preflight.resolve_owner(settings)
+
+# One run at a time per project: taken now, before any operation, held while this run lives.
+locked_out = lock.take_project_lock(settings.project_dir, settings.lock_timeout, "prove.py")
+if locked_out:
+    host_failure.refused(name="Project lock", message=locked_out)
 declared = Declared(settings, owner.uid, owner.gid)
 
 proof = data_safety.persistence_proof(

@@ -22,7 +22,7 @@ if ROOT not in sys.path:  # once, though pyinfra runs this file for every host
 from pyinfra import host  # noqa: E402
 
 from facts.chroma import ChromaInventory  # noqa: E402
-from operations import data_safety, image, preflight, report, stack  # noqa: E402
+from operations import data_safety, host_failure, image, lock, preflight, report, stack  # noqa: E402
 from operations.declared import Declared  # noqa: E402
 from operations.host_tools import TOOLS_DIR  # noqa: E402
 from operations.refusal import refusal  # noqa: E402
@@ -39,6 +39,11 @@ if not settings.restore_archive:
     )
 
 archive = settings.restore_archive
+
+# One run at a time per project: taken now, before any operation, held while this run lives.
+locked_out = lock.take_project_lock(settings.project_dir, settings.lock_timeout, "restore.py")
+if locked_out:
+    host_failure.refused(name="Project lock", message=locked_out)
 declared = Declared(settings, owner.uid, owner.gid)
 manifest = host.get_fact(
     ChromaInventory,

@@ -13,6 +13,8 @@ values as arguments (never pasted into a shell string). Standard library only.
     chroma_safety.py space --source PATH --target DIR [--factor N]
     chroma_safety.py manifest --sqlite DB --out FILE --project P --version V [--before-version V]
     chroma_safety.py compare --manifest FILE --url URL [--token-file F]
+    chroma_safety.py rehearse --record R --data-dir D --image I --persist-path P --work-dir W
+                     --uid U --gid G --compose-file F --project-dir P [--env NAME=value ...]
 
 Exit codes: 0 done (or match), 1 error (nothing was changed by the failing
 step; say what), 3 verification mismatch (handled: see ``verify``).
@@ -364,6 +366,78 @@ def compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def wait_for_heartbeat(url: str, seconds: int) -> bool:
+    import urllib.request
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"{url}/api/v2/heartbeat", timeout=3):  # noqa: S310
+                return True
+        except OSError:
+            time.sleep(0.5)
+    return False
+
+
+def rehearse(args: argparse.Namespace) -> int:
+    """Start the new image on a copy of the data, compare, remove the copy: before any switch.
+
+    The live data dir is only read (copied); the throwaway container publishes no
+    port and runs as the data's owner. On a mismatch or a start failure the old
+    stack is started again from its unchanged compose file and the upgrade's
+    pending record is set aside, so the host fails with the new server's own
+    words while it goes on serving the old data.
+    """
+    record_path = Path(args.record)
+    before = json.loads(record_path.read_text())["before"]
+    work = Path(args.work_dir)
+    copy = work / "data"
+    name = f"chroma-deploy-rehearsal-{os.getpid()}"
+    check_space(tree_size(args.data_dir), str(work.parent))
+    if work.exists():
+        shutil.rmtree(work)  # our own copy from a killed rehearsal, never user data
+    work.mkdir(parents=True)
+    started = time.monotonic()
+    problem = None
+    try:
+        shutil.copytree(args.data_dir, copy, symlinks=True)
+        for root, dirs, files in os.walk(copy):
+            for entry in [*dirs, *files]:
+                os.lchown(os.path.join(root, entry), args.uid, args.gid)
+        os.chown(copy, args.uid, args.gid)
+        env = [item for pair in args.env for item in ("-e", pair)]
+        docker("run", "-d", "--name", name, "--user", f"{args.uid}:{args.gid}",
+               "-v", f"{copy}:{args.persist_path}", *env, args.image)  # fmt: skip
+        address = docker("inspect", "-f", "{{.NetworkSettings.IPAddress}}", name).strip()
+        url = f"http://{address}:8000"
+        if not address or not wait_for_heartbeat(url, args.timeout):
+            logs = subprocess.run(["docker", "logs", "--tail", "5", name], capture_output=True,
+                                  text=True, check=False)  # fmt: skip
+            said = " ".join((logs.stdout + logs.stderr).split())[-400:]
+            problem = f"the new server did not start on a copy of the data: {said or 'no output'}"
+        else:
+            after = inventory(Chroma(url, None), scopes_of(before))
+            found = differences(before["collections"], after["collections"])
+            if found:
+                problem = "the new server shows other data: " + "; ".join(found[:5])
+    except Refused as error:
+        problem = str(error)
+    finally:
+        docker("rm", "-f", name, check=False)
+        shutil.rmtree(work, ignore_errors=True)
+    seconds = time.monotonic() - started
+    if problem is None:
+        counts = sum(item["count"] for item in before["collections"].values())
+        print(f"rehearsal passed: {args.image} serves the same {len(before['collections'])} "
+              f"collections and {counts} records from a copy ({seconds:.1f} s)")  # fmt: skip
+        return 0
+    compose(args.project_dir, args.compose_file, "up", "--detach", "--wait")
+    os.replace(record_path, record_path.with_name(f"rehearsal-failed-{stamp()}.json"))
+    print(f"upgrade rehearsal FAILED, nothing was switched and the old stack is running again: "
+          f"{problem}", file=sys.stderr)  # fmt: skip
+    return 3
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -396,9 +470,17 @@ def main() -> int:
     for option in ("--manifest", "--url"):
         compared.add_argument(option, required=True)
     compared.add_argument("--token-file")
+    rehearsed = commands.add_parser("rehearse")
+    for option in ("--record", "--data-dir", "--image", "--persist-path", "--work-dir",
+                   "--compose-file", "--project-dir"):  # fmt: skip
+        rehearsed.add_argument(option, required=True)
+    rehearsed.add_argument("--uid", type=int, required=True)
+    rehearsed.add_argument("--gid", type=int, required=True)
+    rehearsed.add_argument("--timeout", type=int, default=120)
+    rehearsed.add_argument("--env", action="append", default=[], help="NAME=value")
     args = parser.parse_args()
     steps = {"stage": stage, "verify": verify, "prune": prune, "space": space,
-             "manifest": manifest, "compare": compare}  # fmt: skip
+             "manifest": manifest, "compare": compare, "rehearse": rehearse}  # fmt: skip
     try:
         return steps[args.command](args)
     except Refused as refusal:

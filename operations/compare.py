@@ -13,6 +13,7 @@ from typing import Any
 
 from facts.compose import mounts_report
 from operations.declared import Declared
+from operations.gitignore import problems as gitignore_problems
 from operations.stack import COMPOSE_FILE, image_moved
 
 KINDS = (
@@ -88,13 +89,13 @@ def compare_paths(declared: Declared, facts: HostFacts) -> list[DriftItem]:
 
 
 def compare_files(declared: Declared, facts: HostFacts) -> list[DriftItem]:
-    """The .gitignore lines and the compose file, with a unified diff for edits."""
+    """The .gitignore lines (present, in order) and the compose file, with a diff for edits."""
     items = []
     project_dir = declared.settings.project_dir
-    present = set(facts.project_files["gitignore"] or [])
-    for line in declared.gitignore_lines:
-        if line not in present:
-            items.append(DriftItem("gitignore", f"{project_dir}/.gitignore", line, "absent"))
+    for expected, actual in gitignore_problems(
+        facts.project_files["gitignore"], declared.gitignore_lines
+    ):
+        items.append(DriftItem("gitignore", f"{project_dir}/.gitignore", expected, actual))
 
     path = f"{project_dir}/{COMPOSE_FILE}"
     compose = facts.project_files["compose"]

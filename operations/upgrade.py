@@ -20,7 +20,8 @@ from pyinfra.api import operation
 from facts.project import ProjectFiles
 from operations.data_safety import backup_commands
 from operations.host_failure import fail_host
-from operations.host_tools import pending_record
+from operations.host_tools import STATE_DIR, pending_record, safety_command
+from operations.stack import COMPOSE_FILE
 from operations.versions import deployed_version
 
 
@@ -32,14 +33,22 @@ def version_change(
     version: str,
     backup_dir: str,
     wait_timeout: int,
+    rehearsal: dict | None = None,
 ):
     """Back up before moving to a newer Chroma; refuse to move to an older one.
+
+    With ``rehearsal``, the new image is first started on a copy of the data in a
+    throwaway container and must show what the backup's manifest says; on a
+    mismatch or a failed start the old stack runs again and the host fails
+    (files/chroma_safety.py rehearse). The live data dir is never switched then.
 
     + project_dir, project_name: the project dir and compose project
     + data_dir: name of the data dir
     + version: the declared chroma_version
     + backup_dir: where the pre-upgrade backup goes
     + wait_timeout: seconds for ``up --wait`` after the backup
+    + rehearsal: ``{"image", "persist_path", "environment": ["NAME=value"], "uid", "gid"}``
+      of the new version (chroma_upgrade_rehearsal), or None to skip it
     """
     files = host.get_fact(ProjectFiles, project_dir=project_dir)
     old = deployed_version(files["compose"]["content"]) if files["compose"] else None
@@ -49,9 +58,9 @@ def version_change(
     if Version(version) < Version(old):
         yield fail_host(
             f"chroma_version={version} is older than the {old} deployed: Chroma "
-            "migrates its data forward only. Keep chroma_version=" + old + ", or restore the "
-            f"backup taken before the upgrade to {old} (restore.py, in {backup_dir}) together "
-            f"with chroma_version={version}"
+            "migrates its data forward only. Keep chroma_version=" + old + ", or restore an "
+            f"archive taken with {version} (restore.py, from {backup_dir}): it brings back the "
+            "version it was taken with"
         )
         return
     fields = ", ".join(
@@ -72,3 +81,14 @@ def version_change(
         f"mkdir -p {state}; if [ -f {sqlite} ]; then ( {backup} ); "
         f'else echo "no data yet: Chroma {old} -> {version} needs no backup"; fi'
     )
+    if rehearsal:
+        record = pending_record(project_dir, "upgrade")
+        rehearse = safety_command(
+            "rehearse", ("--record", record), ("--data-dir", f"{project_dir}/{data_dir}"),
+            ("--image", rehearsal["image"]), ("--persist-path", rehearsal["persist_path"]),
+            ("--work-dir", f"{project_dir}/{STATE_DIR}/rehearsal"),
+            ("--uid", rehearsal["uid"]), ("--gid", rehearsal["gid"]),
+            ("--timeout", wait_timeout), ("--env", rehearsal["environment"]),
+            ("--compose-file", f"{project_dir}/{COMPOSE_FILE}"), ("--project-dir", project_dir),
+        )  # fmt: skip
+        yield f"if [ -f {shlex.quote(record)} ]; then {rehearse}; fi"
