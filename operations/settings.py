@@ -486,7 +486,7 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "chroma_proxy_image",
-        "chroma-deploy/auth-proxy:1",
+        "chroma-deploy/auth-proxy:2",
         _image_reference,
         "Image of the proxy, built on the host from files/build-proxy-image.sh when missing.",
     ),
