@@ -79,7 +79,7 @@ def up(clone: Path, *args: str) -> tuple[DeployRun, float]:
 
 def test_up_sh_from_a_fresh_clone_starts_the_stopped_engine_and_converges(tmp_path: Path):
     clone = tmp_path / "clone"
-    sh(f"git clone --quiet '{ROOT}' '{clone}'")
+    subprocess.run(["git", "clone", "--quiet", str(ROOT), str(clone)], check=True, timeout=120)
     assert not (clone / ".venv").exists()
     bootstrap = subprocess.run(
         ["bash", "scripts/bootstrap.sh"], cwd=clone, capture_output=True, text=True, timeout=900
@@ -105,7 +105,10 @@ def test_up_sh_from_a_fresh_clone_starts_the_stopped_engine_and_converges(tmp_pa
         if sh("docker info", check=False).returncode != 0:
             restart_engine()
         if (project_dir / "docker-compose.yml").exists():
-            sh(f"cd '{project_dir}' && docker compose down --timeout 5", check=False)
+            subprocess.run(
+                ["docker", "compose", "down", "--timeout", "5"],
+                cwd=project_dir, capture_output=True, timeout=120, check=False,
+            )  # fmt: skip
     print(f"up.sh with the engine stopped: {first_seconds:.1f} s, again {second_seconds:.1f} s")
 
     assert stopped
