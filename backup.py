@@ -6,10 +6,15 @@ a .sha256 and that .json manifest, which restore.py verifies against.
 Archives go to chroma_backup_dir.
 """
 
-from operations import data_safety, preflight
+from operations import data_safety, host_failure, lock, preflight
 
 settings = preflight.settings_for_host()
 preflight.resolve_owner(settings)
+
+# One run at a time per project: taken now, before any operation, held while this run lives.
+locked_out = lock.take_project_lock(settings.project_dir, settings.lock_timeout, "backup.py")
+if locked_out:
+    host_failure.refused(name="Project lock", message=locked_out)
 
 data_safety.backup(
     name=f"Back up {settings.path(settings.data_dir)} to {settings.backup_dir}",
@@ -19,4 +24,5 @@ data_safety.backup(
     backup_dir=settings.backup_dir,
     keep=settings.backup_keep,
     wait_timeout=settings.wait_timeout,
+    version=settings.version,
 )

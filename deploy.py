@@ -8,8 +8,20 @@ the stack up only when something differs. A second run changes nothing.
 
 from pyinfra import state
 
-from operations import engine, image, migrate, preflight, project, secrets, stack, upgrade
+from operations import (
+    engine,
+    host_failure,
+    image,
+    lock,
+    migrate,
+    preflight,
+    project,
+    secrets,
+    stack,
+    upgrade,
+)
 from operations.declared import Declared
+from operations.render import server_environment
 
 settings = preflight.settings_for_host()
 token = preflight.token_for_host(settings)
@@ -17,6 +29,11 @@ owner = preflight.resolve_owner(settings)
 preflight.require_docker(settings)
 declared = Declared(settings, owner.uid, owner.gid)
 ship_id = image.control_image_id(settings.image_ref, settings.image_source)
+
+# One run at a time per project: taken now, before any operation, held while this run lives.
+locked_out = lock.take_project_lock(settings.project_dir, settings.lock_timeout, "deploy.py")
+if locked_out:
+    host_failure.refused(name="Project lock", message=locked_out)
 
 if settings.install_docker:
     engine.docker_engine(name="Docker Engine and Compose v2")
@@ -28,6 +45,14 @@ image.chroma_image(
     source=settings.image_source,
     build_dir=settings.image_build_dir,
     ship_id=ship_id,
+)
+
+migrate.data_safety_guard(
+    name="No failed verification, no data dir left empty beside a copy of it",
+    project_dir=settings.project_dir,
+    data_dir=settings.data_dir,
+    accept_failed=settings.accept_failed_verification,
+    allow_empty=settings.allow_empty_data_dir,
 )
 
 project.directories(
@@ -43,8 +68,10 @@ project.directories(
 migrate.copy_legacy_volume(
     name="Data from a legacy named volume (copied, never deleted)",
     project_dir=settings.project_dir,
+    project_name=settings.compose_project,
     data_dir=declared.data_dir_paths[0],
     volume_names=list(settings.legacy_volumes),
+    adopt_volume=settings.adopt_volume,
     uid=declared.uid,
     gid=declared.gid,
     mode=settings.data_dir_mode,
@@ -94,13 +121,22 @@ if declared.gitignore_lines:
     )
 
 upgrade.version_change(
-    name=f"Chroma version {settings.version}: a backup before any upgrade, no downgrade",
+    name=f"Chroma version {settings.version}: backup and rehearsal before an upgrade, no downgrade",
     project_dir=settings.project_dir,
     project_name=settings.compose_project,
     data_dir=settings.data_dir,
     version=settings.version,
     backup_dir=settings.backup_dir,
     wait_timeout=settings.wait_timeout,
+    rehearsal={
+        "image": settings.image_ref,
+        "persist_path": declared.line.persist_path,
+        "environment": [f"{name}={value}" for name, value in server_environment(settings)],
+        "uid": declared.uid,
+        "gid": declared.gid,
+    }
+    if settings.upgrade_rehearsal
+    else None,
 )
 
 compose = stack.compose_file(
@@ -122,6 +158,14 @@ stack.stack_up(
     # plan shows the restart. With -y this op runs after the file is replaced
     # and its fact sees the new config hash, so asking would cost a round trip.
     file_changed=compose.will_change if state.should_check_for_changes() else False,
+    data={
+        "project_dir": settings.project_dir,
+        "path": declared.data_dir_paths[0],
+        "persist_path": declared.line.persist_path,
+        "uid": declared.uid,
+        "gid": declared.gid,
+        "mode": settings.data_dir_mode,
+    },
 )
 
 migrate.verify_migration(

@@ -1,6 +1,7 @@
 """Report every difference between hosts and what deploy.py declares. Read-only.
 
     python drift.py INVENTORY [--data KEY=VALUE ...] [--limit HOST ...] [--json] [--no-color]
+                              [--textfile PATH]
 
 INVENTORY is what pyinfra accepts: @local, inventory.py, host1,host2, @ssh/...
 Exit codes, like `terraform plan -detailed-exitcode`: 0 every host matches,
@@ -10,6 +11,10 @@ fact that could not be read); an error wins over drift.
 It only reads facts (facts/), never runs an operation, pulls, builds or
 calls `docker compose up --dry-run`. The expectations are the ones deploy.py
 converges to: operations.declared.Declared built from the same settings.
+
+--textfile PATH also writes the results as Prometheus metrics for node_exporter's
+textfile collector (operations.drift_metrics), replacing PATH atomically; a
+failure to write it is an error (exit 1), and stdout is unchanged.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
@@ -32,7 +38,7 @@ from pyinfra.api.exceptions import ConnectError, PyinfraError  # noqa: E402
 from pyinfra.context import ctx_config, ctx_host, ctx_inventory, ctx_state  # noqa: E402
 
 from facts.chroma import ChromaHealth  # noqa: E402
-from facts.compose import ComposeStack  # noqa: E402
+from facts.compose import ComposeStack, ContainerLayerData  # noqa: E402
 from facts.datadirs import DataDirs  # noqa: E402
 from facts.project import ProjectFiles  # noqa: E402
 from facts.secrets import SecretFile  # noqa: E402
@@ -40,7 +46,9 @@ from facts.volumes import LegacyVolumes  # noqa: E402
 from operations import preflight  # noqa: E402
 from operations.compare import DriftItem, HostFacts, compare  # noqa: E402
 from operations.declared import Declared  # noqa: E402
+from operations.drift_metrics import HostResult, render, write_textfile  # noqa: E402
 from operations.secrets import token_file_digest  # noqa: E402
+from operations.stack import exposed_containers  # noqa: E402
 
 EXIT_OK, EXIT_ERROR, EXIT_DRIFT = 0, 1, 2
 
@@ -52,6 +60,8 @@ class HostReport:
     name: str
     items: list[DriftItem] = field(default_factory=list)
     error: str | None = None
+    checked_at: float = 0.0  # Unix time the check finished (metrics only, not in --json)
+    duration_seconds: float = 0.0
 
     @property
     def status(self) -> str:
@@ -89,7 +99,18 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="check only these hosts (repeatable)")  # fmt: skip
     parser.add_argument("--json", action="store_true", help="print one JSON document")
     parser.add_argument("--no-color", action="store_true", help="plain text output")
-    return parser.parse_args(argv)
+    parser.add_argument("--textfile", type=Path, metavar="PATH",
+                        help="also write Prometheus metrics to PATH (node_exporter textfile "
+                             "collector), atomically")  # fmt: skip
+    args = parser.parse_args(argv)
+    # Refused before any host is checked, not after a long fleet check.
+    if args.textfile is not None and args.textfile.is_dir():
+        raise UsageError(f"drift.py: --textfile {args.textfile} is a directory: name a file")
+    if args.textfile is not None and not args.textfile.parent.is_dir():
+        raise UsageError(
+            f"drift.py: --textfile {args.textfile}: {args.textfile.parent} is not a directory"
+        )
+    return args
 
 
 def parse_data(pairs: list[str]) -> dict[str, Any]:
@@ -133,7 +154,15 @@ def load_state(inventory_arg: str, data: dict[str, Any], limit: list[str]) -> St
 
 
 def check_host(host: Any) -> HostReport:
-    """Connect, read the facts, compare. Never raises: errors go into the report."""
+    """Connect, read the facts, compare, and time it. Never raises: errors go into the report."""
+    started = time.monotonic()
+    report = _check_host(host)
+    report.duration_seconds = time.monotonic() - started
+    report.checked_at = time.time()
+    return report
+
+
+def _check_host(host: Any) -> HostReport:
     report = HostReport(host.name)
     try:
         host.connect(show_errors=False, raise_exceptions=True)
@@ -155,15 +184,18 @@ def gather(host: Any) -> tuple[Declared, HostFacts]:
     owner = preflight.resolve_owner(settings)
     declared = Declared(settings, owner.uid, owner.gid)
     paths = [settings.project_dir, *declared.data_dir_paths]
+    stack = host.get_fact(
+        ComposeStack,
+        project_dir=settings.project_dir,
+        project_name=settings.compose_project,
+        image=settings.image_ref,
+    )
+    exposed = exposed_containers(stack, declared.data_dir_paths[0], declared.line.persist_path)
+    names = [*settings.legacy_volumes, *([settings.adopt_volume] if settings.adopt_volume else [])]
     facts = HostFacts(
         data_dirs=host.get_fact(DataDirs, paths=paths),
         project_files=host.get_fact(ProjectFiles, project_dir=settings.project_dir),
-        stack=host.get_fact(
-            ComposeStack,
-            project_dir=settings.project_dir,
-            project_name=settings.compose_project,
-            image=settings.image_ref,
-        ),
+        stack=stack,
         health=host.get_fact(
             ChromaHealth,
             url=declared.url,
@@ -171,9 +203,10 @@ def gather(host: Any) -> tuple[Declared, HostFacts]:
             container=declared.chroma_container,
             token_file=declared.token_file,
         ),
-        legacy_volumes=host.get_fact(LegacyVolumes, names=list(settings.legacy_volumes)),
+        legacy_volumes=host.get_fact(LegacyVolumes, names=names),
         token_file=host.get_fact(SecretFile, path=declared.token_file) if token else None,
         token_digest=token_file_digest(token) if token else None,
+        layer_data=host.get_fact(ContainerLayerData, containers=exposed) if exposed else None,
     )
     return declared, facts
 
@@ -230,6 +263,21 @@ def render_json(reports: list[HostReport]) -> str:
     return json.dumps(document, indent=2, sort_keys=True)
 
 
+def render_metrics(reports: list[HostReport]) -> str:
+    return render(
+        [
+            HostResult(
+                host=report.name,
+                status=report.status,
+                kinds=[item.kind for item in report.items],
+                checked_at=report.checked_at,
+                duration_seconds=report.duration_seconds,
+            )
+            for report in reports
+        ]
+    )
+
+
 def main(argv: list[str]) -> int:
     try:
         args = parse_args(argv)
@@ -242,6 +290,12 @@ def main(argv: list[str]) -> int:
         print(render_json(reports))
     else:
         print(render_text(reports, color=not args.no_color and sys.stdout.isatty()))
+    if args.textfile is not None:
+        try:
+            write_textfile(args.textfile, render_metrics(reports))
+        except OSError as error:
+            print(f"drift.py: --textfile {args.textfile} was not written: {error}", file=sys.stderr)
+            return EXIT_ERROR
     return exit_code(reports)
 
 

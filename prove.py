@@ -5,11 +5,16 @@ canary back and removes it. Each host passes (success) or fails with the
 reason: the seed's manual "Testing Data Persistence", made automatic.
 """
 
-from operations import data_safety, preflight
+from operations import data_safety, host_failure, lock, preflight
 from operations.declared import Declared
 
 settings = preflight.settings_for_host()
 owner = preflight.resolve_owner(settings)
+
+# One run at a time per project: taken now, before any operation, held while this run lives.
+locked_out = lock.take_project_lock(settings.project_dir, settings.lock_timeout, "prove.py")
+if locked_out:
+    host_failure.refused(name="Project lock", message=locked_out)
 declared = Declared(settings, owner.uid, owner.gid)
 
 data_safety.persistence_proof(

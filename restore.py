@@ -1,18 +1,26 @@
 """Restore a backup: `pyinfra INVENTORY restore.py --data chroma_restore_archive=/path.tar.gz`.
 
 The current data dir is moved aside (never deleted), the archive's checksum
-is checked first, and the restored counts and ids are verified against the
-backup's manifest. Running it again with the same archive changes nothing.
+is checked first, and the restored collections, counts, ids, documents and
+metadata are verified against the backup's manifest. The archive's manifest
+names the Chroma version it was taken with: the stack is restored on that
+version (the way back from an upgrade), and the run says which
+chroma_version to keep in the inventory. Running it again with the same
+archive changes nothing while the server still holds what it restored.
 """
 
+from dataclasses import replace
+
+from pyinfra import host
 from pyinfra.api.exceptions import DeployError
 
-from operations import data_safety, preflight
+from facts.chroma import ChromaInventory
+from operations import data_safety, host_failure, image, lock, preflight, stack
 from operations.declared import Declared
+from operations.host_tools import TOOLS_DIR
 
 settings = preflight.settings_for_host()
 owner = preflight.resolve_owner(settings)
-declared = Declared(settings, owner.uid, owner.gid)
 
 if not settings.restore_archive:
     raise DeployError(
@@ -20,11 +28,47 @@ if not settings.restore_archive:
         "--data chroma_restore_archive=/var/backups/chroma-deploy/chroma-20260101T000000Z.tar.gz"
     )
 
+archive = settings.restore_archive
+
+# One run at a time per project: taken now, before any operation, held while this run lives.
+locked_out = lock.take_project_lock(settings.project_dir, settings.lock_timeout, "restore.py")
+if locked_out:
+    host_failure.refused(name="Project lock", message=locked_out)
+declared = Declared(settings, owner.uid, owner.gid)
+manifest = host.get_fact(
+    ChromaInventory,
+    url=declared.url,
+    tools_dir=TOOLS_DIR,
+    manifest=archive.removesuffix(".tar.gz") + ".json",
+)["manifest"]
+archive_version = (manifest or {}).get("version")
+if archive_version and archive_version != settings.version:
+    # The data was written by that version and Chroma migrates forward only:
+    # restore it on the version it came from.
+    settings = replace(settings, version=archive_version)
+    declared = Declared(settings, owner.uid, owner.gid)
+    image.chroma_image(
+        name=f"Image {settings.image_ref} the archive was taken with",
+        ref=settings.image_ref,
+        version=settings.version,
+        source=settings.image_source,
+        build_dir=settings.image_build_dir,
+    )
+    stack.compose_file(
+        name=f"{settings.compose_path} for Chroma {archive_version}, the archive's version",
+        project_dir=settings.project_dir,
+        content=declared.compose_content,
+        uid=declared.uid,
+        gid=declared.gid,
+    )
+
+keep = f" on Chroma {archive_version}: keep chroma_version={archive_version}"
 data_safety.restore(
-    name=f"Restore {settings.restore_archive} into {settings.path(settings.data_dir)}",
+    name=f"Restore {archive} into {settings.path(settings.data_dir)}"
+    + (keep if archive_version else ""),
     project_dir=settings.project_dir,
     data_dir=settings.data_dir,
-    archive=settings.restore_archive,
+    archive=archive,
     uid=declared.uid,
     gid=declared.gid,
     mode=settings.data_dir_mode,

@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 
 from pyinfra.api import FactBase
 
-from facts._shell import q, sections
+from facts._shell import parse_error, q, sections
 
 # Without curl: bash's /dev/tcp. Host, port, path and token file are the
 # script's arguments ($1..$4), never part of its text. The token is read into
@@ -144,3 +144,46 @@ def _read_raw_http(lines: list[str], result: dict[str, Any]) -> None:
         return
     body = lines[lines.index("") + 1 :] if "" in lines else []
     _read_heartbeat(int(match.group(1)), "\n".join(body), result)
+
+
+class ChromaInventory(FactBase[dict[str, Any]]):
+    """What the server holds, and what a backup manifest says it should hold.
+
+    ``{"live": inventory or None, "manifest": the JSON of ``manifest`` or
+    None}``. ``live`` is None when the inventory tool is not on the host yet
+    (it is uploaded by the first operation that needs it) or the server does
+    not answer; the caller must then act as if the data differed. The
+    inventory is files/chroma_inventory.py's: ``{"collections": {...}}``.
+    """
+
+    @staticmethod
+    def default() -> dict[str, Any]:
+        return {"live": None, "manifest": None}
+
+    def command(
+        self, url: str, tools_dir: str, token_file: str | None = None, manifest: str | None = None
+    ) -> str:
+        tool = f"{tools_dir}/chroma_inventory.py"
+        token = f" --token-file {q(token_file)}" if token_file else ""
+        scopes = ""
+        read_manifest = ""
+        if manifest:
+            read_manifest = f"echo @@manifest; cat {q(manifest)} 2>/dev/null; echo; "
+            scopes = f" --scopes-from {q(manifest)}"  # every tenant/database it names
+        return (
+            f"{read_manifest}echo @@live; test -f {q(tool)} && "
+            f"python3 {q(tool)} {q(url)}{token}{scopes} 2>/dev/null; true"
+        )
+
+    def process(self, output: list[str]) -> dict[str, Any]:
+        found = sections(output)
+        result: dict[str, Any] = self.default()
+        for key in ("live", "manifest"):
+            text = "".join(found.get(key, [])).strip()
+            if not text:
+                continue
+            try:
+                result[key] = json.loads(text)
+            except ValueError:
+                raise parse_error("ChromaInventory", f"{key} is not JSON: {text[:80]!r}") from None
+        return result

@@ -226,3 +226,36 @@ def mounts_report(container: dict[str, Any], persist_path: str) -> dict[str, Any
             "and is lost when the container stops"
         )
     return {"container": container["name"], "mounts": mounts, "problems": problems}
+
+
+class ContainerLayerData(FactBase[dict[str, list[str]]]):
+    """Chroma databases that containers keep in their own writable layer.
+
+    ``{container: [paths of chroma.sqlite3 files added or changed in its
+    layer, outside every mount]}`` from ``docker diff`` (stopped containers
+    too). A path here is lost when the container is removed or recreated.
+    Empty when Docker is absent or none of ``containers`` exists.
+    """
+
+    @staticmethod
+    def default() -> dict[str, list[str]]:
+        return {}
+
+    def command(self, containers: list[str]) -> str:
+        parts = [
+            f"echo @@{index}; docker diff {q(name)} 2>/dev/null"
+            " | awk '$2 ~ /\\/chroma\\.sqlite3$/ {print $2}'"
+            for index, name in enumerate(containers)
+        ]
+        self.names = list(containers)
+        return "command -v docker >/dev/null 2>&1 || exit 0; " + "; ".join([*parts, "true"])
+
+    names: list[str] = []  # noqa: RUF012 - set by command() for process(), as pyinfra calls them
+
+    def process(self, output: list[str]) -> dict[str, list[str]]:
+        found = sections(output)
+        return {
+            name: sorted(line.strip() for line in found.get(str(index), []) if line.strip())
+            for index, name in enumerate(self.names)
+            if any(line.strip() for line in found.get(str(index), []))
+        }

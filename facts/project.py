@@ -76,3 +76,35 @@ def _decode(lines: list[str]) -> bytes:
         return base64.b64decode("".join(lines).strip(), validate=True)
     except (ValueError, binascii.Error) as error:
         raise parse_error("ProjectFiles", f"base64: {error}") from None
+
+
+class SafetyState(FactBase[dict[str, Any]]):
+    """The data-safety records of a project and the copies moved aside beside its data dir.
+
+    ``{"records": [file names in <project>/.chroma-deploy, sorted], "aside":
+    [names in the project dir that start with "<data_dir>." (copies moved
+    aside by a restore or a failed migration)], "data_has_sqlite": bool}``.
+    Empty lists and False when the project dir does not exist.
+    """
+
+    @staticmethod
+    def default() -> dict[str, Any]:
+        return {"records": [], "aside": [], "data_has_sqlite": False}
+
+    def command(self, project_dir: str, data_dir: str) -> str:
+        state = q(f"{project_dir}/.chroma-deploy")
+        return (
+            f"echo @@records; test -d {state} && ls -1A {state}; "
+            f"echo @@aside; cd {q(project_dir)} 2>/dev/null && "
+            f'for p in {q(data_dir)}.*; do test -e "$p" && echo "$p"; done; '
+            f"echo @@sqlite; test -f {q(f'{project_dir}/{data_dir}/chroma.sqlite3')} && echo yes; "
+            "true"
+        )
+
+    def process(self, output: list[str]) -> dict[str, Any]:
+        found = sections(output)
+        return {
+            "records": sorted(line for line in found.get("records", []) if line.strip()),
+            "aside": sorted(line for line in found.get("aside", []) if line.strip()),
+            "data_has_sqlite": any(line.strip() == "yes" for line in found.get("sqlite", [])),
+        }

@@ -16,7 +16,9 @@ class LegacyVolumes(FactBase[list[dict[str, Any]]]):
     ``[{"name": str, "mountpoint": str, "compose_project": str|None (label
     com.docker.compose.project), "has_chroma_data": bool (chroma.sqlite3 at
     the volume's root, tested on the host), "size_bytes": int (du -sb, 0 when
-    unreadable), "used_by": [container names, stopped ones too]}]`` sorted by
+    unreadable), "users": [{"name", "project" (compose project label or
+    None)}] (containers that use it, stopped ones too), "contents": "N
+    collections, M records" or None (python3 missing or unreadable)}]`` sorted by
     name. Empty when none match, ``names`` is empty, or Docker is absent or
     its daemon down.
     """
@@ -38,8 +40,10 @@ class LegacyVolumes(FactBase[list[dict[str, Any]]]):
             "m=$(docker volume inspect --format '{{.Mountpoint}}' \"$v\" 2>/dev/null); "
             'test -n "$m" && test -f "$m/chroma.sqlite3" && echo sqlite; '
             'echo size=$(du -sb -- "$m" 2>/dev/null | cut -f1); '
-            "echo users=$(docker ps -a --filter volume=\"$v\" --format '{{.Names}}' 2>/dev/null"
-            " | tr '\\n' ' ');; "
+            'docker ps -a --filter volume="$v" --format '
+            "'user={{.Names}}={{.Label \"com.docker.compose.project\"}}' 2>/dev/null; "
+            f'test -f "$m/chroma.sqlite3" && python3 -c {q(_CONTENTS)} "$m/chroma.sqlite3" '
+            "2>/dev/null;; "
             "esac; done; true"
         )
 
@@ -64,7 +68,8 @@ def _volume(block: list[str]) -> dict[str, Any]:
             "compose_project": labels.get("com.docker.compose.project"),
             "has_chroma_data": "sqlite" in block[1:],
             "size_bytes": 0,
-            "used_by": [],
+            "users": [],
+            "contents": None,
         }
     except (ValueError, IndexError, KeyError, TypeError, AttributeError) as error:
         raise parse_error(
@@ -73,6 +78,19 @@ def _volume(block: list[str]) -> dict[str, Any]:
     for line in block[1:]:
         if line.startswith("size="):
             volume["size_bytes"] = to_int(line[5:] or "0", "LegacyVolumes", "du size")
-        elif line.startswith("users="):
-            volume["used_by"] = sorted(line[6:].split())
+        elif line.startswith("user="):
+            name, _, project = line[5:].partition("=")
+            volume["users"].append({"name": name, "project": project or None})
+        elif line.startswith("contents="):
+            volume["contents"] = line[9:]
+    volume["users"].sort(key=lambda user: user["name"])
     return volume
+
+
+# Counted read-only (immutable) for the report only: the migration reads a copy.
+_CONTENTS = (
+    "import sqlite3, sys; db = sqlite3.connect('file:' + sys.argv[1] + '?mode=ro&immutable=1', "
+    "uri=True); c = db.execute('SELECT count(*) FROM collections').fetchone()[0]; "
+    'r = db.execute("SELECT count(*) FROM embeddings e JOIN segments s ON e.segment_id = s.id '
+    "WHERE s.scope = 'METADATA'\").fetchone()[0]; print(f'contents={c} collections, {r} records')"
+)

@@ -1,14 +1,25 @@
 #!/usr/bin/env python3
-"""Count what a Chroma server holds: collections, records, a checksum of the ids.
+"""Count what a Chroma server holds, per tenant, database and collection.
 
-Runs on the host with the standard library only, so backups, restores and the
-persistence proof can verify data the same way on @local and over SSH.
+Runs on the host with the standard library only, so backups, restores,
+migrations and the persistence proof verify data the same way on @local and
+over SSH, from either side of a change:
 
-    python3 chroma_inventory.py URL [--token-file FILE] [--canary write|read|delete NAME]
+    python3 chroma_inventory.py URL [--token-file FILE] [--scope T/D ...] [--scopes-from JSON]
+    python3 chroma_inventory.py URL [--token-file FILE] --canary write|read|delete NAME
     python3 chroma_inventory.py sqlite:/path/to/chroma.sqlite3
 
-Prints one JSON document: {"collections": {name: {"count": N, "ids_sha256": H}}}.
+Prints one JSON document: ``{"collections": {"TENANT/DATABASE/NAME": {"count": N,
+"ids_sha256": H, "content_sha256": H}}}``. ``content_sha256`` covers every
+record's id, document and metadata (a sample of one id in 16 when a collection
+has 100,000 records or more). Vectors are not in it: a stopped server keeps
+them in binary segment files, which the migrations compare byte for byte.
+
+The SQLite side reads a private copy of the database and its write-ahead log,
+so committed entries that Chroma has not checkpointed yet are seen, and the
+original (a legacy volume, a stopped server's data dir) is never opened.
 The token, when given, is read from its 0600 file and sent as X-Chroma-Token.
+Exit codes: 0 done, 1 the server or the file could not be read.
 """
 
 from __future__ import annotations
@@ -16,12 +27,46 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
+import shutil
+import sqlite3
 import sys
+import tempfile
 import urllib.error
+import urllib.parse
 import urllib.request
 
-BASE = "/api/v2/tenants/default_tenant/databases/default_database/collections"
+DEFAULT_SCOPE = "default_tenant/default_database"
 PAGE = 1000
+SAMPLE_FROM = 100_000  # records; above this the content checksum samples
+
+
+def _digest(lines: list[str]) -> str:
+    return hashlib.sha256("\n".join(sorted(lines)).encode()).hexdigest()
+
+
+def _sampled(record_id: str, total: int) -> bool:
+    return total < SAMPLE_FROM or hashlib.sha256(record_id.encode()).hexdigest()[0] == "0"
+
+
+def _content_line(record_id: str, document: object, metadata: object) -> str:
+    return json.dumps([record_id, document, metadata or {}], sort_keys=True)
+
+
+def summary(records: dict[str, tuple[object, object]]) -> dict:
+    """count, ids and content checksums of ``{id: (document, metadata)}``."""
+    total = len(records)
+    return {
+        "count": total,
+        "ids_sha256": _digest(list(records)),
+        "content_sha256": _digest(
+            [
+                _content_line(record_id, *content)
+                for record_id, content in records.items()
+                if _sampled(record_id, total)
+            ]
+        ),
+    }
 
 
 class Chroma:
@@ -46,83 +91,159 @@ class Chroma:
             text = answer.read().decode()
         return json.loads(text) if text else None
 
-    def collections(self) -> list[dict]:
+    @staticmethod
+    def base(scope: str) -> str:
+        tenant, database = (urllib.parse.quote(part, safe="") for part in scope.split("/", 1))
+        return f"/api/v2/tenants/{tenant}/databases/{database}/collections"
+
+    def collections(self, scope: str = DEFAULT_SCOPE) -> list[dict]:
         found: list[dict] = []
         while True:
-            page = self.call("GET", f"{BASE}?limit={PAGE}&offset={len(found)}")
-            assert isinstance(page, list)
+            try:
+                page = self.call("GET", f"{self.base(scope)}?limit={PAGE}&offset={len(found)}")
+            except urllib.error.HTTPError as error:
+                if error.code == 404 and scope != DEFAULT_SCOPE:
+                    return []  # a tenant or database the server does not have: nothing in it
+                raise
+            if not isinstance(page, list):
+                raise ValueError(f"unexpected collections answer: {str(page)[:200]}")
             found += page
             if len(page) < PAGE:
                 return found
 
-    def ids(self, collection_id: str) -> list[str]:
-        ids: list[str] = []
+    def records(self, scope: str, collection_id: str) -> dict[str, tuple[object, object]]:
+        records: dict[str, tuple[object, object]] = {}
         while True:
             page = self.call(
-                "POST", f"{BASE}/{collection_id}/get",
-                {"include": [], "limit": PAGE, "offset": len(ids)},
+                "POST", f"{self.base(scope)}/{collection_id}/get",
+                {"include": ["documents", "metadatas"], "limit": PAGE, "offset": len(records)},
             )  # fmt: skip
-            assert isinstance(page, dict)
-            ids += page["ids"]
+            if not isinstance(page, dict):
+                raise ValueError(f"unexpected get answer: {str(page)[:200]}")
+            documents = page.get("documents") or [None] * len(page["ids"])
+            metadatas = page.get("metadatas") or [None] * len(page["ids"])
+            for record_id, document, metadata in zip(
+                page["ids"], documents, metadatas, strict=True
+            ):
+                records[record_id] = (document, metadata)
             if len(page["ids"]) < PAGE:
-                return ids
+                return records
 
 
-def inventory(chroma: Chroma) -> dict:
+def inventory(chroma: Chroma, scopes: list[str] | None = None) -> dict:
+    """The server's inventory of ``scopes`` (tenant/database), the default one always."""
     result = {}
-    for collection in chroma.collections():
-        ids = sorted(chroma.ids(collection["id"]))
-        digest = hashlib.sha256("\n".join(ids).encode()).hexdigest()
-        result[collection["name"]] = {"count": len(ids), "ids_sha256": digest}
+    for scope in sorted({DEFAULT_SCOPE, *(scopes or [])}):
+        for collection in chroma.collections(scope):
+            records = chroma.records(scope, collection["id"])
+            result[f"{scope}/{collection['name']}"] = summary(records)
     return {"collections": result}
+
+
+def _typed(string_value, int_value, float_value, bool_value) -> object:
+    if string_value is not None:
+        return string_value
+    if int_value is not None:
+        return int_value
+    if float_value is not None:
+        return float_value
+    if bool_value is not None:
+        return bool(bool_value)
+    return None
 
 
 def sqlite_inventory(path: str) -> dict:
-    """The same inventory read from a stopped server's chroma.sqlite3, read-only.
+    """The same inventory read from a stopped server's chroma.sqlite3.
 
-    Records are the rows of each collection's METADATA segment; the file is opened
-    immutable, so reading a legacy volume never changes it.
+    Records are the rows of each collection's METADATA segment. A private copy
+    of the file and its ``-wal`` is read, so committed entries not yet
+    checkpointed count, and the original is never opened (nor changed).
     """
-    import sqlite3
+    if not os.path.isfile(path):
+        raise OSError(f"{path}: no such file")
+    with tempfile.TemporaryDirectory(prefix="chroma-inventory-") as work:
+        copy = os.path.join(work, "chroma.sqlite3")
+        shutil.copyfile(path, copy)
+        if os.path.exists(path + "-wal"):
+            shutil.copyfile(path + "-wal", copy + "-wal")
+        db = sqlite3.connect(copy)
+        try:
+            return _read_sqlite(db)
+        finally:
+            db.close()
 
-    db = sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True)
-    try:
-        names = dict(db.execute("SELECT id, name FROM collections"))
-        rows = db.execute(
-            "SELECT s.collection, e.embedding_id FROM embeddings e "
-            "JOIN segments s ON e.segment_id = s.id WHERE s.scope = 'METADATA'"
+
+def _read_sqlite(db: sqlite3.Connection) -> dict:
+    collections = {
+        collection_id: f"{tenant}/{database}/{name}"
+        for collection_id, name, database, tenant in db.execute(
+            "SELECT c.id, c.name, d.name, d.tenant_id FROM collections c "
+            "JOIN databases d ON c.database_id = d.id"
         )
-        ids: dict[str, list[str]] = {collection: [] for collection in names}
-        for collection, record in rows:
-            ids.setdefault(collection, []).append(record)
-    finally:
-        db.close()
+    }
+    records: dict[str, dict[str, list]] = {key: {} for key in collections}
+    by_row: dict[int, list] = {}
+    for row_id, collection, record_id in db.execute(
+        "SELECT e.id, s.collection, e.embedding_id FROM embeddings e "
+        "JOIN segments s ON e.segment_id = s.id WHERE s.scope = 'METADATA'"
+    ):
+        entry: list = [None, {}]
+        records.setdefault(collection, {})[record_id] = entry
+        by_row[row_id] = entry
+    for row_id, key, *values in db.execute(
+        "SELECT id, key, string_value, int_value, float_value, bool_value FROM embedding_metadata"
+    ):
+        entry = by_row.get(row_id)
+        if entry is None:
+            continue
+        if key == "chroma:document":
+            entry[0] = values[0]
+        elif not key.startswith("chroma:"):
+            entry[1][key] = _typed(*values)
+    has_arrays = db.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'embedding_metadata_array'"
+    ).fetchone()
+    if has_arrays:  # 1.x keeps list values one row per item, in their order
+        for row_id, key, *values in db.execute(
+            "SELECT id, key, string_value, int_value, float_value, bool_value "
+            "FROM embedding_metadata_array ORDER BY rowid"
+        ):
+            entry = by_row.get(row_id)
+            if entry is not None:
+                entry[1].setdefault(key, []).append(_typed(*values))
     result = {}
-    for collection, name in names.items():
-        found = sorted(ids[collection])
-        digest = hashlib.sha256("\n".join(found).encode()).hexdigest()
-        result[name] = {"count": len(found), "ids_sha256": digest}
+    for collection, name in collections.items():
+        found = {
+            record_id: (entry[0], entry[1]) for record_id, entry in records[collection].items()
+        }
+        result[name] = summary(found)
     return {"collections": result}
+
+
+def scopes_of(found: dict) -> list[str]:
+    """The tenant/database scopes an inventory names."""
+    return sorted({key.rsplit("/", 1)[0] for key in found["collections"]})
 
 
 def canary(chroma: Chroma, action: str, name: str) -> dict:
     """Write, read back or delete a one-record canary collection."""
+    base = chroma.base(DEFAULT_SCOPE)
     if action == "write":
-        created = chroma.call("POST", BASE, {"name": name, "get_or_create": True})
+        created = chroma.call("POST", base, {"name": name, "get_or_create": True})
         assert isinstance(created, dict)
-        chroma.call("POST", f"{BASE}/{created['id']}/add",
+        chroma.call("POST", f"{base}/{created['id']}/add",
                     {"ids": ["canary"], "embeddings": [[0.5, 0.25, 0.125]],
                      "documents": ["chroma-deploy persistence canary"]})  # fmt: skip
         return {"canary": "written"}
     if action == "read":
         try:
-            found = chroma.call("GET", f"{BASE}/{name}")
+            found = chroma.call("GET", f"{base}/{name}")
         except urllib.error.HTTPError:
             return {"canary": "missing"}
         assert isinstance(found, dict)
-        ids = chroma.ids(found["id"])
+        ids = list(chroma.records(DEFAULT_SCOPE, found["id"]))
         return {"canary": "present" if ids == ["canary"] else "missing"}
-    chroma.call("DELETE", f"{BASE}/{name}")
+    chroma.call("DELETE", f"{base}/{name}")
     return {"canary": "deleted"}
 
 
@@ -130,33 +251,29 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("url", help="http(s) URL of the server, or sqlite:PATH of a stopped one")
     parser.add_argument("--token-file")
-    parser.add_argument("--canary", nargs=2, metavar=("ACTION", "NAME"))
+    parser.add_argument("--scope", action="append", default=[], help="TENANT/DATABASE")
     parser.add_argument(
-        "--verify", metavar="RECORD",
-        help="compare the server with a pending record's 'before'; print "
-        "'match|mismatch KIND SUBJECT TO BACKUP' and exit 0 or 3",
-    )  # fmt: skip
+        "--scopes-from",
+        metavar="MANIFEST",
+        help="also read every tenant/database this inventory names",
+    )
+    parser.add_argument("--canary", nargs=2, metavar=("ACTION", "NAME"))
     args = parser.parse_args()
     try:
         if args.url.startswith("sqlite:"):
             print(json.dumps(sqlite_inventory(args.url.removeprefix("sqlite:")), sort_keys=True))
             return 0
         chroma = Chroma(args.url, args.token_file)
-        if args.verify:
-            with open(args.verify) as handle:
-                record = json.load(handle)
-            same = inventory(chroma) == record["before"]
-            kind = record.get("kind", "volume")
-            subject = record.get("volume") or record.get("from", "-")
-            print("match" if same else "mismatch", kind, subject,
-                  record.get("to", "-"), record.get("backup", "-"))  # fmt: skip
-            return 0 if same else 3
         if args.canary:
             print(json.dumps(canary(chroma, *args.canary)))
         else:
-            print(json.dumps(inventory(chroma), sort_keys=True))
-    except (urllib.error.URLError, OSError, ValueError, ImportError) as error:
-        print(f"chroma_inventory: {args.url}: {error}", file=sys.stderr)
+            scopes = list(args.scope)
+            if args.scopes_from:
+                with open(args.scopes_from) as handle:
+                    scopes += scopes_of(json.load(handle))
+            print(json.dumps(inventory(chroma, scopes), sort_keys=True))
+    except (urllib.error.URLError, OSError, ValueError, KeyError, sqlite3.Error) as error:
+        print(f"chroma_inventory: {args.url}: {type(error).__name__}: {error}", file=sys.stderr)
         return 1
     return 0
 

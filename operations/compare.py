@@ -13,12 +13,14 @@ from typing import Any
 
 from facts.compose import mounts_report
 from operations.declared import Declared
+from operations.gitignore import problems as gitignore_problems
 from operations.stack import COMPOSE_FILE, image_moved
 
 KINDS = (
     "missing", "owner", "group", "mode", "gitignore", "compose_file", "compose_invalid",
     "container_missing", "container_state", "container_health", "container_config",
     "image", "image_tag_moved", "mount", "port", "heartbeat", "legacy_volume", "secret",
+    "data_outside_mount",
 )  # fmt: skip
 
 
@@ -50,6 +52,7 @@ class HostFacts:
     legacy_volumes: list[dict[str, Any]]
     token_file: dict[str, Any] | None = None
     token_digest: str | None = None
+    layer_data: dict[str, list[str]] | None = None
 
 
 def _account(uid: int, name: str | None) -> str:
@@ -86,13 +89,13 @@ def compare_paths(declared: Declared, facts: HostFacts) -> list[DriftItem]:
 
 
 def compare_files(declared: Declared, facts: HostFacts) -> list[DriftItem]:
-    """The .gitignore lines and the compose file, with a unified diff for edits."""
+    """The .gitignore lines (present, in order) and the compose file, with a diff for edits."""
     items = []
     project_dir = declared.settings.project_dir
-    present = set(facts.project_files["gitignore"] or [])
-    for line in declared.gitignore_lines:
-        if line not in present:
-            items.append(DriftItem("gitignore", f"{project_dir}/.gitignore", line, "absent"))
+    for expected, actual in gitignore_problems(
+        facts.project_files["gitignore"], declared.gitignore_lines
+    ):
+        items.append(DriftItem("gitignore", f"{project_dir}/.gitignore", expected, actual))
 
     path = f"{project_dir}/{COMPOSE_FILE}"
     compose = facts.project_files["compose"]
@@ -212,11 +215,27 @@ def compare_health(declared: Declared, facts: HostFacts) -> list[DriftItem]:
     return [DriftItem("heartbeat", url, "HTTP 200 with a heartbeat", actual)]
 
 
+def compare_layer_data(declared: Declared, facts: HostFacts) -> list[DriftItem]:
+    """Chroma data a container keeps in its own layer: lost when it is recreated."""
+    return [
+        DriftItem(
+            "data_outside_mount", f"container {name}", f"data in {declared.data_dir_paths[0]}",
+            f"{', '.join(paths)} in the container's own layer (lost when it is recreated)",
+        )
+        for name, paths in sorted((facts.layer_data or {}).items())
+    ]  # fmt: skip
+
+
 def compare_legacy(declared: Declared, facts: HostFacts) -> list[DriftItem]:
-    """An empty bind-mounted data dir while a legacy named volume holds Chroma data."""
+    """An empty bind-mounted data dir while this project's legacy volume holds Chroma data.
+
+    Only volumes the deploy would migrate count: this compose project's, or the
+    one chroma_adopt_volume names. Other projects' volumes are theirs.
+    """
     data_dir = facts.data_dirs.get(declared.data_dir_paths[0])
     if data_dir is not None and data_dir["has_sqlite"]:
         return []
+    settings = declared.settings
     return [
         DriftItem(
             "legacy_volume", f"volume {volume['name']}", f"data in {declared.data_dir_paths[0]}",
@@ -224,6 +243,10 @@ def compare_legacy(declared: Declared, facts: HostFacts) -> list[DriftItem]:
         )
         for volume in facts.legacy_volumes
         if volume["has_chroma_data"]
+        and (
+            volume["compose_project"] == settings.compose_project
+            or volume["name"] == settings.adopt_volume
+        )
     ]  # fmt: skip
 
 
@@ -236,4 +259,5 @@ def compare(declared: Declared, facts: HostFacts) -> list[DriftItem]:
         *compare_stack(declared, facts),
         *compare_health(declared, facts),
         *compare_legacy(declared, facts),
+        *compare_layer_data(declared, facts),
     ]

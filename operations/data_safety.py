@@ -1,46 +1,34 @@
 """Backups, restores and the persistence proof: actions that guard the data.
 
 Each stops Chroma only for as long as it must (Chroma is not safe for two
-processes on one data dir) and verifies with files/chroma_inventory.py, run
-on the host: collections, record counts and a checksum of the sorted ids.
+processes on one data dir) and verifies with the host-side tools
+(operations/host_tools.py): collections per tenant and database, record
+counts, and checksums of the ids and of every record's document and metadata.
 Nothing here deletes data: a restore moves the current data dir aside, and
-only backup pruning, when chroma_backup_keep asks for it, removes old backups.
+only backup pruning, when chroma_backup_keep asks for it, removes old backups
+of this project (never the way back to before the current version).
 """
 
 from __future__ import annotations
 
-import hashlib
 import shlex
 from pathlib import Path
 
 from pyinfra import host
-from pyinfra.api import FileUploadCommand, operation
+from pyinfra.api import operation
 from pyinfra.facts.files import File
 
-from operations.stack import compose_command, compose_up
-
-TOOLS_DIR = "/usr/local/lib/chroma-deploy"
-LOCAL_INVENTORY_TOOL = Path(__file__).resolve().parent.parent / "files" / "chroma_inventory.py"
-# Named by content: control machines with other versions never overwrite each other's.
-INVENTORY_TOOL = (
-    f"{TOOLS_DIR}/chroma_inventory-"
-    f"{hashlib.sha256(LOCAL_INVENTORY_TOOL.read_bytes()).hexdigest()[:12]}.py"
+from facts.chroma import ChromaInventory
+from facts.project import ProjectFiles
+from operations.host_tools import (
+    STATE_DIR,
+    TOOLS_DIR,
+    inventory_command,
+    safety_command,
+    upload_tools,
 )
-
-
-def _tool() -> list:
-    """Upload the inventory tool (needs python3 on the host: a clear error if absent)."""
-    return [
-        "command -v python3 >/dev/null || { echo 'python3 is needed on the host to verify "
-        "Chroma data (apt-get install python3-minimal)' >&2; exit 1; }",
-        f"mkdir -p {TOOLS_DIR}",
-        FileUploadCommand(str(LOCAL_INVENTORY_TOOL), INVENTORY_TOOL),
-    ]
-
-
-def _inventory(url: str, token_file: str | None) -> str:
-    token = f" --token-file {shlex.quote(token_file)}" if token_file else ""
-    return f"python3 {INVENTORY_TOOL} {shlex.quote(url)}{token}"
+from operations.stack import compose_command, compose_up
+from operations.versions import deployed_version
 
 
 @operation(is_idempotent=False)
@@ -52,13 +40,14 @@ def persistence_proof(project_dir: str, url: str, token_file: str | None, wait_t
     + token_file: the auth proxy's token file, if any
     + wait_timeout: seconds for ``up --wait``
     """
-    yield from _tool()
+    yield from upload_tools()
     name = "chroma-deploy-canary"
-    canary = f"{_inventory(url, token_file)} --canary"
+    canary = [inventory_command(url, token_file, "--canary", action, name)
+              for action in ("write", "read", "delete")]  # fmt: skip
     up = compose_up(project_dir, wait_timeout)
     yield (
-        f"{canary} write {name} >/dev/null && {compose_command(project_dir, 'down')} "
-        f"&& {up} && found=$({canary} read {name}); {canary} delete {name} >/dev/null; "
+        f"{canary[0]} >/dev/null && {compose_command(project_dir, 'down')} "
+        f"&& {up} && found=$({canary[1]}); {canary[2]} >/dev/null; "
         'if [ "$found" = \'{"canary": "present"}\' ]; then echo "persistence proof: pass"; '
         'else echo "persistence proof: FAIL: the canary did not survive down/up" >&2; exit 1; fi'
     )
@@ -66,35 +55,47 @@ def persistence_proof(project_dir: str, url: str, token_file: str | None, wait_t
 
 def backup_commands(
     project_dir: str, project_name: str, data_dir: str, backup_dir: str, wait_timeout: int,
-    label: str = "", record: str | None = None, record_fields: str = "",
+    version: str, label: str = "", before_version: str | None = None, restart: bool = True,
+    record: str | None = None, record_fields: str = "",
 ) -> list:  # fmt: skip
-    """Stop, archive and manifest the data dir, start again: one command after the tool.
+    """Stop, archive and manifest the data dir (and start again unless ``restart`` is False).
 
-    The manifest (collections, counts, id checksums) is read from chroma.sqlite3
-    while the server is stopped, so it works for every version and matches the
-    archive exactly; restores and upgrades verify the running server against it.
-    With ``record``, a pending-verification record (``record_fields`` plus the
-    backup's path and manifest) is written there for verify_migration.
+    The manifest (collections, counts, checksums, and the project and Chroma
+    version it belongs to) is read from a copy of chroma.sqlite3 while the
+    server is stopped, so it matches the archive exactly. An upgrade keeps the
+    stack stopped from the manifest to the switch, so no write can land in
+    between. With ``record``, a pending-verification record (``record_fields``
+    plus the backup's path and manifest) is written there for verify_migration.
     """
     directory = shlex.quote(backup_dir)
-    stem = f'{shlex.quote(backup_dir)}/{project_name}-"$stamp"{shlex.quote(label)}'
-    sqlite = shlex.quote(f"{project_dir}/{data_dir}/chroma.sqlite3")
+    stem = f'{shlex.quote(backup_dir)}/{shlex.quote(project_name)}-"$stamp"{shlex.quote(label)}'
+    manifest = safety_command(
+        "manifest",
+        ("--sqlite", f"{project_dir}/{data_dir}/chroma.sqlite3"),
+        ("--out", "/dev/null"),  # replaced below: the stem holds the shell's $stamp
+        ("--project", project_name),
+        ("--version", version),
+        ("--before-version", before_version),
+    ).replace("--out /dev/null", f"--out {stem}.json.tmp")
     up = compose_up(project_dir, wait_timeout)
+    start_again = f"{up}; " if restart else ""
     return [
-        *_tool(),
+        *upload_tools(),
         f"set -e; umask 077; mkdir -p {directory}; chmod 700 {directory}; "
         "stamp=$(date -u +%Y%m%dT%H%M%SZ); "
+        f"{safety_command('space', ('--source', f'{project_dir}/{data_dir}'), ('--target', backup_dir))}; "  # noqa: E501
         f"{compose_command(project_dir, 'stop')}; "
-        f"if ! {{ python3 {INVENTORY_TOOL} sqlite:{sqlite} > {stem}.json.tmp "
+        f"if ! {{ {manifest} "
         f"&& tar -C {shlex.quote(project_dir)} -czf {stem}.tar.gz.tmp {shlex.quote(data_dir)}; }}; "
         f"then {up}; echo 'the backup failed; the stack was started again' >&2; exit 1; fi; "
-        f"{up}; "
+        f"{start_again}"
         f"mv {stem}.tar.gz.tmp {stem}.tar.gz; mv {stem}.json.tmp {stem}.json; "
         f'(cd {directory} && sha256sum "$(basename {stem}.tar.gz)" > "$(basename {stem}.sha256)"); '
         f'echo "backup written: $(ls {stem}.tar.gz)"'
         + (
             f'; printf \'{{{record_fields}, "backup": "%s", "before": %s}}\\n\' '
-            f'"$(ls {stem}.tar.gz)" "$(cat {stem}.json)" > {shlex.quote(record)}'
+            f'"$(ls {stem}.tar.gz)" "$(cat {stem}.json)" > {shlex.quote(record)}.tmp; '
+            f"mv {shlex.quote(record)}.tmp {shlex.quote(record)}"
             if record
             else ""
         ),
@@ -109,6 +110,7 @@ def backup(
     backup_dir: str,
     keep: int,
     wait_timeout: int,
+    version: str,
 ):
     """A consistent archive of the data dir, with a checksum and a manifest of counts.
 
@@ -118,16 +120,24 @@ def backup(
     + data_dir: name of the bind-mounted data dir
     + backup_dir: where archives go; keep: newest archives to keep (0: all)
     + wait_timeout: seconds for ``up --wait`` after the archive is written
+    + version: the declared chroma_version; the manifest records the version the
+      compose file runs (the one the data was written by), this one only without a file
     """
-    yield from backup_commands(project_dir, project_name, data_dir, backup_dir, wait_timeout)
+    files = host.get_fact(ProjectFiles, project_dir=project_dir)
+    deployed = deployed_version(files["compose"]["content"]) if files["compose"] else None
+    yield from backup_commands(
+        project_dir, project_name, data_dir, backup_dir, wait_timeout, deployed or version
+    )
     if keep:
         # The one deletion chroma-deploy does, and only when chroma_backup_keep asks.
-        pattern = shlex.quote(f"{backup_dir}/{project_name}-") + "*.tar.gz"
-        yield (
-            f"ls -1t {pattern} | tail -n +{keep + 1} | while read -r old; do "
-            'rm -f -- "$old" "${old%.tar.gz}.sha256" "${old%.tar.gz}.json"; '
-            'echo "pruned: $old"; done'
-        )
+        yield safety_command(
+            "prune", ("--dir", backup_dir), ("--project", project_name), ("--keep", keep),
+            ("--version", deployed or version),
+        )  # fmt: skip
+
+
+def restore_marker(project_dir: str, archive: str) -> str:
+    return f"{project_dir}/{STATE_DIR}/restored-{Path(archive).name}"
 
 
 @operation()
@@ -144,9 +154,12 @@ def restore(
 ):
     """Restore ``archive`` into the data dir, after moving the current data aside.
 
-    Checks the archive's checksum first, verifies the restored counts and ids
-    against its manifest after Chroma is up, and records the restore so a
-    second run with the same archive changes nothing.
+    Checks that the archive is there and matches its checksum first, and that
+    the disk has room; extracts into a staging dir that replaces the data dir
+    by rename (a pending record first, so a killed run is never taken for an
+    empty server); verifies the restored server against the backup's manifest.
+    Nothing to do when this archive was restored and the server still holds
+    exactly what its manifest says.
 
     + project_dir, data_dir: the project dir and the name of its data dir
     + archive: a .tar.gz written by backup.py (its .sha256 and .json beside it)
@@ -155,32 +168,55 @@ def restore(
     + wait_timeout: seconds for ``up --wait``
     """
     stem = archive.removesuffix(".tar.gz")
-    marker = f"{project_dir}/.chroma-deploy/restored-{Path(stem).name}"
+    marker = restore_marker(project_dir, archive)
     if host.get_fact(File, path=marker):
-        host.noop(f"{archive} was restored already ({marker})")
-        return
-    yield from _tool()
-    target = shlex.quote(f"{project_dir}/{data_dir}")
-    aside = shlex.quote(f"{project_dir}/{data_dir}.before-restore-") + '"$stamp"'
-    up = compose_up(project_dir, wait_timeout)
+        found = host.get_fact(
+            ChromaInventory, url=url, tools_dir=TOOLS_DIR, token_file=token_file,
+            manifest=f"{stem}.json",
+        )  # fmt: skip
+        live, manifest = found["live"], found["manifest"]
+        if live and manifest and live["collections"] == manifest["collections"]:
+            host.noop(f"{archive} was restored and the server still holds what it held")
+            return
+    yield from upload_tools()
+    target = f"{project_dir}/{data_dir}"
+    staging = f"{project_dir}/.{data_dir}.restore-staging"
+    pending = f"{project_dir}/{STATE_DIR}/restore-pending.json"
+    q = shlex.quote
     yield (
-        f"set -e; cd {shlex.quote(str(Path(archive).parent))}; "
-        f"sha256sum -c --quiet {shlex.quote(Path(stem).name + '.sha256')} "
-        "|| { echo 'the archive does not match its .sha256: nothing was changed' >&2; exit 1; }; "
-        "stamp=$(date -u +%Y%m%dT%H%M%SZ); "
+        f"test -f {q(archive)} || {{ echo {q(f'no archive at {archive}: nothing was changed')} >&2;"
+        " exit 1; }; "
+        f"test -f {q(stem + '.sha256')} && test -f {q(stem + '.json')} || {{ echo "
+        f"{q(f'{archive} has no .sha256 or .json beside it (backup.py writes both): nothing was changed')}"  # noqa: E501
+        " >&2; exit 1; }"
+    )
+    yield (
+        f"cd {q(str(Path(archive).parent))} && "
+        f"sha256sum -c --quiet {q(Path(stem).name + '.sha256')}"
+        " || { echo 'the archive does not match its .sha256: nothing was changed' >&2; exit 1; }"
+    )
+    yield safety_command("space", ("--source", archive), ("--target", project_dir),
+                         ("--factor", 4))  # fmt: skip
+    yield (
+        # The pid keeps two restores within one second from sharing an aside dir.
+        "set -e; stamp=$(date -u +%Y%m%dT%H%M%SZ)-$$; "
+        f"mkdir -p {q(project_dir + '/' + STATE_DIR)}; "
         f"{compose_command(project_dir, 'stop')}; "
-        f"mv {target} {aside}; "
-        f"install -d -o {uid} -g {gid} -m {mode} {target}; "
-        f"tar -C {shlex.quote(project_dir)} -xzf {shlex.quote(archive)}; "
-        f"chown -R {uid}:{gid} {target}; chmod {mode} {target}; "
-        f"{up}; "
-        f"{_inventory(url, token_file)} > /tmp/chroma-restore-check.$$.json; "
-        f"if ! cmp -s /tmp/chroma-restore-check.$$.json {shlex.quote(stem + '.json')}; then "
-        "rm -f /tmp/chroma-restore-check.$$.json; "
-        f"echo \"restored data does not match the backup's manifest; the data before the "
-        f'restore is in {project_dir}/{data_dir}.before-restore-$stamp" >&2; exit 1; fi; '
-        "rm -f /tmp/chroma-restore-check.$$.json; "
-        f"mkdir -p {shlex.quote(project_dir + '/.chroma-deploy')}; touch {shlex.quote(marker)}; "
-        f'echo "restored {archive}; the data before it is in '
-        f'{project_dir}/{data_dir}.before-restore-$stamp"'
+        f"rm -rf {q(staging)}; mkdir -p {q(staging)}; "  # our own half extraction, never user data
+        f"tar -C {q(staging)} -xzf {q(archive)}; "
+        f"test -d {q(staging + '/' + data_dir)} || {{ echo 'the archive holds no {data_dir}/: "
+        "nothing was changed' >&2; exit 1; }; "
+        f"chown -R {uid}:{gid} {q(staging + '/' + data_dir)}; "
+        f"chmod {mode} {q(staging + '/' + data_dir)}; "
+        f'aside={q(target)}.before-restore-"$stamp"; '
+        f'printf \'{{"archive": "%s", "aside": "%s"}}\\n\' {q(archive)} "$aside" > {q(pending)}; '
+        f'if [ -e {q(target)} ]; then mv {q(target)} "$aside"; fi; '
+        f"mv {q(staging + '/' + data_dir)} {q(target)}; rmdir {q(staging)}; "
+        f'echo "the data before the restore is in $aside"'
+    )
+    yield compose_up(project_dir, wait_timeout)
+    yield (
+        f"{safety_command('compare', ('--manifest', stem + '.json'), ('--url', url), ('--token-file', token_file))}"  # noqa: E501
+        f" || {{ echo {q('restored data does not match the backup manifest; the data before the restore is kept beside ' + target)} >&2; exit 1; }}; "  # noqa: E501
+        f"touch {q(marker)}; rm -f {q(pending)}; echo {q(f'restored {archive}: verified against its manifest')}"  # noqa: E501
     )

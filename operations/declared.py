@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 
-from operations.project import gitignore_lines
+from operations.gitignore import gitignore_lines
 from operations.render import published_port, render_compose
 from operations.settings import Settings
 from operations.versions import VersionLine, version_line

@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from pyinfra import logger
-from pyinfra.api import FunctionCommand
+from pyinfra.api import FunctionCommand, operation
 
 
 def log_failure(state: Any, host: Any, message: str) -> bool:
@@ -28,3 +28,15 @@ def fail_host(message: str) -> FunctionCommand:
     Nothing runs on the host; the run goes on for the others and exits 1.
     """
     return FunctionCommand(log_failure, (message,), {})
+
+
+@operation(is_idempotent=False)
+def refused(message: str):
+    """Fail this host with ``message`` before anything on it changes (declare it first).
+
+    For a refusal found while pyinfra prepares the host (its project locked by
+    another run), which must not stop the other hosts of the run.
+
+    + message: one line: the key, what is wrong, what to do
+    """
+    yield fail_host(message)

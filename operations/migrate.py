@@ -1,14 +1,18 @@
-"""Move Chroma data out of a legacy named volume into the bind-mounted data dir.
+"""Move Chroma data that a bind mount would not see into the bind-mounted data dir.
 
-The seed's answer to data stuck in a named volume was "re-index". Here the
-deploy copies it, and only calls the move done once the server on the bind
-mount shows the same collections, counts and id checksums as the volume held.
-The volume is never deleted: the README says how to remove it by hand.
+Two sources hold data that a deploy would otherwise hide or lose:
 
-Two operations, around the stack's `up`: `copy_legacy_volume` (before) stops
-what uses the volume, reads its inventory from chroma.sqlite3 read-only, copies
-it and leaves a pending record; `verify_migration` (after) compares, then marks
-the migration done, or puts everything back and fails.
+- a legacy named volume (the seed's BEFORE state): hidden, since the new
+  stack mounts the data dir instead;
+- a container of this compose project that keeps its data outside every
+  mount (the seed's AFTER file on a 1.x image writes /data in the container's
+  own layer): lost, since ``up`` recreates that container.
+
+Either is copied (stage), the server is started on the copy, and only a
+verification of collections, counts, ids, documents and metadata through the
+API marks the move done (verify_migration); a mismatch puts things back and
+blocks further deploys of the host until the user acts. Sources are never
+deleted: volumes stay, and a container's layer is committed to an image first.
 """
 
 from __future__ import annotations
@@ -17,134 +21,171 @@ import shlex
 
 from pyinfra import host
 from pyinfra.api import operation
-from pyinfra.facts.files import File
 
 from facts.datadirs import DataDirs
+from facts.project import SafetyState
 from facts.volumes import LegacyVolumes
-from operations.data_safety import INVENTORY_TOOL, _inventory, _tool
 from operations.host_failure import fail_host
-from operations.stack import COMPOSE_FILE, compose_command
+from operations.host_tools import (
+    STATE_DIR,
+    safety_command,
+    stage_command,
+    upload_tools,
+)
+from operations.stack import COMPOSE_FILE
 
-STATE_DIR = ".chroma-deploy"
+PENDING = ("migration-pending.json", "rescue-pending.json", "upgrade-pending.json")
 
 
-def pending_record(project_dir: str) -> str:
-    return f"{project_dir}/{STATE_DIR}/migration-pending.json"
+def done_record(volume: str) -> str:
+    return f"migrated-{volume}.json"
 
 
-def done_record(project_dir: str, volume: str) -> str:
-    return f"{project_dir}/{STATE_DIR}/migrated-{volume}.json"
+def _found(volume: dict) -> str:
+    contents = volume.get("contents") or "Chroma data"
+    return f"{volume['name']} (compose project {volume['compose_project'] or 'none'}, {contents})"
 
 
 @operation()
 def copy_legacy_volume(
-    project_dir: str, data_dir: str, volume_names: list[str], uid: int, gid: int, mode: str
-):
-    """Copy a legacy volume's Chroma data into an empty data dir (never delete the volume).
+    project_dir: str, project_name: str, data_dir: str, volume_names: list[str],
+    adopt_volume: str | None, uid: int, gid: int, mode: str,
+):  # fmt: skip
+    """Copy this project's legacy volume's Chroma data into an empty data dir.
 
-    + project_dir: the project dir; data_dir: the bind-mounted data dir's path
+    A volume is this project's when compose made it for this compose project,
+    or when ``adopt_volume`` names it; another project's volume is reported and
+    left alone, and a volume that another project's container uses is never
+    taken (its containers are never stopped).
+
+    + project_dir, project_name: the project dir and compose project
+    + data_dir: the bind-mounted data dir's path
     + volume_names: chroma_legacy_volumes (exact, or after any `<project>_` prefix)
+    + adopt_volume: chroma_adopt_volume, a full volume name to take over
     + uid, gid: owner the copied data is given (the container runs as it)
-    + mode: the data dir's mode (``cp -a`` would give it the volume root's)
+    + mode: the data dir's mode
     """
-    volumes = host.get_fact(LegacyVolumes, names=volume_names)
-    todo = [
-        volume for volume in volumes
-        if volume["has_chroma_data"]
-        and not host.get_fact(File, path=done_record(project_dir, volume["name"]))
-    ]  # fmt: skip
-    if not todo:
-        host.noop("no legacy named volume holds Chroma data that is not migrated yet")
+    names = [*volume_names, *([adopt_volume] if adopt_volume else [])]
+    volumes = [v for v in host.get_fact(LegacyVolumes, names=names) if v["has_chroma_data"]]
+    if not volumes:
+        host.noop("no legacy named volume holds Chroma data")
         return
-    names = ", ".join(volume["name"] for volume in todo)
-    if len(todo) > 1:
-        yield fail_host(
-            f"several named volumes hold Chroma data ({names}): chroma-deploy "
-            "will not guess; name the one to migrate in chroma_legacy_volumes"
+    records = host.get_fact(SafetyState, project_dir=project_dir, data_dir=data_dir.rsplit(
+        "/", 1)[-1])["records"]  # fmt: skip
+    todo = [v for v in volumes if done_record(v["name"]) not in records]
+    ours = [v for v in todo if v["compose_project"] == project_name or v["name"] == adopt_volume]
+    others = [v for v in todo if v not in ours]
+    if not ours:
+        found = "; ".join(_found(v) for v in others) or "only volumes migrated already"
+        host.noop(
+            f"named volumes of other projects left alone: {found}. To take one over, set "
+            "chroma_adopt_volume=<its name>"
+            if others
+            else found
         )
         return
-    copied = host.get_fact(DataDirs, paths=[data_dir])[data_dir]["has_sqlite"]
-    pending = host.get_fact(File, path=pending_record(project_dir))
-    if pending and copied:
-        # An interrupted run finished the copy: verify_migration finishes the job.
+    if len(ours) > 1:
+        listed = ", ".join(v["name"] for v in ours)
+        yield fail_host(
+            f"chroma_adopt_volume: several named volumes of this project hold Chroma data "
+            f"({listed}); chroma-deploy will not guess: name the one to migrate in "
+            "chroma_adopt_volume"
+        )
+        return
+    volume = ours[0]
+    foreign = [u for u in volume["users"] if u["project"] != project_name]
+    if foreign:
+        users = ", ".join(f"{u['name']} (project {u['project'] or 'none'})" for u in foreign)
+        yield fail_host(
+            f"chroma_adopt_volume: the volume {volume['name']} is used by containers of another "
+            f"project: {users}; chroma-deploy never stops them. Remove those containers "
+            "(docker compose down, without -v, keeps the volume), then deploy again"
+        )
+        return
+    pending = "migration-pending.json" in records
+    has_data = host.get_fact(DataDirs, paths=[data_dir])[data_dir]
+    if has_data and has_data["has_sqlite"] and not pending:
+        yield fail_host(
+            f"chroma_adopt_volume: both the named volume {volume['name']} and {data_dir} hold "
+            "Chroma data: chroma-deploy will not merge or choose; move one aside (never delete "
+            "it), or drop the volume from chroma_legacy_volumes to keep the data dir"
+        )
+        return
+    if has_data and has_data["has_sqlite"]:
         host.noop("a copied legacy volume is waiting for verification")
         return
-    if copied:
-        yield fail_host(
-            f"both the named volume {names} and {data_dir} hold Chroma data: "
-            "chroma-deploy will not merge or choose; move one aside (never delete it), or "
-            f"drop {names} from chroma_legacy_volumes to keep the data dir"
-        )
-        return
-    volume = todo[0]
-    source = shlex.quote(volume["mountpoint"])
-    target = shlex.quote(data_dir)
-    record = shlex.quote(pending_record(project_dir))
-    state = f"{project_dir}/{STATE_DIR}"
-    staging = shlex.quote(f"{state}/staging")
-    yield from _tool()
-    # The record is written before the copy and the copy lands in a staging dir that
-    # replaces the empty data dir in one rename, so a run killed anywhere resumes here.
-    yield (
-        f"set -e; mkdir -p {shlex.quote(state)}; "
-        f"if [ ! -f {record} ]; then "
-        f"users=$(docker ps -q --filter volume={shlex.quote(volume['name'])}); "
-        '[ -z "$users" ] || docker stop $users >/dev/null; '
-        f"before=$(python3 {INVENTORY_TOOL} sqlite:{source}/chroma.sqlite3); "
-        f'printf \'{{"volume": "{volume["name"]}", "stopped": "%s", '
-        f'"before": %s}}\\n\' "$(echo $users)" "$before" > {record}.tmp; '
-        f"mv {record}.tmp {record}; fi; "
-        f"if [ -f {shlex.quote(project_dir + '/' + COMPOSE_FILE)} ]; then "
-        f"{compose_command(project_dir, 'stop')}; fi; "  # our stack must not hold the old dir
-        f"mkdir -p {staging}; cp -a {source}/. {staging}/; "
-        f"chown -R {uid}:{gid} {staging}; chmod {mode} {staging}; "
-        f"if [ -e {target}/.gitkeep ]; then mv {target}/.gitkeep {staging}/; fi; "
-        f"if [ -d {target} ]; then rmdir {target}; fi; "  # only ever an empty dir
-        f"mv {staging} {target}; "
-        f'echo "copied named volume {volume["name"]} into {data_dir}; verifying after start"'
-    )
+    yield from upload_tools()
+    yield stage_command(
+        project_dir, "volume", volume["name"], volume["mountpoint"], data_dir, uid, gid, mode,
+        [u["name"] for u in volume["users"]], compose_file=f"{project_dir}/{COMPOSE_FILE}",
+    )  # fmt: skip
 
 
 @operation()
 def verify_migration(project_dir: str, data_dir: str, url: str, token_file: str | None):
-    """After `up`: the server must hold what the volume, or the pre-upgrade backup, held.
+    """After `up`: the server must hold what the moved data held, or the backup before it.
 
-    On a match the pending record becomes `migrated-<volume>.json` or
-    `upgraded-<from>-to-<to>.json`. A failed migration stops the stack, moves
-    the copy aside and starts the old containers on the volume again; a failed
-    upgrade stops the stack and names the backup to restore. Either fails the run.
+    Each pending record (migration, rescue, upgrade: one file each, so one run
+    may do several) is checked by files/chroma_safety.py verify. A server that
+    cannot be read changes nothing and fails the run; a mismatch stops the
+    stack and leaves a ``failed-*`` record that blocks later deploys.
 
     + project_dir, data_dir: the project dir and the data dir's path
     + url, token_file: where Chroma answers, and its token file
     """
-    pending = pending_record(project_dir)
-    if not host.get_fact(File, path=pending):
+    state = host.get_fact(SafetyState, project_dir=project_dir, data_dir=data_dir.rsplit(
+        "/", 1)[-1])  # fmt: skip
+    pending = [name for name in PENDING if name in state["records"]]
+    if not pending:
         host.noop("no migration is pending")
         return
-    record = shlex.quote(pending)
-    state = shlex.quote(f"{project_dir}/{STATE_DIR}")
-    aside = shlex.quote(f"{data_dir}.failed-migration-") + '"$stamp"'
-    stop = compose_command(project_dir, "stop")
-    yield (
-        f"read -r result kind subject to backup <<EOF\n$({_inventory(url, token_file)} "
-        f"--verify {record})\nEOF\n"
-        "stamp=$(date -u +%Y%m%dT%H%M%SZ); "
-        'if [ "$result" = match ] && [ "$kind" = upgrade ]; then '
-        f'mv {record} {state}/upgraded-"$subject"-to-"$to".json; '
-        'echo "upgraded Chroma $subject -> $to: collections, counts and ids verified"; exit 0; fi; '
-        'if [ "$result" = match ]; then '
-        f'mv {record} {state}/migrated-"$subject".json; '
-        'echo "migrated named volume $subject: collections, counts and ids verified; the volume '
-        "was kept: remove it with 'docker volume rm $subject' once satisfied\"; exit 0; fi; "
-        f"{stop}; "
-        f'mv {record} {state}/failed-"$kind"-"$stamp".json; '
-        'if [ "$kind" = upgrade ]; then '
-        'echo "upgrade $subject -> $to FAILED verification: the stack is stopped; restore '
-        '$backup (restore.py) with chroma_version=$subject" >&2; exit 1; fi; '
-        f"mv {shlex.quote(data_dir)} {aside}; install -d -m 750 {shlex.quote(data_dir)}; "
-        f"stopped=$(python3 -c \"import json,sys; print(json.load(open(sys.argv[1]))['stopped'])\" "
-        f'{state}/failed-"$kind"-"$stamp".json); '
-        '[ -z "$stopped" ] || docker start $stopped >/dev/null; '
-        'echo "migration of named volume $subject FAILED verification: the stack is back on the '
-        f'volume and the copy is in {data_dir}.failed-migration-$stamp" >&2; exit 1'
-    )
+    yield from upload_tools()
+    for name in pending:
+        yield safety_command(
+            "verify", ("--record", f"{project_dir}/{STATE_DIR}/{name}"), ("--url", url),
+            ("--token-file", token_file), ("--data-dir", data_dir),
+            ("--compose-file", f"{project_dir}/{COMPOSE_FILE}"), ("--project-dir", project_dir),
+        )  # fmt: skip
+
+
+@operation()
+def data_safety_guard(
+    project_dir: str, data_dir: str, accept_failed: bool, allow_empty: bool
+):  # fmt: skip
+    """Stop a deploy that would serve an empty or unverified data dir.
+
+    A ``failed-*`` record (a verification that did not match) blocks the host
+    until the user restores, or sets chroma_accept_failed_verification=true,
+    which renames the records ``accepted-*``. A data dir without Chroma data
+    while a copy of it was moved aside (a restore or migration that did not
+    finish) blocks until the user puts it back, or sets
+    chroma_allow_empty_data_dir=true.
+
+    + project_dir: the project dir; data_dir: the data dir's name
+    + accept_failed, allow_empty: the two keys above
+    """
+    state = host.get_fact(SafetyState, project_dir=project_dir, data_dir=data_dir)
+    failed = [name for name in state["records"] if name.startswith("failed-")]
+    if failed and not accept_failed:
+        yield fail_host(
+            f"chroma_accept_failed_verification: {len(failed)} verification(s) failed on this "
+            f"host ({', '.join(failed)} in {project_dir}/{STATE_DIR}): restore the backup or the "
+            "copy it names, or set chroma_accept_failed_verification=true to go on as it is"
+        )
+        return
+    unfinished = "restore-pending.json" in state["records"]
+    if (unfinished or state["aside"]) and not state["data_has_sqlite"] and not allow_empty:
+        yield fail_host(
+            f"chroma_allow_empty_data_dir: {project_dir}/{data_dir} holds no Chroma data while "
+            f"{', '.join(state['aside']) or 'an unfinished restore'} exists beside it: put the "
+            "data back (restore.py, or move that copy into place), or set "
+            "chroma_allow_empty_data_dir=true to start an empty server"
+        )
+        return
+    if failed:
+        state_dir = f"{project_dir}/{STATE_DIR}"
+        for name in failed:
+            accepted = name.replace("failed-", "accepted-", 1)
+            yield shlex.join(["mv", f"{state_dir}/{name}", f"{state_dir}/{accepted}"])
+        return
+    host.noop("no failed verification; no empty data dir beside a copy moved aside (or allowed)")

@@ -7,29 +7,30 @@ no name, and comparing names would report a change on every run.
 from __future__ import annotations
 
 import shlex
-from io import StringIO
 
 from pyinfra import host
-from pyinfra.api import FileUploadCommand, operation
+from pyinfra.api import operation
 from pyinfra.facts.files import File
 
 from facts.datadirs import DataDirs
 from facts.project import ProjectFiles
+from operations.gitignore import problems, repaired
 from operations.host_failure import fail_host
 
-GITIGNORE_HEADER = "# chroma-deploy: keep the data dirs, not their contents"
+# Linux caps one argument at 128 KiB, and the rewrite travels inside the one `sh -c`
+# string pyinfra runs (quoted once more under sudo): a bigger .gitignore is refused.
+ARGUMENT_MAX_BYTES = 120 * 1024
 
-
-def gitignore_lines(dir_names: tuple[str, ...], secrets_dir: str | None = None) -> list[str]:
-    """The lines chroma-deploy owns in the project's .gitignore."""
-    lines = [GITIGNORE_HEADER]
-    for name in dir_names:
-        lines += [f"{name}/*", f"!{name}/.gitkeep"]
-    if secrets_dir:
-        lines.append(f"{secrets_dir}/")
-    # restore.py moves data aside next to the data dir and keeps its markers here.
-    lines += [f"/{dir_names[0]}.before-restore-*/", "/.chroma-deploy/"]
-    return lines
+# Writes $2 to a new file with a unique name next to $1, gives it owner $3 and mode
+# $4 (ids and octal, or --reference=$1), and renames it over $1. Any failure removes
+# the temporary file and leaves $1 as it was; two runs at once never share a name.
+# cat writes, not printf: dash's printf reports a full disk as "I/O error", cat as
+# "No space left on device".
+_REWRITE = (
+    'tmp=$(mktemp "$1.chroma-deploy.XXXXXXXX") || exit 1; '
+    'if printf \'%s\' "$2" | cat > "$tmp" && chown "$3" "$tmp" && chmod "$4" "$tmp" '
+    '&& mv -f "$tmp" "$1"; then exit 0; fi; rm -f "$tmp"; exit 1'
+)
 
 
 def _owner_commands(path: str, uid: int, gid: int, mode: str, found: dict | None, recursive: bool):
@@ -105,35 +106,34 @@ def empty_file(path: str, uid: int, gid: int, mode: str = "640"):
 
 @operation()
 def gitignore(project_dir: str, lines: list[str], uid: int, gid: int):
-    """Add ``lines`` to the project's .gitignore without touching the user's own lines.
+    """Keep our ``lines`` in the project's .gitignore, whole and in order, beside the user's.
 
-    A line counts as present only when a line of the file equals it exactly.
-    The new file is written next to the old one and moved over it, so a full
-    disk leaves the old file whole.
+    Present means a line of the file equals it exactly; in order means each
+    ``<dir>/*`` comes before its ``!<dir>/.gitkeep``, as git needs (operations.gitignore).
+    When either fails, the block goes back in place as declared and the user's lines
+    stay as they are. The file is rewritten through a temporary file with a unique
+    name, so a full disk or a second run at the same time leaves it whole.
     """
     files = host.get_fact(ProjectFiles, project_dir=project_dir)
     current = files["gitignore"]
-    existing = set(current or [])
-    missing = [line for line in lines if line not in existing]
-    if not missing:
-        host.noop(f"{project_dir}/.gitignore has all {len(lines)} chroma-deploy lines")
+    path = f"{project_dir}/.gitignore"
+    if not problems(current, lines):
+        host.noop(
+            f"{path} has all {len(lines)} chroma-deploy lines, each <dir>/* before its "
+            "!<dir>/.gitkeep"
+        )
         return
 
-    before = "\n".join(current or [])
-    if current and files["gitignore_ends_with_newline"]:
-        before += "\n"
-    elif current:
-        before += "\n"  # the user's last line had no newline: end it first
-    content = before + "\n".join(missing) + "\n"
-
-    path = f"{project_dir}/.gitignore"
-    temp = f"{path}.chroma-deploy.tmp"
-    yield FileUploadCommand(StringIO(content), temp)
+    content = "\n".join(repaired(current, lines)) + "\n"
     if current is None:
-        yield f"chown {uid}:{gid} {shlex.quote(temp)} && chmod 644 {shlex.quote(temp)}"
+        owner, mode = f"{uid}:{gid}", "644"
     else:
-        yield (
-            f"chown --reference={shlex.quote(path)} {shlex.quote(temp)}"
-            f" && chmod --reference={shlex.quote(path)} {shlex.quote(temp)}"
+        owner = mode = f"--reference={path}"
+    command = shlex.join(["sh", "-c", _REWRITE, "sh", path, content, owner, mode])
+    if len(shlex.quote(shlex.quote(command)).encode()) > ARGUMENT_MAX_BYTES:
+        yield fail_host(
+            f"{path} is too big for chroma-deploy to rewrite in one command: put our lines "
+            "in it by hand, in this order: " + " ".join(lines)
         )
-    yield f"mv -f {shlex.quote(temp)} {shlex.quote(path)}"
+        return
+    yield command

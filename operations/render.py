@@ -51,6 +51,31 @@ def proxy_published_port(bind_address: str, port: int) -> str:
     return published_port(bind_address, port).rsplit(":", 1)[0] + ":8080"
 
 
+def server_environment(settings: Settings) -> tuple[tuple[str, str], ...]:
+    """The Chroma server's environment: the version line's own, then the server keys.
+
+    Each key goes under the name its version line reads (checked by the settings).
+    """
+    line = version_line(settings.version)
+    environment = dict(line.environment)
+    if line.name == "0.x":
+        environment["ANONYMIZED_TELEMETRY"] = "True" if settings.telemetry else "False"
+    if settings.cors_allow_origins:
+        name = (
+            "CHROMA_CORS_ALLOW_ORIGINS"
+            if line.name == "1.x"
+            else "CHROMA_SERVER_CORS_ALLOW_ORIGINS"
+        )
+        environment[name] = json.dumps(list(settings.cors_allow_origins))
+    if settings.max_payload_bytes is not None:
+        environment["CHROMA_MAX_PAYLOAD_SIZE_BYTES"] = str(settings.max_payload_bytes)
+    if settings.otel_endpoint:
+        environment["CHROMA_OPEN_TELEMETRY__ENDPOINT"] = settings.otel_endpoint
+        environment["CHROMA_OPEN_TELEMETRY__SERVICE_NAME"] = settings.otel_service_name or "chroma"
+    environment.update(settings.env)
+    return tuple(environment.items())
+
+
 def render_compose(settings: Settings, uid: int, gid: int) -> str:
     """The compose file for these settings, the container running as uid:gid."""
     line = version_line(settings.version)
@@ -63,7 +88,11 @@ def render_compose(settings: Settings, uid: int, gid: int) -> str:
             image_ref=settings.image_ref,
             restart_policy=settings.restart_policy,
             user=f"{uid}:{gid}",
-            environment=line.environment,
+            environment=server_environment(settings),
+            mem_limit=settings.mem_limit,
+            cpus=settings.cpus,
+            log_max_size=settings.log_max_size,
+            log_max_files=settings.log_max_files,
             published_port=published_port(settings.bind_address, settings.port),
             data_dir=settings.data_dir,
             fallback_dir=settings.fallback_dir,

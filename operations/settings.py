@@ -13,10 +13,13 @@ from __future__ import annotations
 
 import difflib
 import ipaddress
+import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from operations.versions import version_line
 
 PREFIX = "chroma_"
 
@@ -40,6 +43,13 @@ _MODE = re.compile(r"^0?[0-7]{3}$")
 _IMAGE_REPO = re.compile(
     r"^[a-z0-9]+(?:[._/-][a-z0-9]+)*(?::[0-9]+)?(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*$"
 )
+
+
+_ORIGIN = re.compile(r"^https?://[A-Za-z0-9.-]+(?::[0-9]{1,5})?$")
+_OTEL_URL = re.compile(r"^https?://[A-Za-z0-9.-]+(?::[0-9]{1,5})?(?:/[A-Za-z0-9._/-]*)?$")
+_MEMORY = re.compile(r"^[0-9]+[bkmg]?$")
+_LOG_SIZE = re.compile(r"^[1-9][0-9]*[kmg]$")
+_ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
 
 
 class SettingsError(ValueError):
@@ -167,6 +177,122 @@ def _volume_names(value: Any) -> tuple[str, ...]:
     ):
         raise ValueError("a list of volume names such as ['chroma_data']")
     return tuple(value)
+
+
+def _lock_timeout(value: Any) -> int:
+    try:
+        seconds = int(str(value))
+    except ValueError:
+        seconds = -1
+    if not 0 <= seconds <= 86400:
+        raise ValueError("whole seconds from 0 (do not wait) to 86400")
+    return seconds
+
+
+def _origins(value: Any) -> tuple[str, ...]:
+    if value in (None, "", [], ()):
+        return ()
+    if isinstance(value, str):
+        value = [part.strip() for part in value.split(",") if part.strip()]
+    if not isinstance(value, (list, tuple)) or not all(
+        isinstance(origin, str) and (origin == "*" or _ORIGIN.match(origin)) for origin in value
+    ):
+        raise ValueError("'*' or a list of origins such as ['https://app.example:8443']")
+    if "*" in value and len(value) > 1:
+        raise ValueError("either '*' alone or a list of origins, not both")
+    return tuple(value)
+
+
+def _optional_positive_int(value: Any) -> int | None:
+    if value in (None, ""):
+        return None
+    try:
+        number = int(str(value))
+    except ValueError:
+        number = 0
+    if number <= 0 or isinstance(value, bool):
+        raise ValueError("a whole number of bytes above 0, e.g. 104857600 (100 MiB)")
+    return number
+
+
+def _optional_url(value: Any) -> str | None:
+    if value in (None, ""):
+        return None
+    if not isinstance(value, str) or not _OTEL_URL.match(value):
+        raise ValueError("an http(s) URL of an OpenTelemetry collector, e.g. http://otel:4317")
+    return value
+
+
+def _optional_plain_name(value: Any) -> str | None:
+    return None if value in (None, "") else _plain_name(value)
+
+
+def _optional_memory(value: Any) -> str | None:
+    if value in (None, ""):
+        return None
+    text = str(value).strip().lower()
+    if not _MEMORY.match(text):
+        raise ValueError("a size such as 2g, 512m or 1073741824 (bytes), at least 6m")
+    return text
+
+
+def _optional_cpus(value: Any) -> str | None:
+    if value in (None, ""):
+        return None
+    try:
+        cpus = float(str(value))
+    except ValueError:
+        cpus = 0.0
+    if not 0.01 <= cpus <= 1024 or isinstance(value, bool):
+        raise ValueError("a number of CPUs from 0.01 to 1024, e.g. 1.5")
+    return f"{cpus:g}"
+
+
+def _log_size(value: Any) -> str:
+    text = str(value).strip().lower()
+    if not _LOG_SIZE.match(text):
+        raise ValueError("a size with a unit such as 10m, 500k or 1g")
+    return text
+
+
+def _log_files(value: Any) -> int:
+    try:
+        files = int(str(value))
+    except ValueError:
+        files = 0
+    if not 1 <= files <= 100 or isinstance(value, bool):
+        raise ValueError("a whole number of log files to keep, from 1 to 100")
+    return files
+
+
+def _environment_map(value: Any) -> tuple[tuple[str, str], ...]:
+    if not value:
+        return ()
+    if isinstance(value, tuple) and all(isinstance(pair, tuple) for pair in value):
+        value = dict(value)
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("{"):
+            try:
+                value = json.loads(text)
+            except ValueError:
+                raise ValueError("a mapping of NAME: value, e.g. {'ALLOW_RESET': 'true'}") from None
+        else:
+            value = dict(part.split("=", 1) for part in text.split(",") if "=" in part)
+    if not isinstance(value, Mapping) or not all(
+        isinstance(name, str) and _ENV_NAME.match(name) and isinstance(v, str | int | float | bool)
+        for name, v in value.items()
+    ):
+        raise ValueError("a mapping of NAME: value, e.g. {'ALLOW_RESET': 'true'}")
+    return tuple(sorted((name, str(v)) for name, v in value.items()))
+
+
+def _optional_volume_name(value: Any) -> str | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or not _PLAIN_NAME.match(value):
+        raise ValueError("the full name of one volume, as `docker volume ls` shows it")
+    return value
 
 
 def _env_name(value: Any) -> str:
@@ -370,6 +496,75 @@ SETTINGS: tuple[Setting, ...] = (
         _plain_name,
         "Dir (mode 0700, in the project dir) of the 0600 token file the proxy reads.",
     ),
+    # Running Chroma in production (server settings and container limits).
+    Setting(
+        "chroma_cors_allow_origins",
+        (),
+        _origins,
+        "Origins browser apps may call Chroma from ('*' or a list); unset: no CORS headers.",
+    ),
+    Setting(
+        "chroma_max_payload_bytes",
+        None,
+        _optional_positive_int,
+        "Largest request body Chroma 1.x accepts (its default: 41943040, 40 MiB).",
+    ),
+    Setting(
+        "chroma_otel_endpoint",
+        None,
+        _optional_url,
+        "OpenTelemetry collector Chroma 1.x sends traces to, e.g. http://otel:4317.",
+    ),
+    Setting(
+        "chroma_otel_service_name",
+        None,
+        _optional_plain_name,
+        "Service name in those traces (needs chroma_otel_endpoint).",
+    ),
+    Setting(
+        "chroma_mem_limit",
+        None,
+        _optional_memory,
+        "Memory cap of the Chroma container (compose mem_limit), e.g. 2g; unset: none.",
+    ),
+    Setting(
+        "chroma_cpus",
+        None,
+        _optional_cpus,
+        "CPUs the Chroma container may use (compose cpus), e.g. 1.5; unset: no limit.",
+    ),
+    Setting(
+        "chroma_log_max_size",
+        "10m",
+        _log_size,
+        "Size at which each container's json-file log is rotated.",
+    ),
+    Setting(
+        "chroma_log_max_files",
+        5,
+        _log_files,
+        "Rotated json-file logs kept per container.",
+    ),
+    Setting(
+        "chroma_env",
+        (),
+        _environment_map,
+        "Extra environment for the Chroma server (a mapping); names the version does not "
+        "read, or ignores, are refused with what to use instead.",
+    ),
+    Setting(
+        "chroma_upgrade_rehearsal",
+        True,
+        _bool,
+        "Before an upgrade touches the live stack, start the new version on a copy of the "
+        "data and compare it with the backup; a mismatch stops the upgrade.",
+    ),
+    Setting(
+        "chroma_telemetry",
+        False,
+        _bool,
+        "Let a 0.x server send Chroma's anonymized product telemetry (off by default).",
+    ),
     # The engine.
     Setting(
         "chroma_install_docker",
@@ -384,6 +579,34 @@ SETTINGS: tuple[Setting, ...] = (
         _volume_names,
         "Named volumes (any compose project prefix) that may hold data from a "
         "setup before bind mounts.",
+    ),
+    Setting(
+        "chroma_adopt_volume",
+        None,
+        _optional_volume_name,
+        "A named volume of another compose project (or of none) to migrate into this "
+        "project's data dir; by default only this project's own volumes are taken.",
+    ),
+    Setting(
+        "chroma_accept_failed_verification",
+        False,
+        _bool,
+        "Go on after a migration or upgrade failed its verification (the failed-* records "
+        "become accepted-*); by default such a host is not deployed until you act.",
+    ),
+    Setting(
+        "chroma_allow_empty_data_dir",
+        False,
+        _bool,
+        "Start a server on an empty data dir although a copy of it was moved aside "
+        "(an unfinished restore or a failed migration).",
+    ),
+    Setting(
+        "chroma_lock_timeout",
+        300,
+        _lock_timeout,
+        "Seconds a deploy, backup, restore or proof waits for another run on the same "
+        "project to finish before it fails, naming that run.",
     ),
     Setting(
         "chroma_backup_dir",
@@ -441,7 +664,22 @@ class Settings:
     proxy_image: str
     secrets_dir: str
     install_docker: bool
+    cors_allow_origins: tuple[str, ...] = ()
+    max_payload_bytes: int | None = None
+    otel_endpoint: str | None = None
+    otel_service_name: str | None = None
+    mem_limit: str | None = None
+    cpus: str | None = None
+    log_max_size: str = "10m"
+    log_max_files: int = 5
+    env: tuple[tuple[str, str], ...] = ()
+    telemetry: bool = False
+    upgrade_rehearsal: bool = True
     legacy_volumes: tuple[str, ...] = field(default=("chroma_data",))
+    adopt_volume: str | None = None
+    accept_failed_verification: bool = False
+    allow_empty_data_dir: bool = False
+    lock_timeout: int = 300
     backup_dir: str = "/var/backups/chroma-deploy"
     backup_keep: int = 0
     restore_archive: str | None = None
@@ -541,6 +779,7 @@ def _check_together(settings: Settings) -> None:
             "authentication, beyond this machine: keep 127.0.0.1, set chroma_auth_proxy=true, "
             "or set chroma_allow_unauthenticated_public_port=true if a firewall protects it"
         )
+    _check_server_settings(settings)
     if settings.app_name == "chroma":
         raise SettingsError("chroma_app_name='chroma' is not allowed: the Chroma service uses it")
 
@@ -555,3 +794,30 @@ def _keys(data: Mapping[str, Any]) -> list[str]:
 def _get(data: Mapping[str, Any], key: str, default: Any) -> Any:
     value = data.get(key, default) if hasattr(data, "get") else default
     return default if value is None and default is not None else value
+
+
+def _check_server_settings(settings: Settings) -> None:
+    """Server keys that exist on one version line only, and the extra environment."""
+    line = version_line(settings.version)
+    if line.name == "0.x":
+        for key, value in (
+            ("chroma_max_payload_bytes", settings.max_payload_bytes),
+            ("chroma_otel_endpoint", settings.otel_endpoint),
+            ("chroma_otel_service_name", settings.otel_service_name),
+        ):
+            if value is not None:
+                raise SettingsError(
+                    f"{key} is a Chroma 1.x setting and chroma_version={settings.version} would "
+                    "ignore it: upgrade, or leave it unset"
+                )
+    elif settings.telemetry:
+        raise SettingsError(
+            f"chroma_telemetry=true: Chroma {settings.version} sends no anonymized telemetry, "
+            "so there is nothing to turn on; leave it unset"
+        )
+    if settings.otel_service_name and not settings.otel_endpoint:
+        raise SettingsError("chroma_otel_service_name needs chroma_otel_endpoint: set both")
+    for name, _value in settings.env:
+        refusal = line.refuse_env(name)
+        if refusal:
+            raise SettingsError(f"chroma_env: {name}: {refusal}")

@@ -14,9 +14,10 @@ from io import StringIO
 from pyinfra import host
 from pyinfra.api import FileUploadCommand, operation
 
-from facts.compose import ComposeStack
+from facts.compose import ComposeStack, ContainerLayerData
 from facts.project import ProjectFiles
 from operations.host_failure import fail_host
+from operations.host_tools import stage_command, upload_tools
 
 COMPOSE_FILE = "docker-compose.yml"
 
@@ -118,8 +119,14 @@ def stack_up(
     image: str | None = None,
     port: int | None = None,
     file_changed: bool = False,
+    data: dict | None = None,
 ):
     """Bring the stack up (``up -d --wait``) only when needed.
+
+    ``up`` removes and recreates containers, and with them their own layers.
+    So before it, a container of the project that keeps Chroma data in its
+    layer (the seed's compose file on a 1.x image) has that data copied into
+    the data dir first (migrate.stage_command, verified after the start).
 
     + project_dir: the project dir
     + project_name: the compose project name written in the file
@@ -127,6 +134,8 @@ def stack_up(
     + image: the chroma image reference, to notice a tag that moved
     + port: the published host port, to refuse one another program holds
     + file_changed: the compose file is being replaced in this run
+    + data: ``{"path", "persist_path", "uid", "gid", "mode", "project_dir"}`` of the
+      declared data dir, to rescue data a container keeps outside it
     """
     stack = host.get_fact(
         ComposeStack, project_dir=project_dir, project_name=project_name, image=image, port=port
@@ -148,6 +157,8 @@ def stack_up(
             f"port {port} is in use by another program: stop it, or set chroma_port to a free port"
         )
         return
+    if data:
+        yield from _rescue_layer_data(stack, data)
     if any(container["state"] == "paused" for container in stack["containers"]):
         yield compose_command(project_dir, "unpause")
     extra = ["--remove-orphans"]
@@ -157,3 +168,48 @@ def stack_up(
     ):
         extra.append("--force-recreate")
     yield compose_up(project_dir, wait_timeout, *extra)
+
+
+def exposed_containers(stack: dict, data_path: str, persist_path: str) -> list[str]:
+    """Containers of the project that may keep Chroma data in their own layer.
+
+    Every container except one that bind-mounts the data dir at the persist
+    path, and the auth proxy (our nginx, which never holds data). Their layers
+    are read (``docker diff``) only when this list is not empty.
+    """
+    return [
+        container["name"]
+        for container in stack["containers"]
+        if container["service"] != "auth-proxy"
+        and not any(
+            mount["type"] == "bind"
+            and mount["source"] == data_path
+            and mount["target"] == persist_path
+            for mount in container["mounts"]
+        )
+    ]
+
+
+def _rescue_layer_data(stack: dict, data: dict):
+    """Copy data a container keeps in its own layer before ``up`` recreates it."""
+    exposed = exposed_containers(stack, data["path"], data["persist_path"])
+    if not exposed:
+        return
+    found = host.get_fact(ContainerLayerData, containers=exposed)
+    if not found:
+        return
+    if len(found) > 1 or any(len(paths) > 1 for paths in found.values()):
+        listed = "; ".join(f"{name}: {', '.join(paths)}" for name, paths in found.items())
+        yield fail_host(
+            f"several Chroma databases live in containers' own layers ({listed}): chroma-deploy "
+            "will not guess which to keep; copy the one you want into the data dir by hand "
+            "(docker cp), then deploy again"
+        )
+        return
+    container, paths = next(iter(found.items()))
+    source = f"{container}:{paths[0].rsplit('/', 1)[0] or '/'}"
+    yield from upload_tools()
+    yield stage_command(
+        data["project_dir"], "layer", container, source, data["path"], data["uid"], data["gid"],
+        data["mode"], [container], compose_file=f"{data['project_dir']}/{COMPOSE_FILE}",
+    )  # fmt: skip

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import yaml
+
 
 @dataclass(frozen=True)
 class VersionLine:
@@ -24,6 +26,81 @@ class VersionLine:
     # 0.x servers write chroma.log in their working dir (/chroma), which a
     # non-root user cannot write: the deploy mounts a file from logs/ there.
     log_file: str | None
+    # Environment names the server reads that chroma_env may pass through.
+    env_known: frozenset[str] = frozenset()
+    # Names (or name prefixes ending in "_") chroma_env refuses, with what to use instead.
+    env_instead: tuple[tuple[str, str], ...] = ()
+
+    def refuse_env(self, name: str) -> str | None:
+        """Why chroma_env must not set ``name`` on this line, or None when it may."""
+        for pattern, instead in self.env_instead:
+            if name == pattern or (pattern.endswith("_") and name.startswith(pattern)):
+                return instead
+        if name in self.env_known:
+            return None
+        return f"Chroma {self.name} does not read it; leave it out"
+
+
+# Both lines: what chroma-deploy itself sets from its own keys.
+_MANAGED = (
+    ("CHROMA_PERSIST_PATH", "set by chroma-deploy from the data dir's mount; leave it out"),
+    ("IS_PERSISTENT", "set by chroma-deploy; leave it out"),
+    ("PERSIST_DIRECTORY", "set by chroma-deploy from the data dir's mount; leave it out"),
+    ("CHROMA_PORT", "set by chroma-deploy; use chroma_port"),
+    ("CHROMA_LISTEN_ADDRESS", "set by chroma-deploy; use chroma_bind_address"),
+    ("CHROMA_SERVER_HOST", "set by chroma-deploy; use chroma_bind_address"),
+    ("CHROMA_SERVER_HTTP_PORT", "set by chroma-deploy; use chroma_port"),
+    ("CHROMA_SERVER_AUTHN_", "Chroma's own auth is not used; use chroma_auth_proxy"),
+    ("CHROMA_SERVER_AUTHZ_", "Chroma's own auth is not used; use chroma_auth_proxy"),
+    ("CHROMA_SERVER_AUTH_", "Chroma's own auth is not used; use chroma_auth_proxy"),
+)
+# Chroma 1.x reads CHROMA_<key>, "__" for nesting, of its config file (figment). The
+# single-node keys it has that chroma-deploy does not set from a key of its own:
+_1X_KNOWN = frozenset(
+    {"CHROMA_ALLOW_RESET", "CHROMA_SQLITEDB__HASH_TYPE", "CHROMA_SQLITEDB__MIGRATION_MODE"}
+)
+_1X_INSTEAD = (
+    *_MANAGED,
+    ("CHROMA_MAX_PAYLOAD_SIZE_BYTES", "use chroma_max_payload_bytes"),
+    ("CHROMA_CORS_ALLOW_ORIGINS", "use chroma_cors_allow_origins"),
+    ("CHROMA_OPEN_TELEMETRY__ENDPOINT", "use chroma_otel_endpoint"),
+    ("CHROMA_OPEN_TELEMETRY__SERVICE_NAME", "use chroma_otel_service_name"),
+    ("CHROMA_MEMORY_LIMIT_BYTES", "Chroma 1.x ignores it; cap the container with chroma_mem_limit"),
+    (
+        "CHROMA_SEGMENT_CACHE_POLICY",
+        "Chroma 1.x ignores it; cap the container with chroma_mem_limit",
+    ),
+    (
+        "CHROMA_SERVER_CORS_ALLOW_ORIGINS",
+        "the 0.x name, ignored by 1.x; use chroma_cors_allow_origins",
+    ),
+    ("CHROMA_OTEL_", "the 0.x names, ignored by 1.x; use chroma_otel_endpoint"),
+    ("CHROMA_SERVER_LOG_CONFIG", "Chroma 1.x has no log config file; use chroma_otel_endpoint"),
+    ("ANONYMIZED_TELEMETRY", "Chroma 1.x sends no anonymized telemetry; leave it out"),
+    ("ALLOW_RESET", "the 0.x name, ignored by 1.x; use CHROMA_ALLOW_RESET"),
+)
+# Chroma 0.x reads its pydantic Settings' fields, upper-cased (listed from 0.6.3's
+# chromadb.config.Settings; 0.4 and 0.5 have a subset).
+_0X_KNOWN = frozenset(
+    {
+        "ALLOW_RESET", "CHROMA_MEMORY_LIMIT_BYTES", "CHROMA_SEGMENT_CACHE_POLICY",
+        "CHROMA_SERVER_NOFILE", "CHROMA_SERVER_THREAD_POOL_SIZE",
+        "CHROMA_QUERY_REQUEST_TIMEOUT_SECONDS", "CHROMA_OTEL_COLLECTION_ENDPOINT",
+        "CHROMA_OTEL_COLLECTION_HEADERS", "CHROMA_OTEL_GRANULARITY", "CHROMA_OTEL_SERVICE_NAME",
+        "CHROMA_SERVER_API_DEFAULT_PATH", "CHROMA_SERVER_HEADERS", "MIGRATIONS",
+        "MIGRATIONS_HASH_ALGORITHM",
+    }
+)  # fmt: skip
+_0X_INSTEAD = (
+    *_MANAGED,
+    ("CHROMA_SERVER_CORS_ALLOW_ORIGINS", "use chroma_cors_allow_origins"),
+    ("ANONYMIZED_TELEMETRY", "use chroma_telemetry"),
+    ("CHROMA_MAX_PAYLOAD_SIZE_BYTES", "a Chroma 1.x setting that 0.x ignores"),
+    (
+        "CHROMA_OPEN_TELEMETRY__",
+        "the 1.x names, ignored by 0.x; use CHROMA_OTEL_COLLECTION_ENDPOINT",
+    ),
+)
 
 
 def _bash_heartbeat(path: str) -> tuple[str, ...]:
@@ -54,6 +131,8 @@ def version_line(version: str) -> VersionLine:
             heartbeat_path="/api/v2/heartbeat",
             healthcheck=_bash_heartbeat("/api/v2/heartbeat"),
             log_file=None,
+            env_known=_1X_KNOWN,
+            env_instead=_1X_INSTEAD,
         )
     heartbeat = "/api/v2/heartbeat" if parsed >= (0, 5, 16) else "/api/v1/heartbeat"
     return VersionLine(
@@ -67,4 +146,17 @@ def version_line(version: str) -> VersionLine:
         heartbeat_path=heartbeat,
         healthcheck=("CMD", "curl", "-fsS", "-o", "/dev/null", f"http://127.0.0.1:8000{heartbeat}"),
         log_file="/chroma/chroma.log",
+        env_known=_0X_KNOWN,
+        env_instead=_0X_INSTEAD,
     )
+
+
+def deployed_version(compose_content: str) -> str | None:
+    """The chroma image tag a compose file written by chroma-deploy names."""
+    try:
+        image = yaml.safe_load(compose_content)["services"]["chroma"]["image"]
+    except (yaml.YAMLError, KeyError, TypeError):
+        return None
+    tag = str(image).rsplit(":", 1)[-1]
+    parts = tag.split(".")
+    return tag if len(parts) == 3 and all(part.isdigit() for part in parts) else None

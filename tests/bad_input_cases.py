@@ -30,4 +30,28 @@ CASES = [
         "is a Chroma 0.x auth setting and Chroma 1.5.9 has no built-in authentication",
     ),
     ({"chroma_auth_token_env": "lower-case"}, "chroma_auth_token_env='lower-case' is not allowed"),
+    (
+        {"chroma_version": "0.6.3", "chroma_max_payload_bytes": 1000},
+        "chroma_max_payload_bytes is a Chroma 1.x setting and chroma_version=0.6.3 would ignore it",
+    ),
+    ({"chroma_telemetry": True}, "Chroma 1.5.9 sends no anonymized telemetry"),
+    (
+        {"chroma_env": "CHROMA_SERVER_AUTHN_PROVIDER=token"},
+        "chroma_env: CHROMA_SERVER_AUTHN_PROVIDER: Chroma's own auth is not used; use "
+        "chroma_auth_proxy",
+    ),
+    (
+        {"chroma_env": "CHROMA_MEMORY_LIMIT_BYTES=1000000"},
+        "chroma_env: CHROMA_MEMORY_LIMIT_BYTES: Chroma 1.x ignores it; cap the container with "
+        "chroma_mem_limit",
+    ),
+    ({"chroma_env": "NOT_A_SETTING=1"}, "chroma_env: NOT_A_SETTING: Chroma 1.x does not read it"),
+    (
+        {"chroma_cors_allow_origins": "app.example"},
+        "chroma_cors_allow_origins='app.example' is not allowed",
+    ),
+    ({"chroma_mem_limit": "lots"}, "chroma_mem_limit='lots' is not allowed"),
+    ({"chroma_cpus": "0"}, "chroma_cpus='0' is not allowed"),
+    ({"chroma_log_max_size": "10"}, "chroma_log_max_size='10' is not allowed"),
+    ({"chroma_otel_endpoint": "otel:4317"}, "chroma_otel_endpoint='otel:4317' is not allowed"),
 ]

@@ -246,11 +246,15 @@ def read_records(port: int) -> dict[str, list[str]]:
 
 
 def seed_before_state(project_dir, name: str, port: int) -> None:
-    """A compose project like the seed's BEFORE: a named volume, on the path 1.x persists to."""
+    """The seed's BEFORE in this compose project: a named volume, on the path 1.x persists to.
+
+    Its own dir, but the compose project chroma-deploy takes over, as when a user
+    deploys into the project the seed's file made.
+    """
     legacy = project_dir.parent / "legacy"
     legacy.mkdir()
     (legacy / "docker-compose.yml").write_text(
-        f"name: {name}legacy\n"
+        f"name: {name}\n"
         "services:\n"
         "  chroma:\n"
         "    image: chromadb/chroma:1.5.9\n"
@@ -268,7 +272,7 @@ def legacy(project):
     """A project whose data sits in a seed-style stack's named volume; torn down after."""
     project_dir, name = project
     data = base_data(project_dir, name)
-    volume = f"{name}legacy_chroma_data"
+    volume = f"{name}_chroma_data"
     seed_before_state(project_dir, name, data["chroma_port"])
     yield project_dir, data, volume
     sh(f"cd '{project_dir.parent / 'legacy'}' && docker compose down", check=False)

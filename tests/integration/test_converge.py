@@ -7,9 +7,9 @@ import json
 import httpx
 import pytest
 import yaml
-from conftest import PYINFRA, ROOT, base_data, converge, sh, stat
+from conftest import PYINFRA, ROOT, base_data, converge, run_drift, sh, stat
 
-from operations.project import gitignore_lines
+from operations.gitignore import gitignore_lines
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -99,6 +99,62 @@ def test_user_gitignore_lines_are_kept_and_git_sees_only_gitkeep(project):
         "docker-compose.yml",
         "logs/.gitkeep",
     ]
+
+
+def _git_keeps_gitkeep_and_ignores_logs(project_dir) -> None:
+    """What the block is for, asked of git itself: .gitkeep kept, the rest of logs/ ignored."""
+    verbose = sh(f"cd '{project_dir}' && git check-ignore -v logs/.gitkeep").stdout
+    assert verbose.split("\t")[0].endswith(":!logs/.gitkeep"), verbose  # last match: negation
+    assert sh(f"cd '{project_dir}' && git check-ignore logs/.gitkeep", check=False).returncode == 1
+    assert sh(f"cd '{project_dir}' && git check-ignore logs/x.log").stdout == "logs/x.log\n"
+
+
+def _gitignore_drift(data) -> list[dict]:
+    result = run_drift(data, "--json")
+    items = json.loads(result.stdout)["hosts"]["@local"]["items"]
+    assert result.returncode == 2, result.output
+    assert {item["kind"] for item in items} == {"gitignore"}, items
+    return items
+
+
+def test_gitignore_block_out_of_order_is_drift_and_is_repaired_in_order(project):
+    """Issue 12 part 6: a deleted `logs/*` came back after `!logs/.gitkeep`, and drift was clean."""
+    project_dir, name = project
+    project_dir.mkdir(parents=True)
+    own = ["# my project", "*.pyc"]
+    (project_dir / ".gitignore").write_text("\n".join(own) + "\n")
+    sh(f"cd '{project_dir}' && git init -q .")
+    # Legacy volumes of this test only: another test's seed-style *_chroma_data volume on
+    # the shared engine would otherwise make this deploy refuse (correctly) to choose.
+    data = base_data(project_dir, name, chroma_legacy_volumes=f"{name}_none")
+    converge(data)
+    block = gitignore_lines(DATA_DIRS)
+    gitignore = project_dir / ".gitignore"
+    assert gitignore.read_text().splitlines() == own + block
+    _git_keeps_gitkeep_and_ignores_logs(project_dir)
+
+    # The user deletes the ignore line: drift names it, the deploy puts it back in place.
+    gitignore.write_text(gitignore.read_text().replace("\nlogs/*\n", "\n"))
+    items = _gitignore_drift(data)
+    assert [(i["expected"], i["actual"]) for i in items] == [("logs/*", "absent")]
+    converge(data)  # repairs; the second run changes nothing
+    assert gitignore.read_text().splitlines() == own + block
+    _git_keeps_gitkeep_and_ignores_logs(project_dir)
+    assert run_drift(data).returncode == 0
+
+    # What the deploy used to leave behind: the line appended after its negation.
+    lines = [line for line in gitignore.read_text().splitlines() if line != "logs/*"]
+    gitignore.write_text("\n".join([*lines, "logs/*"]) + "\n")
+    assert sh(f"cd '{project_dir}' && git check-ignore logs/.gitkeep", check=False).returncode == 0
+    items = _gitignore_drift(data)
+    assert [(i["expected"], i["actual"]) for i in items] == [
+        ("logs/* before !logs/.gitkeep", "logs/* after !logs/.gitkeep")
+    ]
+    converge(data)
+    assert gitignore.read_text().splitlines() == own + block
+    _git_keeps_gitkeep_and_ignores_logs(project_dir)
+    assert run_drift(data).returncode == 0
+    assert sorted(p.name for p in project_dir.glob(".gitignore*")) == [".gitignore"]
 
 
 @pytest.mark.parametrize(

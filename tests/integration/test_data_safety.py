@@ -46,9 +46,10 @@ def test_backup_then_changes_then_restore_gives_back_exactly_the_backup(project,
     assert len(archives) == 1
     manifest = json.loads(archives[0].with_suffix("").with_suffix(".json").read_text())
     assert {k: v["count"] for k, v in manifest["collections"].items()} == {
-        "books": 100,
-        "papers": 100,
+        "default_tenant/default_database/books": 100,
+        "default_tenant/default_database/papers": 100,
     }
+    assert manifest["project"] == name and manifest["version"] == "1.5.9"
 
     books = chroma_client(port).get_collection("books", embedding_function=None)
     books.delete(ids=written["books"][:10])
@@ -97,3 +98,38 @@ def test_backup_keep_prunes_only_this_projects_oldest(project, tmp_path):
     ours = sorted(backups.glob(f"{name}-*.tar.gz"))
     assert len(ours) == 2
     assert other.read_text() == "not ours"
+
+
+def test_missing_archive_is_named_as_missing_and_nothing_changes(project, tmp_path):
+    """It was reported as a checksum mismatch (`sha256sum: ...: No such file or directory`)."""
+    project_dir, name = project
+    data = base_data(project_dir, name, chroma_backup_dir=str(tmp_path / "backups"))
+    converge(data)
+    write_records(data["chroma_port"], per_collection=5)
+    before = read_records(data["chroma_port"])
+    missing = str(tmp_path / "backups" / f"{name}-20200101T000000Z.tar.gz")
+    result = run("restore.py", dict(data, chroma_restore_archive=missing))
+    assert result.returncode != 0
+    assert f"no archive at {missing}: nothing was changed" in result.output
+    assert "does not match" not in result.output
+    assert read_records(data["chroma_port"]) == before
+    assert not list(project_dir.glob("chroma_data.before-restore-*"))
+
+
+def test_restoring_the_same_archive_after_the_data_changed_restores_again(project, tmp_path):
+    """The marker was keyed by the archive's name: a second restore silently did nothing."""
+    project_dir, name = project
+    data = base_data(project_dir, name, chroma_backup_dir=str(tmp_path / "backups"))
+    port = data["chroma_port"]
+    converge(data)
+    write_records(port, ("first",), per_collection=40)
+    backed_up = read_records(port)
+    assert run("backup.py", data).returncode == 0
+    restore = dict(data, chroma_restore_archive=str(next((tmp_path / "backups").glob("*.tar.gz"))))
+    assert run("restore.py", restore).returncode == 0
+    write_records(port, ("second",), per_collection=10)  # the data changes after the restore
+    again = run("restore.py", restore)
+    assert again.returncode == 0, again.output
+    assert again.result["totals"]["success"] == 1
+    assert read_records(port) == backed_up
+    assert len(list(project_dir.glob("chroma_data.before-restore-*"))) == 2  # both kept

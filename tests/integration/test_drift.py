@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -15,6 +16,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 from conftest import ROOT, base_data, chroma_client, converge, run_drift, sh
+from prometheus_client.parser import text_string_to_metric_families
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -315,6 +317,7 @@ def test_unreachable_host_is_an_error_and_other_hosts_are_still_checked(stack, t
         (["--data", "novalue"], "--data 'novalue' is not allowed: use KEY=VALUE"),
         (["--limit", "nosuchhost"], "--limit nosuchhost is not in the inventory"),
         (["--data", "chroma_port=0"], "chroma_port=0 is not allowed"),
+        (["--textfile", "/nonexistent/dir/x.prom"], "/nonexistent/dir is not a directory"),
     ],
 )
 def test_bad_input_exits_1_with_one_clear_line(stack, args, message):
@@ -333,13 +336,14 @@ def test_legacy_volume_with_data_and_empty_data_dir(stack, tmp_path):
     )
     fresh.update(chroma_compose_project=f"{name}x", chroma_port=data["chroma_port"] + 1)
     converge(fresh)
+    volume = f"{name}_legacy_chroma_data"
+    fresh["chroma_adopt_volume"] = volume  # made by hand, no compose project: adopted
     collection = chroma_client(fresh["chroma_port"]).create_collection(
         "kept", embedding_function=None
     )
     collection.add(
         ids=[f"r{i}" for i in range(20)], embeddings=[[float(i), 1.0] for i in range(20)]
     )
-    volume = f"{name}_legacy_chroma_data"
     try:
         # Move the real data into a named volume, as a setup before bind mounts had it.
         sh(f"cd '{fresh_dir}' && docker compose stop && docker volume create {volume} && "
@@ -358,3 +362,117 @@ def test_legacy_volume_with_data_and_empty_data_dir(stack, tmp_path):
     finally:
         sh(f"cd '{fresh_dir}' && docker compose down", check=False)
         sh(f"docker volume rm {volume}", check=False)  # the test's own throwaway volume
+
+
+def read_textfile(path: Path) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
+    """Family -> {sorted labels: value}, read by Prometheus' own Python text parser."""
+    families = {}
+    for family in text_string_to_metric_families(path.read_text()):
+        assert family.type == "gauge" and family.documentation, family
+        families[family.name] = {
+            tuple(sorted(sample.labels.items())): sample.value for sample in family.samples
+        }
+    return families
+
+
+def host_metrics(families: dict, host: str) -> dict[str, object]:
+    """One host's view: its status, check_success, timing and non-zero drift item counts."""
+
+    def one(name: str, **labels: str) -> float:
+        return families[name][tuple(sorted({"host": host, **labels}.items()))]
+
+    items = {
+        dict(labels)["kind"]: count
+        for labels, count in families["chroma_deploy_drift_items"].items()
+        if dict(labels)["host"] == host
+    }
+    return {
+        "status": {s: one("chroma_deploy_host_status", status=s) for s in ("ok", "drift", "error")},
+        "success": one("chroma_deploy_check_success"),
+        "checked_at": one("chroma_deploy_last_check_timestamp_seconds"),
+        "duration": one("chroma_deploy_check_duration_seconds"),
+        "kinds_reported": set(items),
+        "drifted": {kind: count for kind, count in items.items() if count},
+    }
+
+
+def test_textfile_metrics_follow_a_tamper_and_its_repair(stack, tmp_path):
+    """drift.py --textfile on a real host: clean -> ok=1; tampered -> drift=1 and the kinds."""
+    project_dir, _name, data = stack
+    target = tmp_path / "chroma_deploy.prom"
+
+    started = time.time()
+    result = run_drift(data, "--no-color", "--textfile", str(target))
+    assert result.returncode == 0, result.output
+    assert result.stdout.strip() == "1 host(s): 1 ok, 0 drifted, 0 error(s)"
+    clean = host_metrics(read_textfile(target), "@local")
+    assert clean["status"] == {"ok": 1, "drift": 0, "error": 0}
+    assert clean["success"] == 1
+    assert clean["drifted"] == {} and "gitignore" in clean["kinds_reported"]
+    assert started <= clean["checked_at"] <= time.time()
+    assert 0 < clean["duration"] < time.time() - started
+
+    sh(f"cd '{project_dir}' && chmod 0755 chroma_data && sed -i '/^!logs\\/.gitkeep$/d' .gitignore")
+    code, document = drift_json(data)  # --json alone: the items to compare the counts with
+    assert code == 2
+    result = run_drift(data, "--json", "--textfile", str(target))
+    assert result.returncode == 2
+    assert json.loads(result.stdout)["hosts"] == document["hosts"], "--json is unchanged"
+    drifted = host_metrics(read_textfile(target), "@local")
+    assert drifted["status"] == {"ok": 0, "drift": 1, "error": 0}
+    assert drifted["success"] == 1
+    items = document["hosts"]["@local"]["items"]
+    assert drifted["drifted"] == {
+        kind: sum(i["kind"] == kind for i in items) for kind in {i["kind"] for i in items}
+    }
+    assert drifted["drifted"]["mode"] > 0 and drifted["drifted"]["gitignore"] > 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["chroma_deploy.prom"]
+
+    converge(data)
+    assert run_drift(data, "--textfile", str(target)).returncode == 0
+    assert host_metrics(read_textfile(target), "@local")["status"]["ok"] == 1
+
+
+def test_textfile_shows_an_unreachable_host_as_error(stack, tmp_path):
+    _project_dir, _name, data = stack
+    inventory = tmp_path / "inventory.py"
+    inventory.write_text(
+        'hosts = ["@local", ("unreachable", {"ssh_hostname": "127.0.0.1", "ssh_port": 1})]\n'
+    )
+    target = tmp_path / "chroma_deploy.prom"
+    result = run_drift(data, "--textfile", str(target), inventory=str(inventory))
+    assert result.returncode == 1
+    families = read_textfile(target)
+    unreachable = host_metrics(families, "unreachable")
+    assert unreachable["status"] == {"ok": 0, "drift": 0, "error": 1}
+    assert unreachable["success"] == 0
+    assert unreachable["kinds_reported"] == set(), "an unchecked host's drift is unknown, not 0"
+    local = host_metrics(families, "@local")
+    assert (local["status"]["ok"], local["success"]) == (1, 1)
+
+
+def test_textfile_that_cannot_be_written_is_an_error_and_the_old_file_stays(stack, tmp_path):
+    """A full disk under the textfile dir: exit 1 with one line, the last good file whole."""
+    data = stack[2]
+    mount = tmp_path / "textfile_collector"
+    mount.mkdir()
+    sh(f"mount -t tmpfs -o size=64k tmpfs '{mount}'")
+    try:
+        target = mount / "chroma_deploy.prom"
+        assert run_drift(data, "--textfile", str(target)).returncode == 0
+        good = target.read_text()
+        sh(f"cat /dev/zero > '{mount}/filler'", check=False)  # fills the tmpfs: ENOSPC
+        inventory = tmp_path / "inventory.py"
+        many = ", ".join(f'("down{i}", {{"ssh_hostname": "127.0.0.1", "ssh_port": 1}})'
+                         for i in range(40))  # fmt: skip
+        inventory.write_text(f"hosts = [{many}]\n")  # a file bigger than what is left
+        result = run_drift(data, "--json", "--textfile", str(target), inventory=str(inventory))
+        assert result.returncode == 1
+        assert json.loads(result.stdout)["exit_code"] == 1
+        assert f"drift.py: --textfile {target} was not written: " in result.stderr
+        assert "No space left on device" in result.stderr
+        assert "Traceback" not in result.output
+        assert target.read_text() == good
+        assert sorted(p.name for p in mount.iterdir()) == ["chroma_deploy.prom", "filler"]
+    finally:
+        sh(f"umount '{mount}'")

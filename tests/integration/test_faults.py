@@ -20,7 +20,7 @@ from conftest import (
     sh,
 )
 
-from operations.project import GITIGNORE_HEADER
+from operations.gitignore import GITIGNORE_HEADER
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 

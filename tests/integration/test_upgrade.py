@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+
+import httpx
 import pytest
 import yaml
 from conftest import base_data, chroma_client, converge, read_records, run_deploy
@@ -40,3 +44,68 @@ def test_upgrade_from_0_6_keeps_every_record_and_a_downgrade_is_refused(project,
     assert "chroma_version=0.6.3 is older than the 1.5.9 deployed" in refused.output
     assert (project_dir / "docker-compose.yml").read_text() == compose
     assert read_records(port) == before
+
+    # The way back: restoring the pre-upgrade archive brings back the version it was
+    # taken with, and the data as it was then (not migrated forward again).
+    chroma_client(port).get_collection("faq", embedding_function=None).delete(ids=["faq-0"])
+    back = dict(data, chroma_restore_archive=str(backups[0]))
+    restored = run_deploy(back, deploy_file="restore.py", timeout=600)
+    assert restored.returncode == 0, restored.output
+    assert "keep chroma_version=0.6.3" in restored.output
+    chroma = yaml.safe_load((project_dir / "docker-compose.yml").read_text())["services"]["chroma"]
+    assert chroma["image"].endswith(":0.6.3")
+    assert chroma["volumes"][0]["target"] == "/chroma/chroma"
+    version = httpx.get(f"http://127.0.0.1:{port}/api/v2/version", timeout=10).json()
+    assert version == "0.6.3"
+    assert read_records(port) == before
+    again = run_deploy(back, deploy_file="restore.py", timeout=600)  # nothing changed since
+    assert again.returncode == 0 and again.result["totals"]["success"] == 0, again.output
+    converge(dict(data, chroma_version="0.6.3"))  # the version the user now keeps
+
+
+BROKEN = """\
+FROM chromadb/chroma:1.5.9
+ENTRYPOINT ["/bin/bash", "-c", "echo 'InternalError: no such column: x' >&2; exit 1"]
+"""
+
+
+@pytest.fixture
+def broken_image():
+    """chromadb/chroma:1.99.0 that cannot open the data, as an early 1.0 failed on 0.6.3 data."""
+    tag = "chromadb/chroma:1.99.0"
+    built = subprocess.run(
+        ["docker", "build", "-t", tag, "-"], input=BROKEN, text=True, capture_output=True,
+        env={**os.environ, "DOCKER_BUILDKIT": "0"}, timeout=300,
+    )  # fmt: skip
+    assert built.returncode == 0, built.stderr
+    yield tag
+    subprocess.run(["docker", "image", "rm", "-f", tag], capture_output=True)  # the test's own
+
+
+def test_a_failed_rehearsal_stops_the_upgrade_and_the_old_stack_keeps_serving(
+    project, tmp_path, broken_image
+):
+    project_dir, name = project
+    data = base_data(project_dir, name, chroma_backup_dir=str(tmp_path / "backups"))
+    port = data["chroma_port"]
+    converge(data)
+    collection = chroma_client(port).create_collection("kept", embedding_function=None)
+    collection.add(
+        ids=[f"k{i}" for i in range(100)], embeddings=[[float(i), 1.0] for i in range(100)]
+    )
+    before = read_records(port)
+    compose = (project_dir / "docker-compose.yml").read_text()
+
+    failed = run_deploy(dict(data, chroma_version="1.99.0"))
+    assert failed.returncode != 0
+    assert "upgrade rehearsal FAILED, nothing was switched" in failed.output
+    assert "InternalError" in failed.output  # the new server's own words
+    assert (project_dir / "docker-compose.yml").read_text() == compose
+    assert read_records(port) == before  # the live stack serves the old data again
+    assert not (project_dir / ".chroma-deploy" / "rehearsal").exists()
+    leftovers = subprocess.run(
+        ["docker", "ps", "-aq", "--filter", "name=chroma-deploy-rehearsal"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert leftovers.stdout == ""
+    converge(data)  # still the old version, and nothing to change

@@ -115,4 +115,56 @@ def test_legacy_volume_counts_only_while_the_data_dir_is_empty(declared, converg
     facts = HostFacts(**{**converged.__dict__, "legacy_volumes": legacy})
     assert kinds(declared, facts) == []
     facts.data_dirs[f"{ROOT}/chroma_data"]["has_sqlite"] = False
-    assert kinds(declared, facts) == ["legacy_volume"]  # the other volume holds no sqlite
+    # fxlegacy belongs to no compose project: not this project's, so not its drift...
+    assert kinds(declared, facts) == []
+    # ...until chroma_adopt_volume names it (otherproj_fxlegacy holds no sqlite).
+    adopting = Declared(
+        load_settings(
+            {"chroma_project_dir": ROOT, "chroma_compose_project": "fx", "chroma_port": 18777,
+             "chroma_adopt_volume": "fxlegacy"}
+        ),
+        0, 0,
+    )  # fmt: skip
+    assert kinds(adopting, facts) == ["legacy_volume"]
+
+
+def test_data_in_a_containers_own_layer_is_its_own_kind(declared, converged):
+    converged.stack["containers"][0]["config_hash"] = converged.stack["declared_hashes"]["chroma"]
+    layer = recorded("compose.ContainerLayerData", "seed_after_on_1x")
+    facts = HostFacts(**{**converged.__dict__, "layer_data": layer})
+    assert kinds(declared, facts) == ["data_outside_mount"]
+    (item,) = compare(declared, facts)
+    assert item.resource == "container fxseed-chroma-1"
+    assert "/data/chroma.sqlite3" in item.actual
+
+
+def _gitignore_items(declared, facts) -> list[tuple[str, str]]:
+    converged_hash = facts.stack["declared_hashes"]["chroma"]
+    facts.stack["containers"][0]["config_hash"] = converged_hash
+    return [(i.expected, i.actual) for i in compare(declared, facts) if i.kind == "gitignore"]
+
+
+def test_a_gitignore_line_removed_is_absent(declared, converged):
+    converged.project_files["gitignore"].remove("logs/*")
+    assert _gitignore_items(declared, converged) == [("logs/*", "absent")]
+
+
+def test_a_gitignore_ignore_line_after_its_negation_is_out_of_order(declared, converged):
+    """What git reads: the last match wins, so logs/* after !logs/.gitkeep ignores .gitkeep."""
+    lines = converged.project_files["gitignore"]
+    lines.remove("logs/*")
+    lines.append("logs/*")
+    assert _gitignore_items(declared, converged) == [
+        ("logs/* before !logs/.gitkeep", "logs/* after !logs/.gitkeep")
+    ]
+    lines.append("!logs/.gitkeep")  # a later negation wins again: in order
+    assert _gitignore_items(declared, converged) == []
+
+
+def test_gitignore_lines_elsewhere_but_in_order_are_no_drift(declared, converged):
+    lines = converged.project_files["gitignore"]
+    lines.remove("chroma_data/*")
+    lines.insert(0, "chroma_data/*")  # the user's own, above our block
+    lines.remove(declared.gitignore_lines[0])
+    lines.append(declared.gitignore_lines[0])  # the header moved: order of no consequence
+    assert _gitignore_items(declared, converged) == []

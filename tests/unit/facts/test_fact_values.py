@@ -190,7 +190,10 @@ def test_legacy_volume_of_a_compose_project_in_use():
     (volume,) = read(LegacyVolumes, "volume_in_use")
     assert volume["compose_project"] == "chroma-facts-fixture-legacy"
     assert volume["has_chroma_data"] is True
-    assert volume["used_by"] == ["chroma-facts-fixture-legacy-chroma-1"]
+    assert volume["users"] == [
+        {"name": "chroma-facts-fixture-legacy-chroma-1", "project": "chroma-facts-fixture-legacy"}
+    ]
+    assert volume["contents"] == "1 collections, 3 records"
     assert volume["size_bytes"] > 0
 
 

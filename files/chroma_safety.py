@@ -1,0 +1,496 @@
+#!/usr/bin/env python3
+"""Host-side steps that move, verify or prune Chroma data, one subcommand each.
+
+Uploaded next to chroma_inventory.py and run by the operations with their
+values as arguments (never pasted into a shell string). Standard library only.
+
+    chroma_safety.py stage --record R --kind volume|layer --subject S --source SRC
+                     --data-dir D --uid U --gid G --mode M [--container C ...]
+                     [--compose-file F --project-dir P]
+    chroma_safety.py verify --record R --url URL [--token-file F] --data-dir D
+                     [--compose-file F --project-dir P]
+    chroma_safety.py prune --dir D --project P --keep K --version V
+    chroma_safety.py space --source PATH --target DIR [--factor N]
+    chroma_safety.py manifest --sqlite DB --out FILE --project P --version V [--before-version V]
+    chroma_safety.py compare --manifest FILE --url URL [--token-file F]
+    chroma_safety.py rehearse --record R --data-dir D --image I --persist-path P --work-dir W
+                     --uid U --gid G --compose-file F --project-dir P [--env NAME=value ...]
+
+Exit codes: 0 done (or match), 1 error (nothing was changed by the failing
+step; say what), 3 verification mismatch (handled: see ``verify``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from chroma_inventory import Chroma, inventory, scopes_of, sqlite_inventory
+
+MARGIN_BYTES = 64 * 1024 * 1024
+
+
+class Refused(Exception):
+    """A step that must not go on; the message says why and what to do."""
+
+
+def stamp() -> str:
+    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+
+
+def write_json(path: Path, value: dict) -> None:
+    """Write ``value`` to ``path`` atomically (unique temporary name, fsync, rename)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w") as handle:
+        json.dump(value, handle, sort_keys=True)
+        handle.write("\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+def docker(*args: str, check: bool = True) -> str:
+    done = subprocess.run(["docker", *args], capture_output=True, text=True, check=False)
+    if check and done.returncode != 0:
+        raise Refused(f"docker {' '.join(args[:2])} failed: {done.stderr.strip()[:300]}")
+    return done.stdout
+
+
+def compose(project_dir: str | None, compose_file: str | None, *args: str) -> None:
+    if not (project_dir and compose_file and os.path.isfile(compose_file)):
+        return
+    done = subprocess.run(
+        ["docker", "compose", "--project-directory", project_dir, "-f", compose_file, *args],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if done.returncode != 0:
+        raise Refused(f"docker compose {args[0]} failed: {done.stderr.strip()[:300]}")
+
+
+def tree_size(path: str) -> int:
+    total = 0
+    for root, _dirs, files in os.walk(path):
+        for name in files:
+            with contextlib.suppress(OSError):  # gone while walking: nothing to copy
+                total += os.lstat(os.path.join(root, name)).st_size
+    return total
+
+
+def check_space(need: int, target: str) -> None:
+    """Refuse before anything is copied when ``target``'s filesystem lacks ``need`` + margin."""
+    free = shutil.disk_usage(target).free
+    if free < need + MARGIN_BYTES:
+        raise Refused(
+            f"not enough space on {target}: the copy needs {need} bytes plus a "
+            f"{MARGIN_BYTES} byte margin and {free} are free; nothing was moved: free space and "
+            "run again"
+        )
+
+
+def file_digests(path: str) -> dict[str, tuple[int, str]]:
+    """Size and sha256 of every regular file under ``path``, by relative name."""
+    import hashlib
+
+    found = {}
+    for root, _dirs, files in os.walk(path):
+        for name in files:
+            full = os.path.join(root, name)
+            if not os.path.isfile(full) or os.path.islink(full):
+                continue
+            digest = hashlib.sha256()
+            with open(full, "rb") as handle:
+                for block in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(block)
+            found[os.path.relpath(full, path)] = (os.path.getsize(full), digest.hexdigest())
+    return found
+
+
+def restart_policies(containers: list[str]) -> dict[str, str]:
+    """Each container's restart policy, by id (so a replacement is never mistaken for it)."""
+    policies = {}
+    for name in containers:
+        found = docker("inspect", "--format", "{{.Id}} {{.HostConfig.RestartPolicy.Name}}", name)
+        container_id, _, policy = found.strip().partition(" ")
+        policies[container_id] = policy or "no"
+    return policies
+
+
+def stop_users(policies: dict[str, str]) -> None:
+    """Stop the containers for the copy, after turning their restart policy off.
+
+    A container with ``restart: always`` would come back after a reboot or an
+    engine restart and write during the copy. The policies were recorded
+    before this, so a run killed here still knows what to put back.
+    """
+    for container_id in policies:
+        docker("update", "--restart=no", container_id, check=False)
+    if policies:
+        docker("stop", *policies, check=False)
+    running = docker("ps", "-q", "--no-trunc", *(f"--filter=id={i}" for i in policies))
+    if policies and running.strip():
+        raise Refused(f"containers still running after docker stop: {running.split()}")
+
+
+def restart_users(policies: dict[str, str]) -> list[str]:
+    """Start the stopped containers again with their policies; return those that are gone."""
+    gone = []
+    for container_id, policy in policies.items():
+        docker("update", f"--restart={policy}", container_id, check=False)
+        if docker("start", container_id, check=False) == "":
+            gone.append(container_id[:12])
+    return gone
+
+
+def stage(args: argparse.Namespace) -> int:
+    """Copy data that would be lost or hidden into the empty data dir, record first.
+
+    The record is written before anything is stopped, so a run killed at any
+    point resumes (or rolls back) from it. The copy goes to a staging dir that
+    replaces the empty data dir in one rename; a half copy is never the data dir.
+    """
+    record_path = Path(args.record)
+    data_dir = Path(args.data_dir)
+    staging = data_dir.parent / f".{data_dir.name}.chroma-deploy-staging"
+    if (data_dir / "chroma.sqlite3").exists():
+        if record_path.exists() and json.loads(record_path.read_text()).get("before"):
+            print(f"{args.subject}: copied already; verified after the stack starts")
+            return 0
+        raise Refused(
+            f"both {args.subject} and {data_dir} hold Chroma data: chroma-deploy will not merge "
+            "or choose; move one aside (never delete it)"
+        )
+    record_path.parent.mkdir(parents=True, exist_ok=True)
+    if record_path.exists():
+        record = json.loads(record_path.read_text())
+    else:
+        record = {"kind": args.kind, "subject": args.subject, "containers": args.container,
+                  "started": stamp()}  # fmt: skip
+        write_json(record_path, record)
+    if "policies" not in record:
+        record["policies"] = restart_policies(args.container)
+        write_json(record_path, record)
+    stop_users(record["policies"])  # again on a resumed run: they must stay down
+    compose(args.project_dir, args.compose_file, "stop")  # ours must not hold the old dir
+    if staging.exists():
+        shutil.rmtree(staging)  # our own half copy from a killed run, never user data
+    if args.kind == "layer":
+        container, path = args.source.split(":", 1)
+        if "kept_as" not in record:
+            image = f"chroma-deploy-rescue/{container.lower()}:{stamp().lower()}"
+            docker("commit", container, image)  # the layer outlives the container
+            record["kept_as"] = image
+            write_json(record_path, record)
+        size = docker("inspect", "--size", "--format", "{{.SizeRw}}", container).strip()
+        check_space(int(size or 0), str(data_dir.parent))
+        docker("cp", f"{container}:{path.rstrip('/')}/.", str(staging))
+    else:
+        check_space(tree_size(args.source), str(data_dir.parent))
+        done = subprocess.run(["cp", "-a", f"{args.source}/.", str(staging)], check=False,
+                              capture_output=True, text=True)  # fmt: skip
+        if done.returncode != 0:
+            raise Refused(f"copying {args.source} failed: {done.stderr.strip()[:300]}")
+        if file_digests(args.source) != file_digests(str(staging)):
+            raise Refused(f"the copy of {args.source} differs from it; nothing was switched")
+    record["before"] = sqlite_inventory(str(staging / "chroma.sqlite3"))
+    record["files"] = len(file_digests(str(staging)))
+    for root, dirs, files in os.walk(staging):
+        for name in [*dirs, *files]:
+            os.lchown(os.path.join(root, name), args.uid, args.gid)
+    os.chown(staging, args.uid, args.gid)
+    os.chmod(staging, int(args.mode, 8))
+    write_json(record_path, record)
+    if (data_dir / ".gitkeep").exists():
+        os.replace(data_dir / ".gitkeep", staging / ".gitkeep")
+    if data_dir.is_dir():
+        data_dir.rmdir()  # only ever empty here: chroma.sqlite3 was checked above
+    os.replace(staging, data_dir)
+    counts = {name: item["count"] for name, item in record["before"]["collections"].items()}
+    print(f"copied {args.subject} into {data_dir}: {len(counts)} collections, "
+          f"{sum(counts.values())} records; verifying after the stack starts")  # fmt: skip
+    return 0
+
+
+def differences(before: dict, after: dict) -> list[str]:
+    found = []
+    for name in sorted(set(before) | set(after)):
+        old, new = before.get(name), after.get(name)
+        if old == new:
+            continue
+        if old is None:
+            found.append(f"{name}: not there before")
+        elif new is None:
+            found.append(f"{name}: missing ({old['count']} records before)")
+        elif old["count"] != new["count"]:
+            found.append(f"{name}: {old['count']} records before, {new['count']} now")
+        elif old["ids_sha256"] != new["ids_sha256"]:
+            found.append(f"{name}: other record ids")
+        else:
+            found.append(f"{name}: documents or metadata differ")
+    return found
+
+
+def done_name(record: dict) -> str:
+    kind, subject = record["kind"], record["subject"]
+    if kind == "upgrade":
+        return f"upgraded-{record['from']}-to-{record['to']}.json"
+    if kind == "volume":
+        return f"migrated-{subject}.json"
+    return f"rescued-{kind}-{re.sub(r'[^A-Za-z0-9_.-]', '_', subject)}-{stamp()}.json"
+
+
+def verify(args: argparse.Namespace) -> int:
+    """Compare the running server with the record's ``before``; act on the answer.
+
+    match: the record becomes the done record. An error (no answer, 401, a
+    crash) changes nothing: the record stays pending and the next run checks
+    again. mismatch: the stack is stopped, the record becomes ``failed-*``
+    (which blocks later deploys until the user acts), and a moved volume's
+    containers are started on it again; nothing is deleted.
+    """
+    record_path = Path(args.record)
+    record = json.loads(record_path.read_text())
+    before = record["before"]
+    try:
+        after = inventory(Chroma(args.url, args.token_file), scopes_of(before))
+    except Exception as error:
+        print(
+            f"could not verify {record['kind']} {record['subject']}: {type(error).__name__}: "
+            f"{error}; nothing was changed and the check runs again on the next deploy",
+            file=sys.stderr,
+        )
+        return 1
+    found = differences(before["collections"], after["collections"])
+    counts = sum(item["count"] for item in after["collections"].values())
+    if not found:
+        os.replace(record_path, record_path.with_name(done_name(record)))
+        print(f"{record['kind']} {record['subject']} verified: {len(after['collections'])} "
+              f"collections, {counts} records, ids, documents and metadata equal")  # fmt: skip
+        return 0
+    compose(args.project_dir, args.compose_file, "stop")
+    failed = record_path.with_name(f"failed-{record['kind']}-{stamp()}.json")
+    record["differences"] = found
+    write_json(failed, record)
+    record_path.unlink()
+    detail = "; ".join(found[:5])
+    if record["kind"] == "upgrade":
+        print(f"upgrade {record['from']} -> {record['to']} FAILED verification ({detail}): the "
+              f"stack is stopped. Restore {record.get('backup')} with restore.py, then see "
+              f"{failed}", file=sys.stderr)  # fmt: skip
+        return 3
+    aside = f"{args.data_dir}.failed-{record['kind']}-{stamp()}-{os.getpid()}"
+    os.replace(args.data_dir, aside)
+    done = record_path.with_name(done_name(record))
+    if record["kind"] == "volume" and done.exists():  # an earlier move is no longer in place
+        os.replace(done, done.with_name(f"undone-{stamp()}-{done.name}"))
+    os.mkdir(args.data_dir, 0o750)
+    gone = restart_users(record.get("policies", {}))
+    kept = f"; the old container's layer is kept as image {record['kept_as']}" if record.get(
+        "kept_as") else ""  # fmt: skip
+    restarted = (f"the old containers {', '.join(gone)} are gone (the data they used is kept)"
+                 if gone else "the old containers were started again")  # fmt: skip
+    print(f"{record['kind']} {record['subject']} FAILED verification ({detail}): the copy is in "
+          f"{aside}{kept}; {restarted}. Deploys of this host stop here until you act: see "
+          f"{failed}", file=sys.stderr)  # fmt: skip
+    return 3
+
+
+def prune(args: argparse.Namespace) -> int:
+    """Delete this project's oldest archives beyond ``keep``; keep everything else.
+
+    Only archives whose manifest names this project count. The newest archive
+    taken before the upgrade to the current version (the way back) is never pruned.
+    """
+    directory = Path(args.dir)
+    ours = []
+    for manifest_path in sorted(directory.glob("*.json")):
+        try:
+            manifest = json.loads(manifest_path.read_text())
+        except (OSError, ValueError):
+            continue
+        archive = manifest_path.with_suffix(".tar.gz")
+        if manifest.get("project") == args.project and archive.is_file():
+            ours.append((manifest.get("created", ""), manifest, archive))
+    ours.sort(key=lambda item: item[0], reverse=True)
+    way_back = next((a for _, m, a in ours if m.get("before_version") == args.version), None)
+    candidates = [archive for _, _, archive in ours if archive != way_back]
+    for archive in candidates[args.keep :]:
+        stem = str(archive).removesuffix(".tar.gz")
+        for path in (archive, Path(stem + ".sha256"), Path(stem + ".json")):
+            path.unlink(missing_ok=True)
+        print(f"pruned: {archive}")
+    kept = [str(a) for a in candidates[: args.keep]] + ([str(way_back)] if way_back else [])
+    note = f" (one of them {way_back}, the way back to before {args.version})" if way_back else ""
+    print(f"kept {len(kept)} archives of {args.project}{note}")
+    return 0
+
+
+def space(args: argparse.Namespace) -> int:
+    """Room on ``target`` for ``factor`` times the size of ``source`` (file or tree)."""
+    source = args.source
+    size = os.path.getsize(source) if os.path.isfile(source) else tree_size(source)
+    check_space(size * args.factor, args.target)
+    return 0
+
+
+def manifest(args: argparse.Namespace) -> int:
+    """A backup's manifest: the stopped server's inventory, its project and version."""
+    found = sqlite_inventory(args.sqlite) if os.path.exists(args.sqlite) else {"collections": {}}
+    found.update(project=args.project, version=args.version, created=stamp())
+    if args.before_version:
+        found["before_version"] = args.before_version
+    write_json(Path(args.out), found)
+    return 0
+
+
+def compare(args: argparse.Namespace) -> int:
+    """The running server against a manifest: 0 equal, 3 different, 1 not readable."""
+    expected = json.loads(Path(args.manifest).read_text())
+    try:
+        after = inventory(Chroma(args.url, args.token_file), scopes_of(expected))
+    except Exception as error:
+        print(f"could not read the server: {type(error).__name__}: {error}", file=sys.stderr)
+        return 1
+    found = differences(expected["collections"], after["collections"])
+    if found:
+        print("the server differs from the manifest: " + "; ".join(found[:5]), file=sys.stderr)
+        return 3
+    return 0
+
+
+def wait_for_heartbeat(url: str, seconds: int) -> bool:
+    import urllib.request
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"{url}/api/v2/heartbeat", timeout=3):  # noqa: S310
+                return True
+        except OSError:
+            time.sleep(0.5)
+    return False
+
+
+def rehearse(args: argparse.Namespace) -> int:
+    """Start the new image on a copy of the data, compare, remove the copy: before any switch.
+
+    The live data dir is only read (copied); the throwaway container publishes no
+    port and runs as the data's owner. On a mismatch or a start failure the old
+    stack is started again from its unchanged compose file and the upgrade's
+    pending record is set aside, so the host fails with the new server's own
+    words while it goes on serving the old data.
+    """
+    record_path = Path(args.record)
+    before = json.loads(record_path.read_text())["before"]
+    work = Path(args.work_dir)
+    copy = work / "data"
+    name = f"chroma-deploy-rehearsal-{os.getpid()}"
+    check_space(tree_size(args.data_dir), str(work.parent))
+    if work.exists():
+        shutil.rmtree(work)  # our own copy from a killed rehearsal, never user data
+    work.mkdir(parents=True)
+    started = time.monotonic()
+    problem = None
+    try:
+        shutil.copytree(args.data_dir, copy, symlinks=True)
+        for root, dirs, files in os.walk(copy):
+            for entry in [*dirs, *files]:
+                os.lchown(os.path.join(root, entry), args.uid, args.gid)
+        os.chown(copy, args.uid, args.gid)
+        env = [item for pair in args.env for item in ("-e", pair)]
+        docker("run", "-d", "--name", name, "--user", f"{args.uid}:{args.gid}",
+               "-v", f"{copy}:{args.persist_path}", *env, args.image)  # fmt: skip
+        address = docker("inspect", "-f", "{{.NetworkSettings.IPAddress}}", name).strip()
+        url = f"http://{address}:8000"
+        if not address or not wait_for_heartbeat(url, args.timeout):
+            logs = subprocess.run(["docker", "logs", "--tail", "5", name], capture_output=True,
+                                  text=True, check=False)  # fmt: skip
+            said = " ".join((logs.stdout + logs.stderr).split())[-400:]
+            problem = f"the new server did not start on a copy of the data: {said or 'no output'}"
+        else:
+            after = inventory(Chroma(url, None), scopes_of(before))
+            found = differences(before["collections"], after["collections"])
+            if found:
+                problem = "the new server shows other data: " + "; ".join(found[:5])
+    except Refused as error:
+        problem = str(error)
+    finally:
+        docker("rm", "-f", name, check=False)
+        shutil.rmtree(work, ignore_errors=True)
+    seconds = time.monotonic() - started
+    if problem is None:
+        counts = sum(item["count"] for item in before["collections"].values())
+        print(f"rehearsal passed: {args.image} serves the same {len(before['collections'])} "
+              f"collections and {counts} records from a copy ({seconds:.1f} s)")  # fmt: skip
+        return 0
+    compose(args.project_dir, args.compose_file, "up", "--detach", "--wait")
+    os.replace(record_path, record_path.with_name(f"rehearsal-failed-{stamp()}.json"))
+    print(f"upgrade rehearsal FAILED, nothing was switched and the old stack is running again: "
+          f"{problem}", file=sys.stderr)  # fmt: skip
+    return 3
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    staged = commands.add_parser("stage")
+    for option in ("--record", "--kind", "--subject", "--source", "--data-dir", "--mode"):
+        staged.add_argument(option, required=True)
+    staged.add_argument("--uid", type=int, required=True)
+    staged.add_argument("--gid", type=int, required=True)
+    staged.add_argument("--container", action="append", default=[])
+    checked = commands.add_parser("verify")
+    for option in ("--record", "--url", "--data-dir"):
+        checked.add_argument(option, required=True)
+    checked.add_argument("--token-file")
+    for sub in (staged, checked):
+        sub.add_argument("--compose-file")
+        sub.add_argument("--project-dir")
+    pruned = commands.add_parser("prune")
+    for option in ("--dir", "--project", "--version"):
+        pruned.add_argument(option, required=True)
+    pruned.add_argument("--keep", type=int, required=True)
+    spaced = commands.add_parser("space")
+    spaced.add_argument("--source", required=True)
+    spaced.add_argument("--target", required=True)
+    spaced.add_argument("--factor", type=int, default=1)
+    written = commands.add_parser("manifest")
+    for option in ("--sqlite", "--out", "--project", "--version"):
+        written.add_argument(option, required=True)
+    written.add_argument("--before-version")
+    compared = commands.add_parser("compare")
+    for option in ("--manifest", "--url"):
+        compared.add_argument(option, required=True)
+    compared.add_argument("--token-file")
+    rehearsed = commands.add_parser("rehearse")
+    for option in ("--record", "--data-dir", "--image", "--persist-path", "--work-dir",
+                   "--compose-file", "--project-dir"):  # fmt: skip
+        rehearsed.add_argument(option, required=True)
+    rehearsed.add_argument("--uid", type=int, required=True)
+    rehearsed.add_argument("--gid", type=int, required=True)
+    rehearsed.add_argument("--timeout", type=int, default=120)
+    rehearsed.add_argument("--env", action="append", default=[], help="NAME=value")
+    args = parser.parse_args()
+    steps = {"stage": stage, "verify": verify, "prune": prune, "space": space,
+             "manifest": manifest, "compare": compare, "rehearse": rehearse}  # fmt: skip
+    try:
+        return steps[args.command](args)
+    except Refused as refusal:
+        print(f"{args.command}: {refusal}", file=sys.stderr)
+        return 1
+    except OSError as error:  # e.g. a data dir that holds other files than .gitkeep
+        print(f"{args.command}: {error}; nothing was switched, run again once fixed",
+              file=sys.stderr)  # fmt: skip
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

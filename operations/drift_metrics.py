@@ -1,0 +1,152 @@
+"""drift.py's results in Prometheus' text exposition format, for node_exporter's textfile collector.
+
+Why a file: node_exporter already runs on most monitored servers and its textfile
+collector serves every ``*.prom`` file of one dir, so a file that a cron'd
+``drift.py --textfile`` rewrites is how drift reaches Prometheus without a daemon of
+our own. :func:`render` is a pure function of drift's per-host results, so every
+line of it has a unit test; :func:`write_textfile` replaces the file atomically, so
+the collector reads a whole old file or a whole new one, never half of one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import tempfile
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+PREFIX = "chroma_deploy_"
+STATUSES = ("ok", "drift", "error")
+
+# The kinds drift.py reports, from the published JSON schema (the one list users
+# see). Every kind gets a sample for every checked host, 0 when absent, so that
+# `sum by (host) (...)` and `== 0` work without absent() and a repaired host's
+# series go to 0 instead of vanishing.
+_SCHEMA = Path(__file__).resolve().parent.parent / "schemas" / "drift.schema.json"
+DRIFT_KINDS: tuple[str, ...] = tuple(
+    json.loads(_SCHEMA.read_text())["$defs"]["item"]["properties"]["kind"]["enum"]
+)
+
+
+@dataclass(frozen=True)
+class HostResult:
+    """What the metrics say about one host: drift's status, the kinds of its items, timing."""
+
+    host: str
+    status: str  # ok, drift or error
+    kinds: Sequence[str]  # one entry per drift item
+    checked_at: float  # Unix time the check of this host finished
+    duration_seconds: float
+
+
+def _escape_label(value: str) -> str:
+    """Label values per the text format: backslash, double quote and line feed escaped."""
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def _escape_help(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("\n", "\\n")
+
+
+def _number(value: float) -> str:
+    if isinstance(value, bool) or not math.isfinite(value):
+        raise ValueError(f"not a finite number: {value!r}")
+    return str(value) if isinstance(value, int) else repr(float(value))
+
+
+def _family(name: str, help_text: str, samples: Iterable[tuple[dict[str, str], float]]) -> str:
+    lines = [f"# HELP {PREFIX}{name} {_escape_help(help_text)}", f"# TYPE {PREFIX}{name} gauge"]
+    for labels, value in samples:
+        pairs = ",".join(f'{key}="{_escape_label(val)}"' for key, val in labels.items())
+        lines.append(f"{PREFIX}{name}{{{pairs}}} {_number(value)}")
+    return "\n".join(lines) + "\n"
+
+
+def render(results: Sequence[HostResult], kinds: Sequence[str] = DRIFT_KINDS) -> str:
+    """The text exposition of one drift run: five gauge families, hosts in the given order.
+
+    A host that could not be checked (status error) has no drift_items samples: its
+    drift is unknown, not zero. Its status, check_success 0 and timing still appear.
+    """
+    for result in results:
+        if result.status not in STATUSES:
+            raise ValueError(f"{result.host}: status {result.status!r} is not one of {STATUSES}")
+
+    def drift_items() -> Iterable[tuple[dict[str, str], float]]:
+        for result in results:
+            if result.status == "error":
+                continue
+            counts = Counter(result.kinds)
+            for kind in [*kinds, *sorted(set(counts) - set(kinds))]:
+                yield {"host": result.host, "kind": kind}, counts[kind]
+
+    return "".join(
+        [
+            _family(
+                "drift_items",
+                "Differences between the host and what deploy.py declares, by kind "
+                "(absent when the host could not be checked).",
+                drift_items(),
+            ),
+            _family(
+                "host_status",
+                "1 for the status of the host's last drift check (ok, drift or error), "
+                "0 for the others.",
+                (
+                    ({"host": r.host, "status": status}, int(r.status == status))
+                    for r in results
+                    for status in STATUSES
+                ),
+            ),
+            _family(
+                "check_success",
+                "1 if the host could be checked (status ok or drift), 0 if not (error).",
+                (({"host": r.host}, int(r.status != "error")) for r in results),
+            ),
+            _family(
+                "last_check_timestamp_seconds",
+                "Unix time at which the host's last drift check finished.",
+                (({"host": r.host}, r.checked_at) for r in results),
+            ),
+            _family(
+                "check_duration_seconds",
+                "Seconds the host's last drift check took: connecting, reading facts, comparing.",
+                (({"host": r.host}, r.duration_seconds) for r in results),
+            ),
+        ]
+    )
+
+
+def write_textfile(path: Path, text: str) -> None:
+    """Replace ``path`` with ``text`` atomically, or leave it as it was and raise OSError.
+
+    The text goes to a temporary file with a unique name in the same dir (so two runs
+    never share one, and the rename stays on one filesystem), is fsynced, then renamed
+    over ``path``. The temporary name ends in ``.tmp``, which the textfile collector
+    (``*.prom``) never reads; on any failure it is removed. Mode 0644: node_exporter
+    runs as its own user, and the file holds host names and counts only.
+    """
+    directory = path.parent
+    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as stream:
+            os.fchmod(stream.fileno(), 0o644)
+            stream.write(text)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+        raise
+    # The rename itself survives a crash only once the dir is on disk too.
+    dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)

@@ -1,0 +1,72 @@
+"""The host-side tools (files/chroma_inventory.py, files/chroma_safety.py) and their commands.
+
+Both are uploaded into one directory named by their combined content hash, so
+control machines with other versions never overwrite each other's, and every
+command that calls them is built from an argument list (``shlex.join``): a
+path with a space or a quote reaches the tool as one argument, never as shell.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shlex
+from pathlib import Path
+
+from pyinfra.api import FileUploadCommand
+
+FILES = Path(__file__).resolve().parent.parent / "files"
+TOOL_FILES = ("chroma_inventory.py", "chroma_safety.py")
+TOOLS_DIR = (
+    "/usr/local/lib/chroma-deploy/"
+    + hashlib.sha256(b"".join((FILES / name).read_bytes() for name in TOOL_FILES)).hexdigest()[:12]
+)
+
+
+def upload_tools() -> list:
+    """Commands that put the tools on the host (python3 needed there: a clear error if not)."""
+    return [
+        "command -v python3 >/dev/null || { echo 'python3 is needed on the host to verify "
+        "Chroma data (apt-get install python3-minimal)' >&2; exit 1; }",
+        shlex.join(["mkdir", "-p", TOOLS_DIR]),
+        *(FileUploadCommand(str(FILES / name), f"{TOOLS_DIR}/{name}") for name in TOOL_FILES),
+    ]
+
+
+def inventory_command(url: str, token_file: str | None = None, *extra: str) -> str:
+    """``chroma_inventory.py URL [--token-file F] EXTRA...`` as one quoted command."""
+    args = ["python3", f"{TOOLS_DIR}/chroma_inventory.py", url]
+    if token_file:
+        args += ["--token-file", token_file]
+    return shlex.join([*args, *extra])
+
+
+def safety_command(subcommand: str, *options: tuple[str, object]) -> str:
+    """``chroma_safety.py SUBCOMMAND --option value ...``; a None value leaves its option out."""
+    args = ["python3", f"{TOOLS_DIR}/chroma_safety.py", subcommand]
+    for option, value in options:
+        if value is None:
+            continue
+        for item in value if isinstance(value, list | tuple) else [value]:
+            args += [option, str(item)]
+    return shlex.join(args)
+
+
+STATE_DIR = ".chroma-deploy"  # in the project dir: pending, done and failed records
+
+
+def pending_record(project_dir: str, kind: str = "migration") -> str:
+    return f"{project_dir}/{STATE_DIR}/{kind}-pending.json"
+
+
+def stage_command(
+    project_dir: str, kind: str, subject: str, source: str, data_dir: str,
+    uid: int, gid: int, mode: str, containers: list[str], compose_file: str,
+) -> str:  # fmt: skip
+    """Copy data the new stack would not see into the data dir (chroma_safety.py stage)."""
+    record = pending_record(project_dir, "rescue" if kind == "layer" else "migration")
+    return safety_command(
+        "stage", ("--record", record), ("--kind", kind), ("--subject", subject),
+        ("--source", source), ("--data-dir", data_dir), ("--uid", uid), ("--gid", gid),
+        ("--mode", mode), ("--container", containers), ("--compose-file", compose_file),
+        ("--project-dir", project_dir),
+    )  # fmt: skip

@@ -1,0 +1,58 @@
+"""One run at a time per project on a host: deploy, backup, restore and the proof.
+
+Cron, a rollout and a person overlap on real fleets; two runs that write the
+same project dir at once leave half-written files. Every run that changes a
+project takes its lock on the host while pyinfra prepares it, before any
+operation, and keeps it for as long as the run lives (files/chroma-lock.sh:
+flock held by a watcher of the run's own process). A killed run frees it at
+once; nothing is left to clean. drift.py only reads and never waits.
+
+The lock is taken outside any operation on purpose: an operation that ran a
+command would count as a change in every run, and a second run must change
+nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shlex
+import socket
+from pathlib import Path
+
+from pyinfra import host, state
+from pyinfra.api.arguments import CONNECTOR_ARGUMENT_KEYS, pop_global_arguments
+
+LOCK_SCRIPT = Path(__file__).resolve().parent.parent / "files" / "chroma-lock.sh"
+LOCK_ROOT = "/run/lock/chroma-deploy"
+
+
+def lock_dir(project_dir: str) -> str:
+    """Per project dir; under /run, so a reboot leaves no lock behind."""
+    return f"{LOCK_ROOT}/{hashlib.sha256(project_dir.encode()).hexdigest()[:16]}"
+
+
+def lock_command(project_dir: str, timeout: int, holder: str) -> str:
+    script = LOCK_SCRIPT.read_text()
+    return shlex.join(["sh", "-c", script, "chroma-lock", lock_dir(project_dir), str(timeout),
+                       holder])  # fmt: skip
+
+
+def take_project_lock(project_dir: str, timeout: int, command: str) -> str | None:
+    """Take this host's lock on ``project_dir``; None when held, else why not (one line).
+
+    ``command`` names the run for whoever waits for it (deploy.py, backup.py, ...).
+    """
+    holder = f"{command} run from {socket.gethostname()} (pid {os.getpid()})"
+    global_kwargs, _ = pop_global_arguments(state, host, {})
+    connector_kwargs = {k: v for k, v in global_kwargs.items() if k in CONNECTOR_ARGUMENT_KEYS}
+    ok, output = host.run_shell_command(
+        lock_command(project_dir, timeout, holder),
+        print_output=False,
+        print_input=False,
+        **connector_kwargs,
+    )
+    if ok:
+        return None
+    said = " ".join(line.strip() for line in output.stderr_lines if line.strip())
+    return f"chroma_lock_timeout: {said or 'the project lock could not be taken'}"
