@@ -393,7 +393,7 @@ def test_backup_and_restore_over_ssh_give_back_exactly_the_backup(fleet, converg
             fleet.ssh(cdfleet2, f"cat {archive.removesuffix('.tar.gz')}.json").stdout
         )
         assert {k: v["count"] for k, v in manifest["collections"].items()} == {
-            name: len(ids) for name, ids in written.items()
+            f"default_tenant/default_database/{name}": len(ids) for name, ids in written.items()
         }
 
         client = chroma_client(port)
