@@ -91,3 +91,80 @@ def test_readme_bad_input_table_lists_every_tested_message():
     readme = README.read_text()
     for _, message in CASES:
         assert f"`{message}`" in readme, message
+
+
+# Every key whose value becomes a path on a host (or on the control machine), and a
+# valid value for it, so that only the character under test makes it wrong.
+PATH_KEYS = {
+    "chroma_project_dir": "/srv/kb/stack",
+    "chroma_backup_dir": "/var/backups/kb",
+    "chroma_restore_archive": "/var/backups/kb/kb-20261125T041509Z.tar.gz",
+    "chroma_image_build_dir": "/var/cache/kb-build",
+    "chroma_auth_token_file": "/etc/kb/token",
+}
+# Keys that name one dir inside the project dir.
+DIR_NAME_KEYS = {
+    "chroma_data_dir": "chroma_data",
+    "chroma_fallback_dir": "chroma_db",
+    "chroma_logs_dir": "logs",
+    "chroma_secrets_dir": "secrets",
+}
+# What a shell would read as more than a word: quotes, expansions, separators,
+# redirections, escapes, globs, control characters.
+SHELL_SPECIAL = ["'", '"', "$", "$(id)", "`id`", ";", "&", "|", "<", ">", "\\", "\n", "\t",
+                 "\r", "\x1b", "\x7f", "*", "?", "["]  # fmt: skip
+
+
+def _refusal(key: str, value: object) -> str:
+    with pytest.raises(SettingsError) as error:
+        load_settings({key: value})
+    message = str(error.value)
+    assert "\n" not in message
+    return message
+
+
+@pytest.mark.parametrize("special", SHELL_SPECIAL, ids=repr)
+@pytest.mark.parametrize("key", [*PATH_KEYS, *DIR_NAME_KEYS])
+def test_a_path_with_a_shell_character_is_refused_naming_the_key(key, special):
+    valid = {**PATH_KEYS, **DIR_NAME_KEYS}[key]
+    message = _refusal(key, valid[:-2] + special + valid[-2:])
+    assert message.startswith(f"{key}=")
+    assert "is not allowed: use" in message
+
+
+@pytest.mark.parametrize("key", [*PATH_KEYS, *DIR_NAME_KEYS])
+def test_a_trailing_newline_is_refused(key):
+    # A regex's `$` matches before a final newline: the check must not.
+    assert _refusal(key, {**PATH_KEYS, **DIR_NAME_KEYS}[key] + "\n").startswith(f"{key}=")
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("chroma_compose_project", "kb"), ("chroma_version", "1.5.9"), ("chroma_owner", "root"),
+     ("chroma_group", "1000"), ("chroma_dir_mode", "0750"), ("chroma_image", "chromadb/chroma"),
+     ("chroma_legacy_volumes", "chroma_data"), ("chroma_adopt_volume", "kb_chroma_data"),
+     ("chroma_auth_token_env", "KB_TOKEN"), ("chroma_app_name", "agent")],
+)  # fmt: skip
+def test_no_checked_name_takes_a_trailing_newline(key, value):
+    assert load_settings({key: value})  # valid as it is
+    assert _refusal(key, value + "\n").startswith(f"{key}=")
+
+
+@pytest.mark.parametrize("key", PATH_KEYS)
+def test_the_reported_value_is_refused_with_what_is_allowed(key):
+    message = _refusal(key, "/srv/it's $(id)")
+    assert message.startswith(f'{key}="/srv/it\'s $(id)" is not allowed: use an absolute path')
+    assert "letters, digits, spaces" in message
+
+
+@pytest.mark.parametrize("key", [*PATH_KEYS, *DIR_NAME_KEYS])
+def test_a_part_starting_with_a_dash_is_refused(key):
+    value = "/srv/-rf/stack" if key in PATH_KEYS else "-rf"
+    assert _refusal(key, value).startswith(f"{key}=")
+
+
+@pytest.mark.parametrize("key", PATH_KEYS)
+def test_a_path_with_spaces_and_plain_punctuation_is_allowed(key):
+    value = "/srv/my project/kb_2.0+x,y@z:1=2"
+    attribute = key.removeprefix("chroma_")
+    assert getattr(load_settings({key: value}), attribute) == value
