@@ -48,6 +48,11 @@ SAFE_PATH_CHARS = "letters, digits, spaces and / . _ - + , @ : ="
 _IMAGE_REPO = re.compile(
     r"^[a-z0-9]+(?:[._/-][a-z0-9]+)*(?::[0-9]+)?(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*$"
 )
+# A repository as above, then a tag, a digest or both (Docker's reference grammar).
+_IMAGE_REF = re.compile(
+    _IMAGE_REPO.pattern.strip("^$") + r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?"
+    r"(?:@sha256:[0-9a-f]{64})?"
+)
 
 
 _ORIGIN = re.compile(r"^https?://[A-Za-z0-9.-]+(?::[0-9]{1,5})?$")
@@ -166,7 +171,7 @@ def _image_repository(value: Any) -> str:
 def _optional_image(value: Any) -> str | None:
     if value in (None, ""):
         return None
-    if not isinstance(value, str) or " " in value or value.startswith("-"):
+    if not isinstance(value, str) or not _IMAGE_REF.fullmatch(value):
         raise ValueError("an image reference such as registry.example/app:1.2")
     if value.endswith(":latest") or ":" not in value.rsplit("/", 1)[-1]:
         raise ValueError("an image reference with a pinned tag (never 'latest')")

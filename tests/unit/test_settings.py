@@ -168,3 +168,31 @@ def test_a_path_with_spaces_and_plain_punctuation_is_allowed(key):
     value = "/srv/my project/kb_2.0+x,y@z:1=2"
     attribute = key.removeprefix("chroma_")
     assert getattr(load_settings({key: value}), attribute) == value
+
+
+# Image references reach the shell too (the proxy image is built on the host by name).
+IMAGE_KEYS = {
+    "chroma_proxy_image": {},
+    "chroma_app_image": {"chroma_app_enabled": True},
+}
+
+
+@pytest.mark.parametrize("special", [*SHELL_SPECIAL, " "], ids=repr)
+@pytest.mark.parametrize("key", IMAGE_KEYS)
+def test_an_image_reference_with_a_shell_character_is_refused(key, special):
+    with pytest.raises(SettingsError) as error:
+        load_settings({key: f"registry.example/app{special}x:1.2", **IMAGE_KEYS[key]})
+    assert str(error.value).startswith(f"{key}=")
+    with pytest.raises(SettingsError):
+        load_settings({key: f"registry.example/app:1.2{special}", **IMAGE_KEYS[key]})
+
+
+@pytest.mark.parametrize(
+    "reference",
+    ["registry.example:5000/team/app:1.2.3", "app:v1_RC-2", "chroma-deploy/auth-proxy:1",
+     "app:1@sha256:" + "0" * 64, "app@sha256:" + "a" * 64],
+)  # fmt: skip
+@pytest.mark.parametrize("key", IMAGE_KEYS)
+def test_a_pinned_image_reference_is_allowed(key, reference):
+    settings = load_settings({key: reference, **IMAGE_KEYS[key]})
+    assert getattr(settings, key.removeprefix("chroma_")) == reference
