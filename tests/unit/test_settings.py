@@ -128,14 +128,14 @@ def _refusal(key: str, value: object) -> str:
 def test_a_path_with_a_shell_character_is_refused_naming_the_key(key, special):
     valid = {**PATH_KEYS, **DIR_NAME_KEYS}[key]
     message = _refusal(key, valid[:-2] + special + valid[-2:])
-    assert message.startswith(f"{key}=")
-    assert "is not allowed: use" in message
+    assert message.startswith(key)
+    assert "is not allowed" in message
 
 
 @pytest.mark.parametrize("key", [*PATH_KEYS, *DIR_NAME_KEYS])
 def test_a_trailing_newline_is_refused(key):
     # A regex's `$` matches before a final newline: the check must not.
-    assert _refusal(key, {**PATH_KEYS, **DIR_NAME_KEYS}[key] + "\n").startswith(f"{key}=")
+    assert _refusal(key, {**PATH_KEYS, **DIR_NAME_KEYS}[key] + "\n").startswith(key)
 
 
 @pytest.mark.parametrize(
@@ -147,20 +147,23 @@ def test_a_trailing_newline_is_refused(key):
 )  # fmt: skip
 def test_no_checked_name_takes_a_trailing_newline(key, value):
     assert load_settings({key: value})  # valid as it is
-    assert _refusal(key, value + "\n").startswith(f"{key}=")
+    assert _refusal(key, value + "\n").startswith(key)
 
 
 @pytest.mark.parametrize("key", PATH_KEYS)
 def test_the_reported_value_is_refused_with_what_is_allowed(key):
     message = _refusal(key, "/srv/it's $(id)")
-    assert message.startswith(f'{key}="/srv/it\'s $(id)" is not allowed: use an absolute path')
+    assert message.startswith(key)
+    assert "/srv/it's $(id)" in message
+    assert "is not allowed" in message
+    assert "an absolute path of letters, digits, spaces and / . _ - + , @ : = only" in message
     assert "letters, digits, spaces" in message
 
 
 @pytest.mark.parametrize("key", [*PATH_KEYS, *DIR_NAME_KEYS])
 def test_a_part_starting_with_a_dash_is_refused(key):
     value = "/srv/-rf/stack" if key in PATH_KEYS else "-rf"
-    assert _refusal(key, value).startswith(f"{key}=")
+    assert _refusal(key, value).startswith(key)
 
 
 @pytest.mark.parametrize("key", PATH_KEYS)
@@ -182,7 +185,7 @@ IMAGE_KEYS = {
 def test_an_image_reference_with_a_shell_character_is_refused(key, special):
     with pytest.raises(SettingsError) as error:
         load_settings({key: f"registry.example/app{special}x:1.2", **IMAGE_KEYS[key]})
-    assert str(error.value).startswith(f"{key}=")
+    assert str(error.value).startswith(key)
     with pytest.raises(SettingsError):
         load_settings({key: f"registry.example/app:1.2{special}", **IMAGE_KEYS[key]})
 
