@@ -69,14 +69,12 @@ def backup_commands(
     """
     directory = shlex.quote(backup_dir)
     stem = f'{shlex.quote(backup_dir)}/{shlex.quote(project_name)}-"$stamp"{shlex.quote(label)}'
-    manifest = safety_command(
-        "manifest",
-        ("--sqlite", f"{project_dir}/{data_dir}/chroma.sqlite3"),
-        ("--out", "/dev/null"),  # replaced below: the stem holds the shell's $stamp
-        ("--project", project_name),
-        ("--version", version),
-        ("--before-version", before_version),
-    ).replace("--out /dev/null", f"--out {stem}.json.tmp")
+    # --out comes last, outside shlex.join: the stem holds the shell's "$stamp".
+    read = safety_command(
+        "manifest", ("--sqlite", f"{project_dir}/{data_dir}/chroma.sqlite3"),
+        ("--project", project_name), ("--version", version), ("--before-version", before_version),
+    )  # fmt: skip
+    manifest = f"{read} --out {stem}.json.tmp"
     up = compose_up(project_dir, wait_timeout)
     start_again = f"{up}; " if restart else ""
     return [

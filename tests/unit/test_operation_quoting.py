@@ -56,7 +56,8 @@ STUB = f"""#!{BASH}
 def hostile_part(marker: Path) -> str:
     """One path component that runs ``echo >marker`` in every way a shell could read it."""
     run = f"echo >{marker}"
-    return f"xstart y$({run})`{run}`'q\";{run};#\n{run}&xend"
+    # " --out /dev/null " as well: text that a command built by string replacement might hit.
+    return f"xstart y$({run})`{run}`'q\";{run};#\n{run}& --out /dev/null xend"
 
 
 # Pieces of hostile_part(): an argument holding one of them must hold the whole part.
