@@ -212,7 +212,7 @@ def _origins(value: Any) -> tuple[str, ...]:
     if isinstance(value, str):
         value = [part.strip() for part in value.split(",") if part.strip()]
     if not isinstance(value, (list, tuple)) or not all(
-        isinstance(origin, str) and (origin == "*" or _ORIGIN.match(origin)) for origin in value
+        isinstance(origin, str) and (origin == "*" or _ORIGIN.fullmatch(origin)) for origin in value
     ):
         raise ValueError("'*' or a list of origins such as ['https://app.example:8443']")
     if "*" in value and len(value) > 1:
@@ -235,7 +235,7 @@ def _optional_positive_int(value: Any) -> int | None:
 def _optional_url(value: Any) -> str | None:
     if value in (None, ""):
         return None
-    if not isinstance(value, str) or not _OTEL_URL.match(value):
+    if not isinstance(value, str) or not _OTEL_URL.fullmatch(value):
         raise ValueError("an http(s) URL of an OpenTelemetry collector, e.g. http://otel:4317")
     return value
 
@@ -248,7 +248,7 @@ def _optional_memory(value: Any) -> str | None:
     if value in (None, ""):
         return None
     text = str(value).strip().lower()
-    if not _MEMORY.match(text):
+    if not _MEMORY.fullmatch(text):
         raise ValueError("a size such as 2g, 512m or 1073741824 (bytes), at least 6m")
     return text
 
@@ -267,7 +267,7 @@ def _optional_cpus(value: Any) -> str | None:
 
 def _log_size(value: Any) -> str:
     text = str(value).strip().lower()
-    if not _LOG_SIZE.match(text):
+    if not _LOG_SIZE.fullmatch(text):
         raise ValueError("a size with a unit such as 10m, 500k or 1g")
     return text
 
@@ -297,7 +297,9 @@ def _environment_map(value: Any) -> tuple[tuple[str, str], ...]:
         else:
             value = dict(part.split("=", 1) for part in text.split(",") if "=" in part)
     if not isinstance(value, Mapping) or not all(
-        isinstance(name, str) and _ENV_NAME.match(name) and isinstance(v, str | int | float | bool)
+        isinstance(name, str)
+        and _ENV_NAME.fullmatch(name)
+        and isinstance(v, str | int | float | bool)
         for name, v in value.items()
     ):
         raise ValueError("a mapping of NAME: value, e.g. {'ALLOW_RESET': 'true'}")

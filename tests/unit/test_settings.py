@@ -143,11 +143,21 @@ def test_a_trailing_newline_is_refused(key):
     [("chroma_compose_project", "kb"), ("chroma_version", "1.5.9"), ("chroma_owner", "root"),
      ("chroma_group", "1000"), ("chroma_dir_mode", "0750"), ("chroma_image", "chromadb/chroma"),
      ("chroma_legacy_volumes", "chroma_data"), ("chroma_adopt_volume", "kb_chroma_data"),
-     ("chroma_auth_token_env", "KB_TOKEN"), ("chroma_app_name", "agent")],
+     ("chroma_auth_token_env", "KB_TOKEN"), ("chroma_app_name", "agent"),
+     ("chroma_otel_endpoint", "http://otel:4317")],
 )  # fmt: skip
 def test_no_checked_name_takes_a_trailing_newline(key, value):
     assert load_settings({key: value})  # valid as it is
     assert _refusal(key, value + "\n").startswith(key)
+
+
+def test_an_env_name_or_a_listed_origin_with_a_trailing_newline_is_refused():
+    name = load_settings({"chroma_env": {"CHROMA_ALLOW_RESET": "true"}}).env[0][0]
+    assert name == "CHROMA_ALLOW_RESET"  # valid as it is
+    assert _refusal("chroma_env", {"CHROMA_ALLOW_RESET\n": "true"}).startswith("chroma_env")
+    # A comma-separated string is stripped part by part; a list is taken as given.
+    origins = ["https://app.example:8443\n"]
+    assert _refusal("chroma_cors_allow_origins", origins).startswith("chroma_cors_allow_origins")
 
 
 @pytest.mark.parametrize("key", PATH_KEYS)
