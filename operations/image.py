@@ -124,10 +124,8 @@ def export_image(state: Any, host: Any, ref: str, image_id: str) -> bool:
 
 
 def _pull(ref: str, fallback: str) -> str:
-    return (
-        f"docker pull --quiet {shlex.quote(ref)} "
-        f"|| {{ echo 'no registry answered for {ref}: {fallback}' >&2; exit 1; }}"
-    )
+    failed = shlex.join(["echo", f"no registry answered for {ref}: {fallback}"])
+    return f"{shlex.join(['docker', 'pull', '--quiet', ref])} || {{ {failed} >&2; exit 1; }}"
 
 
 def _ship(ref: str, image: dict[str, Any] | None, image_id: str):
@@ -140,7 +138,9 @@ def _ship(ref: str, image: dict[str, Any] | None, image_id: str):
     yield FunctionCommand(export_image, (ref, image_id), {})
     yield FileUploadCommand(str(archive), remote)
     # The upload is removed whether or not the load worked: it is only a copy.
-    yield f"docker load --quiet --input {remote}; status=$?; rm -f {remote}; exit $status"
+    load = shlex.join(["docker", "load", "--quiet", "--input", remote])
+    remove = shlex.join(["rm", "-f", remote])
+    yield f"{load}; status=$?; {remove}; exit $status"
 
 
 @operation()
@@ -165,10 +165,10 @@ def chroma_image(ref: str, version: str, source: str, build_dir: str, ship_id: s
         return
 
     script = f"{build_dir}/build-chroma-image.sh"
-    build = f"bash {shlex.quote(script)} {shlex.quote(version)} {shlex.quote(build_dir)}"
+    build = shlex.join(["bash", script, version, build_dir])
 
     if source in ("build", "auto"):
-        yield f"mkdir -p {shlex.quote(build_dir)}"
+        yield shlex.join(["mkdir", "-p", build_dir])
         yield FileUploadCommand(str(BUILD_SCRIPT), script)
 
     if source == "pull":
@@ -176,9 +176,10 @@ def chroma_image(ref: str, version: str, source: str, build_dir: str, ship_id: s
     elif source == "build":
         yield build
     elif source == "auto":
+        news = f"no registry answered for {ref}: building it from the chromadb wheel"
+        building = shlex.join(["echo", news])
         yield (
-            f"docker pull --quiet {shlex.quote(ref)} 2>/dev/null "
-            f"|| {{ echo 'no registry answered for {ref}: building it from the chromadb wheel'; "
+            f"{shlex.join(['docker', 'pull', '--quiet', ref])} 2>/dev/null || {{ {building}; "
             f"{build}; }}"
         )
     else:
@@ -200,6 +201,6 @@ def proxy_image(ref: str, build_dir: str):
         host.noop(f"image {ref} is present ({image['id'][:19]})")
         return
     script = f"{build_dir}/build-proxy-image.sh"
-    yield f"mkdir -p {shlex.quote(build_dir)}"
+    yield shlex.join(["mkdir", "-p", build_dir])
     yield FileUploadCommand(str(PROXY_BUILD_SCRIPT), script)
-    yield f"bash {shlex.quote(script)} {shlex.quote(ref)} {shlex.quote(build_dir)}"
+    yield shlex.join(["bash", script, ref, build_dir])

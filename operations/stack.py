@@ -23,19 +23,10 @@ COMPOSE_FILE = "docker-compose.yml"
 
 
 def compose_command(project_dir: str, *args: str) -> str:
-    """``docker compose`` on the project's file, from any working dir."""
-    directory = shlex.quote(project_dir)
-    return " ".join(
-        [
-            "docker",
-            "compose",
-            "--project-directory",
-            directory,
-            "-f",
-            f"{directory}/{COMPOSE_FILE}",
-            *list(args),
-        ]
-    )
+    """``docker compose`` on the project's file, from any working dir, as one quoted command."""
+    compose_file = f"{project_dir}/{COMPOSE_FILE}"
+    return shlex.join(["docker", "compose", "--project-directory", project_dir, "-f", compose_file,
+                       *args])  # fmt: skip
 
 
 def compose_up(project_dir: str, wait_timeout: int, *extra: str) -> str:
@@ -65,15 +56,19 @@ def compose_file(project_dir: str, content: str, uid: int, gid: int):
 
     live = f"{project_dir}/{COMPOSE_FILE}"
     candidate = f"{live}.chroma-deploy.new"
-    quoted = shlex.quote(candidate)
+    check = ["docker", "compose", "--project-directory", project_dir, "-f", candidate, "config",
+             "--quiet"]  # fmt: skip
+    rejected = (
+        f"the rendered compose file was rejected by docker compose; {live} was left as it was"
+    )
     yield FileUploadCommand(StringIO(content), candidate)
     yield (
-        f"docker compose --project-directory {shlex.quote(project_dir)} -f {quoted} config --quiet"
-        f" || {{ rm -f {quoted}; echo 'the rendered compose file was rejected by docker compose;"
-        f" {live} was left as it was' >&2; exit 1; }}"
+        f"{shlex.join(check)} || {{ {shlex.join(['rm', '-f', candidate])}; "
+        f"{shlex.join(['echo', rejected])} >&2; exit 1; }}"
     )
-    yield f"chown {uid}:{gid} {quoted} && chmod 640 {quoted}"
-    yield f"mv -f {quoted} {shlex.quote(live)}"
+    owner = shlex.join(["chown", f"{uid}:{gid}", candidate])
+    yield f"{owner} && {shlex.join(['chmod', '640', candidate])}"
+    yield shlex.join(["mv", "-f", candidate, live])
 
 
 def stack_problems(stack: dict, image: str | None = None) -> list[str]:
