@@ -60,8 +60,8 @@ CASES = [
         "chroma_cors_allow_origins='app.example' is not allowed",
     ),
     ({"chroma_mem_limit": "lots"}, "chroma_mem_limit='lots' is not allowed"),
-    ({"chroma_cpus": "0"}, "chroma_cpus='0' is not allowed"),
-    ({"chroma_log_max_size": "10"}, "chroma_log_max_size='10' is not allowed"),
+    ({"chroma_cpus": 0}, "chroma_cpus=0 is not allowed"),
+    ({"chroma_log_max_size": 10}, "chroma_log_max_size=10 is not allowed"),
     ({"chroma_otel_endpoint": "otel:4317"}, "chroma_otel_endpoint='otel:4317' is not allowed"),
     (
         {"chroma_otel_service_name": "kb"},
