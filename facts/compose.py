@@ -73,6 +73,10 @@ def _container(item: dict[str, Any]) -> dict[str, Any]:
         "env": env,
         "user": config.get("User", ""),
         "restart_count": int(item.get("RestartCount") or 0),
+        "cap_drop": list((item.get("HostConfig") or {}).get("CapDrop") or []),
+        "security_opt": list((item.get("HostConfig") or {}).get("SecurityOpt") or []),
+        "read_only": bool((item.get("HostConfig") or {}).get("ReadonlyRootfs")),
+        "network_mode": str((item.get("HostConfig") or {}).get("NetworkMode") or ""),
     }
 
 
@@ -81,12 +85,13 @@ class ComposeStack(FactBase[dict[str, Any]]):
 
     ``{"docker": bool, "file_exists": bool, "config_error": str|None,
     "declared_hashes": {service: hash}, "image_id": str|None, "port_in_use":
-    bool, "containers": [...]}``, containers sorted by service then name, each
+    bool, "would_recreate": [container names ``up --dry-run`` would recreate],
+    "containers": [...]}``, containers sorted by service then name, each
     ``{"name", "service", "state", "health" (None: no healthcheck), "image",
     "image_id", "config_hash" (None: not made by compose), "mounts": [{"type",
     "source", "target", "name" (None: not a volume)}], "ports":
     [{"container_port", "host_ip", "host_port"}] (empty while stopped), "env",
-    "user", "restart_count"}``.
+    "user", "restart_count", "cap_drop", "security_opt", "read_only"}``.
 
     ``docker`` False: no docker command or the daemon does not answer (no
     containers then). ``declared_hashes`` is empty when the file is missing,
@@ -101,7 +106,7 @@ class ComposeStack(FactBase[dict[str, Any]]):
     def default() -> dict[str, Any]:
         return {"docker": False, "file_exists": False, "config_error": None,
                 "declared_hashes": {}, "image_id": None, "port_in_use": False,
-                "containers": []}  # fmt: skip
+                "would_recreate": [], "containers": []}  # fmt: skip
 
     def command(
         self,
@@ -131,6 +136,10 @@ class ComposeStack(FactBase[dict[str, Any]]):
             f"if test -f {path}; then echo @@file; "
             f"if out=$({compose} config --hash '*' 2>/dev/null); then "
             'echo @@hashes; echo "$out"; '
+            # Compose's own verdict, for what its --hash cannot say: a service in another
+            # one's network namespace is hashed with that container's id at creation.
+            f"echo @@recreate; {compose} up --detach --dry-run 2>&1"
+            " | sed -n 's/^ *Container \\(.*\\) Recreate *$/\\1/p'; "
             f"else echo @@config_error; {compose} config --quiet 2>&1 >/dev/null"
             " | grep -v 'level=warning' | head -n 3; fi; fi; "
             f"{image_id}{_containers_command(project_name)}"
@@ -158,6 +167,9 @@ class ComposeStack(FactBase[dict[str, Any]]):
             "config_error": error or None,
             "declared_hashes": hashes if docker else {},
             "image_id": next((line.strip() for line in found.get("image_id", []) if line), None),
+            "would_recreate": sorted(
+                {line.strip() for line in found.get("recreate", []) if line.strip()}
+            ),
             "port_in_use": any(line.strip() for line in found.get("listening", [])),
             "containers": _parse_containers(found.get("containers", []), "ComposeStack"),
         }

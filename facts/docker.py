@@ -3,58 +3,150 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from pyinfra.api import FactBase
 
-from facts._shell import parse_error, q, sections
+from facts._shell import parse_error, q, sections, to_int
 
 # Client and server in one call: a daemon that does not answer costs one wait, not two.
 _VERSIONS = "'{{.Client.Version}}|{{if .Server}}{{.Server.Version}}{{end}}'"
 
+# Where Debian, Ubuntu and Docker's own packages put the engine and its unit. The
+# sbin dirs are added because a login as a plain user may not have them on PATH.
+_SBIN = "/usr/local/sbin:/usr/sbin:/sbin"
+_UNITS = (
+    "/etc/systemd/system/docker.service",
+    "/lib/systemd/system/docker.service",
+    "/usr/lib/systemd/system/docker.service",
+)
+PID_FILE = "/var/run/docker.pid"
+
+# Reads /proc with the shell's own `read`: no fork per process, no procps needed.
+# A dockerd in another pid namespace (an engine inside a container) is not the host's.
+_COMMAND = "\n".join((
+    "echo @@cli; command -v docker 2>/dev/null",
+    "if command -v docker >/dev/null 2>&1; then",
+    f"  echo @@versions; docker version --format {_VERSIONS} 2>/dev/null | head -n 1",
+    "  echo @@compose_v2; docker compose version --short 2>/dev/null",
+    "fi",
+    "echo @@compose_v1; command -v docker-compose >/dev/null 2>&1"
+    " && docker-compose version --short 2>/dev/null",
+    f'echo @@dockerd; d=$(PATH="$PATH:{_SBIN}"; command -v dockerd)'
+    ' && echo "$d" && "$d" --version 2>/dev/null | head -n 1',
+    f"echo @@unit; for u in {' '.join(_UNITS)}; do",
+    '  if [ -e "$u" ]; then echo "$u"; break; fi',
+    "done",
+    "echo @@dockerd_pids; ns=$(readlink /proc/self/ns/pid); for p in /proc/[0-9]*; do",
+    '  c=; { read -r c <"$p/comm"; } 2>/dev/null; [ "$c" = dockerd ] || continue',
+    '  n=$(readlink "$p/ns/pid" 2>/dev/null)'
+    '; [ -z "$n" ] || [ "$n" = "$ns" ] && echo "${p#/proc/}"',
+    "done",
+    f"echo @@pid_file; if [ -f {PID_FILE} ]; then",
+    f"  pid=; {{ read -r pid <{PID_FILE}; }} 2>/dev/null; echo \"$pid\"; c=",
+    '  case "$pid" in ""|*[!0-9]*) ;; *) { read -r c <"/proc/$pid/comm"; } 2>/dev/null ;; esac',
+    '  echo "$c"',
+    "fi",
+    "echo @@systemd; test -d /run/systemd/system && echo yes; true",
+))  # fmt: skip
+
+
+def _engine_state(
+    running: bool, installed: bool, cli: bool, dockerd_pids: list[int], pid_file: object
+) -> str:
+    """One word for what must happen to get a running engine (see DockerEngine)."""
+    if running:
+        return "running"
+    if not installed:
+        return "cli_only" if cli else "absent"
+    if dockerd_pids:
+        return "starting"
+    if pid_file is not None:
+        return "stale_pid"
+    return "stopped"
+
 
 class DockerEngine(FactBase[dict[str, Any]]):
-    """Docker Engine and Compose as the host has them. Always a dict, never None.
+    """Docker Engine, the docker CLI and Compose as the host has them. Always a dict.
 
-    ``{"cli": bool, "cli_version": str|None, "server_running": bool,
-    "server_version": str|None, "compose_v2": str|None, "compose_v1": str|None,
-    "systemd": bool}``. ``cli`` False: no ``docker`` command on PATH (then every
-    version is None). ``server_running`` False: the daemon does not answer.
-    ``compose_v2`` is the version of the ``docker compose`` plugin (None: not
-    installed); ``compose_v1`` only reports a legacy ``docker-compose`` 1.x
-    binary (None: none, or a v2 one); ``systemd`` says whether a service
-    manager runs (``/run/systemd/system`` is a dir).
+    The engine is installed when ``dockerd`` (``dockerd``: its path, found with
+    the sbin dirs added to PATH) or a systemd unit for it (``service_unit``)
+    exists; a ``docker`` command alone is only the CLI, which images such as
+    this project's CI machine ship without an engine. ``state`` sums it up:
+
+    - ``absent``: no CLI, no engine;
+    - ``cli_only``: a ``docker`` CLI but no engine;
+    - ``stopped``: installed, not answering, no dockerd process, no pid file;
+    - ``stale_pid``: the same with ``/var/run/docker.pid`` left behind (when
+      its pid now belongs to another process, dockerd refuses to start);
+    - ``starting``: a dockerd process exists but the daemon does not answer yet;
+    - ``running``: ``docker version`` got an answer from a server.
+
+    Other keys: ``cli`` (bool) and ``cli_version``; ``engine_version`` (what
+    ``dockerd --version`` says; it may be older than the CLI, which negotiates
+    the API down); ``server_running`` and ``server_version`` (None: no answer);
+    ``dockerd_pids`` (list of int); ``pid_file`` (None, or ``{"pid": int|None,
+    "process": str|None}``: the pid it names, None when not a number, and that
+    process's name, None when it does not exist); ``compose_v2`` (the ``docker
+    compose`` plugin's version, None: not installed); ``compose_v1`` (a legacy
+    ``docker-compose`` 1.x, None: none, or a v2 one); ``systemd`` (a service
+    manager runs: ``/run/systemd/system`` is a dir).
     """
 
     @staticmethod
     def default() -> dict[str, Any]:
         return {
-            "cli": False, "cli_version": None, "server_running": False, "server_version": None,
+            "state": "absent", "cli": False, "cli_version": None, "dockerd": None,
+            "engine_version": None, "service_unit": None, "server_running": False,
+            "server_version": None, "dockerd_pids": [], "pid_file": None,
             "compose_v2": None, "compose_v1": None, "systemd": False,
         }  # fmt: skip
 
     def command(self) -> str:
-        return (
-            "if command -v docker >/dev/null 2>&1; then "
-            f"echo @@versions; docker version --format {_VERSIONS} 2>/dev/null | head -n 1; "
-            "echo @@compose_v2; docker compose version --short 2>/dev/null; fi; "
-            "echo @@compose_v1; command -v docker-compose >/dev/null 2>&1"
-            " && docker-compose version --short 2>/dev/null; "
-            "echo @@systemd; test -d /run/systemd/system && echo yes; true"
-        )
+        return _COMMAND
 
     def process(self, output: list[str]) -> dict[str, Any]:
-        found = {name: " ".join(lines).strip() for name, lines in sections(output).items()}
+        parts = sections(output)
+        found = {name: " ".join(lines).strip() for name, lines in parts.items()}
         if "systemd" not in found:
             raise parse_error("DockerEngine", "the @@systemd section is missing")
         client, _, server = found.get("versions", "").partition("|")
         compose_v2 = found.get("compose_v2", "").removeprefix("v")
         compose_v1 = found.get("compose_v1", "").removeprefix("v")
+        dockerd_lines = [line.strip() for line in parts.get("dockerd", []) if line.strip()]
+        dockerd = dockerd_lines[0] if dockerd_lines else None
+        engine_version = None
+        if len(dockerd_lines) > 1:
+            match = re.search(r"version ([^\s,]+)", dockerd_lines[1])
+            engine_version = match.group(1) if match else None
+        pids = [
+            to_int(pid, "DockerEngine", "a dockerd pid")
+            for pid in parts.get("dockerd_pids", [])
+            if pid.strip()
+        ]
+        pid_file = None
+        if parts.get("pid_file"):  # the section prints nothing without a pid file
+            recorded = [*parts["pid_file"], "", ""]
+            number = recorded[0].strip()
+            pid_file = {
+                "pid": int(number) if number.isdigit() else None,
+                "process": recorded[1].strip() or None,
+            }
+        cli = bool(found.get("cli"))
+        service_unit = found.get("unit") or None
+        running = bool(server.strip())
         return {
-            "cli": "versions" in found,
+            "state": _engine_state(running, bool(dockerd or service_unit), cli, pids, pid_file),
+            "cli": cli,
             "cli_version": client.strip() or None,
-            "server_running": bool(server.strip()),
+            "dockerd": dockerd,
+            "engine_version": engine_version,
+            "service_unit": service_unit,
+            "server_running": running,
             "server_version": server.strip() or None,
+            "dockerd_pids": pids,
+            "pid_file": pid_file,
             "compose_v2": compose_v2 or None,
             "compose_v1": compose_v1 if compose_v1.startswith("1.") else None,
             "systemd": found["systemd"] == "yes",

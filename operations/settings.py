@@ -40,8 +40,18 @@ _COMPOSE_PROJECT = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 _ACCOUNT = re.compile(r"^(?:[0-9]+|[a-z_][a-z0-9_.-]*\$?)$")
 _PLAIN_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 _MODE = re.compile(r"^0?[0-7]{3}$")
+# Characters a path may hold: none that a shell reads as more than a word (quotes,
+# $, backtick, ; & | < > \, globs, control characters). Commands quote every value
+# anyway; this refuses, before any host changes, values nobody means as a path.
+_SAFE_PATH = re.compile(r"[A-Za-z0-9 /._+,@:=-]+")
+SAFE_PATH_CHARS = "letters, digits, spaces and / . _ - + , @ : ="
 _IMAGE_REPO = re.compile(
     r"^[a-z0-9]+(?:[._/-][a-z0-9]+)*(?::[0-9]+)?(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*$"
+)
+# A repository as above, then a tag, a digest or both (Docker's reference grammar).
+_IMAGE_REF = re.compile(
+    _IMAGE_REPO.pattern.strip("^$") + r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?"
+    r"(?:@sha256:[0-9a-f]{64})?"
 )
 
 
@@ -59,9 +69,16 @@ class SettingsError(ValueError):
 # --- value checks: each returns the clean value or raises ValueError(what is allowed)
 
 
+def _safe_characters(value: str) -> None:
+    """Refuse a path a shell would read as more than one word, or a CLI as an option."""
+    if not _SAFE_PATH.fullmatch(value) or any(part.startswith("-") for part in value.split("/")):
+        raise ValueError(f"an absolute path of {SAFE_PATH_CHARS} only, no part starting with '-'")
+
+
 def _absolute_project_dir(value: Any) -> str:
     if not isinstance(value, str) or not value.startswith("/"):
         raise ValueError("an absolute path such as /srv/chroma")
+    _safe_characters(value)
     normalised = "/" + "/".join(part for part in value.split("/") if part)
     if ".." in normalised.split("/"):
         raise ValueError("an absolute path without '..'")
@@ -71,13 +88,13 @@ def _absolute_project_dir(value: Any) -> str:
 
 
 def _compose_project(value: Any) -> str:
-    if not isinstance(value, str) or not _COMPOSE_PROJECT.match(value):
+    if not isinstance(value, str) or not _COMPOSE_PROJECT.fullmatch(value):
         raise ValueError("lowercase letters, digits, '-' and '_', starting with a letter or digit")
     return value
 
 
 def _version(value: Any) -> str:
-    if not isinstance(value, str) or not _VERSION.match(value):
+    if not isinstance(value, str) or not _VERSION.fullmatch(value):
         raise ValueError("a pinned release such as 1.5.9 or 0.6.3 (never 'latest')")
     major, minor, _ = (int(part) for part in value.split("."))
     if (major, minor) < (0, 4):
@@ -105,7 +122,7 @@ def _account(value: Any) -> str | None:
         return None
     if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
         return str(value)
-    if not isinstance(value, str) or not _ACCOUNT.match(value):
+    if not isinstance(value, str) or not _ACCOUNT.fullmatch(value):
         raise ValueError("an account name or a numeric id (unset: the connecting user)")
     return value
 
@@ -114,7 +131,7 @@ def _mode(value: Any) -> str:
     if isinstance(value, int) and not isinstance(value, bool):
         # pyinfra's --data turns "0750" into the int 750: read ints as written.
         value = str(value)
-    if not isinstance(value, str) or not _MODE.match(value):
+    if not isinstance(value, str) or not _MODE.fullmatch(value):
         raise ValueError("an octal mode written as a string, such as '0750'")
     mode = int(value, 8)
     if mode & 0o007:
@@ -123,7 +140,7 @@ def _mode(value: Any) -> str:
 
 
 def _plain_name(value: Any) -> str:
-    if not isinstance(value, str) or not _PLAIN_NAME.match(value) or value in {".", ".."}:
+    if not isinstance(value, str) or not _PLAIN_NAME.fullmatch(value) or value in {".", ".."}:
         raise ValueError("a plain dir name (letters, digits, '.', '-', '_'; no '/')")
     return value
 
@@ -146,7 +163,7 @@ def _one_of(*allowed: str) -> Callable[[Any], str]:
 
 
 def _image_repository(value: Any) -> str:
-    if not isinstance(value, str) or not _IMAGE_REPO.match(value):
+    if not isinstance(value, str) or not _IMAGE_REPO.fullmatch(value):
         raise ValueError("an image name without tag, such as chromadb/chroma")
     return value
 
@@ -154,7 +171,7 @@ def _image_repository(value: Any) -> str:
 def _optional_image(value: Any) -> str | None:
     if value in (None, ""):
         return None
-    if not isinstance(value, str) or " " in value or value.startswith("-"):
+    if not isinstance(value, str) or not _IMAGE_REF.fullmatch(value):
         raise ValueError("an image reference such as registry.example/app:1.2")
     if value.endswith(":latest") or ":" not in value.rsplit("/", 1)[-1]:
         raise ValueError("an image reference with a pinned tag (never 'latest')")
@@ -173,7 +190,7 @@ def _volume_names(value: Any) -> tuple[str, ...]:
     if isinstance(value, str):
         value = [part for part in value.split(",") if part]
     if not isinstance(value, (list, tuple)) or not all(
-        isinstance(name, str) and _PLAIN_NAME.match(name) for name in value
+        isinstance(name, str) and _PLAIN_NAME.fullmatch(name) for name in value
     ):
         raise ValueError("a list of volume names such as ['chroma_data']")
     return tuple(value)
@@ -195,7 +212,7 @@ def _origins(value: Any) -> tuple[str, ...]:
     if isinstance(value, str):
         value = [part.strip() for part in value.split(",") if part.strip()]
     if not isinstance(value, (list, tuple)) or not all(
-        isinstance(origin, str) and (origin == "*" or _ORIGIN.match(origin)) for origin in value
+        isinstance(origin, str) and (origin == "*" or _ORIGIN.fullmatch(origin)) for origin in value
     ):
         raise ValueError("'*' or a list of origins such as ['https://app.example:8443']")
     if "*" in value and len(value) > 1:
@@ -218,7 +235,7 @@ def _optional_positive_int(value: Any) -> int | None:
 def _optional_url(value: Any) -> str | None:
     if value in (None, ""):
         return None
-    if not isinstance(value, str) or not _OTEL_URL.match(value):
+    if not isinstance(value, str) or not _OTEL_URL.fullmatch(value):
         raise ValueError("an http(s) URL of an OpenTelemetry collector, e.g. http://otel:4317")
     return value
 
@@ -231,7 +248,7 @@ def _optional_memory(value: Any) -> str | None:
     if value in (None, ""):
         return None
     text = str(value).strip().lower()
-    if not _MEMORY.match(text):
+    if not _MEMORY.fullmatch(text):
         raise ValueError("a size such as 2g, 512m or 1073741824 (bytes), at least 6m")
     return text
 
@@ -250,7 +267,7 @@ def _optional_cpus(value: Any) -> str | None:
 
 def _log_size(value: Any) -> str:
     text = str(value).strip().lower()
-    if not _LOG_SIZE.match(text):
+    if not _LOG_SIZE.fullmatch(text):
         raise ValueError("a size with a unit such as 10m, 500k or 1g")
     return text
 
@@ -280,7 +297,9 @@ def _environment_map(value: Any) -> tuple[tuple[str, str], ...]:
         else:
             value = dict(part.split("=", 1) for part in text.split(",") if "=" in part)
     if not isinstance(value, Mapping) or not all(
-        isinstance(name, str) and _ENV_NAME.match(name) and isinstance(v, str | int | float | bool)
+        isinstance(name, str)
+        and _ENV_NAME.fullmatch(name)
+        and isinstance(v, str | int | float | bool)
         for name, v in value.items()
     ):
         raise ValueError("a mapping of NAME: value, e.g. {'ALLOW_RESET': 'true'}")
@@ -290,13 +309,13 @@ def _environment_map(value: Any) -> tuple[tuple[str, str], ...]:
 def _optional_volume_name(value: Any) -> str | None:
     if value is None or value == "":
         return None
-    if not isinstance(value, str) or not _PLAIN_NAME.match(value):
+    if not isinstance(value, str) or not _PLAIN_NAME.fullmatch(value):
         raise ValueError("the full name of one volume, as `docker volume ls` shows it")
     return value
 
 
 def _env_name(value: Any) -> str:
-    if not isinstance(value, str) or not re.match(r"^[A-Z_][A-Z0-9_]*$", value):
+    if not isinstance(value, str) or not re.fullmatch(r"^[A-Z_][A-Z0-9_]*$", value):
         raise ValueError("an environment variable name such as CHROMA_AUTH_TOKEN")
     return value
 
@@ -323,6 +342,7 @@ def _keep(value: Any) -> int:
 def _absolute_path(value: Any) -> str:
     if not isinstance(value, str) or not value.startswith("/") or ".." in value.split("/"):
         raise ValueError("an absolute path without '..'")
+    _safe_characters(value)
     return value
 
 
@@ -493,7 +513,7 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "chroma_proxy_image",
-        "chroma-deploy/auth-proxy:1",
+        "chroma-deploy/auth-proxy:2",
         _image_reference,
         "Image of the proxy, built on the host from files/build-proxy-image.sh when missing.",
     ),

@@ -24,19 +24,10 @@ COMPOSE_FILE = "docker-compose.yml"
 
 
 def compose_command(project_dir: str, *args: str) -> str:
-    """``docker compose`` on the project's file, from any working dir."""
-    directory = shlex.quote(project_dir)
-    return " ".join(
-        [
-            "docker",
-            "compose",
-            "--project-directory",
-            directory,
-            "-f",
-            f"{directory}/{COMPOSE_FILE}",
-            *list(args),
-        ]
-    )
+    """``docker compose`` on the project's file, from any working dir, as one quoted command."""
+    compose_file = f"{project_dir}/{COMPOSE_FILE}"
+    return shlex.join(["docker", "compose", "--project-directory", project_dir, "-f", compose_file,
+                       *args])  # fmt: skip
 
 
 def compose_up(project_dir: str, wait_timeout: int, *extra: str) -> str:
@@ -66,15 +57,19 @@ def compose_file(project_dir: str, content: str, uid: int, gid: int):
 
     live = f"{project_dir}/{COMPOSE_FILE}"
     candidate = f"{live}.chroma-deploy.new"
-    quoted = shlex.quote(candidate)
+    check = ["docker", "compose", "--project-directory", project_dir, "-f", candidate, "config",
+             "--quiet"]  # fmt: skip
+    rejected = (
+        f"the rendered compose file was rejected by docker compose; {live} was left as it was"
+    )
     yield FileUploadCommand(StringIO(content), candidate)
     yield (
-        f"docker compose --project-directory {shlex.quote(project_dir)} -f {quoted} config --quiet"
-        f" || {{ rm -f {quoted}; echo 'the rendered compose file was rejected by docker compose;"
-        f" {live} was left as it was' >&2; exit 1; }}"
+        f"{shlex.join(check)} || {{ {shlex.join(['rm', '-f', candidate])}; "
+        f"{shlex.join(['echo', rejected])} >&2; exit 1; }}"
     )
-    yield f"chown {uid}:{gid} {quoted} && chmod 640 {quoted}"
-    yield f"mv -f {quoted} {shlex.quote(live)}"
+    owner = shlex.join(["chown", f"{uid}:{gid}", candidate])
+    yield f"{owner} && {shlex.join(['chmod', '640', candidate])}"
+    yield shlex.join(["mv", "-f", candidate, live])
 
 
 def stack_problems(stack: dict, image: str | None = None) -> list[str]:
@@ -98,12 +93,37 @@ def stack_problems(stack: dict, image: str | None = None) -> list[str]:
                 problems.append(f"{name}: {container['state']}")
             elif container["health"] not in (None, "healthy"):
                 problems.append(f"{name}: {container['health']}")
-            if container["config_hash"] != declared_hash:
+            if config_differs(container, declared_hash, stack.get("would_recreate", [])):
                 problems.append(f"{name}: created from another config than the compose file")
             if image and container["image"] == image and image_moved(stack, container):
                 problems.append(f"{name}: runs an image that {image} no longer names")
+            problems += [f"{name}: {problem}" for problem in hardening_problems(container)]
     for service in sorted(by_service):
         problems.append(f"{service}: container of a service the compose file no longer declares")
+    return problems
+
+
+def config_differs(container: dict, declared_hash: str, would_recreate: list[str]) -> bool:
+    """The container was created from another config than the compose file declares.
+
+    Compose hashes a service that joins another one's network namespace with that
+    container's id, which ``config --hash`` cannot know: for such a container its
+    own ``up --dry-run`` verdict decides.
+    """
+    if container.get("network_mode", "").startswith("container:"):
+        return container["name"] in would_recreate
+    return container["config_hash"] != declared_hash
+
+
+def hardening_problems(container: dict) -> list[str]:
+    """What a container of the stack lacks of the hardening the compose file declares."""
+    problems = []
+    if "ALL" not in container.get("cap_drop", []):
+        problems.append("capabilities not dropped (cap_drop ALL)")
+    if "no-new-privileges:true" not in container.get("security_opt", []):
+        problems.append("no-new-privileges not set")
+    if container["service"] == "auth-proxy" and not container.get("read_only"):
+        problems.append("root filesystem not read-only")
     return problems
 
 
@@ -165,7 +185,9 @@ def stack_up(
         yield compose_command(project_dir, "unpause")
     extra = ["--remove-orphans"]
     if any(
-        container["health"] == "unhealthy" or image_moved(stack, container)
+        container["health"] == "unhealthy"
+        or image_moved(stack, container)
+        or hardening_problems(container)
         for container in stack["containers"]
     ):
         extra.append("--force-recreate")

@@ -77,10 +77,8 @@ def version_change(
     sqlite = shlex.quote(f"{project_dir}/{data_dir}/chroma.sqlite3")
     state = shlex.quote(pending_record(project_dir).rsplit("/", 1)[0])
     yield from tool
-    yield (
-        f"mkdir -p {state}; if [ -f {sqlite} ]; then ( {backup} ); "
-        f'else echo "no data yet: Chroma {old} -> {version} needs no backup"; fi'
-    )
+    no_backup = shlex.join(["echo", f"no data yet: Chroma {old} -> {version} needs no backup"])
+    yield f"mkdir -p {state}; if [ -f {sqlite} ]; then ( {backup} ); else {no_backup}; fi"
     if rehearsal:
         record = pending_record(project_dir, "upgrade")
         rehearse = safety_command(

@@ -17,6 +17,8 @@ command -v sshd >/dev/null || [ -x /usr/sbin/sshd ] || missing+=(openssh-server)
 # The fleet tests' SSH hosts (tests/harness/ssh_hosts.py) are reached with OpenSSH.
 command -v ssh-keyscan >/dev/null || missing+=(openssh-client)
 command -v git >/dev/null || missing+=(git)
+# scripts/test.sh checks every shell file with it.
+command -v shellcheck >/dev/null || missing+=(shellcheck)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "test-env: installing ${missing[*]}"
   apt-get update -qq

@@ -19,6 +19,15 @@ CASES = [
     ({"chroma_compose_project": "my stack"}, "chroma_compose_project: 'my stack' is not allowed"),
     ({"chroma_data_dir_mode": "0777"}, "chroma_data_dir_mode: 777 is not allowed"),
     ({"chroma_data_dir": "../escape"}, "chroma_data_dir: '../escape' is not allowed"),
+    (
+        {"chroma_project_dir": "/srv/it's $(id)"},
+        'chroma_project_dir: "/srv/it\'s $(id)" is not allowed; use an absolute path of letters, '
+        "digits, spaces and / . _ - + , @ : = only, no part starting with '-'",
+    ),
+    (
+        {"chroma_backup_dir": "/var/backups/kb;reboot"},
+        "chroma_backup_dir: '/var/backups/kb;reboot' is not allowed",
+    ),
     ({"chroma_image_source": "magic"}, "chroma_image_source: 'magic' is not allowed; use one of"),
     ({"chroma_restart_policy": "sometimes"}, "chroma_restart_policy: 'sometimes' is not allowed"),
     ({"chroma_app_enabled": True}, "chroma_app_enabled: True needs chroma_app_image"),
@@ -51,8 +60,8 @@ CASES = [
         "chroma_cors_allow_origins: 'app.example' is not allowed",
     ),
     ({"chroma_mem_limit": "lots"}, "chroma_mem_limit: 'lots' is not allowed"),
-    ({"chroma_cpus": "0"}, "chroma_cpus: 0 is not allowed"),
-    ({"chroma_log_max_size": "10"}, "chroma_log_max_size: 10 is not allowed"),
+    ({"chroma_cpus": 0}, "chroma_cpus: 0 is not allowed"),
+    ({"chroma_log_max_size": 10}, "chroma_log_max_size: 10 is not allowed"),
     ({"chroma_otel_endpoint": "otel:4317"}, "chroma_otel_endpoint: 'otel:4317' is not allowed"),
     (
         {"chroma_otel_service_name": "kb"},

@@ -1,14 +1,15 @@
 #!/bin/sh
 # PID 1's child in a cdfleet test host: make /sys writable for an inner
-# dockerd, authorize the harness's key, start dockerd (when installed) and sshd.
+# dockerd, authorize the harness's key, start dockerd (as the host's kind says) and sshd.
 set -eu
 
 # Docker mounts /sys and the cgroup controllers read-only; an inner engine must
 # create cgroups and write to /sys (bridges, overlay).
 mount -o remount,rw /sys
 for controller in /sys/fs/cgroup/*; do
-  [ -d "$controller" ] && ! [ -L "$controller" ] || continue
-  mount -o remount,rw,bind "$controller" "$controller" 2>/dev/null || true
+  if [ -d "$controller" ] && ! [ -L "$controller" ]; then
+    mount -o remount,rw,bind "$controller" "$controller" 2>/dev/null || true
+  fi
 done
 
 # Each container makes its own host keys on first start; they survive restarts.
@@ -22,9 +23,17 @@ for home in /root /home/deploy; do
 done
 chown -R deploy:deploy /home/deploy/.ssh
 
-# The same loop as files/dockerd-supervisor.sh, under the same lock, so that a
-# deploy that finds dockerd down starts no second one.
-if command -v dockerd >/dev/null 2>&1; then
+# The engine, as the host's kind (CDFLEET_ENGINE) says. Once a deploy installed
+# its supervisor, that starts the engine at every start, as a boot script would.
+# Before that: "running" starts the same loop as files/dockerd-supervisor.sh,
+# under the same lock, so that a deploy that finds dockerd down starts no second
+# one; "stopped" leaves the engine installed but stopped, with the docker.pid a
+# dockerd killed by a reboot leaves behind, naming a pid that now belongs to
+# another process (this shell's, which becomes sshd): dockerd refuses such a file.
+supervisor=/usr/local/sbin/chroma-deploy-dockerd
+if [ -x "$supervisor" ]; then
+  "$supervisor" start || true
+elif [ "${CDFLEET_ENGINE:-}" = running ] && command -v dockerd >/dev/null 2>&1; then
   (
     exec 9>/run/chroma-deploy-dockerd.lock
     flock -n 9 || exit 0
@@ -34,6 +43,8 @@ if command -v dockerd >/dev/null 2>&1; then
       sleep 2
     done
   ) &
+elif [ "${CDFLEET_ENGINE:-}" = stopped ]; then
+  echo $$ >/var/run/docker.pid
 fi
 
 exec /usr/sbin/sshd -D -e

@@ -1,16 +1,27 @@
 """SSH test hosts for the fleet tests: containers with their own sshd and Docker engine.
 
 Each host is a container made from the local Debian base (no registry answers
-here) with openssh-server, sudo and, on all but one, Debian's docker.io. Each
-runs its own dockerd (Docker-in-Docker) whose /var/lib/docker is a dir of this
-machine, so the deploy's bind mounts resolve on the host it talks to, the way
-they do on a real server. sshd is published on 127.0.0.1:<port> with key auth.
+here) with openssh-server and sudo. Each gets its own dockerd (Docker-in-Docker)
+whose /var/lib/docker is a dir of this machine, so the deploy's bind mounts
+resolve on the host it talks to, the way they do on a real server. sshd is
+published on 127.0.0.1:<port> with key auth. Each host starts as one kind of
+machine the deploy must converge (the ``kind`` of ``SshHost``, one per state of
+the DockerEngine fact that needs work):
 
-- cdfleet1: root over SSH, Docker installed.
+- cdfleet1: root over SSH; Debian's docker.io installed but stopped, with a
+  stale /var/run/docker.pid naming a live process (``stopped``).
 - cdfleet2: a non-root user ``deploy`` with passwordless sudo (the deploy runs
-  with ``_sudo``), Docker installed.
-- cdfleet3: root, no Docker: the deploy must install it with apt, which reaches
-  the mirror through an /etc/hosts entry (containers cannot resolve it by DNS).
+  with ``_sudo``); the engine runs, but only Debian's docker-compose v1 is there
+  (``compose_v1``).
+- cdfleet3: root, no Docker at all (``bare``).
+- cdfleet4: root, only a docker CLI (this machine's, 28.x), no engine
+  (``cli_only``): the kind of image on which "docker exists" is not "engine
+  installed". The deploy installs Debian's 20.10 engine beside it.
+
+apt on the hosts reaches the mirror through an /etc/hosts entry (containers
+cannot resolve it by DNS). Once the deploy installed its dockerd supervisor, a
+host's entrypoint starts it on every start of the container, as a boot script
+would, so a host stopped and started by a test comes back with its engine.
 
 Host keys are checked: the harness writes a known_hosts file from ssh-keyscan,
 cross-checked against the key file inside each container, and the inventory
@@ -18,7 +29,7 @@ it writes sets ``ssh_strict_host_key_checking="yes"``.
 
 Everything is named ``cdfleet*``: containers, images, ``STATE_DIR``. ``ensure_fleet``
 is idempotent and takes about a second when the hosts run; ``fresh=True``
-recreates them (new engines, no image, no Docker on cdfleet3) for a first converge.
+recreates them (new engines, no image, each host's kind again) for a first converge.
 
 Run it by hand: ``.venv/bin/python tests/harness/ssh_hosts.py [--fresh] [--remove]``.
 """
@@ -63,7 +74,7 @@ class SshHost:
     name: str
     port: int
     user: str
-    docker: bool
+    kind: str  # a key of KINDS
 
     @property
     def sudo(self) -> bool:
@@ -75,10 +86,28 @@ class SshHost:
         return STATE_DIR / self.name / "docker"
 
 
+@dataclass(frozen=True)
+class Kind:
+    """How a host starts: its image's Dockerfile stage, and the engine at start."""
+
+    stage: str
+    engine: str  # CDFLEET_ENGINE for the entrypoint: "running", "stopped" or "" (none)
+    copy_cli: bool = False  # copy this machine's docker CLI in (no engine)
+
+
+KINDS = {
+    "bare": Kind("bare", ""),
+    "cli_only": Kind("bare", "", copy_cli=True),
+    "stopped": Kind("docker", "stopped"),
+    "compose_v1": Kind("compose-v1", "running"),
+}
+STAGES = sorted({kind.stage for kind in KINDS.values()})
+
 HOSTS = (
-    SshHost("cdfleet1", 22201, "root", docker=True),
-    SshHost("cdfleet2", 22202, "deploy", docker=True),
-    SshHost("cdfleet3", 22203, "root", docker=False),
+    SshHost("cdfleet1", 22201, "root", kind="stopped"),
+    SshHost("cdfleet2", 22202, "deploy", kind="compose_v1"),
+    SshHost("cdfleet3", 22203, "root", kind="bare"),
+    SshHost("cdfleet4", 22204, "root", kind="cli_only"),
 )
 BY_NAME = {test_host.name: test_host for test_host in HOSTS}
 
@@ -227,9 +256,9 @@ def _image_exists(tag: str) -> bool:
     return _run(["docker", "image", "inspect", tag], check=False).returncode == 0
 
 
-def build_images() -> dict[bool, str]:
-    """Build both host images once per machine (checked by tag first); tag by docker flag."""
-    tags = {False: _image_tag("bare"), True: _image_tag("docker")}
+def build_images() -> dict[str, str]:
+    """Build the host images once per machine (checked by tag first); tag by stage."""
+    tags = {stage: _image_tag(stage) for stage in STAGES}
     if all(_image_exists(tag) for tag in tags.values()):
         return tags
     if not _image_exists(BASE_IMAGE):
@@ -238,8 +267,7 @@ def build_images() -> dict[bool, str]:
             "(files/build-chroma-image.sh makes it)"
         )
     add_hosts = [arg for entry in _mirror_hosts() for arg in ("--add-host", entry)]
-    for docker, tag in tags.items():
-        target = "docker" if docker else "bare"
+    for target, tag in tags.items():
         _run(
             ["docker", "build", "--quiet", *add_hosts, "--target", target, "-t", tag,
              str(HARNESS_DIR)],
@@ -277,16 +305,28 @@ def remove_host(test_host: SshHost) -> None:
     shutil.rmtree(test_host.docker_dir, ignore_errors=True)
 
 
-def _create(test_host: SshHost, image: str, public_key: str) -> None:
+def _create(test_host: SshHost, image: str, label: str, public_key: str) -> None:
+    kind = KINDS[test_host.kind]
     test_host.docker_dir.mkdir(parents=True, exist_ok=True)
     add_hosts = [arg for entry in _mirror_hosts() for arg in ("--add-host", entry)]
     _run(
         ["docker", "run", "--detach", "--name", test_host.name, "--hostname", test_host.name,
-         "--label", f"{LABEL}={image}", *DIND_FLAGS, *add_hosts,
+         "--label", f"{LABEL}={label}", *DIND_FLAGS, *add_hosts,
          "--volume", f"{test_host.docker_dir}:/var/lib/docker",
          "--publish", f"127.0.0.1:{test_host.port}:22",
-         "--env", f"CDFLEET_AUTHORIZED_KEY={public_key}", image],
+         "--env", f"CDFLEET_AUTHORIZED_KEY={public_key}",
+         "--env", f"CDFLEET_ENGINE={kind.engine}", image],
     )  # fmt: skip
+    if kind.copy_cli:
+        _run(["docker", "cp", _control_cli(), f"{test_host.name}:/usr/local/bin/docker"])
+
+
+def _control_cli() -> str:
+    """This machine's docker CLI, the one a cli_only host gets (newer than Debian's engine)."""
+    found = shutil.which("docker")
+    if found is None:
+        raise RuntimeError("no docker CLI on this machine to copy into a cli_only host")
+    return str(Path(found).resolve())
 
 
 def start_host(test_host: SshHost) -> None:
@@ -318,6 +358,17 @@ def _host_key(test_host: SshHost, deadline: float) -> str:
     return f"{entry} {scanned.strip()}"
 
 
+def _engine_started(test_host: SshHost) -> bool:
+    """Whether the entrypoint starts an engine: the kind says so, or a deploy installed one."""
+    started = _run(
+        ["docker", "exec", test_host.name, "sh", "-c",
+         "command -v dockerd >/dev/null && { test -x /usr/local/sbin/chroma-deploy-dockerd "
+         '|| test "$CDFLEET_ENGINE" = running; }'],
+        check=False,
+    )  # fmt: skip
+    return started.returncode == 0
+
+
 def _wait_for_engine(test_host: SshHost, deadline: float) -> None:
     while _run(["docker", "exec", test_host.name, "docker", "info"], check=False).returncode:
         if time.monotonic() > deadline:
@@ -330,8 +381,8 @@ def ensure_fleet(fresh: bool = False, hosts: tuple[SshHost, ...] = HOSTS) -> Fle
 
     Idempotent: running hosts are kept, stopped ones started, missing ones (or
     ones made from an older image) created. ``fresh`` removes them first, so the
-    next converge starts from nothing: no project dir, no Chroma image and, on
-    the host without Docker, no engine.
+    next converge starts from each host's kind: no project dir, no Chroma image,
+    and the engine missing, stopped or without Compose v2.
     """
     for tool in ("ssh", "ssh-keyscan", "ssh-keygen"):
         if shutil.which(tool) is None:
@@ -341,12 +392,13 @@ def ensure_fleet(fresh: bool = False, hosts: tuple[SshHost, ...] = HOSTS) -> Fle
     public_key = key.with_suffix(".pub").read_text().strip()
     for test_host in hosts:
         found = _container(test_host.name)
-        image = tags[test_host.docker]
-        if fresh or (found and found["image"] != image):
+        image = tags[KINDS[test_host.kind].stage]
+        label = f"{image}+{test_host.kind}"  # another kind or image: a new container
+        if fresh or (found and found["image"] != label):
             remove_host(test_host)
             found = None
         if found is None:
-            _create(test_host, image, public_key)
+            _create(test_host, image, label, public_key)
         elif found["status"] != "running":
             start_host(test_host)
     fleet = Fleet(
@@ -362,13 +414,11 @@ def ensure_fleet(fresh: bool = False, hosts: tuple[SshHost, ...] = HOSTS) -> Fle
 
 
 def write_known_hosts(fleet: Fleet) -> None:
-    """known_hosts for every host, once each sshd and (where installed) dockerd answer."""
+    """known_hosts for every host, once each sshd and (where started) dockerd answer."""
     deadline = time.monotonic() + 90
     lines = [_host_key(test_host, deadline) for test_host in fleet.hosts]
     for test_host in fleet.hosts:
-        installed = _run(["docker", "exec", test_host.name, "sh", "-c", "command -v dockerd"],
-                         check=False)  # fmt: skip
-        if installed.returncode == 0:
+        if _engine_started(test_host):
             _wait_for_engine(test_host, deadline)
     fleet.known_hosts.write_text("\n".join(lines) + "\n")
 

@@ -264,3 +264,25 @@ def test_create_owner_makes_a_system_account_before_the_dirs_and_a_second_run_ch
         assert stat(path)[:2] == (uid, gid)
     user = sh(f"docker inspect --format '{{{{.Config.User}}}}' {name}-chroma-1").stdout.strip()
     assert user == f"{uid}:{gid}"
+
+
+def test_project_dir_with_a_space_converges_and_drift_sees_it(project):
+    """A space is allowed in a path and works end to end: deploy, second run, drift."""
+    project_dir, name = project
+    # A space and every other punctuation mark settings allow in a path.
+    spaced = project_dir.parent / "my project+v2,@x=1:y" / "stack"
+    data = base_data(spaced, name)
+    try:
+        converge(data)
+        assert (spaced / "chroma_data" / "chroma.sqlite3").is_file()  # Chroma writes there
+        assert stat(spaced / "chroma_data") == (0, 0, "750")
+        assert run_drift(data).returncode == 0
+        # drift really reads the spaced dir: a loosened mode is found, and repaired.
+        sh(f"chmod 770 '{spaced}/chroma_data'")
+        tampered = run_drift(data, "--no-color")
+        assert tampered.returncode == 2, tampered.output
+        assert f"{spaced}/chroma_data: 750 -> 770" in tampered.stdout
+        converge(data)
+        assert run_drift(data).returncode == 0
+    finally:
+        sh(f"cd '{spaced}' && docker compose down --timeout 5", check=False)

@@ -1,10 +1,13 @@
-"""A fleet over SSH: three real hosts (own sshd, own Docker engine) converged in one run.
+"""A fleet over SSH: four real hosts (own sshd, own Docker engine) converged in one run.
 
 The hosts come from tests/harness/ssh_hosts.py, recreated once per session so the
 first converge starts from nothing: no project dir, no Chroma image anywhere (no
-registry answers: the image is shipped from this machine) and no Docker at all on
-cdfleet3. cdfleet2 is reached as a non-root user with sudo. Every check of the
-result goes over ssh with OpenSSH, independently of pyinfra and of our facts.
+registry answers: the image is shipped from this machine), and each host's engine
+in one of the states the deploy must converge: installed but stopped with a stale
+pid file (cdfleet1), running with only Compose v1 (cdfleet2), no Docker at all
+(cdfleet3), only a docker CLI (cdfleet4). cdfleet2 is reached as a non-root user
+with sudo. Every check of the result goes over ssh with OpenSSH, independently of
+pyinfra and of our facts.
 """
 
 from __future__ import annotations
@@ -42,6 +45,10 @@ ENGINE_OP = "Docker Engine and Compose v2"
 IMAGE_OP = f"Image {IMAGE} (source: ship)"
 DIRS_OP = f"Project dir {PROJECT} and data dirs"
 STACK_OP = "Stack chroma up and healthy"
+# The docker CLI of this machine, which the cli_only host got (28.x, newer than its engine).
+CONTROL_CLI_VERSION = subprocess.run(
+    ["docker", "version", "--format", "{{.Client.Version}}"], capture_output=True, text=True
+).stdout.strip()
 
 
 @dataclass(frozen=True)
@@ -119,27 +126,46 @@ def control(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlMachine
     shutil.rmtree(base / "cache", ignore_errors=True)  # 300 MB of our own export
 
 
+# Read on each host with plain commands, not with the DockerEngine fact.
+ENGINE_PROBE = (
+    "echo cli=$(docker version --format '{{.Client.Version}}' 2>/dev/null); "
+    "echo dockerd=$(command -v dockerd >/dev/null && echo yes); "
+    "echo answers=$(docker info >/dev/null 2>&1 && echo yes); "
+    "echo compose_v2=$(docker compose version --short 2>/dev/null); "
+    "echo compose_v1=$(docker-compose version --short 2>/dev/null); "
+    "echo pid_file=$(cat /var/run/docker.pid 2>/dev/null)"
+)
+
+
+def engine_probe(fleet: Fleet, test_host: SshHost) -> dict[str, str]:
+    lines = fleet.ssh(test_host, ENGINE_PROBE).stdout.splitlines()
+    return dict(line.split("=", 1) for line in lines)
+
+
 @dataclass(frozen=True)
 class FirstConverge:
-    docker_before: dict[str, bool]
+    engine_before: dict[str, dict[str, str]]
     image_before: dict[str, bool]
     first: DeployRun
     second: DeployRun
+    seconds: tuple[float, float]
 
 
 @pytest.fixture(scope="module")
 def converged(fleet: Fleet, control: ControlMachine) -> FirstConverge:
     """The fleet's first converge in one run, then a second run."""
-    docker_before = {
-        h.name: fleet.ssh(h, "command -v docker", check=False).returncode == 0 for h in HOSTS
-    }
+    engine_before = {h.name: engine_probe(fleet, h) for h in HOSTS}
     image_before = {
         h.name: fleet.ssh(h, f"docker image inspect {IMAGE}", check=False).returncode == 0
         for h in HOSTS
     }
+    started = time.perf_counter()
     first = run_fleet(fleet.inventory, env=control.env)
+    middle = time.perf_counter()
     second = run_fleet(fleet.inventory, env=control.env)
-    return FirstConverge(docker_before, image_before, first, second)
+    seconds = (middle - started, time.perf_counter() - middle)
+    print(f"fleet of {len(HOSTS)}: first run {seconds[0]:.1f} s, second run {seconds[1]:.1f} s")
+    return FirstConverge(engine_before, image_before, first, second, seconds)
 
 
 def test_first_converge_of_the_fleet_in_one_run_and_second_run_changes_nothing(converged):
@@ -197,16 +223,36 @@ def test_image_is_exported_once_and_a_second_run_ships_nothing(fleet, control, c
     assert control.save_count() == 1  # the second run exported nothing either
 
 
-def test_host_without_docker_gets_docker_installed_and_started(fleet, converged):
-    assert converged.docker_before == {"cdfleet1": True, "cdfleet2": True, "cdfleet3": False}
-    assert "cdfleet3" in changed_hosts(converged.first)[ENGINE_OP]
-    cdfleet3 = BY_NAME["cdfleet3"]
-    assert fleet.ssh(cdfleet3, "dpkg-query -W -f '${Status}' docker.io").stdout.endswith(
-        "installed"
+def test_every_engine_state_converges_in_the_same_run(fleet, converged):
+    """Stopped with a stale pid file, Compose v1 only, no Docker, a CLI only: one run each."""
+    before = converged.engine_before
+    # What each host was, read with plain commands before the run.
+    stale_pid = before["cdfleet1"]["pid_file"]
+    assert (before["cdfleet1"]["dockerd"], before["cdfleet1"]["answers"]) == ("yes", "")
+    assert stale_pid and fleet.ssh(BY_NAME["cdfleet1"], f"cat /proc/{stale_pid}/comm").stdout != (
+        "dockerd\n"
     )
-    versions = fleet.ssh(cdfleet3, "docker version --format '{{.Server.Version}}' && "
-                         "docker compose version --short").stdout.split()  # fmt: skip
-    assert len(versions) == 2 and versions[0].startswith("20.10"), versions
+    assert before["cdfleet2"]["answers"] == "yes"
+    assert (before["cdfleet2"]["compose_v1"], before["cdfleet2"]["compose_v2"]) == ("1.29.2", "")
+    assert all(before["cdfleet3"][key] == "" for key in ("cli", "dockerd", "answers")), before
+    assert before["cdfleet4"]["cli"] == CONTROL_CLI_VERSION
+    assert (before["cdfleet4"]["dockerd"], before["cdfleet4"]["answers"]) == ("", "")
+
+    assert changed_hosts(converged.first)[ENGINE_OP] == sorted(h.name for h in HOSTS)
+    after = {h.name: engine_probe(fleet, h) for h in HOSTS}
+    for name, engine in after.items():
+        assert (engine["dockerd"], engine["answers"]) == ("yes", "yes"), (name, engine)
+        assert engine["compose_v2"], (name, engine)
+        server = fleet.ssh(BY_NAME[name], "docker version --format '{{.Server.Version}}'")
+        assert server.stdout.startswith("20.10"), (name, server.stdout)
+    assert after["cdfleet2"]["compose_v1"] == "1.29.2"  # left as it was, v2 beside it
+    # The newer CLI first on PATH still works against the 20.10 engine it now has.
+    assert after["cdfleet4"]["cli"] == CONTROL_CLI_VERSION
+    for name in ("cdfleet3", "cdfleet4"):
+        status = fleet.ssh(BY_NAME[name], "dpkg-query -W -f '${Status}' docker.io").stdout
+        assert status.endswith("installed"), (name, status)
+    print(f"fleet of {len(HOSTS)}: first run {converged.seconds[0]:.1f} s, "
+          f"second run {converged.seconds[1]:.1f} s")  # fmt: skip
 
 
 def test_drift_check_over_ssh_finds_every_host_clean(fleet, converged):
@@ -303,7 +349,7 @@ def test_drifted_host_is_repaired_and_the_others_are_left_alone(fleet, converged
     assert drift.returncode == 2, drift.output
     hosts = json.loads(drift.stdout)["hosts"]
     assert {name: host["status"] for name, host in hosts.items()} == {
-        "cdfleet1": "ok", "cdfleet2": "drift", "cdfleet3": "ok",
+        "cdfleet1": "ok", "cdfleet2": "drift", "cdfleet3": "ok", "cdfleet4": "ok",
     }  # fmt: skip
     found = {(item["kind"], item["resource"]) for item in hosts["cdfleet2"]["items"]}
     assert {
@@ -347,7 +393,7 @@ def test_backup_and_restore_over_ssh_give_back_exactly_the_backup(fleet, converg
             fleet.ssh(cdfleet2, f"cat {archive.removesuffix('.tar.gz')}.json").stdout
         )
         assert {k: v["count"] for k, v in manifest["collections"].items()} == {
-            name: len(ids) for name, ids in written.items()
+            f"default_tenant/default_database/{name}": len(ids) for name, ids in written.items()
         }
 
         client = chroma_client(port)

@@ -97,3 +97,69 @@ def test_deploy_without_a_token_is_refused_before_anything_changes(project):
     assert result.returncode != 0
     assert "chroma_auth_proxy: true needs a token" in result.output
     assert not project_dir.exists()
+
+
+def container_addresses(container: str) -> list[str]:
+    networks = sh(
+        "docker inspect -f '{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}' " + container
+    ).stdout.split()
+    return [address for address in networks if address]
+
+
+def inspect(container: str) -> dict:
+    import json
+
+    return json.loads(sh(f"docker inspect {container}").stdout)[0]
+
+
+UNTOKENED_PATHS = (
+    "/", "/api/v2/heartbeat", "/api/v1/heartbeat", "/api/v2/version", "/docs",
+    "/openapi.json", "/api/v2/tenants/default_tenant/databases/default_database/collections",
+    "/api/v2/auth/identity", "/proxy-health/../api/v2/heartbeat",
+)  # fmt: skip
+
+
+def test_the_proxy_is_the_only_way_in_and_every_container_is_hardened(project, token_env):
+    """Before: any process on the host reached Chroma at its bridge address, no token."""
+    project_dir, name = project
+    token, env = token_env
+    data = base_data(
+        project_dir, name, chroma_auth_proxy=True, chroma_owner=1234, chroma_group=1234
+    )
+    port = data["chroma_port"]
+    converge(data, env=env)
+
+    stack = [f"{name}-chroma-1", f"{name}-auth-proxy-1"]
+    addresses = [address for container in stack for address in container_addresses(container)]
+    assert addresses  # the proxy has its bridge address
+    for address in addresses:
+        with pytest.raises(httpx.TransportError):
+            httpx.get(f"http://{address}:8000/api/v2/heartbeat", timeout=3)
+        assert httpx.get(f"http://{address}:8080/api/v2/heartbeat", timeout=5).status_code == 401
+    for path in UNTOKENED_PATHS:
+        assert httpx.get(f"http://127.0.0.1:{port}{path}", timeout=5).status_code == 401, path
+    client = chromadb.HttpClient(host="127.0.0.1", port=port, headers={"X-Chroma-Token": token})
+    client.create_collection("through-the-proxy", embedding_function=None).add(
+        ids=["a"], embeddings=[[1.0, 2.0]]
+    )
+
+    for container in stack:
+        config = inspect(container)
+        assert config["HostConfig"]["CapDrop"] == ["ALL"], container
+        assert "no-new-privileges:true" in config["HostConfig"]["SecurityOpt"], container
+        assert config["Config"]["User"] == "1234:1234", container
+    proxy = inspect(f"{name}-auth-proxy-1")["HostConfig"]
+    assert proxy["ReadonlyRootfs"] is True
+    assert run_drift(data, env=env).returncode == 0
+
+    # A container recreated by hand without the hardening is drift, and repaired.
+    sh(
+        f"cd '{project_dir}' && cp docker-compose.yml /tmp/{name}.yml && "
+        "sed -i '/cap_drop:/,+1d; /no-new-privileges/d; /security_opt:/d' docker-compose.yml && "
+        f"docker compose up -d --wait auth-proxy && cp /tmp/{name}.yml docker-compose.yml"
+    )
+    drifted = run_drift(data, "--no-color", env=env)
+    assert drifted.returncode == 2
+    assert "hardening" in drifted.stdout
+    converge(data, env=env)
+    assert inspect(f"{name}-auth-proxy-1")["HostConfig"]["CapDrop"] == ["ALL"]

@@ -12,6 +12,7 @@ import pytest
 from conftest import (
     base_data,
     converge,
+    free_port,
     read_records,
     run_deploy,
     run_drift,
@@ -96,62 +97,57 @@ def test_seed_after_stack_on_1x_keeps_its_layer_data_when_taken_over(project):
     sh(f"docker image rm {kept}", check=False)  # the test's own throwaway image
 
 
-def test_another_projects_volume_and_containers_are_left_alone(project, tmp_path):
-    """A running project `other` with data in other_chroma_data: not stopped, not copied."""
-    project_dir, name = project
+@pytest.fixture
+def other_project(project, tmp_path):
+    """Another compose project on the same engine, its data in its own named volume."""
+    _project_dir, name = project
     other = tmp_path / "other"
     other.mkdir()
-    other_port = base_data(project_dir, name)["chroma_port"]
+    port = free_port()
     (other / "docker-compose.yml").write_text(
         f"name: {name}other\nservices:\n  chroma:\n    image: chromadb/chroma:1.5.9\n"
-        f"    ports: ['127.0.0.1:{other_port}:8000']\n    volumes: ['chroma_data:/data']\n"
+        f"    ports: ['127.0.0.1:{port}:8000']\n    volumes: ['chroma_data:/data']\n"
         "volumes:\n  chroma_data: {}\n"
     )
     sh(f"cd '{other}' && docker compose up -d")
     try:
-        wait_for_heartbeat(other_port)
-        write_records(other_port, ("theirs",), per_collection=50)
-        data = base_data(project_dir, name)
-        converge(data)
-        said = run_deploy(data, "-v").output  # no-op messages show from -v on
-        assert "other projects left alone" in said
-        assert (
-            f"{name}other_chroma_data (compose project {name}other, 1 collections, 50 records)"
-            in said
-        )
-        assert "chroma_adopt_volume" in said
-        state = sh(f"docker inspect -f '{{{{.State.Status}}}}' {name}other-chroma-1").stdout
-        assert state.strip() == "running"
-        assert read_records(data["chroma_port"]) == {}  # ours did not take their data
-        assert len(read_records(other_port)["theirs"]) == 50
+        wait_for_heartbeat(port)
+        yield port
     finally:
         sh(f"cd '{other}' && docker compose down -v", check=False)  # the test's own volume
 
 
-def test_this_projects_volume_used_by_another_project_is_refused(project, tmp_path):
+def other_state(name: str) -> str:
+    return sh(f"docker inspect -f '{{{{.State.Status}}}}' {name}other-chroma-1").stdout.strip()
+
+
+def test_another_projects_volume_and_containers_are_left_alone(project, other_project):
+    """A running project `other` with data in other_chroma_data: not stopped, not copied."""
+    project_dir, name = project
+    write_records(other_project, ("theirs",), per_collection=50)
+    data = base_data(project_dir, name)
+    converge(data)
+    said = run_deploy(data, "-v").output  # no-op messages show from -v on
+    assert "other projects left alone" in said
+    assert (
+        f"{name}other_chroma_data (compose project {name}other, 1 collections, 50 records)" in said
+    )
+    assert "chroma_adopt_volume" in said
+    assert other_state(name) == "running"
+    assert read_records(data["chroma_port"]) == {}  # ours did not take their data
+    assert len(read_records(other_project)["theirs"]) == 50
+
+
+def test_this_projects_volume_used_by_another_project_is_refused(project, other_project):
     """Adopting a volume that another project's container uses: refused, nothing stopped."""
     project_dir, name = project
-    other = tmp_path / "other"
-    other.mkdir()
-    other_port = base_data(project_dir, name)["chroma_port"]
-    (other / "docker-compose.yml").write_text(
-        f"name: {name}other\nservices:\n  chroma:\n    image: chromadb/chroma:1.5.9\n"
-        f"    ports: ['127.0.0.1:{other_port}:8000']\n    volumes: ['chroma_data:/data']\n"
-        "volumes:\n  chroma_data: {}\n"
-    )
-    sh(f"cd '{other}' && docker compose up -d")
-    try:
-        wait_for_heartbeat(other_port)
-        write_records(other_port, ("theirs",), per_collection=5)
-        data = base_data(project_dir, name, chroma_adopt_volume=f"{name}other_chroma_data")
-        result = run_deploy(data)
-        assert result.returncode != 0
-        assert "is used by containers of another project" in result.output
-        state = sh(f"docker inspect -f '{{{{.State.Status}}}}' {name}other-chroma-1").stdout
-        assert state.strip() == "running"
-        assert not (project_dir / "chroma_data" / "chroma.sqlite3").exists()
-    finally:
-        sh(f"cd '{other}' && docker compose down -v", check=False)
+    write_records(other_project, ("theirs",), per_collection=5)
+    data = base_data(project_dir, name, chroma_adopt_volume=f"{name}other_chroma_data")
+    result = run_deploy(data)
+    assert result.returncode != 0
+    assert "is used by containers of another project" in result.output
+    assert other_state(name) == "running"
+    assert not (project_dir / "chroma_data" / "chroma.sqlite3").exists()
 
 
 def test_prune_keeps_other_projects_and_the_way_back(project, tmp_path):

@@ -42,10 +42,13 @@ def converged(declared: Declared) -> HostFacts:
     files = recorded("project.ProjectFiles", "present")
     files["compose"] = {"sha256": "", "content": declared.compose_content}
     files["gitignore"] = ["# mine", *declared.gitignore_lines]
+    stack = recorded("compose.ComposeStack", "running")
+    for container in stack["containers"]:  # recorded before the hardening: as deployed now
+        container.update(cap_drop=["ALL"], security_opt=["no-new-privileges:true"])
     return HostFacts(
         data_dirs=data_dirs,
         project_files=files,
-        stack=recorded("compose.ComposeStack", "running"),
+        stack=stack,
         health=recorded("chroma.ChromaHealth", "healthy"),
         legacy_volumes=[],
     )
@@ -60,6 +63,16 @@ def test_converged_host_has_no_drift(declared, converged):
     # The recorded container predates the current template: give it the file's hash.
     stack["containers"][0]["config_hash"] = stack["declared_hashes"]["chroma"]
     assert compare(declared, converged) == []
+
+
+def test_a_container_that_lost_its_hardening_is_drift(declared, converged):
+    converged.stack["containers"][0]["config_hash"] = converged.stack["declared_hashes"]["chroma"]
+    converged.stack["containers"][0].update(cap_drop=[], security_opt=[])
+    items = [(i.kind, i.actual) for i in compare(declared, converged)]
+    assert items == [
+        ("hardening", "capabilities not dropped (cap_drop ALL)"),
+        ("hardening", "no-new-privileges not set"),
+    ]
 
 
 def test_each_path_difference_is_one_item(declared, converged):

@@ -94,3 +94,121 @@ def test_readme_bad_input_table_lists_every_tested_message():
     readme = README.read_text()
     for _, message in CASES:
         assert f"`{message}`" in readme, message
+
+
+# Every key whose value becomes a path on a host (or on the control machine), and a
+# valid value for it, so that only the character under test makes it wrong.
+PATH_KEYS = {
+    "chroma_project_dir": "/srv/kb/stack",
+    "chroma_backup_dir": "/var/backups/kb",
+    "chroma_restore_archive": "/var/backups/kb/kb-20261125T041509Z.tar.gz",
+    "chroma_image_build_dir": "/var/cache/kb-build",
+    "chroma_auth_token_file": "/etc/kb/token",
+}
+# Keys that name one dir inside the project dir.
+DIR_NAME_KEYS = {
+    "chroma_data_dir": "chroma_data",
+    "chroma_fallback_dir": "chroma_db",
+    "chroma_logs_dir": "logs",
+    "chroma_secrets_dir": "secrets",
+}
+# What a shell would read as more than a word: quotes, expansions, separators,
+# redirections, escapes, globs, control characters.
+SHELL_SPECIAL = ["'", '"', "$", "$(id)", "`id`", ";", "&", "|", "<", ">", "\\", "\n", "\t",
+                 "\r", "\x1b", "\x7f", "*", "?", "["]  # fmt: skip
+
+
+def _refusal(key: str, value: object) -> str:
+    with pytest.raises(SettingsError) as error:
+        load_settings({key: value})
+    message = str(error.value)
+    assert "\n" not in message
+    return message
+
+
+@pytest.mark.parametrize("special", SHELL_SPECIAL, ids=repr)
+@pytest.mark.parametrize("key", [*PATH_KEYS, *DIR_NAME_KEYS])
+def test_a_path_with_a_shell_character_is_refused_naming_the_key(key, special):
+    valid = {**PATH_KEYS, **DIR_NAME_KEYS}[key]
+    message = _refusal(key, valid[:-2] + special + valid[-2:])
+    assert message.startswith(key)
+    assert "is not allowed" in message
+
+
+@pytest.mark.parametrize("key", [*PATH_KEYS, *DIR_NAME_KEYS])
+def test_a_trailing_newline_is_refused(key):
+    # A regex's `$` matches before a final newline: the check must not.
+    assert _refusal(key, {**PATH_KEYS, **DIR_NAME_KEYS}[key] + "\n").startswith(key)
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("chroma_compose_project", "kb"), ("chroma_version", "1.5.9"), ("chroma_owner", "root"),
+     ("chroma_group", "1000"), ("chroma_dir_mode", "0750"), ("chroma_image", "chromadb/chroma"),
+     ("chroma_legacy_volumes", "chroma_data"), ("chroma_adopt_volume", "kb_chroma_data"),
+     ("chroma_auth_token_env", "KB_TOKEN"), ("chroma_app_name", "agent"),
+     ("chroma_otel_endpoint", "http://otel:4317")],
+)  # fmt: skip
+def test_no_checked_name_takes_a_trailing_newline(key, value):
+    assert load_settings({key: value})  # valid as it is
+    assert _refusal(key, value + "\n").startswith(key)
+
+
+def test_an_env_name_or_a_listed_origin_with_a_trailing_newline_is_refused():
+    name = load_settings({"chroma_env": {"CHROMA_ALLOW_RESET": "true"}}).env[0][0]
+    assert name == "CHROMA_ALLOW_RESET"  # valid as it is
+    assert _refusal("chroma_env", {"CHROMA_ALLOW_RESET\n": "true"}).startswith("chroma_env")
+    # A comma-separated string is stripped part by part; a list is taken as given.
+    origins = ["https://app.example:8443\n"]
+    assert _refusal("chroma_cors_allow_origins", origins).startswith("chroma_cors_allow_origins")
+
+
+@pytest.mark.parametrize("key", PATH_KEYS)
+def test_the_reported_value_is_refused_with_what_is_allowed(key):
+    message = _refusal(key, "/srv/it's $(id)")
+    assert message.startswith(key)
+    assert "/srv/it's $(id)" in message
+    assert "is not allowed" in message
+    assert "an absolute path of letters, digits, spaces and / . _ - + , @ : = only" in message
+    assert "letters, digits, spaces" in message
+
+
+@pytest.mark.parametrize("key", [*PATH_KEYS, *DIR_NAME_KEYS])
+def test_a_part_starting_with_a_dash_is_refused(key):
+    value = "/srv/-rf/stack" if key in PATH_KEYS else "-rf"
+    assert _refusal(key, value).startswith(key)
+
+
+@pytest.mark.parametrize("key", PATH_KEYS)
+def test_a_path_with_spaces_and_plain_punctuation_is_allowed(key):
+    value = "/srv/my project/kb_2.0+x,y@z:1=2"
+    attribute = key.removeprefix("chroma_")
+    assert getattr(load_settings({key: value}), attribute) == value
+
+
+# Image references reach the shell too (the proxy image is built on the host by name).
+IMAGE_KEYS = {
+    "chroma_proxy_image": {},
+    "chroma_app_image": {"chroma_app_enabled": True},
+}
+
+
+@pytest.mark.parametrize("special", [*SHELL_SPECIAL, " "], ids=repr)
+@pytest.mark.parametrize("key", IMAGE_KEYS)
+def test_an_image_reference_with_a_shell_character_is_refused(key, special):
+    with pytest.raises(SettingsError) as error:
+        load_settings({key: f"registry.example/app{special}x:1.2", **IMAGE_KEYS[key]})
+    assert str(error.value).startswith(key)
+    with pytest.raises(SettingsError):
+        load_settings({key: f"registry.example/app:1.2{special}", **IMAGE_KEYS[key]})
+
+
+@pytest.mark.parametrize(
+    "reference",
+    ["registry.example:5000/team/app:1.2.3", "app:v1_RC-2", "chroma-deploy/auth-proxy:1",
+     "app:1@sha256:" + "0" * 64, "app@sha256:" + "a" * 64],
+)  # fmt: skip
+@pytest.mark.parametrize("key", IMAGE_KEYS)
+def test_a_pinned_image_reference_is_allowed(key, reference):
+    settings = load_settings({key: reference, **IMAGE_KEYS[key]})
+    assert getattr(settings, key.removeprefix("chroma_")) == reference

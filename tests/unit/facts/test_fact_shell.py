@@ -16,11 +16,11 @@ import pytest
 from fact_runs import run_fact
 
 from facts.accounts import Accounts
-from facts.chroma import ChromaHealth
-from facts.compose import ComposeStack, ContainerMounts
+from facts.chroma import ChromaHealth, ChromaInventory
+from facts.compose import ComposeStack, ContainerLayerData, ContainerMounts
 from facts.datadirs import DataDirs
 from facts.docker import DockerImage
-from facts.project import ProjectFiles
+from facts.project import ProjectFiles, SafetyState
 from facts.secrets import SecretFile
 from facts.volumes import LegacyVolumes
 
@@ -42,10 +42,16 @@ def _cases(h: str) -> list[tuple[type, dict[str, Any]]]:
         (Accounts, {"owner": h, "group": h}),
         (SecretFile, {"path": h}),
         (LegacyVolumes, {"names": [h, "*"]}),
+        (ContainerLayerData, {"containers": [h, "-" + h]}),
+        (SafetyState, {"project_dir": h, "data_dir": h}),
+        (SafetyState, {"project_dir": "/tmp", "data_dir": h}),  # the glob is reached
+        (ChromaInventory, {"url": h, "tools_dir": h, "token_file": h, "manifest": h}),
     ]  # fmt: skip
 
 
-@pytest.mark.parametrize("index", range(9), ids=lambda i: _cases("")[i][0].__name__)
+@pytest.mark.parametrize(
+    "index", range(len(_cases(""))), ids=lambda i: f"{i}-{_cases('')[i][0].__name__}"
+)
 def test_hostile_arguments_run_nothing(index: int, tmp_path: Path):
     marker = tmp_path / "ran"
     fact_cls, args = _cases(_hostile(marker))[index]

@@ -36,16 +36,51 @@ def read(fact_cls: type, case: str) -> Any:
     return fact.process(fixture["output"])
 
 
-def test_docker_engine_running_daemon_down_and_v1():
-    running = read(DockerEngine, "engine_running")
+def test_docker_engine_decides_by_the_engine_not_the_cli():
+    # No docker, no dockerd: nothing there.
+    assert read(DockerEngine, "absent")["state"] == "absent"
+    # A docker CLI 28.2.2 in /usr/local/bin, no dockerd, no unit: not an engine.
+    cli_only = read(DockerEngine, "cli_only")
+    assert cli_only["state"] == "cli_only"
+    assert (cli_only["cli"], cli_only["cli_version"]) == (True, "28.2.2")
+    assert cli_only["dockerd"] is None and cli_only["service_unit"] is None
+
+
+def test_docker_engine_installed_but_not_answering():
+    stopped = read(DockerEngine, "stopped")
+    assert stopped["state"] == "stopped"
+    assert stopped["dockerd"] == "/usr/sbin/dockerd"
+    assert stopped["engine_version"] == "20.10.24+dfsg1"
+    assert stopped["pid_file"] is None and stopped["dockerd_pids"] == []
+    # The pid file names pid 7, which is sshd now: dockerd would refuse it.
+    stale = read(DockerEngine, "stale_pid")
+    assert stale["state"] == "stale_pid"
+    assert stale["pid_file"] == {"pid": 7, "process": "sshd"}
+    assert stale["dockerd_pids"] == []
+    garbled = read(DockerEngine, "stale_pid_not_a_number")
+    assert garbled["state"] == "stale_pid"
+    assert garbled["pid_file"] == {"pid": None, "process": None}
+    # A dockerd launched an instant before: its process and pid file exist, no answer yet.
+    starting = read(DockerEngine, "starting")
+    assert starting["state"] == "starting"
+    assert starting["server_running"] is False
+    (pid,) = starting["dockerd_pids"]
+    assert starting["pid_file"] == {"pid": pid, "process": "dockerd"}
+
+
+def test_docker_engine_running_with_a_newer_cli_and_compose_v1_or_v2():
+    running = read(DockerEngine, "running")
+    assert running["state"] == "running"
+    # The 28.x CLI first on PATH talks to Debian's 20.10 engine.
     assert (running["cli_version"], running["server_version"]) == ("28.2.2", "20.10.24+dfsg1")
     assert running["compose_v2"] == "5.6.1"
-    down = read(DockerEngine, "daemon_down")
-    assert down["cli"] and not down["server_running"] and down["server_version"] is None
-    assert read(DockerEngine, "legacy_v1_binary")["compose_v1"] == "1.29.2"
+    v1_only = read(DockerEngine, "compose_v1_only")
+    assert v1_only["state"] == "running"
+    assert (v1_only["compose_v1"], v1_only["compose_v2"]) == ("1.29.2", None)
+    both = read(DockerEngine, "legacy_v1_beside_v2")
+    assert (both["compose_v1"], both["compose_v2"]) == ("1.29.2", "5.6.1")
     # A v2 binary called docker-compose is not a legacy v1.
     assert read(DockerEngine, "standalone_v2_is_not_v1")["compose_v1"] is None
-    assert read(DockerEngine, "docker_absent")["cli"] is False
 
 
 def test_compose_stack_running_is_converged():

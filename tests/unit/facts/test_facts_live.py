@@ -7,6 +7,7 @@ other commands or Python's own os.stat report, never against the facts.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import uuid
 from collections.abc import Callable
@@ -42,6 +43,13 @@ def test_docker_engine_reports_the_running_daemon_and_the_compose_plugin():
     )
     assert run.value["compose_v2"] == _out("docker", "compose", "version", "--short").lstrip("v")
     assert run.value["systemd"] is Path("/run/systemd/system").is_dir()
+    assert run.value["state"] == "running"
+    sbin = f"{os.environ.get('PATH', '')}:/usr/local/sbin:/usr/sbin:/sbin"
+    assert run.value["dockerd"] == shutil.which("dockerd", path=sbin)
+    assert run.value["engine_version"] in _out(run.value["dockerd"], "--version")
+    pid = int(Path("/var/run/docker.pid").read_text())
+    assert run.value["pid_file"] == {"pid": pid, "process": "dockerd"}
+    assert pid in run.value["dockerd_pids"]
 
 
 def test_docker_image_absent_is_none_and_present_has_the_engines_id():
