@@ -2,7 +2,7 @@
 
 This module is the single place where configuration is defined and checked.
 ``deploy.py``, ``drift.py`` and the tests all go through :func:`load_settings`,
-and the README's table of keys is checked against :data:`SETTINGS` by a test,
+and the table of keys in docs/configuration.md is checked against :data:`SETTINGS` by a test,
 so the three can never disagree.
 
 A wrong value stops the run before any host changes, with one line that
@@ -743,7 +743,7 @@ def load_settings(data: Any) -> Settings:
             close = difflib.get_close_matches(key, SETTINGS_BY_KEY, n=1)
             hint = f" (did you mean {close[0]}?)" if close else ""
             raise SettingsError(
-                f"{key}: unknown data key{hint}; use a key from the README's table of keys"
+                f"{key}: unknown data key{hint}; see the keys in docs/configuration.md"
             )
 
     values: dict[str, Any] = {}

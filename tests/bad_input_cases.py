@@ -1,4 +1,4 @@
-"""Bad data keys and the one line each must produce: tests and the README table share it."""
+"""Bad data keys and the one line each must produce: tests and docs/bad-input.md share it."""
 
 CASES = [
     ({"chroma_port": 0}, "chroma_port: 0 is not allowed; use a whole number from 1 to 65535"),

@@ -1,4 +1,4 @@
-"""The data keys: defaults, validation, and the README table that documents them."""
+"""The data keys: defaults, validation, and the docs tables that document them."""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ import pytest
 from operations.settings import SETTINGS, SettingsError, load_settings
 from operations.settings_table import settings_table
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+ROOT = Path(__file__).resolve().parents[2]
+CONFIGURATION = ROOT / "docs" / "configuration.md"
+BAD_INPUT = ROOT / "docs" / "bad-input.md"
 
 
 def test_defaults_validate_and_core_keys_are_defined():
@@ -31,8 +33,8 @@ def test_every_key_shares_the_prefix_and_is_unique():
     assert len(keys) == len(set(keys))
 
 
-def test_readme_table_is_the_one_generated_from_settings():
-    assert settings_table() in README.read_text()
+def test_docs_table_is_the_one_generated_from_settings():
+    assert settings_table() in CONFIGURATION.read_text()
 
 
 @pytest.mark.parametrize(
@@ -87,13 +89,13 @@ def test_public_bind_needs_an_explicit_yes():
     assert load_settings({"chroma_bind_address": "127.0.0.2"}).bind_address == "127.0.0.2"
 
 
-def test_readme_bad_input_table_lists_every_tested_message():
-    sys.path.insert(0, str(README.parent / "tests"))
+def test_docs_bad_input_table_lists_every_tested_message():
+    sys.path.insert(0, str(ROOT / "tests"))
     from bad_input_cases import CASES
 
-    readme = README.read_text()
+    page = BAD_INPUT.read_text()
     for _, message in CASES:
-        assert f"`{message}`" in readme, message
+        assert f"`{message}`" in page, message
 
 
 # Every key whose value becomes a path on a host (or on the control machine), and a
