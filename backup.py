@@ -6,7 +6,16 @@ a .sha256 and that .json manifest, which restore.py verifies against.
 Archives go to chroma_backup_dir.
 """
 
-from operations import data_safety, host_failure, lock, preflight
+import sys
+from pathlib import Path
+
+# pyinfra puts only the working dir on sys.path: make `pyinfra @local /path/to/backup.py`
+# find facts/ and operations/ from any dir, ahead of any other module of that name.
+ROOT = str(Path(__file__).resolve().parent)
+if ROOT not in sys.path:  # once, though pyinfra runs this file for every host
+    sys.path.insert(0, ROOT)
+
+from operations import data_safety, host_failure, lock, preflight, report  # noqa: E402
 
 settings = preflight.settings_for_host()
 preflight.resolve_owner(settings)
@@ -16,7 +25,7 @@ locked_out = lock.take_project_lock(settings.project_dir, settings.lock_timeout,
 if locked_out:
     host_failure.refused(name="Project lock", message=locked_out)
 
-data_safety.backup(
+backup = data_safety.backup(
     name=f"Back up {settings.path(settings.data_dir)} to {settings.backup_dir}",
     project_dir=settings.project_dir,
     project_name=settings.compose_project,
@@ -26,3 +35,4 @@ data_safety.backup(
     wait_timeout=settings.wait_timeout,
     version=settings.version,
 )
+report.show(backup)  # where the archive went, what was pruned

@@ -6,9 +6,19 @@ project and data dirs, the .gitignore lines and the compose file, and brings
 the stack up only when something differs. A second run changes nothing.
 """
 
-from pyinfra import state
+import sys
+from pathlib import Path
 
-from operations import (
+# pyinfra puts only the working dir on sys.path: make `pyinfra @local /path/to/deploy.py`
+# find facts/ and operations/ from any dir, ahead of any other module of that name.
+ROOT = str(Path(__file__).resolve().parent)
+if ROOT not in sys.path:  # once, though pyinfra runs this file for every host
+    sys.path.insert(0, ROOT)
+
+from pyinfra import state  # noqa: E402
+from pyinfra.operations import server  # noqa: E402
+
+from operations import (  # noqa: E402
     engine,
     host_failure,
     image,
@@ -16,17 +26,20 @@ from operations import (
     migrate,
     preflight,
     project,
+    report,
     secrets,
     stack,
     upgrade,
 )
-from operations.declared import Declared
-from operations.render import server_environment
+from operations.declared import Declared  # noqa: E402
+from operations.render import server_environment  # noqa: E402
 
 settings = preflight.settings_for_host()
 token = preflight.token_for_host(settings)
 owner = preflight.resolve_owner(settings)
 preflight.require_docker(settings)
+preflight.require_free_port(settings)
+preflight.require_dirs(settings)
 declared = Declared(settings, owner.uid, owner.gid)
 ship_id = image.control_image_id(settings.image_ref, settings.image_source)
 
@@ -55,6 +68,26 @@ migrate.data_safety_guard(
     allow_empty=settings.allow_empty_data_dir,
 )
 
+if settings.create_owner and settings.owner:
+    # chroma_create_owner: a system account (no login, no home) before the dirs it owns.
+    if settings.group is None:
+        server.group(
+            name=f"Group {settings.owner} (chroma_create_owner)",
+            group=settings.owner,
+            gid=owner.gid,
+            system=True,
+        )
+    server.user(  # noqa: S604 (shell= is the login shell, not a subprocess flag)
+        name=f"System account {settings.owner} (chroma_create_owner)",
+        user=settings.owner,
+        uid=owner.uid,
+        group=settings.group or settings.owner,
+        system=True,
+        home="/nonexistent",
+        shell="/usr/sbin/nologin",
+        ensure_home=False,
+    )
+
 project.directories(
     name=f"Project dir {settings.project_dir} and data dirs",
     project_dir=settings.project_dir,
@@ -65,7 +98,7 @@ project.directories(
     data_dir_mode=settings.data_dir_mode,
 )
 
-migrate.copy_legacy_volume(
+copied = migrate.copy_legacy_volume(
     name="Data from a legacy named volume (copied, never deleted)",
     project_dir=settings.project_dir,
     project_name=settings.compose_project,
@@ -120,7 +153,7 @@ if declared.gitignore_lines:
         gid=declared.gid,
     )
 
-upgrade.version_change(
+version_change = upgrade.version_change(
     name=f"Chroma version {settings.version}: backup and rehearsal before an upgrade, no downgrade",
     project_dir=settings.project_dir,
     project_name=settings.compose_project,
@@ -168,10 +201,14 @@ stack.stack_up(
     },
 )
 
-migrate.verify_migration(
+verified = migrate.verify_migration(
     name="Migrated data verified on the bind mount",
     project_dir=settings.project_dir,
     data_dir=declared.data_dir_paths[0],
     url=declared.url,
     token_file=declared.token_file,
 )
+
+# What a migration, an upgrade's backup and its verification found, at default verbosity.
+for step in (copied, version_change, verified):
+    report.show(step)

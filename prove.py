@@ -5,8 +5,17 @@ canary back and removes it. Each host passes (success) or fails with the
 reason: the seed's manual "Testing Data Persistence", made automatic.
 """
 
-from operations import data_safety, host_failure, lock, preflight
-from operations.declared import Declared
+import sys
+from pathlib import Path
+
+# pyinfra puts only the working dir on sys.path: make `pyinfra @local /path/to/prove.py`
+# find facts/ and operations/ from any dir, ahead of any other module of that name.
+ROOT = str(Path(__file__).resolve().parent)
+if ROOT not in sys.path:  # once, though pyinfra runs this file for every host
+    sys.path.insert(0, ROOT)
+
+from operations import data_safety, host_failure, lock, preflight, report  # noqa: E402
+from operations.declared import Declared  # noqa: E402
 
 settings = preflight.settings_for_host()
 owner = preflight.resolve_owner(settings)
@@ -17,10 +26,11 @@ if locked_out:
     host_failure.refused(name="Project lock", message=locked_out)
 declared = Declared(settings, owner.uid, owner.gid)
 
-data_safety.persistence_proof(
+proof = data_safety.persistence_proof(
     name=f"Persistence proof of {settings.compose_project}: canary, down, up, read back",
     project_dir=settings.project_dir,
     url=declared.url,
     token_file=declared.token_file,
     wait_timeout=settings.wait_timeout,
 )
+report.show(proof)  # "persistence proof: pass"

@@ -9,23 +9,33 @@ chroma_version to keep in the inventory. Running it again with the same
 archive changes nothing while the server still holds what it restored.
 """
 
+import sys
 from dataclasses import replace
+from pathlib import Path
 
-from pyinfra import host
-from pyinfra.api.exceptions import DeployError
+# pyinfra puts only the working dir on sys.path: make `pyinfra @local /path/to/restore.py`
+# find facts/ and operations/ from any dir, ahead of any other module of that name.
+ROOT = str(Path(__file__).resolve().parent)
+if ROOT not in sys.path:  # once, though pyinfra runs this file for every host
+    sys.path.insert(0, ROOT)
 
-from facts.chroma import ChromaInventory
-from operations import data_safety, host_failure, image, lock, preflight, stack
-from operations.declared import Declared
-from operations.host_tools import TOOLS_DIR
+from pyinfra import host  # noqa: E402
+
+from facts.chroma import ChromaInventory  # noqa: E402
+from operations import data_safety, host_failure, image, lock, preflight, report, stack  # noqa: E402
+from operations.declared import Declared  # noqa: E402
+from operations.host_tools import TOOLS_DIR  # noqa: E402
+from operations.refusal import refusal  # noqa: E402
 
 settings = preflight.settings_for_host()
 owner = preflight.resolve_owner(settings)
 
 if not settings.restore_archive:
-    raise DeployError(
-        "restore.py needs chroma_restore_archive: the .tar.gz that backup.py wrote, e.g. "
-        "--data chroma_restore_archive=/var/backups/chroma-deploy/chroma-20260101T000000Z.tar.gz"
+    raise refusal(
+        host.name,
+        "chroma_restore_archive: unset, and restore.py needs it; name the .tar.gz that "
+        "backup.py wrote, e.g. "
+        "--data chroma_restore_archive=/var/backups/chroma-deploy/chroma-20260101T000000Z.tar.gz",
     )
 
 archive = settings.restore_archive
@@ -63,7 +73,7 @@ if archive_version and archive_version != settings.version:
     )
 
 keep = f" on Chroma {archive_version}: keep chroma_version={archive_version}"
-data_safety.restore(
+restored = data_safety.restore(
     name=f"Restore {archive} into {settings.path(settings.data_dir)}"
     + (keep if archive_version else ""),
     project_dir=settings.project_dir,
@@ -76,3 +86,4 @@ data_safety.restore(
     token_file=declared.token_file,
     wait_timeout=settings.wait_timeout,
 )
+report.show(restored)  # what was restored, where the data before it went

@@ -89,3 +89,40 @@ class Accounts(FactBase[dict[str, Any]]):
         if self.group is not None and self.group.isdigit():
             return {"name": None, "gid": int(self.group)}
         return None
+
+
+class UsedIds(FactBase[dict[str, list[int]] | None]):
+    """Every uid and gid the host's accounts and groups use, to pick a free system id.
+
+    ``{"uids": [int, ...], "gids": [int, ...]}``, sorted. None when ``getent``
+    printed nothing at all (no such command): no id is known to be free.
+    """
+
+    @staticmethod
+    def default() -> dict[str, list[int]] | None:
+        return None
+
+    def command(self) -> str:
+        return (
+            "echo @@uids; getent passwd 2>/dev/null | cut -d: -f3; "
+            "echo @@gids; getent group 2>/dev/null | cut -d: -f3"
+        )
+
+    def process(self, output: list[str]) -> dict[str, list[int]] | None:
+        found = sections(output)
+        uids = [to_int(line, "UsedIds", "uid") for line in found.get("uids", []) if line.strip()]
+        gids = [to_int(line, "UsedIds", "gid") for line in found.get("gids", []) if line.strip()]
+        if not uids and not gids:
+            return None
+        return {"uids": sorted(set(uids)), "gids": sorted(set(gids))}
+
+
+def free_system_id(used: dict[str, list[int]] | None) -> int | None:
+    """The highest id from 999 down to 100 that is neither a uid nor a gid, as useradd -r picks.
+
+    One number for the account and its group, so files show the same id for both.
+    """
+    if used is None:
+        return None
+    taken = set(used["uids"]) | set(used["gids"])
+    return next((i for i in range(999, 99, -1) if i not in taken), None)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from pyinfra.api import FactBase
@@ -271,3 +272,56 @@ class ContainerLayerData(FactBase[dict[str, list[str]]]):
             for index, name in enumerate(self.names)
             if any(line.strip() for line in found.get(str(index), []))
         }
+
+
+class PortHolder(FactBase[dict[str, Any]]):
+    """Who holds TCP ``port`` on the host, read before anything changes.
+
+    ``{"listener": str|None, "program": str|None, "ours": bool}``.
+    ``listener``: the local address ``ss -Hltnp`` shows for the port, None
+    when nothing listens. ``program``: ``name, pid N`` of the listener, None
+    when ss may not show it (not root) or nothing listens. ``ours``: a
+    container of compose project ``project_name`` publishes the port, or is
+    restarting (then it shows no ports, but its proxy may hold them), so the
+    listener may be our own stack. False without Docker.
+    """
+
+    @staticmethod
+    def default() -> dict[str, Any]:
+        return {"listener": None, "program": None, "ours": False}
+
+    # pyinfra calls command() and process() on one instance: command() keeps the port.
+    port = 0
+
+    def command(self, port: int, project_name: str) -> str:
+        self.port = int(port)
+        label = q(f"label=com.docker.compose.project={project_name}")
+        return (
+            f"echo @@listening; ss -Hltnp {q(f'( sport = :{self.port} )')} 2>/dev/null; "
+            f"echo @@ours; docker ps --filter {label} --format '{{{{.State}}}}|{{{{.Ports}}}}' "
+            "2>/dev/null; true"
+        )
+
+    def process(self, output: list[str]) -> dict[str, Any]:
+        found = sections(output)
+        listening = [line.split() for line in found.get("listening", []) if line.strip()]
+        first = listening[0] if listening else []
+        # State, Recv-Q, Send-Q, local address, peer address, then users:(("name",pid=N,fd=M))
+        program = _SS_USER.search(" ".join(first[5:])) if len(first) > 5 else None
+        # "running|127.0.0.1:8000->8000/tcp, [::1]:8000->8000/tcp": host ports before "->".
+        ours = [line.strip().partition("|") for line in found.get("ours", []) if line.strip()]
+        published = {
+            binding.split("->")[0].rsplit(":", 1)[-1]
+            for _, _, ports in ours
+            for binding in ports.split(", ")
+            if "->" in binding
+        }
+        restarting = any(state == "restarting" for state, _, _ in ours)
+        return {
+            "listener": first[3] if len(first) > 3 else None,
+            "program": f"{program[1]}, pid {program[2]}" if program else None,
+            "ours": restarting or str(self.port) in published,
+        }
+
+
+_SS_USER = re.compile(r'users:\(\("([^"]+)",pid=(\d+)')

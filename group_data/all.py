@@ -1,6 +1,6 @@
 """Values shared by every host of inventory.py (host data overrides them).
 
-Only keys from the README's table; anything else starting with chroma_ is
+Only keys from docs/configuration.md; anything else starting with chroma_ is
 refused, so a typo cannot fall back to a default without a word.
 """
 

@@ -26,10 +26,11 @@ from pyinfra.api import (
     OperationValueError,
     operation,
 )
-from pyinfra.api.exceptions import DeployError
 
 from facts.docker import DockerImage
 from operations.host_failure import log_failure
+from operations.refusal import refusal
+from operations.report import step
 
 FILES_DIR = Path(__file__).resolve().parent.parent / "files"
 BUILD_SCRIPT = FILES_DIR / "build-chroma-image.sh"
@@ -56,7 +57,7 @@ def _control_image_id(ref: str) -> str:
     """The id ``ref`` names in the control machine's engine; asked once per run."""
     docker = shutil.which("docker")
     if docker is None:
-        raise ShipError("the control machine has no docker command: install Docker there")
+        raise ShipError("the control machine has no docker command; install Docker there")
     found = subprocess.run(
         [docker, "image", "inspect", "--format", "{{.Id}}", ref],
         capture_output=True, text=True, timeout=120, check=False,
@@ -66,7 +67,7 @@ def _control_image_id(ref: str) -> str:
     reason = (found.stderr.strip().splitlines() or ["no output"])[-1]
     if "no such image" in reason.lower():
         raise ShipError(
-            f"the control machine has no image {ref}: build or pull it there first "
+            f"the control machine has no image {ref}; build or pull it there first "
             "(scripts/up.sh builds it)"
         )
     raise ShipError(f"the control machine's Docker did not answer ({reason})")
@@ -83,7 +84,7 @@ def control_image_id(ref: str, source: str) -> str | None:
     try:
         return _control_image_id(ref)
     except ShipError as error:
-        raise DeployError(f"{host.name}: chroma_image_source=ship, but {error}") from None
+        raise refusal(host.name, f"chroma_image_source: ship, but {error}") from None
 
 
 _export_lock = threading.Lock()  # a gevent lock under pyinfra: hosts wait, one exports
@@ -123,6 +124,14 @@ def export_image(state: Any, host: Any, ref: str, image_id: str) -> bool:
     return True
 
 
+def log_upload(state: Any, host: Any, image_id: str) -> bool:
+    """Say how much is about to go over the connection, once the export exists."""
+    archive = ship_archive(image_id)
+    size = archive.stat().st_size / 1e6 if archive.is_file() else 0.0
+    host.log(f"uploading {size:.0f} MB, then docker load")
+    return True
+
+
 def _pull(ref: str, fallback: str) -> str:
     failed = shlex.join(["echo", f"no registry answered for {ref}: {fallback}"])
     return f"{shlex.join(['docker', 'pull', '--quiet', ref])} || {{ {failed} >&2; exit 1; }}"
@@ -135,7 +144,9 @@ def _ship(ref: str, image: dict[str, Any] | None, image_id: str):
         return
     archive = ship_archive(image_id)
     remote = f"/var/tmp/chroma-deploy-{archive.name}"  # hex digits only: nothing to quote
+    yield step(f"shipping {ref} ({image_id[:19]}) from the control machine: export once")
     yield FunctionCommand(export_image, (ref, image_id), {})
+    yield FunctionCommand(log_upload, (image_id,), {})
     yield FileUploadCommand(str(archive), remote)
     # The upload is removed whether or not the load worked: it is only a copy.
     load = shlex.join(["docker", "load", "--quiet", "--input", remote])
@@ -172,10 +183,16 @@ def chroma_image(ref: str, version: str, source: str, build_dir: str, ship_id: s
         yield FileUploadCommand(str(BUILD_SCRIPT), script)
 
     if source == "pull":
+        yield step(f"pulling {ref}")
         yield _pull(ref, "set chroma_image_source=build to build it from the chromadb wheel")
     elif source == "build":
+        yield step(f"building {ref} from the chromadb {version} wheel (2-3 minutes, once)")
         yield build
     elif source == "auto":
+        yield step(
+            f"pulling {ref}; with no registry, building it from the chromadb {version} wheel "
+            "(2-3 minutes, once)"
+        )
         news = f"no registry answered for {ref}: building it from the chromadb wheel"
         building = shlex.join(["echo", news])
         yield (
@@ -203,4 +220,5 @@ def proxy_image(ref: str, build_dir: str):
     script = f"{build_dir}/build-proxy-image.sh"
     yield shlex.join(["mkdir", "-p", build_dir])
     yield FileUploadCommand(str(PROXY_BUILD_SCRIPT), script)
+    yield step(f"building {ref} from Debian's nginx")
     yield shlex.join(["bash", script, ref, build_dir])

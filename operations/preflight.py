@@ -9,20 +9,27 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pyinfra import host
-from pyinfra.api.exceptions import DeployError
 
-from facts.accounts import Accounts
+from facts.accounts import Accounts, UsedIds, free_system_id
+from facts.compose import PortHolder
+from facts.datadirs import DataDirs
 from facts.docker import DockerEngine
+from operations.refusal import refusal
 from operations.secrets import read_token
 from operations.settings import Settings, SettingsError, load_settings
 
 
 @dataclass(frozen=True)
 class Owner:
-    """Numeric ids the dirs and the container use."""
+    """Numeric ids the dirs and the container use.
+
+    ``create``: chroma_create_owner is on and the account does not exist yet,
+    so this run creates it with these ids before the dirs.
+    """
 
     uid: int
     gid: int
+    create: bool = False
 
 
 def settings_for_host() -> Settings:
@@ -30,7 +37,7 @@ def settings_for_host() -> Settings:
     try:
         return load_settings(host.data)
     except SettingsError as error:
-        raise DeployError(f"{host.name}: {error}") from None
+        raise refusal(host.name, str(error)) from None
 
 
 def token_for_host(settings: Settings) -> str | None:
@@ -40,36 +47,58 @@ def token_for_host(settings: Settings) -> str | None:
     try:
         return read_token(settings)
     except SettingsError as error:
-        raise DeployError(f"{host.name}: {error}") from None
+        raise refusal(host.name, str(error)) from None
 
 
 def resolve_owner(settings: Settings) -> Owner:
     """The uid and gid of chroma_owner / chroma_group on this host.
 
-    A name must have an account; a numeric id need not (its files simply
-    show the number). Unset values mean the connecting user.
+    A name must have an account, unless chroma_create_owner says to create
+    it; a numeric id need not (its files simply show the number). Unset
+    values mean the connecting user.
     """
     accounts = host.get_fact(Accounts, owner=settings.owner, group=settings.group)
     owner, group = accounts["owner"], accounts["group"]
-    if owner is None:
-        raise DeployError(
-            f"{host.name}: chroma_owner={settings.owner!r} has no account on the host: "
-            "use an existing account name or a numeric uid"
-        )
     if group is None:
-        raise DeployError(
-            f"{host.name}: chroma_group={settings.group!r} has no group on the host: "
-            "use an existing group name or a numeric gid"
+        raise refusal(
+            host.name,
+            f"chroma_group: {settings.group!r} has no group on the host; use an existing "
+            "group name or a numeric gid",
+        )
+    if owner is None and settings.create_owner:
+        return _owner_to_create(settings, group["gid"])
+    if owner is None:
+        raise refusal(
+            host.name,
+            f"chroma_owner: {settings.owner!r} has no account on the host; use an existing "
+            "account name or a numeric uid, or set chroma_create_owner=true to create it",
         )
     gid = group["gid"]
     if settings.group is None and owner["gid"] >= 0:
         gid = owner["gid"]  # unset group: the owner's primary group
     if gid < 0:
-        raise DeployError(
-            f"{host.name}: chroma_owner={settings.owner!r} has no account, so it has no primary "
-            "group: set chroma_group too"
+        raise refusal(
+            host.name,
+            f"chroma_owner: {settings.owner!r} has no account, so it has no primary group; "
+            "set chroma_group too",
         )
     return Owner(uid=owner["uid"], gid=gid)
+
+
+def _owner_to_create(settings: Settings, group_gid: int) -> Owner:
+    """Ids for the system account this run creates: a free id for the account and,
+    with chroma_group unset, for its own group (or the gid of a group of that name)."""
+    uid = free_system_id(host.get_fact(UsedIds))
+    if uid is None:
+        raise refusal(
+            host.name,
+            f"chroma_create_owner: no free system id from 100 to 999 (or no getent) for "
+            f"{settings.owner!r}; create the account yourself, or set chroma_owner to one",
+        )
+    if settings.group is not None:
+        return Owner(uid=uid, gid=group_gid, create=True)
+    same_name = host.get_fact(Accounts, group=settings.owner)["group"]
+    return Owner(uid=uid, gid=same_name["gid"] if same_name else uid, create=True)
 
 
 def require_docker(settings: Settings) -> None:
@@ -85,7 +114,52 @@ def require_docker(settings: Settings) -> None:
     if not engine["compose_v2"]:
         missing.append("the Docker Compose v2 plugin is missing")
     if missing:
-        raise DeployError(
-            f"{host.name}: {' and '.join(missing)}, and chroma_install_docker=False: "
-            "install and start them, or set chroma_install_docker=True"
+        raise refusal(
+            host.name,
+            f"chroma_install_docker: {' and '.join(missing)}, and chroma_install_docker=False; "
+            "install and start them, or set chroma_install_docker=True",
         )
+
+
+def require_free_port(settings: Settings) -> None:
+    """``chroma_port`` is free, or held by this project's own running stack.
+
+    Checked here, before the first operation, so a port another program holds
+    leaves the host untouched: no project dir, data dirs or compose file.
+    (stack_up checks again, for a program that takes the port during the run.)
+    """
+    holder = host.get_fact(PortHolder, port=settings.port, project_name=settings.compose_project)
+    if holder["listener"] is None or holder["ours"]:
+        return
+    program = f" ({holder['program']})" if holder["program"] else ""
+    raise refusal(
+        host.name,
+        f"chroma_port: port {settings.port} is in use by another program{program}; stop it, "
+        "or set chroma_port to a free port",
+    )
+
+
+def require_dirs(settings: Settings) -> None:
+    """The project dir and each data dir are dirs, or absent (to be created).
+
+    A file (or link) where a dir should be is refused here, before the first
+    operation, so nothing is written next to it; project.directories checks
+    again when it runs. Data there is never moved or deleted by chroma-deploy.
+    """
+    keys = {settings.project_dir: "chroma_project_dir"}
+    names = {
+        "chroma_data_dir": settings.data_dir,
+        "chroma_fallback_dir": settings.fallback_dir,
+        "chroma_logs_dir": settings.logs_dir,
+    }
+    if settings.auth_proxy:
+        names["chroma_secrets_dir"] = settings.secrets_dir
+    keys.update({settings.path(name): key for key, name in names.items()})
+    found = host.get_fact(DataDirs, paths=list(keys))
+    for path, key in keys.items():
+        if found[path] is not None and found[path]["type"] != "directory":
+            raise refusal(
+                host.name,
+                f"{key}: {path} is a {found[path]['type']}, not a directory; move it aside "
+                "(chroma-deploy never deletes anything there), then run again",
+            )

@@ -32,8 +32,8 @@ def read_token(settings: Settings) -> str:
             token = path.read_text().strip()
         except OSError as error:
             raise SettingsError(
-                f"chroma_auth_token_file={settings.auth_token_file!r} cannot be read: "
-                f"{error.strerror}"
+                f"chroma_auth_token_file: {settings.auth_token_file!r} cannot be read "
+                f"({error.strerror}); name a readable file on the control machine"
             ) from None
         source = f"chroma_auth_token_file={settings.auth_token_file!r}"
     else:
@@ -41,11 +41,12 @@ def read_token(settings: Settings) -> str:
         source = f"the environment variable {settings.auth_token_env} (chroma_auth_token_env)"
     if not token:
         raise SettingsError(
-            f"chroma_auth_proxy=true needs a token: set {source} on the control machine"
+            f"chroma_auth_proxy: true needs a token; set {source} on the control machine"
         )
     if not TOKEN.match(token):
         raise SettingsError(
-            f"the token from {source} is not allowed: use 16 or more characters of "
+            f"chroma_auth_proxy: the token from {source} is not allowed; use 16 or more "
+            "characters of "
             "A-Z a-z 0-9 . _ ~ + / = -"
         )
     return token

@@ -2,7 +2,7 @@
 
 This module is the single place where configuration is defined and checked.
 ``deploy.py``, ``drift.py`` and the tests all go through :func:`load_settings`,
-and the README's table of keys is checked against :data:`SETTINGS` by a test,
+and the table of keys in docs/configuration.md is checked against :data:`SETTINGS` by a test,
 so the three can never disagree.
 
 A wrong value stops the run before any host changes, with one line that
@@ -447,6 +447,13 @@ SETTINGS: tuple[Setting, ...] = (
         "owner's primary group).",
         required=True,
     ),
+    Setting(
+        "chroma_create_owner",
+        False,
+        _bool,
+        "Create chroma_owner as a system account (no login, no home; its own group unless "
+        "chroma_group names one) when it has none, before the dirs.",
+    ),
     Setting("chroma_dir_mode", "0750", _mode, "Mode of the project dir."),
     Setting("chroma_data_dir_mode", "0750", _mode, "Mode of each data dir."),
     Setting(
@@ -669,6 +676,7 @@ class Settings:
     wait_timeout: int
     owner: str | None
     group: str | None
+    create_owner: bool
     dir_mode: str
     data_dir_mode: str
     data_dir: str
@@ -733,8 +741,10 @@ def load_settings(data: Any) -> Settings:
     for key in keys:
         if key not in SETTINGS_BY_KEY:
             close = difflib.get_close_matches(key, SETTINGS_BY_KEY, n=1)
-            hint = f"; did you mean {close[0]}?" if close else ""
-            raise SettingsError(f"unknown data key {key}{hint} (see the README's table of keys)")
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            raise SettingsError(
+                f"{key}: unknown data key{hint}; see the keys in docs/configuration.md"
+            )
 
     values: dict[str, Any] = {}
     for setting in SETTINGS:
@@ -742,7 +752,7 @@ def load_settings(data: Any) -> Settings:
         try:
             values[setting.key.removeprefix(PREFIX)] = setting.check(raw)
         except ValueError as allowed:
-            raise SettingsError(f"{setting.key}={raw!r} is not allowed: use {allowed}") from None
+            raise SettingsError(f"{setting.key}: {raw!r} is not allowed; use {allowed}") from None
 
     settings = Settings(**values)
     _check_together(settings)
@@ -768,13 +778,13 @@ def _refuse_server_auth_keys(data: Any, keys: list[str]) -> None:
     version = str(_get(data, "chroma_version", SETTINGS_BY_KEY["chroma_version"].default))
     if version[:1].isdigit() and not version.startswith("0."):
         raise SettingsError(
-            f"{found[0]} is a Chroma 0.x auth setting and Chroma {version} has no built-in "
-            "authentication: it would be ignored and the server left open. Use "
+            f"{found[0]}: a Chroma 0.x auth setting, and Chroma {version} has no built-in "
+            "authentication, so it would be ignored and the server left open; use "
             "chroma_auth_proxy=true with a token instead"
         )
     raise SettingsError(
         f"{found[0]}: chroma-deploy does not pass Chroma 0.x auth settings, because an upgrade "
-        "to 1.x would drop them silently. Use chroma_auth_proxy=true with a token instead"
+        "to 1.x would drop them silently; use chroma_auth_proxy=true with a token instead"
     )
 
 
@@ -782,12 +792,13 @@ def _check_together(settings: Settings) -> None:
     """Rules that involve more than one key."""
     if len({*settings.data_dirs, settings.secrets_dir}) != len(settings.data_dirs) + 1:
         raise SettingsError(
-            "chroma_data_dir, chroma_fallback_dir, chroma_logs_dir and chroma_secrets_dir must "
-            "be four different names"
+            "chroma_data_dir, chroma_fallback_dir, chroma_logs_dir, chroma_secrets_dir: they must "
+            "be four different names; give each dir a name of its own"
         )
     if settings.app_enabled and not settings.app_image:
         raise SettingsError(
-            "chroma_app_enabled=True needs chroma_app_image: the image of the application service"
+            "chroma_app_enabled: True needs chroma_app_image; set chroma_app_image to the image "
+            "of the application service"
         )
     if (
         not ipaddress.ip_address(settings.bind_address).is_loopback
@@ -795,13 +806,25 @@ def _check_together(settings: Settings) -> None:
         and not settings.allow_unauthenticated_public_port
     ):
         raise SettingsError(
-            f"chroma_bind_address={settings.bind_address} would publish Chroma, which has no "
-            "authentication, beyond this machine: keep 127.0.0.1, set chroma_auth_proxy=true, "
+            f"chroma_bind_address: {settings.bind_address} would publish Chroma, which has no "
+            "authentication, beyond this machine; keep 127.0.0.1, set chroma_auth_proxy=true, "
             "or set chroma_allow_unauthenticated_public_port=true if a firewall protects it"
+        )
+    if settings.create_owner and (settings.owner is None or settings.owner.isdigit()):
+        raise SettingsError(
+            f"chroma_create_owner: true needs chroma_owner to name the account, got "
+            f"{settings.owner!r}; set chroma_owner=<name>, or chroma_create_owner=false"
+        )
+    if settings.create_owner and settings.group is not None and settings.group.isdigit():
+        raise SettingsError(
+            f"chroma_create_owner: true needs chroma_group unset or a group name, got "
+            f"{settings.group!r}; name the group, or leave chroma_group unset"
         )
     _check_server_settings(settings)
     if settings.app_name == "chroma":
-        raise SettingsError("chroma_app_name='chroma' is not allowed: the Chroma service uses it")
+        raise SettingsError(
+            "chroma_app_name: 'chroma' is not allowed, the Chroma service uses it; choose another"
+        )
 
 
 def _keys(data: Mapping[str, Any]) -> list[str]:
@@ -827,16 +850,16 @@ def _check_server_settings(settings: Settings) -> None:
         ):
             if value is not None:
                 raise SettingsError(
-                    f"{key} is a Chroma 1.x setting and chroma_version={settings.version} would "
-                    "ignore it: upgrade, or leave it unset"
+                    f"{key}: a Chroma 1.x setting, and chroma_version={settings.version} would "
+                    "ignore it; upgrade, or leave it unset"
                 )
     elif settings.telemetry:
         raise SettingsError(
-            f"chroma_telemetry=true: Chroma {settings.version} sends no anonymized telemetry, "
-            "so there is nothing to turn on; leave it unset"
+            f"chroma_telemetry: true, but Chroma {settings.version} sends no anonymized "
+            "telemetry, so there is nothing to turn on; leave it unset"
         )
     if settings.otel_service_name and not settings.otel_endpoint:
-        raise SettingsError("chroma_otel_service_name needs chroma_otel_endpoint: set both")
+        raise SettingsError("chroma_otel_service_name: needs chroma_otel_endpoint; set both")
     for name, _value in settings.env:
         refusal = line.refuse_env(name)
         if refusal:

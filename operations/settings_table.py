@@ -1,6 +1,6 @@
-"""Print the README's table of data keys from SETTINGS: `python -m operations.settings_table`.
+"""Print the table of data keys in docs/configuration.md: `python -m operations.settings_table`.
 
-A test checks that README.md contains exactly this table, so the docs
+A test checks that docs/configuration.md contains exactly this table, so the docs
 cannot fall behind the code.
 """
 

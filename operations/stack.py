@@ -18,6 +18,7 @@ from facts.compose import ComposeStack, ContainerLayerData
 from facts.project import ProjectFiles
 from operations.host_failure import fail_host
 from operations.host_tools import stage_command, upload_tools
+from operations.report import step
 
 COMPOSE_FILE = "docker-compose.yml"
 
@@ -174,7 +175,8 @@ def stack_up(
     )
     if port and stack["port_in_use"] and not ours_active:
         yield fail_host(
-            f"port {port} is in use by another program: stop it, or set chroma_port to a free port"
+            f"chroma_port: port {port} is in use by another program; stop it, "
+            "or set chroma_port to a free port"
         )
         return
     if data:
@@ -189,6 +191,7 @@ def stack_up(
         for container in stack["containers"]
     ):
         extra.append("--force-recreate")
+    yield step(f"starting {project_name}, waiting up to {wait_timeout} s for healthy")
     yield compose_up(project_dir, wait_timeout, *extra)
 
 

@@ -50,15 +50,16 @@ def _run(
     extra: tuple[str, ...],
     env: dict[str, str] | None,
     timeout: int = 900,
+    cwd: Path = ROOT,
 ) -> DeployRun:
-    """Run one of the project's commands from the repo root with --data for each key."""
+    """Run one of the project's commands (from the repo root unless told), --data per key."""
     args = list(command)
     for key, value in data.items():
         args += ["--data", f"{key}={value}"]
     args += list(extra)
     completed = subprocess.run(
         args,
-        cwd=ROOT,
+        cwd=cwd,
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -74,9 +75,11 @@ def run_deploy(
     inventory: str = "@local",
     deploy_file: str = "deploy.py",
     timeout: int = 900,
+    cwd: Path = ROOT,
 ) -> DeployRun:
     """Run the real CLI as a user would, with --json so the result is pyinfra's own."""
-    return _run([PYINFRA, "-y", "--json", inventory, deploy_file], data, extra, env, timeout)
+    command = [PYINFRA, "-y", "--json", inventory, deploy_file]
+    return _run(command, data, extra, env, timeout, cwd)
 
 
 def run_drift(
@@ -90,12 +93,15 @@ def run_drift(
     return _run([sys.executable, "drift.py", inventory], data, extra, env, timeout)
 
 
-def converge(data: dict[str, Any], env: dict[str, str] | None = None) -> DeployRun:
-    """Deploy, then deploy again and assert the second run changed nothing."""
-    first = run_deploy(data, env=env)
+def converge(data: dict[str, Any], env: dict[str, str] | None = None, **where: Any) -> DeployRun:
+    """Deploy, then deploy again and assert the second run changed nothing.
+
+    ``where``: run_deploy's ``deploy_file`` and ``cwd``, to run from elsewhere.
+    """
+    first = run_deploy(data, env=env, **where)
     assert first.returncode == 0, first.output
     assert first.result["failed_hosts"] == []
-    second = run_deploy(data, env=env)
+    second = run_deploy(data, env=env, **where)
     assert second.returncode == 0, second.output
     assert second.changed_operations == [], second.output
     assert second.result["totals"]["success"] == 0

@@ -8,7 +8,7 @@ import time
 
 import pytest
 from bad_input_cases import CASES
-from conftest import base_data, run_deploy, sh
+from conftest import base_data, converge, free_port, run_deploy, sh
 
 pytestmark = [pytest.mark.docker]
 
@@ -22,6 +22,10 @@ def test_bad_input_is_refused_with_a_clear_message_and_the_host_untouched(projec
     assert result.returncode != 0
     assert message in result.output
     assert "Traceback" not in result.output
+    # Said once, as `<host>: <key>: ...`, with no internal file and line to puzzle over.
+    assert result.output.count(message) == 1
+    assert "@local: chroma_" in result.output
+    assert ".py line" not in result.output
     assert not project_dir.exists()
     assert not project_dir.parent.joinpath(".gitignore").exists()
 
@@ -40,12 +44,15 @@ def test_data_dir_that_is_a_file_is_reported_and_kept(project):
     (project_dir / "chroma_data").write_text("precious")
     result = run_deploy(base_data(project_dir, name))
     assert result.returncode != 0
-    assert f"{project_dir}/chroma_data is a regular file, not a directory" in result.output
+    message = f"@local: chroma_data_dir: {project_dir}/chroma_data is a regular file, not a dir"
+    assert result.output.count(message) == 1
+    assert "No hosts remaining" not in result.output
     assert (project_dir / "chroma_data").read_text() == "precious"
-    assert not (project_dir / "docker-compose.yml").exists()
+    # Found before the first change: nothing else was added next to it.
+    assert sorted(p.name for p in project_dir.iterdir()) == ["chroma_data"]
 
 
-def test_port_in_use_is_reported_and_nothing_is_started(project):
+def test_port_in_use_is_refused_before_anything_on_the_host_changes(project):
     project_dir, name = project
     data = base_data(project_dir, name)
     with subprocess.Popen(
@@ -58,5 +65,33 @@ def test_port_in_use_is_reported_and_nothing_is_started(project):
         finally:
             squatter.terminate()
     assert result.returncode != 0
-    assert f"port {data['chroma_port']} is in use by another program" in result.output
+    message = f"@local: chroma_port: port {data['chroma_port']} is in use by another program"
+    assert result.output.count(message) == 1
+    assert "stop it, or set chroma_port to a free port" in result.output
+    assert "No hosts remaining" not in result.output
     assert sh(f"docker ps -aq --filter label=com.docker.compose.project={name}").stdout == ""
+    # Found before the first change: no project dir, data dirs, .gitignore or compose file.
+    assert not project_dir.exists()
+
+
+def test_moving_a_running_stack_to_a_port_another_program_holds_changes_nothing(project):
+    project_dir, name = project
+    data = base_data(project_dir, name)
+    converge(data)
+    compose_before = (project_dir / "docker-compose.yml").read_text()
+    moved = dict(data, chroma_port=free_port())
+    with subprocess.Popen(
+        [sys.executable, "-m", "http.server", str(moved["chroma_port"]), "--bind", "127.0.0.1"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    ) as squatter:  # fmt: skip
+        try:
+            time.sleep(1)
+            result = run_deploy(moved)
+        finally:
+            squatter.terminate()
+    assert result.returncode != 0
+    message = f"@local: chroma_port: port {moved['chroma_port']} is in use by another program"
+    assert result.output.count(message) == 1
+    # Our own running stack on the old port is no reason to let the new one through.
+    assert (project_dir / "docker-compose.yml").read_text() == compose_before
+    converge(data)

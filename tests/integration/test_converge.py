@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 
 import httpx
 import pytest
@@ -10,6 +11,7 @@ import yaml
 from conftest import PYINFRA, ROOT, base_data, converge, run_drift, sh, stat
 
 from operations.gitignore import gitignore_lines
+from operations.settings import load_settings
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -213,6 +215,55 @@ def test_readme_main_command_converges_and_second_run_changes_nothing(project):
             assert totals["success"] == 0, totals
     answer = httpx.get(f"http://127.0.0.1:{data['chroma_port']}/api/v2/heartbeat", timeout=5)
     assert answer.status_code == 200
+    # At the end: what the user now has, and commands that work as printed.
+    lines = result.stderr.splitlines()
+    start = lines.index(f"chroma-deploy: Chroma {load_settings({}).version} is up and healthy")
+    told = dict(line.strip().split(":", 1) for line in lines[start + 1 : start + 5])
+    assert told["URL"].strip().startswith(f"http://127.0.0.1:{data['chroma_port']};")
+    assert told["data dir"].strip().startswith(f"{project_dir}/chroma_data ")
+    drift = sh(told["check drift"].strip(), check=False)
+    assert drift.returncode == 0, drift.stdout + drift.stderr
+    backup = told["back up"].split("  (archives in ")[0].strip()
+    assert backup.endswith(f"backup.py {args}")
+
+
+def test_deploy_runs_from_another_directory(project, tmp_path):
+    """``pyinfra @local /path/to/deploy.py`` from anywhere finds facts/ and operations/."""
+    project_dir, name = project
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    data = base_data(project_dir, name)
+    first = converge(data, deploy_file=str(ROOT / "deploy.py"), cwd=elsewhere)
+    assert "ModuleNotFoundError" not in first.output
+    answer = httpx.get(f"http://127.0.0.1:{data['chroma_port']}/api/v2/heartbeat", timeout=5)
+    assert answer.status_code == 200
+
+
+@pytest.fixture
+def new_account():
+    """A name no account or group has yet; the account and group are removed afterwards."""
+    name = f"cdown{uuid.uuid4().hex[:6]}"
+    assert sh(f"getent passwd {name}; getent group {name}", check=False).stdout == ""
+    yield name
+    sh(f"userdel {name} 2>/dev/null; groupdel {name} 2>/dev/null; true", check=False)
+
+
+def test_create_owner_makes_a_system_account_before_the_dirs_and_a_second_run_changes_nothing(
+    project, new_account
+):
+    project_dir, name = project
+    data = base_data(project_dir, name, chroma_owner=new_account, chroma_create_owner=True)
+    converge(data)  # the second run changes nothing: the account is there, as declared
+
+    entry = sh(f"getent passwd {new_account}").stdout.strip().split(":")
+    uid, gid, shell = int(entry[2]), int(entry[3]), entry[6]
+    assert 100 <= uid < 1000  # a system account
+    assert shell == "/usr/sbin/nologin"
+    assert sh(f"getent group {gid}").stdout.split(":")[0] == new_account
+    for path in [project_dir, *(project_dir / d for d in DATA_DIRS)]:
+        assert stat(path)[:2] == (uid, gid)
+    user = sh(f"docker inspect --format '{{{{.Config.User}}}}' {name}-chroma-1").stdout.strip()
+    assert user == f"{uid}:{gid}"
 
 
 def test_project_dir_with_a_space_converges_and_drift_sees_it(project):

@@ -316,7 +316,7 @@ def test_unreachable_host_is_an_error_and_other_hosts_are_still_checked(stack, t
         (["--frobnicate"], "unrecognized arguments: --frobnicate"),
         (["--data", "novalue"], "--data 'novalue' is not allowed: use KEY=VALUE"),
         (["--limit", "nosuchhost"], "--limit nosuchhost is not in the inventory"),
-        (["--data", "chroma_port=0"], "chroma_port=0 is not allowed"),
+        (["--data", "chroma_port=0"], "chroma_port: 0 is not allowed"),
         (["--textfile", "/nonexistent/dir/x.prom"], "/nonexistent/dir is not a directory"),
     ],
 )

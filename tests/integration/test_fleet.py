@@ -270,7 +270,7 @@ def test_ship_of_an_image_the_control_machine_lacks_stops_before_any_host_change
     run = run_fleet(fleet.inventory, "--data", "chroma_image=cdfleet/nosuch", env=control.env)
     assert run.returncode == 1
     assert (
-        "chroma_image_source=ship, but the control machine has no image cdfleet/nosuch:1.5.9: "
+        "chroma_image_source: ship, but the control machine has no image cdfleet/nosuch:1.5.9; "
         "build or pull it there first" in run.output
     )
     assert "Traceback" not in run.output

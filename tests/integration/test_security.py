@@ -95,7 +95,7 @@ def test_deploy_without_a_token_is_refused_before_anything_changes(project):
     env = {k: v for k, v in os.environ.items() if k != "CHROMA_AUTH_TOKEN"}
     result = run_deploy(base_data(project_dir, name, chroma_auth_proxy=True), env=env)
     assert result.returncode != 0
-    assert "chroma_auth_proxy=true needs a token" in result.output
+    assert "chroma_auth_proxy: true needs a token" in result.output
     assert not project_dir.exists()
 
 

@@ -12,10 +12,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from pyinfra.api.exceptions import DeployError
 from pyinfra.context import ctx_host
 
 from operations import image
+from operations.refusal import Refusal
 
 REF = "chromadb/chroma:1.5.9"
 IMAGE_ID = "sha256:" + "ab" * 32
@@ -75,21 +75,21 @@ def test_ship_reads_the_image_id_once_per_run(control):
 def test_ship_without_docker_on_the_control_machine_is_one_line(monkeypatch):
     monkeypatch.setattr(image.shutil, "which", lambda _: None)
     image._control_image_id.cache_clear()
-    with ctx_host.use(FakeHost()), pytest.raises(DeployError) as error:
+    with ctx_host.use(FakeHost()), pytest.raises(Refusal) as error:
         image.control_image_id(REF, "ship")
     assert str(error.value) == (
-        "db1.example.com: chroma_image_source=ship, but the control machine has no docker "
-        "command: install Docker there"
+        "db1.example.com: chroma_image_source: ship, but the control machine has no docker "
+        "command; install Docker there"
     )
 
 
 def test_ship_without_the_image_on_the_control_machine_is_one_line(control):
     (control.parent / "id").unlink()
-    with ctx_host.use(FakeHost()), pytest.raises(DeployError) as error:
+    with ctx_host.use(FakeHost()), pytest.raises(Refusal) as error:
         image.control_image_id(REF, "ship")
     assert str(error.value) == (
-        "db1.example.com: chroma_image_source=ship, but the control machine has no image "
-        f"{REF}: build or pull it there first (scripts/up.sh builds it)"
+        "db1.example.com: chroma_image_source: ship, but the control machine has no image "
+        f"{REF}; build or pull it there first (scripts/up.sh builds it)"
     )
 
 

@@ -1,4 +1,4 @@
-"""The data keys: defaults, validation, and the README table that documents them."""
+"""The data keys: defaults, validation, and the docs tables that document them."""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ import pytest
 from operations.settings import SETTINGS, SettingsError, load_settings
 from operations.settings_table import settings_table
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+ROOT = Path(__file__).resolve().parents[2]
+CONFIGURATION = ROOT / "docs" / "configuration.md"
+BAD_INPUT = ROOT / "docs" / "bad-input.md"
 
 
 def test_defaults_validate_and_core_keys_are_defined():
@@ -31,8 +33,8 @@ def test_every_key_shares_the_prefix_and_is_unique():
     assert len(keys) == len(set(keys))
 
 
-def test_readme_table_is_the_one_generated_from_settings():
-    assert settings_table() in README.read_text()
+def test_docs_table_is_the_one_generated_from_settings():
+    assert settings_table() in CONFIGURATION.read_text()
 
 
 @pytest.mark.parametrize(
@@ -46,6 +48,7 @@ def test_readme_table_is_the_one_generated_from_settings():
         ({"chroma_bind_address": "::1"}, ("bind_address", "::1")),
         ({"chroma_legacy_volumes": "a,b"}, ("legacy_volumes", ("a", "b"))),
         ({"chroma_install_docker": "false"}, ("install_docker", False)),
+        ({"chroma_create_owner": "true", "chroma_owner": "chroma"}, ("create_owner", True)),
     ],
 )
 def test_values_are_normalised(data, expected):
@@ -56,7 +59,7 @@ def test_values_are_normalised(data, expected):
 @pytest.mark.parametrize(
     ("data", "message"),
     [
-        ({"chroma_data_dir_mode": 0o750}, "chroma_data_dir_mode=488 is not allowed"),
+        ({"chroma_data_dir_mode": 0o750}, "chroma_data_dir_mode: 488 is not allowed"),
         ({"chroma_dir_mode": "0755"}, "gives others nothing"),
         ({"chroma_project_dir": "/srv/../etc"}, "without '..'"),
         ({"chroma_project_dir": "/usr/"}, "not the system dir /usr"),
@@ -65,6 +68,8 @@ def test_values_are_normalised(data, expected):
         ({"chroma_app_enabled": True, "chroma_app_image": "app:latest"}, "never 'latest'"),
         ({"chroma_wait_timeout": 5}, "from 10 to 3600"),
         ({"chroma_install_docker": "maybe"}, "true or false"),
+        ({"chroma_create_owner": True}, "chroma_create_owner: true needs chroma_owner"),
+        ({"chroma_create_owner": True, "chroma_owner": 999}, "to name the account, got '999'"),
         ({"chroma_verison": "1.5.9"}, "did you mean chroma_version?"),
     ],
 )
@@ -84,13 +89,13 @@ def test_public_bind_needs_an_explicit_yes():
     assert load_settings({"chroma_bind_address": "127.0.0.2"}).bind_address == "127.0.0.2"
 
 
-def test_readme_bad_input_table_lists_every_tested_message():
-    sys.path.insert(0, str(README.parent / "tests"))
+def test_docs_bad_input_table_lists_every_tested_message():
+    sys.path.insert(0, str(ROOT / "tests"))
     from bad_input_cases import CASES
 
-    readme = README.read_text()
+    page = BAD_INPUT.read_text()
     for _, message in CASES:
-        assert f"`{message}`" in readme, message
+        assert f"`{message}`" in page, message
 
 
 # Every key whose value becomes a path on a host (or on the control machine), and a
