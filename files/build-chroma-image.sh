@@ -9,11 +9,14 @@
 #   0.x: WORKDIR /chroma, uvicorn chromadb.app:app, data in /chroma/chroma, curl present.
 #
 # Every step first checks whether its result exists, so a second run costs
-# well under a second.  Usage: build-chroma-image.sh VERSION [WORK_DIR]
+# well under a second.  Usage: build-chroma-image.sh VERSION [WORK_DIR] [STAGE]
+# STAGE (base, wheels or image; default all) runs that step alone, so a deploy
+# can say "build step k of 3" as each one starts.
 set -euo pipefail
 
-version=${1:?usage: build-chroma-image.sh VERSION [WORK_DIR]}
+version=${1:?usage: build-chroma-image.sh VERSION [WORK_DIR] [STAGE]}
 work=${2:-/var/cache/chroma-deploy/image-build}
+stage=${3:-all}
 tag="chromadb/chroma:${version}"
 base_tag="chroma-deploy/debian-base:bookworm"
 
@@ -35,8 +38,10 @@ mirror=$(grep -hoE '^(URIs:|deb) +https?://[^ ]+' /etc/apt/sources.list.d/*.sour
   | awk '{print $2}' | grep -E '/debian/?$' | head -n1 || true)
 mirror=${mirror:-http://deb.debian.org/debian}
 
+wants() { [ "$stage" = all ] || [ "$stage" = "$1" ]; }
+
 # 1. A minimal Debian base image, made without any registry.
-if ! docker image inspect "$base_tag" >/dev/null 2>&1; then
+if wants base && ! docker image inspect "$base_tag" >/dev/null 2>&1; then
   command -v debootstrap >/dev/null || { apt-get update -qq && apt-get install -y -qq debootstrap; }
   rootfs="$work/rootfs"
   if [ ! -x "$rootfs/usr/bin/python3" ]; then
@@ -57,7 +62,7 @@ case "$version" in
   *) extra="" ;;
 esac
 wheels="$work/wheels-$version"
-if [ ! -f "$wheels/.complete" ]; then
+if wants wheels && [ ! -f "$wheels/.complete" ]; then
   python3 -m pip --version >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq python3-pip; }
   rm -rf "$wheels"
   # shellcheck disable=SC2086
@@ -66,6 +71,9 @@ if [ ! -f "$wheels/.complete" ]; then
 fi
 
 # 3. The image itself (legacy builder: engines from distributions lack BuildKit).
+if ! wants image; then
+  exit 0
+fi
 ctx="$work/context-$version"
 rm -rf "$ctx"
 mkdir -p "$ctx"

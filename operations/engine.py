@@ -18,6 +18,7 @@ from pyinfra import host
 from pyinfra.api import FileUploadCommand, OperationError, operation
 
 from facts.docker import PID_FILE, DockerEngine
+from operations.report import step
 
 FILES_DIR = Path(__file__).resolve().parent.parent / "files"
 PLUGIN_PATH = "/usr/local/lib/docker/cli-plugins/docker-compose"
@@ -72,7 +73,10 @@ def docker_engine(compose_binary: str | None = None):
     state = engine["state"]
 
     if state in ("absent", "cli_only"):
+        found = "a docker CLI without an engine" if state == "cli_only" else "no Docker"
+        yield step(f"{found}: installing Debian's docker.io (step 1 of 2: apt-get update)")
         yield "apt-get update -qq"
+        yield step("installing Debian's docker.io (step 2 of 2: apt-get install, about a minute)")
         yield "DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker.io"
 
     if not engine["compose_v2"]:
@@ -83,6 +87,8 @@ def docker_engine(compose_binary: str | None = None):
     if state == "stale_pid":
         yield _REMOVE_STALE_PID_FILE
     if state in ("absent", "cli_only", "stopped", "stale_pid"):
+        manager = "systemd" if engine["systemd"] else "chroma-deploy's supervisor"
+        yield step(f"starting Docker Engine ({manager})")
         if engine["systemd"]:
             yield "systemctl enable --now docker"
         else:
