@@ -124,6 +124,18 @@ def restart_policies(containers: list[str]) -> dict[str, str]:
     return policies
 
 
+def layer_holds_records(source: str) -> bool:
+    """Whether CONTAINER:PATH's chroma.sqlite3 holds any collection (read from a copy)."""
+    import tempfile
+
+    container, path = source.split(":", 1)
+    with tempfile.TemporaryDirectory(prefix="chroma-layer-") as work:
+        for name in ("chroma.sqlite3", "chroma.sqlite3-wal"):
+            docker("cp", f"{container}:{path.rstrip('/')}/{name}", work, check=name.endswith("3"))
+        found = sqlite_inventory(os.path.join(work, "chroma.sqlite3"))
+    return bool(found["collections"])
+
+
 def stop_users(policies: dict[str, str]) -> None:
     """Stop the containers for the copy, after turning their restart policy off.
 
@@ -163,6 +175,12 @@ def stage(args: argparse.Namespace) -> int:
     if (data_dir / "chroma.sqlite3").exists():
         if record_path.exists() and json.loads(record_path.read_text()).get("before"):
             print(f"{args.subject}: copied already; verified after the stack starts")
+            return 0
+        if args.kind == "layer" and not layer_holds_records(args.source):
+            # A server started on a wrong mount made an empty database in its layer:
+            # nothing there to lose, and the data dir's own data is what is declared.
+            print(f"{args.subject}: its own layer holds an empty Chroma database; nothing "
+                  "to rescue")  # fmt: skip
             return 0
         raise Refused(
             f"both {args.subject} and {data_dir} hold Chroma data: chroma-deploy will not merge "
@@ -393,6 +411,9 @@ def rehearse(args: argparse.Namespace) -> int:
     work = Path(args.work_dir)
     copy = work / "data"
     name = f"chroma-deploy-rehearsal-{os.getpid()}"
+    label = f"chroma-deploy.rehearsal={args.data_dir}"
+    for leftover in docker("ps", "-aq", "--filter", f"label={label}").split():
+        docker("rm", "-f", leftover, check=False)  # from a rehearsal that was killed
     check_space(tree_size(args.data_dir), str(work.parent))
     if work.exists():
         shutil.rmtree(work)  # our own copy from a killed rehearsal, never user data
@@ -406,7 +427,8 @@ def rehearse(args: argparse.Namespace) -> int:
                 os.lchown(os.path.join(root, entry), args.uid, args.gid)
         os.chown(copy, args.uid, args.gid)
         env = [item for pair in args.env for item in ("-e", pair)]
-        docker("run", "-d", "--name", name, "--user", f"{args.uid}:{args.gid}",
+        docker("run", "-d", "--name", name, "--label", label,
+               "--user", f"{args.uid}:{args.gid}",
                "-v", f"{copy}:{args.persist_path}", *env, args.image)  # fmt: skip
         address = docker("inspect", "-f", "{{.NetworkSettings.IPAddress}}", name).strip()
         url = f"http://{address}:8000"

@@ -103,8 +103,9 @@ def test_a_failed_rehearsal_stops_the_upgrade_and_the_old_stack_keeps_serving(
     assert (project_dir / "docker-compose.yml").read_text() == compose
     assert read_records(port) == before  # the live stack serves the old data again
     assert not (project_dir / ".chroma-deploy" / "rehearsal").exists()
+    rehearsal = f"label=chroma-deploy.rehearsal={project_dir}/chroma_data"
     leftovers = subprocess.run(
-        ["docker", "ps", "-aq", "--filter", "name=chroma-deploy-rehearsal"],
+        ["docker", "ps", "-aq", "--filter", rehearsal],
         capture_output=True, text=True, check=True,
     )  # fmt: skip
     assert leftovers.stdout == ""
