@@ -4,11 +4,20 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 
 import httpx
 import pytest
 import yaml
-from conftest import base_data, chroma_client, converge, read_records, run_deploy
+from conftest import (
+    PYINFRA,
+    ROOT,
+    base_data,
+    chroma_client,
+    converge,
+    read_records,
+    run_deploy,
+)
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -110,3 +119,32 @@ def test_a_failed_rehearsal_stops_the_upgrade_and_the_old_stack_keeps_serving(
     )  # fmt: skip
     assert leftovers.stdout == ""
     converge(data)  # still the old version, and nothing to change
+
+
+def test_no_write_can_land_between_the_backup_and_the_switch(project, tmp_path):
+    """Finding 4: the backup restarted the old stack before the switch; writes made then
+    were missing from the archive the user is told to restore."""
+    project_dir, name = project
+    backups = tmp_path / "backups"
+    data = base_data(project_dir, name, chroma_backup_dir=str(backups))
+    port = data["chroma_port"]
+    converge(dict(data, chroma_version="0.6.3"))
+    collection = chroma_client(port).create_collection("before", embedding_function=None)
+    collection.add(ids=["b1"], embeddings=[[1.0, 2.0]])
+    args = [PYINFRA, "-y", "@local", "deploy.py"]
+    for key, value in dict(data, chroma_version="1.5.9").items():
+        args += ["--data", f"{key}={value}"]
+    upgrade = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True)  # fmt: skip
+    archive_seen = None
+    for _ in range(1200):  # the archive gets its final name once it is complete
+        archive_seen = next(iter(backups.glob("*-before-1.5.9.tar.gz")), None)
+        if archive_seen or upgrade.poll() is not None:
+            break
+        time.sleep(0.05)
+    assert archive_seen, "no pre-upgrade archive appeared"
+    with pytest.raises(httpx.TransportError):  # nothing answers to write to
+        httpx.get(f"http://127.0.0.1:{port}/api/v2/heartbeat", timeout=2)
+    output, _ = upgrade.communicate(timeout=900)
+    assert upgrade.returncode == 0, output
+    assert read_records(port) == {"before": ["b1"]}
