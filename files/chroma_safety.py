@@ -210,16 +210,18 @@ def stage(args: argparse.Namespace) -> int:
         size = docker("inspect", "--size", "--format", "{{.SizeRw}}", container).strip()
         check_space(int(size or 0), str(data_dir.parent))
         docker("cp", f"{container}:{path.rstrip('/')}/.", str(staging))
+        copied = file_digests(str(staging))
     else:
         check_space(tree_size(args.source), str(data_dir.parent))
         done = subprocess.run(["cp", "-a", f"{args.source}/.", str(staging)], check=False,
                               capture_output=True, text=True)  # fmt: skip
         if done.returncode != 0:
             raise Refused(f"copying {args.source} failed: {done.stderr.strip()[:300]}")
-        if file_digests(args.source) != file_digests(str(staging)):
+        copied = file_digests(str(staging))
+        if file_digests(args.source) != copied:
             raise Refused(f"the copy of {args.source} differs from it; nothing was switched")
     record["before"] = sqlite_inventory(str(staging / "chroma.sqlite3"))
-    record["files"] = len(file_digests(str(staging)))
+    record["files"] = len(copied)
     for root, dirs, files in os.walk(staging):
         for name in [*dirs, *files]:
             os.lchown(os.path.join(root, name), args.uid, args.gid)
