@@ -9,6 +9,7 @@ chroma_version to keep in the inventory. Running it again with the same
 archive changes nothing while the server still holds what it restored.
 """
 
+import json
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -20,11 +21,10 @@ if ROOT not in sys.path:  # once, though pyinfra runs this file for every host
     sys.path.insert(0, ROOT)
 
 from pyinfra import host  # noqa: E402
+from pyinfra.facts.files import FileContents  # noqa: E402
 
-from facts.chroma import ChromaInventory  # noqa: E402
 from operations import data_safety, host_failure, image, lock, preflight, report, stack  # noqa: E402
 from operations.declared import Declared  # noqa: E402
-from operations.host_tools import TOOLS_DIR  # noqa: E402
 from operations.refusal import refusal  # noqa: E402
 
 settings = preflight.settings_for_host()
@@ -45,12 +45,12 @@ locked_out = lock.take_project_lock(settings.project_dir, settings.lock_timeout,
 if locked_out:
     host_failure.refused(name="Project lock", message=locked_out)
 declared = Declared(settings, owner.uid, owner.gid)
-manifest = host.get_fact(
-    ChromaInventory,
-    url=declared.url,
-    tools_dir=TOOLS_DIR,
-    manifest=archive.removesuffix(".tar.gz") + ".json",
-)["manifest"]
+# Only the manifest's version is needed here: read the file, not the live server.
+manifest_lines = host.get_fact(FileContents, path=archive.removesuffix(".tar.gz") + ".json")
+try:
+    manifest = json.loads("\n".join(manifest_lines)) if manifest_lines else None
+except ValueError:
+    manifest = None  # the restore operation names a broken or missing manifest
 archive_version = (manifest or {}).get("version")
 if archive_version and archive_version != settings.version:
     # The data was written by that version and Chroma migrates forward only:
