@@ -1,6 +1,6 @@
 """Converge a persistent Chroma stack on @local or on the hosts of inventory.py.
 
-Reads the host's ``chroma_*`` data (defaults and rules: operations/settings.py),
+Reads the host's ``chroma_*`` data (defaults and rules: declaration/settings.py),
 checks it before anything changes, then declares the engine, the image, the
 project and data dirs, the .gitignore lines and the compose file, and brings
 the stack up only when something differs. A second run changes nothing.
@@ -18,6 +18,8 @@ if ROOT not in sys.path:  # once, though pyinfra runs this file for every host
 from pyinfra import state  # noqa: E402
 from pyinfra.operations import server  # noqa: E402
 
+from declaration.render import server_environment  # noqa: E402
+from declaration.resources import Declared  # noqa: E402
 from operations import (  # noqa: E402
     engine,
     host_failure,
@@ -31,8 +33,6 @@ from operations import (  # noqa: E402
     stack,
     upgrade,
 )
-from operations.declared import Declared  # noqa: E402
-from operations.render import server_environment  # noqa: E402
 
 settings = preflight.settings_for_host()
 token = preflight.token_for_host(settings)

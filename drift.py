@@ -10,7 +10,7 @@ fact that could not be read); an error wins over drift.
 
 It only reads facts (facts/), never runs an operation, pulls, builds or
 calls `docker compose up --dry-run`. The expectations are the ones deploy.py
-converges to: operations.declared.Declared built from the same settings.
+converges to: declaration.resources.Declared built from the same settings.
 
 --textfile PATH also writes the results as Prometheus metrics for node_exporter's
 textfile collector (operations.drift_metrics), replacing PATH atomically; a
@@ -37,6 +37,7 @@ from pyinfra.api import Config, State  # noqa: E402
 from pyinfra.api.exceptions import ConnectError, PyinfraError  # noqa: E402
 from pyinfra.context import ctx_config, ctx_host, ctx_inventory, ctx_state  # noqa: E402
 
+from declaration.resources import Declared  # noqa: E402
 from facts.chroma import ChromaHealth  # noqa: E402
 from facts.compose import ComposeStack, ContainerLayerData  # noqa: E402
 from facts.datadirs import DataDirs  # noqa: E402
@@ -45,7 +46,6 @@ from facts.secrets import SecretFile  # noqa: E402
 from facts.volumes import LegacyVolumes  # noqa: E402
 from operations import preflight  # noqa: E402
 from operations.compare import DriftItem, HostFacts, compare  # noqa: E402
-from operations.declared import Declared  # noqa: E402
 from operations.drift_metrics import HostResult, render, write_textfile  # noqa: E402
 from operations.secrets import token_file_digest  # noqa: E402
 from operations.stack import exposed_containers  # noqa: E402

@@ -5,7 +5,7 @@ Replace the example servers with yours, or copy this file (e.g. inventories/prod
 
 Where values come from, strongest first: `--data key=value`, the host's dict below,
 its group's dict below, group_data/all.py (shared values; pyinfra loads it by itself),
-then the defaults in operations/settings.py. Every chroma_ key is in docs/configuration.md.
+then the defaults in declaration/settings.py. Every chroma_ key is in docs/configuration.md.
 
 SSH host keys are checked: a host whose key is missing from known_hosts, or
 differs from it, is refused and reported by name while the others converge. Add

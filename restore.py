@@ -23,8 +23,8 @@ if ROOT not in sys.path:  # once, though pyinfra runs this file for every host
 from pyinfra import host  # noqa: E402
 from pyinfra.facts.files import FileContents  # noqa: E402
 
+from declaration.resources import Declared  # noqa: E402
 from operations import data_safety, host_failure, image, lock, preflight, report, stack  # noqa: E402
-from operations.declared import Declared  # noqa: E402
 from operations.refusal import refusal  # noqa: E402
 
 settings = preflight.settings_for_host()

@@ -2,7 +2,7 @@
 
 Pure functions over fact values, so every kind of drift has a unit test on
 recorded facts, and drift.py only gathers facts and prints. Expectations come
-from :class:`operations.declared.Declared`, the object deploy.py converges to.
+from :class:`declaration.resources.Declared`, the object deploy.py converges to.
 """
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ import difflib
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from declaration.gitignore import problems as gitignore_problems
+from declaration.resources import Declared
 from facts.compose import mounts_report
-from operations.declared import Declared
-from operations.gitignore import problems as gitignore_problems
 from operations.stack import COMPOSE_FILE, config_differs, hardening_problems, image_moved
 
 KINDS = (

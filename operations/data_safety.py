@@ -18,6 +18,7 @@ from pyinfra import host
 from pyinfra.api import operation
 from pyinfra.facts.files import File
 
+from declaration.versions import deployed_version
 from facts.chroma import ChromaInventory
 from facts.project import ProjectFiles
 from operations.host_tools import (
@@ -28,7 +29,6 @@ from operations.host_tools import (
     upload_tools,
 )
 from operations.stack import compose_command, compose_up
-from operations.versions import deployed_version
 
 
 @operation(is_idempotent=False)

@@ -10,13 +10,13 @@ from dataclasses import dataclass
 
 from pyinfra import host
 
+from declaration.settings import Settings, SettingsError, load_settings
 from facts.accounts import Accounts, UsedIds, free_system_id
 from facts.compose import PortHolder
 from facts.datadirs import DataDirs
 from facts.docker import DockerEngine
 from operations.refusal import refusal
 from operations.secrets import read_token
-from operations.settings import Settings, SettingsError, load_settings
 
 
 @dataclass(frozen=True)

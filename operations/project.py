@@ -12,9 +12,9 @@ from pyinfra import host
 from pyinfra.api import operation
 from pyinfra.facts.files import File
 
+from declaration.gitignore import problems, repaired
 from facts.datadirs import DataDirs
 from facts.project import ProjectFiles
-from operations.gitignore import problems, repaired
 from operations.host_failure import fail_host
 
 # Linux caps one argument at 128 KiB, and the rewrite travels inside the one `sh -c`
@@ -109,7 +109,7 @@ def gitignore(project_dir: str, lines: list[str], uid: int, gid: int):
     """Keep our ``lines`` in the project's .gitignore, whole and in order, beside the user's.
 
     Present means a line of the file equals it exactly; in order means each
-    ``<dir>/*`` comes before its ``!<dir>/.gitkeep``, as git needs (operations.gitignore).
+    ``<dir>/*`` comes before its ``!<dir>/.gitkeep``, as git needs (declaration.gitignore).
     When either fails, the block goes back in place as declared and the user's lines
     stay as they are. The file is rewritten through a temporary file with a unique
     name, so a full disk or a second run at the same time leaves it whole.

@@ -17,8 +17,8 @@ from pathlib import Path
 from pyinfra import host
 from pyinfra.api import FileUploadCommand, operation
 
+from declaration.settings import Settings, SettingsError
 from facts.secrets import SecretFile
-from operations.settings import Settings, SettingsError
 
 TOKEN = re.compile(r"^[A-Za-z0-9._~+/=-]{16,}$")
 ENV_PREFIX = "CHROMA_AUTH_TOKEN="

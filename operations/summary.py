@@ -4,7 +4,7 @@ Printed after a successful run: where Chroma answers, where its data lives,
 and the commands that check drift and take a backup of this very stack. The
 values come from the settings deploy.py used, never from a second copy:
 group_data/all.py, then the run's ``--data KEY=VALUE`` arguments parsed as
-pyinfra parses them, through :func:`operations.settings.load_settings`.
+pyinfra parses them, through :func:`declaration.settings.load_settings`.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from operations.declared import Declared
-from operations.settings import Settings, load_settings
-from operations.versions import version_line
+from declaration.resources import Declared
+from declaration.settings import Settings, load_settings
+from declaration.versions import version_line
 
 ROOT = Path(__file__).resolve().parent.parent
 

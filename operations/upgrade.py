@@ -17,12 +17,12 @@ from packaging.version import Version
 from pyinfra import host
 from pyinfra.api import operation
 
+from declaration.versions import deployed_version
 from facts.project import ProjectFiles
 from operations.data_safety import backup_commands
 from operations.host_failure import fail_host
 from operations.host_tools import STATE_DIR, pending_record, safety_command
 from operations.stack import COMPOSE_FILE
-from operations.versions import deployed_version
 
 
 @operation()

@@ -10,8 +10,8 @@ import pytest
 import yaml
 from conftest import PYINFRA, ROOT, base_data, converge, run_drift, sh, stat
 
-from operations.gitignore import gitignore_lines
-from operations.settings import load_settings
+from declaration.gitignore import gitignore_lines
+from declaration.settings import load_settings
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 

@@ -20,7 +20,7 @@ from conftest import (
     sh,
 )
 
-from operations.gitignore import GITIGNORE_HEADER
+from declaration.gitignore import GITIGNORE_HEADER
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from declaration.resources import Declared
+from declaration.settings import load_settings
 from operations.compare import HostFacts, compare
-from operations.declared import Declared
-from operations.settings import load_settings
 
 FACTS = Path(__file__).resolve().parent.parent / "fixtures" / "facts"
 ROOT = "/tmp/fx/stack"

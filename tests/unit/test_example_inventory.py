@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from operations.settings import load_settings
+from declaration.settings import load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 PYINFRA = str(Path(sys.executable).with_name("pyinfra"))

@@ -16,8 +16,8 @@ import pytest
 from pyinfra.api import FileUploadCommand, FunctionCommand
 from pyinfra.context import ctx_host
 
+from declaration.gitignore import gitignore_lines
 from operations import project
-from operations.gitignore import gitignore_lines
 
 DATA_DIRS = ("chroma_data", "chroma_db", "logs")
 

@@ -7,9 +7,9 @@ from dataclasses import replace
 import pytest
 import yaml
 
-from operations.render import render_compose
-from operations.settings import load_settings
-from operations.versions import version_line
+from declaration.render import render_compose
+from declaration.settings import load_settings
+from declaration.versions import version_line
 
 
 def _render(**data):
@@ -102,7 +102,7 @@ def test_hostile_values_cannot_add_keys_or_services(hostile):
 
 def test_hostile_values_cannot_add_keys_or_interpolate():
     # Validation refuses these; the template must hold even if a value got through.
-    from operations.render import yaml_quote
+    from declaration.render import yaml_quote
 
     for value in ['a"\nevil: 1', "x: y", "${HOME}", "'quoted'", "a\\nb"]:
         parsed = yaml.safe_load(f"key: {yaml_quote(value)}")

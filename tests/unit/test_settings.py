@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from operations.settings import SETTINGS, SettingsError, load_settings
-from operations.settings_table import settings_table
+from declaration.settings import SETTINGS, SettingsError, load_settings
+from declaration.settings_table import settings_table
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIGURATION = ROOT / "docs" / "configuration.md"

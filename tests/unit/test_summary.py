@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from operations.settings import SettingsError
+from declaration.settings import SettingsError
 from operations.summary import data_arguments, settings_for, summary
 
 

@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from operations.versions import version_line
+from declaration.versions import version_line
 
 PREFIX = "chroma_"
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import jinja2
 
-from operations.settings import Settings
-from operations.versions import version_line
+from declaration.settings import Settings
+from declaration.versions import version_line
 
 TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
 COMPOSE_TEMPLATE = "docker-compose.yml.j2"

@@ -10,10 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 
-from operations.gitignore import gitignore_lines
-from operations.render import published_port, render_compose
-from operations.settings import Settings
-from operations.versions import VersionLine, version_line
+from declaration.gitignore import gitignore_lines
+from declaration.render import published_port, render_compose
+from declaration.settings import Settings
+from declaration.versions import VersionLine, version_line
 
 
 @dataclass(frozen=True)

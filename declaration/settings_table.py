@@ -1,4 +1,4 @@
-"""Print the table of data keys in docs/configuration.md: `python -m operations.settings_table`.
+"""Print the table of data keys in docs/configuration.md: `python -m declaration.settings_table`.
 
 A test checks that docs/configuration.md contains exactly this table, so the docs
 cannot fall behind the code.
@@ -6,7 +6,7 @@ cannot fall behind the code.
 
 from __future__ import annotations
 
-from operations.settings import SETTINGS
+from declaration.settings import SETTINGS
 
 
 def _default(value: object) -> str:
