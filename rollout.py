@@ -1,0 +1,239 @@
+"""Roll a change out canary first, one batch at a time, each batch gated by its health.
+
+    python rollout.py INVENTORY [--data KEY=VALUE ...] [--canary HOST ...]
+                                [--batch N | --batch P%] [--max-failures K] [--json]
+
+The canary hosts (default: the inventory's first host) get deploy.py first,
+then the gate: prove.py (a canary record written, ``down``, ``up``, read
+back) and a heartbeat through the declared URL (through the auth proxy, with
+the token, when it is on). Only when both pass do the other hosts follow, in
+inventory order, N at a time (or P% of them), each batch gated the same way.
+
+A failed canary halts the rollout; after it, the first failure beyond
+--max-failures (default 0) does. Halting means no further host is touched;
+the summary names the failed host and the line pyinfra (or the proof)
+printed for it, and lists the hosts that changed, were proven, or were never
+touched. Exit 1 when any host failed. Run the same command again after a
+fix: converged hosts are a no-op (reported unchanged) and are proven again.
+
+Every step is its own ``pyinfra -y --json INVENTORY FILE --limit HOST ...``
+run, so the halt is decided here between runs, never by pyinfra's
+--fail-percent. The plan, the reading of pyinfra's output, the halting rule
+and the summary are in operations/rollout.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, NoReturn
+
+import gevent
+
+ROOT = Path(__file__).resolve().parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from pyinfra.api import Config, State  # noqa: E402
+from pyinfra.api.exceptions import ConnectError, PyinfraError  # noqa: E402
+from pyinfra.context import ctx_config, ctx_host, ctx_inventory, ctx_state  # noqa: E402
+
+from declaration.resources import Declared  # noqa: E402
+from declaration.settings import SettingsError, load_settings  # noqa: E402
+from facts.chroma import ChromaHealth  # noqa: E402
+from operations import preflight  # noqa: E402
+from operations.rollout import (  # noqa: E402
+    EXIT_FAILED,
+    StepResult,
+    UsageError,
+    check_max_failures,
+    describe_plan,
+    parse_batch,
+    plan_batches,
+    read_run,
+    render_json,
+    render_table,
+    run_rollout,
+    select_canaries,
+)
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{message} (see --help)")
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = _Parser(
+        prog="rollout.py",
+        description="Deploy to the canary, prove it, then the other hosts batch by batch.",
+        epilog="exit codes: 0 every host deployed and proven, 1 a host failed or bad input",
+    )
+    parser.add_argument("inventory", help="inventory.py, @local, host1,host2 or @ssh/host")
+    parser.add_argument("--data", action="append", default=[], metavar="KEY=VALUE",
+                        help="override data, as pyinfra's --data (given to every run)")  # fmt: skip
+    parser.add_argument("--canary", action="extend", nargs="+", default=[], metavar="HOST",
+                        help="the canary host(s) (default: the inventory's first)")  # fmt: skip
+    parser.add_argument("--batch", default="1", metavar="N|P%",
+                        help="hosts per batch after the canary: a number, or a percentage of "
+                             "those hosts (default 1)")  # fmt: skip
+    parser.add_argument("--max-failures", type=int, default=0, metavar="K",
+                        help="hosts after the canary that may fail before the rollout halts "
+                             "(default 0; a failed canary always halts)")  # fmt: skip
+    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    return parser.parse_args(argv)
+
+
+def parse_data(pairs: list[str]) -> dict[str, Any]:
+    """``KEY=VALUE`` pairs, with values read as pyinfra's --data reads them."""
+    from pyinfra_cli.util import parse_cli_arg
+
+    data = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--data {pair!r} is not allowed: use KEY=VALUE")
+        data[key] = parse_cli_arg(value)
+    return data
+
+
+def load_state(inventory_arg: str, data: dict[str, Any]) -> State:
+    """The inventory as the pyinfra runs will see it: same cwd, group data and --data."""
+    from pyinfra_cli.inventory import make_inventory
+
+    looks_like_file = inventory_arg.endswith(".py") or os.sep in inventory_arg
+    is_host_list = inventory_arg.startswith("@") or "," in inventory_arg
+    if looks_like_file and not is_host_list and not Path(inventory_arg).exists():
+        raise UsageError(
+            f"inventory {inventory_arg}: no such file; give an inventory file, @local, "
+            "@ssh/HOST or host1,host2"
+        )
+    state = State(check_for_changes=False)
+    config = Config()
+    ctx_state.set(state)
+    ctx_config.set(config)
+    pyinfra_logger = logging.getLogger("pyinfra")
+    level = pyinfra_logger.level
+    pyinfra_logger.setLevel(logging.ERROR)  # our one line says it, not pyinfra's warning too
+    try:
+        inventory = make_inventory(inventory_arg, override_data=data, cwd=os.getcwd())
+    except Exception as error:  # pyinfra raises several types for a bad inventory
+        raise UsageError(f"inventory {inventory_arg!r} could not be read: {error}") from None
+    finally:
+        pyinfra_logger.setLevel(level)
+    if not len(inventory):
+        raise UsageError(
+            f"inventory {inventory_arg!r} has no hosts: give an inventory file, @local, "
+            "@ssh/HOST or host1,host2"
+        )
+    ctx_inventory.set(inventory)
+    state.init(inventory, config)
+    return state
+
+
+def check_settings(state: State) -> None:
+    """Every host's data is valid before the first host is touched, not when its batch comes."""
+    for host in state.inventory:
+        try:
+            load_settings(host.data)
+        except SettingsError as error:
+            raise UsageError(f"{host.name}: {error}") from None
+
+
+def pyinfra_step(args: argparse.Namespace, deploy_file: str, changes: bool):
+    """A step that runs ``deploy_file`` on a batch's hosts with pyinfra, as a user would."""
+
+    def step(hosts: list[str]) -> dict[str, StepResult]:
+        command = [sys.executable, "-m", "pyinfra", "-y", "--json", args.inventory,
+                   str(ROOT / deploy_file)]  # fmt: skip
+        for name in hosts:
+            command += ["--limit", name]
+        for pair in args.data:
+            command += ["--data", pair]
+        done = subprocess.run(command, capture_output=True, text=True, check=False)
+        results = read_run(done.returncode, done.stdout, done.stderr, hosts)
+        if not changes:  # the proof always "changes" (it writes and removes its canary)
+            results = {name: replace(r, changed=False) for name, r in results.items()}
+        return results
+
+    return step
+
+
+def heartbeat_step(state: State):
+    """A step that reads each host's heartbeat through its declared URL, from the host itself."""
+    by_name = {host.name: host for host in state.inventory}
+
+    def step(hosts: list[str]) -> dict[str, StepResult]:
+        greenlets = [gevent.spawn(heartbeat, by_name[name]) for name in hosts]
+        gevent.joinall(greenlets)
+        return dict(zip(hosts, (greenlet.get() for greenlet in greenlets), strict=True))
+
+    return step
+
+
+def heartbeat(host: Any) -> StepResult:
+    """200 with a heartbeat through the URL (and token) deploy.py declares, and the version."""
+    try:
+        host.connect(show_errors=False, raise_exceptions=True)
+        with ctx_host.use(host):
+            settings = preflight.settings_for_host()
+            owner = preflight.resolve_owner(settings)
+            declared = Declared(settings, owner.uid, owner.gid)
+            health = host.get_fact(
+                ChromaHealth,
+                url=declared.url,
+                heartbeat_path=declared.line.heartbeat_path,
+                container=declared.chroma_container,
+                token_file=declared.token_file,
+            )
+    except ConnectError as error:
+        return StepResult(ok=False, reason=f"cannot connect: {error}")
+    except PyinfraError as error:
+        return StepResult(ok=False, reason=str(error).removeprefix(f"{host.name}: "))
+    version = health["image_version"]
+    if health["status"] != 200 or not health["heartbeat"]:
+        problem = health["error"] or f"HTTP {health['status']}"
+        return StepResult(ok=False, reason=f"no heartbeat at {declared.url}: {problem}")
+    if version != settings.version:
+        return StepResult(
+            ok=False, detail=version,
+            reason=f"the heartbeat answers, but Chroma {version} runs, not {settings.version}",
+        )  # fmt: skip
+    return StepResult(ok=True, detail=version)
+
+
+def main(argv: list[str]) -> int:
+    try:
+        args = parse_args(argv)
+        size = parse_batch(args.batch)
+        max_failures = check_max_failures(args.max_failures)
+        state = load_state(args.inventory, parse_data(args.data))
+        hosts = [host.name for host in state.inventory]
+        canaries = select_canaries(hosts, args.canary)
+        check_settings(state)
+    except UsageError as error:
+        print(f"rollout.py: {error}", file=sys.stderr)
+        return EXIT_FAILED
+    batches = plan_batches(hosts, canaries, size)
+    print(describe_plan(batches, size, max_failures), file=sys.stderr)
+    rollout = run_rollout(
+        batches,
+        max_failures,
+        deploy=pyinfra_step(args, "deploy.py", changes=True),
+        prove=pyinfra_step(args, "prove.py", changes=False),
+        heartbeat=heartbeat_step(state),
+        progress=lambda line: print(line, file=sys.stderr, flush=True),
+        clock=time.monotonic,
+    )
+    print(render_json(rollout) if args.json else render_table(rollout))
+    return rollout.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
