@@ -107,10 +107,12 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _HOST_LINE = re.compile(r"^\s*\[(?P<host>[^\]]+)\] (?P<text>.*)$")
 _CLI_ERROR = "--> pyinfra error: "
 _OPERATION = re.compile(r"^--> Starting (?:nested )?operation: (?P<name>.*?)\s*$")
-# pyinfra's own lines under a host's prefix that say how a step went, not why it failed.
+# Lines under a host's prefix that say how a step went, not why it failed: pyinfra's own,
+# and docker compose's progress ("Container rollout-chroma-1 Waiting").
 _STATUS_LINE = re.compile(
     r"^(Success|No changes|Connected|Ready: .*|Loaded fact .*|Skipped.*"
-    r"|Error: executed \d+ commands.*|Error in nested operation)$"
+    r"|Error: executed \d+ commands.*|Error in nested operation"
+    r"|(Container|Network|Volume|Image) \S+ [A-Z][a-z]+)$"
 )
 
 
@@ -123,12 +125,14 @@ def read_run(returncode: int, stdout: str, stderr: str, hosts: list[str]) -> dic
     why``) stops the run before any host changes: that host failed with the
     refusal as its reason, the others were not reached. Otherwise the reason
     of a failed host is the last line pyinfra printed under its ``[name]``
-    that is not one of pyinfra's own status lines (our refusals during the
-    run, the proof's verdict, a command's last error line, a connect error),
-    and the operation is the one that was running then.
+    that is not a status or progress line (a refusal during the run, the
+    proof's verdict, a command's last error line, a connect error), with the
+    operation that was running; a command that failed saying nothing (the
+    connection lost, say) leaves pyinfra's ``Error: executed N commands``.
     """
     lines = _ANSI.sub("", stderr).splitlines()
-    said: dict[str, list[tuple[str | None, str]]] = {name: [] for name in hosts}
+    last_said: dict[str, tuple[str | None, str]] = {}  # host -> (operation, line)
+    silent_error: dict[str, tuple[str | None, str]] = {}
     operation = None
     for line in lines:
         started = _OPERATION.match(line)
@@ -136,24 +140,34 @@ def read_run(returncode: int, stdout: str, stderr: str, hosts: list[str]) -> dic
             operation = started["name"]
             continue
         match = _HOST_LINE.match(line)
-        if match and match["host"] in said and not _STATUS_LINE.match(match["text"].strip()):
-            said[match["host"]].append((operation, match["text"].strip()))
+        if not match or match["host"] not in hosts:
+            continue
+        text = match["text"].strip()
+        if text.startswith("Error: executed"):
+            silent_error[match["host"]] = (operation, f"failed with no message (pyinfra: {text})")
+        elif not _STATUS_LINE.match(text):
+            last_said[match["host"]] = (operation, text)
     cli_error = next(
         (line.removeprefix(_CLI_ERROR).strip() for line in lines if line.startswith(_CLI_ERROR)),
         None,
     )
+
+    def failure(name: str, changed: bool = False) -> StepResult:
+        found = last_said.get(name) or silent_error.get(name)
+        if found is None:
+            return StepResult(ok=False, changed=changed, reason=cli_error or "pyinfra failed")
+        return StepResult(ok=False, changed=changed, reason=found[1], operation=found[0])
 
     results = _json_results(stdout)
     if results is not None and (returncode == 0 or results.get("failed_hosts")):
         failed = set(results.get("failed_hosts", []))
         changed = {name for op in results.get("operations", []) for name in op.get("success", [])}
         return {
-            name: StepResult(ok=True, changed=name in changed)
-            if name not in failed
-            else _failure(said[name], changed=name in changed)
+            name: failure(name, name in changed)
+            if name in failed
+            else StepResult(ok=True, changed=name in changed)
             for name in hosts
         }
-
     refused = next((name for name in hosts if (cli_error or "").startswith(f"{name}: ")), None)
     if cli_error and refused is not None:
         reason = cli_error.removeprefix(f"{refused}: ")
@@ -162,7 +176,7 @@ def read_run(returncode: int, stdout: str, stderr: str, hosts: list[str]) -> dic
             for name in hosts
         }
     # No results: every host of the run failed ("No hosts remaining!"), or pyinfra itself did.
-    return {name: _failure(said[name], fallback=cli_error) for name in hosts}
+    return {name: failure(name) for name in hosts}
 
 
 def _json_results(stdout: str) -> dict[str, Any] | None:
@@ -171,15 +185,6 @@ def _json_results(stdout: str) -> dict[str, Any] | None:
     except (ValueError, KeyError, TypeError):
         return None
     return results if isinstance(results, dict) else None
-
-
-def _failure(
-    said: list[tuple[str | None, str]], changed: bool = False, fallback: str | None = None
-) -> StepResult:
-    if not said:
-        return StepResult(ok=False, changed=changed, reason=fallback or "pyinfra failed")
-    operation, reason = said[-1]
-    return StepResult(ok=False, changed=changed, reason=reason, operation=operation)
 
 
 @dataclass

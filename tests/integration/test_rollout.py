@@ -51,7 +51,10 @@ PORT = 8100
 CONTAINER = "rollout-chroma-1"
 BACKUPS = "/var/backups/cdrollout"
 IMAGES = ("chromadb/chroma:0.6.3", "chromadb/chroma:1.5.9", "chroma-deploy/auth-proxy:2")
-UPGRADE = ("--data", "chroma_version=1.5.9", "--data", "chroma_upgrade_rehearsal=false")
+# pull finds the images the fixture loaded: another test on this machine may move the
+# control machine's chromadb/chroma:1.5.9 tag for a moment, which ship would follow.
+UPGRADE = ("--data", "chroma_version=1.5.9", "--data", "chroma_upgrade_rehearsal=false",
+           "--data", "chroma_image_source=pull")  # fmt: skip
 SCHEMA = json.loads((ROOT / "schemas" / "rollout.schema.json").read_text())
 RECORDS = 150  # per collection, two collections per host
 
@@ -104,19 +107,16 @@ class RolloutFleet:
         return self.fleet.ssh(BY_NAME[name], command).stdout.strip()
 
     def read_records(self, *names: str) -> dict[str, dict[str, list[str]]]:
-        """Every collection's sorted ids on each host, read at once through SSH tunnels."""
-        with ThreadPoolExecutor(len(names)) as pool:
-            return dict(zip(names, pool.map(self._read_records, names), strict=True))
+        """Every collection's sorted ids on each host, read through an SSH tunnel.
 
-    def _read_records(self, name: str) -> dict[str, list[str]]:
-        with self.fleet.forward(BY_NAME[name], free_port(), PORT) as port:
-            client = self.client(port)
-            return {
-                c.name: sorted(
-                    client.get_collection(c.name, embedding_function=None).get(include=[])["ids"]
-                )
-                for c in client.list_collections()
-            }
+        One host after the other: free_port() is not safe to call from threads.
+        """
+        found = {}
+        for name in names:
+            with self.fleet.forward(BY_NAME[name], free_port(), PORT) as port:
+                client = self.client(port)
+                found[name] = {c.name: ids(client, c.name) for c in client.list_collections()}
+        return found
 
     def write_records(self, name: str) -> None:
         with self.fleet.forward(BY_NAME[name], free_port(), PORT) as port:
@@ -158,24 +158,31 @@ class RolloutFleet:
         }
 
 
-def preload_images(fleet: Fleet, hosts: tuple[SshHost, ...], work: Path) -> None:
+def ids(client: chromadb.HttpClient, collection: str) -> list[str]:
+    return sorted(client.get_collection(collection, embedding_function=None).get(include=[])["ids"])
+
+
+def preload_images(hosts: tuple[SshHost, ...], work: Path) -> list[SshHost]:
     """The images the hosts' engines lack, from this machine's engine (no ship, no registry):
-    saved once, loaded into every host at once."""
+    saved once, loaded into every host at once. Returns the hosts without an engine yet."""
 
     def missing(test_host: SshHost) -> list[str]:
         engine = ["docker", "exec", test_host.name, "docker"]
-        if subprocess.run([*engine, "info"], capture_output=True).returncode != 0:
-            return []  # no engine yet: the first deploy installs it and ships the images
         return [
             image for image in IMAGES
             if subprocess.run([*engine, "image", "inspect", image],
                               capture_output=True).returncode != 0
         ]  # fmt: skip
 
-    lacking = {test_host.name: missing(test_host) for test_host in hosts}
+    without_engine = [
+        test_host for test_host in hosts
+        if subprocess.run(["docker", "exec", test_host.name, "docker", "info"],
+                          capture_output=True).returncode != 0
+    ]  # fmt: skip
+    lacking = {h.name: missing(h) for h in hosts if h not in without_engine}
     images = sorted({image for found in lacking.values() for image in found})
     if not images:
-        return
+        return without_engine
     archive = work / "images.tar"
     subprocess.run(["docker", "save", "-o", str(archive), *images], check=True, timeout=600)
 
@@ -189,6 +196,7 @@ def preload_images(fleet: Fleet, hosts: tuple[SshHost, ...], work: Path) -> None
             list(pool.map(load, [name for name, found in lacking.items() if found]))
     finally:
         archive.unlink()
+    return without_engine
 
 
 RESET = (
@@ -210,7 +218,7 @@ def rollout_fleet(tmp_path_factory: pytest.TempPathFactory):
     for test_host in hosts:
         fleet.ssh(test_host, RESET)
     work = tmp_path_factory.mktemp("rollout")
-    preload_images(fleet, hosts, work)
+    without_engine = preload_images(hosts, work)
     loaded = time.perf_counter()
     token = secrets.token_urlsafe(24)
     env = {**os.environ, "CHROMA_AUTH_TOKEN": token}
@@ -222,10 +230,12 @@ def rollout_fleet(tmp_path_factory: pytest.TempPathFactory):
     inventory = fleet.write_inventory(work / "inventory.py", hosts, shared=shared)
     setup = RolloutFleet(fleet, hosts, inventory, env, token, {})
     # The starting point, not what is tested: the rollouts below run the deploy twice.
-    first = setup.deploy("0.6.3")
+    first = setup.deploy("0.6.3")  # installs an engine where none runs, ships 0.6.3 there
     assert first.returncode == 0, first.output
-    with ThreadPoolExecutor(len(NAMES)) as pool:
-        list(pool.map(setup.write_records, NAMES))
+    if without_engine:
+        preload_images(hosts, work)  # now 1.5.9 there too
+    for name in NAMES:
+        setup.write_records(name)
     setup.records = setup.read_records(*NAMES)
     for name in NAMES:
         assert sum(map(len, setup.records[name].values())) == 2 * RECORDS, name

@@ -2,7 +2,8 @@
 
 The pyinfra runs in tests/fixtures/rollout/ were recorded on the SSH test hosts
 (tests/harness/ssh_hosts.py) with the command each file names: a refusal while
-pyinfra prepared, a proof that failed on a read-only data dir, a stack that did
+pyinfra prepared, a proof that failed on a read-only data dir, a proof on a server
+that did not answer, a host stopped in the middle of its proof, a stack that did
 not come up, a refused SSH key, and runs that passed.
 """
 
@@ -83,7 +84,9 @@ def test_batches_are_the_canaries_then_the_others_in_inventory_order():
         ["db3", "db1"], ["db2", "db4"], ["db5", "db6"], ["db7"],
     ]  # fmt: skip
     assert plan_batches(HOSTS, HOSTS, BatchSize(count=1)) == [HOSTS]  # all canaries
-    assert describe_plan(plan_batches(HOSTS, ["db1"], parse_batch("50%")), parse_batch("50%"), 0) == (
+    assert describe_plan(
+        plan_batches(HOSTS, ["db1"], parse_batch("50%")), parse_batch("50%"), 0
+    ) == (
         "rollout of 7 host(s): canary db1, then 2 batch(es) of up to 3; halts at the first failure"
     )
 
@@ -205,6 +208,26 @@ def test_a_host_that_refused_the_key_is_named_with_the_connect_error():
     assert results["cdfleet1"].reason == (
         "Authentication error (username=root, key=/var/tmp/cdfleet/wrong_ed25519) "
         "(Authentication failed.)"
+    )
+
+
+def test_a_proof_that_failed_on_one_host_of_two():
+    _, results = recorded("proof-one-of-two-failed")
+    assert results["cdfleet1"].ok is True
+    assert results["cdfleet2"].ok is False
+    assert (
+        results["cdfleet2"].reason == "persistence proof: FAIL: the canary did not survive down/up"
+    )
+
+
+def test_a_host_lost_in_the_middle_of_its_proof_is_not_blamed_on_compose_progress():
+    run, results = recorded("proof-host-went-away")
+    assert "[cdfleet2]  Container rollout-chroma-1 Waiting" in run["stderr"]  # its last line
+    assert results["cdfleet1"].ok is True
+    assert results["cdfleet2"] == StepResult(
+        ok=False,
+        reason="failed with no message (pyinfra: Error: executed 4 commands)",
+        operation="Persistence proof of rollout: canary, down, up, read back",
     )
 
 
