@@ -54,6 +54,7 @@ from operations.rollout import (  # noqa: E402
     UsageError,
     check_max_failures,
     describe_plan,
+    heartbeat_verdict,
     parse_batch,
     plan_batches,
     read_run,
@@ -196,16 +197,7 @@ def heartbeat(host: Any) -> StepResult:
         return StepResult(ok=False, reason=f"cannot connect: {error}")
     except PyinfraError as error:
         return StepResult(ok=False, reason=str(error).removeprefix(f"{host.name}: "))
-    version = health["image_version"]
-    if health["status"] != 200 or not health["heartbeat"]:
-        problem = health["error"] or f"HTTP {health['status']}"
-        return StepResult(ok=False, reason=f"no heartbeat at {declared.url}: {problem}")
-    if version != settings.version:
-        return StepResult(
-            ok=False, detail=version,
-            reason=f"the heartbeat answers, but Chroma {version} runs, not {settings.version}",
-        )  # fmt: skip
-    return StepResult(ok=True, detail=version)
+    return heartbeat_verdict(health, declared.url, settings.version)
 
 
 def main(argv: list[str]) -> int:

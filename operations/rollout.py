@@ -187,6 +187,22 @@ def _json_results(stdout: str) -> dict[str, Any] | None:
     return results if isinstance(results, dict) else None
 
 
+def heartbeat_verdict(health: dict[str, Any], url: str, version: str) -> StepResult:
+    """The gate's heartbeat from a ChromaHealth fact: a 200 with a heartbeat, and no other
+    Chroma version running than the declared one (unknown, when the fact found no container,
+    does not fail it: the proof just ran against that server)."""
+    running = health["image_version"]
+    if health["status"] != 200 or not health["heartbeat"]:
+        problem = health["error"] or f"HTTP {health['status']}"
+        return StepResult(ok=False, detail=running, reason=f"no heartbeat at {url}: {problem}")
+    if running is not None and running != version:
+        return StepResult(
+            ok=False, detail=running,
+            reason=f"the heartbeat answers, but Chroma {running} runs, not {version}",
+        )  # fmt: skip
+    return StepResult(ok=True, detail=running)
+
+
 @dataclass
 class HostReport:
     """One host of the rollout: what each step found, and why it failed if it did."""

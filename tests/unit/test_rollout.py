@@ -22,6 +22,7 @@ from operations.rollout import (
     UsageError,
     check_max_failures,
     describe_plan,
+    heartbeat_verdict,
     parse_batch,
     plan_batches,
     read_run,
@@ -236,6 +237,36 @@ def test_a_proof_that_passed_on_two_hosts():
     assert {name: result.ok for name, result in results.items()} == {
         "cdfleet1": True, "cdfleet2": True,
     }  # fmt: skip
+
+
+# ---- the heartbeat, from ChromaHealth facts recorded for tests/unit/test_fact_fixtures.py --------
+
+
+def health(case: str) -> dict:
+    path = ROOT / "tests" / "fixtures" / "facts" / "chroma.ChromaHealth" / f"{case}.json"
+    return json.loads(path.read_text())["fact"]
+
+
+def test_a_heartbeat_passes_with_the_declared_version_running():
+    assert heartbeat_verdict(health("healthy"), "http://127.0.0.1:8000", "1.5.9") == StepResult(
+        ok=True, detail="1.5.9"
+    )
+    # With the proxy's token, and where the fact could not see the container: no version.
+    for case in ("with_token_file", "no_curl_healthy"):
+        assert heartbeat_verdict(health(case), "http://127.0.0.1:8000", "1.5.9").ok, case
+
+
+def test_a_heartbeat_fails_without_an_answer_or_with_another_version():
+    url = "http://127.0.0.1:18998"
+    down = heartbeat_verdict(health("down"), url, "1.5.9")
+    assert down.ok is False
+    assert down.reason == f"no heartbeat at {url}: " + health("down")["error"]
+    assert heartbeat_verdict(health("not_found"), url, "1.5.9").reason == (
+        f"no heartbeat at {url}: HTTP 410"
+    )
+    older = heartbeat_verdict(health("healthy"), url, "1.6.0")
+    assert (older.ok, older.detail) == (False, "1.5.9")
+    assert older.reason == "the heartbeat answers, but Chroma 1.5.9 runs, not 1.6.0"
 
 
 # ---- halting: fake steps (a host name -> what the step finds there) ---------------------------
