@@ -302,7 +302,11 @@ class Rollout:
 def describe_plan(batches: list[list[str]], size: BatchSize, max_failures: int) -> str:
     """The first line a rollout prints: who goes first, how the rest follow, when it halts."""
     hosts = sum(len(batch) for batch in batches)
-    rest = f"then {len(batches) - 1} batch(es) of up to {size.per_batch(hosts - len(batches[0]))}"
+    rest = (
+        f"then {len(batches) - 1} batch(es) of up to {size.per_batch(hosts - len(batches[0]))}"
+        if len(batches) > 1
+        else "no other host"
+    )
     halts = (
         "halts at the first failure"
         if max_failures == 0

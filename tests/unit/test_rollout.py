@@ -85,10 +85,13 @@ def test_batches_are_the_canaries_then_the_others_in_inventory_order():
         ["db3", "db1"], ["db2", "db4"], ["db5", "db6"], ["db7"],
     ]  # fmt: skip
     assert plan_batches(HOSTS, HOSTS, BatchSize(count=1)) == [HOSTS]  # all canaries
-    assert describe_plan(
-        plan_batches(HOSTS, ["db1"], parse_batch("50%")), parse_batch("50%"), 0
-    ) == (
+    half = parse_batch("50%")
+    assert describe_plan(plan_batches(HOSTS, ["db1"], half), half, 0) == (
         "rollout of 7 host(s): canary db1, then 2 batch(es) of up to 3; halts at the first failure"
+    )
+    assert describe_plan([["db1", "db2"]], half, 1) == (
+        "rollout of 2 host(s): canary db1, db2, no other host; halts on a failed canary, "
+        "or when more than 1 host(s) fail"
     )
 
 
