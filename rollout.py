@@ -63,6 +63,7 @@ from operations.rollout import (  # noqa: E402
     run_rollout,
     select_canaries,
 )
+from operations.secrets import read_token  # noqa: E402
 
 
 class _Parser(argparse.ArgumentParser):
@@ -139,10 +140,13 @@ def load_state(inventory_arg: str, data: dict[str, Any]) -> State:
 
 
 def check_settings(state: State) -> None:
-    """Every host's data is valid before the first host is touched, not when its batch comes."""
+    """Every host's data (and its proxy's token, on this machine) is valid before the first
+    host is touched, not when its batch comes."""
     for host in state.inventory:
         try:
-            load_settings(host.data)
+            settings = load_settings(host.data)
+            if settings.auth_proxy:
+                read_token(settings)  # checked, never kept or printed
         except SettingsError as error:
             raise UsageError(f"{host.name}: {error}") from None
 

@@ -121,6 +121,10 @@ def inventory(tmp_path):
         (["--data", "chroma_port"], "--data 'chroma_port' is not allowed: use KEY=VALUE"),
         (["--data", "chroma_port=70000"], "db1: chroma_port: 70000 is not allowed; use"),
         (["--data", "chroma_prot=8001"], "db1: chroma_prot: unknown data key (did you mean"),
+        (
+            ["--data", "chroma_auth_proxy=true", "--data", "chroma_auth_token_file=/nonexistent"],
+            "db1: chroma_auth_token_file: '/nonexistent' cannot be read (No such file",
+        ),
     ],
 )
 def test_bad_input_is_one_line_naming_the_flag_before_any_host_is_touched(
