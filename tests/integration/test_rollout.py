@@ -60,13 +60,12 @@ RECORDS = 150  # per collection, two collections per host
 
 
 @dataclass
-class Rollout:
+class RolloutRun:
     """One rollout.py run: its exit code, its summary (JSON or table) and its progress."""
 
     returncode: int
     stdout: str
     stderr: str
-    seconds: float
 
     @property
     def summary(self) -> dict:
@@ -81,13 +80,12 @@ class Rollout:
 @dataclass
 class RolloutFleet:
     fleet: Fleet
-    hosts: tuple[SshHost, ...]
     inventory: Path
     env: dict[str, str]
     token: str
     records: dict[str, dict[str, list[str]]]  # host -> collection -> ids, before the rollout
 
-    def rollout(self, *args: str) -> Rollout:
+    def rollout(self, *args: str) -> RolloutRun:
         started = time.perf_counter()
         done = subprocess.run(
             [sys.executable, str(ROOT / "rollout.py"), str(self.inventory), *UPGRADE, *args],
@@ -96,7 +94,7 @@ class RolloutFleet:
         seconds = time.perf_counter() - started
         print(f"rollout.py {' '.join(args)}: exit {done.returncode} in {seconds:.1f} s")
         print(done.stderr + done.stdout)
-        return Rollout(done.returncode, done.stdout, done.stderr, seconds)
+        return RolloutRun(done.returncode, done.stdout, done.stderr)
 
     def deploy(self, version: str) -> DeployRun:
         return run_deploy(
@@ -228,7 +226,7 @@ def rollout_fleet(tmp_path_factory: pytest.TempPathFactory):
         "chroma_backup_dir": BACKUPS, "chroma_auth_proxy": True,
     }  # fmt: skip
     inventory = fleet.write_inventory(work / "inventory.py", hosts, shared=shared)
-    setup = RolloutFleet(fleet, hosts, inventory, env, token, {})
+    setup = RolloutFleet(fleet, inventory, env, token, {})
     # The starting point, not what is tested: the rollouts below run the deploy twice.
     first = setup.deploy("0.6.3")  # installs an engine where none runs, ships 0.6.3 there
     assert first.returncode == 0, first.output
