@@ -29,7 +29,6 @@ from operations import (  # noqa: E402
     preflight,
     project,
     report,
-    secrets,
     stack,
     upgrade,
 )
@@ -40,7 +39,7 @@ owner = preflight.resolve_owner(settings)
 preflight.require_docker(settings)
 preflight.require_free_port(settings)
 preflight.require_dirs(settings)
-declared = Declared(settings, owner.uid, owner.gid)
+declared = Declared(settings, owner.uid, owner.gid, token)
 ship_id = image.control_image_id(settings.image_ref, settings.image_source)
 
 # One run at a time per project: taken now, before any operation, held while this run lives.
@@ -88,14 +87,9 @@ if settings.create_owner and settings.owner:
         ensure_home=False,
     )
 
-project.directories(
-    name=f"Project dir {settings.project_dir} and data dirs",
-    project_dir=settings.project_dir,
-    data_dirs=settings.data_dirs,
-    uid=declared.uid,
-    gid=declared.gid,
-    dir_mode=settings.dir_mode,
-    data_dir_mode=settings.data_dir_mode,
+project.paths(
+    name=f"Project dir {settings.project_dir}, data dirs and files",
+    resources=declared.paths,
 )
 
 copied = migrate.copy_legacy_volume(
@@ -117,38 +111,11 @@ if settings.auth_proxy:
         build_dir=settings.image_build_dir,
     )
 
-if declared.token_file and token:
-    project.directories(
-        name=f"Secrets dir {declared.secrets_dir}",
-        project_dir=settings.project_dir,
-        data_dirs=(settings.secrets_dir,),
-        uid=declared.uid,
-        gid=declared.gid,
-        dir_mode=settings.dir_mode,
-        data_dir_mode="700",
-        gitkeep=False,
-    )
-    secrets.token_file(
-        name=f"Token file {declared.token_file} (0600)",
-        path=declared.token_file,
-        token=token,
-        uid=declared.uid,
-        gid=declared.gid,
-    )
-
-if declared.log_file:
-    project.empty_file(
-        name="Log file mounted into the 0.x server",
-        path=declared.log_file,
-        uid=declared.uid,
-        gid=declared.gid,
-    )
-
-if declared.gitignore_lines:
+if declared.gitignore:
     project.gitignore(
         name=".gitignore lines for the data dirs",
         project_dir=settings.project_dir,
-        lines=declared.gitignore_lines,
+        lines=list(declared.gitignore.lines),
         uid=declared.uid,
         gid=declared.gid,
     )

@@ -37,18 +37,16 @@ from pyinfra.api import Config, State  # noqa: E402
 from pyinfra.api.exceptions import ConnectError, PyinfraError  # noqa: E402
 from pyinfra.context import ctx_config, ctx_host, ctx_inventory, ctx_state  # noqa: E402
 
-from declaration.resources import Declared  # noqa: E402
+from declaration.resources import Declared, File  # noqa: E402
 from facts.chroma import ChromaHealth  # noqa: E402
 from facts.compose import ComposeStack, ContainerLayerData  # noqa: E402
 from facts.datadirs import DataDirs  # noqa: E402
-from facts.project import ProjectFiles  # noqa: E402
-from facts.secrets import SecretFile  # noqa: E402
+from facts.project import ProjectFiles, SafetyState  # noqa: E402
 from facts.volumes import LegacyVolumes  # noqa: E402
 from operations import preflight  # noqa: E402
-from operations.compare import DriftItem, HostFacts, compare  # noqa: E402
+from operations.compare import DriftItem, HostFacts, compare, exposed_containers  # noqa: E402
 from operations.drift_metrics import HostResult, render, write_textfile  # noqa: E402
-from operations.secrets import token_file_digest  # noqa: E402
-from operations.stack import exposed_containers  # noqa: E402
+from operations.migrate import done_record  # noqa: E402
 
 EXIT_OK, EXIT_ERROR, EXIT_DRIFT = 0, 1, 2
 
@@ -178,12 +176,11 @@ def _check_host(host: Any) -> HostReport:
 
 
 def gather(host: Any) -> tuple[Declared, HostFacts]:
-    """Read everything drift compares: one command per fact."""
+    """Read everything drift compares: one command per fact, one for all declared paths."""
     settings = preflight.settings_for_host()
     token = preflight.token_for_host(settings)
     owner = preflight.resolve_owner(settings)
-    declared = Declared(settings, owner.uid, owner.gid)
-    paths = [settings.project_dir, *declared.data_dir_paths]
+    declared = Declared(settings, owner.uid, owner.gid, token)
     stack = host.get_fact(
         ComposeStack,
         project_dir=settings.project_dir,
@@ -192,8 +189,22 @@ def gather(host: Any) -> tuple[Declared, HostFacts]:
     )
     exposed = exposed_containers(stack, declared.data_dir_paths[0], declared.line.persist_path)
     names = [*settings.legacy_volumes, *([settings.adopt_volume] if settings.adopt_volume else [])]
+    paths = host.get_fact(
+        DataDirs,
+        paths=[resource.path for resource in declared.paths],
+        digests=[r.path for r in declared.paths if isinstance(r, File) and r.content],
+    )
+    volumes = host.get_fact(LegacyVolumes, names=names)
+    data_dir = paths.get(declared.data_dir_paths[0])
+    migrated: frozenset[str] = frozenset()
+    if data_dir and data_dir["has_sqlite"] and any(v["has_chroma_data"] for v in volumes):
+        # Data on both sides is drift unless that volume was migrated here already.
+        records = host.get_fact(
+            SafetyState, project_dir=settings.project_dir, data_dir=settings.data_dir
+        )["records"]
+        migrated = frozenset(v["name"] for v in volumes if done_record(v["name"]) in records)
     facts = HostFacts(
-        data_dirs=host.get_fact(DataDirs, paths=paths),
+        data_dirs=paths,
         project_files=host.get_fact(ProjectFiles, project_dir=settings.project_dir),
         stack=stack,
         health=host.get_fact(
@@ -203,9 +214,8 @@ def gather(host: Any) -> tuple[Declared, HostFacts]:
             container=declared.chroma_container,
             token_file=declared.token_file,
         ),
-        legacy_volumes=host.get_fact(LegacyVolumes, names=names),
-        token_file=host.get_fact(SecretFile, path=declared.token_file) if token else None,
-        token_digest=token_file_digest(token) if token else None,
+        legacy_volumes=volumes,
+        migrated_volumes=migrated,
         layer_data=host.get_fact(ContainerLayerData, containers=exposed) if exposed else None,
     )
     return declared, facts

@@ -78,8 +78,12 @@ def server_environment(settings: Settings) -> tuple[tuple[str, str], ...]:
     return tuple(environment.items())
 
 
-def render_compose(settings: Settings, uid: int, gid: int) -> str:
-    """The compose file for these settings, the container running as uid:gid."""
+def render_compose(settings: Settings, uid: int, gid: int, token_digest: str | None = None) -> str:
+    """The compose file for these settings, the container running as uid:gid.
+
+    ``token_digest``: a digest of the proxy's token file (Declared.token_digest),
+    so that a new token recreates the containers that read it.
+    """
     line = version_line(settings.version)
     return (
         _environment()
@@ -109,6 +113,7 @@ def render_compose(settings: Settings, uid: int, gid: int) -> str:
             proxy_image=settings.proxy_image,
             proxy_published_port=proxy_published_port(settings.bind_address, settings.port),
             secrets_dir=settings.secrets_dir,
+            token_digest=token_digest or "",
             app_enabled=settings.app_enabled,
             app_name=settings.app_name,
             app_image=settings.app_image or "",

@@ -17,6 +17,8 @@ import pytest
 from pyinfra.api import FileUploadCommand, FunctionCommand, StringCommand
 from pyinfra.context import ctx_host
 
+from declaration import resources
+
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "operations"
 CASES = sorted(FIXTURES.glob("*/*.json"))
 
@@ -54,13 +56,27 @@ def describe(command: Any) -> str:
     return str(command)
 
 
+def operation_arguments(args: dict[str, Any]) -> dict[str, Any]:
+    """The fixture's arguments; declared resources are written as dicts with their ``kind``."""
+    if "resources" not in args:
+        return args
+    return {
+        **args,
+        "resources": tuple(
+            getattr(resources, item["kind"])(**{k: v for k, v in item.items() if k != "kind"})
+            for item in args["resources"]
+        ),
+    }
+
+
 def run_operation(case: Path) -> tuple[list[str], list[str], RecordedHost]:
     fixture = json.loads(case.read_text())
     module, name = case.parent.name.rsplit(".", 1)
     operation = getattr(importlib.import_module(f"operations.{module}"), name)
     host = RecordedHost(fixture["facts"])
     with ctx_host.use(host):
-        commands = [describe(c) for c in operation.__wrapped__(**fixture["args"])]
+        arguments = operation_arguments(fixture["args"])
+        commands = [describe(c) for c in operation.__wrapped__(**arguments)]
     return commands, host.noops, host
 
 

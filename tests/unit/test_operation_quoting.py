@@ -34,7 +34,7 @@ from typing import Any
 import pytest
 from pyinfra.api import FileUploadCommand, StringCommand
 from pyinfra.context import ctx_host
-from test_operation_fixtures import CASES, RecordedHost
+from test_operation_fixtures import CASES, RecordedHost, operation_arguments
 
 BASH = "/bin/bash"
 # Programs the operations' commands call; a command that calls another fails the test
@@ -95,7 +95,11 @@ def hostile_fixture(case: Path, kind: str, part: str) -> dict[str, Any]:
     fixture = json.loads(case.read_text())
     if kind == "paths":
         return substitute(fixture, hostile_paths(part))
+    for item in fixture["args"].get("resources", []):  # declared dirs and files
+        item["mode"] = f"{item['mode']}{part}"
     for key, value in fixture["args"].items():
+        if not isinstance(value, str):
+            continue
         bare_name = key == "data_dir" and not value.startswith("/")
         if key in NAME_ARGS or bare_name:
             fixture["args"][key] = f"{value}{part}"
@@ -107,7 +111,7 @@ def rendered_commands(case: Path, fixture: dict[str, Any]) -> list[Any]:
     operation = getattr(importlib.import_module(f"operations.{module}"), name)
     with ctx_host.use(RecordedHost(fixture["facts"])):
         try:
-            return list(operation.__wrapped__(**fixture["args"]))
+            return list(operation.__wrapped__(**operation_arguments(fixture["args"])))
         except ValueError:  # refused the value (a version that is not one): ran nothing
             return []
 

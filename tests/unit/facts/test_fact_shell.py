@@ -21,7 +21,6 @@ from facts.compose import ComposeStack, ContainerLayerData, ContainerMounts
 from facts.datadirs import DataDirs
 from facts.docker import DockerImage
 from facts.project import ProjectFiles, SafetyState
-from facts.secrets import SecretFile
 from facts.volumes import LegacyVolumes
 
 
@@ -40,7 +39,6 @@ def _cases(h: str) -> list[tuple[type, dict[str, Any]]]:
         (DataDirs, {"paths": [h, "/" + h]}),
         (ProjectFiles, {"project_dir": h, "compose_file": h}),
         (Accounts, {"owner": h, "group": h}),
-        (SecretFile, {"path": h}),
         (LegacyVolumes, {"names": [h, "*"]}),
         (ContainerLayerData, {"containers": [h, "-" + h]}),
         (SafetyState, {"project_dir": h, "data_dir": h}),
