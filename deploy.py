@@ -23,6 +23,7 @@ from declaration.resources import Declared  # noqa: E402
 from operations import (  # noqa: E402
     engine,
     host_failure,
+    host_state,
     image,
     lock,
     migrate,
@@ -35,11 +36,14 @@ from operations import (  # noqa: E402
 
 settings = preflight.settings_for_host()
 token = preflight.token_for_host(settings)
+# The host's whole state in one command; the checks and operations below read from it
+# for as long as nothing has changed (operations/host_state.py).
+host_state.prefetch(preflight.deploy_reads(settings, token))
 owner = preflight.resolve_owner(settings)
 preflight.require_docker(settings)
 preflight.require_free_port(settings)
-preflight.require_dirs(settings)
 declared = Declared(settings, owner.uid, owner.gid, token)
+preflight.require_dirs(declared)
 ship_id = image.control_image_id(settings.image_ref, settings.image_source)
 
 # One run at a time per project: taken now, before any operation, held while this run lives.

@@ -18,6 +18,7 @@ from declaration.gitignore import problems, repaired
 from declaration.resources import Directory, File
 from facts.datadirs import DataDirs
 from facts.project import ProjectFiles
+from operations import host_state
 from operations.host_failure import fail_host
 
 # Linux caps one argument at 128 KiB, and the rewrite travels inside the one `sh -c`
@@ -85,6 +86,20 @@ def _file_commands(resource: File, found: dict[str, Any] | None) -> Iterator[Any
     )
 
 
+def path_states_read(resources: tuple[Directory | File, ...]) -> tuple[type[DataDirs], dict]:
+    """The fact read that tells how every declared path is: one command for all of them.
+
+    Digests are read only for files whose content is declared (the token file).
+    """
+    digests = [r.path for r in resources if isinstance(r, File) and r.content is not None]
+    return DataDirs, {"paths": [r.path for r in resources], "digests": digests}
+
+
+def path_states(resources: tuple[Directory | File, ...]) -> dict[str, Any]:
+    fact, kwargs = path_states_read(resources)
+    return host_state.read(fact, **kwargs)
+
+
 @operation()
 def paths(resources: tuple[Directory | File, ...]):
     """Every declared dir and file with its owner, group, mode, ``.gitkeep`` and content.
@@ -98,8 +113,7 @@ def paths(resources: tuple[Directory | File, ...]):
     change. Something else at a declared path is never removed: the host fails
     with what to move aside.
     """
-    digests = [r.path for r in resources if isinstance(r, File) and r.content is not None]
-    found = host.get_fact(DataDirs, paths=[r.path for r in resources], digests=digests)
+    found = path_states(resources)
     commands: list[Any] = []
     for resource in resources:
         state = found[resource.path]
@@ -135,7 +149,7 @@ def gitignore(project_dir: str, lines: list[str], uid: int, gid: int):
     stay as they are. The file is rewritten through a temporary file with a unique
     name, so a full disk or a second run at the same time leaves it whole.
     """
-    files = host.get_fact(ProjectFiles, project_dir=project_dir)
+    files = host_state.read(ProjectFiles, project_dir=project_dir)
     current = files["gitignore"]
     path = f"{project_dir}/.gitignore"
     if not problems(current, lines):

@@ -16,6 +16,7 @@ from pyinfra.api import FileUploadCommand, operation
 
 from facts.compose import ComposeStack, ContainerLayerData
 from facts.project import ProjectFiles
+from operations import host_state
 from operations.compare import exposed_containers, hardening_problems, image_moved, stack_problems
 from operations.host_failure import fail_host
 from operations.host_tools import stage_command, upload_tools
@@ -50,7 +51,7 @@ def compose_file(project_dir: str, content: str, uid: int, gid: int):
     + content: the rendered file
     + uid, gid: numeric owner and group of the file
     """
-    files = host.get_fact(ProjectFiles, project_dir=project_dir)
+    files = host_state.read(ProjectFiles, project_dir=project_dir)
     wanted = hashlib.sha256(content.encode()).hexdigest()
     if files["compose"] and files["compose"]["sha256"] == wanted:
         host.noop(f"{project_dir}/{COMPOSE_FILE} is as rendered ({wanted[:12]})")
@@ -99,7 +100,7 @@ def stack_up(
     + data: ``{"path", "persist_path", "uid", "gid", "mode", "project_dir"}`` of the
       declared data dir, to rescue data a container keeps outside it
     """
-    stack = host.get_fact(
+    stack = host_state.read(
         ComposeStack, project_dir=project_dir, project_name=project_name, image=image, port=port
     )
     problems = stack_problems(stack, image)
@@ -141,7 +142,7 @@ def _rescue_layer_data(stack: dict, data: dict):
     exposed = exposed_containers(stack, data["path"], data["persist_path"])
     if not exposed:
         return
-    found = host.get_fact(ContainerLayerData, containers=exposed)
+    found = host_state.read(ContainerLayerData, containers=exposed)
     if not found:
         return
     if len(found) > 1 or any(len(paths) > 1 for paths in found.values()):

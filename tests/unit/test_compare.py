@@ -122,7 +122,7 @@ def test_tag_moved_and_named_volume(declared, converged):
     assert kinds(declared, converged) == ["image_tag_moved", "mount"]
 
 
-def test_legacy_volume_counts_only_while_the_data_dir_is_empty(declared, converged):
+def test_legacy_volume_of_another_project_is_not_this_hosts_drift(declared, converged):
     converged.stack["containers"][0]["config_hash"] = converged.stack["declared_hashes"]["chroma"]
     legacy = recorded("volumes.LegacyVolumes", "one_with_data")
     facts = HostFacts(**{**converged.__dict__, "legacy_volumes": legacy})
@@ -139,6 +139,20 @@ def test_legacy_volume_counts_only_while_the_data_dir_is_empty(declared, converg
         0, 0,
     )  # fmt: skip
     assert kinds(adopting, facts) == ["legacy_volume"]
+
+
+def test_this_projects_volume_with_data_beside_a_data_dir_with_data_is_drift(declared, converged):
+    """The deploy refuses to choose between the two: drift must not call that host ok."""
+    converged.stack["containers"][0]["config_hash"] = converged.stack["declared_hashes"]["chroma"]
+    legacy = recorded("volumes.LegacyVolumes", "one_with_data")
+    legacy[0]["compose_project"] = "fx"  # this compose project's own volume
+    facts = HostFacts(**{**converged.__dict__, "legacy_volumes": legacy})
+    assert facts.data_dirs[f"{ROOT}/chroma_data"]["has_sqlite"]
+    (item,) = compare(declared, facts)
+    assert item.kind == "legacy_volume" and "the deploy refuses to choose" in item.actual
+    # Once migrated here (its migrated-<volume>.json record), the copy is the data dir.
+    migrated = HostFacts(**{**facts.__dict__, "migrated_volumes": frozenset({legacy[0]["name"]})})
+    assert kinds(declared, migrated) == []
 
 
 def test_data_in_a_containers_own_layer_is_its_own_kind(declared, converged):
