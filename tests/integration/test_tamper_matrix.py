@@ -19,6 +19,7 @@ import json
 import os
 import re
 import subprocess
+import sys
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -26,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import PYINFRA, ROOT, base_data, compose_down, run_deploy, run_drift, sh
+from conftest import PYINFRA, ROOT, base_data, compose_down, run_deploy, sh
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -43,28 +44,36 @@ class Stack:
     data: dict[str, Any]
     env: dict[str, str]
     log: list[dict[str, Any]] = field(default_factory=list)
+    clean: bool = False  # drift and the dry run both found nothing after the last row
 
     def path(self, relative: str) -> Path:
         return self.project_dir / relative
 
-    def drift(self) -> tuple[int, list[str]]:
-        run = run_drift(self.data, "--json", env=self.env)
-        assert run.returncode in (0, 2), run.output
-        items = json.loads(run.stdout)["hosts"]["@local"]["items"]
-        return run.returncode, [f"{item['kind']} {item['resource']}" for item in items]
-
-    def planned(self) -> tuple[int, list[str]]:
-        """What `pyinfra --dry` would change: (exit code, names of operations with a change)."""
-        args = [PYINFRA, "--dry", "--json", "@local", "deploy.py"]
+    def _start(self, *command: str) -> subprocess.Popen[str]:
+        args = list(command)
         for key, value in self.data.items():
             args += ["--data", f"{key}={value}"]
-        done = subprocess.run(
-            args, cwd=ROOT, capture_output=True, text=True, env=self.env, timeout=600
+        return subprocess.Popen(
+            args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=self.env
         )
-        if done.returncode != 0:
-            return done.returncode, [line for line in done.stderr.splitlines() if line.strip()][-2:]
-        plan = json.loads(done.stdout)["plan"]
-        return 0, [op["name"] for op in plan if op["hosts_with_change"]]
+
+    def check(self) -> tuple[tuple[int, list[str]], tuple[int, list[str]]]:
+        """drift.py's verdict and `pyinfra --dry`'s plan, read side by side (both only read).
+
+        ``(drift exit, drift items), (dry-run exit, operations that would change)``.
+        """
+        drift = self._start(sys.executable, "drift.py", "@local", "--json")
+        dry = self._start(PYINFRA, "--dry", "--json", "@local", "deploy.py")
+        drift_out, drift_err = drift.communicate(timeout=600)
+        dry_out, dry_err = dry.communicate(timeout=600)
+        assert drift.returncode in (0, 2), drift_out + drift_err
+        items = json.loads(drift_out)["hosts"]["@local"]["items"]
+        verdict = (drift.returncode, [f"{item['kind']} {item['resource']}" for item in items])
+        if dry.returncode != 0:
+            lines = [line for line in dry_err.splitlines() if line.strip()]
+            return verdict, (dry.returncode, lines[-2:])
+        plan = json.loads(dry_out)["plan"]
+        return verdict, (0, [op["name"] for op in plan if op["hosts_with_change"]])
 
     def deploy(self) -> None:
         run = run_deploy(self.data, env=self.env)
@@ -95,15 +104,27 @@ def _stack(tmp: Path, version: str, proxy: bool) -> Iterator[Stack]:
     sh(f"docker volume rm -f {name}_chroma_data", check=False)
 
 
+def _report(stack: Stack) -> None:
+    """With TAMPER_MATRIX_REPORT=<file>, the rows as they ran (for the closing note)."""
+    target = os.environ.get("TAMPER_MATRIX_REPORT")
+    if target:
+        with open(target, "a") as report:
+            report.writelines(json.dumps(entry) + "\n" for entry in stack.log)
+
+
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    yield from _stack(tmp_path_factory.mktemp("tamper"), "1.5.9", proxy=True)
+    for made in _stack(tmp_path_factory.mktemp("tamper"), "1.5.9", proxy=True):
+        yield made
+        _report(made)
     sh(f"docker image rm {IMAGE_REPO}:1.5.9 {IMAGE_REPO}:moved", check=False)
 
 
 @pytest.fixture(scope="module")
 def stack_0x(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    yield from _stack(tmp_path_factory.mktemp("tamper0x"), "0.6.3", proxy=False)
+    for made in _stack(tmp_path_factory.mktemp("tamper0x"), "0.6.3", proxy=False):
+        yield made
+        _report(made)
     sh(f"docker image rm {IMAGE_REPO}:0.6.3", check=False)
 
 
@@ -126,8 +147,8 @@ def _gitignore_out_of_order(stack: Stack) -> None:
 def _edit_compose_name(stack: Stack) -> None:
     path = stack.path("docker-compose.yml")
     text = path.read_text()
-    assert f"name: {stack.name}" in text
-    path.write_text(text.replace(f"name: {stack.name}", f"name: {stack.name}x", 1))
+    assert f'\nname: "{stack.name}"\n' in text
+    path.write_text(text.replace(f'\nname: "{stack.name}"\n', f'\nname: "{stack.name}x"\n', 1))
 
 
 def _token_file(stack: Stack) -> Path:
@@ -200,19 +221,18 @@ ROWS = (
 
 
 def _assert_clean(stack: Stack, when: str) -> None:
-    drift, items = stack.drift()
-    plan_rc, planned = stack.planned()
+    (drift, items), (plan_rc, planned) = stack.check()
     assert (drift, plan_rc, planned) == (0, 0, []), f"{when}: drift {items}, plan {planned}"
+    stack.clean = True
 
 
 def _run_row(stack: Stack, row: Row) -> None:
-    drift, _ = stack.drift()
-    if drift != 0:  # an earlier row failed and left its tamper: repair, then start clean
+    if not stack.clean:  # the first row, or an earlier row failed: repair, then start clean
         stack.deploy()
-    _assert_clean(stack, f"before {row.name!r}")
+        _assert_clean(stack, f"before {row.name!r}")
+    stack.clean = False
     row.tamper(stack)
-    drift, items = stack.drift()
-    plan_rc, planned = stack.planned()
+    (drift, items), (plan_rc, planned) = stack.check()
     entry = {"row": row.name, "drift_exit": drift, "drift_items": items,
              "plan_exit": plan_rc, "planned": planned}  # fmt: skip
     stack.log.append(entry)
