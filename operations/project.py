@@ -70,7 +70,7 @@ def directories(
     for path in paths:
         if found[path] is not None and found[path]["type"] != "directory":
             yield fail_host(
-                f"{path} is a {found[path]['type']}, not a directory: move it "
+                f"{path} is a {found[path]['type']}, not a directory; move it "
                 "aside (chroma-deploy never deletes anything there), then run again"
             )
             return
@@ -132,7 +132,7 @@ def gitignore(project_dir: str, lines: list[str], uid: int, gid: int):
     command = shlex.join(["sh", "-c", _REWRITE, "sh", path, content, owner, mode])
     if len(shlex.quote(shlex.quote(command)).encode()) > ARGUMENT_MAX_BYTES:
         yield fail_host(
-            f"{path} is too big for chroma-deploy to rewrite in one command: put our lines "
+            f"{path} is too big for chroma-deploy to rewrite in one command; put our lines "
             "in it by hand, in this order: " + " ".join(lines)
         )
         return
