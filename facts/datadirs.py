@@ -61,7 +61,8 @@ class DataDirs(FactBase[dict[str, Any]]):
                 f"echo @@{index}; if test -e {quoted} || test -L {quoted}; then "
                 f"stat -c '{STAT_FORMAT}' -- {quoted}; "
                 f"test -f {quoted}/chroma.sqlite3 && echo sqlite; "
-                f"echo size=$(du -sb -- {quoted} 2>/dev/null | cut -f1); "
+                # The first line only: du prints a name that holds a newline on two.
+                f"echo size=$(du -sb -- {quoted} 2>/dev/null | head -n 1 | cut -f1); "
                 f"test -f {quoted}/.gitkeep"
                 f" && echo gitkeep=$(stat -c '%u|%g|%a|%s' -- {quoted}/.gitkeep); "
                 "fi"

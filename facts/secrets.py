@@ -25,7 +25,9 @@ class SecretFile(FactBase[dict[str, Any] | None]):
         quoted = q(path)
         return (
             f"test -f {quoted} || exit 0; stat -c '%u %g %a' -- {quoted}; "
-            f"sha256sum -- {quoted} | cut -d' ' -f1"
+            # From stdin: sha256sum escapes a file name holding a newline or a backslash
+            # and marks the digest line with a leading backslash.
+            f"sha256sum < {quoted} | cut -d' ' -f1"
         )
 
     def process(self, output: list[str]) -> dict[str, Any] | None:
