@@ -6,7 +6,7 @@ from typing import Any
 
 from pyinfra.api import FactBase
 
-from facts._shell import parse_error, q, sections, to_int
+from facts._shell import parse_error, sections, shell_word, to_int
 
 STAT_FORMAT = "%F|%u|%g|%U|%G|%a"
 
@@ -56,7 +56,7 @@ class DataDirs(FactBase[dict[str, Any]]):
         self.paths = (paths,) if isinstance(paths, str) else tuple(paths)
         parts = []
         for index, path in enumerate(self.paths):
-            quoted = q(path)
+            quoted = shell_word(path)
             parts.append(
                 f"echo @@{index}; if test -e {quoted} || test -L {quoted}; then "
                 f"stat -c '{STAT_FORMAT}' -- {quoted}; "

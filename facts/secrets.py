@@ -6,7 +6,7 @@ from typing import Any
 
 from pyinfra.api import FactBase
 
-from facts._shell import parse_error, q, to_int
+from facts._shell import parse_error, shell_word, to_int
 
 
 class SecretFile(FactBase[dict[str, Any] | None]):
@@ -22,7 +22,7 @@ class SecretFile(FactBase[dict[str, Any] | None]):
         return None
 
     def command(self, path: str) -> str:
-        quoted = q(path)
+        quoted = shell_word(path)
         return (
             f"test -f {quoted} || exit 0; stat -c '%u %g %a' -- {quoted}; "
             # From stdin: sha256sum escapes a file name holding a newline or a backslash

@@ -16,13 +16,6 @@ from declaration.resources import Declared
 from facts.compose import mounts_report
 from operations.stack import COMPOSE_FILE, config_differs, hardening_problems, image_moved
 
-KINDS = (
-    "missing", "owner", "group", "mode", "gitignore", "compose_file", "compose_invalid",
-    "container_missing", "container_state", "container_health", "container_config",
-    "image", "image_tag_moved", "mount", "port", "heartbeat", "legacy_volume", "secret",
-    "data_outside_mount", "hardening",
-)  # fmt: skip
-
 
 @dataclass(frozen=True)
 class DriftItem:
