@@ -6,7 +6,7 @@ from typing import Any
 
 from pyinfra.api import FactBase
 
-from facts._shell import parse_error, q, sections, to_int
+from facts._shell import parse_error, sections, shell_word, to_int
 
 STAT_FORMAT = "%F|%u|%g|%U|%G|%a"
 
@@ -58,9 +58,10 @@ class DataDirs(FactBase[dict[str, Any]]):
         self.paths = (paths,) if isinstance(paths, str) else tuple(paths)
         parts = []
         for index, path in enumerate(self.paths):
-            quoted = q(path)
+            quoted = shell_word(path)
             digest = (
-                f"test -f {quoted} && echo sha256=$(sha256sum -- {quoted} | cut -d' ' -f1); "
+                # Read from stdin: sha256sum escapes a name that holds a newline.
+                f"test -f {quoted} && echo sha256=$(sha256sum < {quoted} | cut -d' ' -f1); "
                 if path in digests
                 else ""
             )
@@ -68,7 +69,8 @@ class DataDirs(FactBase[dict[str, Any]]):
                 f"echo @@{index}; if test -e {quoted} || test -L {quoted}; then "
                 f"stat -c '{STAT_FORMAT}' -- {quoted}; "
                 f"test -f {quoted}/chroma.sqlite3 && echo sqlite; "
-                f"echo size=$(du -sb -- {quoted} 2>/dev/null | cut -f1); "
+                # The first line only: du prints a name that holds a newline on two.
+                f"echo size=$(du -sb -- {quoted} 2>/dev/null | head -n 1 | cut -f1); "
                 f"test -f {quoted}/.gitkeep"
                 f" && echo gitkeep=$(stat -c '%u|%g|%a|%s' -- {quoted}/.gitkeep); "
                 f"{digest}fi"

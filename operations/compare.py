@@ -16,13 +16,6 @@ from declaration.gitignore import problems as gitignore_problems
 from declaration.resources import ComposeFile, Declared, Directory, File, GitignoreBlock, Stack
 from facts.compose import mounts_report
 
-KINDS = (
-    "missing", "owner", "group", "mode", "gitignore", "compose_file", "compose_invalid",
-    "container_missing", "container_state", "container_health", "container_config",
-    "image", "image_tag_moved", "mount", "port", "heartbeat", "legacy_volume", "secret",
-    "data_outside_mount", "hardening",
-)  # fmt: skip
-
 
 @dataclass(frozen=True)
 class DriftItem:

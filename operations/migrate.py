@@ -170,7 +170,7 @@ def data_safety_guard(
     if failed and not accept_failed:
         yield fail_host(
             f"chroma_accept_failed_verification: {len(failed)} verification(s) failed on this "
-            f"host ({', '.join(failed)} in {project_dir}/{STATE_DIR}): restore the backup or the "
+            f"host ({', '.join(failed)} in {project_dir}/{STATE_DIR}); restore the backup or the "
             "copy it names, or set chroma_accept_failed_verification=true to go on as it is"
         )
         return
@@ -178,7 +178,7 @@ def data_safety_guard(
     if (unfinished or state["aside"]) and not state["data_has_sqlite"] and not allow_empty:
         yield fail_host(
             f"chroma_allow_empty_data_dir: {project_dir}/{data_dir} holds no Chroma data while "
-            f"{', '.join(state['aside']) or 'an unfinished restore'} exists beside it: put the "
+            f"{', '.join(state['aside']) or 'an unfinished restore'} exists beside it; put the "
             "data back (restore.py, or move that copy into place), or set "
             "chroma_allow_empty_data_dir=true to start an empty server"
         )

@@ -121,7 +121,7 @@ def paths(resources: tuple[Directory | File, ...]):
         # stat says "regular empty file" for an empty one.
         if state is not None and state["type"].replace(" empty", "") != wanted:
             yield fail_host(
-                f"{resource.path} is a {state['type']}, not a {wanted}: move it aside "
+                f"{resource.path} is a {state['type']}, not a {wanted}; move it aside "
                 "(chroma-deploy never deletes anything there), then run again"
             )
             return
@@ -167,7 +167,7 @@ def gitignore(project_dir: str, lines: list[str], uid: int, gid: int):
     command = shlex.join(["sh", "-c", _REWRITE, "sh", path, content, owner, mode])
     if len(shlex.quote(shlex.quote(command)).encode()) > ARGUMENT_MAX_BYTES:
         yield fail_host(
-            f"{path} is too big for chroma-deploy to rewrite in one command: put our lines "
+            f"{path} is too big for chroma-deploy to rewrite in one command; put our lines "
             "in it by hand, in this order: " + " ".join(lines)
         )
         return

@@ -148,9 +148,9 @@ def _rescue_layer_data(stack: dict, data: dict):
     if len(found) > 1 or any(len(paths) > 1 for paths in found.values()):
         listed = "; ".join(f"{name}: {', '.join(paths)}" for name, paths in found.items())
         yield fail_host(
-            f"several Chroma databases live in containers' own layers ({listed}): chroma-deploy "
-            "will not guess which to keep; copy the one you want into the data dir by hand "
-            "(docker cp), then deploy again"
+            f"chroma_data_dir: several Chroma databases live in containers' own layers ({listed}) "
+            "and chroma-deploy will not guess which to keep; copy the one you want into the data "
+            "dir by hand (docker cp), then deploy again"
         )
         return
     container, paths = next(iter(found.items()))

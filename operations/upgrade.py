@@ -58,8 +58,8 @@ def version_change(
         return
     if Version(version) < Version(old):
         yield fail_host(
-            f"chroma_version={version} is older than the {old} deployed: Chroma "
-            "migrates its data forward only. Keep chroma_version=" + old + ", or restore an "
+            f"chroma_version: {version} is older than the {old} deployed, and Chroma "
+            "migrates its data forward only; keep chroma_version=" + old + ", or restore an "
             f"archive taken with {version} (restore.py, from {backup_dir}): it brings back the "
             "version it was taken with"
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import copy
 import json
 from pathlib import Path
@@ -10,6 +11,7 @@ import pytest
 
 from declaration.resources import Declared
 from declaration.settings import load_settings
+from operations import compare as compare_module
 from operations.compare import HostFacts, compare
 
 FACTS = Path(__file__).resolve().parent.parent / "fixtures" / "facts"
@@ -195,3 +197,21 @@ def test_gitignore_lines_elsewhere_but_in_order_are_no_drift(declared, converged
     lines.remove(declared.gitignore_lines[0])
     lines.append(declared.gitignore_lines[0])  # the header moved: order of no consequence
     assert _gitignore_items(declared, converged) == []
+
+
+def test_the_kinds_compare_reports_are_the_published_schemas():
+    """Read from the source: every DriftItem kind is in schemas/drift.schema.json, and back.
+
+    The schema is the one list users (and drift's Prometheus metrics) see; a kind
+    added here but not there, or left there after it went, fails.
+    """
+    source = Path(compare_module.__file__).read_text()
+    reported = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "DriftItem":
+            kind = node.args[0]
+            assert isinstance(kind, ast.Constant), f"line {node.lineno}: a kind is a literal"
+            reported.add(kind.value)
+    schema = Path(__file__).resolve().parents[2] / "schemas" / "drift.schema.json"
+    published = json.loads(schema.read_text())["$defs"]["item"]["properties"]["kind"]["enum"]
+    assert reported == set(published)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -70,21 +71,53 @@ def _all_facts() -> set[str]:
     return names
 
 
+# What "absent" means for each fact, and the recorded cases that say it. The
+# predicate must hold for exactly those cases: every other case of the fact
+# (a present one) violates it, so a fact that read a present host as absent, or
+# an absent one as present, fails here.
+ABSENT: dict[str, tuple[Callable[[Any], bool], set[str]]] = {
+    "accounts.Accounts": (lambda f: f["owner"] is None, {"no_such_owner"}),
+    "accounts.UsedIds": (lambda f: f is None, {"no_getent"}),
+    "chroma.ChromaHealth": (lambda f: f["reachable"] is False, {"down", "no_curl_down"}),
+    "chroma.ChromaInventory": (
+        lambda f: f["live"] is None and f["manifest"] is None,
+        {"tool_not_uploaded"},
+    ),
+    "compose.ComposeStack": (
+        lambda f: f["containers"] == [],
+        {"daemon_down", "docker_absent", "no_file_no_containers"},
+    ),
+    "compose.ContainerLayerData": (lambda f: f == {}, {"no_such_container"}),
+    "compose.ContainerMounts": (
+        lambda f: f is None,
+        {"docker_absent", "no_container", "other_service"},
+    ),
+    "compose.PortHolder": (lambda f: f["listener"] is None, {"free"}),
+    "datadirs.DataDirs": (
+        lambda f: all(v is None for v in f.values()),
+        {"all_missing", "no_paths"},
+    ),
+    # The engine, not the CLI: a docker command alone is no Docker Engine.
+    "docker.DockerEngine": (lambda f: f["dockerd"] is None, {"absent", "cli_only"}),
+    "docker.DockerImage": (lambda f: f is None, {"absent", "daemon_down", "docker_absent"}),
+    "project.ProjectFiles": (lambda f: f["dir"] is None, {"absent"}),
+    "project.SafetyState": (lambda f: f["records"] == [] and f["aside"] == [], {"no_project_dir"}),
+    # A Batch is absent where a part could not be read (it is then read alone).
+    "batch.Batch": (
+        lambda f: f == [] or {"read": False, "value": None} in f,
+        {"no_parts", "a_part_that_fails_is_read_again_alone"},
+    ),
+    "volumes.LegacyVolumes": (lambda f: f == [], {"docker_absent", "no_names", "none"}),
+}
+
+
 def test_every_fact_has_a_present_and_an_absent_case():
-    assert {case.parent.name for case in CASES} == _all_facts()
-    for name in _all_facts():
-        values = [json.loads(c.read_text()) for c in CASES if c.parent.name == name]
-        results = [v["fact"] for v in values if "raises" not in v]
-        assert len(results) >= 2, name
-        # "absent" is a value: at least one case is None, empty, or says so.
-        assert any(_says_absent(r) for r in results), name
-
-
-def _says_absent(result: Any) -> bool:
-    if result in (None, [], {}):
-        return True
-    if isinstance(result, list):  # a Batch: a part it could not read
-        return {"read": False, "value": None} in result
-    return (result.get("docker") is False or result.get("cli") is False
-            or result.get("dir") is None or result.get("reachable") is False
-            or None in result.values())  # fmt: skip
+    assert {case.parent.name for case in CASES} == _all_facts() == set(ABSENT)
+    for name, (is_absent, absent_cases) in ABSENT.items():
+        values = {
+            c.stem: json.loads(c.read_text())["fact"]
+            for c in CASES
+            if c.parent.name == name and "raises" not in json.loads(c.read_text())
+        }
+        assert {stem for stem, value in values.items() if is_absent(value)} == absent_cases, name
+        assert set(values) - absent_cases, f"{name}: no present case"

@@ -11,6 +11,7 @@ import typing
 from pathlib import Path
 
 import pytest
+from pyinfra.api.util import get_kwargs_str
 from pyinfra.context import ctx_host
 from test_operation_fixtures import RecordedHost, describe
 
@@ -82,7 +83,9 @@ def test_drift_reports_every_declared_path_missing(declared: Declared) -> None:
 
 @pytest.mark.parametrize("declared", DECLARATIONS.values(), ids=DECLARATIONS.keys())
 def test_the_deploy_creates_every_declared_path(declared: Declared) -> None:
-    facts = {"datadirs.DataDirs": {resource.path: None for resource in declared.paths}}
+    fact, kwargs = project.path_states_read(declared.paths)
+    nothing = {resource.path: None for resource in declared.paths}
+    facts = {"datadirs.DataDirs": {get_kwargs_str(kwargs): nothing}}
     with ctx_host.use(RecordedHost(facts)):
         commands = "\n".join(describe(c) for c in project.paths.__wrapped__(declared.paths))
     for resource in declared.paths:
