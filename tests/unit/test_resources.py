@@ -83,7 +83,7 @@ def test_drift_reports_every_declared_path_missing(declared: Declared) -> None:
 
 @pytest.mark.parametrize("declared", DECLARATIONS.values(), ids=DECLARATIONS.keys())
 def test_the_deploy_creates_every_declared_path(declared: Declared) -> None:
-    fact, kwargs = project.path_states_read(declared.paths)
+    _, kwargs = project.path_states_read(declared.paths)
     nothing = {resource.path: None for resource in declared.paths}
     facts = {"datadirs.DataDirs": {get_kwargs_str(kwargs): nothing}}
     with ctx_host.use(RecordedHost(facts)):
