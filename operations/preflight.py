@@ -37,10 +37,15 @@ class Owner:
     create: bool = False
 
 
-def settings_for_host() -> Settings:
-    """This host's validated settings, or a one-line error naming host and key."""
+def settings_for_host(overrides: dict[str, Any] | None = None) -> Settings:
+    """This host's validated settings, or a one-line error naming host and key.
+
+    ``overrides``: data keys a deploy file gives its deploy (deploys/chroma.py),
+    over the host's own.
+    """
+    data = {**host.data.dict(), **overrides} if overrides else host.data
     try:
-        return load_settings(host.data)
+        return load_settings(data)
     except SettingsError as error:
         raise refusal(host.name, str(error)) from None
 
