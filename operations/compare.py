@@ -127,9 +127,10 @@ def _container_items(
     items = []
     if container["state"] != "running":
         items.append(DriftItem("container_state", name, "running", container["state"]))
-    elif container["health"] != "healthy":
-        health = container["health"] or "no healthcheck"
-        items.append(DriftItem("container_health", name, "healthy", health))
+    elif container["health"] not in ("healthy", None):
+        # No healthcheck (an application image without one): running is all there is to
+        # ask, as the deploy does (stack_problems). Chroma and the proxy always have one.
+        items.append(DriftItem("container_health", name, "healthy", container["health"]))
     if not declared_hash:
         return items
     if config_differs(container, declared_hash, would_recreate):

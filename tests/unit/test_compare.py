@@ -215,3 +215,13 @@ def test_the_kinds_compare_reports_are_the_published_schemas():
     schema = Path(__file__).resolve().parents[2] / "schemas" / "drift.schema.json"
     published = json.loads(schema.read_text())["$defs"]["item"]["properties"]["kind"]["enum"]
     assert reported == set(published)
+
+
+def test_a_running_container_without_a_healthcheck_is_no_drift(declared, converged):
+    """As the deploy sees it: an application image without HEALTHCHECK is running, no more."""
+    container = converged.stack["containers"][0]
+    container["config_hash"] = converged.stack["declared_hashes"]["chroma"]
+    container["health"] = None
+    assert kinds(declared, converged) == []
+    container["health"] = "unhealthy"
+    assert kinds(declared, converged) == ["container_health"]
