@@ -1,12 +1,19 @@
-"""Every data key chroma-deploy reads: its default, what it means, what is allowed.
+"""Every data key chroma-deploy reads, declared once: its type, default, meaning and check.
 
-This module is the single place where configuration is defined and checked.
-``deploy.py``, ``drift.py`` and the tests all go through :func:`load_settings`,
-and the table of keys in docs/configuration.md is checked against :data:`SETTINGS` by a test,
-so the three can never disagree.
+:class:`Settings` is a pydantic model. Each field is one data key (the key is ``chroma_``
+plus the field's name) with its type, its check, its default and its description in one
+declaration. ``deploy.py``, ``drift.py`` and the tests all go through :func:`load_settings`;
+the table of keys in docs/configuration.md (``declaration/settings_table.py``) and
+schemas/data-keys.schema.json (``declaration/settings_schema.py``) are generated from the
+model and tests compare both, so none of them can disagree.
 
-A wrong value stops the run before any host changes, with one line that
-names the key, the value and what is allowed (:class:`SettingsError`).
+Why pydantic: pyinfra already depends on it (nothing new to install), it gives typed,
+immutable settings, and the JSON Schema comes from the same declaration.
+
+A wrong value stops the run before any host changes, with one line that names the key, the
+value and what is allowed (:class:`SettingsError`); pydantic's own multi-line report never
+reaches the user. Each check reads values the way pyinfra's ``--data`` writes them
+(``0750`` arrives as the int 750, ``true`` as a string).
 """
 
 from __future__ import annotations
@@ -16,12 +23,16 @@ import ipaddress
 import json
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any, Literal, get_args
+
+from packaging.version import InvalidVersion, Version
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic.json_schema import JsonDict
 
 from declaration.versions import version_line
 
 PREFIX = "chroma_"
+OLDEST_VERSION = Version("0.4.0")
 
 # Dirs that must never become a project dir: the tool sets their owner and mode.
 SYSTEM_DIRS = frozenset(
@@ -32,41 +43,39 @@ SYSTEM_DIRS = frozenset(
     }
 )  # fmt: skip
 
-IMAGE_SOURCES = ("pull", "build", "auto", "ship")
-RESTART_POLICIES = ("no", "always", "on-failure", "unless-stopped")
+ImageSource = Literal["pull", "build", "auto", "ship"]
+RestartPolicy = Literal["no", "always", "on-failure", "unless-stopped"]
 
-_VERSION = re.compile(r"^\d+\.\d+\.\d+$")
-_COMPOSE_PROJECT = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
-_ACCOUNT = re.compile(r"^(?:[0-9]+|[a-z_][a-z0-9_.-]*\$?)$")
-_PLAIN_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
-_MODE = re.compile(r"^0?[0-7]{3}$")
+_VERSION = re.compile(r"[0-9]+\.[0-9]+\.[0-9]+")
+_COMPOSE_PROJECT = re.compile(r"[a-z0-9][a-z0-9_-]*")
+_ACCOUNT = re.compile(r"(?:[0-9]+|[a-z_][a-z0-9_.-]*\$?)")
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
+_MODE = re.compile(r"0?[0-7]{3}")
 # Characters a path may hold: none that a shell reads as more than a word (quotes,
 # $, backtick, ; & | < > \, globs, control characters). Commands quote every value
 # anyway; this refuses, before any host changes, values nobody means as a path.
 _SAFE_PATH = re.compile(r"[A-Za-z0-9 /._+,@:=-]+")
 SAFE_PATH_CHARS = "letters, digits, spaces and / . _ - + , @ : ="
 _IMAGE_REPO = re.compile(
-    r"^[a-z0-9]+(?:[._/-][a-z0-9]+)*(?::[0-9]+)?(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*$"
+    r"[a-z0-9]+(?:[._/-][a-z0-9]+)*(?::[0-9]+)?(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*"
 )
 # A repository as above, then a tag, a digest or both (Docker's reference grammar).
 _IMAGE_REF = re.compile(
-    _IMAGE_REPO.pattern.strip("^$") + r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?"
-    r"(?:@sha256:[0-9a-f]{64})?"
+    _IMAGE_REPO.pattern + r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[0-9a-f]{64})?"
 )
-
-
-_ORIGIN = re.compile(r"^https?://[A-Za-z0-9.-]+(?::[0-9]{1,5})?$")
-_OTEL_URL = re.compile(r"^https?://[A-Za-z0-9.-]+(?::[0-9]{1,5})?(?:/[A-Za-z0-9._/-]*)?$")
-_MEMORY = re.compile(r"^[0-9]+[bkmg]?$")
-_LOG_SIZE = re.compile(r"^[1-9][0-9]*[kmg]$")
-_ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
+_ORIGIN = re.compile(r"https?://[A-Za-z0-9.-]+(?::[0-9]{1,5})?")
+_OTEL_URL = re.compile(r"https?://[A-Za-z0-9.-]+(?::[0-9]{1,5})?(?:/[A-Za-z0-9._/-]*)?")
+_MEMORY = re.compile(r"[0-9]+[bkmg]?")
+_LOG_SIZE = re.compile(r"[1-9][0-9]*[kmg]")
+_ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]*")
 
 
 class SettingsError(ValueError):
     """A data key has a value that is not allowed. The message is one line."""
 
 
-# --- value checks: each returns the clean value or raises ValueError(what is allowed)
+# --- value checks: each returns the clean value or raises ValueError(what is allowed).
+# Every pattern above is used with fullmatch, so a trailing newline never passes.
 
 
 def _safe_characters(value: str) -> None:
@@ -87,6 +96,13 @@ def _absolute_project_dir(value: Any) -> str:
     return normalised
 
 
+def _absolute_path(value: Any) -> str:
+    if not isinstance(value, str) or not value.startswith("/") or ".." in value.split("/"):
+        raise ValueError("an absolute path without '..'")
+    _safe_characters(value)
+    return value
+
+
 def _compose_project(value: Any) -> str:
     if not isinstance(value, str) or not _COMPOSE_PROJECT.fullmatch(value):
         raise ValueError("lowercase letters, digits, '-' and '_', starting with a letter or digit")
@@ -96,18 +112,30 @@ def _compose_project(value: Any) -> str:
 def _version(value: Any) -> str:
     if not isinstance(value, str) or not _VERSION.fullmatch(value):
         raise ValueError("a pinned release such as 1.5.9 or 0.6.3 (never 'latest')")
-    major, minor, _ = (int(part) for part in value.split("."))
-    if (major, minor) < (0, 4):
-        raise ValueError("0.4.0 or newer (older servers use another storage layout)")
+    if Version(value) < OLDEST_VERSION:
+        raise ValueError(f"{OLDEST_VERSION} or newer (older servers use another storage layout)")
+    return value
+
+
+def _whole_number(value: Any, low: int, high: int, allowed: str) -> int:
+    """A number as pyinfra's --data may give it (an int or digits), from low to high."""
+    if isinstance(value, str) and value.isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ValueError(allowed)
     return value
 
 
 def _port(value: Any) -> int:
-    if isinstance(value, str) and value.isdigit():
-        value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
-        raise ValueError("a whole number from 1 to 65535")
-    return value
+    return _whole_number(value, 1, 65535, "a whole number from 1 to 65535")
+
+
+def _seconds(value: Any) -> int:
+    return _whole_number(value, 10, 3600, "a whole number of seconds from 10 to 3600")
+
+
+def _keep(value: Any) -> int:
+    return _whole_number(value, 0, 10000, "a whole number of backups from 0 (keep all) to 10000")
 
 
 def _ip_address(value: Any) -> str:
@@ -153,7 +181,10 @@ def _bool(value: Any) -> bool:
     raise ValueError("true or false")
 
 
-def _one_of(*allowed: str) -> Callable[[Any], str]:
+def _one_of(choices: Any) -> Callable[[Any], str]:
+    """The check of a Literal type: one of its values."""
+    allowed: tuple[str, ...] = get_args(choices)
+
     def check(value: Any) -> str:
         if value not in allowed:
             raise ValueError("one of " + ", ".join(allowed))
@@ -162,27 +193,28 @@ def _one_of(*allowed: str) -> Callable[[Any], str]:
     return check
 
 
+def _or_unset(check: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """The check of an optional key: None or "" means unset, anything else must pass."""
+
+    def check_unless_unset(value: Any) -> Any:
+        return None if value in (None, "") else check(value)
+
+    return check_unless_unset
+
+
 def _image_repository(value: Any) -> str:
     if not isinstance(value, str) or not _IMAGE_REPO.fullmatch(value):
         raise ValueError("an image name without tag, such as chromadb/chroma")
     return value
 
 
-def _optional_image(value: Any) -> str | None:
+def _image_reference(value: Any) -> str:
     if value in (None, ""):
-        return None
+        raise ValueError("an image reference with a pinned tag")
     if not isinstance(value, str) or not _IMAGE_REF.fullmatch(value):
         raise ValueError("an image reference such as registry.example/app:1.2")
     if value.endswith(":latest") or ":" not in value.rsplit("/", 1)[-1]:
         raise ValueError("an image reference with a pinned tag (never 'latest')")
-    return value
-
-
-def _seconds(value: Any) -> int:
-    if isinstance(value, str) and value.isdigit():
-        value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int) or not 10 <= value <= 3600:
-        raise ValueError("a whole number of seconds from 10 to 3600")
     return value
 
 
@@ -194,6 +226,12 @@ def _volume_names(value: Any) -> tuple[str, ...]:
     ):
         raise ValueError("a list of volume names such as ['chroma_data']")
     return tuple(value)
+
+
+def _volume_name(value: Any) -> str:
+    if not isinstance(value, str) or not _PLAIN_NAME.fullmatch(value):
+        raise ValueError("the full name of one volume, as `docker volume ls` shows it")
+    return value
 
 
 def _lock_timeout(value: Any) -> int:
@@ -220,9 +258,7 @@ def _origins(value: Any) -> tuple[str, ...]:
     return tuple(value)
 
 
-def _optional_positive_int(value: Any) -> int | None:
-    if value in (None, ""):
-        return None
+def _positive_bytes(value: Any) -> int:
     try:
         number = int(str(value))
     except ValueError:
@@ -232,30 +268,20 @@ def _optional_positive_int(value: Any) -> int | None:
     return number
 
 
-def _optional_url(value: Any) -> str | None:
-    if value in (None, ""):
-        return None
+def _otel_url(value: Any) -> str:
     if not isinstance(value, str) or not _OTEL_URL.fullmatch(value):
         raise ValueError("an http(s) URL of an OpenTelemetry collector, e.g. http://otel:4317")
     return value
 
 
-def _optional_plain_name(value: Any) -> str | None:
-    return None if value in (None, "") else _plain_name(value)
-
-
-def _optional_memory(value: Any) -> str | None:
-    if value in (None, ""):
-        return None
+def _memory(value: Any) -> str:
     text = str(value).strip().lower()
     if not _MEMORY.fullmatch(text):
         raise ValueError("a size such as 2g, 512m or 1073741824 (bytes), at least 6m")
     return text
 
 
-def _optional_cpus(value: Any) -> str | None:
-    if value in (None, ""):
-        return None
+def _cpus(value: Any) -> str:
     try:
         cpus = float(str(value))
     except ValueError:
@@ -306,411 +332,259 @@ def _environment_map(value: Any) -> tuple[tuple[str, str], ...]:
     return tuple(sorted((name, str(v)) for name, v in value.items()))
 
 
-def _optional_volume_name(value: Any) -> str | None:
-    if value is None or value == "":
-        return None
-    if not isinstance(value, str) or not _PLAIN_NAME.fullmatch(value):
-        raise ValueError("the full name of one volume, as `docker volume ls` shows it")
-    return value
-
-
 def _env_name(value: Any) -> str:
-    if not isinstance(value, str) or not re.fullmatch(r"^[A-Z_][A-Z0-9_]*$", value):
+    if not isinstance(value, str) or not _ENV_NAME.fullmatch(value):
         raise ValueError("an environment variable name such as CHROMA_AUTH_TOKEN")
     return value
 
 
-def _optional_absolute_path(value: Any) -> str | None:
-    return None if value in (None, "") else _absolute_path(value)
+# --- types shared by several keys: the Python type and the check of a value.
+Flag = Annotated[bool, BeforeValidator(_bool)]
+AbsolutePath = Annotated[str, BeforeValidator(_absolute_path)]
+OptionalAbsolutePath = Annotated[str | None, BeforeValidator(_or_unset(_absolute_path))]
+DirName = Annotated[str, BeforeValidator(_plain_name)]
+ServiceName = Annotated[str, BeforeValidator(_compose_project)]
+# A name, or a numeric id that pyinfra's --data or the inventory gives as an int.
+Account = Annotated[str | None, BeforeValidator(_account, json_schema_input_type=str | int | None)]
+# Written "0750"; --data gives the int 750, read as written. Normalised to "750".
+Mode = Annotated[str, BeforeValidator(_mode)]
+CORE: JsonDict = {"core": True}  # always defined: other tools may rely on these keys
 
 
-def _image_reference(value: Any) -> str:
-    checked = _optional_image(value)
-    if checked is None:
-        raise ValueError("an image reference with a pinned tag")
-    return checked
+class Settings(BaseModel):
+    """The validated configuration of one host. Attribute names are the keys without prefix.
 
+    Immutable: ``settings.model_copy(update={...})`` gives a changed copy (unchecked,
+    like ``dataclasses.replace``).
+    """
 
-def _keep(value: Any) -> int:
-    if isinstance(value, str) and value.isdigit():
-        value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 10000:
-        raise ValueError("a whole number of backups from 0 (keep all) to 10000")
-    return value
+    model_config = ConfigDict(
+        frozen=True,
+        extra="forbid",
+        validate_default=True,  # defaults are normalised by the same checks
+        alias_generator=lambda name: PREFIX + name,
+    )
 
-
-def _absolute_path(value: Any) -> str:
-    if not isinstance(value, str) or not value.startswith("/") or ".." in value.split("/"):
-        raise ValueError("an absolute path without '..'")
-    _safe_characters(value)
-    return value
-
-
-@dataclass(frozen=True)
-class Setting:
-    """One data key: its default and the check its value must pass."""
-
-    key: str
-    default: Any
-    check: Callable[[Any], Any]
-    help: str
-    required: bool = False
-
-
-SETTINGS: tuple[Setting, ...] = (
     # Where the stack lives, and what it is called.
-    Setting(
-        "chroma_project_dir",
+    project_dir: Annotated[str, BeforeValidator(_absolute_project_dir)] = Field(
         "/srv/chroma",
-        _absolute_project_dir,
-        "Absolute dir holding docker-compose.yml and the data dirs.",
-        required=True,
-    ),
-    Setting(
-        "chroma_compose_project",
+        description="Absolute dir holding docker-compose.yml and the data dirs.",
+        json_schema_extra=CORE,
+    )
+    compose_project: ServiceName = Field(
         "chroma",
-        _compose_project,
-        "Compose project name, written into the file so it cannot drift with "
+        description="Compose project name, written into the file so it cannot drift with "
         "the dir name (a drift orphans volumes).",
-        required=True,
-    ),
+        json_schema_extra=CORE,
+    )
     # What runs.
-    Setting(
-        "chroma_version",
+    version: Annotated[str, BeforeValidator(_version)] = Field(
         "1.5.9",
-        _version,
-        "Chroma image tag; decides the persist path, heartbeat and healthcheck.",
-        required=True,
-    ),
-    Setting(
-        "chroma_image",
-        "chromadb/chroma",
-        _image_repository,
-        "Image repository; the tag is chroma_version.",
-    ),
-    Setting(
-        "chroma_image_source",
+        description="Chroma image tag; decides the persist path, heartbeat and healthcheck.",
+        json_schema_extra=CORE,
+    )
+    image: Annotated[str, BeforeValidator(_image_repository)] = Field(
+        "chromadb/chroma", description="Image repository; the tag is chroma_version."
+    )
+    image_source: Annotated[ImageSource, BeforeValidator(_one_of(ImageSource))] = Field(
         "pull",
-        _one_of(*IMAGE_SOURCES),
-        "When the image is missing: pull it, build it from the chromadb wheel "
+        description="When the image is missing: pull it, build it from the chromadb wheel "
         "on PyPI, auto (pull, else build), or ship the control machine's image "
         "(also when the host's has another id).",
-    ),
-    Setting(
-        "chroma_image_build_dir",
+    )
+    image_build_dir: AbsolutePath = Field(
         "/var/cache/chroma-deploy/image-build",
-        _absolute_path,
-        "Where a local image build keeps its rootfs and wheels on the host.",
-    ),
+        description="Where a local image build keeps its rootfs and wheels on the host.",
+    )
     # How it is reached.
-    Setting("chroma_port", 8000, _port, "Host port Chroma is published on.", required=True),
-    Setting(
-        "chroma_bind_address",
+    port: Annotated[int, BeforeValidator(_port)] = Field(
+        8000, description="Host port Chroma is published on.", json_schema_extra=CORE
+    )
+    bind_address: Annotated[str, BeforeValidator(_ip_address)] = Field(
         "127.0.0.1",
-        _ip_address,
-        "Host address the port is published on; loopback unless you mean it.",
-        required=True,
-    ),
-    Setting(
-        "chroma_allow_unauthenticated_public_port",
+        description="Host address the port is published on; loopback unless you mean it.",
+        json_schema_extra=CORE,
+    )
+    allow_unauthenticated_public_port: Flag = Field(
         False,
-        _bool,
-        "Accept publishing Chroma on a non-loopback address with no authentication in "
-        "front of it (Chroma 1.x has none of its own).",
-    ),
-    Setting(
-        "chroma_restart_policy",
-        "unless-stopped",
-        _one_of(*RESTART_POLICIES),
-        "Compose restart policy of the chroma service.",
-    ),
-    Setting(
-        "chroma_wait_timeout",
-        120,
-        _seconds,
-        "Seconds `docker compose up --wait` may take to reach healthy.",
-    ),
+        description="Accept publishing Chroma on a non-loopback address with no authentication "
+        "in front of it (Chroma 1.x has none of its own).",
+    )
+    restart_policy: Annotated[RestartPolicy, BeforeValidator(_one_of(RestartPolicy))] = Field(
+        "unless-stopped", description="Compose restart policy of the chroma service."
+    )
+    wait_timeout: Annotated[int, BeforeValidator(_seconds)] = Field(
+        120, description="Seconds `docker compose up --wait` may take to reach healthy."
+    )
     # Who owns the data.
-    Setting(
-        "chroma_owner",
+    owner: Account = Field(
         None,
-        _account,
-        "Owner of the project and data dirs, and the uid Chroma runs as "
+        description="Owner of the project and data dirs, and the uid Chroma runs as "
         "(name or numeric id; unset: the connecting user).",
-        required=True,
-    ),
-    Setting(
-        "chroma_group",
+        json_schema_extra=CORE,
+    )
+    group: Account = Field(
         None,
-        _account,
-        "Group of the project and data dirs (name or numeric id; unset: the "
+        description="Group of the project and data dirs (name or numeric id; unset: the "
         "owner's primary group).",
-        required=True,
-    ),
-    Setting(
-        "chroma_create_owner",
+        json_schema_extra=CORE,
+    )
+    create_owner: Flag = Field(
         False,
-        _bool,
-        "Create chroma_owner as a system account (no login, no home; its own group unless "
-        "chroma_group names one) when it has none, before the dirs.",
-    ),
-    Setting("chroma_dir_mode", "0750", _mode, "Mode of the project dir."),
-    Setting("chroma_data_dir_mode", "0750", _mode, "Mode of each data dir."),
-    Setting(
-        "chroma_data_dir",
+        description="Create chroma_owner as a system account (no login, no home; its own group "
+        "unless chroma_group names one) when it has none, before the dirs.",
+    )
+    dir_mode: Mode = Field("0750", description="Mode of the project dir.")
+    data_dir_mode: Mode = Field("0750", description="Mode of each data dir.")
+    data_dir: DirName = Field(
         "chroma_data",
-        _plain_name,
-        "Dir (in the project dir) bind-mounted at the server's persist path.",
-    ),
-    Setting(
-        "chroma_fallback_dir",
-        "chroma_db",
-        _plain_name,
-        "Dir for the application's fallback PersistentClient.",
-    ),
-    Setting("chroma_logs_dir", "logs", _plain_name, "Dir for logs."),
-    Setting(
-        "chroma_manage_gitignore",
-        True,
-        _bool,
-        "Add .gitignore lines that keep the data dirs but not their contents.",
-    ),
+        description="Dir (in the project dir) bind-mounted at the server's persist path.",
+    )
+    fallback_dir: DirName = Field(
+        "chroma_db", description="Dir for the application's fallback PersistentClient."
+    )
+    logs_dir: DirName = Field("logs", description="Dir for logs.")
+    manage_gitignore: Flag = Field(
+        True, description="Add .gitignore lines that keep the data dirs but not their contents."
+    )
     # The optional application service (the seed's knowledge-base-agent).
-    Setting("chroma_app_enabled", False, _bool, "Run the application service too."),
-    Setting(
-        "chroma_app_image",
-        None,
-        _optional_image,
-        "Image of the application service (required when it is enabled).",
-    ),
-    Setting(
-        "chroma_app_name",
-        "knowledge-base-agent",
-        _compose_project,
-        "Compose service name of the application.",
-    ),
+    app_enabled: Flag = Field(False, description="Run the application service too.")
+    app_image: Annotated[str | None, BeforeValidator(_or_unset(_image_reference))] = Field(
+        None, description="Image of the application service (required when it is enabled)."
+    )
+    app_name: ServiceName = Field(
+        "knowledge-base-agent", description="Compose service name of the application."
+    )
     # Authentication: Chroma 1.x has none of its own, so a proxy checks a token.
-    Setting(
-        "chroma_auth_proxy",
+    auth_proxy: Flag = Field(
         False,
-        _bool,
-        "Put an authenticating reverse proxy (Debian's nginx) in front of Chroma: only the "
-        "proxy is published, on chroma_bind_address:chroma_port, and it wants the token as "
-        "`X-Chroma-Token` or `Authorization: Bearer`.",
-    ),
-    Setting(
-        "chroma_auth_token_env",
+        description="Put an authenticating reverse proxy (Debian's nginx) in front of Chroma: "
+        "only the proxy is published, on chroma_bind_address:chroma_port, and it wants the "
+        "token as `X-Chroma-Token` or `Authorization: Bearer`.",
+    )
+    auth_token_env: Annotated[str, BeforeValidator(_env_name)] = Field(
         "CHROMA_AUTH_TOKEN",
-        _env_name,
-        "Environment variable on the control machine holding the token (16+ characters of "
-        "A-Z a-z 0-9 . _ ~ + / = -). Never a command-line value.",
-    ),
-    Setting(
-        "chroma_auth_token_file",
+        description="Environment variable on the control machine holding the token (16+ "
+        "characters of A-Z a-z 0-9 . _ ~ + / = -). Never a command-line value.",
+    )
+    auth_token_file: OptionalAbsolutePath = Field(
         None,
-        _optional_absolute_path,
-        "File on the control machine holding the token; wins over the environment variable.",
-    ),
-    Setting(
-        "chroma_proxy_image",
+        description="File on the control machine holding the token; wins over the "
+        "environment variable.",
+    )
+    proxy_image: Annotated[str, BeforeValidator(_image_reference)] = Field(
         "chroma-deploy/auth-proxy:2",
-        _image_reference,
-        "Image of the proxy, built on the host from files/build-proxy-image.sh when missing.",
-    ),
-    Setting(
-        "chroma_secrets_dir",
+        description="Image of the proxy, built on the host from files/build-proxy-image.sh "
+        "when missing.",
+    )
+    secrets_dir: DirName = Field(
         "secrets",
-        _plain_name,
-        "Dir (mode 0700, in the project dir) of the 0600 token file the proxy reads.",
-    ),
+        description="Dir (mode 0700, in the project dir) of the 0600 token file the proxy reads.",
+    )
     # Running Chroma in production (server settings and container limits).
-    Setting(
-        "chroma_cors_allow_origins",
+    cors_allow_origins: Annotated[tuple[str, ...], BeforeValidator(_origins)] = Field(
         (),
-        _origins,
-        "Origins browser apps may call Chroma from ('*' or a list); unset: no CORS headers.",
-    ),
-    Setting(
-        "chroma_max_payload_bytes",
+        description="Origins browser apps may call Chroma from ('*' or a list); unset: no "
+        "CORS headers.",
+    )
+    max_payload_bytes: Annotated[int | None, BeforeValidator(_or_unset(_positive_bytes))] = Field(
         None,
-        _optional_positive_int,
-        "Largest request body Chroma 1.x accepts (its default: 41943040, 40 MiB).",
-    ),
-    Setting(
-        "chroma_otel_endpoint",
+        description="Largest request body Chroma 1.x accepts (its default: 41943040, 40 MiB).",
+    )
+    otel_endpoint: Annotated[str | None, BeforeValidator(_or_unset(_otel_url))] = Field(
         None,
-        _optional_url,
-        "OpenTelemetry collector Chroma 1.x sends traces to, e.g. http://otel:4317.",
-    ),
-    Setting(
-        "chroma_otel_service_name",
+        description="OpenTelemetry collector Chroma 1.x sends traces to, e.g. http://otel:4317.",
+    )
+    otel_service_name: Annotated[str | None, BeforeValidator(_or_unset(_plain_name))] = Field(
+        None, description="Service name in those traces (needs chroma_otel_endpoint)."
+    )
+    mem_limit: Annotated[
+        str | None, BeforeValidator(_or_unset(_memory), json_schema_input_type=str | int | None)
+    ] = Field(
         None,
-        _optional_plain_name,
-        "Service name in those traces (needs chroma_otel_endpoint).",
-    ),
-    Setting(
-        "chroma_mem_limit",
+        description="Memory cap of the Chroma container (compose mem_limit), e.g. 2g; unset: none.",
+    )
+    cpus: Annotated[
+        str | None, BeforeValidator(_or_unset(_cpus), json_schema_input_type=float | str | None)
+    ] = Field(
         None,
-        _optional_memory,
-        "Memory cap of the Chroma container (compose mem_limit), e.g. 2g; unset: none.",
-    ),
-    Setting(
-        "chroma_cpus",
-        None,
-        _optional_cpus,
-        "CPUs the Chroma container may use (compose cpus), e.g. 1.5; unset: no limit.",
-    ),
-    Setting(
-        "chroma_log_max_size",
-        "10m",
-        _log_size,
-        "Size at which each container's json-file log is rotated.",
-    ),
-    Setting(
-        "chroma_log_max_files",
-        5,
-        _log_files,
-        "Rotated json-file logs kept per container.",
-    ),
-    Setting(
-        "chroma_env",
+        description="CPUs the Chroma container may use (compose cpus), e.g. 1.5; unset: no limit.",
+    )
+    log_max_size: Annotated[str, BeforeValidator(_log_size)] = Field(
+        "10m", description="Size at which each container's json-file log is rotated."
+    )
+    log_max_files: Annotated[int, BeforeValidator(_log_files)] = Field(
+        5, description="Rotated json-file logs kept per container."
+    )
+    env: Annotated[
+        tuple[tuple[str, str], ...],
+        BeforeValidator(
+            _environment_map, json_schema_input_type=dict[str, str | int | float | bool]
+        ),
+    ] = Field(
         (),
-        _environment_map,
-        "Extra environment for the Chroma server (a mapping); names the version does not "
-        "read, or ignores, are refused with what to use instead.",
-    ),
-    Setting(
-        "chroma_upgrade_rehearsal",
+        description="Extra environment for the Chroma server (a mapping); names the version "
+        "does not read, or ignores, are refused with what to use instead.",
+        json_schema_extra={"default": {}},  # written as a mapping, kept as sorted pairs
+    )
+    upgrade_rehearsal: Flag = Field(
         True,
-        _bool,
-        "Before an upgrade touches the live stack, start the new version on a copy of the "
-        "data and compare it with the backup; a mismatch stops the upgrade.",
-    ),
-    Setting(
-        "chroma_telemetry",
+        description="Before an upgrade touches the live stack, start the new version on a copy "
+        "of the data and compare it with the backup; a mismatch stops the upgrade.",
+    )
+    telemetry: Flag = Field(
         False,
-        _bool,
-        "Let a 0.x server send Chroma's anonymized product telemetry (off by default).",
-    ),
+        description="Let a 0.x server send Chroma's anonymized product telemetry (off by default).",
+    )
     # The engine.
-    Setting(
-        "chroma_install_docker",
-        True,
-        _bool,
-        "Install Docker Engine and the Compose v2 plugin when missing.",
-    ),
+    install_docker: Flag = Field(
+        True, description="Install Docker Engine and the Compose v2 plugin when missing."
+    )
     # Data safety.
-    Setting(
-        "chroma_legacy_volumes",
+    legacy_volumes: Annotated[tuple[str, ...], BeforeValidator(_volume_names)] = Field(
         ("chroma_data",),
-        _volume_names,
-        "Named volumes (any compose project prefix) that may hold data from a "
+        description="Named volumes (any compose project prefix) that may hold data from a "
         "setup before bind mounts.",
-    ),
-    Setting(
-        "chroma_adopt_volume",
+    )
+    adopt_volume: Annotated[str | None, BeforeValidator(_or_unset(_volume_name))] = Field(
         None,
-        _optional_volume_name,
-        "A named volume of another compose project (or of none) to migrate into this "
-        "project's data dir; by default only this project's own volumes are taken.",
-    ),
-    Setting(
-        "chroma_accept_failed_verification",
+        description="A named volume of another compose project (or of none) to migrate into "
+        "this project's data dir; by default only this project's own volumes are taken.",
+    )
+    accept_failed_verification: Flag = Field(
         False,
-        _bool,
-        "Go on after a migration or upgrade failed its verification (the failed-* records "
-        "become accepted-*); by default such a host is not deployed until you act.",
-    ),
-    Setting(
-        "chroma_allow_empty_data_dir",
+        description="Go on after a migration or upgrade failed its verification (the failed-* "
+        "records become accepted-*); by default such a host is not deployed until you act.",
+    )
+    allow_empty_data_dir: Flag = Field(
         False,
-        _bool,
-        "Start a server on an empty data dir although a copy of it was moved aside "
+        description="Start a server on an empty data dir although a copy of it was moved aside "
         "(an unfinished restore or a failed migration).",
-    ),
-    Setting(
-        "chroma_lock_timeout",
+    )
+    lock_timeout: Annotated[int, BeforeValidator(_lock_timeout)] = Field(
         300,
-        _lock_timeout,
-        "Seconds a deploy, backup, restore or proof waits for another run on the same "
-        "project to finish before it fails, naming that run.",
-    ),
-    Setting(
-        "chroma_backup_dir",
+        description="Seconds a deploy, backup, restore or proof waits for another run on the "
+        "same project to finish before it fails, naming that run.",
+    )
+    backup_dir: AbsolutePath = Field(
         "/var/backups/chroma-deploy",
-        _absolute_path,
-        "Where backup.py writes archives (<project>-<UTC time>.tar.gz, .sha256, .json).",
-    ),
-    Setting(
-        "chroma_backup_keep",
+        description="Where backup.py writes archives (<project>-<UTC time>.tar.gz, .sha256, "
+        ".json).",
+    )
+    backup_keep: Annotated[int, BeforeValidator(_keep)] = Field(
         0,
-        _keep,
-        "How many of this project's newest backups to keep; 0 keeps all. Pruning older "
-        "ones is the only deletion chroma-deploy ever does, and only when you set this.",
-    ),
-    Setting(
-        "chroma_restore_archive",
+        description="How many of this project's newest backups to keep; 0 keeps all. Pruning "
+        "older ones is the only deletion chroma-deploy ever does, and only when you set this.",
+    )
+    restore_archive: OptionalAbsolutePath = Field(
         None,
-        _optional_absolute_path,
-        "The archive restore.py restores (a path on the host, from backup.py).",
-    ),
-)
+        description="The archive restore.py restores (a path on the host, from backup.py).",
+    )
 
-SETTINGS_BY_KEY = {setting.key: setting for setting in SETTINGS}
-
-
-@dataclass(frozen=True)
-class Settings:
-    """The validated configuration of one host. Attribute names are the keys without prefix."""
-
-    project_dir: str
-    compose_project: str
-    version: str
-    image: str
-    image_source: str
-    image_build_dir: str
-    port: int
-    bind_address: str
-    allow_unauthenticated_public_port: bool
-    restart_policy: str
-    wait_timeout: int
-    owner: str | None
-    group: str | None
-    create_owner: bool
-    dir_mode: str
-    data_dir_mode: str
-    data_dir: str
-    fallback_dir: str
-    logs_dir: str
-    manage_gitignore: bool
-    app_enabled: bool
-    app_image: str | None
-    app_name: str
-    auth_proxy: bool
-    auth_token_env: str
-    auth_token_file: str | None
-    proxy_image: str
-    secrets_dir: str
-    install_docker: bool
-    cors_allow_origins: tuple[str, ...] = ()
-    max_payload_bytes: int | None = None
-    otel_endpoint: str | None = None
-    otel_service_name: str | None = None
-    mem_limit: str | None = None
-    cpus: str | None = None
-    log_max_size: str = "10m"
-    log_max_files: int = 5
-    env: tuple[tuple[str, str], ...] = ()
-    telemetry: bool = False
-    upgrade_rehearsal: bool = True
-    legacy_volumes: tuple[str, ...] = field(default=("chroma_data",))
-    adopt_volume: str | None = None
-    accept_failed_verification: bool = False
-    allow_empty_data_dir: bool = False
-    lock_timeout: int = 300
-    backup_dir: str = "/var/backups/chroma-deploy"
-    backup_keep: int = 0
-    restore_archive: str | None = None
+    @model_validator(mode="after")
+    def _rules_across_keys(self) -> Settings:
+        _check_together(self)
+        return self
 
     @property
     def image_ref(self) -> str:
@@ -729,34 +603,44 @@ class Settings:
         return f"{self.project_dir}/{name}"
 
 
+# Every data key and its default, in the order declared (and checked, and documented).
+DEFAULTS = {PREFIX + name: field.default for name, field in Settings.model_fields.items()}
+KEYS = tuple(DEFAULTS)
+
+
 def load_settings(data: Any) -> Settings:
     """Validate every ``chroma_*`` key of a host's data and return the settings.
 
     ``data`` is ``host.data`` (or any mapping). Keys with another prefix belong
     to pyinfra or the user and are ignored; an unknown ``chroma_`` key is an
     error, because a typo would otherwise silently fall back to a default.
+    A key set to None takes its default.
     """
     keys = [key for key in _keys(data) if key.startswith(PREFIX)]
     _refuse_server_auth_keys(data, keys)
     for key in keys:
-        if key not in SETTINGS_BY_KEY:
-            close = difflib.get_close_matches(key, SETTINGS_BY_KEY, n=1)
+        if key not in KEYS:
+            close = difflib.get_close_matches(key, KEYS, n=1)
             hint = f" (did you mean {close[0]}?)" if close else ""
             raise SettingsError(
                 f"{key}: unknown data key{hint}; see the keys in docs/configuration.md"
             )
+    given = {key: value for key in keys if (value := data.get(key)) is not None}
+    try:
+        return Settings.model_validate(given)
+    except ValidationError as invalid:
+        raise _one_line(invalid, given) from None
 
-    values: dict[str, Any] = {}
-    for setting in SETTINGS:
-        raw = _get(data, setting.key, setting.default)
-        try:
-            values[setting.key.removeprefix(PREFIX)] = setting.check(raw)
-        except ValueError as allowed:
-            raise SettingsError(f"{setting.key}: {raw!r} is not allowed; use {allowed}") from None
 
-    settings = Settings(**values)
-    _check_together(settings)
-    return settings
+def _one_line(invalid: ValidationError, given: dict[str, Any]) -> SettingsError:
+    """The first of pydantic's errors as our one line: the key, the value, what is allowed."""
+    error = invalid.errors()[0]
+    cause = error.get("ctx", {}).get("error")
+    if isinstance(cause, SettingsError):  # a rule across keys: its message says it all
+        return cause
+    key = str(error["loc"][0])
+    allowed = cause if cause is not None else error["msg"]
+    return SettingsError(f"{key}: {given.get(key)!r} is not allowed; use {allowed}")
 
 
 # Chroma 0.x's own auth settings, as data keys. 1.x servers ignore them without
@@ -775,8 +659,12 @@ def _refuse_server_auth_keys(data: Any, keys: list[str]) -> None:
     found = [key for key in keys if key in SERVER_AUTH_KEYS]
     if not found:
         return
-    version = str(_get(data, "chroma_version", SETTINGS_BY_KEY["chroma_version"].default))
-    if version[:1].isdigit() and not version.startswith("0."):
+    version = str(data.get("chroma_version") or Settings.model_fields["version"].default)
+    try:
+        has_no_auth = Version(version) >= Version("1.0.0")
+    except InvalidVersion:
+        has_no_auth = False
+    if has_no_auth:
         raise SettingsError(
             f"{found[0]}: a Chroma 0.x auth setting, and Chroma {version} has no built-in "
             "authentication, so it would be ignored and the server left open; use "
@@ -832,11 +720,6 @@ def _keys(data: Mapping[str, Any]) -> list[str]:
     if hasattr(data, "dict"):
         return list(data.dict())
     return list(data)
-
-
-def _get(data: Mapping[str, Any], key: str, default: Any) -> Any:
-    value = data.get(key, default) if hasattr(data, "get") else default
-    return default if value is None and default is not None else value
 
 
 def _check_server_settings(settings: Settings) -> None:
