@@ -14,6 +14,7 @@ from pydantic import BeforeValidator, ValidationError
 from declaration.settings import KEYS, Settings, SettingsError, load_settings
 from declaration.settings_schema import data_keys_schema, schema_text
 from declaration.settings_table import settings_table
+from declaration.versions import version_line
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIGURATION = ROOT / "docs" / "configuration.md"
@@ -293,3 +294,24 @@ def test_schema_has_the_default_and_description_of_every_key():
         assert declared["description"] == field.description
         written = {} if name == "env" else json.loads(json.dumps(field.default))
         assert declared["default"] == written
+
+
+def test_versions_compare_as_numbers_not_as_text():
+    assert load_settings({"chroma_version": "0.4.0"}).version == "0.4.0"
+    assert "use 0.4.0 or newer" in _refusal("chroma_version", "0.3.99")
+    assert load_settings({"chroma_version": "0.10.0"}).version == "0.10.0"  # "0.10" < "0.4" as text
+    assert version_line("0.10.0").heartbeat_path == "/api/v2/heartbeat"  # newer than 0.5.16
+    assert version_line("10.0.0").name == "1.x"
+
+
+@pytest.mark.parametrize(
+    ("version", "message"),
+    [("1.5.9", "Chroma 1.5.9 has no built-in authentication"),
+     ("0.6.3", "chroma-deploy does not pass Chroma 0.x auth settings")],
+)  # fmt: skip
+def test_a_chroma_0x_auth_key_is_refused_on_either_line(version, message):
+    data = {"chroma_version": version, "chroma_server_auth_provider": "token"}
+    with pytest.raises(SettingsError) as error:
+        load_settings(data)
+    assert str(error.value).startswith("chroma_server_auth_provider: ")
+    assert message in str(error.value)
