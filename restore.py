@@ -11,6 +11,7 @@ archive changes nothing while the server still holds what it restored.
 
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 # pyinfra puts only the working dir on sys.path: make `pyinfra @local /path/to/restore.py`
@@ -55,7 +56,7 @@ archive_version = (manifest or {}).get("version")
 if archive_version and archive_version != settings.version:
     # The data was written by that version and Chroma migrates forward only:
     # restore it on the version it came from.
-    settings = settings.model_copy(update={"version": archive_version})
+    settings = replace(settings, version=archive_version)
     declared = Declared(settings, owner.uid, owner.gid, token)
     image.chroma_image(
         name=f"Image {settings.image_ref} the archive was taken with",

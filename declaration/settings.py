@@ -1,19 +1,20 @@
 """Every data key chroma-deploy reads, declared once: its type, default, meaning and check.
 
-:class:`Settings` is a pydantic model. Each field is one data key (the key is ``chroma_``
-plus the field's name) with its type, its check, its default and its description in one
-declaration. ``deploy.py``, ``drift.py`` and the tests all go through :func:`load_settings`;
-the table of keys in docs/configuration.md (``declaration/settings_table.py``) and
-schemas/data-keys.schema.json (``declaration/settings_schema.py``) are generated from the
-model and tests compare both, so none of them can disagree.
+:class:`Settings` is a frozen dataclass. Each field is one data key (the key is ``chroma_``
+plus the field's name) with its type, its default, its check and its description in one
+declaration (:func:`key`). ``deploy.py``, ``drift.py`` and the tests all go through
+:func:`load_settings`; the table of keys in docs/configuration.md
+(``declaration/settings_table.py``) and schemas/data-keys.schema.json
+(``declaration/settings_schema.py``, with pydantic) are generated from it and tests compare
+both, so none of them can disagree.
 
-Why pydantic: pyinfra already depends on it (nothing new to install), it gives typed,
-immutable settings, and the JSON Schema comes from the same declaration.
+Why not a pydantic model: importing pydantic costs about 80 ms of CPU in every run (every
+deploy, drift check and backup), more than the whole check of every key; pydantic writes
+the JSON Schema from these types instead, where only the tests and the generator pay for it.
 
 A wrong value stops the run before any host changes, with one line that names the key, the
-value and what is allowed (:class:`SettingsError`); pydantic's own multi-line report never
-reaches the user. Each check reads values the way pyinfra's ``--data`` writes them
-(``0750`` arrives as the int 750, ``true`` as a string).
+value and what is allowed (:class:`SettingsError`). Each check reads values the way pyinfra's
+``--data`` writes them (``0750`` arrives as the int 750, ``true`` as a string).
 """
 
 from __future__ import annotations
@@ -23,11 +24,10 @@ import ipaddress
 import json
 import re
 from collections.abc import Callable, Mapping
-from typing import Annotated, Any, Literal, get_args
+from dataclasses import dataclass, field, fields
+from typing import Any, Literal, get_args
 
 from packaging.version import InvalidVersion, Version
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
-from pydantic.json_schema import JsonDict
 
 from declaration.versions import version_line
 
@@ -338,253 +338,271 @@ def _env_name(value: Any) -> str:
     return value
 
 
-# --- types shared by several keys: the Python type and the check of a value.
-Flag = Annotated[bool, BeforeValidator(_bool)]
-AbsolutePath = Annotated[str, BeforeValidator(_absolute_path)]
-OptionalAbsolutePath = Annotated[str | None, BeforeValidator(_or_unset(_absolute_path))]
-DirName = Annotated[str, BeforeValidator(_plain_name)]
-ServiceName = Annotated[str, BeforeValidator(_compose_project)]
-# A name, or a numeric id that pyinfra's --data or the inventory gives as an int.
-Account = Annotated[str | None, BeforeValidator(_account, json_schema_input_type=str | int | None)]
-# Written "0750"; --data gives the int 750, read as written. Normalised to "750".
-Mode = Annotated[str, BeforeValidator(_mode)]
-CORE: JsonDict = {"core": True}  # always defined: other tools may rely on these keys
+def key(
+    default: Any,
+    check: Callable[[Any], Any],
+    description: str,
+    *,
+    core: bool = False,
+    written_as: Any = None,
+) -> Any:
+    """Declare one data key: its default, the check of its value, and what it means.
+
+    core: always defined, other tools may rely on it. written_as: the type to write in
+    data files, for the JSON Schema, when it is not the attribute's own type.
+    """
+    metadata = {"check": check, "description": description, "core": core}
+    return field(default=default, metadata={**metadata, "written_as": written_as})
 
 
-class Settings(BaseModel):
+@dataclass(frozen=True)
+class Settings:
     """The validated configuration of one host. Attribute names are the keys without prefix.
 
-    Immutable: ``settings.model_copy(update={...})`` gives a changed copy (unchecked,
-    like ``dataclasses.replace``).
+    Each field is one data key, ``chroma_`` plus its name: its type, default, check and
+    description. Made only by :func:`load_settings`; ``dataclasses.replace`` gives a changed
+    copy (unchecked).
     """
 
-    model_config = ConfigDict(
-        frozen=True,
-        extra="forbid",
-        validate_default=True,  # defaults are normalised by the same checks
-        alias_generator=lambda name: PREFIX + name,
-    )
-
     # Where the stack lives, and what it is called.
-    project_dir: Annotated[str, BeforeValidator(_absolute_project_dir)] = Field(
+    project_dir: str = key(
         "/srv/chroma",
-        description="Absolute dir holding docker-compose.yml and the data dirs.",
-        json_schema_extra=CORE,
+        _absolute_project_dir,
+        "Absolute dir holding docker-compose.yml and the data dirs.",
+        core=True,
     )
-    compose_project: ServiceName = Field(
+    compose_project: str = key(
         "chroma",
-        description="Compose project name, written into the file so it cannot drift with "
-        "the dir name (a drift orphans volumes).",
-        json_schema_extra=CORE,
+        _compose_project,
+        "Compose project name, written into the file so it cannot drift with the dir name "
+        "(a drift orphans volumes).",
+        core=True,
     )
     # What runs.
-    version: Annotated[str, BeforeValidator(_version)] = Field(
+    version: str = key(
         "1.5.9",
-        description="Chroma image tag; decides the persist path, heartbeat and healthcheck.",
-        json_schema_extra=CORE,
+        _version,
+        "Chroma image tag; decides the persist path, heartbeat and healthcheck.",
+        core=True,
     )
-    image: Annotated[str, BeforeValidator(_image_repository)] = Field(
-        "chromadb/chroma", description="Image repository; the tag is chroma_version."
+    image: str = key(
+        "chromadb/chroma", _image_repository, "Image repository; the tag is chroma_version."
     )
-    image_source: Annotated[ImageSource, BeforeValidator(_one_of(ImageSource))] = Field(
+    image_source: ImageSource = key(
         "pull",
-        description="When the image is missing: pull it, build it from the chromadb wheel "
-        "on PyPI, auto (pull, else build), or ship the control machine's image "
-        "(also when the host's has another id).",
+        _one_of(ImageSource),
+        "When the image is missing: pull it, build it from the chromadb wheel on PyPI, auto "
+        "(pull, else build), or ship the control machine's image (also when the host's has "
+        "another id).",
     )
-    image_build_dir: AbsolutePath = Field(
+    image_build_dir: str = key(
         "/var/cache/chroma-deploy/image-build",
-        description="Where a local image build keeps its rootfs and wheels on the host.",
+        _absolute_path,
+        "Where a local image build keeps its rootfs and wheels on the host.",
     )
     # How it is reached.
-    port: Annotated[int, BeforeValidator(_port)] = Field(
-        8000, description="Host port Chroma is published on.", json_schema_extra=CORE
-    )
-    bind_address: Annotated[str, BeforeValidator(_ip_address)] = Field(
+    port: int = key(8000, _port, "Host port Chroma is published on.", core=True)
+    bind_address: str = key(
         "127.0.0.1",
-        description="Host address the port is published on; loopback unless you mean it.",
-        json_schema_extra=CORE,
+        _ip_address,
+        "Host address the port is published on; loopback unless you mean it.",
+        core=True,
     )
-    allow_unauthenticated_public_port: Flag = Field(
+    allow_unauthenticated_public_port: bool = key(
         False,
-        description="Accept publishing Chroma on a non-loopback address with no authentication "
-        "in front of it (Chroma 1.x has none of its own).",
+        _bool,
+        "Accept publishing Chroma on a non-loopback address with no authentication in front "
+        "of it (Chroma 1.x has none of its own).",
     )
-    restart_policy: Annotated[RestartPolicy, BeforeValidator(_one_of(RestartPolicy))] = Field(
-        "unless-stopped", description="Compose restart policy of the chroma service."
+    restart_policy: RestartPolicy = key(
+        "unless-stopped", _one_of(RestartPolicy), "Compose restart policy of the chroma service."
     )
-    wait_timeout: Annotated[int, BeforeValidator(_seconds)] = Field(
-        120, description="Seconds `docker compose up --wait` may take to reach healthy."
+    wait_timeout: int = key(
+        120, _seconds, "Seconds `docker compose up --wait` may take to reach healthy."
     )
-    # Who owns the data.
-    owner: Account = Field(
+    # Who owns the data: a name, or a numeric id (--data and inventories give it as an int).
+    owner: str | None = key(
         None,
-        description="Owner of the project and data dirs, and the uid Chroma runs as "
-        "(name or numeric id; unset: the connecting user).",
-        json_schema_extra=CORE,
+        _account,
+        "Owner of the project and data dirs, and the uid Chroma runs as (name or numeric id; "
+        "unset: the connecting user).",
+        core=True,
+        written_as=str | int | None,
     )
-    group: Account = Field(
+    group: str | None = key(
         None,
-        description="Group of the project and data dirs (name or numeric id; unset: the "
-        "owner's primary group).",
-        json_schema_extra=CORE,
+        _account,
+        "Group of the project and data dirs (name or numeric id; unset: the owner's primary "
+        "group).",
+        core=True,
+        written_as=str | int | None,
     )
-    create_owner: Flag = Field(
+    create_owner: bool = key(
         False,
-        description="Create chroma_owner as a system account (no login, no home; its own group "
-        "unless chroma_group names one) when it has none, before the dirs.",
+        _bool,
+        "Create chroma_owner as a system account (no login, no home; its own group unless "
+        "chroma_group names one) when it has none, before the dirs.",
     )
-    dir_mode: Mode = Field("0750", description="Mode of the project dir.")
-    data_dir_mode: Mode = Field("0750", description="Mode of each data dir.")
-    data_dir: DirName = Field(
+    # Written "0750"; --data gives the int 750, read as written. Normalised to "750".
+    dir_mode: str = key("0750", _mode, "Mode of the project dir.")
+    data_dir_mode: str = key("0750", _mode, "Mode of each data dir.")
+    data_dir: str = key(
         "chroma_data",
-        description="Dir (in the project dir) bind-mounted at the server's persist path.",
+        _plain_name,
+        "Dir (in the project dir) bind-mounted at the server's persist path.",
     )
-    fallback_dir: DirName = Field(
-        "chroma_db", description="Dir for the application's fallback PersistentClient."
+    fallback_dir: str = key(
+        "chroma_db", _plain_name, "Dir for the application's fallback PersistentClient."
     )
-    logs_dir: DirName = Field("logs", description="Dir for logs.")
-    manage_gitignore: Flag = Field(
-        True, description="Add .gitignore lines that keep the data dirs but not their contents."
+    logs_dir: str = key("logs", _plain_name, "Dir for logs.")
+    manage_gitignore: bool = key(
+        True, _bool, "Add .gitignore lines that keep the data dirs but not their contents."
     )
     # The optional application service (the seed's knowledge-base-agent).
-    app_enabled: Flag = Field(False, description="Run the application service too.")
-    app_image: Annotated[str | None, BeforeValidator(_or_unset(_image_reference))] = Field(
-        None, description="Image of the application service (required when it is enabled)."
+    app_enabled: bool = key(False, _bool, "Run the application service too.")
+    app_image: str | None = key(
+        None,
+        _or_unset(_image_reference),
+        "Image of the application service (required when it is enabled).",
     )
-    app_name: ServiceName = Field(
-        "knowledge-base-agent", description="Compose service name of the application."
+    app_name: str = key(
+        "knowledge-base-agent", _compose_project, "Compose service name of the application."
     )
     # Authentication: Chroma 1.x has none of its own, so a proxy checks a token.
-    auth_proxy: Flag = Field(
+    auth_proxy: bool = key(
         False,
-        description="Put an authenticating reverse proxy (Debian's nginx) in front of Chroma: "
-        "only the proxy is published, on chroma_bind_address:chroma_port, and it wants the "
-        "token as `X-Chroma-Token` or `Authorization: Bearer`.",
+        _bool,
+        "Put an authenticating reverse proxy (Debian's nginx) in front of Chroma: only the "
+        "proxy is published, on chroma_bind_address:chroma_port, and it wants the token as "
+        "`X-Chroma-Token` or `Authorization: Bearer`.",
     )
-    auth_token_env: Annotated[str, BeforeValidator(_env_name)] = Field(
+    auth_token_env: str = key(
         "CHROMA_AUTH_TOKEN",
-        description="Environment variable on the control machine holding the token (16+ "
-        "characters of A-Z a-z 0-9 . _ ~ + / = -). Never a command-line value.",
+        _env_name,
+        "Environment variable on the control machine holding the token (16+ characters of "
+        "A-Z a-z 0-9 . _ ~ + / = -). Never a command-line value.",
     )
-    auth_token_file: OptionalAbsolutePath = Field(
+    auth_token_file: str | None = key(
         None,
-        description="File on the control machine holding the token; wins over the "
-        "environment variable.",
+        _or_unset(_absolute_path),
+        "File on the control machine holding the token; wins over the environment variable.",
     )
-    proxy_image: Annotated[str, BeforeValidator(_image_reference)] = Field(
+    proxy_image: str = key(
         "chroma-deploy/auth-proxy:2",
-        description="Image of the proxy, built on the host from files/build-proxy-image.sh "
-        "when missing.",
+        _image_reference,
+        "Image of the proxy, built on the host from files/build-proxy-image.sh when missing.",
     )
-    secrets_dir: DirName = Field(
+    secrets_dir: str = key(
         "secrets",
-        description="Dir (mode 0700, in the project dir) of the 0600 token file the proxy reads.",
+        _plain_name,
+        "Dir (mode 0700, in the project dir) of the 0600 token file the proxy reads.",
     )
     # Running Chroma in production (server settings and container limits).
-    cors_allow_origins: Annotated[tuple[str, ...], BeforeValidator(_origins)] = Field(
+    cors_allow_origins: tuple[str, ...] = key(
         (),
-        description="Origins browser apps may call Chroma from ('*' or a list); unset: no "
-        "CORS headers.",
+        _origins,
+        "Origins browser apps may call Chroma from ('*' or a list); unset: no CORS headers.",
     )
-    max_payload_bytes: Annotated[int | None, BeforeValidator(_or_unset(_positive_bytes))] = Field(
+    max_payload_bytes: int | None = key(
         None,
-        description="Largest request body Chroma 1.x accepts (its default: 41943040, 40 MiB).",
+        _or_unset(_positive_bytes),
+        "Largest request body Chroma 1.x accepts (its default: 41943040, 40 MiB).",
     )
-    otel_endpoint: Annotated[str | None, BeforeValidator(_or_unset(_otel_url))] = Field(
+    otel_endpoint: str | None = key(
         None,
-        description="OpenTelemetry collector Chroma 1.x sends traces to, e.g. http://otel:4317.",
+        _or_unset(_otel_url),
+        "OpenTelemetry collector Chroma 1.x sends traces to, e.g. http://otel:4317.",
     )
-    otel_service_name: Annotated[str | None, BeforeValidator(_or_unset(_plain_name))] = Field(
-        None, description="Service name in those traces (needs chroma_otel_endpoint)."
-    )
-    mem_limit: Annotated[
-        str | None, BeforeValidator(_or_unset(_memory), json_schema_input_type=str | int | None)
-    ] = Field(
+    otel_service_name: str | None = key(
         None,
-        description="Memory cap of the Chroma container (compose mem_limit), e.g. 2g; unset: none.",
+        _or_unset(_plain_name),
+        "Service name in those traces (needs chroma_otel_endpoint).",
     )
-    cpus: Annotated[
-        str | None, BeforeValidator(_or_unset(_cpus), json_schema_input_type=float | str | None)
-    ] = Field(
+    mem_limit: str | None = key(
         None,
-        description="CPUs the Chroma container may use (compose cpus), e.g. 1.5; unset: no limit.",
+        _or_unset(_memory),
+        "Memory cap of the Chroma container (compose mem_limit), e.g. 2g; unset: none.",
+        written_as=str | int | None,
     )
-    log_max_size: Annotated[str, BeforeValidator(_log_size)] = Field(
-        "10m", description="Size at which each container's json-file log is rotated."
+    cpus: str | None = key(
+        None,
+        _or_unset(_cpus),
+        "CPUs the Chroma container may use (compose cpus), e.g. 1.5; unset: no limit.",
+        written_as=float | str | None,
     )
-    log_max_files: Annotated[int, BeforeValidator(_log_files)] = Field(
-        5, description="Rotated json-file logs kept per container."
+    log_max_size: str = key(
+        "10m", _log_size, "Size at which each container's json-file log is rotated."
     )
-    env: Annotated[
-        tuple[tuple[str, str], ...],
-        BeforeValidator(
-            _environment_map, json_schema_input_type=dict[str, str | int | float | bool]
-        ),
-    ] = Field(
+    log_max_files: int = key(5, _log_files, "Rotated json-file logs kept per container.")
+    env: tuple[tuple[str, str], ...] = key(
         (),
-        description="Extra environment for the Chroma server (a mapping); names the version "
-        "does not read, or ignores, are refused with what to use instead.",
-        json_schema_extra={"default": {}},  # written as a mapping, kept as sorted pairs
+        _environment_map,
+        "Extra environment for the Chroma server (a mapping); names the version does not "
+        "read, or ignores, are refused with what to use instead.",
+        written_as=dict[str, str | int | float | bool],
     )
-    upgrade_rehearsal: Flag = Field(
+    upgrade_rehearsal: bool = key(
         True,
-        description="Before an upgrade touches the live stack, start the new version on a copy "
-        "of the data and compare it with the backup; a mismatch stops the upgrade.",
+        _bool,
+        "Before an upgrade touches the live stack, start the new version on a copy of the "
+        "data and compare it with the backup; a mismatch stops the upgrade.",
     )
-    telemetry: Flag = Field(
+    telemetry: bool = key(
         False,
-        description="Let a 0.x server send Chroma's anonymized product telemetry (off by default).",
+        _bool,
+        "Let a 0.x server send Chroma's anonymized product telemetry (off by default).",
     )
     # The engine.
-    install_docker: Flag = Field(
-        True, description="Install Docker Engine and the Compose v2 plugin when missing."
+    install_docker: bool = key(
+        True, _bool, "Install Docker Engine and the Compose v2 plugin when missing."
     )
     # Data safety.
-    legacy_volumes: Annotated[tuple[str, ...], BeforeValidator(_volume_names)] = Field(
+    legacy_volumes: tuple[str, ...] = key(
         ("chroma_data",),
-        description="Named volumes (any compose project prefix) that may hold data from a "
-        "setup before bind mounts.",
+        _volume_names,
+        "Named volumes (any compose project prefix) that may hold data from a setup before "
+        "bind mounts.",
     )
-    adopt_volume: Annotated[str | None, BeforeValidator(_or_unset(_volume_name))] = Field(
+    adopt_volume: str | None = key(
         None,
-        description="A named volume of another compose project (or of none) to migrate into "
-        "this project's data dir; by default only this project's own volumes are taken.",
+        _or_unset(_volume_name),
+        "A named volume of another compose project (or of none) to migrate into this "
+        "project's data dir; by default only this project's own volumes are taken.",
     )
-    accept_failed_verification: Flag = Field(
+    accept_failed_verification: bool = key(
         False,
-        description="Go on after a migration or upgrade failed its verification (the failed-* "
-        "records become accepted-*); by default such a host is not deployed until you act.",
+        _bool,
+        "Go on after a migration or upgrade failed its verification (the failed-* records "
+        "become accepted-*); by default such a host is not deployed until you act.",
     )
-    allow_empty_data_dir: Flag = Field(
+    allow_empty_data_dir: bool = key(
         False,
-        description="Start a server on an empty data dir although a copy of it was moved aside "
-        "(an unfinished restore or a failed migration).",
+        _bool,
+        "Start a server on an empty data dir although a copy of it was moved aside (an "
+        "unfinished restore or a failed migration).",
     )
-    lock_timeout: Annotated[int, BeforeValidator(_lock_timeout)] = Field(
+    lock_timeout: int = key(
         300,
-        description="Seconds a deploy, backup, restore or proof waits for another run on the "
-        "same project to finish before it fails, naming that run.",
+        _lock_timeout,
+        "Seconds a deploy, backup, restore or proof waits for another run on the same project "
+        "to finish before it fails, naming that run.",
     )
-    backup_dir: AbsolutePath = Field(
+    backup_dir: str = key(
         "/var/backups/chroma-deploy",
-        description="Where backup.py writes archives (<project>-<UTC time>.tar.gz, .sha256, "
-        ".json).",
+        _absolute_path,
+        "Where backup.py writes archives (<project>-<UTC time>.tar.gz, .sha256, .json).",
     )
-    backup_keep: Annotated[int, BeforeValidator(_keep)] = Field(
+    backup_keep: int = key(
         0,
-        description="How many of this project's newest backups to keep; 0 keeps all. Pruning "
-        "older ones is the only deletion chroma-deploy ever does, and only when you set this.",
+        _keep,
+        "How many of this project's newest backups to keep; 0 keeps all. Pruning older ones "
+        "is the only deletion chroma-deploy ever does, and only when you set this.",
     )
-    restore_archive: OptionalAbsolutePath = Field(
+    restore_archive: str | None = key(
         None,
-        description="The archive restore.py restores (a path on the host, from backup.py).",
+        _or_unset(_absolute_path),
+        "The archive restore.py restores (a path on the host, from backup.py).",
     )
-
-    @model_validator(mode="after")
-    def _rules_across_keys(self) -> Settings:
-        _check_together(self)
-        return self
 
     @property
     def image_ref(self) -> str:
@@ -604,7 +622,7 @@ class Settings(BaseModel):
 
 
 # Every data key and its default, in the order declared (and checked, and documented).
-DEFAULTS = {PREFIX + name: field.default for name, field in Settings.model_fields.items()}
+DEFAULTS = {PREFIX + declared.name: declared.default for declared in fields(Settings)}
 KEYS = tuple(DEFAULTS)
 
 
@@ -625,22 +643,19 @@ def load_settings(data: Any) -> Settings:
             raise SettingsError(
                 f"{key}: unknown data key{hint}; see the keys in docs/configuration.md"
             )
-    given = {key: value for key in keys if (value := data.get(key)) is not None}
-    try:
-        return Settings.model_validate(given)
-    except ValidationError as invalid:
-        raise _one_line(invalid, given) from None
-
-
-def _one_line(invalid: ValidationError, given: dict[str, Any]) -> SettingsError:
-    """The first of pydantic's errors as our one line: the key, the value, what is allowed."""
-    error = invalid.errors()[0]
-    cause = error.get("ctx", {}).get("error")
-    if isinstance(cause, SettingsError):  # a rule across keys: its message says it all
-        return cause
-    key = str(error["loc"][0])
-    allowed = cause if cause is not None else error["msg"]
-    return SettingsError(f"{key}: {given.get(key)!r} is not allowed; use {allowed}")
+    values: dict[str, Any] = {}
+    for declared in fields(Settings):
+        raw = data.get(PREFIX + declared.name)
+        raw = declared.default if raw is None else raw
+        try:
+            values[declared.name] = declared.metadata["check"](raw)
+        except ValueError as allowed:
+            raise SettingsError(
+                f"{PREFIX}{declared.name}: {raw!r} is not allowed; use {allowed}"
+            ) from None
+    settings = Settings(**values)
+    _check_together(settings)
+    return settings
 
 
 # Chroma 0.x's own auth settings, as data keys. 1.x servers ignore them without
@@ -659,7 +674,7 @@ def _refuse_server_auth_keys(data: Any, keys: list[str]) -> None:
     found = [key for key in keys if key in SERVER_AUTH_KEYS]
     if not found:
         return
-    version = str(data.get("chroma_version") or Settings.model_fields["version"].default)
+    version = str(data.get("chroma_version") or Settings.version)
     try:
         has_no_auth = Version(version) >= Version("1.0.0")
     except InvalidVersion:

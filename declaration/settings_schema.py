@@ -1,24 +1,44 @@
-"""The JSON Schema of the data keys, generated from the settings model.
+"""The JSON Schema of the data keys, generated from the settings declaration.
 
 `python -m declaration.settings_schema > schemas/data-keys.schema.json` writes the shipped
 file; a test fails when it differs from what :class:`declaration.settings.Settings` gives.
-Editors and other tools can check a host's data with it before a run.
+Editors and other tools can check a host's data with it before a run. pydantic turns each
+key's type into JSON Schema; it is imported here only, never on a deploy's path.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any
+from dataclasses import fields
+from typing import Any, get_type_hints
+
+from pydantic import TypeAdapter
 
 from declaration.settings import PREFIX, Settings
 
 
+def key_schema(written_as: Any, default: Any, description: str, core: bool) -> dict[str, Any]:
+    """One key: the type to write, its default as written, its meaning."""
+    schema = TypeAdapter(written_as).json_schema()
+    if schema.get("type") == "object":  # a mapping, kept as sorted pairs: written as a mapping
+        default = dict(default)
+    schema.update(default=json.loads(json.dumps(default)), description=description)
+    if core:
+        schema["core"] = True
+    return dict(sorted(schema.items()))
+
+
 def data_keys_schema() -> dict[str, Any]:
     """Every ``chroma_`` key with its type, default and description; other keys pass."""
-    generated = Settings.model_json_schema(by_alias=True)
+    types = get_type_hints(Settings)
     properties = {
-        key: {name: value for name, value in schema.items() if name != "title"}
-        for key, schema in generated["properties"].items()
+        PREFIX + declared.name: key_schema(
+            declared.metadata["written_as"] or types[declared.name],
+            declared.default,
+            declared.metadata["description"],
+            declared.metadata["core"],
+        )
+        for declared in fields(Settings)
     }
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",

@@ -7,6 +7,8 @@ cannot fall behind the code.
 
 from __future__ import annotations
 
+from dataclasses import fields
+
 from declaration.settings import PREFIX, Settings
 
 
@@ -20,10 +22,11 @@ def _default(value: object) -> str:
 
 def settings_table() -> str:
     rows = ["| key | default | core | meaning |", "| --- | --- | --- | --- |"]
-    for name, field in Settings.model_fields.items():
-        core = "yes" if field.json_schema_extra == {"core": True} else ""
+    for declared in fields(Settings):
+        core = "yes" if declared.metadata["core"] else ""
+        meaning = declared.metadata["description"]
         rows.append(
-            f"| `{PREFIX}{name}` | {_default(field.default)} | {core} | {field.description} |"
+            f"| `{PREFIX}{declared.name}` | {_default(declared.default)} | {core} | {meaning} |"
         )
     return "\n".join(rows)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import yaml
 
@@ -80,12 +82,11 @@ def test_app_service_is_off_by_default_and_points_at_chroma_when_on():
 )
 def test_hostile_values_cannot_add_keys_or_services(hostile):
     """Validation refuses such values; the template must hold even if one got through."""
-    settings = load_settings(
-        {"chroma_project_dir": "/srv/chroma", "chroma_app_enabled": True,
-         "chroma_app_image": "registry.example/kb:1.2"}
-    ).model_copy(
-        update={"compose_project": hostile, "data_dir": hostile, "image": hostile,
-                "app_image": hostile, "restart_policy": hostile}
+    settings = replace(
+        load_settings({"chroma_project_dir": "/srv/chroma", "chroma_app_enabled": True,
+                       "chroma_app_image": "registry.example/kb:1.2"}),
+        compose_project=hostile, data_dir=hostile, image=hostile, app_image=hostile,
+        restart_policy=hostile,
     )  # fmt: skip
     compose = yaml.safe_load(render_compose(settings, 0, 0))
     assert list(compose) == ["name", "services"]
