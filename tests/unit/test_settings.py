@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import runpy
+import subprocess
 import sys
 from dataclasses import FrozenInstanceError, fields, replace
 from pathlib import Path
@@ -311,3 +312,15 @@ def test_a_chroma_0x_auth_key_is_refused_on_either_line(version, message):
         load_settings(data)
     assert str(error.value).startswith("chroma_server_auth_provider: ")
     assert message in str(error.value)
+
+
+def test_loading_settings_does_not_import_pydantic():
+    """pydantic's import costs ~80 ms of CPU per run: it belongs to the schema generator."""
+    code = (
+        "import sys; from declaration.settings import load_settings; load_settings({}); "
+        "print(sorted(name for name in sys.modules if name.startswith('pydantic')))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert done.stdout.strip() == "[]"
