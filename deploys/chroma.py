@@ -24,7 +24,7 @@ from pyinfra.operations import server
 
 from declaration.render import server_environment
 from declaration.resources import Declared
-from declaration.settings import SETTINGS
+from declaration.settings import DEFAULTS
 from operations import (
     engine,
     host_failure,
@@ -39,7 +39,7 @@ from operations import (
     upgrade,
 )
 
-DATA_DEFAULTS = {setting.key: setting.default for setting in SETTINGS}
+DATA_DEFAULTS = dict(DEFAULTS)
 
 
 @deploy("Chroma stack", data_defaults=DATA_DEFAULTS)
