@@ -38,17 +38,15 @@ from pyinfra.api.exceptions import ConnectError, PyinfraError  # noqa: E402
 from pyinfra.context import ctx_config, ctx_host, ctx_inventory, ctx_state  # noqa: E402
 
 from declaration.resources import Declared  # noqa: E402
+from facts.accounts import Accounts  # noqa: E402
 from facts.chroma import ChromaHealth  # noqa: E402
 from facts.compose import ComposeStack, ContainerLayerData  # noqa: E402
-from facts.datadirs import DataDirs  # noqa: E402
-from facts.project import ProjectFiles  # noqa: E402
-from facts.secrets import SecretFile  # noqa: E402
+from facts.project import ProjectFiles, SafetyState  # noqa: E402
 from facts.volumes import LegacyVolumes  # noqa: E402
-from operations import preflight  # noqa: E402
-from operations.compare import DriftItem, HostFacts, compare  # noqa: E402
+from operations import host_state, preflight, project  # noqa: E402
+from operations.compare import DriftItem, HostFacts, compare, exposed_containers  # noqa: E402
 from operations.drift_metrics import HostResult, render, write_textfile  # noqa: E402
-from operations.secrets import token_file_digest  # noqa: E402
-from operations.stack import exposed_containers  # noqa: E402
+from operations.migrate import done_record  # noqa: E402
 
 EXIT_OK, EXIT_ERROR, EXIT_DRIFT = 0, 1, 2
 
@@ -178,35 +176,57 @@ def _check_host(host: Any) -> HostReport:
 
 
 def gather(host: Any) -> tuple[Declared, HostFacts]:
-    """Read everything drift compares: one command per fact."""
+    """Read everything drift compares: one command for all of it, more only where needed.
+
+    A second command reads the safety records only when a legacy volume and the
+    data dir both hold data, and a third a container's own layer only when a
+    container of the project does not bind-mount the data dir.
+    """
     settings = preflight.settings_for_host()
     token = preflight.token_for_host(settings)
-    owner = preflight.resolve_owner(settings)
-    declared = Declared(settings, owner.uid, owner.gid)
-    paths = [settings.project_dir, *declared.data_dir_paths]
-    stack = host.get_fact(
-        ComposeStack,
-        project_dir=settings.project_dir,
-        project_name=settings.compose_project,
-        image=settings.image_ref,
-    )
-    exposed = exposed_containers(stack, declared.data_dir_paths[0], declared.line.persist_path)
+    expected = Declared(settings, 0, 0, token)  # where things are: the same for any owner
     names = [*settings.legacy_volumes, *([settings.adopt_volume] if settings.adopt_volume else [])]
+    stack_read = {"project_dir": settings.project_dir, "project_name": settings.compose_project,
+                  "image": settings.image_ref}  # fmt: skip
+    health_read = {
+        "url": expected.url,
+        "heartbeat_path": expected.line.heartbeat_path,
+        "container": expected.chroma_container,
+        "token_file": expected.token_file,
+    }
+    paths_fact, paths_read = project.path_states_read(expected.paths)
+    host_state.prefetch(
+        [
+            (Accounts, {"owner": settings.owner, "group": settings.group}),
+            (paths_fact, paths_read),
+            (ComposeStack, stack_read),
+            (LegacyVolumes, {"names": names}),
+            (ProjectFiles, {"project_dir": settings.project_dir}),
+            (ChromaHealth, health_read),
+        ]
+    )
+    owner = preflight.resolve_owner(settings)
+    declared = Declared(settings, owner.uid, owner.gid, token)
+    stack = host_state.read(ComposeStack, **stack_read)
+    paths = host_state.read(paths_fact, **paths_read)
+    volumes = host_state.read(LegacyVolumes, names=names)
+    data_dir = paths.get(declared.data_dir_paths[0])
+    migrated: frozenset[str] = frozenset()
+    if data_dir and data_dir["has_sqlite"] and any(v["has_chroma_data"] for v in volumes):
+        # Data on both sides is drift unless that volume was migrated here already.
+        records = host_state.read(
+            SafetyState, project_dir=settings.project_dir, data_dir=settings.data_dir
+        )["records"]
+        migrated = frozenset(v["name"] for v in volumes if done_record(v["name"]) in records)
+    exposed = exposed_containers(stack, declared.data_dir_paths[0], declared.line.persist_path)
     facts = HostFacts(
-        data_dirs=host.get_fact(DataDirs, paths=paths),
-        project_files=host.get_fact(ProjectFiles, project_dir=settings.project_dir),
+        data_dirs=paths,
+        project_files=host_state.read(ProjectFiles, project_dir=settings.project_dir),
         stack=stack,
-        health=host.get_fact(
-            ChromaHealth,
-            url=declared.url,
-            heartbeat_path=declared.line.heartbeat_path,
-            container=declared.chroma_container,
-            token_file=declared.token_file,
-        ),
-        legacy_volumes=host.get_fact(LegacyVolumes, names=names),
-        token_file=host.get_fact(SecretFile, path=declared.token_file) if token else None,
-        token_digest=token_file_digest(token) if token else None,
-        layer_data=host.get_fact(ContainerLayerData, containers=exposed) if exposed else None,
+        health=host_state.read(ChromaHealth, **health_read),
+        legacy_volumes=volumes,
+        migrated_volumes=migrated,
+        layer_data=host_state.read(ContainerLayerData, containers=exposed) if exposed else None,
     )
     return declared, facts
 

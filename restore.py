@@ -29,6 +29,7 @@ from operations.refusal import refusal  # noqa: E402
 
 settings = preflight.settings_for_host()
 owner = preflight.resolve_owner(settings)
+token = preflight.token_for_host(settings)
 
 if not settings.restore_archive:
     raise refusal(
@@ -44,7 +45,7 @@ archive = settings.restore_archive
 locked_out = lock.take_project_lock(settings.project_dir, settings.lock_timeout, "restore.py")
 if locked_out:
     host_failure.refused(name="Project lock", message=locked_out)
-declared = Declared(settings, owner.uid, owner.gid)
+declared = Declared(settings, owner.uid, owner.gid, token)
 # Only the manifest's version is needed here: read the file, not the live server.
 manifest_lines = host.get_fact(FileContents, path=archive.removesuffix(".tar.gz") + ".json")
 try:
@@ -56,7 +57,7 @@ if archive_version and archive_version != settings.version:
     # The data was written by that version and Chroma migrates forward only:
     # restore it on the version it came from.
     settings = replace(settings, version=archive_version)
-    declared = Declared(settings, owner.uid, owner.gid)
+    declared = Declared(settings, owner.uid, owner.gid, token)
     image.chroma_image(
         name=f"Image {settings.image_ref} the archive was taken with",
         ref=settings.image_ref,

@@ -16,6 +16,8 @@ from declaration.versions import version_line
 
 TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
 COMPOSE_TEMPLATE = "docker-compose.yml.j2"
+# Where the application service finds the secrets dir (read-only, holding chroma-token.env).
+APP_SECRETS_DIR = "/run/secrets/chroma-deploy"
 
 
 def yaml_quote(value: object) -> str:
@@ -78,8 +80,33 @@ def server_environment(settings: Settings) -> tuple[tuple[str, str], ...]:
     return tuple(environment.items())
 
 
-def render_compose(settings: Settings, uid: int, gid: int) -> str:
-    """The compose file for these settings, the container running as uid:gid."""
+def app_environment(settings: Settings) -> tuple[tuple[str, str], ...]:
+    """The application service's environment: where Chroma answers it, and its dirs.
+
+    With the auth proxy on, Chroma listens only inside the proxy's network namespace,
+    so the application goes through the proxy, with the token from the file
+    CHROMA_AUTH_TOKEN_FILE names (a path, never the token: `docker inspect` shows it).
+    """
+    host, port = ("auth-proxy", "8080") if settings.auth_proxy else ("chroma", "8000")
+    environment = {
+        "CHROMA_URL": f"http://{host}:{port}",
+        "CHROMA_HOST": host,
+        "CHROMA_PORT": port,
+        # The fallback PersistentClient writes here: the bind-mounted fallback dir.
+        "CHROMA_PERSIST_DIRECTORY": "/app/chroma_db",
+        "LOG_DIR": "/app/logs",
+    }
+    if settings.auth_proxy:
+        environment["CHROMA_AUTH_TOKEN_FILE"] = f"{APP_SECRETS_DIR}/chroma-token.env"
+    return tuple(environment.items())
+
+
+def render_compose(settings: Settings, uid: int, gid: int, token_digest: str | None = None) -> str:
+    """The compose file for these settings, the container running as uid:gid.
+
+    ``token_digest``: a digest of the proxy's token file (Declared.token_digest),
+    so that a new token recreates the containers that read it.
+    """
     line = version_line(settings.version)
     return (
         _environment()
@@ -109,8 +136,11 @@ def render_compose(settings: Settings, uid: int, gid: int) -> str:
             proxy_image=settings.proxy_image,
             proxy_published_port=proxy_published_port(settings.bind_address, settings.port),
             secrets_dir=settings.secrets_dir,
+            token_digest=token_digest or "",
             app_enabled=settings.app_enabled,
             app_name=settings.app_name,
             app_image=settings.app_image or "",
+            app_environment=app_environment(settings),
+            app_secrets_dir=APP_SECRETS_DIR,
         )
     )

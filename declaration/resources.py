@@ -1,19 +1,98 @@
-"""The state a host should be in, derived once from its settings and owner.
+"""The state a host should be in, derived once from its settings, owner and token.
 
-deploy.py passes these values to its operations and drift.py compares the
-facts against the very same values: one declaration, no second list of
-expectations that could disagree.
+Every path the deploy converges is a :class:`Directory` or a :class:`File` in
+:attr:`Declared.paths`; the ``.gitignore`` block, the compose file and the
+stack are the other resources (:attr:`Declared.resources` lists them all).
+deploy.py turns each resource into an operation and drift.py compares the facts
+with the very same objects: one declaration, no second list of expectations
+that could disagree (tests/unit/test_resources.py checks that every kind of
+resource has both an operation and a comparison).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
+from dataclasses import dataclass, field
 from functools import cached_property
 
 from declaration.gitignore import gitignore_lines
 from declaration.render import published_port, render_compose
 from declaration.settings import Settings
 from declaration.versions import VersionLine, version_line
+
+TOKEN_FILE_PREFIX = "CHROMA_AUTH_TOKEN="  # noqa: S105 (the variable name, not a token)
+
+
+def token_file_content(token: str) -> str:
+    """What the host's token file holds: one env-style line, read by the proxy."""
+    return f"{TOKEN_FILE_PREFIX}{token}\n"
+
+
+@dataclass(frozen=True)
+class Directory:
+    """A dir with its owner, group and mode, optionally with an empty ``.gitkeep``."""
+
+    path: str
+    uid: int
+    gid: int
+    mode: str
+    gitkeep: bool = False
+    # A container writes into it: a wrong owner is repaired for everything inside.
+    recursive_owner: bool = False
+
+
+@dataclass(frozen=True)
+class File:
+    """A file with its owner, group and mode, and its content when the deploy manages it.
+
+    ``content`` None: the file only has to exist (created empty), a container
+    writes it. ``secret``: compared by digest only, never shown, uploaded as a file.
+    """
+
+    path: str
+    uid: int
+    gid: int
+    mode: str
+    content: str | None = field(default=None, repr=False)
+    secret: bool = False
+
+    @property
+    def sha256(self) -> str | None:
+        if self.content is None:
+            return None
+        return hashlib.sha256(self.content.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class GitignoreBlock:
+    """Our lines in the project's ``.gitignore``: all present, each ignore before its ``!``."""
+
+    path: str
+    lines: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ComposeFile:
+    """The compose file, exactly as rendered from the template."""
+
+    path: str
+    content: str
+    uid: int
+    gid: int
+
+
+@dataclass(frozen=True)
+class Stack:
+    """The running stack: its services up, healthy, on the declared config, image and mounts."""
+
+    project: str
+    services: tuple[str, ...]
+    published_service: str
+    image_ref: str
+    url: str
+
+
+Resource = Directory | File | GitignoreBlock | ComposeFile | Stack
 
 
 @dataclass(frozen=True)
@@ -23,6 +102,54 @@ class Declared:
     settings: Settings
     uid: int
     gid: int
+    # The auth proxy's token, read on the control machine; None without the proxy.
+    token: str | None = field(default=None, repr=False)
+
+    @cached_property
+    def paths(self) -> tuple[Directory | File, ...]:
+        """Every dir and file the deploy converges, parents before what they hold."""
+        settings, uid, gid = self.settings, self.uid, self.gid
+        paths: list[Directory | File] = [
+            Directory(settings.project_dir, uid, gid, settings.dir_mode)
+        ]
+        paths += [
+            Directory(path, uid, gid, settings.data_dir_mode, gitkeep=True, recursive_owner=True)
+            for path in self.data_dir_paths
+        ]
+        if self.token_file and self.token:
+            paths.append(Directory(self.secrets_dir, uid, gid, "700"))
+            paths.append(
+                File(self.token_file, uid, gid, "600", token_file_content(self.token), secret=True)
+            )
+        if self.log_file:
+            paths.append(File(self.log_file, uid, gid, "640"))
+        return tuple(paths)
+
+    @property
+    def gitignore(self) -> GitignoreBlock | None:
+        if not self.gitignore_lines:
+            return None
+        return GitignoreBlock(self.settings.path(".gitignore"), tuple(self.gitignore_lines))
+
+    @property
+    def compose_file(self) -> ComposeFile:
+        return ComposeFile(self.settings.compose_path, self.compose_content, self.uid, self.gid)
+
+    @property
+    def stack(self) -> Stack:
+        return Stack(
+            self.settings.compose_project,
+            tuple(self.services),
+            self.published_service,
+            self.settings.image_ref,
+            self.url,
+        )
+
+    @property
+    def resources(self) -> tuple[Resource, ...]:
+        """Every resource, in the order the deploy converges them."""
+        block = self.gitignore
+        return (*self.paths, *([block] if block else []), self.compose_file, self.stack)
 
     @property
     def line(self) -> VersionLine:
@@ -48,7 +175,22 @@ class Declared:
 
     @cached_property
     def compose_content(self) -> str:
-        return render_compose(self.settings, self.uid, self.gid)
+        return render_compose(self.settings, self.uid, self.gid, self.token_digest)
+
+    @property
+    def token_digest(self) -> str | None:
+        """A short digest of the token file, written into the compose file on the proxy.
+
+        The proxy reads its token when it starts. With the digest in its service's
+        config, a new token changes that config, and compose recreates exactly the
+        containers that read the file (and Chroma, which lives in the proxy's network
+        namespace); a run killed between the file and the restart is repaired by the
+        next one. Salted and cut to 16 hex digits: it tells versions apart, not tokens.
+        """
+        if not (self.token_file and self.token):
+            return None
+        salted = "chroma-deploy token file\n" + token_file_content(self.token)
+        return hashlib.sha256(salted.encode()).hexdigest()[:16]
 
     @property
     def published_port(self) -> str:

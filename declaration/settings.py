@@ -1,12 +1,20 @@
-"""Every data key chroma-deploy reads: its default, what it means, what is allowed.
+"""Every data key chroma-deploy reads, declared once: its type, default, meaning and check.
 
-This module is the single place where configuration is defined and checked.
-``deploy.py``, ``drift.py`` and the tests all go through :func:`load_settings`,
-and the table of keys in docs/configuration.md is checked against :data:`SETTINGS` by a test,
-so the three can never disagree.
+:class:`Settings` is a frozen dataclass. Each field is one data key (the key is ``chroma_``
+plus the field's name) with its type, its default, its check and its description in one
+declaration (:func:`key`). ``deploy.py``, ``drift.py`` and the tests all go through
+:func:`load_settings`; the table of keys in docs/configuration.md
+(``declaration/settings_table.py``) and schemas/data-keys.schema.json
+(``declaration/settings_schema.py``, with pydantic) are generated from it and tests compare
+both, so none of them can disagree.
 
-A wrong value stops the run before any host changes, with one line that
-names the key, the value and what is allowed (:class:`SettingsError`).
+Why not a pydantic model: importing pydantic costs about 80 ms of CPU in every run (every
+deploy, drift check and backup), more than the whole check of every key; pydantic writes
+the JSON Schema from these types instead, where only the tests and the generator pay for it.
+
+A wrong value stops the run before any host changes, with one line that names the key, the
+value and what is allowed (:class:`SettingsError`). Each check reads values the way pyinfra's
+``--data`` writes them (``0750`` arrives as the int 750, ``true`` as a string).
 """
 
 from __future__ import annotations
@@ -16,12 +24,15 @@ import ipaddress
 import json
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, fields
+from typing import Any, Literal, get_args
+
+from packaging.version import InvalidVersion, Version
 
 from declaration.versions import version_line
 
 PREFIX = "chroma_"
+OLDEST_VERSION = Version("0.4.0")
 
 # Dirs that must never become a project dir: the tool sets their owner and mode.
 SYSTEM_DIRS = frozenset(
@@ -32,41 +43,39 @@ SYSTEM_DIRS = frozenset(
     }
 )  # fmt: skip
 
-IMAGE_SOURCES = ("pull", "build", "auto", "ship")
-RESTART_POLICIES = ("no", "always", "on-failure", "unless-stopped")
+ImageSource = Literal["pull", "build", "auto", "ship"]
+RestartPolicy = Literal["no", "always", "on-failure", "unless-stopped"]
 
-_VERSION = re.compile(r"^\d+\.\d+\.\d+$")
-_COMPOSE_PROJECT = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
-_ACCOUNT = re.compile(r"^(?:[0-9]+|[a-z_][a-z0-9_.-]*\$?)$")
-_PLAIN_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
-_MODE = re.compile(r"^0?[0-7]{3}$")
+_VERSION = re.compile(r"[0-9]+\.[0-9]+\.[0-9]+")
+_COMPOSE_PROJECT = re.compile(r"[a-z0-9][a-z0-9_-]*")
+_ACCOUNT = re.compile(r"(?:[0-9]+|[a-z_][a-z0-9_.-]*\$?)")
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
+_MODE = re.compile(r"0?[0-7]{3}")
 # Characters a path may hold: none that a shell reads as more than a word (quotes,
 # $, backtick, ; & | < > \, globs, control characters). Commands quote every value
 # anyway; this refuses, before any host changes, values nobody means as a path.
 _SAFE_PATH = re.compile(r"[A-Za-z0-9 /._+,@:=-]+")
 SAFE_PATH_CHARS = "letters, digits, spaces and / . _ - + , @ : ="
 _IMAGE_REPO = re.compile(
-    r"^[a-z0-9]+(?:[._/-][a-z0-9]+)*(?::[0-9]+)?(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*$"
+    r"[a-z0-9]+(?:[._/-][a-z0-9]+)*(?::[0-9]+)?(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*"
 )
 # A repository as above, then a tag, a digest or both (Docker's reference grammar).
 _IMAGE_REF = re.compile(
-    _IMAGE_REPO.pattern.strip("^$") + r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?"
-    r"(?:@sha256:[0-9a-f]{64})?"
+    _IMAGE_REPO.pattern + r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[0-9a-f]{64})?"
 )
-
-
-_ORIGIN = re.compile(r"^https?://[A-Za-z0-9.-]+(?::[0-9]{1,5})?$")
-_OTEL_URL = re.compile(r"^https?://[A-Za-z0-9.-]+(?::[0-9]{1,5})?(?:/[A-Za-z0-9._/-]*)?$")
-_MEMORY = re.compile(r"^[0-9]+[bkmg]?$")
-_LOG_SIZE = re.compile(r"^[1-9][0-9]*[kmg]$")
-_ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
+_ORIGIN = re.compile(r"https?://[A-Za-z0-9.-]+(?::[0-9]{1,5})?")
+_OTEL_URL = re.compile(r"https?://[A-Za-z0-9.-]+(?::[0-9]{1,5})?(?:/[A-Za-z0-9._/-]*)?")
+_MEMORY = re.compile(r"[0-9]+[bkmg]?")
+_LOG_SIZE = re.compile(r"[1-9][0-9]*[kmg]")
+_ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]*")
 
 
 class SettingsError(ValueError):
     """A data key has a value that is not allowed. The message is one line."""
 
 
-# --- value checks: each returns the clean value or raises ValueError(what is allowed)
+# --- value checks: each returns the clean value or raises ValueError(what is allowed).
+# Every pattern above is used with fullmatch, so a trailing newline never passes.
 
 
 def _safe_characters(value: str) -> None:
@@ -87,6 +96,13 @@ def _absolute_project_dir(value: Any) -> str:
     return normalised
 
 
+def _absolute_path(value: Any) -> str:
+    if not isinstance(value, str) or not value.startswith("/") or ".." in value.split("/"):
+        raise ValueError("an absolute path without '..'")
+    _safe_characters(value)
+    return value
+
+
 def _compose_project(value: Any) -> str:
     if not isinstance(value, str) or not _COMPOSE_PROJECT.fullmatch(value):
         raise ValueError("lowercase letters, digits, '-' and '_', starting with a letter or digit")
@@ -96,18 +112,30 @@ def _compose_project(value: Any) -> str:
 def _version(value: Any) -> str:
     if not isinstance(value, str) or not _VERSION.fullmatch(value):
         raise ValueError("a pinned release such as 1.5.9 or 0.6.3 (never 'latest')")
-    major, minor, _ = (int(part) for part in value.split("."))
-    if (major, minor) < (0, 4):
-        raise ValueError("0.4.0 or newer (older servers use another storage layout)")
+    if Version(value) < OLDEST_VERSION:
+        raise ValueError(f"{OLDEST_VERSION} or newer (older servers use another storage layout)")
+    return value
+
+
+def _whole_number(value: Any, low: int, high: int, allowed: str) -> int:
+    """A number as pyinfra's --data may give it (an int or digits), from low to high."""
+    if isinstance(value, str) and value.isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ValueError(allowed)
     return value
 
 
 def _port(value: Any) -> int:
-    if isinstance(value, str) and value.isdigit():
-        value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
-        raise ValueError("a whole number from 1 to 65535")
-    return value
+    return _whole_number(value, 1, 65535, "a whole number from 1 to 65535")
+
+
+def _seconds(value: Any) -> int:
+    return _whole_number(value, 10, 3600, "a whole number of seconds from 10 to 3600")
+
+
+def _keep(value: Any) -> int:
+    return _whole_number(value, 0, 10000, "a whole number of backups from 0 (keep all) to 10000")
 
 
 def _ip_address(value: Any) -> str:
@@ -153,7 +181,10 @@ def _bool(value: Any) -> bool:
     raise ValueError("true or false")
 
 
-def _one_of(*allowed: str) -> Callable[[Any], str]:
+def _one_of(choices: Any) -> Callable[[Any], str]:
+    """The check of a Literal type: one of its values."""
+    allowed: tuple[str, ...] = get_args(choices)
+
     def check(value: Any) -> str:
         if value not in allowed:
             raise ValueError("one of " + ", ".join(allowed))
@@ -162,27 +193,28 @@ def _one_of(*allowed: str) -> Callable[[Any], str]:
     return check
 
 
+def _or_unset(check: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """The check of an optional key: None or "" means unset, anything else must pass."""
+
+    def check_unless_unset(value: Any) -> Any:
+        return None if value in (None, "") else check(value)
+
+    return check_unless_unset
+
+
 def _image_repository(value: Any) -> str:
     if not isinstance(value, str) or not _IMAGE_REPO.fullmatch(value):
         raise ValueError("an image name without tag, such as chromadb/chroma")
     return value
 
 
-def _optional_image(value: Any) -> str | None:
+def _image_reference(value: Any) -> str:
     if value in (None, ""):
-        return None
+        raise ValueError("an image reference with a pinned tag")
     if not isinstance(value, str) or not _IMAGE_REF.fullmatch(value):
         raise ValueError("an image reference such as registry.example/app:1.2")
     if value.endswith(":latest") or ":" not in value.rsplit("/", 1)[-1]:
         raise ValueError("an image reference with a pinned tag (never 'latest')")
-    return value
-
-
-def _seconds(value: Any) -> int:
-    if isinstance(value, str) and value.isdigit():
-        value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int) or not 10 <= value <= 3600:
-        raise ValueError("a whole number of seconds from 10 to 3600")
     return value
 
 
@@ -194,6 +226,12 @@ def _volume_names(value: Any) -> tuple[str, ...]:
     ):
         raise ValueError("a list of volume names such as ['chroma_data']")
     return tuple(value)
+
+
+def _volume_name(value: Any) -> str:
+    if not isinstance(value, str) or not _PLAIN_NAME.fullmatch(value):
+        raise ValueError("the full name of one volume, as `docker volume ls` shows it")
+    return value
 
 
 def _lock_timeout(value: Any) -> int:
@@ -220,9 +258,7 @@ def _origins(value: Any) -> tuple[str, ...]:
     return tuple(value)
 
 
-def _optional_positive_int(value: Any) -> int | None:
-    if value in (None, ""):
-        return None
+def _positive_bytes(value: Any) -> int:
     try:
         number = int(str(value))
     except ValueError:
@@ -232,30 +268,20 @@ def _optional_positive_int(value: Any) -> int | None:
     return number
 
 
-def _optional_url(value: Any) -> str | None:
-    if value in (None, ""):
-        return None
+def _otel_url(value: Any) -> str:
     if not isinstance(value, str) or not _OTEL_URL.fullmatch(value):
         raise ValueError("an http(s) URL of an OpenTelemetry collector, e.g. http://otel:4317")
     return value
 
 
-def _optional_plain_name(value: Any) -> str | None:
-    return None if value in (None, "") else _plain_name(value)
-
-
-def _optional_memory(value: Any) -> str | None:
-    if value in (None, ""):
-        return None
+def _memory(value: Any) -> str:
     text = str(value).strip().lower()
     if not _MEMORY.fullmatch(text):
         raise ValueError("a size such as 2g, 512m or 1073741824 (bytes), at least 6m")
     return text
 
 
-def _optional_cpus(value: Any) -> str | None:
-    if value in (None, ""):
-        return None
+def _cpus(value: Any) -> str:
     try:
         cpus = float(str(value))
     except ValueError:
@@ -306,411 +332,277 @@ def _environment_map(value: Any) -> tuple[tuple[str, str], ...]:
     return tuple(sorted((name, str(v)) for name, v in value.items()))
 
 
-def _optional_volume_name(value: Any) -> str | None:
-    if value is None or value == "":
-        return None
-    if not isinstance(value, str) or not _PLAIN_NAME.fullmatch(value):
-        raise ValueError("the full name of one volume, as `docker volume ls` shows it")
-    return value
-
-
 def _env_name(value: Any) -> str:
-    if not isinstance(value, str) or not re.fullmatch(r"^[A-Z_][A-Z0-9_]*$", value):
+    if not isinstance(value, str) or not _ENV_NAME.fullmatch(value):
         raise ValueError("an environment variable name such as CHROMA_AUTH_TOKEN")
     return value
 
 
-def _optional_absolute_path(value: Any) -> str | None:
-    return None if value in (None, "") else _absolute_path(value)
+def key(
+    default: Any,
+    check: Callable[[Any], Any],
+    description: str,
+    *,
+    core: bool = False,
+    written_as: Any = None,
+) -> Any:
+    """Declare one data key: its default, the check of its value, and what it means.
 
-
-def _image_reference(value: Any) -> str:
-    checked = _optional_image(value)
-    if checked is None:
-        raise ValueError("an image reference with a pinned tag")
-    return checked
-
-
-def _keep(value: Any) -> int:
-    if isinstance(value, str) and value.isdigit():
-        value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 10000:
-        raise ValueError("a whole number of backups from 0 (keep all) to 10000")
-    return value
-
-
-def _absolute_path(value: Any) -> str:
-    if not isinstance(value, str) or not value.startswith("/") or ".." in value.split("/"):
-        raise ValueError("an absolute path without '..'")
-    _safe_characters(value)
-    return value
+    core: always defined, other tools may rely on it. written_as: the type to write in
+    data files, for the JSON Schema, when it is not the attribute's own type.
+    """
+    metadata = {"check": check, "description": description, "core": core}
+    return field(default=default, metadata={**metadata, "written_as": written_as})
 
 
 @dataclass(frozen=True)
-class Setting:
-    """One data key: its default and the check its value must pass."""
+class Settings:
+    """The validated configuration of one host. Attribute names are the keys without prefix.
 
-    key: str
-    default: Any
-    check: Callable[[Any], Any]
-    help: str
-    required: bool = False
+    Each field is one data key, ``chroma_`` plus its name: its type, default, check and
+    description. Made only by :func:`load_settings`; ``dataclasses.replace`` gives a changed
+    copy (unchecked).
+    """
 
-
-SETTINGS: tuple[Setting, ...] = (
     # Where the stack lives, and what it is called.
-    Setting(
-        "chroma_project_dir",
+    project_dir: str = key(
         "/srv/chroma",
         _absolute_project_dir,
         "Absolute dir holding docker-compose.yml and the data dirs.",
-        required=True,
-    ),
-    Setting(
-        "chroma_compose_project",
+        core=True,
+    )
+    compose_project: str = key(
         "chroma",
         _compose_project,
-        "Compose project name, written into the file so it cannot drift with "
-        "the dir name (a drift orphans volumes).",
-        required=True,
-    ),
+        "Compose project name, written into the file so it cannot drift with the dir name "
+        "(a drift orphans volumes).",
+        core=True,
+    )
     # What runs.
-    Setting(
-        "chroma_version",
+    version: str = key(
         "1.5.9",
         _version,
         "Chroma image tag; decides the persist path, heartbeat and healthcheck.",
-        required=True,
-    ),
-    Setting(
-        "chroma_image",
-        "chromadb/chroma",
-        _image_repository,
-        "Image repository; the tag is chroma_version.",
-    ),
-    Setting(
-        "chroma_image_source",
+        core=True,
+    )
+    image: str = key(
+        "chromadb/chroma", _image_repository, "Image repository; the tag is chroma_version."
+    )
+    image_source: ImageSource = key(
         "pull",
-        _one_of(*IMAGE_SOURCES),
-        "When the image is missing: pull it, build it from the chromadb wheel "
-        "on PyPI, auto (pull, else build), or ship the control machine's image "
-        "(also when the host's has another id).",
-    ),
-    Setting(
-        "chroma_image_build_dir",
+        _one_of(ImageSource),
+        "When the image is missing: pull it, build it from the chromadb wheel on PyPI, auto "
+        "(pull, else build), or ship the control machine's image (also when the host's has "
+        "another id).",
+    )
+    image_build_dir: str = key(
         "/var/cache/chroma-deploy/image-build",
         _absolute_path,
         "Where a local image build keeps its rootfs and wheels on the host.",
-    ),
+    )
     # How it is reached.
-    Setting("chroma_port", 8000, _port, "Host port Chroma is published on.", required=True),
-    Setting(
-        "chroma_bind_address",
+    port: int = key(8000, _port, "Host port Chroma is published on.", core=True)
+    bind_address: str = key(
         "127.0.0.1",
         _ip_address,
         "Host address the port is published on; loopback unless you mean it.",
-        required=True,
-    ),
-    Setting(
-        "chroma_allow_unauthenticated_public_port",
+        core=True,
+    )
+    allow_unauthenticated_public_port: bool = key(
         False,
         _bool,
-        "Accept publishing Chroma on a non-loopback address with no authentication in "
-        "front of it (Chroma 1.x has none of its own).",
-    ),
-    Setting(
-        "chroma_restart_policy",
-        "unless-stopped",
-        _one_of(*RESTART_POLICIES),
-        "Compose restart policy of the chroma service.",
-    ),
-    Setting(
-        "chroma_wait_timeout",
-        120,
-        _seconds,
-        "Seconds `docker compose up --wait` may take to reach healthy.",
-    ),
-    # Who owns the data.
-    Setting(
-        "chroma_owner",
+        "Accept publishing Chroma on a non-loopback address with no authentication in front "
+        "of it (Chroma 1.x has none of its own).",
+    )
+    restart_policy: RestartPolicy = key(
+        "unless-stopped", _one_of(RestartPolicy), "Compose restart policy of the chroma service."
+    )
+    wait_timeout: int = key(
+        120, _seconds, "Seconds `docker compose up --wait` may take to reach healthy."
+    )
+    # Who owns the data: a name, or a numeric id (--data and inventories give it as an int).
+    owner: str | None = key(
         None,
         _account,
-        "Owner of the project and data dirs, and the uid Chroma runs as "
-        "(name or numeric id; unset: the connecting user).",
-        required=True,
-    ),
-    Setting(
-        "chroma_group",
+        "Owner of the project and data dirs, and the uid Chroma runs as (name or numeric id; "
+        "unset: the connecting user).",
+        core=True,
+        written_as=str | int | None,
+    )
+    group: str | None = key(
         None,
         _account,
-        "Group of the project and data dirs (name or numeric id; unset: the "
-        "owner's primary group).",
-        required=True,
-    ),
-    Setting(
-        "chroma_create_owner",
+        "Group of the project and data dirs (name or numeric id; unset: the owner's primary "
+        "group).",
+        core=True,
+        written_as=str | int | None,
+    )
+    create_owner: bool = key(
         False,
         _bool,
         "Create chroma_owner as a system account (no login, no home; its own group unless "
         "chroma_group names one) when it has none, before the dirs.",
-    ),
-    Setting("chroma_dir_mode", "0750", _mode, "Mode of the project dir."),
-    Setting("chroma_data_dir_mode", "0750", _mode, "Mode of each data dir."),
-    Setting(
-        "chroma_data_dir",
+    )
+    # Written "0750"; --data gives the int 750, read as written. Normalised to "750".
+    dir_mode: str = key("0750", _mode, "Mode of the project dir.")
+    data_dir_mode: str = key("0750", _mode, "Mode of each data dir.")
+    data_dir: str = key(
         "chroma_data",
         _plain_name,
         "Dir (in the project dir) bind-mounted at the server's persist path.",
-    ),
-    Setting(
-        "chroma_fallback_dir",
-        "chroma_db",
-        _plain_name,
-        "Dir for the application's fallback PersistentClient.",
-    ),
-    Setting("chroma_logs_dir", "logs", _plain_name, "Dir for logs."),
-    Setting(
-        "chroma_manage_gitignore",
-        True,
-        _bool,
-        "Add .gitignore lines that keep the data dirs but not their contents.",
-    ),
+    )
+    fallback_dir: str = key(
+        "chroma_db", _plain_name, "Dir for the application's fallback PersistentClient."
+    )
+    logs_dir: str = key("logs", _plain_name, "Dir for logs.")
+    manage_gitignore: bool = key(
+        True, _bool, "Add .gitignore lines that keep the data dirs but not their contents."
+    )
     # The optional application service (the seed's knowledge-base-agent).
-    Setting("chroma_app_enabled", False, _bool, "Run the application service too."),
-    Setting(
-        "chroma_app_image",
+    app_enabled: bool = key(False, _bool, "Run the application service too.")
+    app_image: str | None = key(
         None,
-        _optional_image,
+        _or_unset(_image_reference),
         "Image of the application service (required when it is enabled).",
-    ),
-    Setting(
-        "chroma_app_name",
-        "knowledge-base-agent",
-        _compose_project,
-        "Compose service name of the application.",
-    ),
+    )
+    app_name: str = key(
+        "knowledge-base-agent", _compose_project, "Compose service name of the application."
+    )
     # Authentication: Chroma 1.x has none of its own, so a proxy checks a token.
-    Setting(
-        "chroma_auth_proxy",
+    auth_proxy: bool = key(
         False,
         _bool,
         "Put an authenticating reverse proxy (Debian's nginx) in front of Chroma: only the "
         "proxy is published, on chroma_bind_address:chroma_port, and it wants the token as "
         "`X-Chroma-Token` or `Authorization: Bearer`.",
-    ),
-    Setting(
-        "chroma_auth_token_env",
+    )
+    auth_token_env: str = key(
         "CHROMA_AUTH_TOKEN",
         _env_name,
         "Environment variable on the control machine holding the token (16+ characters of "
         "A-Z a-z 0-9 . _ ~ + / = -). Never a command-line value.",
-    ),
-    Setting(
-        "chroma_auth_token_file",
+    )
+    auth_token_file: str | None = key(
         None,
-        _optional_absolute_path,
+        _or_unset(_absolute_path),
         "File on the control machine holding the token; wins over the environment variable.",
-    ),
-    Setting(
-        "chroma_proxy_image",
+    )
+    proxy_image: str = key(
         "chroma-deploy/auth-proxy:2",
         _image_reference,
         "Image of the proxy, built on the host from files/build-proxy-image.sh when missing.",
-    ),
-    Setting(
-        "chroma_secrets_dir",
+    )
+    secrets_dir: str = key(
         "secrets",
         _plain_name,
         "Dir (mode 0700, in the project dir) of the 0600 token file the proxy reads.",
-    ),
+    )
     # Running Chroma in production (server settings and container limits).
-    Setting(
-        "chroma_cors_allow_origins",
+    cors_allow_origins: tuple[str, ...] = key(
         (),
         _origins,
         "Origins browser apps may call Chroma from ('*' or a list); unset: no CORS headers.",
-    ),
-    Setting(
-        "chroma_max_payload_bytes",
+    )
+    max_payload_bytes: int | None = key(
         None,
-        _optional_positive_int,
+        _or_unset(_positive_bytes),
         "Largest request body Chroma 1.x accepts (its default: 41943040, 40 MiB).",
-    ),
-    Setting(
-        "chroma_otel_endpoint",
+    )
+    otel_endpoint: str | None = key(
         None,
-        _optional_url,
+        _or_unset(_otel_url),
         "OpenTelemetry collector Chroma 1.x sends traces to, e.g. http://otel:4317.",
-    ),
-    Setting(
-        "chroma_otel_service_name",
+    )
+    otel_service_name: str | None = key(
         None,
-        _optional_plain_name,
+        _or_unset(_plain_name),
         "Service name in those traces (needs chroma_otel_endpoint).",
-    ),
-    Setting(
-        "chroma_mem_limit",
+    )
+    mem_limit: str | None = key(
         None,
-        _optional_memory,
+        _or_unset(_memory),
         "Memory cap of the Chroma container (compose mem_limit), e.g. 2g; unset: none.",
-    ),
-    Setting(
-        "chroma_cpus",
+        written_as=str | int | None,
+    )
+    cpus: str | None = key(
         None,
-        _optional_cpus,
+        _or_unset(_cpus),
         "CPUs the Chroma container may use (compose cpus), e.g. 1.5; unset: no limit.",
-    ),
-    Setting(
-        "chroma_log_max_size",
-        "10m",
-        _log_size,
-        "Size at which each container's json-file log is rotated.",
-    ),
-    Setting(
-        "chroma_log_max_files",
-        5,
-        _log_files,
-        "Rotated json-file logs kept per container.",
-    ),
-    Setting(
-        "chroma_env",
+        written_as=float | str | None,
+    )
+    log_max_size: str = key(
+        "10m", _log_size, "Size at which each container's json-file log is rotated."
+    )
+    log_max_files: int = key(5, _log_files, "Rotated json-file logs kept per container.")
+    env: tuple[tuple[str, str], ...] = key(
         (),
         _environment_map,
         "Extra environment for the Chroma server (a mapping); names the version does not "
         "read, or ignores, are refused with what to use instead.",
-    ),
-    Setting(
-        "chroma_upgrade_rehearsal",
+        written_as=dict[str, str | int | float | bool],
+    )
+    upgrade_rehearsal: bool = key(
         True,
         _bool,
         "Before an upgrade touches the live stack, start the new version on a copy of the "
         "data and compare it with the backup; a mismatch stops the upgrade.",
-    ),
-    Setting(
-        "chroma_telemetry",
+    )
+    telemetry: bool = key(
         False,
         _bool,
         "Let a 0.x server send Chroma's anonymized product telemetry (off by default).",
-    ),
+    )
     # The engine.
-    Setting(
-        "chroma_install_docker",
-        True,
-        _bool,
-        "Install Docker Engine and the Compose v2 plugin when missing.",
-    ),
+    install_docker: bool = key(
+        True, _bool, "Install Docker Engine and the Compose v2 plugin when missing."
+    )
     # Data safety.
-    Setting(
-        "chroma_legacy_volumes",
+    legacy_volumes: tuple[str, ...] = key(
         ("chroma_data",),
         _volume_names,
-        "Named volumes (any compose project prefix) that may hold data from a "
-        "setup before bind mounts.",
-    ),
-    Setting(
-        "chroma_adopt_volume",
+        "Named volumes (any compose project prefix) that may hold data from a setup before "
+        "bind mounts.",
+    )
+    adopt_volume: str | None = key(
         None,
-        _optional_volume_name,
+        _or_unset(_volume_name),
         "A named volume of another compose project (or of none) to migrate into this "
         "project's data dir; by default only this project's own volumes are taken.",
-    ),
-    Setting(
-        "chroma_accept_failed_verification",
+    )
+    accept_failed_verification: bool = key(
         False,
         _bool,
         "Go on after a migration or upgrade failed its verification (the failed-* records "
         "become accepted-*); by default such a host is not deployed until you act.",
-    ),
-    Setting(
-        "chroma_allow_empty_data_dir",
+    )
+    allow_empty_data_dir: bool = key(
         False,
         _bool,
-        "Start a server on an empty data dir although a copy of it was moved aside "
-        "(an unfinished restore or a failed migration).",
-    ),
-    Setting(
-        "chroma_lock_timeout",
+        "Start a server on an empty data dir although a copy of it was moved aside (an "
+        "unfinished restore or a failed migration).",
+    )
+    lock_timeout: int = key(
         300,
         _lock_timeout,
-        "Seconds a deploy, backup, restore or proof waits for another run on the same "
-        "project to finish before it fails, naming that run.",
-    ),
-    Setting(
-        "chroma_backup_dir",
+        "Seconds a deploy, backup, restore or proof waits for another run on the same project "
+        "to finish before it fails, naming that run.",
+    )
+    backup_dir: str = key(
         "/var/backups/chroma-deploy",
         _absolute_path,
         "Where backup.py writes archives (<project>-<UTC time>.tar.gz, .sha256, .json).",
-    ),
-    Setting(
-        "chroma_backup_keep",
+    )
+    backup_keep: int = key(
         0,
         _keep,
-        "How many of this project's newest backups to keep; 0 keeps all. Pruning older "
-        "ones is the only deletion chroma-deploy ever does, and only when you set this.",
-    ),
-    Setting(
-        "chroma_restore_archive",
+        "How many of this project's newest backups to keep; 0 keeps all. Pruning older ones "
+        "is the only deletion chroma-deploy ever does, and only when you set this.",
+    )
+    restore_archive: str | None = key(
         None,
-        _optional_absolute_path,
+        _or_unset(_absolute_path),
         "The archive restore.py restores (a path on the host, from backup.py).",
-    ),
-)
-
-SETTINGS_BY_KEY = {setting.key: setting for setting in SETTINGS}
-
-
-@dataclass(frozen=True)
-class Settings:
-    """The validated configuration of one host. Attribute names are the keys without prefix."""
-
-    project_dir: str
-    compose_project: str
-    version: str
-    image: str
-    image_source: str
-    image_build_dir: str
-    port: int
-    bind_address: str
-    allow_unauthenticated_public_port: bool
-    restart_policy: str
-    wait_timeout: int
-    owner: str | None
-    group: str | None
-    create_owner: bool
-    dir_mode: str
-    data_dir_mode: str
-    data_dir: str
-    fallback_dir: str
-    logs_dir: str
-    manage_gitignore: bool
-    app_enabled: bool
-    app_image: str | None
-    app_name: str
-    auth_proxy: bool
-    auth_token_env: str
-    auth_token_file: str | None
-    proxy_image: str
-    secrets_dir: str
-    install_docker: bool
-    cors_allow_origins: tuple[str, ...] = ()
-    max_payload_bytes: int | None = None
-    otel_endpoint: str | None = None
-    otel_service_name: str | None = None
-    mem_limit: str | None = None
-    cpus: str | None = None
-    log_max_size: str = "10m"
-    log_max_files: int = 5
-    env: tuple[tuple[str, str], ...] = ()
-    telemetry: bool = False
-    upgrade_rehearsal: bool = True
-    legacy_volumes: tuple[str, ...] = field(default=("chroma_data",))
-    adopt_volume: str | None = None
-    accept_failed_verification: bool = False
-    allow_empty_data_dir: bool = False
-    lock_timeout: int = 300
-    backup_dir: str = "/var/backups/chroma-deploy"
-    backup_keep: int = 0
-    restore_archive: str | None = None
+    )
 
     @property
     def image_ref(self) -> str:
@@ -729,31 +621,38 @@ class Settings:
         return f"{self.project_dir}/{name}"
 
 
+# Every data key and its default, in the order declared (and checked, and documented).
+DEFAULTS = {PREFIX + declared.name: declared.default for declared in fields(Settings)}
+KEYS = tuple(DEFAULTS)
+
+
 def load_settings(data: Any) -> Settings:
     """Validate every ``chroma_*`` key of a host's data and return the settings.
 
     ``data`` is ``host.data`` (or any mapping). Keys with another prefix belong
     to pyinfra or the user and are ignored; an unknown ``chroma_`` key is an
     error, because a typo would otherwise silently fall back to a default.
+    A key set to None takes its default.
     """
     keys = [key for key in _keys(data) if key.startswith(PREFIX)]
     _refuse_server_auth_keys(data, keys)
     for key in keys:
-        if key not in SETTINGS_BY_KEY:
-            close = difflib.get_close_matches(key, SETTINGS_BY_KEY, n=1)
+        if key not in KEYS:
+            close = difflib.get_close_matches(key, KEYS, n=1)
             hint = f" (did you mean {close[0]}?)" if close else ""
             raise SettingsError(
                 f"{key}: unknown data key{hint}; see the keys in docs/configuration.md"
             )
-
     values: dict[str, Any] = {}
-    for setting in SETTINGS:
-        raw = _get(data, setting.key, setting.default)
+    for declared in fields(Settings):
+        raw = data.get(PREFIX + declared.name)
+        raw = declared.default if raw is None else raw
         try:
-            values[setting.key.removeprefix(PREFIX)] = setting.check(raw)
+            values[declared.name] = declared.metadata["check"](raw)
         except ValueError as allowed:
-            raise SettingsError(f"{setting.key}: {raw!r} is not allowed; use {allowed}") from None
-
+            raise SettingsError(
+                f"{PREFIX}{declared.name}: {raw!r} is not allowed; use {allowed}"
+            ) from None
     settings = Settings(**values)
     _check_together(settings)
     return settings
@@ -775,8 +674,12 @@ def _refuse_server_auth_keys(data: Any, keys: list[str]) -> None:
     found = [key for key in keys if key in SERVER_AUTH_KEYS]
     if not found:
         return
-    version = str(_get(data, "chroma_version", SETTINGS_BY_KEY["chroma_version"].default))
-    if version[:1].isdigit() and not version.startswith("0."):
+    version = str(data.get("chroma_version") or Settings.version)
+    try:
+        has_no_auth = Version(version) >= Version("1.0.0")
+    except InvalidVersion:
+        has_no_auth = False
+    if has_no_auth:
         raise SettingsError(
             f"{found[0]}: a Chroma 0.x auth setting, and Chroma {version} has no built-in "
             "authentication, so it would be ignored and the server left open; use "
@@ -832,11 +735,6 @@ def _keys(data: Mapping[str, Any]) -> list[str]:
     if hasattr(data, "dict"):
         return list(data.dict())
     return list(data)
-
-
-def _get(data: Mapping[str, Any], key: str, default: Any) -> Any:
-    value = data.get(key, default) if hasattr(data, "get") else default
-    return default if value is None and default is not None else value
 
 
 def _check_server_settings(settings: Settings) -> None:

@@ -1,15 +1,20 @@
 """Print the table of data keys in docs/configuration.md: `python -m declaration.settings_table`.
 
-A test checks that docs/configuration.md contains exactly this table, so the docs
+Generated from :class:`declaration.settings.Settings` (key, default, core, description);
+a test checks that docs/configuration.md contains exactly this table, so the docs
 cannot fall behind the code.
 """
 
 from __future__ import annotations
 
-from declaration.settings import SETTINGS
+from dataclasses import fields
+
+from declaration.settings import PREFIX, Settings
 
 
 def _default(value: object) -> str:
+    if value is None or value == () or value == {}:
+        return "unset"
     if isinstance(value, tuple):
         return "`" + ", ".join(value) + "`"
     return f"`{value}`"
@@ -17,10 +22,12 @@ def _default(value: object) -> str:
 
 def settings_table() -> str:
     rows = ["| key | default | core | meaning |", "| --- | --- | --- | --- |"]
-    for setting in SETTINGS:
-        default = "unset" if setting.default is None else _default(setting.default)
-        required = "yes" if setting.required else ""
-        rows.append(f"| `{setting.key}` | {default} | {required} | {setting.help} |")
+    for declared in fields(Settings):
+        core = "yes" if declared.metadata["core"] else ""
+        meaning = declared.metadata["description"]
+        rows.append(
+            f"| `{PREFIX}{declared.name}` | {_default(declared.default)} | {core} | {meaning} |"
+        )
     return "\n".join(rows)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import yaml
+from packaging.version import Version
 
 
 @dataclass(frozen=True)
@@ -125,15 +126,10 @@ def _bash_heartbeat(path: str) -> tuple[str, ...]:
     return ("CMD", "/bin/bash", "-c", script)
 
 
-def _parse(version: str) -> tuple[int, int, int]:
-    major, minor, patch = (int(part) for part in version.split("."))
-    return major, minor, patch
-
-
 def version_line(version: str) -> VersionLine:
     """The line a pinned ``X.Y.Z`` release belongs to (validated beforehand)."""
-    parsed = _parse(version)
-    if parsed >= (1, 0, 0):
+    parsed = Version(version)
+    if parsed >= Version("1.0.0"):
         return VersionLine(
             name="1.x",
             persist_path="/data",
@@ -144,7 +140,7 @@ def version_line(version: str) -> VersionLine:
             env_known=_1X_KNOWN,
             env_instead=_1X_INSTEAD,
         )
-    heartbeat = "/api/v2/heartbeat" if parsed >= (0, 5, 16) else "/api/v1/heartbeat"
+    heartbeat = "/api/v2/heartbeat" if parsed >= Version("0.5.16") else "/api/v1/heartbeat"
     return VersionLine(
         name="0.x",
         persist_path="/chroma/chroma",

@@ -10,7 +10,7 @@ from pyinfra.api.exceptions import FactProcessError
 MARK = "@@"
 
 
-def q(value: object) -> str:
+def shell_word(value: object) -> str:
     """One shell word, whatever ``value`` holds."""
     return shlex.quote(str(value))
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from pyinfra.api import FactBase
 
-from facts._shell import parse_error, q, sections, to_int
+from facts._shell import parse_error, sections, shell_word, to_int
 
 
 class Accounts(FactBase[dict[str, Any]]):
@@ -37,9 +37,9 @@ class Accounts(FactBase[dict[str, Any]]):
             "echo @@login; id -un 2>/dev/null || id -u; id -u; id -gn 2>/dev/null || id -g; id -g"
         ]
         if self.owner is not None:
-            parts.append(f"echo @@owner; getent passwd {q(self.owner)} || true")
+            parts.append(f"echo @@owner; getent passwd {shell_word(self.owner)} || true")
         if self.group is not None:
-            parts.append(f"echo @@group; getent group {q(self.group)} || true")
+            parts.append(f"echo @@group; getent group {shell_word(self.group)} || true")
         return "; ".join(parts)
 
     def process(self, output: list[str]) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 
 from pyinfra.api import FactBase
 
-from facts._shell import parse_error, q, sections
+from facts._shell import parse_error, sections, shell_word
 
 # Without curl: bash's /dev/tcp. Host, port, path and token file are the
 # script's arguments ($1..$4), never part of its text. The token is read into
@@ -58,33 +58,33 @@ class ChromaHealth(FactBase[dict[str, Any]]):
         token_file: str | None = None,
     ) -> str:
         base = url.rstrip("/")
-        heartbeat = q(base + heartbeat_path)
-        version = q(base + "/api/v2/version")
+        heartbeat = shell_word(base + heartbeat_path)
+        version = shell_word(base + "/api/v2/version")
         parts = urlsplit(base)
         port = parts.port or (443 if parts.scheme == "https" else 80)
         # The token goes to curl on stdin as a header, read from its 0600 file:
         # it never appears on a command line or in this fact's output.
         header = (
-            f"sed 's/^CHROMA_AUTH_TOKEN=/X-Chroma-Token: /' {q(token_file)} 2>/dev/null | "
+            f"sed 's/^CHROMA_AUTH_TOKEN=/X-Chroma-Token: /' {shell_word(token_file)} 2>/dev/null | "
             if token_file
             else ""
         )
         auth = " -H @-" if token_file else ""
-        raw_args = " ".join(q(arg) for arg in (parts.hostname or "", port, heartbeat_path))
-        raw_args += f" {q(token_file)}" if token_file else ""
+        raw_args = " ".join(shell_word(arg) for arg in (parts.hostname or "", port, heartbeat_path))
+        raw_args += f" {shell_word(token_file)}" if token_file else ""
         command = (
             "if command -v curl >/dev/null 2>&1; then "
             f"echo @@heartbeat; {header}curl -sS -m 5{auth}"
             f" -w '\\n@@meta\\n%{{http_code}} %{{time_total}}\\n' {heartbeat} 2>&1; "
             f"echo @@version; {header}curl -sS -m 5{auth} {version} 2>/dev/null; echo; "
-            f"else echo @@bash; timeout 5 bash -c {q(_BASH_GET)} chroma-health {raw_args}"
+            f"else echo @@bash; timeout 5 bash -c {shell_word(_BASH_GET)} chroma-health {raw_args}"
             " 2>&1; echo; fi; "
         )
         if container:
             command += (
                 "echo @@image; docker inspect --format "
                 "'{{.Config.Image}}|{{index .Config.Labels \"org.opencontainers.image.version\"}}' "
-                f"{q(container)} 2>/dev/null; "
+                f"{shell_word(container)} 2>/dev/null; "
             )
         return command + "true"
 
@@ -164,15 +164,15 @@ class ChromaInventory(FactBase[dict[str, Any]]):
         self, url: str, tools_dir: str, token_file: str | None = None, manifest: str | None = None
     ) -> str:
         tool = f"{tools_dir}/chroma_inventory.py"
-        token = f" --token-file {q(token_file)}" if token_file else ""
+        token = f" --token-file {shell_word(token_file)}" if token_file else ""
         scopes = ""
         read_manifest = ""
         if manifest:
-            read_manifest = f"echo @@manifest; cat {q(manifest)} 2>/dev/null; echo; "
-            scopes = f" --scopes-from {q(manifest)}"  # every tenant/database it names
+            read_manifest = f"echo @@manifest; cat {shell_word(manifest)} 2>/dev/null; echo; "
+            scopes = f" --scopes-from {shell_word(manifest)}"  # every tenant/database it names
         return (
-            f"{read_manifest}echo @@live; test -f {q(tool)} && "
-            f"python3 {q(tool)} {q(url)}{token}{scopes} 2>/dev/null; true"
+            f"{read_manifest}echo @@live; test -f {shell_word(tool)} && "
+            f"python3 {shell_word(tool)} {shell_word(url)}{token}{scopes} 2>/dev/null; true"
         )
 
     def process(self, output: list[str]) -> dict[str, Any]:

@@ -8,12 +8,12 @@ from typing import Any
 
 from pyinfra.api import FactBase
 
-from facts._shell import parse_error, q, sections
+from facts._shell import parse_error, sections, shell_word
 
 
 def _containers_command(project_name: str) -> str:
     """Inspect the project's containers, stopped ones too; ``@@docker`` when the engine answers."""
-    label = q(f"label=com.docker.compose.project={project_name}")
+    label = shell_word(f"label=com.docker.compose.project={project_name}")
     return (
         f"ids=$(docker ps -aq --filter {label} 2>/dev/null) && echo @@docker && echo yes; "
         "echo @@containers; "
@@ -116,15 +116,16 @@ class ComposeStack(FactBase[dict[str, Any]]):
         image: str | None = None,
         port: int | None = None,
     ) -> str:
-        path = q(f"{project_dir}/{compose_file}")
-        compose = f"docker compose -f {path} --project-directory {q(project_dir)}"
+        path = shell_word(f"{project_dir}/{compose_file}")
+        compose = f"docker compose -f {path} --project-directory {shell_word(project_dir)}"
         listening = (
-            f"echo @@listening; ss -Hltn {q(f'( sport = :{int(port)} )')} 2>/dev/null; "
+            f"echo @@listening; ss -Hltn {shell_word(f'( sport = :{int(port)} )')} 2>/dev/null; "
             if port
             else ""
         )
         image_id = (
-            f"echo @@image_id; docker image inspect --format '{{{{.Id}}}}' {q(image)} 2>/dev/null; "
+            "echo @@image_id; docker image inspect --format '{{.Id}}' "
+            f"{shell_word(image)} 2>/dev/null; "
             if image
             else ""
         )
@@ -256,7 +257,7 @@ class ContainerLayerData(FactBase[dict[str, list[str]]]):
 
     def command(self, containers: list[str]) -> str:
         parts = [
-            f"echo @@{index}; docker diff {q(name)} 2>/dev/null"
+            f"echo @@{index}; docker diff {shell_word(name)} 2>/dev/null"
             " | awk '$2 ~ /\\/chroma\\.sqlite3$/ {print $2}'"
             for index, name in enumerate(containers)
         ]
@@ -295,9 +296,9 @@ class PortHolder(FactBase[dict[str, Any]]):
 
     def command(self, port: int, project_name: str) -> str:
         self.port = int(port)
-        label = q(f"label=com.docker.compose.project={project_name}")
+        label = shell_word(f"label=com.docker.compose.project={project_name}")
         return (
-            f"echo @@listening; ss -Hltnp {q(f'( sport = :{self.port} )')} 2>/dev/null; "
+            f"echo @@listening; ss -Hltnp {shell_word(f'( sport = :{self.port} )')} 2>/dev/null; "
             f"echo @@ours; docker ps --filter {label} --format '{{{{.State}}}}|{{{{.Ports}}}}' "
             "2>/dev/null; true"
         )

@@ -6,7 +6,7 @@ from typing import Any
 
 from pyinfra.api import FactBase
 
-from facts._shell import parse_error, q, sections, to_int
+from facts._shell import parse_error, sections, shell_word, to_int
 
 STAT_FORMAT = "%F|%u|%g|%U|%G|%a"
 
@@ -41,6 +41,8 @@ class DataDirs(FactBase[dict[str, Any]]):
     account. ``mode`` is octal as ``stat -c %a`` prints it ("750").
     ``has_sqlite``: ``chroma.sqlite3`` is a file directly in it. ``size_bytes``
     is ``du -sb`` (0 when unreadable). ``gitkeep`` None: no ``.gitkeep`` in it.
+    ``sha256``: the content's digest, for the regular files named in ``digests``
+    (else None); only the digest is read, so a secret never reaches the output.
     """
 
     @staticmethod
@@ -51,20 +53,27 @@ class DataDirs(FactBase[dict[str, Any]]):
     # the paths that process() maps the numbered sections back to.
     paths: tuple[str, ...] = ()
 
-    def command(self, paths: list[str]) -> str:
+    def command(self, paths: list[str], digests: tuple[str, ...] | list[str] = ()) -> str:
         # One path given as a string is one path, not a path per character.
         self.paths = (paths,) if isinstance(paths, str) else tuple(paths)
         parts = []
         for index, path in enumerate(self.paths):
-            quoted = q(path)
+            quoted = shell_word(path)
+            digest = (
+                # Read from stdin: sha256sum escapes a name that holds a newline.
+                f"test -f {quoted} && echo sha256=$(sha256sum < {quoted} | cut -d' ' -f1); "
+                if path in digests
+                else ""
+            )
             parts.append(
                 f"echo @@{index}; if test -e {quoted} || test -L {quoted}; then "
                 f"stat -c '{STAT_FORMAT}' -- {quoted}; "
                 f"test -f {quoted}/chroma.sqlite3 && echo sqlite; "
-                f"echo size=$(du -sb -- {quoted} 2>/dev/null | cut -f1); "
+                # The first line only: du prints a name that holds a newline on two.
+                f"echo size=$(du -sb -- {quoted} 2>/dev/null | head -n 1 | cut -f1); "
                 f"test -f {quoted}/.gitkeep"
                 f" && echo gitkeep=$(stat -c '%u|%g|%a|%s' -- {quoted}/.gitkeep); "
-                "fi"
+                f"{digest}fi"
             )
         return "; ".join([*parts, "true"])
 
@@ -84,9 +93,12 @@ def _read_path(lines: list[str]) -> dict[str, Any]:
     state["has_sqlite"] = "sqlite" in lines[1:]
     state["size_bytes"] = 0
     state["gitkeep"] = None
+    state["sha256"] = None
     for line in lines[1:]:
         if line.startswith("size="):
             state["size_bytes"] = to_int(line[5:] or "0", "DataDirs", "du size")
+        elif line.startswith("sha256="):
+            state["sha256"] = line[7:] or None
         elif line.startswith("gitkeep="):
             fields = line[8:].split("|")
             if len(fields) != 4:

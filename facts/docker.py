@@ -8,7 +8,7 @@ from typing import Any
 
 from pyinfra.api import FactBase
 
-from facts._shell import parse_error, q, sections, to_int
+from facts._shell import parse_error, sections, shell_word, to_int
 
 # Client and server in one call: a daemon that does not answer costs one wait, not two.
 _VERSIONS = "'{{.Client.Version}}|{{if .Server}}{{.Server.Version}}{{end}}'"
@@ -168,7 +168,7 @@ class DockerImage(FactBase[dict[str, Any] | None]):
     def command(self, ref: str) -> str:
         return (
             "command -v docker >/dev/null 2>&1 && "
-            f"docker image inspect --format '{{{{json .}}}}' {q(ref)} 2>/dev/null || true"
+            f"docker image inspect --format '{{{{json .}}}}' {shell_word(ref)} 2>/dev/null || true"
         )
 
     def process(self, output: list[str]) -> dict[str, Any] | None:

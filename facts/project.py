@@ -9,7 +9,7 @@ from typing import Any
 
 from pyinfra.api import FactBase
 
-from facts._shell import parse_error, q, sections
+from facts._shell import parse_error, sections, shell_word
 from facts.datadirs import STAT_FORMAT, parse_stat
 
 
@@ -37,9 +37,9 @@ class ProjectFiles(FactBase[dict[str, Any]]):
         }
 
     def command(self, project_dir: str, compose_file: str = "docker-compose.yml") -> str:
-        directory = q(project_dir)
-        compose = q(f"{project_dir}/{compose_file}")
-        gitignore = q(f"{project_dir}/.gitignore")
+        directory = shell_word(project_dir)
+        compose = shell_word(f"{project_dir}/{compose_file}")
+        gitignore = shell_word(f"{project_dir}/.gitignore")
         return (
             f"test -d {directory} || exit 0; echo @@dir; stat -c '{STAT_FORMAT}' -- {directory}; "
             f"if test -f {compose}; then echo @@compose; base64 -w0 < {compose}; echo; fi; "
@@ -92,12 +92,13 @@ class SafetyState(FactBase[dict[str, Any]]):
         return {"records": [], "aside": [], "data_has_sqlite": False}
 
     def command(self, project_dir: str, data_dir: str) -> str:
-        state = q(f"{project_dir}/.chroma-deploy")
+        state = shell_word(f"{project_dir}/.chroma-deploy")
         return (
             f"echo @@records; test -d {state} && ls -1A {state}; "
-            f"echo @@aside; cd {q(project_dir)} 2>/dev/null && "
-            f'for p in {q(data_dir)}.*; do test -e "$p" && echo "$p"; done; '
-            f"echo @@sqlite; test -f {q(f'{project_dir}/{data_dir}/chroma.sqlite3')} && echo yes; "
+            f"echo @@aside; cd {shell_word(project_dir)} 2>/dev/null && "
+            f'for p in {shell_word(data_dir)}.*; do test -e "$p" && echo "$p"; done; '
+            f"echo @@sqlite; test -f {shell_word(f'{project_dir}/{data_dir}/chroma.sqlite3')} "
+            "&& echo yes; "
             "true"
         )
 

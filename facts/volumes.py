@@ -7,7 +7,7 @@ from typing import Any
 
 from pyinfra.api import FactBase
 
-from facts._shell import parse_error, q, to_int
+from facts._shell import parse_error, shell_word, to_int
 
 
 class LegacyVolumes(FactBase[list[dict[str, Any]]]):
@@ -31,7 +31,7 @@ class LegacyVolumes(FactBase[list[dict[str, Any]]]):
         names = [names] if isinstance(names, str) else list(names)
         if not names:
             return "true"
-        patterns = "|".join(f"{q(n)}|*_{q(n)}" for n in names)
+        patterns = "|".join(f"{shell_word(n)}|*_{shell_word(n)}" for n in names)
         return (
             "command -v docker >/dev/null 2>&1 || exit 0; "
             "for v in $(docker volume ls -q 2>/dev/null); do "
@@ -42,7 +42,8 @@ class LegacyVolumes(FactBase[list[dict[str, Any]]]):
             'echo size=$(du -sb -- "$m" 2>/dev/null | cut -f1); '
             'docker ps -a --filter volume="$v" --format '
             "'user={{.Names}}={{.Label \"com.docker.compose.project\"}}' 2>/dev/null; "
-            f'test -f "$m/chroma.sqlite3" && python3 -c {q(_CONTENTS)} "$m/chroma.sqlite3" '
+            'test -f "$m/chroma.sqlite3" && '
+            f'python3 -c {shell_word(_CONTENTS)} "$m/chroma.sqlite3" '
             "2>/dev/null;; "
             "esac; done; true"
         )

@@ -8,8 +8,8 @@
 # flock(1) takes the lock; a detached watcher keeps the lock's file descriptor open
 # until that process ends, so the lock goes when the run goes: at its end, or at
 # once when it is killed (the kernel closes the descriptor). Nothing has to be
-# cleaned up after a killed run. Exit 0 with the lock, 1 (naming the holder) after
-# waiting TIMEOUT_SECONDS.
+# cleaned up after a killed run. Exit 0 with the lock (saying whether it had to wait
+# for another run), 1 (naming the holder) after waiting TIMEOUT_SECONDS.
 set -eu
 dir=$1
 timeout=$2
@@ -28,13 +28,19 @@ done
 
 mkdir -p "$dir"
 exec 9>>"$dir/lock"
-if ! flock -w "$timeout" 9; then
-    echo "the project is locked by another run for more than ${timeout} s: $(cat "$dir/holder" 2>/dev/null || echo "holder unknown"); wait for it to finish, or raise chroma_lock_timeout" >&2
-    exit 1
+waited=no
+if ! flock -n 9; then
+    waited=yes
+    if ! flock -w "$timeout" 9; then
+        echo "the project is locked by another run for more than ${timeout} s: $(cat "$dir/holder" 2>/dev/null || echo "holder unknown"); wait for it to finish, or raise chroma_lock_timeout" >&2
+        exit 1
+    fi
 fi
 printf '%s, pid %s on this host, since %s\n' "$holder" "$run" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" >"$dir/holder"
 # A zombie counts as gone: its parent may not reap it while it waits for another run.
 # shellcheck disable=SC2016 # $1 is the watcher's own argument, expanded by its shell
 setsid sh -c 'while kill -0 "$1" 2>/dev/null && ! grep -q "^State:[[:space:]]*Z" "/proc/$1/status"; do sleep 0.5; done' \
     chroma-lock-watcher "$run" </dev/null >/dev/null 2>&1 &
+# "waited: yes": another run held the lock, so what was read before may have changed.
 echo "locked: $(cat "$dir/holder")"
+echo "waited: $waited"

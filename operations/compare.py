@@ -8,20 +8,13 @@ from :class:`declaration.resources.Declared`, the object deploy.py converges to.
 from __future__ import annotations
 
 import difflib
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from declaration.gitignore import problems as gitignore_problems
-from declaration.resources import Declared
+from declaration.resources import ComposeFile, Declared, Directory, File, GitignoreBlock, Stack
 from facts.compose import mounts_report
-from operations.stack import COMPOSE_FILE, config_differs, hardening_problems, image_moved
-
-KINDS = (
-    "missing", "owner", "group", "mode", "gitignore", "compose_file", "compose_invalid",
-    "container_missing", "container_state", "container_health", "container_config",
-    "image", "image_tag_moved", "mount", "port", "heartbeat", "legacy_volume", "secret",
-    "data_outside_mount", "hardening",
-)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -50,8 +43,8 @@ class HostFacts:
     stack: dict[str, Any]
     health: dict[str, Any]
     legacy_volumes: list[dict[str, Any]]
-    token_file: dict[str, Any] | None = None
-    token_digest: str | None = None
+    # Volumes whose data was migrated already (their migrated-<volume>.json record).
+    migrated_volumes: frozenset[str] = frozenset()
     layer_data: dict[str, list[str]] | None = None
 
 
@@ -60,51 +53,61 @@ def _account(uid: int, name: str | None) -> str:
 
 
 def compare_paths(declared: Declared, facts: HostFacts) -> list[DriftItem]:
-    """The project dir and data dirs: existence, owner, group, mode, .gitkeep."""
-    settings = declared.settings
-    wanted = [(settings.project_dir, settings.dir_mode)]
-    wanted += [(path, settings.data_dir_mode) for path in declared.data_dir_paths]
+    """Every declared dir and file: type, owner, group, mode, ``.gitkeep`` and content."""
     items = []
-    for path, mode in wanted:
+    for resource in declared.paths:
+        path = resource.path
+        wanted = "directory" if isinstance(resource, Directory) else "file"
         found = facts.data_dirs.get(path)
         if found is None:
-            items.append(DriftItem("missing", path, "directory", "missing"))
+            items.append(DriftItem("missing", path, wanted, "missing"))
             continue
-        if found["type"] != "directory":
-            items.append(DriftItem("missing", path, "directory", found["type"]))
+        if found["type"].replace(" empty", "").replace("regular ", "") != wanted:
+            items.append(DriftItem("missing", path, wanted, found["type"]))
             continue
-        if found["uid"] != declared.uid:
+        if found["uid"] != resource.uid:
             items.append(
-                DriftItem("owner", path, str(declared.uid), _account(found["uid"], found["user"]))
+                DriftItem("owner", path, str(resource.uid), _account(found["uid"], found["user"]))
             )
-        if found["gid"] != declared.gid:
+        if found["gid"] != resource.gid:
             items.append(
-                DriftItem("group", path, str(declared.gid), _account(found["gid"], found["group"]))
+                DriftItem("group", path, str(resource.gid), _account(found["gid"], found["group"]))
             )
-        if found["mode"] != mode:
-            items.append(DriftItem("mode", path, mode, found["mode"]))
-        if path != settings.project_dir and found["gitkeep"] is None:
+        if found["mode"] != resource.mode:
+            items.append(DriftItem("mode", path, resource.mode, found["mode"]))
+        if isinstance(resource, Directory) and resource.gitkeep and found["gitkeep"] is None:
             items.append(DriftItem("missing", f"{path}/.gitkeep", "file", "missing"))
+        if isinstance(resource, File) and resource.sha256 and found["sha256"] != resource.sha256:
+            # Only digests are compared, and nothing of a secret is reported.
+            items.append(DriftItem("secret", path, "the declared token", "another token"))
     return items
 
 
-def compare_files(declared: Declared, facts: HostFacts) -> list[DriftItem]:
-    """The .gitignore lines (present, in order) and the compose file, with a diff for edits."""
-    items = []
-    project_dir = declared.settings.project_dir
-    for expected, actual in gitignore_problems(
-        facts.project_files["gitignore"], declared.gitignore_lines
-    ):
-        items.append(DriftItem("gitignore", f"{project_dir}/.gitignore", expected, actual))
+def compare_gitignore(declared: Declared, facts: HostFacts) -> list[DriftItem]:
+    """Our ``.gitignore`` lines: each present, each ignore before its ``!…/.gitkeep``."""
+    block = declared.gitignore
+    if block is None:
+        return []
+    return [
+        DriftItem("gitignore", block.path, expected, actual)
+        for expected, actual in gitignore_problems(
+            facts.project_files["gitignore"], list(block.lines)
+        )
+    ]
 
-    path = f"{project_dir}/{COMPOSE_FILE}"
+
+def compare_compose_file(declared: Declared, facts: HostFacts) -> list[DriftItem]:
+    """The compose file as rendered (a diff for an edit), and valid for compose."""
+    items = []
+    wanted = declared.compose_file
+    path = wanted.path
     compose = facts.project_files["compose"]
     if compose is None:
         items.append(DriftItem("compose_file", path, "rendered file", "missing"))
-    elif compose["content"] != declared.compose_content:
+    elif compose["content"] != wanted.content:
         diff = "".join(
             difflib.unified_diff(
-                declared.compose_content.splitlines(keepends=True),
+                wanted.content.splitlines(keepends=True),
                 compose["content"].splitlines(keepends=True),
                 fromfile=f"{path} (declared)",
                 tofile=f"{path} (on host)",
@@ -124,9 +127,10 @@ def _container_items(
     items = []
     if container["state"] != "running":
         items.append(DriftItem("container_state", name, "running", container["state"]))
-    elif container["health"] != "healthy":
-        health = container["health"] or "no healthcheck"
-        items.append(DriftItem("container_health", name, "healthy", health))
+    elif container["health"] not in ("healthy", None):
+        # No healthcheck (an application image without one): running is all there is to
+        # ask, as the deploy does (stack_problems). Chroma and the proxy always have one.
+        items.append(DriftItem("container_health", name, "healthy", container["health"]))
     if not declared_hash:
         return items
     if config_differs(container, declared_hash, would_recreate):
@@ -193,29 +197,6 @@ def compare_stack(declared: Declared, facts: HostFacts) -> list[DriftItem]:
     return items
 
 
-def compare_secret(declared: Declared, facts: HostFacts) -> list[DriftItem]:
-    """The token file: present, 0600, the stack owner's, holding the declared token.
-
-    Only digests are compared and nothing of the token is reported.
-    """
-    path = declared.token_file
-    if path is None:
-        return []
-    found = facts.token_file
-    if found is None:
-        return [DriftItem("missing", path, "file", "missing")]
-    items = []
-    if found["mode"] != "600":
-        items.append(DriftItem("mode", path, "600", found["mode"]))
-    if found["uid"] != declared.uid:
-        items.append(DriftItem("owner", path, str(declared.uid), str(found["uid"])))
-    if found["gid"] != declared.gid:
-        items.append(DriftItem("group", path, str(declared.gid), str(found["gid"])))
-    if facts.token_digest and found["sha256"] != facts.token_digest:
-        items.append(DriftItem("secret", path, "the declared token", "another token"))
-    return items
-
-
 def compare_health(declared: Declared, facts: HostFacts) -> list[DriftItem]:
     health = facts.health
     if health["status"] == 200 and health["heartbeat"]:
@@ -243,16 +224,22 @@ def compare_legacy(declared: Declared, facts: HostFacts) -> list[DriftItem]:
     one chroma_adopt_volume names. Other projects' volumes are theirs.
     """
     data_dir = facts.data_dirs.get(declared.data_dir_paths[0])
-    if data_dir is not None and data_dir["has_sqlite"]:
-        return []
+    data_dir_has_data = data_dir is not None and data_dir["has_sqlite"]
     settings = declared.settings
+    # Both holding data: the deploy refuses to choose, and so must drift not say ok.
+    state = (
+        "and the data dir too: the deploy refuses to choose"
+        if data_dir_has_data
+        else ("data dir empty")
+    )
     return [
         DriftItem(
             "legacy_volume", f"volume {volume['name']}", f"data in {declared.data_dir_paths[0]}",
-            f"chroma.sqlite3 in the named volume ({volume['size_bytes']} bytes), data dir empty",
+            f"chroma.sqlite3 in the named volume ({volume['size_bytes']} bytes), {state}",
         )
         for volume in facts.legacy_volumes
         if volume["has_chroma_data"]
+        and volume["name"] not in facts.migrated_volumes
         and (
             volume["compose_project"] == settings.compose_project
             or volume["name"] == settings.adopt_volume
@@ -260,14 +247,119 @@ def compare_legacy(declared: Declared, facts: HostFacts) -> list[DriftItem]:
     ]  # fmt: skip
 
 
+def compare_running_stack(declared: Declared, facts: HostFacts) -> list[DriftItem]:
+    """The stack's containers, image, mounts and ports, then Chroma's answer."""
+    return [*compare_stack(declared, facts), *compare_health(declared, facts)]
+
+
+Comparison = Callable[[Declared, HostFacts], list[DriftItem]]
+
+# How each kind of declared resource is compared with the facts. compare() looks a
+# resource's kind up here, so a new kind without a comparison fails every drift check
+# (and tests/unit/test_resources.py) rather than being silently skipped.
+COMPARISONS: dict[type, Comparison] = {
+    Directory: compare_paths,
+    File: compare_paths,
+    GitignoreBlock: compare_gitignore,
+    ComposeFile: compare_compose_file,
+    Stack: compare_running_stack,
+}
+
+
 def compare(declared: Declared, facts: HostFacts) -> list[DriftItem]:
-    """Every difference between the host and its declared state; empty when none."""
+    """Every difference between the host and its declared state; empty when none.
+
+    Each declared resource's comparison, once per kind in the order the deploy
+    converges them; then the data-safety checks that are not resources (a legacy
+    volume still holding data, data in a container's own layer).
+    """
+    checks: list[Comparison] = []
+    for resource in declared.resources:
+        check = COMPARISONS[type(resource)]
+        if check not in checks:
+            checks.append(check)
+    items = [item for check in checks for item in check(declared, facts)]
+    return [*items, *compare_legacy(declared, facts), *compare_layer_data(declared, facts)]
+
+
+# --- the running stack against the compose file, shared with operations.stack
+
+
+def stack_problems(stack: dict, image: str | None = None) -> list[str]:
+    """Why the running stack does not match the compose file; empty when it does."""
+    if not stack["docker"]:
+        return ["Docker Engine does not answer"]
+    if stack["config_error"]:
+        return [f"the compose file is invalid: {stack['config_error']}"]
+    problems = []
+    by_service: dict[str, list[dict]] = {}
+    for container in stack["containers"]:
+        by_service.setdefault(container["service"], []).append(container)
+    for service, declared_hash in sorted(stack["declared_hashes"].items()):
+        containers = by_service.pop(service, [])
+        if not containers:
+            problems.append(f"{service}: no container")
+            continue
+        for container in containers:
+            name = container["name"]
+            if container["state"] != "running":
+                problems.append(f"{name}: {container['state']}")
+            elif container["health"] not in (None, "healthy"):
+                problems.append(f"{name}: {container['health']}")
+            if config_differs(container, declared_hash, stack.get("would_recreate", [])):
+                problems.append(f"{name}: created from another config than the compose file")
+            if image and container["image"] == image and image_moved(stack, container):
+                problems.append(f"{name}: runs an image that {image} no longer names")
+            problems += [f"{name}: {problem}" for problem in hardening_problems(container)]
+    for service in sorted(by_service):
+        problems.append(f"{service}: container of a service the compose file no longer declares")
+    return problems
+
+
+def config_differs(container: dict, declared_hash: str, would_recreate: list[str]) -> bool:
+    """The container was created from another config than the compose file declares.
+
+    Compose hashes a service that joins another one's network namespace with that
+    container's id, which ``config --hash`` cannot know: for such a container its
+    own ``up --dry-run`` verdict decides.
+    """
+    if container.get("network_mode", "").startswith("container:"):
+        return container["name"] in would_recreate
+    return container["config_hash"] != declared_hash
+
+
+def hardening_problems(container: dict) -> list[str]:
+    """What a container of the stack lacks of the hardening the compose file declares."""
+    problems = []
+    if "ALL" not in container.get("cap_drop", []):
+        problems.append("capabilities not dropped (cap_drop ALL)")
+    if "no-new-privileges:true" not in container.get("security_opt", []):
+        problems.append("no-new-privileges not set")
+    if container["service"] == "auth-proxy" and not container.get("read_only"):
+        problems.append("root filesystem not read-only")
+    return problems
+
+
+def image_moved(stack: dict, container: dict) -> bool:
+    """The tag the container was created from now names another image."""
+    return bool(stack["image_id"]) and container["image_id"] != stack["image_id"]
+
+
+def exposed_containers(stack: dict, data_path: str, persist_path: str) -> list[str]:
+    """Containers of the project that may keep Chroma data in their own layer.
+
+    Every container except one that bind-mounts the data dir at the persist
+    path, and the auth proxy (our nginx, which never holds data). Their layers
+    are read (``docker diff``) only when this list is not empty.
+    """
     return [
-        *compare_paths(declared, facts),
-        *compare_files(declared, facts),
-        *compare_secret(declared, facts),
-        *compare_stack(declared, facts),
-        *compare_health(declared, facts),
-        *compare_legacy(declared, facts),
-        *compare_layer_data(declared, facts),
+        container["name"]
+        for container in stack["containers"]
+        if container["service"] != "auth-proxy"
+        and not any(
+            mount["type"] == "bind"
+            and mount["source"] == data_path
+            and mount["target"] == persist_path
+            for mount in container["mounts"]
+        )
     ]

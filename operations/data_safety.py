@@ -21,6 +21,7 @@ from pyinfra.facts.files import File
 from declaration.versions import deployed_version
 from facts.chroma import ChromaInventory
 from facts.project import ProjectFiles
+from operations import host_state
 from operations.host_tools import (
     STATE_DIR,
     TOOLS_DIR,
@@ -122,7 +123,7 @@ def backup(
     + version: the declared chroma_version; the manifest records the version the
       compose file runs (the one the data was written by), this one only without a file
     """
-    files = host.get_fact(ProjectFiles, project_dir=project_dir)
+    files = host_state.read(ProjectFiles, project_dir=project_dir)
     deployed = deployed_version(files["compose"]["content"]) if files["compose"] else None
     yield from backup_commands(
         project_dir, project_name, data_dir, backup_dir, wait_timeout, deployed or version
@@ -168,8 +169,8 @@ def restore(
     """
     stem = archive.removesuffix(".tar.gz")
     marker = restore_marker(project_dir, archive)
-    if host.get_fact(File, path=marker):
-        found = host.get_fact(
+    if host_state.read(File, path=marker):
+        found = host_state.read(
             ChromaInventory, url=url, tools_dir=TOOLS_DIR, token_file=token_file,
             manifest=f"{stem}.json",
         )  # fmt: skip

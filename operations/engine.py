@@ -18,6 +18,7 @@ from pyinfra import host
 from pyinfra.api import FileUploadCommand, OperationError, operation
 
 from facts.docker import PID_FILE, DockerEngine
+from operations import host_state
 from operations.report import step
 
 FILES_DIR = Path(__file__).resolve().parent.parent / "files"
@@ -69,7 +70,7 @@ def docker_engine(compose_binary: str | None = None):
 
     + compose_binary: local Compose v2 binary to upload when the host has none
     """
-    engine = host.get_fact(DockerEngine)
+    engine = host_state.read(DockerEngine)
     state = engine["state"]
 
     if state in ("absent", "cli_only"):

@@ -28,6 +28,7 @@ from pyinfra.api import (
 )
 
 from facts.docker import DockerImage
+from operations import host_state
 from operations.host_failure import log_failure
 from operations.refusal import refusal
 from operations.report import step
@@ -171,7 +172,7 @@ def chroma_image(ref: str, version: str, source: str, build_dir: str, ship_id: s
     + ship_id: with ship, the control machine's image id (``control_image_id``):
       shipped unless the host's ``ref`` is that very id
     """
-    image = host.get_fact(DockerImage, ref=ref)
+    image = host_state.read(DockerImage, ref=ref)
     if source == "ship":
         if not ship_id:
             raise OperationValueError(f"{host.name}: chroma_image_source=ship needs ship_id")
@@ -215,7 +216,7 @@ def proxy_image(ref: str, build_dir: str):
     + ref: image reference, e.g. chroma-deploy/auth-proxy:2
     + build_dir: where the build script is put on the host
     """
-    image = host.get_fact(DockerImage, ref=ref)
+    image = host_state.read(DockerImage, ref=ref)
     if image:
         host.noop(f"image {ref} is present ({image['id'][:19]})")
         return

@@ -23,6 +23,8 @@ from pathlib import Path
 from pyinfra import host, state
 from pyinfra.api.arguments import CONNECTOR_ARGUMENT_KEYS, pop_global_arguments
 
+from operations import host_state
+
 LOCK_SCRIPT = Path(__file__).resolve().parent.parent / "files" / "chroma-lock.sh"
 LOCK_ROOT = "/run/lock/chroma-deploy"
 
@@ -53,6 +55,9 @@ def take_project_lock(project_dir: str, timeout: int, command: str) -> str | Non
         **connector_kwargs,
     )
     if ok:
+        if "waited: yes" in output.stdout_lines:
+            # Another run held the project: what this run read before may have changed.
+            host_state.forget()
         return None
     said = " ".join(line.strip() for line in output.stderr_lines if line.strip())
     return f"chroma_lock_timeout: {said or 'the project lock could not be taken'}"

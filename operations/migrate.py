@@ -25,6 +25,7 @@ from pyinfra.api import operation
 from facts.datadirs import DataDirs
 from facts.project import SafetyState
 from facts.volumes import LegacyVolumes
+from operations import host_state
 from operations.host_failure import fail_host
 from operations.host_tools import (
     STATE_DIR,
@@ -66,11 +67,11 @@ def copy_legacy_volume(
     + mode: the data dir's mode
     """
     names = [*volume_names, *([adopt_volume] if adopt_volume else [])]
-    volumes = [v for v in host.get_fact(LegacyVolumes, names=names) if v["has_chroma_data"]]
+    volumes = [v for v in host_state.read(LegacyVolumes, names=names) if v["has_chroma_data"]]
     if not volumes:
         host.noop("no legacy named volume holds Chroma data")
         return
-    records = host.get_fact(SafetyState, project_dir=project_dir, data_dir=data_dir.rsplit(
+    records = host_state.read(SafetyState, project_dir=project_dir, data_dir=data_dir.rsplit(
         "/", 1)[-1])["records"]  # fmt: skip
     todo = [v for v in volumes if done_record(v["name"]) not in records]
     ours = [v for v in todo if v["compose_project"] == project_name or v["name"] == adopt_volume]
@@ -103,7 +104,7 @@ def copy_legacy_volume(
         )
         return
     pending = "migration-pending.json" in records
-    has_data = host.get_fact(DataDirs, paths=[data_dir])[data_dir]
+    has_data = host_state.read(DataDirs, paths=[data_dir])[data_dir]
     if has_data and has_data["has_sqlite"] and not pending:
         yield fail_host(
             f"chroma_adopt_volume: both the named volume {volume['name']} and {data_dir} hold "
@@ -133,7 +134,7 @@ def verify_migration(project_dir: str, data_dir: str, url: str, token_file: str 
     + project_dir, data_dir: the project dir and the data dir's path
     + url, token_file: where Chroma answers, and its token file
     """
-    state = host.get_fact(SafetyState, project_dir=project_dir, data_dir=data_dir.rsplit(
+    state = host_state.read(SafetyState, project_dir=project_dir, data_dir=data_dir.rsplit(
         "/", 1)[-1])  # fmt: skip
     pending = [name for name in PENDING if name in state["records"]]
     if not pending:
@@ -164,12 +165,12 @@ def data_safety_guard(
     + project_dir: the project dir; data_dir: the data dir's name
     + accept_failed, allow_empty: the two keys above
     """
-    state = host.get_fact(SafetyState, project_dir=project_dir, data_dir=data_dir)
+    state = host_state.read(SafetyState, project_dir=project_dir, data_dir=data_dir)
     failed = [name for name in state["records"] if name.startswith("failed-")]
     if failed and not accept_failed:
         yield fail_host(
             f"chroma_accept_failed_verification: {len(failed)} verification(s) failed on this "
-            f"host ({', '.join(failed)} in {project_dir}/{STATE_DIR}): restore the backup or the "
+            f"host ({', '.join(failed)} in {project_dir}/{STATE_DIR}); restore the backup or the "
             "copy it names, or set chroma_accept_failed_verification=true to go on as it is"
         )
         return
@@ -177,7 +178,7 @@ def data_safety_guard(
     if (unfinished or state["aside"]) and not state["data_has_sqlite"] and not allow_empty:
         yield fail_host(
             f"chroma_allow_empty_data_dir: {project_dir}/{data_dir} holds no Chroma data while "
-            f"{', '.join(state['aside']) or 'an unfinished restore'} exists beside it: put the "
+            f"{', '.join(state['aside']) or 'an unfinished restore'} exists beside it; put the "
             "data back (restore.py, or move that copy into place), or set "
             "chroma_allow_empty_data_dir=true to start an empty server"
         )

@@ -7,14 +7,19 @@ here stops the whole run with the host untouched.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from pyinfra import host
+from pyinfra.api import FactBase
 
+from declaration.resources import Declared, Directory
 from declaration.settings import Settings, SettingsError, load_settings
 from facts.accounts import Accounts, UsedIds, free_system_id
-from facts.compose import PortHolder
-from facts.datadirs import DataDirs
-from facts.docker import DockerEngine
+from facts.compose import ComposeStack, PortHolder
+from facts.docker import DockerEngine, DockerImage
+from facts.project import ProjectFiles, SafetyState
+from facts.volumes import LegacyVolumes
+from operations import host_state, project
 from operations.refusal import refusal
 from operations.secrets import read_token
 
@@ -32,10 +37,15 @@ class Owner:
     create: bool = False
 
 
-def settings_for_host() -> Settings:
-    """This host's validated settings, or a one-line error naming host and key."""
+def settings_for_host(overrides: dict[str, Any] | None = None) -> Settings:
+    """This host's validated settings, or a one-line error naming host and key.
+
+    ``overrides``: data keys a deploy file gives its deploy (deploys/chroma.py),
+    over the host's own.
+    """
+    data = {**host.data.dict(), **overrides} if overrides else host.data
     try:
-        return load_settings(host.data)
+        return load_settings(data)
     except SettingsError as error:
         raise refusal(host.name, str(error)) from None
 
@@ -57,7 +67,7 @@ def resolve_owner(settings: Settings) -> Owner:
     it; a numeric id need not (its files simply show the number). Unset
     values mean the connecting user.
     """
-    accounts = host.get_fact(Accounts, owner=settings.owner, group=settings.group)
+    accounts = host_state.read(Accounts, owner=settings.owner, group=settings.group)
     owner, group = accounts["owner"], accounts["group"]
     if group is None:
         raise refusal(
@@ -88,7 +98,7 @@ def resolve_owner(settings: Settings) -> Owner:
 def _owner_to_create(settings: Settings, group_gid: int) -> Owner:
     """Ids for the system account this run creates: a free id for the account and,
     with chroma_group unset, for its own group (or the gid of a group of that name)."""
-    uid = free_system_id(host.get_fact(UsedIds))
+    uid = free_system_id(host_state.read(UsedIds))
     if uid is None:
         raise refusal(
             host.name,
@@ -97,7 +107,7 @@ def _owner_to_create(settings: Settings, group_gid: int) -> Owner:
         )
     if settings.group is not None:
         return Owner(uid=uid, gid=group_gid, create=True)
-    same_name = host.get_fact(Accounts, group=settings.owner)["group"]
+    same_name = host_state.read(Accounts, group=settings.owner)["group"]
     return Owner(uid=uid, gid=same_name["gid"] if same_name else uid, create=True)
 
 
@@ -105,7 +115,7 @@ def require_docker(settings: Settings) -> None:
     """With installation turned off, Docker and Compose v2 must already be there."""
     if settings.install_docker:
         return
-    engine = host.get_fact(DockerEngine)
+    engine = host_state.read(DockerEngine)
     missing = []
     if not engine["cli"]:
         missing.append("Docker Engine is not installed")
@@ -128,7 +138,7 @@ def require_free_port(settings: Settings) -> None:
     leaves the host untouched: no project dir, data dirs or compose file.
     (stack_up checks again, for a program that takes the port during the run.)
     """
-    holder = host.get_fact(PortHolder, port=settings.port, project_name=settings.compose_project)
+    holder = host_state.read(PortHolder, port=settings.port, project_name=settings.compose_project)
     if holder["listener"] is None or holder["ours"]:
         return
     program = f" ({holder['program']})" if holder["program"] else ""
@@ -139,27 +149,60 @@ def require_free_port(settings: Settings) -> None:
     )
 
 
-def require_dirs(settings: Settings) -> None:
-    """The project dir and each data dir are dirs, or absent (to be created).
+def require_dirs(declared: Declared) -> None:
+    """Each declared dir is a dir and each declared file a file, or absent (to be created).
 
-    A file (or link) where a dir should be is refused here, before the first
-    operation, so nothing is written next to it; project.directories checks
-    again when it runs. Data there is never moved or deleted by chroma-deploy.
+    Something else at a declared path (a file where a dir should be, a link) is
+    refused here, before the first operation, so nothing is written next to it;
+    project.paths checks again when it runs. Data there is never moved or deleted.
     """
-    keys = {settings.project_dir: "chroma_project_dir"}
+    keys = {declared.settings.project_dir: "chroma_project_dir"}
+    settings = declared.settings
     names = {
         "chroma_data_dir": settings.data_dir,
         "chroma_fallback_dir": settings.fallback_dir,
         "chroma_logs_dir": settings.logs_dir,
+        "chroma_secrets_dir": settings.secrets_dir,
     }
-    if settings.auth_proxy:
-        names["chroma_secrets_dir"] = settings.secrets_dir
     keys.update({settings.path(name): key for key, name in names.items()})
-    found = host.get_fact(DataDirs, paths=list(keys))
-    for path, key in keys.items():
-        if found[path] is not None and found[path]["type"] != "directory":
+    found = project.path_states(declared.paths)
+    for resource in declared.paths:
+        state = found[resource.path]
+        wanted = "directory" if isinstance(resource, Directory) else "regular file"
+        if state is not None and state["type"].replace(" empty", "") != wanted:
+            key = keys.get(resource.path, keys.get(resource.path.rsplit("/", 1)[0], ""))
             raise refusal(
                 host.name,
-                f"{key}: {path} is a {found[path]['type']}, not a directory; move it aside "
+                f"{key}: {resource.path} is a {state['type']}, not a {wanted}; move it aside "
                 "(chroma-deploy never deletes anything there), then run again",
             )
+
+
+Read = tuple[type[FactBase], dict[str, Any]]
+
+
+def deploy_reads(settings: Settings, token: str | None) -> list[Read]:
+    """The facts a deploy of ``settings`` reads, with the arguments its steps read them with.
+
+    Read in one command before the first check (operations/host_state.py). A fact
+    left out here, or asked for with other arguments, is read on its own: slower,
+    never wrong. bench/bench_converge.py counts the commands of a no-op run.
+    """
+    paths = Declared(settings, 0, 0, token).paths  # which paths does not depend on the owner
+    adopt = [settings.adopt_volume] if settings.adopt_volume else []
+    stack = {"project_dir": settings.project_dir, "project_name": settings.compose_project,
+             "image": settings.image_ref, "port": settings.port}  # fmt: skip
+    reads: list[Read] = [
+        (Accounts, {"owner": settings.owner, "group": settings.group}),
+        (PortHolder, {"port": settings.port, "project_name": settings.compose_project}),
+        project.path_states_read(paths),
+        (DockerEngine, {}),
+        (DockerImage, {"ref": settings.image_ref}),
+        (SafetyState, {"project_dir": settings.project_dir, "data_dir": settings.data_dir}),
+        (LegacyVolumes, {"names": [*settings.legacy_volumes, *adopt]}),
+        (ProjectFiles, {"project_dir": settings.project_dir}),
+        (ComposeStack, stack),
+    ]
+    if settings.auth_proxy:
+        reads.append((DockerImage, {"ref": settings.proxy_image}))
+    return reads

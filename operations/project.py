@@ -7,14 +7,18 @@ no name, and comparing names would report a change on every run.
 from __future__ import annotations
 
 import shlex
+from collections.abc import Iterator
+from io import StringIO
+from typing import Any
 
 from pyinfra import host
-from pyinfra.api import operation
-from pyinfra.facts.files import File
+from pyinfra.api import FileUploadCommand, operation
 
 from declaration.gitignore import problems, repaired
+from declaration.resources import Directory, File
 from facts.datadirs import DataDirs
 from facts.project import ProjectFiles
+from operations import host_state
 from operations.host_failure import fail_host
 
 # Linux caps one argument at 128 KiB, and the rewrite travels inside the one `sh -c`
@@ -33,71 +37,102 @@ _REWRITE = (
 )
 
 
-def _owner_commands(path: str, uid: int, gid: int, mode: str, found: dict | None, recursive: bool):
+def _owner_commands(resource: Directory | File, found: dict[str, Any]) -> Iterator[str]:
+    """chown/chmod what differs on an existing path; recursive for a data dir."""
+    owner = f"{resource.uid}:{resource.gid}"
+    if (found["uid"], found["gid"]) != (resource.uid, resource.gid):
+        recursive = isinstance(resource, Directory) and resource.recursive_owner
+        yield shlex.join(["chown", *(["-R"] if recursive else []), owner, resource.path])
+    if found["mode"] != resource.mode:
+        yield shlex.join(["chmod", resource.mode, resource.path])
+
+
+def _directory_commands(resource: Directory, found: dict[str, Any] | None) -> Iterator[str]:
     if found is None:
-        yield shlex.join(["install", "-d", "-o", str(uid), "-g", str(gid), "-m", mode, path])
+        yield shlex.join(
+            ["install", "-d", "-o", str(resource.uid), "-g", str(resource.gid),
+             "-m", resource.mode, resource.path]
+        )  # fmt: skip
+    else:
+        yield from _owner_commands(resource, found)
+    if resource.gitkeep and (found is None or found["gitkeep"] is None):
+        yield _install_empty(f"{resource.path}/.gitkeep", resource.uid, resource.gid, "644")
+
+
+def _file_commands(resource: File, found: dict[str, Any] | None) -> Iterator[Any]:
+    """Create, rewrite (content through a temporary file, renamed over) or re-own a file.
+
+    A file without declared content is only created empty: a container writes it.
+    """
+    if found is not None and (resource.content is None or found["sha256"] == resource.sha256):
+        yield from _owner_commands(resource, found)
         return
-    if (found["uid"], found["gid"]) != (uid, gid):
-        yield shlex.join(["chown", *(["-R"] if recursive else []), f"{uid}:{gid}", path])
-    if found["mode"] != mode:
-        yield shlex.join(["chmod", mode, path])
+    if resource.content is None:
+        yield _install_empty(resource.path, resource.uid, resource.gid, resource.mode)
+        return
+    # Created with the final owner and mode before any byte is written, so a secret is
+    # never readable by others, not even for a moment. One name is enough: the project
+    # lock (operations/lock.py) keeps a second run on this project out.
+    temp = f"{resource.path}.chroma-deploy.tmp"
+    yield _install_empty(temp, resource.uid, resource.gid, resource.mode)
+    yield FileUploadCommand(StringIO(resource.content), temp)
+    yield " && ".join(
+        shlex.join(args)
+        for args in (
+            ["chmod", resource.mode, temp],
+            ["chown", f"{resource.uid}:{resource.gid}", temp],
+            ["mv", "-f", temp, resource.path],
+        )
+    )
+
+
+def path_states_read(resources: tuple[Directory | File, ...]) -> tuple[type[DataDirs], dict]:
+    """The fact read that tells how every declared path is: one command for all of them.
+
+    Digests are read only for files whose content is declared (the token file).
+    """
+    digests = [r.path for r in resources if isinstance(r, File) and r.content is not None]
+    return DataDirs, {"paths": [r.path for r in resources], "digests": digests}
+
+
+def path_states(resources: tuple[Directory | File, ...]) -> dict[str, Any]:
+    fact, kwargs = path_states_read(resources)
+    return host_state.read(fact, **kwargs)
 
 
 @operation()
-def directories(
-    project_dir: str,
-    data_dirs: tuple[str, ...],
-    uid: int,
-    gid: int,
-    dir_mode: str,
-    data_dir_mode: str,
-    gitkeep: bool = True,
-):
-    """The project dir and its data dirs, each with an empty ``.gitkeep``.
+def paths(resources: tuple[Directory | File, ...]):
+    """Every declared dir and file with its owner, group, mode, ``.gitkeep`` and content.
 
-    + project_dir: absolute path of the project dir
-    + data_dirs: names of the data dirs inside it
-    + uid, gid: numeric owner and group
-    + dir_mode, data_dir_mode: octal modes such as "750"
-    + gitkeep: create an empty ``.gitkeep`` in each data dir
+    + resources: declaration.resources.Declared.paths, parents before what they hold
 
-    A data dir with the wrong owner is chowned recursively: its contents are
-    written by the container, which runs as that owner. A ``.gitkeep`` is only
-    created, never rewritten, so its timestamp is not a change.
+    Read in one command for all paths (digests only for files whose content is
+    declared). A data dir with the wrong owner is chowned recursively: its
+    contents are written by the container, which runs as that owner. A
+    ``.gitkeep`` is only created, never rewritten, so its timestamp is not a
+    change. Something else at a declared path is never removed: the host fails
+    with what to move aside.
     """
-    paths = [project_dir] + [f"{project_dir}/{name}" for name in data_dirs]
-    found = host.get_fact(DataDirs, paths=paths)
-    for path in paths:
-        if found[path] is not None and found[path]["type"] != "directory":
+    found = path_states(resources)
+    commands: list[Any] = []
+    for resource in resources:
+        state = found[resource.path]
+        wanted = "directory" if isinstance(resource, Directory) else "regular file"
+        # stat says "regular empty file" for an empty one.
+        if state is not None and state["type"].replace(" empty", "") != wanted:
             yield fail_host(
-                f"{path} is a {found[path]['type']}, not a directory: move it "
-                "aside (chroma-deploy never deletes anything there), then run again"
+                f"{resource.path} is a {state['type']}, not a {wanted}; move it aside "
+                "(chroma-deploy never deletes anything there), then run again"
             )
             return
-    commands = list(_owner_commands(project_dir, uid, gid, dir_mode, found[project_dir], False))
-    for path in paths[1:]:
-        state = found[path]
-        commands += _owner_commands(path, uid, gid, data_dir_mode, state, True)
-        if gitkeep and (state is None or state["gitkeep"] is None):
-            commands.append(_install_empty(f"{path}/.gitkeep", uid, gid, "644"))
+        if isinstance(resource, Directory):
+            commands += _directory_commands(resource, state)
+        else:
+            commands += _file_commands(resource, state)
     if not commands:
-        host.noop(
-            f"{project_dir} and {', '.join(data_dirs)} have owner {uid}:{gid} and their modes"
-        )
+        host.noop(f"{len(resources)} dirs and files have their owners, modes and content")
         return
     yield from commands
-
-
-@operation()
-def empty_file(path: str, uid: int, gid: int, mode: str = "640"):
-    """A file that must exist before a container mounts it (a 0.x server's chroma.log).
-
-    Created empty when missing; an existing file is left exactly as it is.
-    """
-    if host.get_fact(File, path=path):
-        host.noop(f"{path} exists")
-        return
-    yield _install_empty(path, uid, gid, mode)
 
 
 def _install_empty(path: str, uid: int, gid: int, mode: str) -> str:
@@ -114,7 +149,7 @@ def gitignore(project_dir: str, lines: list[str], uid: int, gid: int):
     stay as they are. The file is rewritten through a temporary file with a unique
     name, so a full disk or a second run at the same time leaves it whole.
     """
-    files = host.get_fact(ProjectFiles, project_dir=project_dir)
+    files = host_state.read(ProjectFiles, project_dir=project_dir)
     current = files["gitignore"]
     path = f"{project_dir}/.gitignore"
     if not problems(current, lines):
@@ -132,7 +167,7 @@ def gitignore(project_dir: str, lines: list[str], uid: int, gid: int):
     command = shlex.join(["sh", "-c", _REWRITE, "sh", path, content, owner, mode])
     if len(shlex.quote(shlex.quote(command)).encode()) > ARGUMENT_MAX_BYTES:
         yield fail_host(
-            f"{path} is too big for chroma-deploy to rewrite in one command: put our lines "
+            f"{path} is too big for chroma-deploy to rewrite in one command; put our lines "
             "in it by hand, in this order: " + " ".join(lines)
         )
         return

@@ -16,6 +16,8 @@ from pyinfra.api import FileUploadCommand, operation
 
 from facts.compose import ComposeStack, ContainerLayerData
 from facts.project import ProjectFiles
+from operations import host_state
+from operations.compare import exposed_containers, hardening_problems, image_moved, stack_problems
 from operations.host_failure import fail_host
 from operations.host_tools import stage_command, upload_tools
 from operations.report import step
@@ -49,7 +51,7 @@ def compose_file(project_dir: str, content: str, uid: int, gid: int):
     + content: the rendered file
     + uid, gid: numeric owner and group of the file
     """
-    files = host.get_fact(ProjectFiles, project_dir=project_dir)
+    files = host_state.read(ProjectFiles, project_dir=project_dir)
     wanted = hashlib.sha256(content.encode()).hexdigest()
     if files["compose"] and files["compose"]["sha256"] == wanted:
         host.noop(f"{project_dir}/{COMPOSE_FILE} is as rendered ({wanted[:12]})")
@@ -70,66 +72,6 @@ def compose_file(project_dir: str, content: str, uid: int, gid: int):
     owner = shlex.join(["chown", f"{uid}:{gid}", candidate])
     yield f"{owner} && {shlex.join(['chmod', '640', candidate])}"
     yield shlex.join(["mv", "-f", candidate, live])
-
-
-def stack_problems(stack: dict, image: str | None = None) -> list[str]:
-    """Why the running stack does not match the compose file; empty when it does."""
-    if not stack["docker"]:
-        return ["Docker Engine does not answer"]
-    if stack["config_error"]:
-        return [f"the compose file is invalid: {stack['config_error']}"]
-    problems = []
-    by_service: dict[str, list[dict]] = {}
-    for container in stack["containers"]:
-        by_service.setdefault(container["service"], []).append(container)
-    for service, declared_hash in sorted(stack["declared_hashes"].items()):
-        containers = by_service.pop(service, [])
-        if not containers:
-            problems.append(f"{service}: no container")
-            continue
-        for container in containers:
-            name = container["name"]
-            if container["state"] != "running":
-                problems.append(f"{name}: {container['state']}")
-            elif container["health"] not in (None, "healthy"):
-                problems.append(f"{name}: {container['health']}")
-            if config_differs(container, declared_hash, stack.get("would_recreate", [])):
-                problems.append(f"{name}: created from another config than the compose file")
-            if image and container["image"] == image and image_moved(stack, container):
-                problems.append(f"{name}: runs an image that {image} no longer names")
-            problems += [f"{name}: {problem}" for problem in hardening_problems(container)]
-    for service in sorted(by_service):
-        problems.append(f"{service}: container of a service the compose file no longer declares")
-    return problems
-
-
-def config_differs(container: dict, declared_hash: str, would_recreate: list[str]) -> bool:
-    """The container was created from another config than the compose file declares.
-
-    Compose hashes a service that joins another one's network namespace with that
-    container's id, which ``config --hash`` cannot know: for such a container its
-    own ``up --dry-run`` verdict decides.
-    """
-    if container.get("network_mode", "").startswith("container:"):
-        return container["name"] in would_recreate
-    return container["config_hash"] != declared_hash
-
-
-def hardening_problems(container: dict) -> list[str]:
-    """What a container of the stack lacks of the hardening the compose file declares."""
-    problems = []
-    if "ALL" not in container.get("cap_drop", []):
-        problems.append("capabilities not dropped (cap_drop ALL)")
-    if "no-new-privileges:true" not in container.get("security_opt", []):
-        problems.append("no-new-privileges not set")
-    if container["service"] == "auth-proxy" and not container.get("read_only"):
-        problems.append("root filesystem not read-only")
-    return problems
-
-
-def image_moved(stack: dict, container: dict) -> bool:
-    """The tag the container was created from now names another image."""
-    return bool(stack["image_id"]) and container["image_id"] != stack["image_id"]
 
 
 @operation()
@@ -158,7 +100,7 @@ def stack_up(
     + data: ``{"path", "persist_path", "uid", "gid", "mode", "project_dir"}`` of the
       declared data dir, to rescue data a container keeps outside it
     """
-    stack = host.get_fact(
+    stack = host_state.read(
         ComposeStack, project_dir=project_dir, project_name=project_name, image=image, port=port
     )
     problems = stack_problems(stack, image)
@@ -195,40 +137,20 @@ def stack_up(
     yield compose_up(project_dir, wait_timeout, *extra)
 
 
-def exposed_containers(stack: dict, data_path: str, persist_path: str) -> list[str]:
-    """Containers of the project that may keep Chroma data in their own layer.
-
-    Every container except one that bind-mounts the data dir at the persist
-    path, and the auth proxy (our nginx, which never holds data). Their layers
-    are read (``docker diff``) only when this list is not empty.
-    """
-    return [
-        container["name"]
-        for container in stack["containers"]
-        if container["service"] != "auth-proxy"
-        and not any(
-            mount["type"] == "bind"
-            and mount["source"] == data_path
-            and mount["target"] == persist_path
-            for mount in container["mounts"]
-        )
-    ]
-
-
 def _rescue_layer_data(stack: dict, data: dict):
     """Copy data a container keeps in its own layer before ``up`` recreates it."""
     exposed = exposed_containers(stack, data["path"], data["persist_path"])
     if not exposed:
         return
-    found = host.get_fact(ContainerLayerData, containers=exposed)
+    found = host_state.read(ContainerLayerData, containers=exposed)
     if not found:
         return
     if len(found) > 1 or any(len(paths) > 1 for paths in found.values()):
         listed = "; ".join(f"{name}: {', '.join(paths)}" for name, paths in found.items())
         yield fail_host(
-            f"several Chroma databases live in containers' own layers ({listed}): chroma-deploy "
-            "will not guess which to keep; copy the one you want into the data dir by hand "
-            "(docker cp), then deploy again"
+            f"chroma_data_dir: several Chroma databases live in containers' own layers ({listed}) "
+            "and chroma-deploy will not guess which to keep; copy the one you want into the data "
+            "dir by hand (docker cp), then deploy again"
         )
         return
     container, paths = next(iter(found.items()))

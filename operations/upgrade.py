@@ -19,6 +19,7 @@ from pyinfra.api import operation
 
 from declaration.versions import deployed_version
 from facts.project import ProjectFiles
+from operations import host_state
 from operations.data_safety import backup_commands
 from operations.host_failure import fail_host
 from operations.host_tools import STATE_DIR, pending_record, safety_command
@@ -50,15 +51,15 @@ def version_change(
     + rehearsal: ``{"image", "persist_path", "environment": ["NAME=value"], "uid", "gid"}``
       of the new version (chroma_upgrade_rehearsal), or None to skip it
     """
-    files = host.get_fact(ProjectFiles, project_dir=project_dir)
+    files = host_state.read(ProjectFiles, project_dir=project_dir)
     old = deployed_version(files["compose"]["content"]) if files["compose"] else None
     if old is None or old == version:
         host.noop(f"Chroma {version} is the version deployed" if old else "nothing deployed yet")
         return
     if Version(version) < Version(old):
         yield fail_host(
-            f"chroma_version={version} is older than the {old} deployed: Chroma "
-            "migrates its data forward only. Keep chroma_version=" + old + ", or restore an "
+            f"chroma_version: {version} is older than the {old} deployed, and Chroma "
+            "migrates its data forward only; keep chroma_version=" + old + ", or restore an "
             f"archive taken with {version} (restore.py, from {backup_dir}): it brings back the "
             "version it was taken with"
         )

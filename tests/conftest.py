@@ -22,6 +22,10 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
+# pyinfra names the operations of a @deploy "<deploy name> | <operation name>".
+DEPLOY_PREFIX = "Chroma stack | "
+
+
 @dataclass
 class DeployRun:
     """What one `pyinfra --json @local deploy.py` run returned."""
@@ -32,7 +36,11 @@ class DeployRun:
 
     @property
     def result(self) -> dict[str, Any]:
-        return json.loads(self.stdout)["results"]
+        """pyinfra's results; operation names without the "Chroma stack | " deploy prefix."""
+        result = json.loads(self.stdout)["results"]
+        for op in result["operations"]:
+            op["name"] = op["name"].removeprefix(DEPLOY_PREFIX)
+        return result
 
     @property
     def changed_operations(self) -> list[str]:

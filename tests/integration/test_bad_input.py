@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import fcntl
 import subprocess
 import sys
 import time
+from pathlib import Path
 
+import click
 import pytest
 from bad_input_cases import CASES
 from conftest import base_data, converge, free_port, run_deploy, sh
 
+from operations.lock import lock_dir
+
 pytestmark = [pytest.mark.docker]
+
+# What pyinfra adds after a host fails, and what a user cannot act on.
+NOISE = ("No hosts remaining", "executed 0 commands", "Traceback", "operations/", ".py line")
 
 
 @pytest.mark.parametrize(("bad", "message"), CASES, ids=[str(bad) for bad, _ in CASES])
@@ -95,3 +103,31 @@ def test_moving_a_running_stack_to_a_port_another_program_holds_changes_nothing(
     # Our own running stack on the old port is no reason to let the new one through.
     assert (project_dir / "docker-compose.yml").read_text() == compose_before
     converge(data)
+
+
+def test_a_refusal_found_on_the_host_during_the_run_is_said_once(project):
+    """The project locked by another run: found on the host, after pyinfra prepared it.
+
+    It fails the host as a downgrade or a named volume beside data does
+    (operations/host_failure.py); the user reads one line, as for a refusal
+    found before the run, and nothing that pyinfra adds when a host fails.
+    """
+    project_dir, name = project
+    data = base_data(project_dir, name, chroma_lock_timeout=1)
+    directory = Path(lock_dir(str(project_dir)))
+    directory.mkdir(parents=True, exist_ok=True)
+    with open(directory / "lock", "a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        (directory / "holder").write_text(f"backup.py run from {name} (pid 4242)\n")
+        result = run_deploy(data)
+    assert result.returncode == 1
+    output = click.unstyle(result.output)
+    message = (
+        f"@local: chroma_lock_timeout: the project is locked by another run for more than 1 s: "
+        f"backup.py run from {name} (pid 4242); wait for it to finish, or raise "
+        "chroma_lock_timeout"
+    )
+    assert output.count(message) == 1, output
+    assert output.count(f"backup.py run from {name}") == 1, output
+    assert [noise for noise in NOISE if noise in output] == [], output
+    assert not project_dir.exists()

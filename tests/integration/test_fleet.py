@@ -43,7 +43,7 @@ CONTAINER = "chroma-chroma-1"
 IMAGE = "chromadb/chroma:1.5.9"
 ENGINE_OP = "Docker Engine and Compose v2"
 IMAGE_OP = f"Image {IMAGE} (source: ship)"
-DIRS_OP = f"Project dir {PROJECT} and data dirs"
+DIRS_OP = f"Project dir {PROJECT}, data dirs and files"
 STACK_OP = "Stack chroma up and healthy"
 # The docker CLI of this machine, which the cli_only host got (28.x, newer than its engine).
 CONTROL_CLI_VERSION = subprocess.run(

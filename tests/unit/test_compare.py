@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import copy
 import json
 from pathlib import Path
@@ -10,6 +11,7 @@ import pytest
 
 from declaration.resources import Declared
 from declaration.settings import load_settings
+from operations import compare as compare_module
 from operations.compare import HostFacts, compare
 
 FACTS = Path(__file__).resolve().parent.parent / "fixtures" / "facts"
@@ -122,7 +124,7 @@ def test_tag_moved_and_named_volume(declared, converged):
     assert kinds(declared, converged) == ["image_tag_moved", "mount"]
 
 
-def test_legacy_volume_counts_only_while_the_data_dir_is_empty(declared, converged):
+def test_legacy_volume_of_another_project_is_not_this_hosts_drift(declared, converged):
     converged.stack["containers"][0]["config_hash"] = converged.stack["declared_hashes"]["chroma"]
     legacy = recorded("volumes.LegacyVolumes", "one_with_data")
     facts = HostFacts(**{**converged.__dict__, "legacy_volumes": legacy})
@@ -139,6 +141,20 @@ def test_legacy_volume_counts_only_while_the_data_dir_is_empty(declared, converg
         0, 0,
     )  # fmt: skip
     assert kinds(adopting, facts) == ["legacy_volume"]
+
+
+def test_this_projects_volume_with_data_beside_a_data_dir_with_data_is_drift(declared, converged):
+    """The deploy refuses to choose between the two: drift must not call that host ok."""
+    converged.stack["containers"][0]["config_hash"] = converged.stack["declared_hashes"]["chroma"]
+    legacy = recorded("volumes.LegacyVolumes", "one_with_data")
+    legacy[0]["compose_project"] = "fx"  # this compose project's own volume
+    facts = HostFacts(**{**converged.__dict__, "legacy_volumes": legacy})
+    assert facts.data_dirs[f"{ROOT}/chroma_data"]["has_sqlite"]
+    (item,) = compare(declared, facts)
+    assert item.kind == "legacy_volume" and "the deploy refuses to choose" in item.actual
+    # Once migrated here (its migrated-<volume>.json record), the copy is the data dir.
+    migrated = HostFacts(**{**facts.__dict__, "migrated_volumes": frozenset({legacy[0]["name"]})})
+    assert kinds(declared, migrated) == []
 
 
 def test_data_in_a_containers_own_layer_is_its_own_kind(declared, converged):
@@ -181,3 +197,31 @@ def test_gitignore_lines_elsewhere_but_in_order_are_no_drift(declared, converged
     lines.remove(declared.gitignore_lines[0])
     lines.append(declared.gitignore_lines[0])  # the header moved: order of no consequence
     assert _gitignore_items(declared, converged) == []
+
+
+def test_the_kinds_compare_reports_are_the_published_schemas():
+    """Read from the source: every DriftItem kind is in schemas/drift.schema.json, and back.
+
+    The schema is the one list users (and drift's Prometheus metrics) see; a kind
+    added here but not there, or left there after it went, fails.
+    """
+    source = Path(compare_module.__file__).read_text()
+    reported = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "DriftItem":
+            kind = node.args[0]
+            assert isinstance(kind, ast.Constant), f"line {node.lineno}: a kind is a literal"
+            reported.add(kind.value)
+    schema = Path(__file__).resolve().parents[2] / "schemas" / "drift.schema.json"
+    published = json.loads(schema.read_text())["$defs"]["item"]["properties"]["kind"]["enum"]
+    assert reported == set(published)
+
+
+def test_a_running_container_without_a_healthcheck_is_no_drift(declared, converged):
+    """As the deploy sees it: an application image without HEALTHCHECK is running, no more."""
+    container = converged.stack["containers"][0]
+    container["config_hash"] = converged.stack["declared_hashes"]["chroma"]
+    container["health"] = None
+    assert kinds(declared, converged) == []
+    container["health"] = "unhealthy"
+    assert kinds(declared, converged) == ["container_health"]

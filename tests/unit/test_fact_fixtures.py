@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import importlib
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pyinfra.api.exceptions import FactProcessError
@@ -24,11 +26,23 @@ def _fact_class(case: Path) -> type:
     return getattr(importlib.import_module(f"facts.{module}"), name)
 
 
+def fact_arguments(args: dict[str, Any]) -> dict[str, Any]:
+    """The fixture's arguments; a Batch's parts name their facts as ``module.Fact``."""
+    if "parts" not in args:
+        return args
+    parts = []
+    for name, kwargs in args["parts"]:
+        module, fact = name.rsplit(".", 1)
+        package = "pyinfra.facts" if module in {"server", "files"} else "facts"
+        parts.append((getattr(importlib.import_module(f"{package}.{module}"), fact), kwargs))
+    return {"parts": parts}
+
+
 @pytest.mark.parametrize("case", CASES, ids=[f"{c.parent.name}/{c.stem}" for c in CASES])
 def test_fact_builds_its_command_and_reads_recorded_output(case: Path):
     fixture = json.loads(case.read_text())
     fact = _fact_class(case)()
-    assert str(fact.command(**fixture["args"])) == fixture["command"]
+    assert str(fact.command(**fact_arguments(fixture["args"]))) == fixture["command"]
     if "raises" in fixture:
         with pytest.raises(FactProcessError):
             fact.process(fixture["output"])
@@ -57,13 +71,53 @@ def _all_facts() -> set[str]:
     return names
 
 
+# What "absent" means for each fact, and the recorded cases that say it. The
+# predicate must hold for exactly those cases: every other case of the fact
+# (a present one) violates it, so a fact that read a present host as absent, or
+# an absent one as present, fails here.
+ABSENT: dict[str, tuple[Callable[[Any], bool], set[str]]] = {
+    "accounts.Accounts": (lambda f: f["owner"] is None, {"no_such_owner"}),
+    "accounts.UsedIds": (lambda f: f is None, {"no_getent"}),
+    "chroma.ChromaHealth": (lambda f: f["reachable"] is False, {"down", "no_curl_down"}),
+    "chroma.ChromaInventory": (
+        lambda f: f["live"] is None and f["manifest"] is None,
+        {"tool_not_uploaded"},
+    ),
+    "compose.ComposeStack": (
+        lambda f: f["containers"] == [],
+        {"daemon_down", "docker_absent", "no_file_no_containers"},
+    ),
+    "compose.ContainerLayerData": (lambda f: f == {}, {"no_such_container"}),
+    "compose.ContainerMounts": (
+        lambda f: f is None,
+        {"docker_absent", "no_container", "other_service"},
+    ),
+    "compose.PortHolder": (lambda f: f["listener"] is None, {"free"}),
+    "datadirs.DataDirs": (
+        lambda f: all(v is None for v in f.values()),
+        {"all_missing", "no_paths"},
+    ),
+    # The engine, not the CLI: a docker command alone is no Docker Engine.
+    "docker.DockerEngine": (lambda f: f["dockerd"] is None, {"absent", "cli_only"}),
+    "docker.DockerImage": (lambda f: f is None, {"absent", "daemon_down", "docker_absent"}),
+    "project.ProjectFiles": (lambda f: f["dir"] is None, {"absent"}),
+    "project.SafetyState": (lambda f: f["records"] == [] and f["aside"] == [], {"no_project_dir"}),
+    # A Batch is absent where a part could not be read (it is then read alone).
+    "batch.Batch": (
+        lambda f: f == [] or {"read": False, "value": None} in f,
+        {"no_parts", "a_part_that_fails_is_read_again_alone"},
+    ),
+    "volumes.LegacyVolumes": (lambda f: f == [], {"docker_absent", "no_names", "none"}),
+}
+
+
 def test_every_fact_has_a_present_and_an_absent_case():
-    assert {case.parent.name for case in CASES} == _all_facts()
-    for name in _all_facts():
-        values = [json.loads(c.read_text()) for c in CASES if c.parent.name == name]
-        results = [v["fact"] for v in values if "raises" not in v]
-        assert len(results) >= 2, name
-        # "absent" is a value: at least one case is None, empty, or says so.
-        assert any(r in (None, [], {}) or r.get("docker") is False or r.get("cli") is False
-                   or r.get("dir") is None or r.get("reachable") is False
-                   or None in r.values() for r in results), name  # fmt: skip
+    assert {case.parent.name for case in CASES} == _all_facts() == set(ABSENT)
+    for name, (is_absent, absent_cases) in ABSENT.items():
+        values = {
+            c.stem: json.loads(c.read_text())["fact"]
+            for c in CASES
+            if c.parent.name == name and "raises" not in json.loads(c.read_text())
+        }
+        assert {stem for stem, value in values.items() if is_absent(value)} == absent_cases, name
+        assert set(values) - absent_cases, f"{name}: no present case"

@@ -1,9 +1,16 @@
 """Every operation against recorded facts, as pyinfra's own operation tests do.
 
 Each JSON under tests/fixtures/operations/<module>.<operation>/ gives the
-operation's arguments, the facts the host reports (by fact name), and the
-commands the operation must yield, or the no-op message when there is
-nothing to do. A converged case with no commands exists for every operation.
+operation's arguments, the facts the host reports, and the commands the
+operation must yield, or the no-op message when there is nothing to do. A
+converged case with no commands exists for every operation.
+
+Facts are keyed by name and then by the arguments the operation asks with,
+written as pyinfra writes them (``get_kwargs_str``), as in pyinfra's own
+fixtures: ``"facts": {"files.File": {"path=/x": ...}}``. A fact asked without
+arguments holds its value directly. An operation that asks about another path
+than the recorded one fails its case, and so does a case that records a fact
+the operation never asks for.
 """
 
 from __future__ import annotations
@@ -15,27 +22,65 @@ from typing import Any
 
 import pytest
 from pyinfra.api import FileUploadCommand, FunctionCommand, StringCommand
+from pyinfra.api.util import get_kwargs_str
 from pyinfra.context import ctx_host
+
+from declaration import resources
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "operations"
 CASES = sorted(FIXTURES.glob("*/*.json"))
 
 
+def fact_name(fact_cls: type) -> str:
+    """``<module>.<Fact>``, as the fixtures name a fact (pyinfra's own and ours)."""
+    module = fact_cls.__module__.removeprefix("pyinfra.facts.").removeprefix("facts.")
+    return f"{module}.{fact_cls.__name__}"
+
+
 class RecordedHost:
-    """Stands in for pyinfra's host: answers facts from the fixture, records no-ops."""
+    """Stands in for pyinfra's host: answers facts from the fixture, records no-ops.
+
+    ``asked`` lists every fact the operation asked for, in order, as
+    ``(name, arguments)``; ``arguments`` is None for a fact asked without any.
+    """
 
     name = "fixture-host"
 
     def __init__(self, facts: dict[str, Any]):
         self.facts = facts
         self.noops: list[str] = []
+        self.asked: list[tuple[str, str | None]] = []
 
     def get_fact(self, fact_cls: type, *args: Any, **kwargs: Any) -> Any:
-        module = fact_cls.__module__.removeprefix("pyinfra.facts.").removeprefix("facts.")
-        key = f"{module}.{fact_cls.__name__}"
-        if key not in self.facts:
-            raise AssertionError(f"the operation read {key}, which the fixture does not give")
-        return self.facts[key]
+        assert not args, f"{fact_cls.__name__}: give fact arguments by name, as pyinfra keys them"
+        name = fact_name(fact_cls)
+        if name not in self.facts:
+            raise KeyError(f"the operation read {name}, which the fixture does not give")
+        if not kwargs:
+            self.asked.append((name, None))
+            return self.facts[name]
+        arguments = get_kwargs_str(kwargs)
+        recorded = self.facts[name]
+        if not isinstance(recorded, dict) or arguments not in recorded:
+            given = sorted(recorded) if isinstance(recorded, dict) else "no arguments"
+            raise KeyError(
+                f"the operation read {name} with {arguments!r}; the fixture gives it for {given}"
+            )
+        self.asked.append((name, arguments))
+        return recorded[arguments]
+
+    def unasked(self) -> list[str]:
+        """Facts the fixture records that the operation never asked for."""
+        left = []
+        for name, recorded in self.facts.items():
+            if (name, None) in self.asked:
+                continue  # asked without arguments: the whole value was the answer
+            if not isinstance(recorded, dict) or not recorded:
+                left.append(name)
+                continue
+            left += [f"{name} with {arguments!r}" for arguments in recorded
+                     if (name, arguments) not in self.asked]  # fmt: skip
+        return left
 
     def noop(self, description: str) -> None:
         self.noops.append(description)
@@ -54,23 +99,64 @@ def describe(command: Any) -> str:
     return str(command)
 
 
-def run_operation(case: Path) -> tuple[list[str], list[str], RecordedHost]:
+def operation_arguments(args: dict[str, Any]) -> dict[str, Any]:
+    """The fixture's arguments; declared resources are written as dicts with their ``kind``."""
+    if "resources" not in args:
+        return args
+    return {
+        **args,
+        "resources": tuple(
+            getattr(resources, item["kind"])(**{k: v for k, v in item.items() if k != "kind"})
+            for item in args["resources"]
+        ),
+    }
+
+
+def run_operation(case: Path, **changed: Any) -> tuple[list[str], list[str], RecordedHost]:
+    """The case's operation on its recorded facts (with ``changed`` arguments, if any)."""
     fixture = json.loads(case.read_text())
     module, name = case.parent.name.rsplit(".", 1)
     operation = getattr(importlib.import_module(f"operations.{module}"), name)
     host = RecordedHost(fixture["facts"])
+    arguments = operation_arguments({**fixture["args"], **changed})
     with ctx_host.use(host):
-        commands = [describe(c) for c in operation.__wrapped__(**fixture["args"])]
+        commands = [describe(c) for c in operation.__wrapped__(**arguments)]
     return commands, host.noops, host
 
 
 @pytest.mark.parametrize("case", CASES, ids=[f"{c.parent.name}/{c.stem}" for c in CASES])
 def test_operation_yields_the_recorded_commands(case: Path):
     fixture = json.loads(case.read_text())
-    commands, noops, _ = run_operation(case)
+    commands, noops, host = run_operation(case)
     assert commands == fixture["commands"]
     if not fixture["commands"]:
         assert noops == [fixture["noop_description"]]
+    assert host.unasked() == [], "recorded, never asked for: update the case"
+
+
+def test_an_operation_that_asks_about_another_path_fails_its_case():
+    """Recorded facts answer only for the arguments they were recorded with."""
+    case = FIXTURES / "project.gitignore" / "converged.json"
+    with pytest.raises(KeyError) as error:
+        run_operation(case, project_dir="/tmp/fx/elsewhere")
+    assert "project.ProjectFiles with 'project_dir=/tmp/fx/elsewhere'" in str(error.value)
+    assert "the fixture gives it for ['project_dir=/tmp/fx/stack']" in str(error.value)
+
+
+def test_a_case_that_records_a_fact_never_asked_for_fails(tmp_path: Path):
+    """A recorded answer the operation does not read is a stale case, not a passing one."""
+    case = FIXTURES / "project.gitignore" / "converged.json"
+    fixture = json.loads(case.read_text())
+    fixture["facts"]["project.ProjectFiles"]["project_dir=/tmp/fx/other"] = None
+    fixture["facts"]["files.File"] = {"path=/tmp/fx/stack/.gitignore": None}
+    stale = tmp_path / "project.gitignore" / "stale.json"
+    stale.parent.mkdir()
+    stale.write_text(json.dumps(fixture))
+    _, _, host = run_operation(stale)
+    assert host.unasked() == [
+        "project.ProjectFiles with 'project_dir=/tmp/fx/other'",
+        "files.File with 'path=/tmp/fx/stack/.gitignore'",
+    ]
 
 
 def _all_operations(idempotent_only: bool = False) -> set[str]:

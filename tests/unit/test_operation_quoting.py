@@ -34,7 +34,13 @@ from typing import Any
 import pytest
 from pyinfra.api import FileUploadCommand, StringCommand
 from pyinfra.context import ctx_host
-from test_operation_fixtures import CASES, RecordedHost
+from test_operation_fixtures import (
+    CASES,
+    RecordedHost,
+    fact_name,
+    operation_arguments,
+    run_operation,
+)
 
 BASH = "/bin/bash"
 # Programs the operations' commands call; a command that calls another fails the test
@@ -87,27 +93,64 @@ def substitute(value: Any, paths: dict[str, str]) -> Any:
 
 
 # Arguments that are names or words rather than paths (a bare data dir name too):
-# replaced by the hostile part in the arguments only, since no fact is keyed by them.
+# replaced by the hostile part in the arguments; the facts answer as recorded.
 NAME_ARGS = ("ref", "project_name", "version", "mode", "dir_mode", "data_dir_mode", "url")
 
 
-def hostile_fixture(case: Path, kind: str, part: str) -> dict[str, Any]:
+def recorded_answers(case: Path) -> list[tuple[str, Any]]:
+    """The facts the case's operation asks for, in order, with the fixture's answers."""
     fixture = json.loads(case.read_text())
+    _, _, host = run_operation(case)
+    return [
+        (name, fixture["facts"][name] if arguments is None else fixture["facts"][name][arguments])
+        for name, arguments in host.asked
+    ]
+
+
+class ReplayHost(RecordedHost):
+    """Answers the operation's n-th fact with the n-th answer of the original case.
+
+    With hostile values the operation asks with other arguments than the ones
+    recorded; it asks for the same facts in the same order, and this test is about
+    the commands, not about which arguments a fact gets (test_operation_fixtures).
+    """
+
+    def __init__(self, answers: list[tuple[str, Any]]):
+        super().__init__({})
+        self.answers = list(answers)
+
+    def get_fact(self, fact_cls: type, *args: Any, **kwargs: Any) -> Any:
+        assert self.answers, f"{fact_name(fact_cls)} asked for beyond the original case"
+        name, answer = self.answers.pop(0)
+        assert fact_name(fact_cls) == name, f"asked for {fact_name(fact_cls)}, recorded {name}"
+        return answer
+
+
+def hostile_case(case: Path, kind: str, part: str) -> tuple[dict[str, Any], ReplayHost]:
+    """The case's arguments with hostile values, and a host answering as recorded."""
+    args = json.loads(case.read_text())["args"]
+    answers = recorded_answers(case)
     if kind == "paths":
-        return substitute(fixture, hostile_paths(part))
-    for key, value in fixture["args"].items():
+        paths = hostile_paths(part)
+        hostile_answers = [(name, substitute(answer, paths)) for name, answer in answers]
+        return substitute(args, paths), ReplayHost(hostile_answers)
+    for item in args.get("resources", []):  # declared dirs and files
+        item["mode"] = f"{item['mode']}{part}"
+    for key, value in args.items():
+        if not isinstance(value, str):
+            continue
         bare_name = key == "data_dir" and not value.startswith("/")
         if key in NAME_ARGS or bare_name:
-            fixture["args"][key] = f"{value}{part}"
-    return fixture
+            args[key] = f"{value}{part}"
+    return args, ReplayHost(answers)
 
 
-def rendered_commands(case: Path, fixture: dict[str, Any]) -> list[Any]:
+def rendered_commands(case: Path, args: dict[str, Any], host: ReplayHost) -> list[Any]:
     module, name = case.parent.name.rsplit(".", 1)
     operation = getattr(importlib.import_module(f"operations.{module}"), name)
-    with ctx_host.use(RecordedHost(fixture["facts"])):
+    with ctx_host.use(host):
         try:
-            return list(operation.__wrapped__(**fixture["args"]))
+            return list(operation.__wrapped__(**operation_arguments(args)))
         except ValueError:  # refused the value (a version that is not one): ran nothing
             return []
 
@@ -175,7 +218,7 @@ def test_hostile_values_stay_one_word_and_run_nothing(
     work = tmp_path / "work"
     work.mkdir()
     named, received = False, False
-    for command in rendered_commands(case, hostile_fixture(case, kind, part)):
+    for command in rendered_commands(case, *hostile_case(case, kind, part)):
         if isinstance(command, FileUploadCommand):
             received |= part in command.dest  # pyinfra quotes an upload's path itself
         text = shell_text(command)

@@ -67,6 +67,29 @@ def test_app_service_is_off_by_default_and_points_at_chroma_when_on():
     assert agent["environment"]["CHROMA_PERSIST_DIRECTORY"] == "/app/chroma_db"
     assert [v["source"] for v in agent["volumes"]] == ["./chroma_db", "./logs"]
     assert agent["depends_on"] == {"chroma": {"condition": "service_healthy"}}
+    assert "CHROMA_AUTH_TOKEN_FILE" not in agent["environment"]
+    assert agent["user"] == "1000:1001"
+    assert agent["cap_drop"] == ["ALL"]
+    assert agent["security_opt"] == ["no-new-privileges:true"]
+
+
+def test_app_service_goes_through_the_proxy_with_a_token_file_path_not_the_token():
+    """Chroma listens only in the proxy's namespace: the proxy is the application's way in."""
+    compose = _render(chroma_app_enabled=True, chroma_app_image="registry.example/kb:1.2",
+                      chroma_auth_proxy=True, chroma_port=8123)  # fmt: skip
+    agent = compose["services"]["knowledge-base-agent"]
+    environment = agent["environment"]
+    assert environment["CHROMA_URL"] == "http://auth-proxy:8080"
+    assert (environment["CHROMA_HOST"], environment["CHROMA_PORT"]) == ("auth-proxy", "8080")
+    secrets = agent["volumes"][2]
+    assert (secrets["source"], secrets["read_only"]) == ("./secrets", True)
+    assert environment["CHROMA_AUTH_TOKEN_FILE"] == f"{secrets['target']}/chroma-token.env"
+    proxy_file = compose["services"]["auth-proxy"]["volumes"][0]["source"]
+    assert proxy_file == f"{secrets['source']}/chroma-token.env"  # the same file as the proxy's
+    assert agent["depends_on"] == {
+        "chroma": {"condition": "service_healthy"},
+        "auth-proxy": {"condition": "service_healthy"},
+    }
 
 
 @pytest.mark.parametrize(

@@ -1,18 +1,26 @@
-"""The data keys: defaults, validation, and the docs tables that document them."""
+"""The data keys: defaults, validation, and the docs tables and schema that document them."""
 
 from __future__ import annotations
 
+import json
+import runpy
+import subprocess
 import sys
+from dataclasses import FrozenInstanceError, fields, replace
 from pathlib import Path
 
+import jsonschema
 import pytest
 
-from declaration.settings import SETTINGS, SettingsError, load_settings
+from declaration.settings import KEYS, Settings, SettingsError, load_settings
+from declaration.settings_schema import data_keys_schema, schema_text
 from declaration.settings_table import settings_table
+from declaration.versions import version_line
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIGURATION = ROOT / "docs" / "configuration.md"
 BAD_INPUT = ROOT / "docs" / "bad-input.md"
+SCHEMA = ROOT / "schemas" / "data-keys.schema.json"
 
 
 def test_defaults_validate_and_core_keys_are_defined():
@@ -20,17 +28,25 @@ def test_defaults_validate_and_core_keys_are_defined():
     assert settings.project_dir == "/srv/chroma"
     assert settings.bind_address == "127.0.0.1"
     assert settings.port == 8000
-    core = {s.key for s in SETTINGS if s.required}
+    core = {f"chroma_{declared.name}" for declared in fields(Settings) if declared.metadata["core"]}
     assert core == {
         "chroma_project_dir", "chroma_compose_project", "chroma_version", "chroma_port",
         "chroma_bind_address", "chroma_owner", "chroma_group",
     }  # fmt: skip
 
 
-def test_every_key_shares_the_prefix_and_is_unique():
-    keys = [s.key for s in SETTINGS]
-    assert all(key.startswith("chroma_") for key in keys)
-    assert len(keys) == len(set(keys))
+def test_every_key_is_declared_with_a_description_and_its_own_check():
+    for declared in fields(Settings):
+        assert declared.metadata["description"], declared.name
+        assert callable(declared.metadata["check"]), declared.name
+
+
+def test_settings_are_immutable_and_a_copy_takes_changes():
+    settings = load_settings({})
+    with pytest.raises(FrozenInstanceError):
+        settings.port = 8001  # type: ignore[misc]
+    changed = replace(settings, version="0.6.3")
+    assert (changed.version, settings.version) == ("0.6.3", "1.5.9")
 
 
 def test_docs_table_is_the_one_generated_from_settings():
@@ -71,6 +87,13 @@ def test_values_are_normalised(data, expected):
         ({"chroma_create_owner": True}, "chroma_create_owner: true needs chroma_owner"),
         ({"chroma_create_owner": True, "chroma_owner": 999}, "to name the account, got '999'"),
         ({"chroma_verison": "1.5.9"}, "did you mean chroma_version?"),
+        # Several bad values: the first key in declaration order is named, on one line.
+        (
+            {"chroma_port": 0, "chroma_project_dir": "rel"},
+            "chroma_project_dir: 'rel' is not allowed; use an absolute path such as /srv/chroma",
+        ),
+        ({"chroma_log_max_files": True}, "chroma_log_max_files: True is not allowed; use a whole"),
+        ({"chroma_env": ["A=1"]}, "chroma_env: ['A=1'] is not allowed; use a mapping of NAME"),
     ],
 )
 def test_bad_values_name_the_key_and_what_is_allowed(data, message):
@@ -214,3 +237,90 @@ def test_an_image_reference_with_a_shell_character_is_refused(key, special):
 def test_a_pinned_image_reference_is_allowed(key, reference):
     settings = load_settings({key: reference, **IMAGE_KEYS[key]})
     assert getattr(settings, key.removeprefix("chroma_")) == reference
+
+
+def test_shipped_schema_is_the_one_generated_from_the_model():
+    # Regenerate: .venv/bin/python -m declaration.settings_schema > schemas/data-keys.schema.json
+    assert SCHEMA.read_text() == schema_text()
+    jsonschema.Draft202012Validator.check_schema(json.loads(SCHEMA.read_text()))
+    assert list(json.loads(SCHEMA.read_text())["properties"]) == list(KEYS)
+
+
+def _schema_errors(data: dict[str, object]) -> list[str]:
+    validator = jsonschema.Draft202012Validator(json.loads(SCHEMA.read_text()))
+    return [error.message for error in validator.iter_errors(data)]
+
+
+def test_schema_accepts_the_example_data_and_every_default():
+    shared = runpy.run_path(str(ROOT / "group_data" / "all.py"))
+    group_data = {key: value for key, value in shared.items() if key.startswith("chroma_")}
+    assert group_data  # the example file sets keys
+    assert _schema_errors(group_data) == []
+    # The defaults the schema shows: valid by the schema, and the model's own defaults.
+    defaults = {key: schema["default"] for key, schema in data_keys_schema()["properties"].items()}
+    assert _schema_errors(defaults) == []
+    assert load_settings(defaults) == load_settings({})
+    written = {"chroma_port": 8001, "chroma_owner": 1000, "chroma_cpus": 1.5,
+               "chroma_env": {"CHROMA_ALLOW_RESET": "true"}, "chroma_cors_allow_origins": ["*"],
+               "ssh_user": "deploy", "_sudo": True}  # fmt: skip
+    assert _schema_errors(written) == []
+    load_settings(written)  # and the model takes what the schema takes
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        ({"chroma_prot": 8000}, "chroma_prot"),
+        ({"chroma_port": "abc"}, "'abc' is not of type 'integer'"),
+        ({"chroma_image_source": "magic"}, "'magic' is not one of"),
+        ({"chroma_server_authn_provider": "token"}, "chroma_server_authn_provider"),
+        ({"chroma_env": ["A=1"]}, "is not of type 'object'"),
+    ],
+)
+def test_schema_refuses_what_the_model_refuses(data, reason):
+    errors = _schema_errors(data)
+    assert any(reason in error for error in errors), errors
+    with pytest.raises(SettingsError):
+        load_settings(data)
+
+
+def test_schema_has_the_default_and_description_of_every_key():
+    properties = data_keys_schema()["properties"]
+    for declared in fields(Settings):
+        shipped = properties[f"chroma_{declared.name}"]
+        assert shipped["description"] == declared.metadata["description"]
+        written = {} if declared.name == "env" else json.loads(json.dumps(declared.default))
+        assert shipped["default"] == written
+
+
+def test_versions_compare_as_numbers_not_as_text():
+    assert load_settings({"chroma_version": "0.4.0"}).version == "0.4.0"
+    assert "use 0.4.0 or newer" in _refusal("chroma_version", "0.3.99")
+    assert load_settings({"chroma_version": "0.10.0"}).version == "0.10.0"  # "0.10" < "0.4" as text
+    assert version_line("0.10.0").heartbeat_path == "/api/v2/heartbeat"  # newer than 0.5.16
+    assert version_line("10.0.0").name == "1.x"
+
+
+@pytest.mark.parametrize(
+    ("version", "message"),
+    [("1.5.9", "Chroma 1.5.9 has no built-in authentication"),
+     ("0.6.3", "chroma-deploy does not pass Chroma 0.x auth settings")],
+)  # fmt: skip
+def test_a_chroma_0x_auth_key_is_refused_on_either_line(version, message):
+    data = {"chroma_version": version, "chroma_server_auth_provider": "token"}
+    with pytest.raises(SettingsError) as error:
+        load_settings(data)
+    assert str(error.value).startswith("chroma_server_auth_provider: ")
+    assert message in str(error.value)
+
+
+def test_loading_settings_does_not_import_pydantic():
+    """pydantic's import costs ~80 ms of CPU per run: it belongs to the schema generator."""
+    code = (
+        "import sys; from declaration.settings import load_settings; load_settings({}); "
+        "print(sorted(name for name in sys.modules if name.startswith('pydantic')))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert done.stdout.strip() == "[]"

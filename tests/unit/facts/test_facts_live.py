@@ -23,7 +23,6 @@ from facts.compose import ComposeStack, ContainerMounts
 from facts.datadirs import DataDirs
 from facts.docker import DockerEngine, DockerImage
 from facts.project import ProjectFiles
-from facts.secrets import SecretFile
 from facts.volumes import LegacyVolumes
 
 pytestmark = pytest.mark.docker
@@ -139,7 +138,6 @@ EVERY_FACT: list[tuple[type, dict[str, Any]]] = [
     (DataDirs, {"paths": ["/nonexistent/chroma_data"]}),
     (ProjectFiles, {"project_dir": "/nonexistent"}),
     (Accounts, {"owner": "4242", "group": None}),
-    (SecretFile, {"path": "/nonexistent/token.env"}),
     (LegacyVolumes, {"names": ["chroma-data"]}),
 ]  # fmt: skip
 
@@ -152,7 +150,6 @@ ABSENT: dict[type, Callable[[Any], bool]] = {
     DataDirs: lambda v: v == {"/nonexistent/chroma_data": None},
     ProjectFiles: lambda v: v["dir"] is None and v["compose"] is None,
     Accounts: lambda v: v["owner"] == {"name": None, "uid": 4242, "gid": -1},
-    SecretFile: lambda v: v is None,
     LegacyVolumes: lambda v: v == [],
 }
 

@@ -1,0 +1,1 @@
+"""Packaged pyinfra deploys (``@deploy`` functions) that deploy files call."""

@@ -1,0 +1,199 @@
+"""The Chroma stack as one pyinfra deploy: what deploy.py runs, and what yours can include.
+
+``chroma_stack()`` declares everything in order: the checks before any change, the
+engine, the image, the project's dirs and files, a legacy volume's migration, the
+``.gitignore`` block, the version change, the compose file and the stack, and the
+verification of migrated data. Another deploy file calls it with overrides of the
+data keys, next to operations of its own::
+
+    from deploys.chroma import chroma_stack
+    chroma_stack(overrides={"chroma_port": 8001})
+    server.shell(name="My own step", commands=["..."])
+
+Its data defaults are the settings model's (declaration/settings.py), so the keys it
+reads show their defaults in ``host.data`` while it runs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pyinfra import state
+from pyinfra.api import deploy
+from pyinfra.operations import server
+
+from declaration.render import server_environment
+from declaration.resources import Declared
+from declaration.settings import DEFAULTS
+from operations import (
+    engine,
+    host_failure,
+    host_state,
+    image,
+    lock,
+    migrate,
+    preflight,
+    project,
+    report,
+    stack,
+    upgrade,
+)
+
+DATA_DEFAULTS = dict(DEFAULTS)
+
+
+@deploy("Chroma stack", data_defaults=DATA_DEFAULTS)
+def chroma_stack(overrides: dict[str, Any] | None = None) -> None:
+    """Converge one host's Chroma stack; ``overrides`` win over the host's data keys."""
+    settings = preflight.settings_for_host(overrides)
+    token = preflight.token_for_host(settings)
+    # The host's whole state in one command; the checks and operations below read from it
+    # for as long as nothing has changed (operations/host_state.py).
+    host_state.prefetch(preflight.deploy_reads(settings, token))
+    owner = preflight.resolve_owner(settings)
+    preflight.require_docker(settings)
+    preflight.require_free_port(settings)
+    declared = Declared(settings, owner.uid, owner.gid, token)
+    preflight.require_dirs(declared)
+    ship_id = image.control_image_id(settings.image_ref, settings.image_source)
+
+    # One run at a time per project: taken now, before any operation, held while this run lives.
+    locked_out = lock.take_project_lock(settings.project_dir, settings.lock_timeout, "deploy.py")
+    if locked_out:
+        host_failure.refused(name="Project lock", message=locked_out)
+
+    if settings.install_docker:
+        engine.docker_engine(name="Docker Engine and Compose v2")
+
+    image.chroma_image(
+        name=f"Image {settings.image_ref} (source: {settings.image_source})",
+        ref=settings.image_ref,
+        version=settings.version,
+        source=settings.image_source,
+        build_dir=settings.image_build_dir,
+        ship_id=ship_id,
+    )
+
+    migrate.data_safety_guard(
+        name="No failed verification, no data dir left empty beside a copy of it",
+        project_dir=settings.project_dir,
+        data_dir=settings.data_dir,
+        accept_failed=settings.accept_failed_verification,
+        allow_empty=settings.allow_empty_data_dir,
+    )
+
+    if settings.create_owner and settings.owner:
+        # chroma_create_owner: a system account (no login, no home) before the dirs it owns.
+        if settings.group is None:
+            server.group(
+                name=f"Group {settings.owner} (chroma_create_owner)",
+                group=settings.owner,
+                gid=owner.gid,
+                system=True,
+            )
+        server.user(  # noqa: S604 (shell= is the login shell, not a subprocess flag)
+            name=f"System account {settings.owner} (chroma_create_owner)",
+            user=settings.owner,
+            uid=owner.uid,
+            group=settings.group or settings.owner,
+            system=True,
+            home="/nonexistent",
+            shell="/usr/sbin/nologin",
+            ensure_home=False,
+        )
+
+    project.paths(
+        name=f"Project dir {settings.project_dir}, data dirs and files",
+        resources=declared.paths,
+    )
+
+    copied = migrate.copy_legacy_volume(
+        name="Data from a legacy named volume (copied, never deleted)",
+        project_dir=settings.project_dir,
+        project_name=settings.compose_project,
+        data_dir=declared.data_dir_paths[0],
+        volume_names=list(settings.legacy_volumes),
+        adopt_volume=settings.adopt_volume,
+        uid=declared.uid,
+        gid=declared.gid,
+        mode=settings.data_dir_mode,
+    )
+
+    if settings.auth_proxy:
+        image.proxy_image(
+            name=f"Image {settings.proxy_image} (auth proxy)",
+            ref=settings.proxy_image,
+            build_dir=settings.image_build_dir,
+        )
+
+    if declared.gitignore:
+        project.gitignore(
+            name=".gitignore lines for the data dirs",
+            project_dir=settings.project_dir,
+            lines=list(declared.gitignore.lines),
+            uid=declared.uid,
+            gid=declared.gid,
+        )
+
+    version_change = upgrade.version_change(
+        name=(
+            f"Chroma version {settings.version}: backup and rehearsal before an upgrade, "
+            "no downgrade"
+        ),
+        project_dir=settings.project_dir,
+        project_name=settings.compose_project,
+        data_dir=settings.data_dir,
+        version=settings.version,
+        backup_dir=settings.backup_dir,
+        wait_timeout=settings.wait_timeout,
+        rehearsal={
+            "image": settings.image_ref,
+            "persist_path": declared.line.persist_path,
+            "environment": [f"{name}={value}" for name, value in server_environment(settings)],
+            "uid": declared.uid,
+            "gid": declared.gid,
+        }
+        if settings.upgrade_rehearsal
+        else None,
+    )
+
+    compose = stack.compose_file(
+        name=f"{settings.compose_path} from templates/docker-compose.yml.j2",
+        project_dir=settings.project_dir,
+        content=declared.compose_content,
+        uid=declared.uid,
+        gid=declared.gid,
+    )
+
+    stack.stack_up(
+        name=f"Stack {settings.compose_project} up and healthy",
+        project_dir=settings.project_dir,
+        project_name=settings.compose_project,
+        wait_timeout=settings.wait_timeout,
+        image=settings.image_ref,
+        port=settings.port,
+        # Asked only when pyinfra plans changes before running (no -y): then the
+        # plan shows the restart. With -y this op runs after the file is replaced
+        # and its fact sees the new config hash, so asking would cost a round trip.
+        file_changed=compose.will_change if state.should_check_for_changes() else False,
+        data={
+            "project_dir": settings.project_dir,
+            "path": declared.data_dir_paths[0],
+            "persist_path": declared.line.persist_path,
+            "uid": declared.uid,
+            "gid": declared.gid,
+            "mode": settings.data_dir_mode,
+        },
+    )
+
+    verified = migrate.verify_migration(
+        name="Migrated data verified on the bind mount",
+        project_dir=settings.project_dir,
+        data_dir=declared.data_dir_paths[0],
+        url=declared.url,
+        token_file=declared.token_file,
+    )
+
+    # What a migration, an upgrade's backup and its verification found, at default verbosity.
+    for step in (copied, version_change, verified):
+        report.show(step)

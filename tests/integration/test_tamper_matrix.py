@@ -1,0 +1,274 @@
+"""drift.py and deploy.py agree on every resource: the tamper matrix.
+
+One converged stack (Chroma 1.5.9 behind the auth proxy, so the secrets dir and
+token file are declared too), then one tamper at a time. After each tamper
+``drift.py`` must exit 2 **and** ``pyinfra --dry`` must plan at least one
+change; after the deploy, drift exits 0 and the dry run plans nothing. Any
+disagreement (drift says ok while the deploy would change the host, or the
+reverse) fails the row. A second stack on 0.6.3 covers the log file only the
+0.x server writes.
+
+The rows run in order on one stack (each one's deploy repairs it for the next);
+a row that finds the stack drifted (an earlier row failed) deploys first, so each
+row stands on its own.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import PYINFRA, ROOT, base_data, compose_down, run_deploy, sh
+
+pytestmark = [pytest.mark.docker, pytest.mark.slow]
+
+# A repository of its own for the image, so that moving its tag moves no one else's.
+IMAGE_REPO = f"cdtamper{uuid.uuid4().hex[:6]}/chroma"
+
+
+@dataclass
+class Stack:
+    """The converged stack the rows tamper with, and how to run the tools on it."""
+
+    project_dir: Path
+    name: str
+    data: dict[str, Any]
+    env: dict[str, str]
+    log: list[dict[str, Any]] = field(default_factory=list)
+    clean: bool = False  # drift and the dry run both found nothing after the last row
+
+    def path(self, relative: str) -> Path:
+        return self.project_dir / relative
+
+    def _start(self, *command: str) -> subprocess.Popen[str]:
+        args = list(command)
+        for key, value in self.data.items():
+            args += ["--data", f"{key}={value}"]
+        return subprocess.Popen(
+            args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=self.env
+        )
+
+    def check(self) -> tuple[tuple[int, list[str]], tuple[int, list[str]]]:
+        """drift.py's verdict and `pyinfra --dry`'s plan, read side by side (both only read).
+
+        ``(drift exit, drift items), (dry-run exit, operations that would change)``.
+        """
+        drift = self._start(sys.executable, "drift.py", "@local", "--json")
+        dry = self._start(PYINFRA, "--dry", "--json", "@local", "deploy.py")
+        drift_out, drift_err = drift.communicate(timeout=600)
+        dry_out, dry_err = dry.communicate(timeout=600)
+        assert drift.returncode in (0, 2), drift_out + drift_err
+        items = json.loads(drift_out)["hosts"]["@local"]["items"]
+        verdict = (drift.returncode, [f"{item['kind']} {item['resource']}" for item in items])
+        if dry.returncode != 0:
+            lines = [line for line in dry_err.splitlines() if line.strip()]
+            return verdict, (dry.returncode, lines[-2:])
+        plan = json.loads(dry_out)["plan"]
+        return verdict, (0, [op["name"] for op in plan if op["hosts_with_change"]])
+
+    def deploy(self) -> None:
+        run = run_deploy(self.data, env=self.env)
+        assert run.returncode == 0, run.output
+
+    def container(self, service: str) -> str:
+        return f"{self.name}-{service}-1"
+
+
+def _token() -> str:
+    return "tamper-" + uuid.uuid4().hex
+
+
+def _stack(tmp: Path, version: str, proxy: bool) -> Iterator[Stack]:
+    name = f"cdtamper{uuid.uuid4().hex[:6]}"
+    project_dir = tmp / name / "stack"
+    sh(f"docker tag chromadb/chroma:{version} {IMAGE_REPO}:{version}")
+    data = base_data(
+        project_dir, name, chroma_version=version, chroma_image=IMAGE_REPO,
+        chroma_image_source="pull", chroma_auth_proxy=str(proxy).lower(),
+        chroma_upgrade_rehearsal="false",
+    )  # fmt: skip
+    stack = Stack(project_dir, name, data, {**os.environ, "CHROMA_AUTH_TOKEN": _token()})
+    stack.deploy()
+    yield stack
+    if (project_dir / "docker-compose.yml").exists():
+        compose_down(project_dir)
+    sh(f"docker volume rm -f {name}_chroma_data", check=False)
+
+
+def _report(stack: Stack) -> None:
+    """With TAMPER_MATRIX_REPORT=<file>, the rows as they ran (for the closing note)."""
+    target = os.environ.get("TAMPER_MATRIX_REPORT")
+    if target:
+        with open(target, "a") as report:
+            report.writelines(json.dumps(entry) + "\n" for entry in stack.log)
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    for made in _stack(tmp_path_factory.mktemp("tamper"), "1.5.9", proxy=True):
+        yield made
+        _report(made)
+    sh(f"docker image rm {IMAGE_REPO}:1.5.9 {IMAGE_REPO}:moved", check=False)
+
+
+@pytest.fixture(scope="module")
+def stack_0x(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    for made in _stack(tmp_path_factory.mktemp("tamper0x"), "0.6.3", proxy=False):
+        yield made
+        _report(made)
+    sh(f"docker image rm {IMAGE_REPO}:0.6.3", check=False)
+
+
+# --- the tampers: each changes one resource as a person or a tool on the host might
+
+
+def _gitignore_without(stack: Stack, line: str) -> None:
+    path = stack.path(".gitignore")
+    path.write_text("".join(x for x in path.read_text().splitlines(True) if x.strip() != line))
+
+
+def _gitignore_out_of_order(stack: Stack) -> None:
+    path = stack.path(".gitignore")
+    lines = path.read_text().splitlines()
+    lines.remove("chroma_data/*")
+    lines.insert(lines.index("!chroma_data/.gitkeep") + 1, "chroma_data/*")
+    path.write_text("\n".join(lines) + "\n")
+
+
+def _edit_compose_name(stack: Stack) -> None:
+    path = stack.path("docker-compose.yml")
+    text = path.read_text()
+    assert f'\nname: "{stack.name}"\n' in text
+    path.write_text(text.replace(f'\nname: "{stack.name}"\n', f'\nname: "{stack.name}x"\n', 1))
+
+
+def _token_file(stack: Stack) -> Path:
+    return stack.path("secrets/chroma-token.env")
+
+
+def _new_token_on_the_control_machine(stack: Stack) -> None:
+    stack.env["CHROMA_AUTH_TOKEN"] = _token()
+
+
+def _move_the_image_tag(stack: Stack) -> None:
+    """Another image under the declared tag, as a `docker pull` of a moved tag leaves it."""
+    sh(
+        f"printf 'FROM {IMAGE_REPO}:1.5.9\\nLABEL moved=yes\\n' | "
+        f"docker build -q -t {IMAGE_REPO}:moved - >/dev/null"
+    )
+    sh(f"docker tag {IMAGE_REPO}:moved {IMAGE_REPO}:1.5.9")
+
+
+def _legacy_volume_with_data(stack: Stack) -> None:
+    """This project's named volume holding a Chroma database, beside a data dir with data."""
+    volume = f"{stack.name}_chroma_data"
+    sh(
+        f"docker volume create --label com.docker.compose.project={stack.name} "
+        f"--label com.docker.compose.volume=chroma_data {volume} >/dev/null"
+    )
+    sh(
+        f"docker run --rm --entrypoint sh -v {volume}:/v {IMAGE_REPO}:1.5.9 "
+        "-c 'echo x > /v/chroma.sqlite3'"
+    )
+
+
+def _unadopt_legacy_volume(stack: Stack) -> None:
+    """The way out a user takes: say that volume is not this stack's data."""
+    stack.data["chroma_legacy_volumes"] = "none_such_volume"
+
+
+@dataclass(frozen=True)
+class Row:
+    name: str
+    tamper: Callable[[Stack], Any]
+    # How the user resolves a row the deploy refuses (None: the deploy repairs it).
+    resolve: Callable[[Stack], Any] | None = None
+
+
+ROWS = (
+    Row("project dir mode", lambda s: s.project_dir.chmod(0o755)),
+    Row("data dir mode", lambda s: s.path("chroma_data").chmod(0o700)),
+    Row("data dir owner: unknown uid", lambda s: os.chown(s.path("chroma_data"), 4242, -1)),
+    Row("fallback dir group", lambda s: os.chown(s.path("chroma_db"), -1, 4243)),
+    Row("logs dir removed", lambda s: sh(f"rm -r '{s.path('logs')}'")),
+    Row(".gitkeep removed", lambda s: s.path("chroma_data/.gitkeep").unlink()),
+    Row(".gitignore line removed", lambda s: _gitignore_without(s, "logs/*")),
+    Row(".gitignore block out of order", _gitignore_out_of_order),
+    Row("compose name: edited", _edit_compose_name),
+    Row("compose file removed", lambda s: s.path("docker-compose.yml").unlink()),
+    Row("secrets dir mode", lambda s: s.path("secrets").chmod(0o755)),
+    Row("token file mode", lambda s: _token_file(s).chmod(0o644)),
+    Row("token file owner", lambda s: os.chown(_token_file(s), 4242, -1)),
+    Row("token file content", lambda s: _token_file(s).write_text(f"CHROMA_AUTH_TOKEN={_token()}")),
+    Row("token file removed", lambda s: _token_file(s).unlink()),
+    Row("new token on the control machine", _new_token_on_the_control_machine),
+    Row("proxy container stopped", lambda s: sh(f"docker stop -t 2 {s.container('auth-proxy')}")),
+    Row("chroma container stopped", lambda s: sh(f"docker stop -t 2 {s.container('chroma')}")),
+    Row("chroma container removed", lambda s: sh(f"docker rm -f {s.container('chroma')}")),
+    Row("image tag moved", _move_the_image_tag),
+    Row("legacy volume with data beside a data dir with data", _legacy_volume_with_data,
+        resolve=_unadopt_legacy_volume),
+)  # fmt: skip
+
+
+def _assert_clean(stack: Stack, when: str) -> None:
+    (drift, items), (plan_rc, planned) = stack.check()
+    assert (drift, plan_rc, planned) == (0, 0, []), f"{when}: drift {items}, plan {planned}"
+    stack.clean = True
+
+
+def _run_row(stack: Stack, row: Row) -> None:
+    if not stack.clean:  # the first row, or an earlier row failed: repair, then start clean
+        stack.deploy()
+        _assert_clean(stack, f"before {row.name!r}")
+    stack.clean = False
+    row.tamper(stack)
+    (drift, items), (plan_rc, planned) = stack.check()
+    entry = {"row": row.name, "drift_exit": drift, "drift_items": items,
+             "plan_exit": plan_rc, "planned": planned}  # fmt: skip
+    stack.log.append(entry)
+    assert drift == 2, f"{row.name}: drift exit {drift} ({items}) though the host was tampered"
+    if row.resolve is None:
+        assert plan_rc == 0 and planned, f"{row.name}: drift {items}, but the dry run plans none"
+        stack.deploy()
+    else:
+        # The deploy refuses this host: the dry run shows the refusing operation as a
+        # change (it fails when run), and the real run fails with one line.
+        assert plan_rc == 1 or planned, f"{row.name}: drift {items}, dry run: {planned}"
+        refused = run_deploy(stack.data, env=stack.env)
+        assert refused.returncode == 1, refused.output
+        row.resolve(stack)
+        stack.deploy()
+    _assert_clean(stack, f"after repairing {row.name!r}")
+    entry["after"] = "clean"
+
+
+@pytest.mark.parametrize("row", ROWS, ids=[row.name for row in ROWS])
+def test_drift_and_the_deploy_agree_after_each_tamper(stack: Stack, row: Row) -> None:
+    _run_row(stack, row)
+
+
+ROWS_0X = (
+    Row("0.x log file removed", lambda s: s.path("logs/chroma.log").unlink()),
+    Row("0.x log file owner", lambda s: os.chown(s.path("logs/chroma.log"), 4242, -1)),
+)
+
+
+@pytest.mark.parametrize("row", ROWS_0X, ids=[row.name for row in ROWS_0X])
+def test_drift_and_the_deploy_agree_on_the_0x_log_file(stack_0x: Stack, row: Row) -> None:
+    _run_row(stack_0x, row)
+
+
+def test_the_matrix_covers_at_least_twenty_kinds_of_resource() -> None:
+    names = [row.name for row in (*ROWS, *ROWS_0X)]
+    assert len(set(names)) == len(names) >= 20
+    assert all(re.fullmatch(r"[\w .:,/-]+", name) for name in names)
