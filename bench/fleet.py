@@ -60,6 +60,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PYINFRA = str(Path(sys.executable).with_name("pyinfra"))
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "bench"))
+sys.path.insert(0, str(ROOT))
 
 from loopback_hosts import (  # noqa: E402
     LoopbackFleet,
@@ -145,6 +146,30 @@ def engine_cpu_s(pids: list[int]) -> float:
     return total / CLK_TCK
 
 
+def container_ids(names: list[str]) -> list[str]:
+    done = subprocess.run(["docker", "inspect", "--format", "{{.Id}}", *names],
+                          capture_output=True, text=True, check=False)  # fmt: skip
+    return done.stdout.split()
+
+
+def containers_cpu_s(ids: list[str]) -> float | None:
+    """CPU of the containers' own cgroups (Chroma, and the healthchecks run inside them)."""
+    total = 0.0
+    for container in ids:
+        v1 = Path(f"/sys/fs/cgroup/cpuacct/docker/{container}/cpuacct.usage")
+        v2 = [Path(f"/sys/fs/cgroup/system.slice/docker-{container}.scope/cpu.stat"),
+              Path(f"/sys/fs/cgroup/docker/{container}/cpu.stat")]  # fmt: skip
+        if v1.exists():
+            total += int(v1.read_text()) / 1e9
+            continue
+        stat = next((path for path in v2 if path.exists()), None)
+        if stat is None:
+            return None
+        usage = dict(line.split() for line in stat.read_text().splitlines())
+        total += int(usage["usage_usec"]) / 1e6
+    return total
+
+
 def wait_sessions_closed(pids: list[int], timeout: float = 10) -> None:
     """Until no listener has a session left (each connection's sshd has exited)."""
     deadline = time.monotonic() + timeout
@@ -164,17 +189,26 @@ class Quiet:
 
     machine_cores: float
     engine_cores: float
+    stacks_cores: float | None = None  # the bench's own containers, when asked
 
 
 NOTHING_QUIET = Quiet(0.0, 0.0)
 
 
-def quiet_window(engine: list[int], seconds: float = QUIET_WINDOW_S) -> Quiet:
+def quiet_window(
+    engine: list[int], stacks: list[str] | None = None, seconds: float = QUIET_WINDOW_S
+) -> Quiet:
+    stacks = stacks or []
     machine_before, engine_before = machine_busy_s(), engine_cpu_s(engine)
+    stacks_before = containers_cpu_s(stacks)
     time.sleep(seconds)
+    stacks_after = containers_cpu_s(stacks)
     return Quiet(
         (machine_busy_s() - machine_before) / seconds,
         (engine_cpu_s(engine) - engine_before) / seconds,
+        None
+        if stacks_before is None or stacks_after is None or not stacks
+        else (stacks_after - stacks_before) / seconds,
     )
 
 
@@ -361,18 +395,21 @@ def measure_sizes(sizes: list[int], runs: int, parallel: int | None) -> dict[str
         # The first no-op: nothing may change; it also warms the caches for every size alike.
         _, output = run_measured(deploy_args(largest), fleet, largest, NOTHING_QUIET, engine)
         if changed_hosts(output):
-            raise SystemExit(f"bench/fleet.py: a second run changed {changed_hosts(output)}")
+            raise SystemExit(f"bench/fleet.py: a second run changed "
+                             f"{changed_hosts(output)}:\n{output}")  # fmt: skip
         result["chroma_memory_mib_per_stack"] = chroma_memory_mib(fleet.hosts)
+        stacks = container_ids([f"{h.compose_project}-chroma-1" for h in fleet.hosts])
         by_size = {n: SizeResults(n) for n in sizes}
         quiet_rounds = []
         for round_index in range(runs):
-            quiet = quiet_window(engine)
+            quiet = quiet_window(engine, stacks)
             quiet_rounds.append(quiet)
             order = sizes if round_index % 2 == 0 else sizes[::-1]
             for n in order:
                 sample, output = run_measured(deploy_args(n), fleet, n, quiet, engine)
                 if changed_hosts(output):
-                    raise SystemExit(f"bench/fleet.py: a no-op run changed {changed_hosts(output)}")
+                    raise SystemExit(f"bench/fleet.py: a no-op run changed "
+                                     f"{changed_hosts(output)}:\n{output}")  # fmt: skip
                 by_size[n].deploys.append(sample)
             for n in order:
                 drift_args = [sys.executable, "drift.py", str(inventories[n])]
@@ -389,6 +426,10 @@ def measure_sizes(sizes: list[int], runs: int, parallel: int | None) -> dict[str
                 statistics.median(q.machine_cores for q in quiet_rounds), 2
             ),
         }
+        idle = [q.stacks_cores for q in quiet_rounds if q.stacks_cores is not None]
+        result["idle_chroma_cpu_cores_per_stack"] = (
+            round(statistics.median(idle) / largest, 4) if idle else None
+        )
         result["machine"]["quiet_engine_cores"] = {
             "before_bench_stacks": round(quiet_before.engine_cores, 3),
             "with_bench_stacks_median": round(
@@ -479,6 +520,89 @@ def table(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+# -- where a host's CPU goes ------------------------------------------------------------
+
+
+def measure_breakdown(runs: int) -> dict[str, Any]:
+    """CPU on the host of each part of a no-op run, each run alone over SSH on one host.
+
+    The parts are the facts of the deploy's one batched read (the same commands,
+    built by facts/batch.py from operations.preflight.deploy_reads), the batch
+    itself, the project lock, and the docker and compose commands that cost the
+    most. Each is the median of ``runs``, less an ssh ``true`` (the session itself).
+    """
+    import runpy
+
+    from pyinfra.api import StringCommand
+
+    from declaration.settings import load_settings
+    from facts.batch import Batch
+    from operations import preflight
+    from operations.lock import lock_command
+
+    fleet = LoopbackFleet(1)
+    test_host = fleet.hosts[0]
+    try:
+        fleet.start()
+        inventory = fleet.inventory(1)
+        first, _ = run_measured([PYINFRA, "-y", str(inventory), "deploy.py"], fleet, 1,
+                                NOTHING_QUIET, [])  # fmt: skip
+        shared = runpy.run_path(str(ROOT / "group_data" / "all.py"))
+        data = {k: v for k, v in shared.items() if k.startswith("chroma_")}
+        data.update(
+            {k: v for k, v in fleet.host_data(test_host).items() if k.startswith("chroma_")}
+        )
+        settings = load_settings(data)
+        reads = preflight.deploy_reads(settings, None)
+
+        def raw(command: Any) -> str:
+            return command.get_raw_value() if isinstance(command, StringCommand) else str(command)
+
+        project = str(test_host.project_dir)
+        compose = f"docker compose -f {project}/docker-compose.yml --project-directory {project}"
+        commands: dict[str, str] = {"ssh true (the session alone)": "true"}
+        commands["the batch (every fact below, one command)"] = raw(Batch().command(parts=reads))
+        commands["the project lock (files/chroma-lock.sh)"] = lock_command(
+            project, settings.lock_timeout, "bench"
+        )
+        for fact_class, kwargs in reads:
+            commands[f"fact {fact_class.__name__}"] = raw(fact_class().command(**kwargs))
+        commands.update(
+            {
+                "  docker version": "docker version --format '{{.Server.Version}}'",
+                "  docker compose version": "docker compose version --short",
+                "  dockerd --version": "/usr/sbin/dockerd --version",
+                "  docker image inspect": f"docker image inspect --format '{{{{.Id}}}}' {IMAGE}",
+                "  docker ps": "docker ps -q",
+                "  compose config --hash": f"{compose} config --hash '*'",
+                "  compose up --dry-run": f"{compose} up --detach --dry-run",
+            }
+        )
+        pid = fleet.sshd_pids(1)[0]
+        cost: dict[str, float] = {}
+        for label, command in commands.items():
+            samples = []
+            for _ in range(runs):
+                before = reaped_cpu_s(pid)
+                subprocess.run([*fleet.ssh_args(test_host), command], capture_output=True,
+                               check=False)  # fmt: skip
+                wait_sessions_closed([pid])
+                samples.append(reaped_cpu_s(pid) - before)
+            cost[label] = statistics.median(samples)
+        session = cost["ssh true (the session alone)"]
+        return {
+            "host_cpu_s_less_the_session": {
+                label: round(value - session, 3) for label, value in cost.items()
+            },
+            "session_s": round(session, 3),
+            "runs": runs,
+            "first_converge_s": round(first.wall_s, 1),
+            "load_at_end": load_average(),
+        }
+    finally:
+        fleet.remove()
+
+
 # -- the SSH test fleet (containers with their own engine) ------------------------------
 
 
@@ -553,11 +677,17 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--parallel", type=int, help="pyinfra's --parallel for the deploys")
     parser.add_argument("--cleanup", action="store_true", help="remove what a killed bench left")
     parser.add_argument("--test-fleet", action="store_true", help="the SSH test hosts instead")
+    parser.add_argument(
+        "--breakdown", action="store_true", help="one host: the host CPU of each part of a no-op"
+    )
     parser.add_argument("--fresh", action="store_true", help="--test-fleet: recreate the hosts")
     args = parser.parse_args(argv)
     stop_on_sigterm()
     if args.cleanup:
         remove_leftovers()
+        return
+    if args.breakdown:
+        print(json.dumps(measure_breakdown(args.runs), indent=2))
         return
     if args.test_fleet:
         print(json.dumps(measure_test_fleet(args.runs, args.fresh), indent=2))
