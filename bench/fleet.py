@@ -223,6 +223,21 @@ def changed_hosts(output: str) -> list[str]:
     return sorted(set(re.findall(r"^\s*\[([^\]\s]+)\] Success\s*$", output, flags=re.MULTILINE)))
 
 
+class RunFailed(Exception):
+    """A measured run exited non-zero; ``output`` is what it printed."""
+
+    def __init__(self, output: str) -> None:
+        super().__init__(output[-4000:])
+        self.output = output
+
+
+def error_lines(output: str) -> list[str]:
+    """The lines of a failed or changed run that say what happened, for the report."""
+    said = [line.strip() for line in output.splitlines()
+            if "error" in line.lower() or re.search(r"\] Success\s*$", line)]  # fmt: skip
+    return said[-3:]
+
+
 @dataclass
 class Sample:
     """One timed run of a command against the first ``count`` hosts."""
@@ -270,8 +285,7 @@ def run_measured(
     session = sum(reaped_cpu_s(pid) for pid in pids) - session_before
     output = done.stdout + done.stderr
     if done.returncode != 0:
-        raise SystemExit(f"bench/fleet.py: {' '.join(args[:4])} exited {done.returncode}:\n"
-                         f"{output[-4000:]}")  # fmt: skip
+        raise RunFailed(output)
     commands, connections = {}, {}
     for test_host in hosts:
         with test_host.log.open() as log:
@@ -390,13 +404,30 @@ def measure_sizes(sizes: list[int], runs: int, parallel: int | None) -> dict[str
         def deploy_args(n: int, *more: str) -> list[str]:
             return [PYINFRA, "-y", str(inventories[n]), "deploy.py", *extra, *more]
 
-        first, _ = run_measured(deploy_args(largest), fleet, largest, NOTHING_QUIET, engine)
+        failed: list[dict[str, Any]] = []
+        result["failed_runs"] = failed
+
+        def attempt(args: list[str], n: int, quiet: Quiet, what: str) -> tuple[Sample, str]:
+            """A run that must succeed (and, for a no-op, change nothing); retried twice.
+
+            A failure is the product's, not the bench's: each one is kept for the report.
+            """
+            for _ in range(3):
+                try:
+                    sample, output = run_measured(args, fleet, n, quiet, engine)
+                except RunFailed as failure:
+                    failed.append({"run": what, "hosts": n, "said": error_lines(failure.output)})
+                    continue
+                if what not in ("first converge", "drift") and changed_hosts(output):
+                    failed.append({"run": what, "hosts": n, "said": error_lines(output)})
+                    continue
+                return sample, output
+            raise SystemExit(f"bench/fleet.py: {what} of {n} hosts failed 3 times: {failed[-3:]}")
+
+        first, _ = attempt(deploy_args(largest), largest, NOTHING_QUIET, "first converge")
         result["first_converge_all_s"] = round(first.wall_s, 1)
         # The first no-op: nothing may change; it also warms the caches for every size alike.
-        _, output = run_measured(deploy_args(largest), fleet, largest, NOTHING_QUIET, engine)
-        if changed_hosts(output):
-            raise SystemExit(f"bench/fleet.py: a second run changed "
-                             f"{changed_hosts(output)}:\n{output}")  # fmt: skip
+        attempt(deploy_args(largest), largest, NOTHING_QUIET, "second converge")
         result["chroma_memory_mib_per_stack"] = chroma_memory_mib(fleet.hosts)
         stacks = container_ids([f"{h.compose_project}-chroma-1" for h in fleet.hosts])
         by_size = {n: SizeResults(n) for n in sizes}
@@ -406,19 +437,15 @@ def measure_sizes(sizes: list[int], runs: int, parallel: int | None) -> dict[str
             quiet_rounds.append(quiet)
             order = sizes if round_index % 2 == 0 else sizes[::-1]
             for n in order:
-                sample, output = run_measured(deploy_args(n), fleet, n, quiet, engine)
-                if changed_hosts(output):
-                    raise SystemExit(f"bench/fleet.py: a no-op run changed "
-                                     f"{changed_hosts(output)}:\n{output}")  # fmt: skip
-                by_size[n].deploys.append(sample)
+                by_size[n].deploys.append(attempt(deploy_args(n), n, quiet, "no-op")[0])
             for n in order:
                 drift_args = [sys.executable, "drift.py", str(inventories[n])]
-                by_size[n].drifts.append(run_measured(drift_args, fleet, n, quiet, engine)[0])
+                by_size[n].drifts.append(attempt(drift_args, n, quiet, "drift")[0])
             for n in order:
                 by_size[n].floors.append(floor_wall_s(fleet, n))
             print(f"round {round_index + 1}/{runs}: load {os.getloadavg()[0]:.1f}", file=sys.stderr)
         for n in sizes:
-            _, log = run_measured(deploy_args(n, "-vv"), fleet, n, NOTHING_QUIET, engine)
+            _, log = attempt(deploy_args(n, "-vv"), n, NOTHING_QUIET, "no-op -vv")
             by_size[n].vv_commands = commands_in_vv(log)
         result["machine"]["quiet_busy_cores"] = {
             "before_bench_stacks": round(quiet_before.machine_cores, 2),

@@ -34,6 +34,8 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
+import re
 import shutil
 import signal
 import socket
@@ -56,6 +58,8 @@ SFTP_SERVER = "/usr/lib/openssh/sftp-server"  # Debian's default subsystem
 SSH_PORT_BASE = 22300
 CHROMA_PORT_BASE = 19100
 NETWORK_LABEL = "chroma-bench=fleet"
+PROJECT_NAME = re.compile(r"fleetbench\d{2}")  # LoopbackHost.compose_project
+DOWN_AT_ONCE = 6  # parallel `docker compose down`s: all 30 at once overload two cores
 # Where the bench's own networks come from: the first /16 no network on the engine overlaps.
 NETWORK_CANDIDATES = tuple(ipaddress.ip_network(f"10.{n}.0.0/16") for n in range(213, 250))
 # The engine's default address pools (moby's defaults, no daemon.json here): 31 networks.
@@ -330,40 +334,75 @@ class LoopbackFleet:
 
 
 def _stop_leftover_sshd() -> None:
-    """sshd processes of a killed bench: by the pid files under STATE, checked by cmdline."""
-    for pid_file in STATE.glob("h*/sshd.pid"):
-        try:
-            pid = int(pid_file.read_text().split()[0])
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        except (OSError, ValueError, IndexError):
+    """sshd processes of a killed bench: each runs with a config file under STATE.
+
+    Found by that path in their command line (sshd shows it in its title), so
+    nothing but the bench's own sshd processes is ever signalled.
+    """
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
             continue
-        if str(pid_file.parent / "sshd_config").encode() in cmdline:
-            subprocess.run(["kill", "-TERM", str(pid)], check=False)
+        try:
+            title = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if title.startswith(("sshd", SSHD)) and f" -f {STATE}/" in title:
+            pid = int(entry.name)
+            os.kill(pid, signal.SIGTERM)
             for _ in range(50):
                 if not Path(f"/proc/{pid}").exists():
                     break
                 time.sleep(0.1)
 
 
+def _lines(args: list[str]) -> list[str]:
+    return _run(args, check=False).stdout.split()
+
+
+def bench_projects() -> list[str]:
+    """Compose projects of the bench on the engine: by their containers, and by our networks."""
+    project = '{{.Label "com.docker.compose.project"}}'
+    named = _lines(["docker", "ps", "-a", "--format", project])
+    labelled = _lines(["docker", "network", "ls", "--filter", f"label={NETWORK_LABEL}",
+                       "--format", project])  # fmt: skip
+    return sorted({name for name in [*named, *labelled] if PROJECT_NAME.fullmatch(name)})
+
+
 def remove_leftovers() -> None:
-    """Everything the bench made, whether it ended well or was killed: idempotent."""
+    """Everything the bench made, whether it ended well or was killed: idempotent.
+
+    The stacks go first, and are checked gone, before their project dirs: a
+    container whose bind-mounted data dir is deleted under it dies, and its
+    restart policy then tries, and fails, to start it again.
+    """
     _stop_leftover_sshd()
-    downs = [
-        subprocess.Popen(
-            ["docker", "compose", "-f", str(compose_file), "down", "-t", "3"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+    projects = bench_projects()
+    for start in range(0, len(projects), DOWN_AT_ONCE):
+        downs = [
+            subprocess.Popen(["docker", "compose", "-p", project, "down", "-t", "3"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            for project in projects[start : start + DOWN_AT_ONCE]
+        ]  # fmt: skip
+        for down in downs:
+            _, stderr = down.communicate()
+            if down.returncode != 0:
+                print(f"bench: docker compose down: {stderr.strip()}", file=sys.stderr)
+    left = [
+        container
+        for project in projects
+        for container in _lines(
+            ["docker", "ps", "-aq", "--filter", f"label=com.docker.compose.project={project}"]
         )
-        for compose_file in sorted(BASE.glob("h*/docker-compose.yml"))
     ]
-    for down in downs:
-        down.wait()
-    ours = _run(["docker", "network", "ls", "-q", "--filter", f"label={NETWORK_LABEL}"],
-                check=False).stdout.split()  # fmt: skip
+    if left:  # ours, and no volume of theirs holds data: the data dirs are bind mounts
+        print(f"bench: {len(left)} containers outlived docker compose down; removing them",
+              file=sys.stderr)  # fmt: skip
+        _run(["docker", "rm", "--force", *left], check=False)
+    ours = _lines(["docker", "network", "ls", "-q", "--filter", f"label={NETWORK_LABEL}"])
     if ours:
-        _run(["docker", "network", "rm", *ours], check=False)
-    for project_dir in BASE.glob("h*"):
-        shutil.rmtree(lock_dir(str(project_dir)), ignore_errors=True)
+        _run(["docker", "network", "rm", *ours])
+    for n in range(1, 100):  # the lock dirs of every project dir a bench may have used
+        shutil.rmtree(lock_dir(str(LoopbackHost(n).project_dir)), ignore_errors=True)
     shutil.rmtree(BASE, ignore_errors=True)
 
 
