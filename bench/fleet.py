@@ -137,13 +137,36 @@ def engine_pids() -> list[int]:
     return found
 
 
-def engine_cpu_s(pids: list[int]) -> float:
-    """utime+stime of the engine's processes: what the docker API calls cost it."""
-    total = 0
-    for pid in pids:
-        fields = _stat_fields(pid)
-        total += int(fields[11]) + int(fields[12])
-    return total / CLK_TCK
+class EngineRestarted(Exception):
+    """The engine's processes changed: someone restarted Docker on this shared machine."""
+
+
+class Engine:
+    """The CPU of this machine's engine; notices when it was restarted meanwhile."""
+
+    def __init__(self) -> None:
+        self.pids = engine_pids()
+
+    def cpu_s(self) -> float:
+        """utime+stime of the engine's processes: what the docker API calls cost it."""
+        total = 0
+        for pid in self.pids:
+            try:
+                fields = _stat_fields(pid)
+            except OSError:
+                self.wait_until_it_answers()
+                raise EngineRestarted from None
+            total += int(fields[11]) + int(fields[12])
+        return total / CLK_TCK
+
+    def wait_until_it_answers(self, timeout: float = 120) -> None:
+        deadline = time.monotonic() + timeout
+        while subprocess.run(["docker", "info"], capture_output=True, check=False).returncode:
+            if time.monotonic() > deadline:
+                raise SystemExit("bench/fleet.py: the Docker engine does not answer")
+            time.sleep(1)
+        time.sleep(5)  # the stacks' restart policy brings them back
+        self.pids = engine_pids()
 
 
 def container_ids(names: list[str]) -> list[str]:
@@ -196,20 +219,28 @@ NOTHING_QUIET = Quiet(0.0, 0.0)
 
 
 def quiet_window(
-    engine: list[int], stacks: list[str] | None = None, seconds: float = QUIET_WINDOW_S
+    engine: Engine, stacks: list[str] | None = None, seconds: float = QUIET_WINDOW_S
 ) -> Quiet:
+    """The busy rates while the bench runs nothing (again if the engine restarted meanwhile)."""
     stacks = stacks or []
-    machine_before, engine_before = machine_busy_s(), engine_cpu_s(engine)
-    stacks_before = containers_cpu_s(stacks)
-    time.sleep(seconds)
-    stacks_after = containers_cpu_s(stacks)
-    return Quiet(
-        (machine_busy_s() - machine_before) / seconds,
-        (engine_cpu_s(engine) - engine_before) / seconds,
-        None
-        if stacks_before is None or stacks_after is None or not stacks
-        else (stacks_after - stacks_before) / seconds,
-    )
+    while True:
+        try:
+            machine_before, engine_before = machine_busy_s(), engine.cpu_s()
+            stacks_before = containers_cpu_s(stacks)
+            time.sleep(seconds)
+            stacks_after = containers_cpu_s(stacks)
+            engine_after = engine.cpu_s()
+        except EngineRestarted:
+            continue
+        stacks_used = (
+            None if stacks_before is None or stacks_after is None or not stacks
+            else stacks_after - stacks_before
+        )  # fmt: skip
+        return Quiet(
+            (machine_busy_s() - machine_before) / seconds,
+            (engine_after - engine_before) / seconds,
+            None if stacks_used is None or stacks_used < 0 else stacks_used / seconds,
+        )
 
 
 def commands_in_vv(log: str) -> dict[str, int]:
@@ -264,7 +295,7 @@ class Sample:
 
 
 def run_measured(
-    args: list[str], fleet: LoopbackFleet, count: int, quiet: Quiet, engine: list[int]
+    args: list[str], fleet: LoopbackFleet, count: int, quiet: Quiet, engine: Engine
 ) -> tuple[Sample, str]:
     """Run ``args`` (it must exit 0) and measure it; returns the sample and its output."""
     hosts = fleet.hosts[:count]
@@ -273,7 +304,7 @@ def run_measured(
     load1 = os.getloadavg()[0]
     session_before = sum(reaped_cpu_s(pid) for pid in pids)
     control_before, machine_before = control_cpu_s(), machine_busy_s()
-    engine_before = engine_cpu_s(engine)
+    engine_before = engine.cpu_s()
     start = time.perf_counter()
     done = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, check=False)
     wall = time.perf_counter() - start
@@ -281,7 +312,7 @@ def run_measured(
     wait_sessions_closed(pids)
     window = time.perf_counter() - start
     machine = machine_busy_s() - machine_before
-    engine_used = engine_cpu_s(engine) - engine_before
+    engine_used = engine.cpu_s() - engine_before
     session = sum(reaped_cpu_s(pid) for pid in pids) - session_before
     output = done.stdout + done.stderr
     if done.returncode != 0:
@@ -392,7 +423,7 @@ def measure_sizes(sizes: list[int], runs: int, parallel: int | None) -> dict[str
     result["engine_default_pools_before"] = pools
     fleet = LoopbackFleet(largest)
     try:
-        engine = engine_pids()
+        engine = Engine()
         quiet_before = quiet_window(engine)
         start = time.perf_counter()
         fleet.start()
@@ -417,6 +448,10 @@ def measure_sizes(sizes: list[int], runs: int, parallel: int | None) -> dict[str
                     sample, output = run_measured(args, fleet, n, quiet, engine)
                 except RunFailed as failure:
                     failed.append({"run": what, "hosts": n, "said": error_lines(failure.output)})
+                    engine.wait_until_it_answers()  # the usual cause here: Docker restarted
+                    continue
+                except EngineRestarted:
+                    failed.append({"run": what, "hosts": n, "said": ["the engine restarted"]})
                     continue
                 if what not in ("first converge", "drift") and changed_hosts(output):
                     failed.append({"run": what, "hosts": n, "said": error_lines(output)})
@@ -573,7 +608,7 @@ def measure_breakdown(runs: int) -> dict[str, Any]:
         fleet.start()
         inventory = fleet.inventory(1)
         first, _ = run_measured([PYINFRA, "-y", str(inventory), "deploy.py"], fleet, 1,
-                                NOTHING_QUIET, [])  # fmt: skip
+                                NOTHING_QUIET, Engine())  # fmt: skip
         shared = runpy.run_path(str(ROOT / "group_data" / "all.py"))
         data = {k: v for k, v in shared.items() if k.startswith("chroma_")}
         data.update(

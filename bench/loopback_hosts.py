@@ -359,6 +359,17 @@ def _lines(args: list[str]) -> list[str]:
     return _run(args, check=False).stdout.split()
 
 
+def _wait_for_engine(timeout: float = 120) -> None:
+    """Docker answers (someone may be restarting the shared engine): only then is a
+    listing of our containers complete enough to decide that their data dirs may go."""
+    deadline = time.monotonic() + timeout
+    while _run(["docker", "info"], check=False).returncode:
+        if time.monotonic() > deadline:
+            raise SystemExit("bench: the Docker engine does not answer; run "
+                             "bench/fleet.py --cleanup once it does")  # fmt: skip
+        time.sleep(1)
+
+
 def bench_projects() -> list[str]:
     """Compose projects of the bench on the engine: by their containers, and by our networks."""
     project = '{{.Label "com.docker.compose.project"}}'
@@ -376,6 +387,7 @@ def remove_leftovers() -> None:
     restart policy then tries, and fails, to start it again.
     """
     _stop_leftover_sshd()
+    _wait_for_engine()
     projects = bench_projects()
     for start in range(0, len(projects), DOWN_AT_ONCE):
         downs = [
@@ -390,9 +402,9 @@ def remove_leftovers() -> None:
     left = [
         container
         for project in projects
-        for container in _lines(
+        for container in _run(
             ["docker", "ps", "-aq", "--filter", f"label=com.docker.compose.project={project}"]
-        )
+        ).stdout.split()
     ]
     if left:  # ours, and no volume of theirs holds data: the data dirs are bind mounts
         print(f"bench: {len(left)} containers outlived docker compose down; removing them",
