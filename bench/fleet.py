@@ -1,66 +1,364 @@
-"""Time a no-op converge of one SSH host and of the whole test fleet, against the floor.
+"""What a no-op converge and a drift check cost as the fleet grows: 1, 10 and 30 hosts.
 
-Run: `.venv/bin/python bench/fleet.py [--fresh] [--runs N]` (needs scripts/test-env.sh
-done). It brings up the SSH test hosts of tests/harness/ssh_hosts.py (kept if they
-run; `--fresh` recreates them and also times their creation and the first converge
-of all of them in one run), converges them, then times:
+Run, as root, after scripts/test-env.sh (Docker, the Chroma image, openssh-server):
 
-- a no-op `pyinfra -y INVENTORY deploy.py` of one host and of all hosts (median of
-  N runs); pyinfra works on the hosts in parallel, so all hosts should cost at most
-  1.5 times one;
-- the commands pyinfra ran on each host in a no-op run (its `-vv` log: `[host] >>>`);
-- the floor: one `ssh` command per host (a new connection each, as pyinfra makes)
-  that reads the same state a no-op run must read, for one host and for all at once.
+    .venv/bin/python bench/fleet.py [--sizes 1,10,30] [--runs 5] [--parallel P]
+                                    [--baseline GIT-REV]
+    .venv/bin/python bench/fleet.py --breakdown [--runs 5]  # where one host's CPU goes
+    .venv/bin/python bench/fleet.py --cleanup               # what a killed bench left
+    .venv/bin/python bench/fleet.py --test-fleet [--fresh] [--runs N]
 
-Prints one JSON document.
+Default: max(sizes) lightweight SSH hosts on this machine's loopback
+(bench/loopback_hosts.py: one sshd each, root with a generated key, an empty
+.bashrc, all on this machine's one Docker engine, each its own project dir and
+port). A first converge of all of them in one run (the image is local: nothing
+is shipped), then ``--runs`` rounds; each round starts with a quiet window (what
+the machine and the engine do while the bench runs nothing: other people's
+work, the stacks' healthchecks) and measures, for every size N (the first N
+hosts of one inventory), alternating the order between rounds so a change in
+load falls on every size alike:
+
+- a no-op ``pyinfra -y INVENTORY deploy.py``: wall time; the pyinfra process's
+  CPU (user+sys, from getrusage(RUSAGE_CHILDREN) deltas); the whole machine's
+  CPU per host (/proc/stat), raw and net of the quiet rate; the host side per
+  host measured directly: everything sshd ran for the run (each listener's
+  reaped children: sessions, shells, docker and compose CLIs) plus the engine's
+  CPU (dockerd, containerd) net of its quiet rate; and, as the issue derived
+  it, (machine net - control) / N, from the runs that left the machine a core
+  to spare (on a saturated machine a run displaces other work instead);
+- ``python drift.py INVENTORY``: the same;
+- the floor: one ``ssh`` command per host, all at once, reading the same state.
+
+Commands per host: from a ``-vv`` run (``[host] >>>`` lines, plus one for the
+project lock, which is not printed), and, for every run, from sshd's own log
+(one ``Starting session`` line per command, the lock included). Medians over the
+rounds. A run that fails or changes something is kept in ``failed_runs`` and
+repeated (someone restarting the shared engine is the usual cause). Prints one
+JSON document on stdout and a table on stderr, then removes everything it made
+(sshd processes, ``docker compose down`` of each bench project, never ``-v``; its
+networks, project dirs and lock dirs).
+
+``--baseline GIT-REV`` then measures that revision the same way on the same
+hosts (its first converge rewrites them), for a before/after in one run.
+``--breakdown``: one host, the host CPU of each fact of the batched read, of the
+lock and of the costliest docker and compose commands, each run alone.
+``--test-fleet`` measures what this file measured before the loopback hosts:
+the SSH test hosts of tests/harness/ssh_hosts.py (containers with their own
+engine), a no-op converge of one and of all, commands per host and the floor
+(kept if they run; ``--fresh`` recreates them and also times their creation and
+the first converge of all of them in one run).
 """
 
 from __future__ import annotations
 
+import argparse
 import json
+import os
 import re
+import resource
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 PYINFRA = str(Path(sys.executable).with_name("pyinfra"))
 sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "bench"))
+sys.path.insert(0, str(ROOT))
 
-from harness.ssh_hosts import HOSTS, Fleet, ensure_fleet  # noqa: E402
-
-PROJECT = "/srv/chroma"
-FLOOR_COMMAND = (
-    f"cd {PROJECT} && stat -c '%u %g %a' . chroma_data chroma_db logs */.gitkeep"
-    " && sha256sum docker-compose.yml .gitignore"
-    " && docker image inspect --format '{{.Id}}' chromadb/chroma:1.5.9"
-    " && docker inspect --format '{{.State.Health.Status}} {{.Image}}' chroma-chroma-1"
-    " && docker compose config --hash chroma"
+from bench_converge import checkout  # noqa: E402
+from loopback_hosts import (  # noqa: E402
+    LoopbackFleet,
+    LoopbackHost,
+    default_pool_use,
+    engine_subnets,
+    remove_leftovers,
+    stop_on_sigterm,
 )
 
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+IMAGE = "chromadb/chroma:1.5.9"
+QUIET_WINDOW_S = 3.0
+# Busier than this share of its cores during a run, the machine's CPU delta is not the run's.
+SATURATED_SHARE = 0.9
+# The issue's targets (#16 part 3).
+MAX_NOOP_COMMANDS, MAX_DRIFT_COMMANDS = 4, 3
+MAX_HOST_CPU_PER_HOST_S, MAX_CONTROL_CPU_PER_ADDED_HOST_S, MAX_WALL_RATIO = 0.12, 0.05, 3.0
 
-def deploy(inventory: Path, verbose: bool = False) -> tuple[float, str]:
-    args = [PYINFRA, "-y", str(inventory), "deploy.py"] + (["-vv"] if verbose else [])
+
+def floor_command(project_dir: str, compose_project: str) -> str:
+    """One shell command that reads the state a no-op converge must read."""
+    return (
+        f"cd {project_dir} && stat -c '%u %g %a' . chroma_data chroma_db logs */.gitkeep"
+        " && sha256sum docker-compose.yml .gitignore"
+        f" && docker image inspect --format '{{{{.Id}}}}' {IMAGE}"
+        f" && docker inspect --format '{{{{.State.Health.Status}}}} {{{{.Image}}}}'"
+        f" {compose_project}-chroma-1"
+        " && docker compose config --hash chroma"
+    )
+
+
+# -- what a run costs ----------------------------------------------------------------
+
+
+def machine_busy_s() -> float:
+    """CPU seconds this machine spent on anything but idle and iowait since boot."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = values
+    return (user + nice + system + irq + softirq + steal) / CLK_TCK
+
+
+def control_cpu_s() -> float:
+    """user+sys of this process's waited-for children: the pyinfra (or drift.py) runs."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _stat_fields(pid: int) -> list[str]:
+    """/proc/PID/stat after the command name: index 0 is field 3 of proc(5)."""
+    text = Path(f"/proc/{pid}/stat").read_text()
+    return text[text.rindex(")") + 2 :].split()
+
+
+def reaped_cpu_s(pid: int) -> float:
+    """cutime+cstime of an sshd listener: every session it ran and reaped, with their children."""
+    fields = _stat_fields(pid)
+    return (int(fields[13]) + int(fields[14])) / CLK_TCK
+
+
+def engine_pids() -> list[int]:
+    """This machine's dockerd and containerd (an engine in another pid namespace is not it)."""
+    own = os.readlink("/proc/self/ns/pid")
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            comm = (entry / "comm").read_text().strip()
+            if comm in ("dockerd", "containerd") and os.readlink(entry / "ns" / "pid") == own:
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
+class EngineRestarted(Exception):
+    """The engine's processes changed: someone restarted Docker on this shared machine."""
+
+
+class Engine:
+    """The CPU of this machine's engine; notices when it was restarted meanwhile."""
+
+    def __init__(self) -> None:
+        self.pids = engine_pids()
+
+    def cpu_s(self) -> float:
+        """utime+stime of the engine's processes: what the docker API calls cost it."""
+        total = 0
+        for pid in self.pids:
+            try:
+                fields = _stat_fields(pid)
+            except OSError:
+                self.wait_until_it_answers()
+                raise EngineRestarted from None
+            total += int(fields[11]) + int(fields[12])
+        return total / CLK_TCK
+
+    def wait_until_it_answers(self, timeout: float = 120) -> None:
+        deadline = time.monotonic() + timeout
+        while subprocess.run(["docker", "info"], capture_output=True, check=False).returncode:
+            if time.monotonic() > deadline:
+                raise SystemExit("bench/fleet.py: the Docker engine does not answer")
+            time.sleep(1)
+        time.sleep(5)  # the stacks' restart policy brings them back
+        self.pids = engine_pids()
+
+
+def container_ids(names: list[str]) -> list[str]:
+    done = subprocess.run(["docker", "inspect", "--format", "{{.Id}}", *names],
+                          capture_output=True, text=True, check=False)  # fmt: skip
+    return done.stdout.split()
+
+
+def containers_cpu_s(ids: list[str]) -> float | None:
+    """CPU of the containers' own cgroups (Chroma, and the healthchecks run inside them)."""
+    total = 0.0
+    for container in ids:
+        v1 = Path(f"/sys/fs/cgroup/cpuacct/docker/{container}/cpuacct.usage")
+        v2 = [Path(f"/sys/fs/cgroup/system.slice/docker-{container}.scope/cpu.stat"),
+              Path(f"/sys/fs/cgroup/docker/{container}/cpu.stat")]  # fmt: skip
+        if v1.exists():
+            total += int(v1.read_text()) / 1e9
+            continue
+        stat = next((path for path in v2 if path.exists()), None)
+        if stat is None:
+            return None
+        usage = dict(line.split() for line in stat.read_text().splitlines())
+        total += int(usage["usage_usec"]) / 1e6
+    return total
+
+
+def wait_sessions_closed(pids: list[int], timeout: float = 10) -> None:
+    """Until no listener has a session left (each connection's sshd has exited)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if all(not Path(f"/proc/{pid}/task/{pid}/children").read_text().strip() for pid in pids):
+            return
+        time.sleep(0.02)
+
+
+def load_average() -> list[float]:
+    return [round(load, 1) for load in os.getloadavg()]
+
+
+@dataclass(frozen=True)
+class Quiet:
+    """Cores kept busy while the bench runs nothing: other people's work, the healthchecks."""
+
+    machine_cores: float
+    engine_cores: float
+    stacks_cores: float | None = None  # the bench's own containers, when asked
+
+
+NOTHING_QUIET = Quiet(0.0, 0.0)
+
+
+def quiet_window(
+    engine: Engine, stacks: list[str] | None = None, seconds: float = QUIET_WINDOW_S
+) -> Quiet:
+    """The busy rates while the bench runs nothing (again if the engine restarted meanwhile)."""
+    stacks = stacks or []
+    while True:
+        try:
+            machine_before, engine_before = machine_busy_s(), engine.cpu_s()
+            stacks_before = containers_cpu_s(stacks)
+            time.sleep(seconds)
+            stacks_after = containers_cpu_s(stacks)
+            engine_after = engine.cpu_s()
+        except EngineRestarted:
+            continue
+        stacks_used = (
+            None if stacks_before is None or stacks_after is None or not stacks
+            else stacks_after - stacks_before
+        )  # fmt: skip
+        return Quiet(
+            (machine_busy_s() - machine_before) / seconds,
+            (engine_after - engine_before) / seconds,
+            None if stacks_used is None or stacks_used < 0 else stacks_used / seconds,
+        )
+
+
+def commands_in_vv(log: str) -> dict[str, int]:
+    """Commands per host in a ``-vv`` log, plus the project lock (taken without printing)."""
+    printed = Counter(re.findall(r"^\[([^\]\s]+)\] >>> ", log, flags=re.MULTILINE))
+    return {name: count + 1 for name, count in sorted(printed.items())}
+
+
+def changed_hosts(output: str) -> list[str]:
+    """Hosts on which some operation reported a change (``[host] Success``)."""
+    return sorted(set(re.findall(r"^\s*\[([^\]\s]+)\] Success\s*$", output, flags=re.MULTILINE)))
+
+
+class RunFailed(Exception):
+    """A measured run exited non-zero; ``output`` is what it printed."""
+
+    def __init__(self, output: str) -> None:
+        super().__init__(output[-4000:])
+        self.output = output
+
+
+def error_lines(output: str) -> list[str]:
+    """The lines of a failed or changed run that say what happened, for the report."""
+    said = [line.strip() for line in output.splitlines()
+            if "error" in line.lower() or re.search(r"\] Success\s*$", line)]  # fmt: skip
+    return said[-3:]
+
+
+@dataclass
+class Sample:
+    """One timed run of a command against the first ``count`` hosts."""
+
+    count: int
+    wall_s: float
+    control_cpu_s: float
+    machine_cpu_s: float
+    engine_cpu_s: float
+    window_s: float  # wall plus the sessions' teardown: what the machine's CPU covers
+    session_cpu_s: float  # summed over the hosts
+    commands: dict[str, int]  # sshd's "Starting session" lines per host
+    connections: dict[str, int]
+    quiet: Quiet  # the round's quiet rates, for the net figures
+
+    @property
+    def saturated(self) -> bool:
+        """The machine had no core to spare during the run: its CPU delta is not the run's."""
+        return self.machine_cpu_s / self.window_s > SATURATED_SHARE * (os.cpu_count() or 1)
+
+    @property
+    def machine_net_cpu_s(self) -> float:
+        return max(0.0, self.machine_cpu_s - self.quiet.machine_cores * self.window_s)
+
+    @property
+    def engine_net_cpu_s(self) -> float:
+        return max(0.0, self.engine_cpu_s - self.quiet.engine_cores * self.window_s)
+
+
+def run_measured(
+    args: list[str],
+    fleet: LoopbackFleet,
+    count: int,
+    quiet: Quiet,
+    engine: Engine,
+    tree: Path = ROOT,
+) -> tuple[Sample, str]:
+    """Run ``args`` (it must exit 0) and measure it; returns the sample and its output."""
+    hosts = fleet.hosts[:count]
+    pids = fleet.sshd_pids(count)
+    offsets = {h.name: h.log.stat().st_size for h in hosts}
+    session_before = sum(reaped_cpu_s(pid) for pid in pids)
+    control_before, machine_before = control_cpu_s(), machine_busy_s()
+    engine_before = engine.cpu_s()
     start = time.perf_counter()
-    done = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, check=False)
-    elapsed = time.perf_counter() - start
+    done = subprocess.run(args, cwd=tree, capture_output=True, text=True, check=False)
+    wall = time.perf_counter() - start
+    control = control_cpu_s() - control_before
+    wait_sessions_closed(pids)
+    window = time.perf_counter() - start
+    machine = machine_busy_s() - machine_before
+    engine_used = engine.cpu_s() - engine_before
+    session = sum(reaped_cpu_s(pid) for pid in pids) - session_before
+    output = done.stdout + done.stderr
     if done.returncode != 0:
-        raise SystemExit(f"bench/fleet.py: the deploy failed:\n{done.stdout}{done.stderr}")
-    return elapsed, done.stdout + done.stderr
+        raise RunFailed(output)
+    commands, connections = {}, {}
+    for test_host in hosts:
+        with test_host.log.open() as log:
+            log.seek(offsets[test_host.name])
+            text = log.read()
+        commands[test_host.name] = text.count("Starting session:")
+        connections[test_host.name] = text.count("Accepted publickey")
+    sample = Sample(count, wall, control, machine, engine_used, window, session, commands,
+                    connections, quiet)  # fmt: skip
+    return sample, output
 
 
-def floor(fleet: Fleet, count: int) -> float:
-    """Wall time of one ssh command per host, ``count`` hosts at once."""
+def floor_wall_s(fleet: LoopbackFleet, count: int) -> float:
+    """One ssh command per host (a new connection each), ``count`` hosts at once."""
     start = time.perf_counter()
-    running = []
-    for test_host in fleet.hosts[:count]:
-        remote = f'sudo -n sh -c "{FLOOR_COMMAND}"' if test_host.sudo else FLOOR_COMMAND
-        args = [*fleet.ssh_args(test_host), remote]
-        running.append(subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
+    running = [
+        subprocess.Popen(
+            [*fleet.ssh_args(h), floor_command(str(h.project_dir), h.compose_project)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        for h in fleet.hosts[:count]
+    ]
     for process in running:
         _, stderr = process.communicate()
         if process.returncode != 0:
@@ -68,14 +366,391 @@ def floor(fleet: Fleet, count: int) -> float:
     return time.perf_counter() - start
 
 
-def main(argv: list[str]) -> None:
-    runs = int(argv[argv.index("--runs") + 1]) if "--runs" in argv else 5
-    result: dict[str, object] = {"hosts": len(HOSTS)}
+def chroma_memory_mib(hosts: list[LoopbackHost]) -> float | None:
+    """Median memory of the bench's Chroma containers (docker stats), MiB."""
+    names = [f"{h.compose_project}-chroma-1" for h in hosts]
+    done = subprocess.run(["docker", "stats", "--no-stream", "--format", "{{.MemUsage}}", *names],
+                          capture_output=True, text=True, check=False)  # fmt: skip
+    units = {"KiB": 1 / 1024, "MiB": 1.0, "GiB": 1024.0, "B": 1 / 1024 / 1024}
+    sizes = []
+    for line in done.stdout.splitlines():
+        match = re.match(r"([\d.]+)([KMG]?i?B)", line.strip())
+        if match and match.group(2) in units:
+            sizes.append(float(match.group(1)) * units[match.group(2)])
+    return round(statistics.median(sizes), 1) if sizes else None
+
+
+# -- the loopback fleet ----------------------------------------------------------------
+
+
+@dataclass
+class SizeResults:
+    """Every sample of one fleet size."""
+
+    count: int
+    deploys: list[Sample] = field(default_factory=list)
+    drifts: list[Sample] = field(default_factory=list)
+    floors: list[float] = field(default_factory=list)
+    vv_commands: dict[str, int] = field(default_factory=dict)
+
+    def summary(self) -> dict[str, Any]:
+        def median(values: list[float], digits: int = 3) -> float | None:
+            return round(statistics.median(values), digits) if values else None
+
+        n = self.count
+        noop, drift = self.deploys, self.drifts
+        with_headroom = [s for s in noop if not s.saturated]
+        return {
+            "noop_wall_s": median([s.wall_s for s in noop], 2),
+            "noop_control_cpu_s": median([s.control_cpu_s for s in noop], 2),
+            "noop_machine_cpu_per_host_s": median([s.machine_cpu_s / n for s in noop]),
+            "noop_machine_net_cpu_per_host_s": median([s.machine_net_cpu_s / n for s in noop]),
+            # The issue's derivation: what the machine spent, net of quiet, less pyinfra's
+            # own; only from runs that left the machine headroom (else it displaced others).
+            "noop_host_side_from_machine_per_host_s": median(
+                [max(0.0, s.machine_net_cpu_s - s.control_cpu_s) / n for s in with_headroom]
+            ),
+            "noop_runs_that_saturated_the_machine": len(noop) - len(with_headroom),
+            # Measured directly: every process sshd ran for the run, and the engine's share.
+            "noop_ssh_session_cpu_per_host_s": median([s.session_cpu_s / n for s in noop]),
+            "noop_engine_net_cpu_per_host_s": median([s.engine_net_cpu_s / n for s in noop]),
+            "noop_host_side_cpu_per_host_s": median(
+                [(s.session_cpu_s + s.engine_net_cpu_s) / n for s in noop]
+            ),
+            "noop_commands_per_host_vv": max(self.vv_commands.values(), default=0),
+            "noop_commands_per_host_sshd": max(max(s.commands.values()) for s in noop),
+            "noop_connections_per_host": max(max(s.connections.values()) for s in noop),
+            "drift_wall_s": median([s.wall_s for s in drift], 2),
+            "drift_control_cpu_s": median([s.control_cpu_s for s in drift], 2),
+            "drift_host_side_cpu_per_host_s": median(
+                [(s.session_cpu_s + s.engine_net_cpu_s) / n for s in drift]
+            ),
+            "drift_commands_per_host_sshd": max(max(s.commands.values()) for s in drift),
+            "floor_wall_s": median(self.floors, 2),
+            "noop_wall_runs_s": [round(s.wall_s, 2) for s in noop],
+        }
+
+
+def with_ratios(summaries: dict[int, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Each size's summary with its ratios to the smallest size."""
+    smallest = min(summaries)
+    one = summaries[smallest]
+    for n, summary in summaries.items():
+        for kind in ("noop", "drift"):
+            ratio = summary[f"{kind}_wall_s"] / one[f"{kind}_wall_s"]
+            summary[f"{kind}_wall_vs_smallest"] = round(ratio, 2)
+        if n > smallest:
+            summary["noop_control_cpu_per_added_host_s"] = round(
+                (summary["noop_control_cpu_s"] - one["noop_control_cpu_s"]) / (n - smallest), 3
+            )
+    return {str(n): summary for n, summary in sorted(summaries.items())}
+
+
+class Bench:
+    """The loopback fleet measured with one tree of the repo, then maybe another."""
+
+    def __init__(self, fleet: LoopbackFleet, sizes: list[int], runs: int,
+                 parallel: int | None, engine: Engine) -> None:  # fmt: skip
+        self.fleet, self.sizes, self.runs, self.engine = fleet, sizes, runs, engine
+        self.extra = ["--parallel", str(parallel)] if parallel else []
+        self.inventories = {n: fleet.inventory(n) for n in sizes}
+        self.failed: list[dict[str, Any]] = []
+        self.labels: dict[Path, str] = {ROOT: "this tree"}
+
+    def attempt(
+        self, args: list[str], tree: Path, n: int, quiet: Quiet, what: str
+    ) -> tuple[Sample, str]:
+        label = self.labels.get(tree, str(tree))
+        """A run that must succeed (and, for a no-op, change nothing); retried twice.
+
+        A failure is the product's or the shared machine's, not the bench's: each
+        one is kept for the report.
+        """
+        for _ in range(3):
+            try:
+                sample, output = run_measured(args, self.fleet, n, quiet, self.engine, tree)
+            except RunFailed as failure:
+                self.failed.append({"tree": label, "run": what, "hosts": n,
+                                    "said": error_lines(failure.output)})  # fmt: skip
+                self.engine.wait_until_it_answers()  # the usual cause: Docker restarted
+                continue
+            except EngineRestarted:
+                self.failed.append({"tree": label, "run": what, "hosts": n,
+                                    "said": ["the engine restarted"]})  # fmt: skip
+                continue
+            if what not in ("first converge", "drift") and changed_hosts(output):
+                self.failed.append({"tree": label, "run": what, "hosts": n,
+                                    "said": error_lines(output)})  # fmt: skip
+                continue
+            return sample, output
+        raise SystemExit(f"bench/fleet.py: {what} of {n} hosts failed 3 times: {self.failed[-3:]}")
+
+    def measure(self, tree: Path, label: str) -> dict[str, Any]:
+        """A first converge of every host with ``tree``, then the rounds and the -vv runs."""
+        self.labels[tree] = label
+        largest = max(self.sizes)
+
+        def deploy(n: int, *more: str) -> list[str]:
+            return [PYINFRA, "-y", str(self.inventories[n]), "deploy.py", *self.extra, *more]
+
+        first, _ = self.attempt(deploy(largest), tree, largest, NOTHING_QUIET, "first converge")
+        # The first no-op: nothing may change; it also warms the caches for every size alike.
+        self.attempt(deploy(largest), tree, largest, NOTHING_QUIET, "second converge")
+        stacks = container_ids([f"{h.compose_project}-chroma-1" for h in self.fleet.hosts])
+        by_size = {n: SizeResults(n) for n in self.sizes}
+        quiet_rounds = []
+        for round_index in range(self.runs):
+            quiet = quiet_window(self.engine, stacks)
+            quiet_rounds.append(quiet)
+            order = self.sizes if round_index % 2 == 0 else self.sizes[::-1]
+            for n in order:
+                by_size[n].deploys.append(self.attempt(deploy(n), tree, n, quiet, "no-op")[0])
+            for n in order:
+                drift = [sys.executable, "drift.py", str(self.inventories[n])]
+                by_size[n].drifts.append(self.attempt(drift, tree, n, quiet, "drift")[0])
+            for n in order:
+                by_size[n].floors.append(floor_wall_s(self.fleet, n))
+            print(f"{label}: round {round_index + 1}/{self.runs}, quiet busy cores "
+                  f"{quiet.machine_cores:.2f}", file=sys.stderr)  # fmt: skip
+        for n in self.sizes:
+            _, log = self.attempt(deploy(n, "-vv"), tree, n, NOTHING_QUIET, "no-op -vv")
+            by_size[n].vv_commands = commands_in_vv(log)
+        idle = [q.stacks_cores for q in quiet_rounds if q.stacks_cores is not None]
+        return {
+            "first_converge_all_s": round(first.wall_s, 1),
+            "quiet_busy_cores_median": round(
+                statistics.median(q.machine_cores for q in quiet_rounds), 2
+            ),
+            "quiet_engine_cores_median": round(
+                statistics.median(q.engine_cores for q in quiet_rounds), 3
+            ),
+            "idle_chroma_cpu_cores_per_stack": (
+                round(statistics.median(idle) / largest, 4) if idle else None
+            ),
+            "results": with_ratios({n: by_size[n].summary() for n in self.sizes}),
+        }
+
+
+def measure_sizes(
+    sizes: list[int], runs: int, parallel: int | None, baseline: str | None
+) -> dict[str, Any]:
+    result: dict[str, Any] = {
+        "machine": {"cpus": os.cpu_count(), "load_at_start": load_average()},
+        "sizes": sizes,
+        "runs": runs,
+        "pyinfra_parallel": parallel or "default (min(20 x cpus, hosts))",
+        "engine_default_pools_before": default_pool_use(engine_subnets()),
+    }
+    fleet = LoopbackFleet(max(sizes))
+    try:
+        engine = Engine()
+        result["machine"]["quiet_busy_cores_before_bench_stacks"] = round(
+            quiet_window(engine).machine_cores, 2
+        )
+        start = time.perf_counter()
+        fleet.start()
+        result["hosts_ready_s"] = round(time.perf_counter() - start, 1)
+        result["bench_networks"] = fleet.network_range
+        bench = Bench(fleet, sizes, runs, parallel, engine)
+        result["failed_runs"] = bench.failed
+        result.update(bench.measure(ROOT, "this tree"))
+        result["chroma_memory_mib_per_stack"] = chroma_memory_mib(fleet.hosts)
+        if baseline:
+            # After this tree's rounds: the baseline's first converge rewrites every host.
+            with checkout(baseline) as old_tree:
+                result["baseline"] = {"rev": baseline, **bench.measure(old_tree, baseline)}
+        result["machine"]["load_at_end"] = load_average()
+    finally:
+        fleet.remove()
+    summaries = {int(n): summary for n, summary in result["results"].items()}
+    result["targets"] = targets(summaries, sizes)
+    return result
+
+
+def targets(summaries: dict[int, dict[str, Any]], sizes: list[int]) -> dict[str, Any]:
+    """The issue's targets against the largest fleet measured.
+
+    The figure derived from the machine's CPU gets no verdict when every run
+    saturated the machine: what the bench added to its CPU then is not what the
+    bench cost (it also displaced other people's work).
+    """
+    big = summaries[max(sizes)]
+    noop_commands = max(s["noop_commands_per_host_sshd"] for s in summaries.values())
+    drift_commands = max(s["drift_commands_per_host_sshd"] for s in summaries.values())
+    checks: dict[str, Any] = {
+        "noop_commands_per_host": (noop_commands, MAX_NOOP_COMMANDS),
+        "drift_commands_per_host": (drift_commands, MAX_DRIFT_COMMANDS),
+        "noop_host_side_cpu_per_host_s": (
+            big["noop_host_side_cpu_per_host_s"],
+            MAX_HOST_CPU_PER_HOST_S,
+        ),
+        "noop_host_side_from_machine_per_host_s": (
+            big["noop_host_side_from_machine_per_host_s"],
+            MAX_HOST_CPU_PER_HOST_S,
+        ),
+    }
+    if len(sizes) > 1:
+        checks["noop_control_cpu_per_added_host_s"] = (
+            big["noop_control_cpu_per_added_host_s"],
+            MAX_CONTROL_CPU_PER_ADDED_HOST_S,
+        )
+        checks["noop_wall_largest_vs_smallest"] = (big["noop_wall_vs_smallest"], MAX_WALL_RATIO)
+    return {
+        name: {"measured": value, "target": f"<= {limit}",
+               "met": None if value is None else value <= limit}
+        for name, (value, limit) in checks.items()
+    }  # fmt: skip
+
+
+def table(result: dict[str, Any]) -> str:
+    columns = [
+        ("hosts", None), ("wall s", "noop_wall_s"), ("vs 1", "noop_wall_vs_smallest"),
+        ("control CPU s", "noop_control_cpu_s"),
+        ("machine CPU/host", "noop_machine_net_cpu_per_host_s"),
+        ("host side/host", "noop_host_side_cpu_per_host_s"),
+        ("cmds/host", "noop_commands_per_host_vv"), ("drift s", "drift_wall_s"),
+        ("drift vs 1", "drift_wall_vs_smallest"), ("drift cmds", "drift_commands_per_host_sshd"),
+        ("drift host side", "drift_host_side_cpu_per_host_s"), ("floor s", "floor_wall_s"),
+    ]  # fmt: skip
+    rows = [[title for title, _ in columns]]
+    phases = [("", result)]
+    if "baseline" in result:
+        phases.append((f" ({result['baseline']['rev']})", result["baseline"]))
+    for label, phase in phases:
+        for n, summary in phase["results"].items():
+            rows.append([f"{n}{label}", *(str(summary[key]) for _, key in columns[1:])])
+    widths = [max(len(row[i]) for row in rows) for i in range(len(columns))]
+    lines = ["  ".join(cell.rjust(width) for cell, width in zip(row, widths, strict=True))
+             for row in rows]  # fmt: skip
+    for name, check in result["targets"].items():
+        verdict = {True: "met", False: "NOT met", None: "no verdict (machine saturated)"}[
+            check["met"]
+        ]
+        lines.append(f"{name}: {check['measured']} (target {check['target']}): {verdict}")
+    return "\n".join(lines)
+
+
+# -- where a host's CPU goes ------------------------------------------------------------
+
+
+def measure_breakdown(runs: int) -> dict[str, Any]:
+    """CPU on the host of each part of a no-op run, each run alone over SSH on one host.
+
+    The parts are the facts of the deploy's one batched read (the same commands,
+    built by facts/batch.py from operations.preflight.deploy_reads), the batch
+    itself, the project lock, and the docker and compose commands that cost the
+    most. Each is the median of ``runs``, less an ssh ``true`` (the session itself).
+    """
+    import runpy
+
+    from pyinfra.api import StringCommand
+
+    from declaration.settings import load_settings
+    from facts.batch import Batch
+    from operations import preflight
+    from operations.lock import lock_command
+
+    fleet = LoopbackFleet(1)
+    test_host = fleet.hosts[0]
+    try:
+        fleet.start()
+        inventory = fleet.inventory(1)
+        first, _ = run_measured([PYINFRA, "-y", str(inventory), "deploy.py"], fleet, 1,
+                                NOTHING_QUIET, Engine())  # fmt: skip
+        shared = runpy.run_path(str(ROOT / "group_data" / "all.py"))
+        data = {k: v for k, v in shared.items() if k.startswith("chroma_")}
+        data.update(
+            {k: v for k, v in fleet.host_data(test_host).items() if k.startswith("chroma_")}
+        )
+        settings = load_settings(data)
+        reads = preflight.deploy_reads(settings, None)
+
+        def raw(command: Any) -> str:
+            return command.get_raw_value() if isinstance(command, StringCommand) else str(command)
+
+        project = str(test_host.project_dir)
+        compose = f"docker compose -f {project}/docker-compose.yml --project-directory {project}"
+        commands: dict[str, str] = {"ssh true (the session alone)": "true"}
+        commands["the batch (every fact below, one command)"] = raw(Batch().command(parts=reads))
+        commands["the project lock (files/chroma-lock.sh)"] = lock_command(
+            project, settings.lock_timeout, "bench"
+        )
+        for fact_class, kwargs in reads:
+            commands[f"fact {fact_class.__name__}"] = raw(fact_class().command(**kwargs))
+        commands.update(
+            {
+                "  docker version": "docker version --format '{{.Server.Version}}'",
+                "  docker compose version": "docker compose version --short",
+                "  dockerd --version": "/usr/sbin/dockerd --version",
+                "  docker image inspect": f"docker image inspect --format '{{{{.Id}}}}' {IMAGE}",
+                "  docker ps": "docker ps -q",
+                "  compose config --hash": f"{compose} config --hash '*'",
+                "  compose up --dry-run": f"{compose} up --detach --dry-run",
+            }
+        )
+        pid = fleet.sshd_pids(1)[0]
+        cost: dict[str, float] = {}
+        for label, command in commands.items():
+            samples = []
+            for _ in range(runs):
+                before = reaped_cpu_s(pid)
+                subprocess.run([*fleet.ssh_args(test_host), command], capture_output=True,
+                               check=False)  # fmt: skip
+                wait_sessions_closed([pid])
+                samples.append(reaped_cpu_s(pid) - before)
+            cost[label] = statistics.median(samples)
+        session = cost["ssh true (the session alone)"]
+        return {
+            "host_cpu_s_less_the_session": {
+                label: round(value - session, 3) for label, value in cost.items()
+            },
+            "session_s": round(session, 3),
+            "runs": runs,
+            "first_converge_s": round(first.wall_s, 1),
+            "load_at_end": load_average(),
+        }
+    finally:
+        fleet.remove()
+
+
+# -- the SSH test fleet (containers with their own engine) ------------------------------
+
+
+def measure_test_fleet(runs: int, fresh: bool) -> dict[str, Any]:
+    """A no-op converge of one test host and of all of them, commands per host, the floor."""
+    from harness.ssh_hosts import HOSTS, Fleet, ensure_fleet
+
+    def deploy(inventory: Path, verbose: bool = False) -> tuple[float, str]:
+        args = [PYINFRA, "-y", str(inventory), "deploy.py"] + (["-vv"] if verbose else [])
+        start = time.perf_counter()
+        done = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, check=False)
+        elapsed = time.perf_counter() - start
+        if done.returncode != 0:
+            raise SystemExit(f"bench/fleet.py: the deploy failed:\n{done.stdout}{done.stderr}")
+        return elapsed, done.stdout + done.stderr
+
+    def floor(fleet: Fleet, count: int) -> float:
+        start = time.perf_counter()
+        running = []
+        for test_host in fleet.hosts[:count]:
+            command = floor_command("/srv/chroma", "chroma")
+            remote = f'sudo -n sh -c "{command}"' if test_host.sudo else command
+            args = [*fleet.ssh_args(test_host), remote]
+            running.append(
+                subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            )
+        for process in running:
+            _, stderr = process.communicate()
+            if process.returncode != 0:
+                raise SystemExit(f"bench/fleet.py: the floor command failed: {stderr.decode()}")
+        return time.perf_counter() - start
+
+    result: dict[str, Any] = {"hosts": len(HOSTS)}
     start = time.perf_counter()
-    fleet = ensure_fleet(fresh="--fresh" in argv)
+    fleet = ensure_fleet(fresh=fresh)
     result["hosts_ready_s"] = round(time.perf_counter() - start, 1)
     first, _ = deploy(fleet.inventory)  # the first converge after --fresh, else a no-op
-    if "--fresh" in argv:
+    if fresh:
         result["first_converge_all_s"] = round(first, 1)
 
     with tempfile.TemporaryDirectory(prefix="cdfleet-bench-") as scratch:
@@ -85,7 +760,6 @@ def main(argv: list[str]) -> None:
         noop_one = [deploy(one)[0] for _ in range(runs)]
         noop_all = [deploy(fleet.inventory)[0] for _ in range(runs)]
     _, log = deploy(fleet.inventory, verbose=True)
-    per_host = Counter(re.findall(r"^\[(cdfleet\d+)\] >>> ", log, flags=re.MULTILINE))
     floor_one = [floor(fleet, 1) for _ in range(runs)]
     floor_all = [floor(fleet, len(fleet.hosts)) for _ in range(runs)]
 
@@ -96,13 +770,46 @@ def main(argv: list[str]) -> None:
             "noop_one_host_s": round(one_s, 2),
             "noop_all_hosts_s": round(all_s, 2),
             "all_over_one": round(all_s / one_s, 2),
-            "commands_per_host_noop": dict(sorted(per_host.items())),
+            "commands_per_host_noop": commands_in_vv(log),
             "floor_one_host_s": round(one_floor, 3),
             "floor_all_hosts_s": round(all_floor, 3),
             "noop_one_over_floor": round(one_s / one_floor, 1),
             "noop_all_over_floor": round(all_s / all_floor, 1),
         }
     )
+    return result
+
+
+def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--sizes", default="1,10,30", help="fleet sizes, comma-separated")
+    parser.add_argument("--runs", type=int, default=5, help="rounds (the median is reported)")
+    parser.add_argument("--parallel", type=int, help="pyinfra's --parallel for the deploys")
+    parser.add_argument(
+        "--baseline",
+        metavar="GIT-REV",
+        help="also measure this revision, on the same hosts, after this tree",
+    )
+    parser.add_argument("--cleanup", action="store_true", help="remove what a killed bench left")
+    parser.add_argument("--test-fleet", action="store_true", help="the SSH test hosts instead")
+    parser.add_argument(
+        "--breakdown", action="store_true", help="one host: the host CPU of each part of a no-op"
+    )
+    parser.add_argument("--fresh", action="store_true", help="--test-fleet: recreate the hosts")
+    args = parser.parse_args(argv)
+    stop_on_sigterm()
+    if args.cleanup:
+        remove_leftovers()
+        return
+    if args.breakdown:
+        print(json.dumps(measure_breakdown(args.runs), indent=2))
+        return
+    if args.test_fleet:
+        print(json.dumps(measure_test_fleet(args.runs, args.fresh), indent=2))
+        return
+    sizes = sorted({int(n) for n in args.sizes.split(",")})
+    result = measure_sizes(sizes, args.runs, args.parallel, args.baseline)
+    print(table(result), file=sys.stderr)
     print(json.dumps(result, indent=2))
 
 
