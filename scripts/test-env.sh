@@ -7,7 +7,7 @@
 # first, so a second run takes about a second.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-CHROMA_TEST_VERSION=${CHROMA_TEST_VERSION:-$(.venv/bin/python -c 'from declaration.settings import SETTINGS_BY_KEY as s; print(s["chroma_version"].default)')}
+CHROMA_TEST_VERSION=${CHROMA_TEST_VERSION:-$(.venv/bin/python -c 'from declaration.settings import DEFAULTS; print(DEFAULTS["chroma_version"])')}
 export DEBIAN_FRONTEND=noninteractive
 
 missing=()
