@@ -420,4 +420,9 @@ def remove_leftovers() -> None:
 
 def stop_on_sigterm() -> None:
     """A SIGTERM ends the bench through its ``finally``: nothing is left running."""
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+
+    def stop(*_: object) -> None:
+        print("bench: terminated (SIGTERM); removing what it made", file=sys.stderr)
+        sys.exit(143)
+
+    signal.signal(signal.SIGTERM, stop)
