@@ -80,6 +80,7 @@ from loopback_hosts import (  # noqa: E402
     engine_subnets,
     remove_leftovers,
     stop_on_sigterm,
+    take_bench_lock,
 )
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -799,7 +800,8 @@ def main(argv: list[str]) -> None:
     args = parser.parse_args(argv)
     stop_on_sigterm()
     if args.cleanup:
-        remove_leftovers()
+        with take_bench_lock():  # never while a bench runs: they would be its hosts
+            remove_leftovers()
         return
     if args.breakdown:
         print(json.dumps(measure_breakdown(args.runs), indent=2))

@@ -32,6 +32,7 @@ a bench that was killed.
 
 from __future__ import annotations
 
+import fcntl
 import ipaddress
 import json
 import os
@@ -44,7 +45,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -52,6 +53,7 @@ sys.path.insert(0, str(ROOT))
 from operations.lock import lock_dir  # noqa: E402
 
 BASE = Path("/srv/chroma-bench")
+BENCH_LOCK = Path("/run/lock/chroma-bench.lock")
 STATE = BASE / ".hosts"
 SSHD = "/usr/sbin/sshd"
 SFTP_SERVER = "/usr/lib/openssh/sftp-server"  # Debian's default subsystem
@@ -209,6 +211,7 @@ class LoopbackFleet:
     hosts: list[LoopbackHost] = field(init=False)
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     network_range: str = ""
+    lock: TextIO | None = None  # held from start() to remove(): one bench at a time
 
     def __post_init__(self) -> None:
         self.hosts = [LoopbackHost(n) for n in range(1, self.size + 1)]
@@ -225,6 +228,7 @@ class LoopbackFleet:
         """Keys, configs, one sshd per host, each project's network; refuses a busy port."""
         if not Path(SSHD).exists():
             raise SystemExit(f"bench: {SSHD} is missing: apt-get install openssh-server")
+        self.lock = take_bench_lock()
         if BASE.exists():
             raise SystemExit(f"bench: {BASE} exists (a bench still running, or killed): "
                              "run bench/fleet.py --cleanup first")  # fmt: skip
@@ -319,7 +323,13 @@ class LoopbackFleet:
         ]  # fmt: skip
 
     def remove(self) -> None:
-        """Stop our sshd processes, take our projects down, remove our networks and BASE."""
+        """Stop our sshd processes, take our projects down, remove our networks and BASE.
+
+        Only by the bench that holds the lock: a second one, refused at start(),
+        must not take the first one's hosts away.
+        """
+        if self.lock is None:
+            return
         for process in self.processes.values():
             if process.poll() is None:
                 process.terminate()
@@ -331,6 +341,26 @@ class LoopbackFleet:
                 process.wait()
         self.processes.clear()
         remove_leftovers()
+        self.lock.close()
+        self.lock = None
+
+
+def take_bench_lock() -> TextIO:
+    """The machine's one bench lock (flock: freed when the bench's process ends, even killed)."""
+    BENCH_LOCK.parent.mkdir(parents=True, exist_ok=True)
+    handle = BENCH_LOCK.open("a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "holder unknown"
+        handle.close()
+        raise SystemExit(f"bench: another bench is running ({holder}); wait for it") from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"pid {os.getpid()}, started {time.strftime('%H:%M:%S')}\n")
+    handle.flush()
+    return handle
 
 
 def _stop_leftover_sshd() -> None:
@@ -420,4 +450,9 @@ def remove_leftovers() -> None:
 
 def stop_on_sigterm() -> None:
     """A SIGTERM ends the bench through its ``finally``: nothing is left running."""
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+
+    def stop(*_: object) -> None:
+        print("bench: terminated (SIGTERM); removing what it made", file=sys.stderr)
+        sys.exit(143)
+
+    signal.signal(signal.SIGTERM, stop)
