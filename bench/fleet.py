@@ -703,7 +703,7 @@ def measure_breakdown(runs: int) -> dict[str, Any]:
         session = cost["ssh true (the session alone)"]
         return {
             "host_cpu_s_less_the_session": {
-                label: round(value - session, 3) for label, value in cost.items()
+                label: round(max(value - session, 0.0), 3) for label, value in cost.items()
             },
             "session_s": round(session, 3),
             "runs": runs,
