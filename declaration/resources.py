@@ -95,6 +95,16 @@ class Stack:
 Resource = Directory | File | GitignoreBlock | ComposeFile | Stack
 
 
+def stat_type(resource: Directory | File) -> str:
+    """What ``stat -c %F`` must say of the path: "directory" or "regular file"."""
+    return "directory" if isinstance(resource, Directory) else "regular file"
+
+
+def has_declared_type(resource: Directory | File, found_type: str) -> bool:
+    """The path is of the declared kind; stat says "regular empty file" for an empty one."""
+    return found_type.replace(" empty", "") == stat_type(resource)
+
+
 @dataclass(frozen=True)
 class Declared:
     """Everything deploy.py declares for one host."""

@@ -13,7 +13,15 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from declaration.gitignore import problems as gitignore_problems
-from declaration.resources import ComposeFile, Declared, Directory, File, GitignoreBlock, Stack
+from declaration.resources import (
+    ComposeFile,
+    Declared,
+    Directory,
+    File,
+    GitignoreBlock,
+    Stack,
+    has_declared_type,
+)
 from facts.compose import mounts_report
 
 
@@ -62,7 +70,7 @@ def compare_paths(declared: Declared, facts: HostFacts) -> list[DriftItem]:
         if found is None:
             items.append(DriftItem("missing", path, wanted, "missing"))
             continue
-        if found["type"].replace(" empty", "").replace("regular ", "") != wanted:
+        if not has_declared_type(resource, found["type"]):
             items.append(DriftItem("missing", path, wanted, found["type"]))
             continue
         if found["uid"] != resource.uid:

@@ -12,7 +12,7 @@ from typing import Any
 from pyinfra import host
 from pyinfra.api import FactBase
 
-from declaration.resources import Declared, Directory
+from declaration.resources import Declared, has_declared_type, stat_type
 from declaration.settings import Settings, SettingsError, load_settings
 from facts.accounts import Accounts, UsedIds, free_system_id
 from facts.compose import ComposeStack, PortHolder
@@ -168,8 +168,8 @@ def require_dirs(declared: Declared) -> None:
     found = project.path_states(declared.paths)
     for resource in declared.paths:
         state = found[resource.path]
-        wanted = "directory" if isinstance(resource, Directory) else "regular file"
-        if state is not None and state["type"].replace(" empty", "") != wanted:
+        wanted = stat_type(resource)
+        if state is not None and not has_declared_type(resource, state["type"]):
             key = keys.get(resource.path, keys.get(resource.path.rsplit("/", 1)[0], ""))
             raise refusal(
                 host.name,

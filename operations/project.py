@@ -15,7 +15,7 @@ from pyinfra import host
 from pyinfra.api import FileUploadCommand, operation
 
 from declaration.gitignore import problems, repaired
-from declaration.resources import Directory, File
+from declaration.resources import Directory, File, has_declared_type, stat_type
 from facts.datadirs import DataDirs
 from facts.project import ProjectFiles
 from operations import host_state
@@ -117,9 +117,8 @@ def paths(resources: tuple[Directory | File, ...]):
     commands: list[Any] = []
     for resource in resources:
         state = found[resource.path]
-        wanted = "directory" if isinstance(resource, Directory) else "regular file"
-        # stat says "regular empty file" for an empty one.
-        if state is not None and state["type"].replace(" empty", "") != wanted:
+        wanted = stat_type(resource)
+        if state is not None and not has_declared_type(resource, state["type"]):
             yield fail_host(
                 f"{resource.path} is a {state['type']}, not a {wanted}; move it aside "
                 "(chroma-deploy never deletes anything there), then run again"
