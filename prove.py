@@ -29,6 +29,7 @@ declared = Declared(settings, owner.uid, owner.gid)
 proof = data_safety.persistence_proof(
     name=f"Persistence proof of {settings.compose_project}: canary, down, up, read back",
     project_dir=settings.project_dir,
+    project_name=settings.compose_project,
     url=declared.url,
     token_file=declared.token_file,
     wait_timeout=settings.wait_timeout,

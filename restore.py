@@ -78,6 +78,7 @@ restored = data_safety.restore(
     name=f"Restore {archive} into {settings.path(settings.data_dir)}"
     + (keep if archive_version else ""),
     project_dir=settings.project_dir,
+    project_name=settings.compose_project,
     data_dir=settings.data_dir,
     archive=archive,
     uid=declared.uid,

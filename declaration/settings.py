@@ -479,7 +479,7 @@ class Settings:
     auth_token_env: str = key(
         "CHROMA_AUTH_TOKEN",
         _env_name,
-        "Environment variable on the control machine holding the token (16+ characters of "
+        "Environment variable on the control machine holding the token (16 to 256 characters of "
         "A-Z a-z 0-9 . _ ~ + / = -). Never a command-line value.",
     )
     auth_token_file: str | None = key(
@@ -488,7 +488,7 @@ class Settings:
         "File on the control machine holding the token; wins over the environment variable.",
     )
     proxy_image: str = key(
-        "chroma-deploy/auth-proxy:2",
+        "chroma-deploy/auth-proxy:3",
         _image_reference,
         "Image of the proxy, built on the host from files/build-proxy-image.sh when missing.",
     )

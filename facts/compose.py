@@ -12,12 +12,46 @@ from facts._shell import parse_error, sections, shell_word
 
 
 def _containers_command(project_name: str) -> str:
-    """Inspect the project's containers, stopped ones too; ``@@docker`` when the engine answers."""
+    """Inspect the project's containers, stopped ones too; ``@@docker`` when the engine answers.
+
+    Leaves their full ids, sorted and space-separated, in ``$ids`` for the
+    verdict record (verdict_key).
+    """
     label = shell_word(f"label=com.docker.compose.project={project_name}")
     return (
-        f"ids=$(docker ps -aq --filter {label} 2>/dev/null) && echo @@docker && echo yes; "
+        f"if raw=$(docker ps -aq --no-trunc --filter {label} 2>/dev/null); then "
+        "echo @@docker; echo yes; fi; "
+        f"{_SORTED_IDS}; "
         "echo @@containers; "
-        "[ -n \"$ids\" ] && docker inspect $ids 2>/dev/null | tr -d '\\n'; echo"
+        "[ -n \"$raw\" ] && docker inspect $raw 2>/dev/null | tr -d '\\n'; echo"
+    )
+
+
+# The ids `docker ps -aq` printed into $raw, as one line: sorted, each followed by a space.
+_SORTED_IDS = "ids=$(printf '%s\\n' $raw | sort | tr '\\n' ' ')"
+
+# Compose's verdict, recorded by the run that last brought the stack up
+# (operations/stack.record_verdict), is valid while neither the compose file (and
+# the .env compose reads beside it) nor the set of containers has changed since.
+VERDICT_RECORD = ".chroma-deploy/compose-verdict"
+
+
+def verdict_key(project_dir: str, compose_file: str = "docker-compose.yml") -> str:
+    """Shell that sets ``$key``: the two lines a recorded verdict holds for.
+
+    The sha256 of the compose file and the project's ``.env``, then the
+    container ids in ``$ids`` (set by _containers_command before it).
+    """
+    files = " ".join(shell_word(f"{project_dir}/{name}") for name in (compose_file, ".env"))
+    return f'key=$(printf \'%s\\n%s\' "$(cat {files} 2>/dev/null | sha256sum | cut -c1-64)" "$ids")'
+
+
+def verdict_key_command(project_dir: str, project_name: str) -> str:
+    """Shell that sets ``$key`` as ComposeStack reads it; fails when Docker does not answer."""
+    label = shell_word(f"label=com.docker.compose.project={project_name}")
+    return (
+        f"raw=$(docker ps -aq --no-trunc --filter {label}) && {_SORTED_IDS} && "
+        f"{verdict_key(project_dir)}"
     )
 
 
@@ -106,7 +140,7 @@ class ComposeStack(FactBase[dict[str, Any]]):
     def default() -> dict[str, Any]:
         return {"docker": False, "file_exists": False, "config_error": None,
                 "declared_hashes": {}, "image_id": None, "port_in_use": False,
-                "would_recreate": [], "containers": []}  # fmt: skip
+                "would_recreate": [], "verdict": "compose", "containers": []}  # fmt: skip
 
     def command(
         self,
@@ -129,21 +163,24 @@ class ComposeStack(FactBase[dict[str, Any]]):
             if image
             else ""
         )
+        record = shell_word(f"{project_dir}/{VERDICT_RECORD}")
         # Hashes come from stdout only; on failure compose runs again for its
-        # error, without the warnings it prints before it.
+        # error, without the warnings it prints before it. The containers are
+        # listed first: their ids are part of the verdict record's key.
         return (
             "command -v docker >/dev/null 2>&1 || exit 0; "
-            f"{listening}"
-            f"if test -f {path}; then echo @@file; "
-            f"if out=$({compose} config --hash '*' 2>/dev/null); then "
+            f"{listening}{image_id}{_containers_command(project_name)}; "
+            f"if test -f {path}; then echo @@file; {verdict_key(project_dir, compose_file)}; "
+            f'if test -f {record} && [ "$(head -n 2 {record})" = "$key" ]; then '
+            f"echo @@hashes; tail -n +3 {record}; echo @@verdict; echo recorded; "
+            f"elif out=$({compose} config --hash '*' 2>/dev/null); then "
             'echo @@hashes; echo "$out"; '
             # Compose's own verdict, for what its --hash cannot say: a service in another
             # one's network namespace is hashed with that container's id at creation.
             f"echo @@recreate; {compose} up --detach --dry-run 2>&1"
             " | sed -n 's/^ *Container \\(.*\\) Recreate *$/\\1/p'; "
             f"else echo @@config_error; {compose} config --quiet 2>&1 >/dev/null"
-            " | grep -v 'level=warning' | head -n 3; fi; fi; "
-            f"{image_id}{_containers_command(project_name)}"
+            " | grep -v 'level=warning' | head -n 3; fi; fi"
         )
 
     def process(self, output: list[str]) -> dict[str, Any]:
@@ -171,6 +208,7 @@ class ComposeStack(FactBase[dict[str, Any]]):
             "would_recreate": sorted(
                 {line.strip() for line in found.get("recreate", []) if line.strip()}
             ),
+            "verdict": "recorded" if "verdict" in found else "compose",
             "port_in_use": any(line.strip() for line in found.get("listening", [])),
             "containers": _parse_containers(found.get("containers", []), "ComposeStack"),
         }
@@ -278,50 +316,28 @@ class ContainerLayerData(FactBase[dict[str, list[str]]]):
 class PortHolder(FactBase[dict[str, Any]]):
     """Who holds TCP ``port`` on the host, read before anything changes.
 
-    ``{"listener": str|None, "program": str|None, "ours": bool}``.
-    ``listener``: the local address ``ss -Hltnp`` shows for the port, None
-    when nothing listens. ``program``: ``name, pid N`` of the listener, None
-    when ss may not show it (not root) or nothing listens. ``ours``: a
-    container of compose project ``project_name`` publishes the port, or is
-    restarting (then it shows no ports, but its proxy may hold them), so the
-    listener may be our own stack. False without Docker.
+    ``{"listener": str|None, "program": str|None}``. ``listener``: the local
+    address ``ss -Hltnp`` shows for the port, None when nothing listens.
+    ``program``: ``name, pid N`` of the listener, None when ss may not show it
+    (not root) or nothing listens. Whether the listener is the project's own
+    stack is ComposeStack's to say (its containers' published ports).
     """
 
     @staticmethod
     def default() -> dict[str, Any]:
-        return {"listener": None, "program": None, "ours": False}
+        return {"listener": None, "program": None}
 
-    # pyinfra calls command() and process() on one instance: command() keeps the port.
-    port = 0
-
-    def command(self, port: int, project_name: str) -> str:
-        self.port = int(port)
-        label = shell_word(f"label=com.docker.compose.project={project_name}")
-        return (
-            f"echo @@listening; ss -Hltnp {shell_word(f'( sport = :{self.port} )')} 2>/dev/null; "
-            f"echo @@ours; docker ps --filter {label} --format '{{{{.State}}}}|{{{{.Ports}}}}' "
-            "2>/dev/null; true"
-        )
+    def command(self, port: int) -> str:
+        return f"ss -Hltnp {shell_word(f'( sport = :{int(port)} )')} 2>/dev/null; true"
 
     def process(self, output: list[str]) -> dict[str, Any]:
-        found = sections(output)
-        listening = [line.split() for line in found.get("listening", []) if line.strip()]
+        listening = [line.split() for line in output if line.strip()]
         first = listening[0] if listening else []
         # State, Recv-Q, Send-Q, local address, peer address, then users:(("name",pid=N,fd=M))
         program = _SS_USER.search(" ".join(first[5:])) if len(first) > 5 else None
-        # "running|127.0.0.1:8000->8000/tcp, [::1]:8000->8000/tcp": host ports before "->".
-        ours = [line.strip().partition("|") for line in found.get("ours", []) if line.strip()]
-        published = {
-            binding.split("->")[0].rsplit(":", 1)[-1]
-            for _, _, ports in ours
-            for binding in ports.split(", ")
-            if "->" in binding
-        }
-        restarting = any(state == "restarting" for state, _, _ in ours)
         return {
             "listener": first[3] if len(first) > 3 else None,
             "program": f"{program[1]}, pid {program[2]}" if program else None,
-            "ours": restarting or str(self.port) in published,
         }
 
 

@@ -33,10 +33,13 @@ from operations.stack import compose_command, compose_up
 
 
 @operation(is_idempotent=False)
-def persistence_proof(project_dir: str, url: str, token_file: str | None, wait_timeout: int):
+def persistence_proof(
+    project_dir: str, project_name: str, url: str, token_file: str | None, wait_timeout: int
+):
     """Write a canary, ``down``, ``up --wait``, read it back, remove it: pass or fail.
 
     + project_dir: the project dir
+    + project_name: the compose project name written in the file
     + url: where Chroma answers on the host
     + token_file: the auth proxy's token file, if any
     + wait_timeout: seconds for ``up --wait``
@@ -45,7 +48,7 @@ def persistence_proof(project_dir: str, url: str, token_file: str | None, wait_t
     name = "chroma-deploy-canary"
     canary = [inventory_command(url, token_file, "--canary", action, name)
               for action in ("write", "read", "delete")]  # fmt: skip
-    up = compose_up(project_dir, wait_timeout)
+    up = compose_up(project_dir, project_name, wait_timeout)
     yield (
         f"{canary[0]} >/dev/null && {compose_command(project_dir, 'down')} "
         f"&& {up} && found=$({canary[1]}); {canary[2]} >/dev/null; "
@@ -76,7 +79,7 @@ def backup_commands(
         ("--project", project_name), ("--version", version), ("--before-version", before_version),
     )  # fmt: skip
     manifest = f"{read} --out {stem}.json.tmp"
-    up = compose_up(project_dir, wait_timeout)
+    up = compose_up(project_dir, project_name, wait_timeout)
     start_again = f"{up}; " if restart else ""
     return [
         *upload_tools(),
@@ -143,6 +146,7 @@ def restore_marker(project_dir: str, archive: str) -> str:
 @operation()
 def restore(
     project_dir: str,
+    project_name: str,
     data_dir: str,
     archive: str,
     uid: int,
@@ -162,6 +166,7 @@ def restore(
     exactly what its manifest says.
 
     + project_dir, data_dir: the project dir and the name of its data dir
+    + project_name: the compose project name written in the file
     + archive: a .tar.gz written by backup.py (its .sha256 and .json beside it)
     + uid, gid, mode: owner and mode of the restored data dir
     + url, token_file: where Chroma answers, and its token file
@@ -214,7 +219,7 @@ def restore(
         f"mv {q(staging + '/' + data_dir)} {q(target)}; rmdir {q(staging)}; "
         f'echo "the data before the restore is in $aside"'
     )
-    yield compose_up(project_dir, wait_timeout)
+    yield compose_up(project_dir, project_name, wait_timeout)
     yield (
         f"{safety_command('compare', ('--manifest', stem + '.json'), ('--url', url), ('--token-file', token_file))}"  # noqa: E501
         f" || {{ echo {q('restored data does not match the backup manifest; the data before the restore is kept beside ' + target)} >&2; exit 1; }}; "  # noqa: E501

@@ -103,5 +103,6 @@ def docker_engine(compose_binary: str | None = None):
     elif engine["compose_v2"]:
         host.noop(
             f"Docker Engine {engine['server_version']} is running "
-            f"(docker CLI {engine['cli_version']}), Compose {engine['compose_v2']} is installed"
+            f"(docker CLI {engine['cli_version']}), the Compose v2 plugin is installed "
+            f"({engine['compose_v2']})"
         )

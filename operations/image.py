@@ -213,7 +213,7 @@ def chroma_image(ref: str, version: str, source: str, build_dir: str, ship_id: s
 def proxy_image(ref: str, build_dir: str):
     """The auth proxy's image: built on the host from Debian's nginx when missing.
 
-    + ref: image reference, e.g. chroma-deploy/auth-proxy:2
+    + ref: image reference, e.g. chroma-deploy/auth-proxy:3
     + build_dir: where the build script is put on the host
     """
     image = host_state.read(DockerImage, ref=ref)

@@ -138,8 +138,8 @@ def require_free_port(settings: Settings) -> None:
     leaves the host untouched: no project dir, data dirs or compose file.
     (stack_up checks again, for a program that takes the port during the run.)
     """
-    holder = host_state.read(PortHolder, port=settings.port, project_name=settings.compose_project)
-    if holder["listener"] is None or holder["ours"]:
+    holder = host_state.read(PortHolder, port=settings.port)
+    if holder["listener"] is None or _our_stack_may_hold(settings):
         return
     program = f" ({holder['program']})" if holder["program"] else ""
     raise refusal(
@@ -147,6 +147,23 @@ def require_free_port(settings: Settings) -> None:
         f"chroma_port: port {settings.port} is in use by another program{program}; stop it, "
         "or set chroma_port to a free port",
     )
+
+
+def _our_stack_may_hold(settings: Settings) -> bool:
+    """A container of this project publishes the port, or is restarting (then it
+    shows no ports, but its proxy may hold them): the listener may be our own stack."""
+    stack = host_state.read(ComposeStack, **stack_read(settings))
+    return any(
+        container["state"] == "restarting"
+        or any(port["host_port"] == str(settings.port) for port in container["ports"])
+        for container in stack["containers"]
+    )
+
+
+def stack_read(settings: Settings) -> dict[str, Any]:
+    """The arguments every step reads ComposeStack with, so one reading serves them all."""
+    return {"project_dir": settings.project_dir, "project_name": settings.compose_project,
+            "image": settings.image_ref, "port": settings.port}  # fmt: skip
 
 
 def require_dirs(declared: Declared) -> None:
@@ -190,18 +207,16 @@ def deploy_reads(settings: Settings, token: str | None) -> list[Read]:
     """
     paths = Declared(settings, 0, 0, token).paths  # which paths does not depend on the owner
     adopt = [settings.adopt_volume] if settings.adopt_volume else []
-    stack = {"project_dir": settings.project_dir, "project_name": settings.compose_project,
-             "image": settings.image_ref, "port": settings.port}  # fmt: skip
     reads: list[Read] = [
         (Accounts, {"owner": settings.owner, "group": settings.group}),
-        (PortHolder, {"port": settings.port, "project_name": settings.compose_project}),
+        (PortHolder, {"port": settings.port}),
         project.path_states_read(paths),
         (DockerEngine, {}),
         (DockerImage, {"ref": settings.image_ref}),
         (SafetyState, {"project_dir": settings.project_dir, "data_dir": settings.data_dir}),
         (LegacyVolumes, {"names": [*settings.legacy_volumes, *adopt]}),
         (ProjectFiles, {"project_dir": settings.project_dir}),
-        (ComposeStack, stack),
+        (ComposeStack, stack_read(settings)),
     ]
     if settings.auth_proxy:
         reads.append((DockerImage, {"ref": settings.proxy_image}))

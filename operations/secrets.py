@@ -13,7 +13,7 @@ from pathlib import Path
 
 from declaration.settings import Settings, SettingsError
 
-TOKEN = re.compile(r"^[A-Za-z0-9._~+/=-]{16,}$")
+TOKEN = re.compile(r"^[A-Za-z0-9._~+/=-]{16,256}$")
 
 
 def read_token(settings: Settings) -> str:
@@ -37,8 +37,7 @@ def read_token(settings: Settings) -> str:
         )
     if not TOKEN.match(token):
         raise SettingsError(
-            f"chroma_auth_proxy: the token from {source} is not allowed; use 16 or more "
-            "characters of "
-            "A-Z a-z 0-9 . _ ~ + / = -"
+            f"chroma_auth_proxy: the token from {source} is not allowed; use 16 to 256 "
+            "characters of A-Z a-z 0-9 . _ ~ + / = -"
         )
     return token

@@ -163,3 +163,29 @@ def test_the_proxy_is_the_only_way_in_and_every_container_is_hardened(project, t
     assert "hardening" in drifted.stdout
     converge(data, env=env)
     assert inspect(f"{name}-auth-proxy-1")["HostConfig"]["CapDrop"] == ["ALL"]
+
+
+def test_long_tokens_work_up_to_the_limit_and_a_longer_one_is_refused(project):
+    """A 64-character token (``openssl rand -hex 32``) crash-looped the proxy: nginx's
+    map hash had no bucket for it, and Chroma, in the proxy's namespace, never started."""
+    project_dir, name = project
+    data = base_data(project_dir, name, chroma_auth_proxy=True, chroma_upgrade_rehearsal=False)
+    port = data["chroma_port"]
+    for token in (secrets.token_hex(32), "t" * 256):
+        env = {**os.environ, "CHROMA_AUTH_TOKEN": token}
+        converge(data, env=env)
+        answer = httpx.get(f"http://127.0.0.1:{port}/api/v2/heartbeat",
+                           headers={"Authorization": f"Bearer {token}"}, timeout=10)  # fmt: skip
+        assert answer.status_code == 200, (len(token), answer.text)
+        refused = httpx.get(f"http://127.0.0.1:{port}/api/v2/heartbeat", timeout=10)
+        assert refused.status_code == 401
+        assert run_drift(data, env=env).returncode == 0
+
+    too_long = run_deploy(data, env={**os.environ, "CHROMA_AUTH_TOKEN": "t" * 257})
+    assert too_long.returncode == 1
+    assert "chroma_auth_proxy: the token from the environment variable" in too_long.output
+    assert "16 to 256 characters" in too_long.output
+    assert "t" * 257 not in too_long.output
+    last = httpx.get(f"http://127.0.0.1:{port}/api/v2/heartbeat",
+                     headers={"X-Chroma-Token": "t" * 256}, timeout=10)  # fmt: skip
+    assert last.status_code == 200  # the refusal changed nothing

@@ -73,12 +73,20 @@ def test_docker_engine_running_with_a_newer_cli_and_compose_v1_or_v2():
     assert running["state"] == "running"
     # The 28.x CLI first on PATH talks to Debian's 20.10 engine.
     assert (running["cli_version"], running["server_version"]) == ("28.2.2", "20.10.24+dfsg1")
-    assert running["compose_v2"] == "5.6.1"
+    # The plugin is found by its file (no Go program started); the engine's version
+    # is the server's own answer, so `dockerd --version` is not run either.
+    assert running["compose_v2"] == "/usr/local/lib/docker/cli-plugins/docker-compose"
+    assert running["engine_version"] == running["server_version"]
+    recorded = json.loads((FIXTURES / "docker.DockerEngine" / "running.json").read_text())
+    assert not any(line.startswith("Docker version") for line in recorded["output"])
+    assert read(DockerEngine, "stopped")["engine_version"] == "20.10.24+dfsg1"  # dockerd's answer
     v1_only = read(DockerEngine, "compose_v1_only")
     assert v1_only["state"] == "running"
     assert (v1_only["compose_v1"], v1_only["compose_v2"]) == ("1.29.2", None)
     both = read(DockerEngine, "legacy_v1_beside_v2")
-    assert (both["compose_v1"], both["compose_v2"]) == ("1.29.2", "5.6.1")
+    assert (both["compose_v1"], both["compose_v2"]) == (
+        "1.29.2", "/usr/local/lib/docker/cli-plugins/docker-compose"
+    )  # fmt: skip
     # A v2 binary called docker-compose is not a legacy v1.
     assert read(DockerEngine, "standalone_v2_is_not_v1")["compose_v1"] is None
 
