@@ -8,9 +8,12 @@ Exit codes, like `terraform plan -detailed-exitcode`: 0 every host matches,
 2 at least one host drifted, 1 an error (bad input, a host unreachable, a
 fact that could not be read); an error wins over drift.
 
-It only reads facts (facts/), never runs an operation, pulls, builds or
-calls `docker compose up --dry-run`. The expectations are the ones deploy.py
-converges to: declaration.resources.Declared built from the same settings.
+It only reads facts (facts/), never runs an operation, pulls or builds. To
+judge the containers it asks compose (`config --hash`, and `up --dry-run`,
+which changes nothing) only when the verdict the last `up` recorded no longer
+fits the file or the containers (facts.compose.VERDICT_RECORD). The
+expectations are the ones deploy.py converges to:
+declaration.resources.Declared built from the same settings.
 
 --textfile PATH also writes the results as Prometheus metrics for node_exporter's
 textfile collector (operations.drift_metrics), replacing PATH atomically; a
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 import time
 from dataclasses import dataclass, field
@@ -132,13 +136,23 @@ def load_state(inventory_arg: str, data: dict[str, Any], limit: list[str]) -> St
     config = Config()
     ctx_state.set(state)
     ctx_config.set(config)
+    pyinfra_logger = logging.getLogger("pyinfra")
+    level = pyinfra_logger.level
+    pyinfra_logger.setLevel(logging.ERROR)  # our one line says it, not pyinfra's warning too
     try:
         inventory = make_inventory(inventory_arg, override_data=data, cwd=str(ROOT))
     except Exception as error:  # pyinfra raises several types for a bad inventory
         raise UsageError(
             f"drift.py: inventory {inventory_arg!r} could not be read: {error}"
         ) from None
+    finally:
+        pyinfra_logger.setLevel(level)
     names = {host.name for host in inventory}
+    if not names:  # pyinfra reads a missing file as an empty inventory: "all ok" would be a lie
+        raise UsageError(
+            f"drift.py: inventory {inventory_arg!r} names no host (no such file?); give an "
+            "inventory file, @local, @ssh/HOST or host1,host2"
+        )
     unknown = [name for name in limit if name not in names]
     if unknown:
         raise UsageError(

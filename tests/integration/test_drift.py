@@ -318,10 +318,13 @@ def test_unreachable_host_is_an_error_and_other_hosts_are_still_checked(stack, t
         (["--limit", "nosuchhost"], "--limit nosuchhost is not in the inventory"),
         (["--data", "chroma_port=0"], "chroma_port: 0 is not allowed"),
         (["--textfile", "/nonexistent/dir/x.prom"], "/nonexistent/dir is not a directory"),
+        (["--inventory", "nosuch.py"], "inventory 'nosuch.py' names no host (no such file?)"),
     ],
 )
 def test_bad_input_exits_1_with_one_clear_line(stack, args, message):
-    result = run_drift({k: v for k, v in stack[2].items()}, *args)
+    inventory = args[1] if args[0] == "--inventory" else "@local"
+    args = [] if args[0] == "--inventory" else args
+    result = run_drift({k: v for k, v in stack[2].items()}, *args, inventory=inventory)
     assert result.returncode == 1
     assert message in result.output
     assert "Traceback" not in result.output

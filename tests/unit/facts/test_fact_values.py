@@ -104,6 +104,20 @@ def test_compose_stack_running_is_converged():
     assert chroma["env"]["CHROMA_PERSIST_PATH"] == "/data"
     assert chroma["user"] == "0:0"
     assert stack["port_in_use"] is True
+    assert stack["verdict"] == "compose"  # recorded before the verdict record existed
+
+
+def test_compose_stack_answers_a_noop_from_the_recorded_verdict():
+    """Recorded on a stack the deploy brought up: compose itself never ran for this read."""
+    stack = read(ComposeStack, "converged_verdict_recorded")
+    assert stack["verdict"] == "recorded"
+    assert stack["would_recreate"] == []
+    (chroma,) = stack["containers"]
+    assert chroma["config_hash"] == stack["declared_hashes"]["chroma"]
+    recorded = json.loads(
+        (FIXTURES / "compose.ComposeStack" / "converged_verdict_recorded.json").read_text()
+    )
+    assert "@@recreate" not in recorded["output"]  # no `up --dry-run`, no `config --hash`
 
 
 def test_compose_stack_stopped_created_down_and_invalid():
