@@ -47,6 +47,8 @@ class File:
 
     ``content`` None: the file only has to exist (created empty), a container
     writes it. ``secret``: compared by digest only, never shown, uploaded as a file.
+    ``feeds``: compose services that bind-mount the file itself; a file created
+    anew reaches their running containers only when they start again.
     """
 
     path: str
@@ -55,6 +57,7 @@ class File:
     mode: str
     content: str | None = field(default=None, repr=False)
     secret: bool = False
+    feeds: tuple[str, ...] = ()
 
     @property
     def sha256(self) -> str | None:
@@ -132,7 +135,7 @@ class Declared:
                 File(self.token_file, uid, gid, "600", token_file_content(self.token), secret=True)
             )
         if self.log_file:
-            paths.append(File(self.log_file, uid, gid, "640"))
+            paths.append(File(self.log_file, uid, gid, "640", feeds=("chroma",)))
         return tuple(paths)
 
     @property

@@ -102,6 +102,9 @@ def chroma_stack(overrides: dict[str, Any] | None = None) -> None:
             ensure_home=False,
         )
 
+    # Read before project.paths creates them: a container that bind-mounts a missing
+    # file must start again to see the new one (stack_up below).
+    fed_by_new_files = project.services_fed_by_missing_files(declared.paths)
     project.paths(
         name=f"Project dir {settings.project_dir}, data dirs and files",
         resources=declared.paths,
@@ -176,6 +179,7 @@ def chroma_stack(overrides: dict[str, Any] | None = None) -> None:
         # plan shows the restart. With -y this op runs after the file is replaced
         # and its fact sees the new config hash, so asking would cost a round trip.
         file_changed=compose.will_change if state.should_check_for_changes() else False,
+        restart=fed_by_new_files,
         data={
             "project_dir": settings.project_dir,
             "path": declared.data_dir_paths[0],

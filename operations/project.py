@@ -100,6 +100,24 @@ def path_states(resources: tuple[Directory | File, ...]) -> dict[str, Any]:
     return host_state.read(fact, **kwargs)
 
 
+def services_fed_by_missing_files(resources: tuple[Directory | File, ...]) -> list[str]:
+    """Services that bind-mount a declared file the host does not have now.
+
+    A bind mount of a file holds the inode it found when the container started:
+    once project.paths creates the file anew, such a container still writes to
+    the deleted one (the 0.x log file) until it starts again (stack.stack_up).
+    """
+    found = path_states(resources)
+    return sorted(
+        {
+            service
+            for resource in resources
+            if isinstance(resource, File) and found.get(resource.path) is None
+            for service in resource.feeds
+        }
+    )
+
+
 @operation()
 def paths(resources: tuple[Directory | File, ...]):
     """Every declared dir and file with its owner, group, mode, ``.gitkeep`` and content.

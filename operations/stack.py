@@ -111,6 +111,7 @@ def stack_up(
     port: int | None = None,
     file_changed: bool = False,
     data: dict | None = None,
+    restart: list[str] | None = None,
 ):
     """Bring the stack up (``up -d --wait``) only when needed.
 
@@ -127,11 +128,25 @@ def stack_up(
     + file_changed: the compose file is being replaced in this run
     + data: ``{"path", "persist_path", "uid", "gid", "mode", "project_dir"}`` of the
       declared data dir, to rescue data a container keeps outside it
+    + restart: services whose running containers start again, because a file they
+      bind-mount is created anew in this run (project.services_fed_by_missing_files)
     """
     stack = host_state.read(
         ComposeStack, project_dir=project_dir, project_name=project_name, image=image, port=port
     )
     problems = stack_problems(stack, image)
+    stale_mounts = sorted(
+        container["name"]
+        for container in stack["containers"]
+        if container["service"] in (restart or []) and container["state"] == "running"
+    )
+    if stale_mounts:
+        # Stop and start, not recreate: the container and its layer stay, the mount is new.
+        yield step(f"restarting {', '.join(stale_mounts)}: a file it bind-mounts was created anew")
+        yield compose_command(project_dir, "restart", *sorted(set(restart or [])))
+        if not problems and not file_changed:
+            yield compose_up(project_dir, project_name, wait_timeout)  # waits for healthy
+            return
     if not problems and not file_changed:
         services = ", ".join(sorted(stack["declared_hashes"]))
         host.noop(f"stack {project_name} ({services}) is running, healthy and matches the file")

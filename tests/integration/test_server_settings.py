@@ -6,7 +6,7 @@ import json
 
 import httpx
 import pytest
-from conftest import base_data, chroma_client, converge, run_drift, sh
+from conftest import base_data, chroma_client, converge, run_deploy, run_drift, sh
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -88,3 +88,32 @@ def test_0x_cors_and_telemetry_off_by_default(project):
     assert json.loads(env["CHROMA_SERVER_CORS_ALLOW_ORIGINS"]) == ["http://app.example"]
     logs = inspect(f"{name}-chroma-1")["HostConfig"]["LogConfig"]
     assert logs == {"Type": "json-file", "Config": {"max-file": "5", "max-size": "10m"}}  # defaults
+
+
+def test_0x_log_file_recreated_by_the_deploy_is_the_one_the_server_writes(project):
+    """The 0.x log file is bind-mounted as a file: a new file on the host reaches the
+    container only when it starts again. Before, the deploy recreated a removed log file
+    and drift went clean, while the server kept writing to the deleted one."""
+    project_dir, name = project
+    data = base_data(project_dir, name, chroma_version="0.6.3")
+    converge(data)
+    log = project_dir / "logs" / "chroma.log"
+    (target,) = [
+        mount["Destination"] for mount in inspect(f"{name}-chroma-1")["Mounts"]
+        if mount["Source"] == str(log)
+    ]  # fmt: skip
+
+    def inode_inside() -> int:
+        return int(sh(f"docker exec {name}-chroma-1 stat -c %i {target}").stdout)
+
+    assert inode_inside() == log.stat().st_ino
+    log.unlink()
+    assert run_drift(data).returncode == 2
+    repaired = run_deploy(data)
+    assert repaired.returncode == 0, repaired.output
+    # The server's file is the host's again. (The image built here from the wheel logs to
+    # stdout, so the inode, not the file's growth, is what shows it.)
+    assert inode_inside() == log.stat().st_ino
+    assert run_drift(data).returncode == 0
+    again = run_deploy(data)
+    assert again.changed_operations == [], again.output
