@@ -47,6 +47,15 @@ def chroma_stack(overrides: dict[str, Any] | None = None) -> None:
     """Converge one host's Chroma stack; ``overrides`` win over the host's data keys."""
     settings = preflight.settings_for_host(overrides)
     token = preflight.token_for_host(settings)
+
+    # One run at a time per project: taken before the host is read, so the checks below
+    # see what another run (a migration, an upgrade) left, not what it was in the middle
+    # of; held while this run lives.
+    locked_out = lock.take_project_lock(settings.project_dir, settings.lock_timeout, "deploy.py")
+    if locked_out:
+        host_failure.refused(name="Project lock", message=locked_out)
+        return
+
     # The host's whole state in one command; the checks and operations below read from it
     # for as long as nothing has changed (operations/host_state.py).
     host_state.prefetch(preflight.deploy_reads(settings, token))
@@ -56,11 +65,6 @@ def chroma_stack(overrides: dict[str, Any] | None = None) -> None:
     declared = Declared(settings, owner.uid, owner.gid, token)
     preflight.require_dirs(declared)
     ship_id = image.control_image_id(settings.image_ref, settings.image_source)
-
-    # One run at a time per project: taken now, before any operation, held while this run lives.
-    locked_out = lock.take_project_lock(settings.project_dir, settings.lock_timeout, "deploy.py")
-    if locked_out:
-        host_failure.refused(name="Project lock", message=locked_out)
 
     if settings.install_docker:
         engine.docker_engine(name="Docker Engine and Compose v2")

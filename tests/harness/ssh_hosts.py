@@ -215,7 +215,11 @@ class Fleet:
             yield local_port
         finally:
             tunnel.terminate()
-            tunnel.wait(timeout=10)
+            try:
+                tunnel.wait(timeout=10)
+            except subprocess.TimeoutExpired:  # seen once on a loaded machine
+                tunnel.kill()
+                tunnel.wait(timeout=10)
 
 
 def _run(args: list[str], check: bool = True, **kwargs: Any) -> subprocess.CompletedProcess[str]:
