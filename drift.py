@@ -200,8 +200,7 @@ def gather(host: Any) -> tuple[Declared, HostFacts]:
     token = preflight.token_for_host(settings)
     expected = Declared(settings, 0, 0, token)  # where things are: the same for any owner
     names = [*settings.legacy_volumes, *([settings.adopt_volume] if settings.adopt_volume else [])]
-    stack_read = {"project_dir": settings.project_dir, "project_name": settings.compose_project,
-                  "image": settings.image_ref}  # fmt: skip
+    stack_read = preflight.stack_read(settings)
     health_read = {
         "url": expected.url,
         "heartbeat_path": expected.line.heartbeat_path,

@@ -17,14 +17,22 @@ def _containers_command(project_name: str) -> str:
     Leaves their full ids, sorted and space-separated, in ``$ids`` for the
     verdict record (verdict_key).
     """
-    label = shell_word(f"label=com.docker.compose.project={project_name}")
     return (
-        f"if raw=$(docker ps -aq --no-trunc --filter {label} 2>/dev/null); then "
-        "echo @@docker; echo yes; fi; "
+        f"if {_list_ids(project_name)}; then echo @@docker; echo yes; fi; "
         f"{_SORTED_IDS}; "
         "echo @@containers; "
         "[ -n \"$raw\" ] && docker inspect $raw 2>/dev/null | tr -d '\\n'; echo"
     )
+
+
+def _list_ids(project_name: str) -> str:
+    """``$raw``: the full ids of the project's containers; fails when Docker does not answer.
+
+    The one listing both the reader (_containers_command) and the verdict's writer
+    (verdict_key_command) use, so a record's ids and a read's compare like for like.
+    """
+    label = shell_word(f"label=com.docker.compose.project={project_name}")
+    return f"raw=$(docker ps -aq --no-trunc --filter {label} 2>/dev/null)"
 
 
 # The ids `docker ps -aq` printed into $raw, as one line: sorted, each followed by a space.
@@ -48,11 +56,7 @@ def verdict_key(project_dir: str, compose_file: str = "docker-compose.yml") -> s
 
 def verdict_key_command(project_dir: str, project_name: str) -> str:
     """Shell that sets ``$key`` as ComposeStack reads it; fails when Docker does not answer."""
-    label = shell_word(f"label=com.docker.compose.project={project_name}")
-    return (
-        f"raw=$(docker ps -aq --no-trunc --filter {label}) && {_SORTED_IDS} && "
-        f"{verdict_key(project_dir)}"
-    )
+    return f"{_list_ids(project_name)} && {_SORTED_IDS} && {verdict_key(project_dir)}"
 
 
 def _parse_containers(lines: list[str], fact: str) -> list[dict[str, Any]]:
