@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -9,6 +10,8 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -291,3 +294,16 @@ def legacy(project):
     yield project_dir, data, volume
     sh(f"cd '{project_dir.parent / 'legacy'}' && docker compose down", check=False)
     sh(f"docker volume rm {volume}", check=False)  # the test's own throwaway volume
+
+
+@contextmanager
+def project_lock_held(project_dir: Path, holder: str) -> Iterator[None]:
+    """Hold the project's lock as another run would (operations/lock.py), naming ``holder``."""
+    from operations.lock import lock_dir
+
+    directory = Path(lock_dir(str(project_dir)))
+    directory.mkdir(parents=True, exist_ok=True)
+    with open(directory / "lock", "a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        (directory / "holder").write_text(f"{holder}\n")
+        yield

@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import fcntl
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import click
 import pytest
 from bad_input_cases import CASES
-from conftest import base_data, converge, free_port, run_deploy, sh
-
-from operations.lock import lock_dir
+from conftest import base_data, converge, free_port, project_lock_held, run_deploy, sh
 
 pytestmark = [pytest.mark.docker]
 
@@ -114,11 +110,7 @@ def test_a_refusal_found_on_the_host_during_the_run_is_said_once(project):
     """
     project_dir, name = project
     data = base_data(project_dir, name, chroma_lock_timeout=1)
-    directory = Path(lock_dir(str(project_dir)))
-    directory.mkdir(parents=True, exist_ok=True)
-    with open(directory / "lock", "a") as held:
-        fcntl.flock(held, fcntl.LOCK_EX)
-        (directory / "holder").write_text(f"backup.py run from {name} (pid 4242)\n")
+    with project_lock_held(project_dir, f"backup.py run from {name} (pid 4242)"):
         result = run_deploy(data)
     assert result.returncode == 1
     output = click.unstyle(result.output)

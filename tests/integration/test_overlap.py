@@ -7,7 +7,6 @@ the project's files, the records, and that a following run changes nothing.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import signal
@@ -21,12 +20,11 @@ from conftest import (
     ROOT,
     base_data,
     converge,
+    project_lock_held,
     read_records,
     run_deploy,
     write_records,
 )
-
-from operations.lock import lock_dir
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -99,11 +97,7 @@ def test_a_deploy_during_a_migration_waits_and_no_record_is_lost(legacy):
 def test_a_run_that_cannot_get_the_lock_names_the_holder_and_changes_nothing(project):
     project_dir, name = project
     data = base_data(project_dir, name, chroma_lock_timeout=1)
-    directory = Path(lock_dir(str(project_dir)))
-    directory.mkdir(parents=True, exist_ok=True)
-    with open(directory / "lock", "a") as held:
-        fcntl.flock(held, fcntl.LOCK_EX)
-        (directory / "holder").write_text("backup.py run from cron-host (pid 4242)\n")
+    with project_lock_held(project_dir, "backup.py run from cron-host (pid 4242)"):
         result = run_deploy(data)
     assert result.returncode == 1
     assert "chroma_lock_timeout: the project is locked by another run" in result.output
