@@ -59,9 +59,12 @@ class DataDirs(FactBase[dict[str, Any]]):
         parts = []
         for index, path in enumerate(self.paths):
             quoted = shell_word(path)
+            # Every path is read on every run, on every host: a process per fact
+            # where one will do (the shell's own expansions cut what du and
+            # sha256sum print, not head and cut).
             digest = (
                 # Read from stdin: sha256sum escapes a name that holds a newline.
-                f"test -f {quoted} && echo sha256=$(sha256sum < {quoted} | cut -d' ' -f1); "
+                f'test -f {quoted} && {{ d=$(sha256sum < {quoted}); echo "sha256=${{d%% *}}"; }}; '
                 if path in digests
                 else ""
             )
@@ -69,10 +72,10 @@ class DataDirs(FactBase[dict[str, Any]]):
                 f"echo @@{index}; if test -e {quoted} || test -L {quoted}; then "
                 f"stat -c '{STAT_FORMAT}' -- {quoted}; "
                 f"test -f {quoted}/chroma.sqlite3 && echo sqlite; "
-                # The first line only: du prints a name that holds a newline on two.
-                f"echo size=$(du -sb -- {quoted} 2>/dev/null | head -n 1 | cut -f1); "
+                # The leading digits only: du prints a name that holds a newline on two.
+                f'u=$(du -sb -- {quoted} 2>/dev/null); echo "size=${{u%%[!0-9]*}}"; '
                 f"test -f {quoted}/.gitkeep"
-                f" && echo gitkeep=$(stat -c '%u|%g|%a|%s' -- {quoted}/.gitkeep); "
+                f" && stat -c 'gitkeep=%u|%g|%a|%s' -- {quoted}/.gitkeep; "
                 f"{digest}fi"
             )
         return "; ".join([*parts, "true"])
