@@ -122,8 +122,8 @@ class ComposeStack(FactBase[dict[str, Any]]):
     """The project's containers and the config hashes its compose file declares.
 
     ``{"docker": bool, "file_exists": bool, "config_error": str|None,
-    "declared_hashes": {service: hash}, "image_id": str|None, "port_in_use":
-    bool, "would_recreate": [container names ``up --dry-run`` would recreate],
+    "declared_hashes": {service: hash}, "image_id": str|None,
+    "would_recreate": [container names ``up --dry-run`` would recreate],
     "containers": [...]}``, containers sorted by service then name, each
     ``{"name", "service", "state", "health" (None: no healthcheck), "image",
     "image_id", "config_hash" (None: not made by compose), "mounts": [{"type",
@@ -134,17 +134,16 @@ class ComposeStack(FactBase[dict[str, Any]]):
     ``docker`` False: no docker command or the daemon does not answer (no
     containers then). ``declared_hashes`` is empty when the file is missing,
     invalid (``config_error`` holds the first lines compose printed) or the
-    daemon is down. The two optional arguments add two answers: ``image_id``,
-    the id the ``image`` reference names now (None: not asked, or no such
-    image), so a moved tag shows against each container's ``image_id``; and
-    ``port_in_use``, something listens on TCP ``port`` (ours or not).
+    daemon is down. ``image_id``: the id the optional ``image`` reference names
+    now (None: not asked, or no such image), so a moved tag shows against each
+    container's ``image_id``. Who listens on the port is PortHolder's to say.
     """
 
     @staticmethod
     def default() -> dict[str, Any]:
         return {"docker": False, "file_exists": False, "config_error": None,
-                "declared_hashes": {}, "image_id": None, "port_in_use": False,
-                "would_recreate": [], "verdict": "compose", "containers": []}  # fmt: skip
+                "declared_hashes": {}, "image_id": None, "would_recreate": [],
+                "verdict": "compose", "containers": []}  # fmt: skip
 
     def command(
         self,
@@ -152,15 +151,9 @@ class ComposeStack(FactBase[dict[str, Any]]):
         project_name: str,
         compose_file: str = "docker-compose.yml",
         image: str | None = None,
-        port: int | None = None,
     ) -> str:
         path = shell_word(f"{project_dir}/{compose_file}")
         compose = f"docker compose -f {path} --project-directory {shell_word(project_dir)}"
-        listening = (
-            f"echo @@listening; ss -Hltn {shell_word(f'( sport = :{int(port)} )')} 2>/dev/null; "
-            if port
-            else ""
-        )
         image_id = (
             "echo @@image_id; docker image inspect --format '{{.Id}}' "
             f"{shell_word(image)} 2>/dev/null; "
@@ -173,7 +166,7 @@ class ComposeStack(FactBase[dict[str, Any]]):
         # listed first: their ids are part of the verdict record's key.
         return (
             "command -v docker >/dev/null 2>&1 || exit 0; "
-            f"{listening}{image_id}{_containers_command(project_name)}; "
+            f"{image_id}{_containers_command(project_name)}; "
             f"if test -f {path}; then echo @@file; {verdict_key(project_dir, compose_file)}; "
             f'if test -f {record} && [ "$(head -n 2 {record})" = "$key" ]; then '
             f"echo @@hashes; tail -n +3 {record}; echo @@verdict; echo recorded; "
@@ -213,7 +206,6 @@ class ComposeStack(FactBase[dict[str, Any]]):
                 {line.strip() for line in found.get("recreate", []) if line.strip()}
             ),
             "verdict": "recorded" if "verdict" in found else "compose",
-            "port_in_use": any(line.strip() for line in found.get("listening", [])),
             "containers": _parse_containers(found.get("containers", []), "ComposeStack"),
         }
 

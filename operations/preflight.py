@@ -163,7 +163,7 @@ def _our_stack_may_hold(settings: Settings) -> bool:
 def stack_read(settings: Settings) -> dict[str, Any]:
     """The arguments every step reads ComposeStack with, so one reading serves them all."""
     return {"project_dir": settings.project_dir, "project_name": settings.compose_project,
-            "image": settings.image_ref, "port": settings.port}  # fmt: skip
+            "image": settings.image_ref}  # fmt: skip
 
 
 def require_dirs(declared: Declared) -> None:

@@ -14,7 +14,13 @@ from io import StringIO
 from pyinfra import host
 from pyinfra.api import FileUploadCommand, operation
 
-from facts.compose import VERDICT_RECORD, ComposeStack, ContainerLayerData, verdict_key_command
+from facts.compose import (
+    VERDICT_RECORD,
+    ComposeStack,
+    ContainerLayerData,
+    PortHolder,
+    verdict_key_command,
+)
 from facts.project import ProjectFiles
 from operations import host_state
 from operations.compare import exposed_containers, hardening_problems, image_moved, stack_problems
@@ -132,7 +138,7 @@ def stack_up(
       bind-mount is created anew in this run (project.services_fed_by_missing_files)
     """
     stack = host_state.read(
-        ComposeStack, project_dir=project_dir, project_name=project_name, image=image, port=port
+        ComposeStack, project_dir=project_dir, project_name=project_name, image=image
     )
     problems = stack_problems(stack, image)
     stale_mounts = sorted(
@@ -158,7 +164,7 @@ def stack_up(
         container["state"] in ("running", "paused", "restarting")
         for container in stack["containers"]
     )
-    if port and stack["port_in_use"] and not ours_active:
+    if port and not ours_active and host_state.read(PortHolder, port=port)["listener"]:
         yield fail_host(
             f"chroma_port: port {port} is in use by another program; stop it, "
             "or set chroma_port to a free port"

@@ -166,7 +166,7 @@ def test_compose_stack_reads_a_hostile_compose_file(hostile: tuple[str, Path]):
     (project_dir / value).write_text("services: [\n")  # compose must read it to refuse it
     found = run_hostile(
         ComposeStack, project_dir=str(project_dir), project_name=value, compose_file=value,
-        image=value, port=1,
+        image=value,
     )  # fmt: skip
     assert found["docker"] is True
     assert found["file_exists"] is True
