@@ -201,10 +201,11 @@ def gather(host: Any) -> tuple[Declared, HostFacts]:
     expected = Declared(settings, 0, 0, token)  # where things are: the same for any owner
     names = [*settings.legacy_volumes, *([settings.adopt_volume] if settings.adopt_volume else [])]
     stack_read = preflight.stack_read(settings)
+    # Without the container: drift compares the heartbeat only, and the running
+    # image is ComposeStack's to say (one docker command fewer on every check).
     health_read = {
         "url": expected.url,
         "heartbeat_path": expected.line.heartbeat_path,
-        "container": expected.chroma_container,
         "token_file": expected.token_file,
     }
     paths_fact, paths_read = project.path_states_read(expected.paths)

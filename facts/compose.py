@@ -11,17 +11,23 @@ from pyinfra.api import FactBase
 from facts._shell import parse_error, sections, shell_word
 
 
-def _containers_command(project_name: str) -> str:
+def _containers_command(project_name: str, image: str | None = None) -> str:
     """Inspect the project's containers, stopped ones too; ``@@docker`` when the engine answers.
 
-    Leaves their full ids, sorted and space-separated, in ``$ids`` for the
-    verdict record (verdict_key).
+    With ``image``, the same ``docker inspect`` also inspects that image
+    reference (one command for both: each costs the host a docker CLI start).
+    A reference always has a tag, so it names no container (names hold no
+    ``:``); an absent image is left out of the output, as a gone container is.
+    Leaves the containers' full ids, sorted and space-separated, in ``$ids`` for
+    the verdict record (verdict_key).
     """
+    targets = f"$raw {shell_word(image)}" if image else "$raw"
+    wanted = '[ -n "$raw$answered" ]' if image else '[ -n "$raw" ]'
     return (
-        f"if {_list_ids(project_name)}; then echo @@docker; echo yes; fi; "
+        f"answered=; if {_list_ids(project_name)}; then answered=yes; echo @@docker; echo yes; fi; "
         f"{_SORTED_IDS}; "
         "echo @@containers; "
-        "[ -n \"$raw\" ] && docker inspect $raw 2>/dev/null | tr -d '\\n'; echo"
+        f"{wanted} && docker inspect {targets} 2>/dev/null | tr -d '\\n'; echo"
     )
 
 
@@ -59,15 +65,21 @@ def verdict_key_command(project_dir: str, project_name: str) -> str:
     return f"{_list_ids(project_name)} && {_SORTED_IDS} && {verdict_key(project_dir)}"
 
 
-def _parse_containers(lines: list[str], fact: str) -> list[dict[str, Any]]:
+def _parse_inspected(lines: list[str], fact: str) -> tuple[list[dict[str, Any]], str | None]:
+    """The containers, sorted by service then name, and the image's id, from one ``docker inspect``.
+
+    An image is told from a container by its ``RepoTags`` (a container has none).
+    """
     text = "".join(lines).strip()
     if not text:
-        return []
+        return [], None
     try:
-        containers = [_container(item) for item in json.loads(text)]
-    except (ValueError, TypeError, AttributeError) as error:
+        items = json.loads(text)
+        containers = [_container(item) for item in items if "RepoTags" not in item]
+        image_id = next((str(item["Id"]) for item in items if "RepoTags" in item), None)
+    except (ValueError, TypeError, AttributeError, KeyError) as error:
         raise parse_error(fact, f"docker inspect: {type(error).__name__}: {error}") from None
-    return sorted(containers, key=lambda c: (c["service"], c["name"]))
+    return sorted(containers, key=lambda c: (c["service"], c["name"])), image_id
 
 
 def _container(item: dict[str, Any]) -> dict[str, Any]:
@@ -154,19 +166,13 @@ class ComposeStack(FactBase[dict[str, Any]]):
     ) -> str:
         path = shell_word(f"{project_dir}/{compose_file}")
         compose = f"docker compose -f {path} --project-directory {shell_word(project_dir)}"
-        image_id = (
-            "echo @@image_id; docker image inspect --format '{{.Id}}' "
-            f"{shell_word(image)} 2>/dev/null; "
-            if image
-            else ""
-        )
         record = shell_word(f"{project_dir}/{VERDICT_RECORD}")
         # Hashes come from stdout only; on failure compose runs again for its
         # error, without the warnings it prints before it. The containers are
         # listed first: their ids are part of the verdict record's key.
         return (
             "command -v docker >/dev/null 2>&1 || exit 0; "
-            f"{image_id}{_containers_command(project_name)}; "
+            f"{_containers_command(project_name, image)}; "
             f"if test -f {path}; then echo @@file; {verdict_key(project_dir, compose_file)}; "
             f'if test -f {record} && [ "$(head -n 2 {record})" = "$key" ]; then '
             f"echo @@hashes; tail -n +3 {record}; echo @@verdict; echo recorded; "
@@ -196,17 +202,18 @@ class ComposeStack(FactBase[dict[str, Any]]):
         error = " ".join(line.strip() for line in found.get("config_error", []) if line.strip())
         if "config_error" in found and not error:
             error = "docker compose config failed without a message"
+        containers, image_id = _parse_inspected(found.get("containers", []), "ComposeStack")
         return {
             "docker": docker,
             "file_exists": "file" in found,
             "config_error": error or None,
             "declared_hashes": hashes if docker else {},
-            "image_id": next((line.strip() for line in found.get("image_id", []) if line), None),
             "would_recreate": sorted(
                 {line.strip() for line in found.get("recreate", []) if line.strip()}
             ),
             "verdict": "recorded" if "verdict" in found else "compose",
-            "containers": _parse_containers(found.get("containers", []), "ComposeStack"),
+            "image_id": image_id,
+            "containers": containers,
         }
 
 
@@ -235,7 +242,7 @@ class ContainerMounts(FactBase[dict[str, Any] | None]):
         return f"command -v docker >/dev/null 2>&1 || exit 0; {_containers_command(project_name)}"
 
     def process(self, output: list[str]) -> dict[str, Any] | None:
-        containers = _parse_containers(sections(output).get("containers", []), "ContainerMounts")
+        containers, _ = _parse_inspected(sections(output).get("containers", []), "ContainerMounts")
         ours = [c for c in containers if c["service"] == self.service]
         if not ours:
             return None
