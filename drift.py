@@ -46,7 +46,7 @@ from facts.accounts import Accounts  # noqa: E402
 from facts.chroma import ChromaHealth  # noqa: E402
 from facts.compose import ComposeStack, ContainerLayerData  # noqa: E402
 from facts.project import ProjectFiles, SafetyState  # noqa: E402
-from facts.volumes import LegacyVolumes  # noqa: E402
+from facts.volumes import LegacyVolumes, legacy_volume_names  # noqa: E402
 from operations import host_state, preflight, project  # noqa: E402
 from operations.compare import DriftItem, HostFacts, compare, exposed_containers  # noqa: E402
 from operations.drift_metrics import HostResult, render, write_textfile  # noqa: E402
@@ -199,7 +199,7 @@ def gather(host: Any) -> tuple[Declared, HostFacts]:
     settings = preflight.settings_for_host()
     token = preflight.token_for_host(settings)
     expected = Declared(settings, 0, 0, token)  # where things are: the same for any owner
-    names = [*settings.legacy_volumes, *([settings.adopt_volume] if settings.adopt_volume else [])]
+    names = legacy_volume_names(settings.legacy_volumes, settings.adopt_volume)
     stack_read = preflight.stack_read(settings)
     # Without the container: drift compares the heartbeat only, and the running
     # image is ComposeStack's to say (one docker command fewer on every check).

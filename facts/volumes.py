@@ -10,6 +10,17 @@ from pyinfra.api import FactBase
 from facts._shell import parse_error, shell_word, to_int
 
 
+def legacy_volume_names(
+    legacy_volumes: tuple[str, ...] | list[str], adopt_volume: str | None
+) -> list[str]:
+    """The names LegacyVolumes is read with: the legacy volumes, then the one to adopt.
+
+    The one list the deploy's batch, its migration and drift.py read, so the
+    three ask for the same volumes (and one reading serves them all).
+    """
+    return [*legacy_volumes, *([adopt_volume] if adopt_volume else [])]
+
+
 class LegacyVolumes(FactBase[list[dict[str, Any]]]):
     """Volumes named one of ``names``, or ``<project>_<name>`` as compose names them.
 

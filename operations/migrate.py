@@ -24,7 +24,7 @@ from pyinfra.api import operation
 
 from facts.datadirs import DataDirs
 from facts.project import SafetyState
-from facts.volumes import LegacyVolumes
+from facts.volumes import LegacyVolumes, legacy_volume_names
 from operations import host_state
 from operations.host_failure import fail_host
 from operations.host_tools import (
@@ -66,7 +66,7 @@ def copy_legacy_volume(
     + uid, gid: owner the copied data is given (the container runs as it)
     + mode: the data dir's mode
     """
-    names = [*volume_names, *([adopt_volume] if adopt_volume else [])]
+    names = legacy_volume_names(volume_names, adopt_volume)
     volumes = [v for v in host_state.read(LegacyVolumes, names=names) if v["has_chroma_data"]]
     if not volumes:
         host.noop("no legacy named volume holds Chroma data")

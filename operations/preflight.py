@@ -18,7 +18,7 @@ from facts.accounts import Accounts, UsedIds, free_system_id
 from facts.compose import ComposeStack, PortHolder
 from facts.docker import DockerEngine, DockerImage
 from facts.project import ProjectFiles, SafetyState
-from facts.volumes import LegacyVolumes
+from facts.volumes import LegacyVolumes, legacy_volume_names
 from operations import host_state, project
 from operations.refusal import refusal
 from operations.secrets import read_token
@@ -206,7 +206,6 @@ def deploy_reads(settings: Settings, token: str | None) -> list[Read]:
     never wrong. bench/bench_converge.py counts the commands of a no-op run.
     """
     paths = Declared(settings, 0, 0, token).paths  # which paths does not depend on the owner
-    adopt = [settings.adopt_volume] if settings.adopt_volume else []
     reads: list[Read] = [
         (Accounts, {"owner": settings.owner, "group": settings.group}),
         (PortHolder, {"port": settings.port}),
@@ -214,7 +213,10 @@ def deploy_reads(settings: Settings, token: str | None) -> list[Read]:
         (DockerEngine, {}),
         (DockerImage, {"ref": settings.image_ref}),
         (SafetyState, {"project_dir": settings.project_dir, "data_dir": settings.data_dir}),
-        (LegacyVolumes, {"names": [*settings.legacy_volumes, *adopt]}),
+        (
+            LegacyVolumes,
+            {"names": legacy_volume_names(settings.legacy_volumes, settings.adopt_volume)},
+        ),
         (ProjectFiles, {"project_dir": settings.project_dir}),
         (ComposeStack, stack_read(settings)),
     ]
