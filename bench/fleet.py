@@ -508,6 +508,16 @@ class Bench:
             return sample, output
         raise SystemExit(f"bench/fleet.py: {what} of {n} hosts failed 3 times: {self.failed[-3:]}")
 
+    def floor(self, n: int, quiet: Quiet, label: str) -> tuple[float, float]:
+        """floor_run, retried twice when someone restarted the shared engine meanwhile."""
+        for _ in range(3):
+            try:
+                return floor_run(self.fleet, n, self.engine, quiet)
+            except EngineRestarted:
+                self.failed.append({"tree": label, "run": "floor", "hosts": n,
+                                    "said": ["the engine restarted"]})  # fmt: skip
+        raise SystemExit(f"bench/fleet.py: the floor of {n} hosts failed 3 times")
+
     def measure(self, tree: Path, label: str) -> dict[str, Any]:
         """A first converge of every host with ``tree``, then the rounds and the -vv runs."""
         self.labels[tree] = label
@@ -532,12 +542,12 @@ class Bench:
                 drift = [sys.executable, "drift.py", str(self.inventories[n])]
                 by_size[n].drifts.append(self.attempt(drift, tree, n, quiet, "drift")[0])
             for n in order:
-                by_size[n].floors.append(floor_run(self.fleet, n, self.engine, quiet))
+                by_size[n].floors.append(self.floor(n, quiet, label))
             for n in order:
                 # From this tree whatever the tree measured: the floor is pyinfra's, not ours.
                 floor = [PYINFRA, "-y", str(self.inventories[n]), "bench/pyinfra_floor.py"]
                 by_size[n].pyinfra_floors.append(
-                    self.attempt(floor, ROOT, n, quiet, "pyinfra floor")[0]
+                    self.attempt(floor, ROOT, n, quiet, f"pyinfra floor ({label})")[0]
                 )
             print(f"{label}: round {round_index + 1}/{self.runs}, quiet busy cores "
                   f"{quiet.machine_cores:.2f}", file=sys.stderr)  # fmt: skip

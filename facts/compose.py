@@ -68,14 +68,14 @@ def verdict_key_command(project_dir: str, project_name: str) -> str:
 def _parse_inspected(lines: list[str], fact: str) -> tuple[list[dict[str, Any]], str | None]:
     """The containers, sorted by service then name, and the image's id, from one ``docker inspect``.
 
-    An image is told from a container by its ``RepoTags`` (a container has none).
+    A container is told by its ``State``, an image by its ``RepoTags``.
     """
     text = "".join(lines).strip()
     if not text:
         return [], None
     try:
         items = json.loads(text)
-        containers = [_container(item) for item in items if "RepoTags" not in item]
+        containers = [_container(item) for item in items if "State" in item]
         image_id = next((str(item["Id"]) for item in items if "RepoTags" in item), None)
     except (ValueError, TypeError, AttributeError, KeyError) as error:
         raise parse_error(fact, f"docker inspect: {type(error).__name__}: {error}") from None
