@@ -47,7 +47,10 @@ class LegacyVolumes(FactBase[list[dict[str, Any]]]):
             "command -v docker >/dev/null 2>&1 || exit 0; "
             "for v in $(docker volume ls -q 2>/dev/null); do "
             f'case "$v" in {patterns}) '
-            "echo @@volume; docker volume inspect --format '{{json .}}' \"$v\" 2>/dev/null; "
+            # A volume removed since the listing (another project's `down -v`) is
+            # gone: left out, as if it had not been listed, not a failed read.
+            "j=$(docker volume inspect --format '{{json .}}' \"$v\" 2>/dev/null) || continue; "
+            'echo @@volume; printf "%s\\n" "$j"; '
             "m=$(docker volume inspect --format '{{.Mountpoint}}' \"$v\" 2>/dev/null); "
             'test -n "$m" && test -f "$m/chroma.sqlite3" && echo sqlite; '
             'echo size=$(du -sb -- "$m" 2>/dev/null | cut -f1); '

@@ -44,7 +44,7 @@ def persistence_proof(
     + token_file: the auth proxy's token file, if any
     + wait_timeout: seconds for ``up --wait``
     """
-    yield from upload_tools()
+    yield from upload_tools(project_dir)
     name = "chroma-deploy-canary"
     canary = [inventory_command(url, token_file, "--canary", action, name)
               for action in ("write", "read", "delete")]  # fmt: skip
@@ -82,7 +82,7 @@ def backup_commands(
     up = compose_up(project_dir, project_name, wait_timeout)
     start_again = f"{up}; " if restart else ""
     return [
-        *upload_tools(),
+        *upload_tools(project_dir),
         f"set -e; umask 077; mkdir -p {directory}; chmod 700 {directory}; "
         "stamp=$(date -u +%Y%m%dT%H%M%SZ); "
         f"{safety_command('space', ('--source', f'{project_dir}/{data_dir}'), ('--target', backup_dir))}; "  # noqa: E501
@@ -183,7 +183,7 @@ def restore(
         if live and manifest and live["collections"] == manifest["collections"]:
             host.noop(f"{archive} was restored and the server still holds what it held")
             return
-    yield from upload_tools()
+    yield from upload_tools(project_dir)
     target = f"{project_dir}/{data_dir}"
     staging = f"{project_dir}/.{data_dir}.restore-staging"
     pending = f"{project_dir}/{STATE_DIR}/restore-pending.json"

@@ -22,13 +22,25 @@ TOOLS_DIR = (
 )
 
 
-def upload_tools() -> list:
-    """Commands that put the tools on the host (python3 needed there: a clear error if not)."""
+def upload_tools(project_dir: str) -> list:
+    """Commands that put the tools on the host (python3 needed there: a clear error if not).
+
+    An upload rewrites its destination in place, and every project on the host
+    shares TOOLS_DIR: a backup of another project that ran a tool while this
+    run rewrote it could read half a file. So each file goes to a name of this
+    project's own (the project lock keeps two runs of one project apart) and is
+    renamed into place: a tool is always the whole file.
+    """
+    key = hashlib.sha256(project_dir.encode()).hexdigest()[:12]
+    parts = {name: f"{TOOLS_DIR}/.{name}.{key}.part" for name in TOOL_FILES}
     return [
         "command -v python3 >/dev/null || { echo 'python3 is needed on the host to verify "
         "Chroma data (apt-get install python3-minimal)' >&2; exit 1; }",
         shlex.join(["mkdir", "-p", TOOLS_DIR]),
-        *(FileUploadCommand(str(FILES / name), f"{TOOLS_DIR}/{name}") for name in TOOL_FILES),
+        *(FileUploadCommand(str(FILES / name), part) for name, part in parts.items()),
+        " && ".join(
+            shlex.join(["mv", "-f", part, f"{TOOLS_DIR}/{name}"]) for name, part in parts.items()
+        ),
     ]
 
 

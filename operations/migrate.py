@@ -115,7 +115,7 @@ def copy_legacy_volume(
     if has_data and has_data["has_sqlite"]:
         host.noop("a copied legacy volume is waiting for verification")
         return
-    yield from upload_tools()
+    yield from upload_tools(project_dir)
     yield stage_command(
         project_dir, "volume", volume["name"], volume["mountpoint"], data_dir, uid, gid, mode,
         [u["name"] for u in volume["users"]], compose_file=f"{project_dir}/{COMPOSE_FILE}",
@@ -140,7 +140,7 @@ def verify_migration(project_dir: str, data_dir: str, url: str, token_file: str 
     if not pending:
         host.noop("no migration is pending")
         return
-    yield from upload_tools()
+    yield from upload_tools(project_dir)
     for name in pending:
         yield safety_command(
             "verify", ("--record", f"{project_dir}/{STATE_DIR}/{name}"), ("--url", url),

@@ -204,7 +204,7 @@ def _rescue_layer_data(stack: dict, data: dict):
         return
     container, paths = next(iter(found.items()))
     source = f"{container}:{paths[0].rsplit('/', 1)[0] or '/'}"
-    yield from upload_tools()
+    yield from upload_tools(data["project_dir"])
     yield stage_command(
         data["project_dir"], "layer", container, source, data["path"], data["uid"], data["gid"],
         data["mode"], [container], compose_file=f"{data['project_dir']}/{COMPOSE_FILE}",

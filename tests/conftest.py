@@ -164,7 +164,7 @@ def wait_for_heartbeat(port: int) -> None:
     """Until Chroma answers on the port (for stacks started by hand in tests)."""
     import httpx
 
-    for _ in range(60):
+    for _ in range(240):  # 2 minutes: a busy machine starts Chroma slower
         try:
             if httpx.get(f"http://127.0.0.1:{port}/api/v2/heartbeat", timeout=2).is_success:
                 return
@@ -198,7 +198,11 @@ def project(tmp_path_factory: pytest.TempPathFactory):
     shutil.rmtree(base, ignore_errors=True)
 
 
-_next_port = [18100 + (os.getpid() % 200) * 4]
+# Each pytest-xdist worker ("gw0", "gw1") takes ports from a range of its own: a port
+# one worker handed out but had not bound yet is never handed out by the other.
+_worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+_next_port = [18100 + (int(_worker[2:]) * 1500 if _worker[2:].isdigit() else 0)
+              + (os.getpid() % 200) * 4]  # fmt: skip
 
 
 def free_port() -> int:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import jsonschema
 import pytest
-from conftest import ROOT, base_data, chroma_client, converge, run_drift, sh
+from conftest import ROOT, base_data, chroma_client, converge, free_port, run_drift, sh
 from prometheus_client.parser import text_string_to_metric_families
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
@@ -204,6 +204,7 @@ def test_running_image_differs_from_declared_tag(stack):
         sh("docker rmi chromadb/chroma:1.5.9-cdtampered", check=False)
 
 
+@pytest.mark.serial  # moves the chromadb/chroma:1.5.9 tag every other deploy uses
 def test_tag_moved_to_another_image(stack, tmp_path):
     original = sh("docker image inspect -f '{{.Id}}' chromadb/chroma:1.5.9").stdout.strip()
     (tmp_path / "Dockerfile").write_text(
@@ -276,6 +277,7 @@ def _tree_checksum(root: Path) -> str:
     return digest.hexdigest()
 
 
+@pytest.mark.serial  # compares every container, image and volume on the engine before and after
 def test_drift_check_is_read_only(stack):
     project_dir, name, data = stack
     sh(f"chmod 0755 '{project_dir}/chroma_db' && rm '{project_dir}/logs/.gitkeep' "
@@ -337,7 +339,7 @@ def test_legacy_volume_with_data_and_empty_data_dir(stack, tmp_path):
     fresh = dict(
         data, chroma_project_dir=str(fresh_dir), chroma_legacy_volumes="legacy_chroma_data"
     )
-    fresh.update(chroma_compose_project=f"{name}x", chroma_port=data["chroma_port"] + 1)
+    fresh.update(chroma_compose_project=f"{name}x", chroma_port=free_port())
     converge(fresh)
     volume = f"{name}_legacy_chroma_data"
     fresh["chroma_adopt_volume"] = volume  # made by hand, no compose project: adopted

@@ -78,6 +78,7 @@ def test_chroma_answering_500_is_reported_as_heartbeat_drift(project):
     assert "HTTP 200 with a heartbeat -> HTTP 500" in result.stdout
 
 
+@pytest.mark.serial  # kills dockerd
 def test_docker_stopped_mid_run_fails_clearly_and_loses_nothing(project):
     project_dir, name = project
     data = base_data(project_dir, name)

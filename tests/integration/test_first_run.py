@@ -22,7 +22,8 @@ import httpx
 import pytest
 from conftest import ROOT, DeployRun, free_port, restart_engine, sh
 
-pytestmark = [pytest.mark.docker, pytest.mark.slow]
+# serial: stops the engine.
+pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.serial]
 
 SUPERVISOR = "/usr/local/sbin/chroma-deploy-dockerd"
 ENGINE_OP = "Docker Engine and Compose v2"

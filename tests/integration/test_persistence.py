@@ -51,6 +51,7 @@ def _count(port: int, collection: str = "persistence") -> int:
     return chroma_client(port).get_collection(collection, embedding_function=None).count()
 
 
+@pytest.mark.serial  # restarts the engine
 def test_data_survives_compose_down_redeploy_and_engine_restart(project):
     project_dir, name = project
     data = base_data(project_dir, name)

@@ -43,7 +43,9 @@ import pytest
 from conftest import ROOT, DeployRun, free_port, run_deploy
 from harness.ssh_hosts import BY_NAME, Fleet, SshHost, ensure_fleet
 
-pytestmark = [pytest.mark.docker, pytest.mark.slow]
+# serial: shares the SSH test fleet with test_fleet.py, and the watcher that fails
+# its canary's proof must win a race.
+pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.serial]
 
 NAMES = ("cdfleet1", "cdfleet2", "cdfleet3")
 PROJECT = "/srv/rollout"

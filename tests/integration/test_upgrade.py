@@ -124,6 +124,8 @@ def test_a_failed_rehearsal_stops_the_upgrade_and_the_old_stack_keeps_serving(
     converge(data)  # still the old version, and nothing to change
 
 
+# serial: it must see the switch's gap before the new stack is up; a busy machine closes it.
+@pytest.mark.serial
 def test_no_write_can_land_between_the_backup_and_the_switch(project, tmp_path):
     """Finding 4: the backup restarted the old stack before the switch; writes made then
     were missing from the archive the user is told to restore."""

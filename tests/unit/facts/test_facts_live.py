@@ -170,3 +170,42 @@ def test_every_fact_exits_0_and_reads_absent(
     assert ABSENT[fact_cls](run.value), run.value
     if fact_cls is DockerEngine:
         assert run.value["cli"] is (how == "daemon_down")
+
+
+def test_legacy_volumes_leave_out_a_volume_removed_after_it_was_listed(tmp_path: Path):
+    """Another project's ``down -v`` between our ``volume ls`` and ``volume inspect``.
+
+    A ``docker`` first on PATH lists the volumes as the real one does, then removes
+    one of them before it answers: the read must leave that volume out, not fail
+    (it failed with "volume inspect: JSONDecodeError" before), and still report
+    the volume that stays.
+    """
+    real = shutil.which("docker")
+    assert real
+    gone, kept = (
+        f"cdgone{uuid.uuid4().hex[:8]}_chroma_data",
+        f"cdkept{uuid.uuid4().hex[:8]}_chroma_data",
+    )
+    for name in (gone, kept):
+        subprocess.run([real, "volume", "create", name], capture_output=True, check=True)
+    shim = tmp_path / "bin" / "docker"
+    shim.parent.mkdir()
+    shim.write_text(
+        "#!/bin/sh\n"
+        'if [ "$1 $2" = "volume ls" ]; then\n'
+        f'  out=$("{real}" "$@") || exit $?\n'
+        f'  "{real}" volume rm {gone} >/dev/null 2>&1\n'
+        '  printf "%s\\n" "$out"; exit 0\n'
+        "fi\n"
+        f'exec "{real}" "$@"\n'
+    )
+    shim.chmod(0o755)
+    env = {**os.environ, "PATH": f"{shim.parent}:{os.environ['PATH']}"}
+    try:
+        run = run_fact(LegacyVolumes, env=env, names=["chroma_data"])
+        names = [volume["name"] for volume in run.value]
+        assert kept in names
+        assert gone not in names
+        assert subprocess.run([real, "volume", "inspect", gone], capture_output=True).returncode
+    finally:
+        subprocess.run([real, "volume", "rm", gone, kept], capture_output=True, check=False)
