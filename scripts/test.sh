@@ -15,9 +15,12 @@ mypy
 if [ "$#" -gt 0 ]; then
   exec pytest "$@"
 fi
-# The whole suite in two steps: two test files at a time (pytest-xdist, a file per
-# process, so a file's module fixtures stay in one process), then, alone, the
-# tests marked serial: they stop the engine, compare all of it before and after,
-# or must win a race that a busy machine would lose.
-pytest -n 2 --dist loadfile -m "not serial"
-exec pytest -m serial
+# The fixture tests first, in one process: they take seconds, and some import
+# pyinfra's CLI, whose gevent monkey-patching pytest-xdist's workers do not survive.
+pytest tests/unit
+# The real-engine tests two files at a time (pytest-xdist, a file per process, so
+# a file's module fixtures stay in one process), then, alone, those marked serial:
+# they stop the engine, compare all of it before and after, or must win a race
+# that a busy machine would lose.
+pytest -n 2 --dist loadfile -m "not serial" tests/integration
+exec pytest -m serial tests/integration
