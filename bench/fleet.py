@@ -27,7 +27,12 @@ load falls on every size alike:
   it, (machine net - control) / N, from the runs that left the machine a core
   to spare (on a saturated machine a run displaces other work instead);
 - ``python drift.py INVENTORY``: the same;
-- the floor: one ``ssh`` command per host, all at once, reading the same state.
+- the floor: one ``ssh`` command per host, all at once, reading the same state
+  (floor_command: the read issue 16 proposed), its wall time and host CPU;
+- the pyinfra floor: ``bench/pyinfra_floor.py`` (one connection, one ``true``, one
+  operation that changes nothing), measured as a no-op: what pyinfra and sshd cost
+  before chroma-deploy reads or declares anything. Each target is printed with its
+  floors: one below its floor cannot be met by what chroma-deploy reads or skips.
 
 Commands per host: from a ``-vv`` run (``[host] >>>`` lines, plus one for the
 project lock, which is not printed), and, for every run, from sshd's own log
