@@ -64,6 +64,8 @@ if archive_version and archive_version != settings.version:
         version=settings.version,
         source=settings.image_source,
         build_dir=settings.image_build_dir,
+        project_dir=settings.project_dir,
+        project_name=settings.compose_project,
     )
     stack.compose_file(
         name=f"{settings.compose_path} for Chroma {archive_version}, the archive's version",

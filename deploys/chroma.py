@@ -75,6 +75,8 @@ def chroma_stack(overrides: dict[str, Any] | None = None) -> None:
         version=settings.version,
         source=settings.image_source,
         build_dir=settings.image_build_dir,
+        project_dir=settings.project_dir,
+        project_name=settings.compose_project,
         ship_id=ship_id,
     )
 

@@ -27,6 +27,7 @@ from pyinfra.api import (
     operation,
 )
 
+from facts.compose import ComposeStack
 from facts.docker import DockerImage
 from operations import host_state
 from operations.host_failure import log_failure
@@ -144,9 +145,12 @@ def _pull(ref: str, fallback: str) -> str:
     return f"{shlex.join(['docker', 'pull', '--quiet', ref])} || {{ {failed} >&2; exit 1; }}"
 
 
-def _ship(ref: str, image: dict[str, Any] | None, image_id: str):
-    """Commands that put the control machine's image ``image_id`` on the host as ``ref``."""
-    if image and image["id"] == image_id:
+def _ship(ref: str, present_id: str | None, image_id: str):
+    """Commands that put the control machine's image ``image_id`` on the host as ``ref``.
+
+    ``present_id``: the id ``ref`` names on the host now (None: absent).
+    """
+    if present_id == image_id:
         host.noop(f"image {ref} is present ({image_id[:19]}), the control machine's")
         return
     archive = ship_archive(image_id)
@@ -162,24 +166,38 @@ def _ship(ref: str, image: dict[str, Any] | None, image_id: str):
 
 
 @operation()
-def chroma_image(ref: str, version: str, source: str, build_dir: str, ship_id: str | None = None):
+def chroma_image(
+    ref: str,
+    version: str,
+    source: str,
+    build_dir: str,
+    project_dir: str,
+    project_name: str,
+    ship_id: str | None = None,
+):
     """Make sure the image ``ref`` exists on the host.
 
     + ref: image reference, e.g. chromadb/chroma:1.5.9
     + version: the chromadb release to build when building
     + source: pull, build, auto (pull, else build) or ship
     + build_dir: where a build keeps its rootfs and wheels on the host
+    + project_dir, project_name: the stack whose read also inspects ``ref``
+      (ComposeStack, read as preflight.stack_read reads it): one docker CLI
+      start for the stack and its image, on every run of every host
     + ship_id: with ship, the control machine's image id (``control_image_id``):
       shipped unless the host's ``ref`` is that very id
     """
-    image = host_state.read(DockerImage, ref=ref)
+    stack = host_state.read(
+        ComposeStack, project_dir=project_dir, project_name=project_name, image=ref
+    )
+    present_id = stack["image_id"]
     if source == "ship":
         if not ship_id:
             raise OperationValueError(f"{host.name}: chroma_image_source=ship needs ship_id")
-        yield from _ship(ref, image, ship_id)
+        yield from _ship(ref, present_id, ship_id)
         return
-    if image:
-        host.noop(f"image {ref} is present ({image['id'][:19]})")
+    if present_id:
+        host.noop(f"image {ref} is present ({present_id[:19]})")
         return
 
     script = f"{build_dir}/build-chroma-image.sh"

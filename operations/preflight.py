@@ -211,7 +211,6 @@ def deploy_reads(settings: Settings, token: str | None) -> list[Read]:
         (PortHolder, {"port": settings.port}),
         project.path_states_read(paths),
         (DockerEngine, {}),
-        (DockerImage, {"ref": settings.image_ref}),
         (SafetyState, {"project_dir": settings.project_dir, "data_dir": settings.data_dir}),
         (
             LegacyVolumes,
