@@ -34,8 +34,8 @@ load falls on every size alike:
   before chroma-deploy reads or declares anything. Each target is printed with its
   floors: one below its floor cannot be met by what chroma-deploy reads or skips.
 
-Commands per host: from a ``-vv`` run (``[host] >>>`` lines, plus one for the
-project lock, which is not printed), and, for every run, from sshd's own log
+Commands per host: from a ``-vv`` run (``[host] >>>`` lines; the project lock
+is printed too), and, for every run, from sshd's own log
 (one ``Starting session`` line per command, the lock included). Medians over the
 rounds. A run that fails or changes something is kept in ``failed_runs`` and
 repeated (someone restarting the shared engine is the usual cause). Prints one
@@ -261,9 +261,9 @@ def quiet_window(
 
 
 def commands_in_vv(log: str) -> dict[str, int]:
-    """Commands per host in a ``-vv`` log, plus the project lock (taken without printing)."""
+    """Commands per host in a ``-vv`` log: each is printed, the project lock's too."""
     printed = Counter(re.findall(r"^\[([^\]\s]+)\] >>> ", log, flags=re.MULTILINE))
-    return {name: count + 1 for name, count in sorted(printed.items())}
+    return dict(sorted(printed.items()))
 
 
 def changed_hosts(output: str) -> list[str]:

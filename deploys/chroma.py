@@ -28,7 +28,6 @@ from declaration.settings import DEFAULTS
 from operations import (
     engine,
     host_failure,
-    host_state,
     image,
     lock,
     migrate,
@@ -48,17 +47,20 @@ def chroma_stack(overrides: dict[str, Any] | None = None) -> None:
     settings = preflight.settings_for_host(overrides)
     token = preflight.token_for_host(settings)
 
-    # One run at a time per project: taken before the host is read, so the checks below
-    # see what another run (a migration, an upgrade) left, not what it was in the middle
-    # of; held while this run lives.
-    locked_out = lock.take_project_lock(settings.project_dir, settings.lock_timeout, "deploy.py")
+    # One run at a time per project, held while this run lives. The host's whole state
+    # is read in the same command once the lock is held, so the checks below see what
+    # another run (a migration, an upgrade) left, not what it was in the middle of; they
+    # and the operations read from it for as long as nothing has changed
+    # (operations/host_state.py). A no-op run costs the host this one command.
+    locked_out = lock.take_project_lock(
+        settings.project_dir,
+        settings.lock_timeout,
+        "deploy.py",
+        reads=preflight.deploy_reads(settings, token),
+    )
     if locked_out:
         host_failure.refused(name="Project lock", message=locked_out)
         return
-
-    # The host's whole state in one command; the checks and operations below read from it
-    # for as long as nothing has changed (operations/host_state.py).
-    host_state.prefetch(preflight.deploy_reads(settings, token))
     owner = preflight.resolve_owner(settings)
     preflight.require_docker(settings)
     preflight.require_free_port(settings)

@@ -18,6 +18,7 @@ from typing import Any
 
 from pyinfra import host
 from pyinfra.api import FactBase
+from pyinfra.api.exceptions import FactProcessError
 
 from facts.batch import Batch
 
@@ -47,7 +48,31 @@ def prefetch(reads: list[tuple[type[FactBase], dict[str, Any]]]) -> None:
     changes = _changes_so_far()
     if changes is None or not reads:
         return
-    results: list[dict[str, Any]] = host.get_fact(Batch, parts=reads)
+    _remember(reads, host.get_fact(Batch, parts=reads), changes)
+
+
+def remember_output(
+    reads: list[tuple[type[FactBase], dict[str, Any]]], batch: Batch, stdout_lines: list[str]
+) -> None:
+    """Keep what ``batch`` (whose command read ``reads``) printed, as :func:`prefetch` would.
+
+    For a command that ran the batch after something else (the project lock,
+    operations/lock.py). Output it cannot read is dropped: each fact is then
+    read on its own, as when it was not prefetched.
+    """
+    changes = _changes_so_far()
+    if changes is None or not reads:
+        return
+    try:
+        results = batch.process(stdout_lines)
+    except FactProcessError:
+        return
+    _remember(reads, results, changes)
+
+
+def _remember(
+    reads: list[tuple[type[FactBase], dict[str, Any]]], results: list[dict[str, Any]], changes: int
+) -> None:
     for (fact_class, kwargs), result in zip(reads, results, strict=False):
         if result["read"]:
             _read[(host.name, _key(fact_class, kwargs))] = (changes, result["value"])

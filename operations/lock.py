@@ -7,6 +7,10 @@ operation, and keeps it for as long as the run lives (files/chroma-lock.sh:
 flock held by a watcher of the run's own process). A killed run frees it at
 once; nothing is left to clean. drift.py only reads and never waits.
 
+A deploy reads the host's whole state in the lock's own command, right after
+taking it (facts/batch.py): a no-op run costs the host one command, and what it
+reads is what the host holds under the lock.
+
 The lock is taken outside any operation on purpose: an operation that ran a
 command would count as a change in every run, and a second run must change
 nothing.
@@ -19,10 +23,13 @@ import os
 import shlex
 import socket
 from pathlib import Path
+from typing import Any
 
 from pyinfra import host, state
+from pyinfra.api import FactBase
 from pyinfra.api.arguments import CONNECTOR_ARGUMENT_KEYS, pop_global_arguments
 
+from facts.batch import Batch
 from operations import host_state
 
 LOCK_SCRIPT = Path(__file__).resolve().parent.parent / "files" / "chroma-lock.sh"
@@ -40,24 +47,39 @@ def lock_command(project_dir: str, timeout: int, holder: str) -> str:
                        holder])  # fmt: skip
 
 
-def take_project_lock(project_dir: str, timeout: int, command: str) -> str | None:
+def take_project_lock(
+    project_dir: str,
+    timeout: int,
+    command: str,
+    reads: list[tuple[type[FactBase], dict[str, Any]]] | None = None,
+) -> str | None:
     """Take this host's lock on ``project_dir``; None when held, else why not (one line).
 
     ``command`` names the run for whoever waits for it (deploy.py, backup.py, ...).
+    ``reads``: facts read in the same command once the lock is held (facts/batch.py),
+    for operations/host_state.py to answer from: the lock and the host's whole
+    state in one round trip, and the state as it is under the lock.
     """
     holder = f"{command} run from {socket.gethostname()} (pid {os.getpid()})"
     global_kwargs, _ = pop_global_arguments(state, host, {})
     connector_kwargs = {k: v for k, v in global_kwargs.items() if k in CONNECTOR_ARGUMENT_KEYS}
+    batch = Batch()
+    shell = lock_command(project_dir, timeout, holder)
+    if reads:
+        # Only once the lock is held: a run that waited reads what the other one left.
+        shell = f"{shell} && {{ {batch.command(reads)}\n}}"
     ok, output = host.run_shell_command(
-        lock_command(project_dir, timeout, holder),
+        shell,
         print_output=False,
-        print_input=False,
+        print_input=state.print_fact_input,  # -vv shows it, as it shows a fact's command
         **connector_kwargs,
     )
     if ok:
         if "waited: yes" in output.stdout_lines:
             # Another run held the project: what this run read before may have changed.
             host_state.forget()
+        if reads:
+            host_state.remember_output(reads, batch, output.stdout_lines)
         return None
     said = " ".join(line.strip() for line in output.stderr_lines if line.strip())
     return f"chroma_lock_timeout: {said or 'the project lock could not be taken'}"

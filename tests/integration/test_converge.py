@@ -8,7 +8,7 @@ import uuid
 import httpx
 import pytest
 import yaml
-from conftest import PYINFRA, ROOT, base_data, converge, run_drift, sh, stat
+from conftest import PYINFRA, ROOT, base_data, converge, run_deploy, run_drift, sh, stat
 
 from declaration.gitignore import gitignore_lines
 from declaration.settings import load_settings
@@ -47,6 +47,13 @@ def test_fresh_converge_is_healthy_and_second_run_changes_nothing(project):
     assert answer.status_code == 200 and "nanosecond heartbeat" in answer.json()
     # Chroma really writes into the bind-mounted dir on the host.
     assert (project_dir / "chroma_data" / "chroma.sqlite3").is_file()
+
+    # A no-op costs the host one command: the project lock, then the whole read.
+    noop = run_deploy(data, "-vv")
+    assert noop.returncode == 0 and not noop.changed_operations, noop.output
+    commands = noop.output.split("[@local] >>> ")[1:]
+    assert len(commands) == 1, noop.output
+    assert "flock" in commands[0] and "@@batch-part" in commands[0], commands[0]
 
 
 def test_edited_compose_file_is_replaced_and_stack_recreated(project):

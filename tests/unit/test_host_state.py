@@ -6,10 +6,12 @@ that counts the facts it is asked for.
 
 from __future__ import annotations
 
+import subprocess
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from pyinfra.api import FactBase
 from pyinfra.api.operation import OperationMeta
 from pyinfra.connectors.util import CommandOutput
 from pyinfra.context import ctx_host
@@ -96,3 +98,36 @@ def test_a_recorded_fixture_host_is_never_cached():
             DataDirs, paths=["/p"]
         )
     assert host_state._read == {}
+
+
+class Echoed(FactBase[str]):
+    """A fact whose value is the lines its command printed, joined."""
+
+    def command(self, word: str) -> str:
+        return f"echo {word}"
+
+    def process(self, output: list[str]) -> str:
+        return " ".join(output)
+
+
+def test_a_batch_run_after_the_lock_answers_like_a_prefetch(counting_host):
+    reads = [(Echoed, {"word": "a"}), (Echoed, {"word": "b"})]
+    batch = Batch()
+    shell = batch.command(reads)
+    printed = subprocess.run(["sh", "-c", f"echo 'locked: x'; echo 'waited: no'; {shell}"],
+                             capture_output=True, text=True, check=True).stdout  # fmt: skip
+    host_state.remember_output(reads, batch, printed.splitlines())
+    assert host_state.read(Echoed, word="a") == "a"
+    assert host_state.read(Echoed, word="b") == "b"
+    assert counting_host.asked == []
+
+
+def test_a_batch_cut_short_after_the_lock_leaves_each_fact_to_be_read_alone(counting_host):
+    reads = [(Echoed, {"word": "a"}), (Echoed, {"word": "b"})]
+    batch = Batch()
+    batch.command(reads)
+    cut_short = ["locked: x", "waited: no", "@@batch-part 0", "a", "@@batch-status 0",
+                 "@@batch-part 1", "b"]  # fmt: skip
+    host_state.remember_output(reads, batch, cut_short)
+    assert host_state.read(Echoed, word="a") == "read Echoed #1"
+    assert counting_host.asked == ["Echoed"]
