@@ -23,30 +23,61 @@ from conftest import (
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
-# Seconds after the start at which the whole deploy (pyinfra and the commands it
-# runs, one process group, as a crash or Ctrl-\\ would) is killed.
-KILL_POINTS = (0.4, 0.9, 1.4, 2.0, 2.7, 3.5, 4.5)
+# When the whole deploy (pyinfra and the commands it runs, one process group, as a
+# crash or Ctrl-\\ would) is killed: while pyinfra prepares (the lock and the read),
+# then a moment after each operation starts, counted from pyinfra's own "--> Starting
+# operation" lines. Counted, not timed: on a busy machine (CI runs two test files at
+# once) a fixed number of seconds lands earlier in the run and misses the later steps.
+PREPARING = "--> Preparing operation"
+STARTING = "--> Starting operation:"
 
 
-def killed_deploy(data: dict, after: float, deploy_file: str = "deploy.py") -> None:
+def killed_deploy(data: dict, step: int, delay: float, deploy_file: str = "deploy.py") -> bool:
+    """Kill the run ``delay`` s after its ``step``-th operation starts (0: while it prepares).
+
+    False when the run ended before that step: there is no later step to kill.
+    """
     args = [PYINFRA, "-y", "@local", deploy_file]
     for key, value in data.items():
         args += ["--data", f"{key}={value}"]
     process = subprocess.Popen(
-        args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
         start_new_session=True,
     )  # fmt: skip
-    time.sleep(after)
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGKILL)
+    assert process.stderr is not None
+    started = 0
+    reached = False
+    for line in process.stderr:
+        started += STARTING in line
+        if (step == 0 and PREPARING in line) or (step > 0 and started == step):
+            reached = True
+            break
+    if reached:
+        time.sleep(delay)
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    process.stderr.close()
     process.wait()
+    return reached
+
+
+def killed_at_every_step(
+    data: dict, delays: tuple[float, ...], deploy_file: str = "deploy.py"
+) -> int:
+    """Kill a run at each step in turn, each ``delay`` after it starts; how many were killed."""
+    killed = 0
+    for step in range(100):
+        for delay in delays:
+            if not killed_deploy(data, step, delay, deploy_file):
+                return killed
+            killed += 1
+    raise AssertionError("more than 100 steps: the run never ends")
 
 
 def test_first_converge_killed_anywhere_then_converges(project):
     project_dir, name = project
     data = base_data(project_dir, name)
-    for point in KILL_POINTS:
-        killed_deploy(data, point)
+    assert killed_at_every_step(data, (0.3,)) >= 10  # the deploy has ten operations
     converge(data)
     assert (project_dir / "chroma_data" / "chroma.sqlite3").is_file()
 
@@ -54,16 +85,16 @@ def test_first_converge_killed_anywhere_then_converges(project):
 def test_migration_killed_anywhere_loses_no_record(legacy):
     _, data, volume = legacy
     written = write_records(data["chroma_port"])
-    for point in KILL_POINTS:
-        killed_deploy(data, point)
+    # Twice in each step: as it starts, and into its work (the copy takes seconds).
+    assert killed_at_every_step(data, (0.2, 1.5)) >= 20
     converge(data)
     assert read_records(data["chroma_port"]) == {k: sorted(v) for k, v in written.items()}
     assert sum(len(v) for v in written.values()) == 2 * RECORDS
     assert sh(f"docker volume inspect {volume}").returncode == 0
 
 
-# A restore and an upgrade take longer than a first converge: later points too.
-LONG_KILL_POINTS = (0.5, 2.5, 6.0, 12.0)
+# A restore and an upgrade spend seconds in one step: killed into it too.
+LONG_DELAYS = (0.3, 3.0)
 
 
 def test_restore_killed_anywhere_then_restores_and_loses_nothing(project, tmp_path):
@@ -77,8 +108,7 @@ def test_restore_killed_anywhere_then_restores_and_loses_nothing(project, tmp_pa
     write_records(port, ("later",), per_collection=30)  # data the restore moves aside
     archive = next((tmp_path / "backups").glob("*.tar.gz"))
     restore = dict(data, chroma_restore_archive=str(archive))
-    for point in LONG_KILL_POINTS:
-        killed_deploy(restore, point, "restore.py")
+    assert killed_at_every_step(restore, LONG_DELAYS, "restore.py") >= 2
     finished = run_deploy(restore, deploy_file="restore.py", timeout=600)
     assert finished.returncode == 0, finished.output
     assert read_records(port) == backed_up
@@ -100,8 +130,7 @@ def test_upgrade_killed_anywhere_then_upgrades_and_loses_no_record(project, tmp_
                    embeddings=[[float(i % 7), 1.0] for i in range(200)])  # fmt: skip
     before = read_records(port)
     upgrade = dict(data, chroma_version="1.5.9")
-    for point in LONG_KILL_POINTS:
-        killed_deploy(upgrade, point)
+    assert killed_at_every_step(upgrade, LONG_DELAYS) >= 20
     converge(upgrade)
     assert read_records(port) == before
     assert (project_dir / ".chroma-deploy" / "upgraded-0.6.3-to-1.5.9.json").is_file()
