@@ -42,7 +42,6 @@ from pyinfra.api.exceptions import ConnectError, PyinfraError  # noqa: E402
 from pyinfra.context import ctx_config, ctx_host, ctx_inventory, ctx_state  # noqa: E402
 
 from declaration.resources import Declared  # noqa: E402
-from facts.accounts import Accounts  # noqa: E402
 from facts.chroma import ChromaHealth  # noqa: E402
 from facts.compose import ComposeStack, ContainerLayerData  # noqa: E402
 from facts.project import ProjectFiles, SafetyState  # noqa: E402
@@ -209,16 +208,8 @@ def gather(host: Any) -> tuple[Declared, HostFacts]:
         "token_file": expected.token_file,
     }
     paths_fact, paths_read = project.path_states_read(expected.paths)
-    host_state.prefetch(
-        [
-            (Accounts, {"owner": settings.owner, "group": settings.group}),
-            (paths_fact, paths_read),
-            (ComposeStack, stack_read),
-            (LegacyVolumes, {"names": names}),
-            (ProjectFiles, {"project_dir": settings.project_dir}),
-            (ChromaHealth, health_read),
-        ]
-    )
+    # What the deploy reads too (the same list, the same arguments), and the heartbeat.
+    host_state.prefetch([*preflight.state_reads(settings, token), (ChromaHealth, health_read)])
     owner = preflight.resolve_owner(settings)
     declared = Declared(settings, owner.uid, owner.gid, token)
     stack = host_state.read(ComposeStack, **stack_read)

@@ -38,9 +38,14 @@ if ! flock -n 9; then
 fi
 printf '%s, pid %s on this host, since %s\n' "$holder" "$run" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" >"$dir/holder"
 # A zombie counts as gone: its parent may not reap it while it waits for another run.
+# The state is read with the shell's own `read`: the watcher starts one program (sleep)
+# each half second for as long as the run lives, on every host of every run.
 # shellcheck disable=SC2016 # $1 is the watcher's own argument, expanded by its shell
-setsid sh -c 'while kill -0 "$1" 2>/dev/null && ! grep -q "^State:[[:space:]]*Z" "/proc/$1/status"; do sleep 0.5; done' \
-    chroma-lock-watcher "$run" </dev/null >/dev/null 2>&1 &
+setsid sh -c 'while kill -0 "$1" 2>/dev/null; do
+    s=; while read -r k s _; do [ "$k" = State: ] && break; done <"/proc/$1/status"
+    [ "$s" = Z ] && break
+    sleep 0.5
+done' chroma-lock-watcher "$run" </dev/null >/dev/null 2>&1 &
 # "waited: yes": another run held the lock, so what was read before may have changed.
 echo "locked: $(cat "$dir/holder")"
 echo "waited: $waited"

@@ -198,26 +198,39 @@ def require_dirs(declared: Declared) -> None:
 Read = tuple[type[FactBase], dict[str, Any]]
 
 
-def deploy_reads(settings: Settings, token: str | None) -> list[Read]:
-    """The facts a deploy of ``settings`` reads, with the arguments its steps read them with.
+def state_reads(settings: Settings, token: str | None) -> list[Read]:
+    """What a deploy and a drift check both read of the host, with the same arguments.
 
-    Read in one command before the first check (operations/host_state.py). A fact
-    left out here, or asked for with other arguments, is read on its own: slower,
-    never wrong. bench/bench_converge.py counts the commands of a no-op run.
+    The accounts, the declared paths, the stack (with its image), the legacy volumes
+    and the project's files: deploy_reads and drift.py's gather add their own to these,
+    so what both compare is one list, read alike.
     """
     paths = Declared(settings, 0, 0, token).paths  # which paths does not depend on the owner
-    reads: list[Read] = [
+    return [
         (Accounts, {"owner": settings.owner, "group": settings.group}),
-        (PortHolder, {"port": settings.port}),
         project.path_states_read(paths),
-        (DockerEngine, {}),
-        (SafetyState, {"project_dir": settings.project_dir, "data_dir": settings.data_dir}),
+        (ComposeStack, stack_read(settings)),
         (
             LegacyVolumes,
             {"names": legacy_volume_names(settings.legacy_volumes, settings.adopt_volume)},
         ),
         (ProjectFiles, {"project_dir": settings.project_dir}),
-        (ComposeStack, stack_read(settings)),
+    ]
+
+
+def deploy_reads(settings: Settings, token: str | None) -> list[Read]:
+    """The facts a deploy of ``settings`` reads, with the arguments its steps read them with.
+
+    Read in one command once the project lock is held (operations/lock.py,
+    operations/host_state.py). A fact left out here, or asked for with other
+    arguments, is read on its own: slower, never wrong. bench/bench_converge.py
+    counts the commands of a no-op run.
+    """
+    reads: list[Read] = [
+        *state_reads(settings, token),
+        (PortHolder, {"port": settings.port}),
+        (DockerEngine, {}),
+        (SafetyState, {"project_dir": settings.project_dir, "data_dir": settings.data_dir}),
     ]
     if settings.auth_proxy:
         reads.append((DockerImage, {"ref": settings.proxy_image}))
