@@ -488,12 +488,12 @@ class Bench:
     def attempt(
         self, args: list[str], tree: Path, n: int, quiet: Quiet, what: str
     ) -> tuple[Sample, str]:
-        label = self.labels.get(tree, str(tree))
         """A run that must succeed (and, for a no-op, change nothing); retried twice.
 
         A failure is the product's or the shared machine's, not the bench's: each
         one is kept for the report.
         """
+        label = self.labels.get(tree, str(tree))
         for _ in range(3):
             try:
                 sample, output = run_measured(args, self.fleet, n, quiet, self.engine, tree)
