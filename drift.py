@@ -209,7 +209,7 @@ def gather(host: Any) -> tuple[Declared, HostFacts]:
     }
     paths_fact, paths_read = project.path_states_read(expected.paths)
     # What the deploy reads too (the same list, the same arguments), and the heartbeat.
-    host_state.prefetch([*preflight.state_reads(settings, token), (ChromaHealth, health_read)])
+    host_state.prefetch([*preflight.state_reads(expected), (ChromaHealth, health_read)])
     owner = preflight.resolve_owner(settings)
     declared = Declared(settings, owner.uid, owner.gid, token)
     stack = host_state.read(ComposeStack, **stack_read)

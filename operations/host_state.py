@@ -22,6 +22,9 @@ from pyinfra.api.exceptions import FactProcessError
 
 from facts.batch import Batch
 
+# A fact and the arguments it is read with: one part of a batched read.
+Read = tuple[type[FactBase], dict[str, Any]]
+
 # (host name, fact and arguments) -> (changes on the host when read, value)
 _read: dict[tuple[str, str], tuple[int, Any]] = {}
 
@@ -43,7 +46,7 @@ def _changes_so_far() -> int | None:
     )
 
 
-def prefetch(reads: list[tuple[type[FactBase], dict[str, Any]]]) -> None:
+def prefetch(reads: list[Read]) -> None:
     """Read all of ``reads`` in one command, for :func:`read` to answer from."""
     changes = _changes_so_far()
     if changes is None or not reads:
@@ -51,9 +54,7 @@ def prefetch(reads: list[tuple[type[FactBase], dict[str, Any]]]) -> None:
     _remember(reads, host.get_fact(Batch, parts=reads), changes)
 
 
-def remember_output(
-    reads: list[tuple[type[FactBase], dict[str, Any]]], batch: Batch, stdout_lines: list[str]
-) -> None:
+def remember_output(reads: list[Read], batch: Batch, stdout_lines: list[str]) -> None:
     """Keep what ``batch`` (whose command read ``reads``) printed, as :func:`prefetch` would.
 
     For a command that ran the batch after something else (the project lock,
@@ -70,9 +71,7 @@ def remember_output(
     _remember(reads, results, changes)
 
 
-def _remember(
-    reads: list[tuple[type[FactBase], dict[str, Any]]], results: list[dict[str, Any]], changes: int
-) -> None:
+def _remember(reads: list[Read], results: list[dict[str, Any]], changes: int) -> None:
     for (fact_class, kwargs), result in zip(reads, results, strict=False):
         if result["read"]:
             _read[(host.name, _key(fact_class, kwargs))] = (changes, result["value"])

@@ -23,10 +23,8 @@ import os
 import shlex
 import socket
 from pathlib import Path
-from typing import Any
 
 from pyinfra import host, state
-from pyinfra.api import FactBase
 from pyinfra.api.arguments import CONNECTOR_ARGUMENT_KEYS, pop_global_arguments
 
 from facts.batch import Batch
@@ -51,7 +49,7 @@ def take_project_lock(
     project_dir: str,
     timeout: int,
     command: str,
-    reads: list[tuple[type[FactBase], dict[str, Any]]] | None = None,
+    reads: list[host_state.Read] | None = None,
 ) -> str | None:
     """Take this host's lock on ``project_dir``; None when held, else why not (one line).
 

@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from pyinfra import host
-from pyinfra.api import FactBase
 
 from declaration.resources import Declared, has_declared_type, stat_type
 from declaration.settings import Settings, SettingsError, load_settings
@@ -20,6 +19,7 @@ from facts.docker import DockerEngine, DockerImage
 from facts.project import ProjectFiles, SafetyState
 from facts.volumes import LegacyVolumes, legacy_volume_names
 from operations import host_state, project
+from operations.host_state import Read
 from operations.refusal import refusal
 from operations.secrets import read_token
 
@@ -195,20 +195,18 @@ def require_dirs(declared: Declared) -> None:
             )
 
 
-Read = tuple[type[FactBase], dict[str, Any]]
-
-
-def state_reads(settings: Settings, token: str | None) -> list[Read]:
+def state_reads(where: Declared) -> list[Read]:
     """What a deploy and a drift check both read of the host, with the same arguments.
 
     The accounts, the declared paths, the stack (with its image), the legacy volumes
     and the project's files: deploy_reads and drift.py's gather add their own to these,
-    so what both compare is one list, read alike.
+    so what both compare is one list, read alike. ``where``: the declaration for any
+    owner (which paths does not depend on it).
     """
-    paths = Declared(settings, 0, 0, token).paths  # which paths does not depend on the owner
+    settings = where.settings
     return [
         (Accounts, {"owner": settings.owner, "group": settings.group}),
-        project.path_states_read(paths),
+        project.path_states_read(where.paths),
         (ComposeStack, stack_read(settings)),
         (
             LegacyVolumes,
@@ -227,7 +225,7 @@ def deploy_reads(settings: Settings, token: str | None) -> list[Read]:
     counts the commands of a no-op run.
     """
     reads: list[Read] = [
-        *state_reads(settings, token),
+        *state_reads(Declared(settings, 0, 0, token)),
         (PortHolder, {"port": settings.port}),
         (DockerEngine, {}),
         (SafetyState, {"project_dir": settings.project_dir, "data_dir": settings.data_dir}),
