@@ -44,6 +44,7 @@ from pyinfra.context import ctx_config, ctx_host, ctx_inventory, ctx_state  # no
 from declaration.resources import Declared  # noqa: E402
 from facts.chroma import ChromaHealth  # noqa: E402
 from facts.compose import ComposeStack, ContainerLayerData  # noqa: E402
+from facts.datahomes import DataHomes  # noqa: E402
 from facts.project import ProjectFiles, SafetyState  # noqa: E402
 from facts.volumes import LegacyVolumes, legacy_volume_names  # noqa: E402
 from operations import host_state, preflight, project  # noqa: E402
@@ -232,6 +233,7 @@ def gather(host: Any) -> tuple[Declared, HostFacts]:
         legacy_volumes=volumes,
         migrated_volumes=migrated,
         layer_data=host_state.read(ContainerLayerData, containers=exposed) if exposed else None,
+        data_homes=host_state.read(DataHomes, data_dir=declared.data_dir_paths[0]),
     )
     return declared, facts
 

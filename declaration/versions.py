@@ -172,3 +172,67 @@ def deployed_version(compose_content: str) -> str | None:
     tag = str(image).rsplit(":", 1)[-1]
     parts = tag.split(".")
     return tag if len(parts) == 3 and all(part.isdigit() for part in parts) else None
+
+
+# The schema level each release's server leaves its data at: the highest migration per
+# dir of chroma.sqlite3's `migrations` table (files/chroma_schema.py reads it), read from
+# data the real images wrote; tests/integration/test_data_homes.py reads both again on
+# every run, so a rebuilt image that differs fails there. Releases only ever add
+# migrations, so a release opens, without migrating, exactly the data at or below its
+# own level, and a newer release's level is never below an older one's.
+SCHEMA_LEVELS: dict[str, dict[str, int]] = {
+    "0.6.3": {"embeddings_queue": 2, "metadb": 4, "sysdb": 9},
+    "1.5.9": {"embeddings_queue": 2, "metadb": 6, "sysdb": 10},
+}
+
+
+def _within(levels: dict[str, int], limit: dict[str, int]) -> bool:
+    """Every migration ``levels`` holds is one ``limit``'s release has (a dir it lacks: no)."""
+    return all(limit.get(name, -1) >= level for name, level in levels.items())
+
+
+def too_new_for(version: str, levels: dict[str, int]) -> bool | None:
+    """Whether data at ``levels`` was written by a release newer than ``version``.
+
+    True when a known release at or after ``version`` cannot open it (so
+    ``version`` cannot either: it would fail, or write into a schema it does not
+    know); False when a known release at or before ``version`` opens it; None
+    when no known release tells (``version`` between two known ones whose
+    levels bracket the data).
+    """
+    wanted = Version(version)
+    known = [(Version(release), limit) for release, limit in SCHEMA_LEVELS.items()]
+    if any(release >= wanted and not _within(levels, limit) for release, limit in known):
+        return True
+    if any(release <= wanted and _within(levels, limit) for release, limit in known):
+        return False
+    return None
+
+
+def migrates(version: str, levels: dict[str, int]) -> bool | None:
+    """Whether a ``version`` server would migrate data at ``levels`` forward (one way).
+
+    True when a known release at or before ``version`` has a migration the data
+    lacks; False when ``version`` is known and the data is exactly at its level;
+    None when no known release tells (an unknown ``version``).
+    """
+    wanted = Version(version)
+    for release, limit in SCHEMA_LEVELS.items():
+        if Version(release) <= wanted and _within(levels, limit) and levels != limit:
+            return True
+    if SCHEMA_LEVELS.get(version) == levels:
+        return False
+    return None
+
+
+def data_written_by(levels: dict[str, int]) -> str | None:
+    """The known release whose level the data is at exactly, else the oldest that opens it.
+
+    What an archive of the data is labelled with, so that restore.py starts a server
+    that opens it. None: the data is newer than every release chroma-deploy knows.
+    """
+    exact = [release for release, limit in SCHEMA_LEVELS.items() if limit == levels]
+    if exact:
+        return min(exact, key=Version)
+    opens = [release for release, limit in SCHEMA_LEVELS.items() if _within(levels, limit)]
+    return min(opens, key=Version) if opens else None

@@ -66,6 +66,7 @@ def chroma_stack(overrides: dict[str, Any] | None = None) -> None:
     preflight.require_free_port(settings)
     declared = Declared(settings, owner.uid, owner.gid, token)
     preflight.require_dirs(declared)
+    preflight.require_one_home(declared)
     ship_id = image.control_image_id(settings.image_ref, settings.image_source)
 
     if settings.install_docker:
@@ -125,6 +126,17 @@ def chroma_stack(overrides: dict[str, Any] | None = None) -> None:
         data_dir=declared.data_dir_paths[0],
         volume_names=list(settings.legacy_volumes),
         adopt_volume=settings.adopt_volume,
+        uid=declared.uid,
+        gid=declared.gid,
+        mode=settings.data_dir_mode,
+    )
+
+    taken = migrate.take_over_data(
+        name="Data this project's Chroma serves from elsewhere (copied, never deleted)",
+        project_dir=settings.project_dir,
+        project_name=settings.compose_project,
+        data_dir=declared.data_dir_paths[0],
+        persist_path=declared.line.persist_path,
         uid=declared.uid,
         gid=declared.gid,
         mode=settings.data_dir_mode,
@@ -207,5 +219,5 @@ def chroma_stack(overrides: dict[str, Any] | None = None) -> None:
     )
 
     # What a migration, an upgrade's backup and its verification found, at default verbosity.
-    for step in (copied, version_change, verified):
+    for step in (copied, taken, version_change, verified):
         report.show(step)

@@ -23,6 +23,7 @@ from declaration.resources import (
     has_declared_type,
 )
 from facts.compose import mounts_report
+from facts.datahomes import data_elsewhere, other_servers, spelled
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,8 @@ class HostFacts:
     # Volumes whose data was migrated already (their migrated-<volume>.json record).
     migrated_volumes: frozenset[str] = frozenset()
     layer_data: dict[str, list[str]] | None = None
+    # Every container mount on the host (facts.datahomes.DataHomes).
+    data_homes: dict[str, Any] | None = None
 
 
 def _account(uid: int, name: str | None) -> str:
@@ -255,6 +258,42 @@ def compare_legacy(declared: Declared, facts: HostFacts) -> list[DriftItem]:
     ]  # fmt: skip
 
 
+def compare_data_homes(declared: Declared, facts: HostFacts) -> list[DriftItem]:
+    """Another server on the data dir, or this project's data served from elsewhere.
+
+    The same rules the deploy's pre-flight check and takeover apply
+    (facts.datahomes), so drift says what the next deploy would do with that data.
+    """
+    if not facts.data_homes:
+        return []
+    settings = declared.settings
+    path = declared.data_dir_paths[0]
+    items = [
+        DriftItem(
+            "data_dir_shared", f"data dir {path}", "served by this project's Chroma only",
+            f"also by container {m['name']} (compose project {m['project'] or 'none'}, "
+            f"{m['state']}): the next deploy refuses until it is stopped",
+        )
+        for m in other_servers(facts.data_homes, settings.compose_project)
+    ]  # fmt: skip
+    elsewhere = data_elsewhere(facts.data_homes, settings.compose_project,
+                               declared.line.persist_path)  # fmt: skip
+    here = (facts.data_homes.get("data_dir") or {}).get("has_sqlite")
+    action = (
+        "the next deploy copies it into the data dir and verifies it"
+        if len(elsewhere) == 1 and not here
+        else "the next deploy refuses to choose"
+    )
+    items += [
+        DriftItem(
+            "data_elsewhere", f"container {', '.join(m['containers'])}", f"data in {path}",
+            f"this project's Chroma serves the data in {spelled(m)}: {action}",
+        )
+        for m in elsewhere
+    ]  # fmt: skip
+    return items
+
+
 def compare_running_stack(declared: Declared, facts: HostFacts) -> list[DriftItem]:
     """The stack's containers, image, mounts and ports, then Chroma's answer."""
     return [*compare_stack(declared, facts), *compare_health(declared, facts)]
@@ -287,7 +326,12 @@ def compare(declared: Declared, facts: HostFacts) -> list[DriftItem]:
         if check not in checks:
             checks.append(check)
     items = [item for check in checks for item in check(declared, facts)]
-    return [*items, *compare_legacy(declared, facts), *compare_layer_data(declared, facts)]
+    return [
+        *items,
+        *compare_legacy(declared, facts),
+        *compare_layer_data(declared, facts),
+        *compare_data_homes(declared, facts),
+    ]
 
 
 # --- the running stack against the compose file, shared with operations.stack

@@ -23,6 +23,7 @@ from pyinfra import host
 from pyinfra.api import operation
 
 from facts.datadirs import DataDirs
+from facts.datahomes import DataHomes, data_elsewhere, spelled, users_of
 from facts.project import SafetyState
 from facts.volumes import LegacyVolumes, legacy_volume_names
 from operations import host_state
@@ -33,6 +34,7 @@ from operations.host_tools import (
     stage_command,
     upload_tools,
 )
+from operations.report import step
 from operations.stack import COMPOSE_FILE
 
 PENDING = ("migration-pending.json", "rescue-pending.json", "upgrade-pending.json")
@@ -119,6 +121,46 @@ def copy_legacy_volume(
     yield stage_command(
         project_dir, "volume", volume["name"], volume["mountpoint"], data_dir, uid, gid, mode,
         [u["name"] for u in volume["users"]], compose_file=f"{project_dir}/{COMPOSE_FILE}",
+    )  # fmt: skip
+
+
+@operation()
+def take_over_data(
+    project_dir: str, project_name: str, data_dir: str, persist_path: str, uid: int, gid: int,
+    mode: str,
+):  # fmt: skip
+    """Copy the data this project's Chroma serves from elsewhere into the empty data dir.
+
+    A changed ``chroma_project_dir`` or ``chroma_data_dir``, or a taken-over stack
+    whose data is in a volume or dir of any name, leaves this project's Chroma
+    serving data the declared data dir does not hold: ``up`` would replace it with
+    an empty server. Found from the containers' mounts (facts/datahomes.py), the
+    source is copied (stage: the containers stopped, a staging copy checked file
+    by file, one rename), the source kept as it is, and the server started on the
+    copy is verified (verify_migration). The cases that cannot be taken over were
+    refused before any change (preflight.require_one_home).
+
+    + project_dir, project_name: the project dir and compose project
+    + data_dir: the declared data dir's path
+    + persist_path: where the declared version persists (a mount target to look at)
+    + uid, gid, mode: owner and mode the copy is given
+    """
+    homes = host_state.read(DataHomes, data_dir=data_dir)
+    elsewhere = data_elsewhere(homes, project_name, persist_path)
+    records = host_state.read(SafetyState, project_dir=project_dir, data_dir=data_dir.rsplit(
+        "/", 1)[-1])["records"]  # fmt: skip
+    if not elsewhere or any(name in records for name in PENDING):
+        host.noop(f"this project's Chroma serves no data from outside {data_dir}")
+        return
+    source = elsewhere[0]
+    kind = "volume" if source["type"] == "volume" else "bind"
+    users = sorted({m["name"] for m in users_of(homes, source)})
+    yield step(f"taking over {spelled(source)}, which this project's Chroma served")
+    yield from upload_tools(project_dir)
+    yield stage_command(
+        project_dir, kind, source["volume"] if kind == "volume" else source["source"],
+        source["source"], data_dir, uid, gid, mode, users,
+        compose_file=f"{project_dir}/{COMPOSE_FILE}",
     )  # fmt: skip
 
 

@@ -15,6 +15,14 @@ from declaration.resources import Declared, has_declared_type, stat_type
 from declaration.settings import Settings, SettingsError, load_settings
 from facts.accounts import Accounts, UsedIds, free_system_id
 from facts.compose import ComposeStack, PortHolder
+from facts.datahomes import (
+    DataHomes,
+    data_elsewhere,
+    other_server_refusal,
+    other_servers,
+    spelled,
+    users_of,
+)
 from facts.docker import DockerEngine, DockerImage
 from facts.project import ProjectFiles, SafetyState
 from facts.volumes import LegacyVolumes, legacy_volume_names
@@ -195,6 +203,57 @@ def require_dirs(declared: Declared) -> None:
             )
 
 
+def require_one_home(declared: Declared) -> None:
+    """One server per data dir, and this project's data found where it really is.
+
+    Read from every container on the host, not from the configuration: a live
+    container of anything but this project's Chroma that mounts the declared data
+    dir is refused (two servers corrupt its vectors); data this project's Chroma
+    serves from another place (a project dir, data dir or volume that a changed
+    key or a taken-over stack left) is taken over by migrate.take_over_data, or
+    refused here when it cannot be, before anything changes.
+    """
+    settings = declared.settings
+    path = settings.path(settings.data_dir)
+    homes = host_state.read(DataHomes, data_dir=path)
+    others = other_servers(homes, settings.compose_project)
+    if others:
+        raise refusal(host.name, other_server_refusal(others[0], path, settings.project_dir))
+    elsewhere = data_elsewhere(homes, settings.compose_project, declared.line.persist_path)
+    if not elsewhere or _pending_migration(settings):
+        return
+    listed = "; ".join(f"{spelled(m)} (in {', '.join(m['containers'])})" for m in elsewhere)
+    if len(elsewhere) > 1 or (homes["data_dir"] or {}).get("has_sqlite"):
+        here = " and in the data dir " + path if len(elsewhere) == 1 else ""
+        raise refusal(
+            host.name,
+            f"chroma_data_dir: Chroma data of compose project {settings.compose_project} is in "
+            f"{listed}{here}, and chroma-deploy will not merge or choose; point "
+            "chroma_project_dir/chroma_data_dir at the one to keep, or move the others aside "
+            "(never delete them), then deploy again",
+        )
+    foreign = [
+        m for m in users_of(homes, elsewhere[0])
+        if m["project"] != settings.compose_project and m["state"] in ("running", "restarting")
+    ]  # fmt: skip
+    if foreign:
+        raise refusal(
+            host.name,
+            f"chroma_data_dir: {spelled(elsewhere[0])}, which this project's Chroma serves, is "
+            f"also used by {foreign[0]['name']} (compose project {foreign[0]['project'] or 'none'}"
+            "); chroma-deploy never stops another project's containers: stop it, then deploy "
+            "again to copy the data into " + path,
+        )
+
+
+def _pending_migration(settings: Settings) -> bool:
+    """A copy this run or an earlier one made is waiting for its verification."""
+    records = host_state.read(
+        SafetyState, project_dir=settings.project_dir, data_dir=settings.data_dir
+    )["records"]
+    return any(name in records for name in ("migration-pending.json", "rescue-pending.json"))
+
+
 def state_reads(where: Declared) -> list[Read]:
     """What a deploy and a drift check both read of the host, with the same arguments.
 
@@ -213,6 +272,7 @@ def state_reads(where: Declared) -> list[Read]:
             {"names": legacy_volume_names(settings.legacy_volumes, settings.adopt_volume)},
         ),
         (ProjectFiles, {"project_dir": settings.project_dir}),
+        (DataHomes, {"data_dir": settings.path(settings.data_dir)}),
     ]
 
 

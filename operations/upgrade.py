@@ -17,8 +17,15 @@ from packaging.version import Version
 from pyinfra import host
 from pyinfra.api import operation
 
-from declaration.versions import deployed_version
-from facts.project import ProjectFiles
+from declaration.versions import (
+    SCHEMA_LEVELS,
+    data_written_by,
+    deployed_version,
+    migrates,
+    too_new_for,
+)
+from facts.datahomes import DataSchema
+from facts.project import ProjectFiles, SafetyState
 from operations import host_state
 from operations.data_safety import backup_commands
 from operations.host_failure import fail_host
@@ -51,12 +58,22 @@ def version_change(
     + rehearsal: ``{"image", "persist_path", "environment": ["NAME=value"], "uid", "gid"}``
       of the new version (chroma_upgrade_rehearsal), or None to skip it
     """
-    files = host_state.read(ProjectFiles, project_dir=project_dir)
-    old = deployed_version(files["compose"]["content"]) if files["compose"] else None
-    if old is None or old == version:
-        host.noop(f"Chroma {version} is the version deployed" if old else "nothing deployed yet")
+    found = _deployed_and_data(project_dir, data_dir, version)
+    if isinstance(found, str):
+        yield fail_host(found)
         return
-    if Version(version) < Version(old):
+    old, levels = found
+    writer = data_written_by(levels) if levels else None
+    if levels and too_new_for(version, levels):
+        yield fail_host(
+            f"chroma_version: the data in {project_dir}/{data_dir} was written by Chroma "
+            f"{writer or 'newer than ' + max(SCHEMA_LEVELS, key=Version)} (its schema: "
+            f"{_spelled(levels)}), newer than {version}, and Chroma migrates its data forward "
+            f"only; set chroma_version={writer or 'to that release'}, or restore an archive "
+            f"taken with {version} (restore.py, from {backup_dir})"
+        )
+        return
+    if old and Version(version) < Version(old):
         yield fail_host(
             f"chroma_version: {version} is older than the {old} deployed, and Chroma "
             "migrates its data forward only; keep chroma_version=" + old + ", or restore an "
@@ -64,6 +81,18 @@ def version_change(
             "version it was taken with"
         )
         return
+    if old == version or (old is None and not (levels and migrates(version, levels) is not False)):
+        host.noop(
+            f"Chroma {version} is the version deployed"
+            if old
+            else f"Chroma {version} opens the data as it is (schema {_spelled(levels)})"
+            if levels
+            else "no data yet"
+        )
+        return
+    # The release that wrote the data, read from it: the compose file may be gone, or
+    # name an unpinned image (the seed's :latest) whose release nobody recorded.
+    old = old or writer or "unknown"
     fields = ", ".join(
         f"{json.dumps(key)}: {json.dumps(value)}"
         for key, value in (("kind", "upgrade"), ("subject", old), ("from", old), ("to", version))
@@ -91,3 +120,34 @@ def version_change(
             ("--compose-file", f"{project_dir}/{COMPOSE_FILE}"), ("--project-dir", project_dir),
         )  # fmt: skip
         yield f"if [ -f {shlex.quote(record)} ]; then {rehearse}; fi"
+
+
+def _deployed_and_data(
+    project_dir: str, data_dir: str, version: str
+) -> tuple[str | None, dict | None] | str:
+    """The pinned version our compose file names, and the schema level of the data dir.
+
+    The level is what says which release wrote the data (the compose file says only
+    what was last declared, and may be gone or name an unpinned image). It is read
+    when the data dir holds a database and the file does not name ``version``
+    already: a server of that version has been serving this data, so a no-op run
+    costs no second command. A database that cannot be read is a refusal (a
+    string), never a guess.
+    """
+    files = host_state.read(ProjectFiles, project_dir=project_dir)
+    old = deployed_version(files["compose"]["content"]) if files["compose"] else None
+    state = host_state.read(SafetyState, project_dir=project_dir, data_dir=data_dir)
+    if old == version or not state["data_has_sqlite"]:
+        return old, None
+    schema = host_state.read(DataSchema, data_dir=f"{project_dir}/{data_dir}")
+    if schema["levels"] is None:
+        return (
+            f"chroma_version: cannot read which Chroma version wrote {project_dir}/{data_dir}"
+            f"/chroma.sqlite3 ({schema['error'] or 'no migrations table'}); install python3 "
+            "on the host, or check the file, then deploy again"
+        )
+    return old, schema["levels"]
+
+
+def _spelled(levels: dict[str, int] | None) -> str:
+    return ", ".join(f"{name} {level}" for name, level in sorted((levels or {}).items()))

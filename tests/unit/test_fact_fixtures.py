@@ -93,6 +93,8 @@ ABSENT: dict[str, tuple[Callable[[Any], bool], set[str]]] = {
         {"docker_absent", "no_container", "other_service"},
     ),
     "compose.PortHolder": (lambda f: f["listener"] is None, {"free"}),
+    "datahomes.DataHomes": (lambda f: f["mounts"] == [], {"docker_absent"}),
+    "datahomes.DataSchema": (lambda f: f["levels"] is None, {"no_database", "no_python3"}),
     "datadirs.DataDirs": (
         lambda f: all(v is None for v in f.values()),
         {"all_missing", "no_paths"},

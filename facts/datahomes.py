@@ -1,0 +1,250 @@
+"""Where Chroma data lives on this host, as every container's mounts show it.
+
+The deploy must not decide where the data is from its own configuration: a
+changed ``chroma_project_dir`` or ``chroma_data_dir``, a stack taken over whose
+data sits in a volume or dir of another name, or another compose project still
+serving the same data dir are all invisible to a reading of the declared paths.
+This fact reads every container on the host (stopped ones too) and, for each of
+its bind and volume mounts, the mount source's identity on the host (device and
+inode, so a symlinked dir is the same dir) and whether Chroma's database file is
+at its top. The rules that act on it follow the fact, pure functions of its reading, shared by
+the deploy's pre-flight check, its takeover (operations/migrate.py) and drift.py,
+so the three decide alike by construction.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pyinfra.api import FactBase
+
+from facts._shell import shell_word
+
+# Where Chroma servers persist, whatever the compose file that made the container
+# says: 1.x's /data, 0.x's /chroma/chroma (declaration/versions.py), and the
+# declared line's persist path, added by the callers.
+PERSIST_TARGETS = frozenset({"/data", "/chroma/chroma"})
+
+# States in which a container holds, or will hold again by itself, its mounts open.
+_LIVE_STATES = frozenset({"running", "restarting", "paused"})
+
+
+def is_live(mount: dict[str, Any]) -> bool:
+    """Its server runs, or comes back by itself (``restart: always`` restarts a stopped
+    container when the engine starts again)."""
+    return mount["state"] in _LIVE_STATES or mount["restart"] == "always"
+
+
+def is_ours(mount: dict[str, Any], project_name: str) -> bool:
+    """A container of this compose project's Chroma service, not a one-off run."""
+    return mount["project"] == project_name and mount["service"] == "chroma" and not mount[
+        "oneoff"]  # fmt: skip
+
+
+def other_servers(homes: dict[str, Any], project_name: str) -> list[dict[str, Any]]:
+    """Live containers, other than this project's Chroma, that mount the declared data dir.
+
+    Compared by device and inode, so a symlink, a bind of a parent or another
+    spelling of the path is the same dir.
+    """
+    wanted = (homes.get("data_dir") or {}).get("inode")
+    if not wanted:
+        return []
+    return [
+        m
+        for m in homes["mounts"]
+        if m["inode"] == wanted and is_live(m) and not is_ours(m, project_name)
+    ]
+
+
+def other_server_refusal(mount: dict[str, Any], data_dir: str, project_dir: str) -> str:
+    """The one line for a second server on the data dir, naming the key that moved."""
+    project = mount["project"] or "none"
+    if mount["working_dir"] == project_dir:
+        key = "chroma_compose_project"
+        how = f"this project dir's stack still runs as compose project {project}"
+    else:
+        key = "chroma_data_dir"
+        how = f"container {mount['name']} (compose project {project}, {mount['state']}) uses it"
+    stop = (
+        f"docker compose -p {project} down (it keeps the data)"
+        if mount["project"]
+        else f"docker rm -f {mount['name']}"
+    )
+    return (
+        f"{key}: {data_dir} is served by another Chroma already: {how}, and two servers on "
+        f"one data dir corrupt its vectors; stop it first ({stop}), then deploy again"
+    )
+
+
+def data_elsewhere(
+    homes: dict[str, Any], project_name: str, persist_path: str
+) -> list[dict[str, Any]]:
+    """Mounts at a persist path of this project's containers holding Chroma data that is
+    not the declared data dir: the data this project serves now, somewhere else.
+
+    One entry per source (a volume, or a dir by its inode), the containers that
+    mount it listed in ``containers``.
+    """
+    wanted = (homes.get("data_dir") or {}).get("inode")
+    targets = PERSIST_TARGETS | {persist_path}
+    found: dict[str, dict[str, Any]] = {}
+    for mount in homes["mounts"]:
+        if (
+            mount["project"] != project_name
+            or mount["oneoff"]
+            or mount["target"] not in targets
+            or not mount["has_sqlite"]
+            or (wanted and mount["inode"] == wanted)
+        ):
+            continue
+        key = mount["inode"] or mount["source"]
+        entry = found.setdefault(key, {**mount, "containers": []})
+        entry["containers"].append(mount["name"])
+    return sorted(found.values(), key=lambda m: m["source"])
+
+
+def users_of(homes: dict[str, Any], source: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every container that mounts ``source`` (by inode), of any project, stopped too."""
+    return [m for m in homes["mounts"] if m["inode"] and m["inode"] == source["inode"]]
+
+
+def spelled(source: dict[str, Any]) -> str:
+    """A source as a user knows it: the named volume, or the dir."""
+    if source["type"] == "volume":
+        return f"the named volume {source['volume']}"
+    return source["source"]
+
+
+# One line per mount of every container: fields the shell reads with IFS='|', the
+# source last, so a '|' inside a source path stays in it.
+_MOUNT_LINE = (
+    "{{$c := .}}{{range .Mounts}}"
+    "{{$c.Id}}|{{$c.Name}}|{{$c.State.Status}}|{{$c.HostConfig.RestartPolicy.Name}}|"
+    # A container made without labels has none (null): `with` skips it, where
+    # `index` would fail the whole inspect.
+    '{{with $c.Config.Labels}}{{index . "com.docker.compose.project"}}{{end}}|'
+    '{{with $c.Config.Labels}}{{index . "com.docker.compose.service"}}{{end}}|'
+    '{{with $c.Config.Labels}}{{index . "com.docker.compose.oneoff"}}{{end}}|'
+    '{{with $c.Config.Labels}}{{index . "com.docker.compose.project.working_dir"}}{{end}}|'
+    '{{.Type}}|{{index . "Name"}}|{{.Destination}}|{{.Source}}\n{{end}}'
+)
+
+# Fields of a mount line, in order.
+_FIELDS = (
+    "id", "name", "state", "restart", "project", "service", "oneoff", "working_dir", "type",
+    "volume",
+    "target", "source",
+)  # fmt: skip
+
+
+class DataHomes(FactBase[dict[str, Any]]):
+    """The declared data dir's identity, and every container mount on the host.
+
+    ``{"docker": bool, "data_dir": None | {"inode": "dev:ino", "has_sqlite":
+    bool}, "mounts": [{"id", "name", "state", "restart", "project" (compose
+    project label or ""), "service", "oneoff": bool, "working_dir" (compose's
+    project dir label or ""), "type": "bind"|"volume",
+    "volume" (name or ""), "target", "source", "inode": "dev:ino" | None (not
+    readable), "has_sqlite": bool}]}``. ``data_dir`` None: nothing at the path.
+    ``has_sqlite``: ``chroma.sqlite3`` is a file at the top of that dir, read on
+    the host (a volume's files are only readable as root). ``docker`` False: no
+    docker command or the daemon does not answer (then no mounts).
+    """
+
+    @staticmethod
+    def default() -> dict[str, Any]:
+        return {"docker": False, "data_dir": None, "mounts": []}
+
+    def command(self, data_dir: str) -> str:
+        quoted = shell_word(data_dir)
+        return (
+            f"echo @@data_dir; if test -e {quoted}; then stat -L -c 'inode=%d:%i' -- {quoted}; "
+            f"test -f {quoted}/chroma.sqlite3 && echo sqlite; fi; "
+            "command -v docker >/dev/null 2>&1 || exit 0; "
+            "ids=$(docker ps -aq --no-trunc 2>/dev/null) || exit 0; echo @@docker; "
+            '[ -n "$ids" ] || exit 0; '
+            f"docker inspect --format {shell_word(_MOUNT_LINE)} $ids 2>/dev/null | "
+            "while IFS='|' read -r id name state restart project service oneoff working_dir type "
+            "volume target source; do "
+            'case "$type" in bind|volume) ;; *) continue;; esac; '
+            'echo "@@mount"; printf \'%s\\n\' "$id|$name|$state|$restart|$project|$service|'
+            '$oneoff|$working_dir|$type|$volume|$target|$source"; '
+            "stat -L -c 'inode=%d:%i' -- \"$source\" 2>/dev/null; "
+            'test -f "$source/chroma.sqlite3" && echo sqlite; done; true'
+        )
+
+    def process(self, output: list[str]) -> dict[str, Any]:
+        result = self.default()
+        current: list[str] | None = None
+        blocks: list[list[str]] = []
+        data_dir: list[str] | None = None
+        for line in output:
+            if line == "@@data_dir":
+                current = data_dir = []
+            elif line == "@@docker":
+                result["docker"] = True
+                current = None
+            elif line == "@@mount":
+                current = []
+                blocks.append(current)
+            elif current is not None:
+                current.append(line)
+        if data_dir:
+            result["data_dir"] = {"inode": _inode(data_dir), "has_sqlite": "sqlite" in data_dir}
+        for block in blocks:
+            fields = block[0].split("|", len(_FIELDS) - 1) if block else []
+            if len(fields) != len(_FIELDS):
+                continue  # a source path holding a newline: not a path Chroma data is in
+            mount: dict[str, Any] = dict(zip(_FIELDS, fields, strict=True))
+            mount["name"] = mount["name"].lstrip("/")
+            for label in ("project", "service", "oneoff", "working_dir", "volume"):  # a missing key
+                mount[label] = "" if mount[label] == "<no value>" else mount[label]
+            mount["oneoff"] = mount["oneoff"].lower() == "true"
+            mount["inode"] = _inode(block[1:])
+            mount["has_sqlite"] = "sqlite" in block[1:]
+            result["mounts"].append(mount)
+        result["mounts"].sort(key=lambda m: (m["project"], m["name"], m["target"]))
+        return result
+
+
+def _inode(lines: list[str]) -> str | None:
+    return next((line[6:] for line in lines if line.startswith("inode=")), None)
+
+
+_SCHEMA_PROGRAM = (Path(__file__).resolve().parents[1] / "files" / "chroma_schema.py").read_text()
+
+
+class DataSchema(FactBase[dict[str, Any]]):
+    """The schema level of the Chroma database in ``data_dir``: which version wrote it.
+
+    ``{"levels": {migrations dir: highest migration applied} | None, "error": str |
+    None}``. ``levels`` None: no ``chroma.sqlite3`` there, no python3 on the host,
+    or the file could not be read (``error`` says why). The program is
+    files/chroma_schema.py, sent on the shell's standard input, so no tool must be
+    uploaded before a fact can read it. declaration/versions.py says which
+    releases wrote a level and which can open it.
+    """
+
+    @staticmethod
+    def default() -> dict[str, Any]:
+        return {"levels": None, "error": None}
+
+    def command(self, data_dir: str) -> str:
+        database = shell_word(f"{data_dir}/chroma.sqlite3")
+        return (
+            f"test -f {database} || exit 0; command -v python3 >/dev/null 2>&1 || "
+            "{ echo 'error=python3 is not installed'; exit 0; }; "
+            f"python3 - {database} <<'CHROMA_SCHEMA'\n{_SCHEMA_PROGRAM}\nCHROMA_SCHEMA\n"
+        )
+
+    def process(self, output: list[str]) -> dict[str, Any]:
+        levels: dict[str, int] = {}
+        for line in output:
+            name, _, value = line.partition("=")
+            if name == "error":
+                return {"levels": None, "error": value}
+            if value.strip().isdigit():
+                levels[name] = int(value)
+        return {"levels": levels or None, "error": None}

@@ -1,0 +1,24 @@
+"""Print the migration level a Chroma database's schema is at: ``DIR=LEVEL`` per line.
+
+Chroma records every schema migration it applied in the ``migrations`` table of
+``chroma.sqlite3`` (one row per migration, numbered per dir: embeddings_queue,
+metadb, sysdb), and a newer server applies its own on first open, one way. The
+highest number per dir tells which version line wrote the data, whatever the
+compose file or the image tag say (declaration/versions.py maps levels to
+releases). Read-only: the file is opened with ``mode=ro``, so a live server's
+database is never written. Prints nothing when the file has no such table.
+Standard library only; run by facts/datahomes.py's DataSchema as ``python3 - PATH``.
+"""
+
+import sqlite3
+import sys
+from urllib.parse import quote
+
+try:
+    db = sqlite3.connect(f"file:{quote(sys.argv[1])}?mode=ro", uri=True, timeout=10)
+    rows = db.execute("SELECT dir, MAX(version) FROM migrations GROUP BY dir").fetchall()
+except sqlite3.Error as error:
+    print(f"error={type(error).__name__}: {error}")
+    sys.exit(0)
+for directory, level in sorted(rows):
+    print(f"{directory}={level}")

@@ -1,0 +1,216 @@
+"""Data safety, third pass (#27): where the data is and which version wrote it come from
+the host, not from the configuration.
+
+Each test is a way an ordinary configuration change, or a takeover, served an empty
+database, put two servers on one data dir or opened data with the wrong version, with
+exit 0 and drift clean; records are counted before and after, through the real client.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from conftest import (
+    base_data,
+    compose_down,
+    converge,
+    free_port,
+    read_records,
+    run_deploy,
+    run_drift,
+    sh,
+    wait_for_heartbeat,
+    write_records,
+)
+
+from declaration.versions import SCHEMA_LEVELS
+from facts.datahomes import DataSchema
+
+pytestmark = [pytest.mark.docker, pytest.mark.slow]
+
+PER_COLLECTION = 150  # two collections: 300 records, as the issue counted
+
+
+def count(port: int) -> int:
+    return sum(len(ids) for ids in read_records(port).values())
+
+
+def drift_items(data: dict) -> tuple[int, list[dict]]:
+    result = run_drift(data, "--json")
+    found = json.loads(result.stdout)
+    return result.returncode, found["hosts"]["@local"]["items"]
+
+
+def schema_of(data_dir: Path) -> dict | None:
+    from conftest import read_fact
+
+    return read_fact(DataSchema, data_dir=str(data_dir))["levels"]
+
+
+def error_line(run) -> str:
+    """The one line a refusal printed (pyinfra's error line, or the failed op's)."""
+    lines = [line for line in run.output.splitlines() if "chroma_" in line and ":" in line]
+    assert lines, run.output
+    return lines[-1]
+
+
+def test_a_changed_project_dir_takes_the_old_data_over(project, tmp_path):
+    """#27.1: chroma_project_dir changed, same compose project and port: the data comes along."""
+    project_dir, name = project
+    data = base_data(project_dir, name)
+    converge(data)
+    port = data["chroma_port"]
+    write_records(port, per_collection=PER_COLLECTION)
+    assert count(port) == 300
+    assert schema_of(project_dir / "chroma_data") == SCHEMA_LEVELS["1.5.9"]
+
+    moved = {**data, "chroma_project_dir": str(tmp_path / "moved")}
+    code, items = drift_items(moved)
+    assert code == 2, items
+    assert "data_elsewhere" in {item["kind"] for item in items}
+
+    first = converge(moved)
+    assert "taking over" in first.output, first.output
+    assert count(port) == 300
+    assert (tmp_path / "moved" / "chroma_data" / "chroma.sqlite3").exists()
+    assert (project_dir / "chroma_data" / "chroma.sqlite3").exists()  # the old copy is kept
+    assert run_drift(moved).returncode == 0
+    compose_down(tmp_path / "moved")
+
+
+def test_a_changed_data_dir_takes_the_old_data_over(project):
+    """#27.2: chroma_data_dir chroma_data -> vectors: the data comes along, the old dir kept."""
+    project_dir, name = project
+    data = base_data(project_dir, name)
+    converge(data)
+    port = data["chroma_port"]
+    write_records(port, per_collection=PER_COLLECTION)
+
+    renamed = {**data, "chroma_data_dir": "vectors"}
+    converge(renamed)
+    assert count(port) == 300
+    assert (project_dir / "vectors" / "chroma.sqlite3").exists()
+    assert (project_dir / "chroma_data" / "chroma.sqlite3").exists()
+    assert run_drift(renamed).returncode == 0
+
+
+USER_STACK = """\
+name: {name}
+services:
+  chroma:
+    image: chromadb/chroma:1.5.9
+    ports: ['127.0.0.1:{port}:8000']
+    volumes: ['{source}:/data']
+{volumes}"""
+
+
+@pytest.mark.parametrize("source", ["chroma-storage", "./data"])
+def test_a_taken_over_stack_keeps_data_of_any_name(project, source):
+    """#27.3: a user's 1.5.9 stack with its data in a volume or a dir of another name."""
+    project_dir, name = project
+    data = base_data(project_dir, name)
+    port = data["chroma_port"]
+    project_dir.mkdir(parents=True)
+    volumes = "volumes:\n  chroma-storage: {}\n" if not source.startswith(".") else ""
+    (project_dir / "docker-compose.yml").write_text(
+        USER_STACK.format(name=name, port=port, source=source, volumes=volumes)
+    )
+    sh(f"cd '{project_dir}' && docker compose up -d")
+    wait_for_heartbeat(port)
+    write_records(port, per_collection=PER_COLLECTION)
+    try:
+        first = converge(data)
+        assert "taking over" in first.output, first.output
+        assert count(port) == 300
+        assert run_drift(data).returncode == 0
+    finally:
+        if not source.startswith("."):
+            compose_down(project_dir)
+            sh(f"docker volume rm {name}_chroma-storage", check=False)
+
+
+def test_a_second_server_on_one_data_dir_is_refused(project, tmp_path):
+    """#27.4: chroma_compose_project renamed with a new port; and another project dir that is
+    a symlink to this one: either would start a second server on the data dir."""
+    project_dir, name = project
+    data = base_data(project_dir, name)
+    converge(data)
+    port = data["chroma_port"]
+    write_records(port, per_collection=PER_COLLECTION)
+
+    renamed = {**data, "chroma_compose_project": f"{name}b", "chroma_port": free_port()}
+    code, items = drift_items(renamed)
+    assert code == 2, items
+    refused = run_deploy(renamed)
+    assert refused.returncode != 0
+    line = error_line(refused)
+    assert "chroma_compose_project:" in line and "two servers" in line, line
+    assert count(port) == 300
+
+    link = tmp_path / "linked"
+    os.symlink(project_dir, link)
+    other = {**renamed, "chroma_project_dir": str(link)}
+    refused = run_deploy(other)
+    assert refused.returncode != 0
+    assert "two servers" in error_line(refused)
+    ours = sh(f"docker ps -aq --filter label=com.docker.compose.project={name}b").stdout
+    assert ours.strip() == ""  # no second server was ever made
+    assert count(port) == 300
+
+
+def test_a_server_older_than_the_data_is_refused_without_a_compose_file(project):
+    """#27.6: the compose file removed, then chroma_version lowered: the data says 1.5.9."""
+    project_dir, name = project
+    data = base_data(project_dir, name)
+    converge(data)
+    port = data["chroma_port"]
+    write_records(port, per_collection=PER_COLLECTION)
+    (project_dir / "docker-compose.yml").unlink()
+
+    refused = run_deploy({**data, "chroma_version": "0.6.3"})
+    assert refused.returncode != 0
+    line = error_line(refused)
+    assert "chroma_version:" in line and "written by Chroma 1.5.9" in line, line
+    assert count(port) == 300  # never stopped
+    assert schema_of(project_dir / "chroma_data") == SCHEMA_LEVELS["1.5.9"]
+
+
+SEED_UNPINNED = """\
+name: {name}
+services:
+  chroma:
+    image: {image}
+    ports: ['127.0.0.1:{port}:8000']
+    volumes: ['./chroma_data:/chroma/chroma']
+"""
+
+
+def test_an_unpinned_image_on_existing_data_takes_the_upgrade_path(project, tmp_path):
+    """#27.7: the seed's unpinned image (a 0.6.3 server): backup, rehearsal, verification."""
+    project_dir, name = project
+    data = base_data(project_dir, name, chroma_backup_dir=str(tmp_path / "backups"))
+    port = data["chroma_port"]
+    image = f"cdtest-unpinned-{name}:latest"
+    sh(f"docker tag chromadb/chroma:0.6.3 {image}")
+    try:
+        (project_dir / "chroma_data").mkdir(parents=True)
+        (project_dir / "docker-compose.yml").write_text(
+            SEED_UNPINNED.format(name=name, image=image, port=port)
+        )
+        sh(f"cd '{project_dir}' && docker compose up -d")
+        wait_for_heartbeat(port)
+        write_records(port, per_collection=PER_COLLECTION)
+        assert schema_of(project_dir / "chroma_data") == SCHEMA_LEVELS["0.6.3"]
+
+        first = converge(data)
+        assert count(port) == 300
+        state = os.listdir(project_dir / ".chroma-deploy")
+        assert "upgraded-0.6.3-to-1.5.9.json" in state, (state, first.output)
+        assert any(name.endswith(".tar.gz") for name in os.listdir(tmp_path / "backups"))
+        assert schema_of(project_dir / "chroma_data") == SCHEMA_LEVELS["1.5.9"]
+    finally:
+        compose_down(project_dir)
+        sh(f"docker rmi {image}", check=False)
