@@ -150,12 +150,15 @@ def test_a_second_server_on_one_data_dir_is_refused(project, tmp_path):
     assert "chroma_compose_project:" in line and "two servers" in line, line
     assert count(port) == 300
 
+    # The project dir reached through a symlinked parent (a symlink at the project dir
+    # itself is refused as not a dir): the same data dir under another path.
     link = tmp_path / "linked"
-    os.symlink(project_dir, link)
-    other = {**renamed, "chroma_project_dir": str(link)}
+    os.symlink(project_dir.parent, link)
+    other = {**renamed, "chroma_project_dir": str(link / project_dir.name)}
     refused = run_deploy(other)
     assert refused.returncode != 0
-    assert "two servers" in error_line(refused)
+    line = error_line(refused)
+    assert "chroma_data_dir:" in line and "two servers" in line, line
     ours = sh(f"docker ps -aq --filter label=com.docker.compose.project={name}b").stdout
     assert ours.strip() == ""  # no second server was ever made
     assert count(port) == 300
