@@ -159,42 +159,48 @@ class DataHomes(FactBase[dict[str, Any]]):
 
     def command(self, data_dir: str) -> str:
         quoted = shell_word(data_dir)
+        # Every run reads this on every host: the sources are stat'ed in one process, and
+        # the database file is looked for with the shell's own test, not one per mount.
         return (
             f"echo @@data_dir; if test -e {quoted}; then stat -L -c 'inode=%d:%i' -- {quoted}; "
             f"test -f {quoted}/chroma.sqlite3 && echo sqlite; fi; "
             "command -v docker >/dev/null 2>&1 || exit 0; "
             "ids=$(docker ps -aq --no-trunc 2>/dev/null) || exit 0; echo @@docker; "
             '[ -n "$ids" ] || exit 0; '
-            f"docker inspect --format {shell_word(_MOUNT_LINE)} $ids 2>/dev/null | "
+            f"docker inspect --format {shell_word(_MOUNT_LINE)} $ids 2>/dev/null | {{ set --; "
             "while IFS='|' read -r id name state restart project service oneoff working_dir type "
             "volume target source; do "
             'case "$type" in bind|volume) ;; *) continue;; esac; '
-            'echo "@@mount"; printf \'%s\\n\' "$id|$name|$state|$restart|$project|$service|'
-            '$oneoff|$working_dir|$type|$volume|$target|$source"; '
-            "stat -L -c 'inode=%d:%i' -- \"$source\" 2>/dev/null; "
-            'test -f "$source/chroma.sqlite3" && echo sqlite; done; true'
+            "echo @@mount; printf '%s\\n' \"$id|$name|$state|$restart|$project|$service|"
+            '$oneoff|$working_dir|$type|$volume|$target|$source"; set -- "$@" "$source"; done; '
+            "echo @@sources; [ $# -eq 0 ] || stat -L -c 'inode=%d:%i|%n' -- \"$@\" 2>/dev/null; "
+            'for s; do test -f "$s/chroma.sqlite3" && printf \'sqlite|%s\\n\' "$s"; done; true; }'
         )
 
     def process(self, output: list[str]) -> dict[str, Any]:
         result = self.default()
-        current: list[str] | None = None
-        blocks: list[list[str]] = []
-        data_dir: list[str] | None = None
+        section = ""
+        data_dir: list[str] = []
+        lines: list[str] = []
+        inodes: dict[str, str] = {}
+        sqlite: set[str] = set()
         for line in output:
-            if line == "@@data_dir":
-                current = data_dir = []
-            elif line == "@@docker":
-                result["docker"] = True
-                current = None
-            elif line == "@@mount":
-                current = []
-                blocks.append(current)
-            elif current is not None:
-                current.append(line)
+            if line.startswith("@@"):
+                section = line[2:]
+                result["docker"] = result["docker"] or section == "docker"
+            elif section == "data_dir":
+                data_dir.append(line)
+            elif section == "mount":
+                lines.append(line)
+            elif section == "sources" and line.startswith("inode="):
+                inode, _, source = line[6:].partition("|")
+                inodes[source] = inode
+            elif section == "sources" and line.startswith("sqlite|"):
+                sqlite.add(line[7:])
         if data_dir:
             result["data_dir"] = {"inode": _inode(data_dir), "has_sqlite": "sqlite" in data_dir}
-        for block in blocks:
-            fields = block[0].split("|", len(_FIELDS) - 1) if block else []
+        for line in lines:
+            fields = line.split("|", len(_FIELDS) - 1)
             if len(fields) != len(_FIELDS):
                 continue  # a source path holding a newline: not a path Chroma data is in
             mount: dict[str, Any] = dict(zip(_FIELDS, fields, strict=True))
@@ -202,8 +208,8 @@ class DataHomes(FactBase[dict[str, Any]]):
             for label in ("project", "service", "oneoff", "working_dir", "volume"):  # a missing key
                 mount[label] = "" if mount[label] == "<no value>" else mount[label]
             mount["oneoff"] = mount["oneoff"].lower() == "true"
-            mount["inode"] = _inode(block[1:])
-            mount["has_sqlite"] = "sqlite" in block[1:]
+            mount["inode"] = inodes.get(mount["source"])
+            mount["has_sqlite"] = mount["source"] in sqlite
             result["mounts"].append(mount)
         result["mounts"].sort(key=lambda m: (m["project"], m["name"], m["target"]))
         return result
