@@ -170,6 +170,32 @@ def test_an_archive_of_another_project_is_refused_before_anything_stops(stack, t
     print(f"records before and after: {sum(len(ids) for ids in records.values())}")
 
 
+def test_an_archive_of_a_version_the_settings_do_not_fit_is_refused_before_anything_stops(
+    stack, tmp_path
+):
+    """The manifest's version replaced chroma_version unchecked: a 1.x-only key went on to 0.6.3."""
+    data, port = stack["data"], stack["data"]["chroma_port"]
+    archive = tmp_path / f"{stack['name']}-20200101T000000Z-before-1.5.9.tar.gz"
+    shutil.copy(stack["archive"], archive)
+    write_checksum(archive)
+    manifest = json.loads(sibling(stack["archive"], ".json").read_text())
+    sibling(archive, ".json").write_text(json.dumps(dict(manifest, version="0.6.3")))
+    records = read_records(port)
+    compose = (stack["dir"] / "docker-compose.yml").read_bytes()
+    container = chroma_container(stack["name"])
+
+    restore = dict(data, chroma_restore_archive=str(archive), chroma_max_payload_bytes=1000000)
+    refused = run("restore.py", restore)
+    assert refused.returncode == 1, refused.output
+    untouched(stack, compose, container, records)
+    lines = refusal_lines(refused, "chroma_restore_archive")
+    assert len(lines) == 1, refused.output
+    assert "its manifest names Chroma '0.6.3'" in lines[0]
+    assert "chroma_max_payload_bytes: a Chroma 1.x setting" in lines[0]
+    print(lines[0])
+    print(f"records before and after: {sum(len(ids) for ids in records.values())}")
+
+
 def test_backup_does_not_start_the_stopped_stack_of_a_blocked_host(stack):
     """A failed verification stops the stack and blocks the host; backup.py started it again."""
     project_dir, data, port = stack["dir"], stack["data"], stack["data"]["chroma_port"]
