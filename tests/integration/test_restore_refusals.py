@@ -196,6 +196,35 @@ def test_an_archive_of_a_version_the_settings_do_not_fit_is_refused_before_anyth
     print(f"records before and after: {sum(len(ids) for ids in records.values())}")
 
 
+def test_an_archive_that_fails_to_unpack_leaves_no_staging_and_the_stack_running_again(
+    stack, tmp_path
+):
+    """What no check can see beforehand (here a hard link to a file the archive lacks, which
+    tar lists but cannot make) once left the stack stopped and the staging dir behind."""
+    data, port = stack["data"], stack["data"]["chroma_port"]
+    archive = tmp_path / f"{stack['name']}-20200101T000000Z.tar.gz"
+    with tarfile.open(stack["archive"]) as source, tarfile.open(archive, "w:gz") as target:
+        for member in source.getmembers():
+            target.addfile(member, source.extractfile(member) if member.isfile() else None)
+        link = tarfile.TarInfo("chroma_data/unmakeable")
+        link.type, link.linkname = tarfile.LNKTYPE, "chroma_data/not-in-the-archive"
+        target.addfile(link)
+    write_checksum(archive)
+    shutil.copy(sibling(stack["archive"], ".json"), sibling(archive, ".json"))
+    records = read_records(port)
+    compose = (stack["dir"] / "docker-compose.yml").read_bytes()
+
+    failed = run("restore.py", dict(data, chroma_restore_archive=str(archive)))
+    assert failed.returncode == 1, failed.output
+    assert chroma_container(stack["name"]).endswith(" running")  # started again: it ran
+    assert (stack["dir"] / "docker-compose.yml").read_bytes() == compose
+    assert read_records(port) == records
+    assert not list(stack["dir"].glob(".chroma_data.restore-staging*"))
+    assert not list(stack["dir"].glob("chroma_data.before-restore-*"))
+    assert f"{archive} could not be unpacked" in failed.output
+    print(f"records before and after: {sum(len(ids) for ids in records.values())}")
+
+
 def test_backup_does_not_start_the_stopped_stack_of_a_blocked_host(stack):
     """A failed verification stops the stack and blocks the host; backup.py started it again."""
     project_dir, data, port = stack["dir"], stack["data"], stack["data"]["chroma_port"]
