@@ -15,7 +15,7 @@ ROOT = str(Path(__file__).resolve().parent)
 if ROOT not in sys.path:  # once, though pyinfra runs this file for every host
     sys.path.insert(0, ROOT)
 
-from operations import data_safety, host_failure, lock, preflight, report  # noqa: E402
+from operations import data_safety, host_failure, lock, migrate, preflight, report  # noqa: E402
 
 settings = preflight.settings_for_host()
 preflight.resolve_owner(settings)
@@ -24,6 +24,17 @@ preflight.resolve_owner(settings)
 locked_out = lock.take_project_lock(settings.project_dir, settings.lock_timeout, "backup.py")
 if locked_out:
     host_failure.refused(name="Project lock", message=locked_out)
+
+# A backup starts the stack again after tar: on a host a failed verification stopped
+# and blocked, that would serve data nobody verified, and with chroma_backup_keep
+# each such archive would prune a good one. So backup.py is blocked as deploy.py is.
+migrate.data_safety_guard(
+    name="No failed verification, no data dir left empty beside a copy of it",
+    project_dir=settings.project_dir,
+    data_dir=settings.data_dir,
+    accept_failed=settings.accept_failed_verification,
+    allow_empty=settings.allow_empty_data_dir,
+)
 
 backup = data_safety.backup(
     name=f"Back up {settings.path(settings.data_dir)} to {settings.backup_dir}",

@@ -1,17 +1,18 @@
 """Restore a backup: `pyinfra INVENTORY restore.py --data chroma_restore_archive=/path.tar.gz`.
 
-The current data dir is moved aside (never deleted), the archive's checksum
-is checked first, and the restored collections, counts, ids, documents and
-metadata are verified against the backup's manifest. The archive's manifest
+Every check of the archive (there, its checksum, its manifest, the data dir
+it holds, the version it names) is made before anything on the host changes:
+a refused restore is one line and leaves the stack as it was. The current
+data dir is moved aside (never deleted), and the restored collections,
+counts, ids, documents and metadata are verified against the backup's
+manifest. The archive's manifest
 names the Chroma version it was taken with: the stack is restored on that
 version (the way back from an upgrade), and the run says which
 chroma_version to keep in the inventory. Running it again with the same
 archive changes nothing while the server still holds what it restored.
 """
 
-import json
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 # pyinfra puts only the working dir on sys.path: make `pyinfra @local /path/to/restore.py`
@@ -21,10 +22,13 @@ if ROOT not in sys.path:  # once, though pyinfra runs this file for every host
     sys.path.insert(0, ROOT)
 
 from pyinfra import host  # noqa: E402
-from pyinfra.facts.files import FileContents  # noqa: E402
 
 from declaration.resources import Declared  # noqa: E402
-from operations import data_safety, host_failure, image, lock, preflight, report, stack  # noqa: E402
+from declaration.settings import SettingsError, load_settings  # noqa: E402
+from declaration.versions import deployed_version  # noqa: E402
+from facts.archive import BackupArchive  # noqa: E402
+from facts.project import ProjectFiles  # noqa: E402
+from operations import data_safety, host_failure, host_state, image, lock, preflight, report  # noqa: E402
 from operations.refusal import refusal  # noqa: E402
 
 settings = preflight.settings_for_host()
@@ -40,54 +44,63 @@ if not settings.restore_archive:
     )
 
 archive = settings.restore_archive
+declared_version = settings.version  # the inventory's: the one to keep, if the archive's differs
 
 # One run at a time per project: taken now, before any operation, held while this run lives.
 locked_out = lock.take_project_lock(settings.project_dir, settings.lock_timeout, "restore.py")
 if locked_out:
     host_failure.refused(name="Project lock", message=locked_out)
 declared = Declared(settings, owner.uid, owner.gid, token)
-# Only the manifest's version is needed here: read the file, not the live server.
-manifest_lines = host.get_fact(FileContents, path=archive.removesuffix(".tar.gz") + ".json")
-try:
-    manifest = json.loads("\n".join(manifest_lines)) if manifest_lines else None
-except ValueError:
-    manifest = None  # the restore operation names a broken or missing manifest
+# Every check of the archive, now, while nothing on the host has changed: a refused
+# restore stops nothing and writes nothing (not the compose file of its version either).
+manifest, problem = data_safety.archive_problem(
+    archive, host_state.read(BackupArchive, archive=archive), settings.data_dir
+)
 archive_version = (manifest or {}).get("version")
-if archive_version and archive_version != settings.version:
+if archive_version and not problem:
     # The data was written by that version and Chroma migrates forward only:
-    # restore it on the version it came from.
-    settings = replace(settings, version=archive_version)
-    declared = Declared(settings, owner.uid, owner.gid, token)
-    image.chroma_image(
-        name=f"Image {settings.image_ref} the archive was taken with",
-        ref=settings.image_ref,
-        version=settings.version,
-        source=settings.image_source,
-        build_dir=settings.image_build_dir,
+    # restore it on the version it came from, with this host's other settings.
+    try:
+        then = load_settings({**host.data.dict(), "chroma_version": archive_version})
+    except SettingsError as error:
+        problem = (
+            f"chroma_restore_archive: its manifest names Chroma {archive_version!r}, and this "
+            f"host's settings do not fit that version ({error}): nothing was changed; restore "
+            "an archive of a version these settings fit, or fix the settings"
+        )
+if problem:
+    host_failure.refused(name=f"Restore {archive}", message=problem)
+else:
+    files = host_state.read(ProjectFiles, project_dir=settings.project_dir)
+    deployed = deployed_version(files["compose"]["content"]) if files["compose"] else None
+    compose_content = None
+    if archive_version and archive_version != (deployed or settings.version):
+        settings = then
+        declared = Declared(settings, owner.uid, owner.gid, token)
+        compose_content = declared.compose_content
+        image.chroma_image(
+            name=f"Image {settings.image_ref} the archive was taken with",
+            ref=settings.image_ref,
+            version=settings.version,
+            source=settings.image_source,
+            build_dir=settings.image_build_dir,
+            project_dir=settings.project_dir,
+            project_name=settings.compose_project,
+        )
+    keep = f": keep chroma_version={archive_version}" if archive_version != declared_version else ""
+    restored = data_safety.restore(
+        name=f"Restore {archive} into {settings.path(settings.data_dir)}"
+        + (f" on Chroma {archive_version}{keep}" if archive_version else ""),
         project_dir=settings.project_dir,
         project_name=settings.compose_project,
-    )
-    stack.compose_file(
-        name=f"{settings.compose_path} for Chroma {archive_version}, the archive's version",
-        project_dir=settings.project_dir,
-        content=declared.compose_content,
+        data_dir=settings.data_dir,
+        archive=archive,
         uid=declared.uid,
         gid=declared.gid,
+        mode=settings.data_dir_mode,
+        url=declared.url,
+        token_file=declared.token_file,
+        wait_timeout=settings.wait_timeout,
+        compose_content=compose_content,
     )
-
-keep = f" on Chroma {archive_version}: keep chroma_version={archive_version}"
-restored = data_safety.restore(
-    name=f"Restore {archive} into {settings.path(settings.data_dir)}"
-    + (keep if archive_version else ""),
-    project_dir=settings.project_dir,
-    project_name=settings.compose_project,
-    data_dir=settings.data_dir,
-    archive=archive,
-    uid=declared.uid,
-    gid=declared.gid,
-    mode=settings.data_dir_mode,
-    url=declared.url,
-    token_file=declared.token_file,
-    wait_timeout=settings.wait_timeout,
-)
-report.show(restored)  # what was restored, where the data before it went
+    report.show(restored)  # what was restored, where the data before it went

@@ -11,11 +11,14 @@ of this project (never the way back to before the current version).
 
 from __future__ import annotations
 
+import hashlib
+import json
 import shlex
+from io import StringIO
 from pathlib import Path
 
 from pyinfra import host
-from pyinfra.api import operation
+from pyinfra.api import FileUploadCommand, operation
 from pyinfra.facts.files import File
 
 from declaration.versions import deployed_version
@@ -29,7 +32,7 @@ from operations.host_tools import (
     safety_command,
     upload_tools,
 )
-from operations.stack import compose_command, compose_up
+from operations.stack import COMPOSE_FILE, compose_command, compose_up
 
 
 @operation(is_idempotent=False)
@@ -143,6 +146,54 @@ def restore_marker(project_dir: str, archive: str) -> str:
     return f"{project_dir}/{STATE_DIR}/restored-{Path(archive).name}"
 
 
+def archive_problem(archive: str, found: dict, data_dir: str) -> tuple[dict | None, str | None]:
+    """The archive's manifest, and why it cannot be restored here (one refusal line) or None.
+
+    Every check of the archive is made from ``found`` (facts.archive.BackupArchive)
+    while pyinfra prepares the host, so a refused restore stops nothing and
+    writes nothing: not the compose file of the version it names either.
+    """
+    stem = archive.removesuffix(".tar.gz")
+    done = "nothing was changed"
+    if not found["archive"]:
+        return None, (f"chroma_restore_archive: no archive at {archive}: {done}; name a .tar.gz "
+                      "that backup.py wrote (a path on the host)")  # fmt: skip
+    missing = [s for s, there in ((".sha256", found["sha256"]), (".json", found["manifest"]))
+               if there is None]  # fmt: skip
+    if missing:
+        return None, (
+            f"chroma_restore_archive: {archive} has no {' or '.join(missing)} beside it (backup.py "
+            f"writes both): {done}; put them beside the archive, or name another archive"
+        )
+    if found["sha256"] != "match":
+        return None, (
+            f"chroma_restore_archive: {archive} does not match its .sha256 (damaged, or changed "
+            f"since backup.py wrote it): {done}; name another archive, or copy this one again "
+            "from where it is kept"
+        )
+    if not found["listed"]:
+        return None, (f"chroma_restore_archive: {archive} matches its .sha256 but tar cannot read "
+                      f"it to its end: {done}; name another archive")  # fmt: skip
+    try:
+        manifest = json.loads(found["manifest"])
+    except ValueError:
+        manifest = None
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("collections"), dict):
+        return None, (
+            f"chroma_restore_archive: {stem}.json is not the manifest backup.py writes (no "
+            f"collections in it): {done}; put that manifest beside the archive, or name another "
+            "archive"
+        )
+    if found["top"] != [data_dir]:
+        held = ", ".join(f"{name}/" for name in found["top"]) or "no dir"
+        return manifest, (
+            f"chroma_restore_archive: {archive} holds {held}, not {data_dir}/ (an archive of "
+            f"another project: its manifest names {manifest.get('project') or 'no project'}): "
+            f"{done}; name an archive backup.py wrote of this project's data dir"
+        )
+    return manifest, None
+
+
 @operation()
 def restore(
     project_dir: str,
@@ -155,15 +206,19 @@ def restore(
     url: str,
     token_file: str | None,
     wait_timeout: int,
+    compose_content: str | None = None,
 ):
     """Restore ``archive`` into the data dir, after moving the current data aside.
 
-    Checks that the archive is there and matches its checksum first, and that
-    the disk has room; extracts into a staging dir that replaces the data dir
-    by rename (a pending record first, so a killed run is never taken for an
-    empty server); verifies the restored server against the backup's manifest.
-    Nothing to do when this archive was restored and the server still holds
-    exactly what its manifest says.
+    The archive was checked before (archive_problem); the disk must have room.
+    Extracts into a staging dir that replaces the data dir by rename (a pending
+    record first, so a killed run is never taken for an empty server); verifies
+    the restored server against the backup's manifest. A compose file for the
+    archive's version is checked by compose first and put in place only right
+    after the data it can read, never before: a restore that stops early leaves
+    the stack on its own version, running if it ran. Nothing to do when this
+    archive was restored and the server still holds exactly what its manifest
+    says (on the version it was taken with).
 
     + project_dir, data_dir: the project dir and the name of its data dir
     + project_name: the compose project name written in the file
@@ -171,16 +226,25 @@ def restore(
     + uid, gid, mode: owner and mode of the restored data dir
     + url, token_file: where Chroma answers, and its token file
     + wait_timeout: seconds for ``up --wait``
+    + compose_content: the compose file for the archive's version, when the
+      deployed one is another version; None keeps the compose file
     """
     stem = archive.removesuffix(".tar.gz")
     marker = restore_marker(project_dir, archive)
-    if host_state.read(File, path=marker):
+    live = f"{project_dir}/{COMPOSE_FILE}"
+    switch = None
+    if compose_content is not None:
+        files = host_state.read(ProjectFiles, project_dir=project_dir)
+        wanted = hashlib.sha256(compose_content.encode()).hexdigest()
+        if not files["compose"] or files["compose"]["sha256"] != wanted:
+            switch = f"{live}.chroma-deploy.restore"
+    if switch is None and host_state.read(File, path=marker):
         found = host_state.read(
             ChromaInventory, url=url, tools_dir=TOOLS_DIR, token_file=token_file,
             manifest=f"{stem}.json",
         )  # fmt: skip
-        live, manifest = found["live"], found["manifest"]
-        if live and manifest and live["collections"] == manifest["collections"]:
+        live_inventory, manifest = found["live"], found["manifest"]
+        if live_inventory and manifest and live_inventory["collections"] == manifest["collections"]:
             host.noop(f"{archive} was restored and the server still holds what it held")
             return
     yield from upload_tools(project_dir)
@@ -188,38 +252,43 @@ def restore(
     staging = f"{project_dir}/.{data_dir}.restore-staging"
     pending = f"{project_dir}/{STATE_DIR}/restore-pending.json"
     q = shlex.quote
-    yield (
-        f"test -f {q(archive)} || {{ echo {q(f'no archive at {archive}: nothing was changed')} >&2;"
-        " exit 1; }; "
-        f"test -f {q(stem + '.sha256')} && test -f {q(stem + '.json')} || {{ echo "
-        f"{q(f'{archive} has no .sha256 or .json beside it (backup.py writes both): nothing was changed')}"  # noqa: E501
-        " >&2; exit 1; }"
-    )
-    yield (
-        f"cd {q(str(Path(archive).parent))} && "
-        f"sha256sum -c --quiet {q(Path(stem).name + '.sha256')}"
-        " || { echo 'the archive does not match its .sha256: nothing was changed' >&2; exit 1; }"
-    )
     yield safety_command("space", ("--source", archive), ("--target", project_dir),
                          ("--factor", 4))  # fmt: skip
+    if switch and compose_content is not None:
+        check = ["docker", "compose", "--project-directory", project_dir, "-f", switch, "config",
+                 "--quiet"]  # fmt: skip
+        rejected = f"the compose file for the archive's version was rejected by docker compose; {live} was left as it was"  # noqa: E501
+        yield FileUploadCommand(StringIO(compose_content), switch)
+        yield (
+            f"{shlex.join(check)} || {{ rm -f {q(switch)}; echo {q(rejected)} >&2; exit 1; }}; "
+            f"chown {uid}:{gid} {q(switch)} && chmod 640 {q(switch)}"
+        )
+    up = compose_up(project_dir, project_name, wait_timeout)
+    running = compose_command(project_dir, "ps", "--quiet", "--status", "running")
+    unpacked = f"{archive} could not be unpacked into {staging}: nothing was changed"
     yield (
         # The pid keeps two restores within one second from sharing an aside dir.
         "set -e; stamp=$(date -u +%Y%m%dT%H%M%SZ)-$$; "
-        f"mkdir -p {q(project_dir + '/' + STATE_DIR)}; "
+        f"mkdir -p {q(project_dir + '/' + STATE_DIR)}; running=$({running}); "
         f"{compose_command(project_dir, 'stop')}; "
-        f"rm -rf {q(staging)}; mkdir -p {q(staging)}; "  # our own half extraction, never user data
-        f"tar -C {q(staging)} -xzf {q(archive)}; "
-        f"test -d {q(staging + '/' + data_dir)} || {{ echo "
-        f"{q(f'the archive holds no {data_dir}/: nothing was changed')} >&2; exit 1; }}; "
-        f"chown -R {uid}:{gid} {q(staging + '/' + data_dir)}; "
-        f"chmod {q(mode)} {q(staging + '/' + data_dir)}; "
+        # Our own half extraction, never user data, is removed before and on failure;
+        # the stack is started again only if it ran.
+        f"if ! {{ rm -rf {q(staging)} && mkdir -p {q(staging)} "
+        f"&& tar -C {q(staging)} -xzf {q(archive)} && test -d {q(staging + '/' + data_dir)} "
+        f"&& chown -R {uid}:{gid} {q(staging + '/' + data_dir)} "
+        f"&& chmod {q(mode)} {q(staging + '/' + data_dir)}; }}; "
+        f"then rm -rf {q(staging)}{' ' + q(switch) if switch else ''}; "
+        f'if [ -n "$running" ]; then {up}; fi; echo {q(unpacked)} >&2; exit 1; fi; '
         f'aside={q(target)}.before-restore-"$stamp"; '
         f'printf \'{{"archive": "%s", "aside": "%s"}}\\n\' {q(archive)} "$aside" > {q(pending)}; '
         f'if [ -e {q(target)} ]; then mv {q(target)} "$aside"; fi; '
-        f"mv {q(staging + '/' + data_dir)} {q(target)}; rmdir {q(staging)}; "
-        f'echo "the data before the restore is in $aside"'
+        f"mv {q(staging + '/' + data_dir)} {q(target)}; "
+        # The version that reads the restored data, never before that data is in place.
+        + (f"mv -f {q(switch)} {q(live)}; " if switch else "")
+        + f"rmdir {q(staging)}; "
+        'echo "the data before the restore is in $aside"'
     )
-    yield compose_up(project_dir, project_name, wait_timeout)
+    yield up
     yield (
         f"{safety_command('compare', ('--manifest', stem + '.json'), ('--url', url), ('--token-file', token_file))}"  # noqa: E501
         f" || {{ echo {q('restored data does not match the backup manifest; the data before the restore is kept beside ' + target)} >&2; exit 1; }}; "  # noqa: E501

@@ -79,7 +79,10 @@ def test_corrupt_archive_is_refused_and_nothing_changes(project, tmp_path):
     before = read_records(data["chroma_port"])
     result = run("restore.py", dict(data, chroma_restore_archive=str(archive)))
     assert result.returncode != 0
-    assert "the archive does not match its .sha256: nothing was changed" in result.stderr
+    assert (
+        f"{archive} does not match its .sha256 (damaged, or changed since backup.py wrote "
+        "it): nothing was changed" in result.stderr
+    )
     assert read_records(data["chroma_port"]) == before
     assert not list(project_dir.glob("chroma_data.before-restore-*"))
 

@@ -77,6 +77,7 @@ def _all_facts() -> set[str]:
 # an absent one as present, fails here.
 ABSENT: dict[str, tuple[Callable[[Any], bool], set[str]]] = {
     "accounts.Accounts": (lambda f: f["owner"] is None, {"no_such_owner"}),
+    "archive.BackupArchive": (lambda f: f["archive"] is False, {"no_archive"}),
     "accounts.UsedIds": (lambda f: f is None, {"no_getent"}),
     "chroma.ChromaHealth": (lambda f: f["reachable"] is False, {"down", "no_curl_down"}),
     "chroma.ChromaInventory": (
