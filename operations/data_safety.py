@@ -21,7 +21,8 @@ from pyinfra import host
 from pyinfra.api import FileUploadCommand, operation
 from pyinfra.facts.files import File
 
-from declaration.versions import deployed_version
+from declaration.versions import data_written_by, deployed_version, migrates, too_new_for
+from facts.datahomes import DataSchema
 from facts.chroma import ChromaInventory
 from facts.project import ProjectFiles
 from operations import host_state
@@ -126,20 +127,39 @@ def backup(
     + data_dir: name of the bind-mounted data dir
     + backup_dir: where archives go; keep: newest archives to keep (0: all)
     + wait_timeout: seconds for ``up --wait`` after the archive is written
-    + version: the declared chroma_version; the manifest records the version the
-      compose file runs (the one the data was written by), this one only without a file
+    + version: the declared chroma_version; the manifest records the release that
+      wrote the data (data_version), this one only when nothing says which
     """
-    files = host_state.read(ProjectFiles, project_dir=project_dir)
-    deployed = deployed_version(files["compose"]["content"]) if files["compose"] else None
+    written_by = data_version(project_dir, data_dir) or version
     yield from backup_commands(
-        project_dir, project_name, data_dir, backup_dir, wait_timeout, deployed or version
+        project_dir, project_name, data_dir, backup_dir, wait_timeout, written_by
     )
     if keep:
         # The one deletion chroma-deploy does, and only when chroma_backup_keep asks.
         yield safety_command(
             "prune", ("--dir", backup_dir), ("--project", project_name), ("--keep", keep),
-            ("--version", deployed or version),
+            ("--version", written_by),
         )  # fmt: skip
+
+
+def data_version(project_dir: str, data_dir: str) -> str | None:
+    """The release that wrote the data: what restore.py will start on an archive of it.
+
+    The compose file's pinned version when the data's schema level fits it (a server
+    of that version has been serving the data), else the release the level says wrote
+    it (declaration.versions): a compose file that names another version than the one
+    that wrote the data (removed and put back by hand, an unpinned image) never labels
+    an archive that a restore would then open with the wrong server. None: no data and
+    no pinned version.
+    """
+    files = host_state.read(ProjectFiles, project_dir=project_dir)
+    deployed = deployed_version(files["compose"]["content"]) if files["compose"] else None
+    levels = host_state.read(DataSchema, data_dir=f"{project_dir}/{data_dir}")["levels"]
+    if not levels or (
+        deployed and not too_new_for(deployed, levels) and not migrates(deployed, levels)
+    ):
+        return deployed
+    return data_written_by(levels) or deployed
 
 
 def restore_marker(project_dir: str, archive: str) -> str:
