@@ -22,8 +22,8 @@ from pyinfra.api import FileUploadCommand, operation
 from pyinfra.facts.files import File
 
 from declaration.versions import data_written_by, deployed_version, migrates, too_new_for
-from facts.datahomes import DataSchema
 from facts.chroma import ChromaInventory
+from facts.datahomes import DataSchema
 from facts.project import ProjectFiles
 from operations import host_state
 from operations.host_tools import (
