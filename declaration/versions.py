@@ -236,3 +236,35 @@ def data_written_by(levels: dict[str, int]) -> str | None:
         return min(exact, key=Version)
     opens = [release for release, limit in SCHEMA_LEVELS.items() if _within(levels, limit)]
     return min(opens, key=Version) if opens else None
+
+
+def spelled_levels(levels: dict[str, int] | None) -> str:
+    """A schema level as a user reads it: ``embeddings_queue 2, metadb 6, sysdb 10``."""
+    return ", ".join(f"{name} {level}" for name, level in sorted((levels or {}).items()))
+
+
+def data_version_problem(version: str, levels: dict[str, int], where: str) -> str | None:
+    """Why a ``version`` server must not open the data in ``where``, or None.
+
+    The data was written by a newer release than ``version``; or by a release
+    whose level only a release newer than ``version`` is known to have, while
+    nothing says ``version`` opens it: Chroma migrates forward only, and an older
+    server on newer data fails or writes into a schema it does not know.
+    """
+    writer = data_written_by(levels)
+    newest = max(SCHEMA_LEVELS, key=Version)
+    schema = spelled_levels(levels)
+    if too_new_for(version, levels):
+        return (
+            f"chroma_version: the data in {where} was written by Chroma "
+            f"{writer or 'newer than ' + newest} (its schema: {schema}), newer than {version}, "
+            f"and Chroma migrates its data forward only; set chroma_version="
+            f"{writer or 'that release'}"
+        )
+    if writer and Version(version) < Version(writer) and too_new_for(version, levels) is None:
+        return (
+            f"chroma_version: the data in {where} is at Chroma {writer}'s schema level "
+            f"({schema}), and nothing says {version}, an older release, opens it (Chroma "
+            f"migrates its data forward only); set chroma_version={writer} or newer"
+        )
+    return None

@@ -46,7 +46,8 @@ def other_servers(homes: dict[str, Any], project_name: str) -> list[dict[str, An
     """Live containers, other than this project's Chroma, that mount the declared data dir.
 
     Compared by device and inode, so a symlink, a bind of a parent or another
-    spelling of the path is the same dir.
+    spelling of the path is the same dir; a parent mounted with a persist path
+    below it (served_path) counts as the dir it serves.
     """
     wanted = (homes.get("data_dir") or {}).get("inode")
     if not wanted:
@@ -54,7 +55,7 @@ def other_servers(homes: dict[str, Any], project_name: str) -> list[dict[str, An
     return [
         m
         for m in homes["mounts"]
-        if m["inode"] == wanted and is_live(m) and not is_ours(m, project_name)
+        if wanted in (m["inode"], m["served_inode"]) and is_live(m) and not is_ours(m, project_name)
     ]
 
 
@@ -81,33 +82,42 @@ def other_server_refusal(mount: dict[str, Any], data_dir: str, project_dir: str)
 def data_elsewhere(
     homes: dict[str, Any], project_name: str, persist_path: str
 ) -> list[dict[str, Any]]:
-    """Mounts at a persist path of this project's containers holding Chroma data that is
-    not the declared data dir: the data this project serves now, somewhere else.
+    """Where this project's containers persist Chroma data, when not in the declared data dir.
 
-    One entry per source (a volume, or a dir by its inode), the containers that
-    mount it listed in ``containers``.
+    A mount at a persist path (1.x's, 0.x's, the declared line's, or the one the
+    container's environment names) whose source holds ``chroma.sqlite3``, or the dir
+    below a mount that the environment's persist path names (served_path). One entry
+    per source (a volume, or a dir by its inode): the mount, with ``source`` the host
+    dir to copy and ``containers`` the containers that persist there.
     """
     wanted = (homes.get("data_dir") or {}).get("inode")
-    targets = PERSIST_TARGETS | {persist_path}
     found: dict[str, dict[str, Any]] = {}
     for mount in homes["mounts"]:
-        if (
-            mount["project"] != project_name
-            or mount["oneoff"]
-            or mount["target"] not in targets
-            or not mount["has_sqlite"]
-            or (wanted and mount["inode"] == wanted)
-        ):
+        if mount["project"] != project_name or mount["oneoff"]:
             continue
-        key = mount["inode"] or mount["source"]
-        entry = found.setdefault(key, {**mount, "containers": []})
+        if mount["served"]:
+            source, inode, has = mount["served"], mount["served_inode"], mount["served_sqlite"]
+            kind = "bind"  # a dir inside the mount: copied as a dir
+        elif mount["target"] in PERSIST_TARGETS | {persist_path, mount["persist"]}:
+            source, inode, has = mount["source"], mount["inode"], mount["has_sqlite"]
+            kind = mount["type"]
+        else:
+            continue
+        if not has or (wanted and inode == wanted):
+            continue
+        entry = found.setdefault(
+            inode or source,
+            {**mount, "type": kind, "source": source, "inode": inode, "containers": []},
+        )
         entry["containers"].append(mount["name"])
     return sorted(found.values(), key=lambda m: m["source"])
 
 
 def users_of(homes: dict[str, Any], source: dict[str, Any]) -> list[dict[str, Any]]:
-    """Every container that mounts ``source`` (by inode), of any project, stopped too."""
-    return [m for m in homes["mounts"] if m["inode"] and m["inode"] == source["inode"]]
+    """Every container that mounts ``source`` (by inode, or serves it below a mount), of
+    any project, stopped too."""
+    inode = source["inode"]
+    return [m for m in homes["mounts"] if inode and inode in (m["inode"], m["served_inode"])]
 
 
 def spelled(source: dict[str, Any]) -> str:
@@ -128,14 +138,19 @@ _MOUNT_LINE = (
     '{{with $c.Config.Labels}}{{index . "com.docker.compose.service"}}{{end}}|'
     '{{with $c.Config.Labels}}{{index . "com.docker.compose.oneoff"}}{{end}}|'
     '{{with $c.Config.Labels}}{{index . "com.docker.compose.project.working_dir"}}{{end}}|'
+    # Where the server persists when its environment says (1.x CHROMA_PERSIST_PATH, 0.x
+    # PERSIST_DIRECTORY), each value followed by ";": only those two names are printed,
+    # never the environment (it may hold secrets).
+    '{{range $c.Config.Env}}{{$kv := split . "="}}{{if or (eq (index $kv 0) '
+    '"CHROMA_PERSIST_PATH") (eq (index $kv 0) "PERSIST_DIRECTORY")}}{{index $kv 1}};{{end}}'
+    "{{end}}|"
     '{{.Type}}|{{index . "Name"}}|{{.Destination}}|{{.Source}}\n{{end}}'
 )
 
 # Fields of a mount line, in order.
 _FIELDS = (
-    "id", "name", "state", "restart", "project", "service", "oneoff", "working_dir", "type",
-    "volume",
-    "target", "source",
+    "id", "name", "state", "restart", "project", "service", "oneoff", "working_dir",
+    "persist", "type", "volume", "target", "source",
 )  # fmt: skip
 
 
@@ -143,11 +158,14 @@ class DataHomes(FactBase[dict[str, Any]]):
     """The declared data dir's identity, and every container mount on the host.
 
     ``{"docker": bool, "data_dir": None | {"inode": "dev:ino", "has_sqlite":
-    bool}, "mounts": [{"id", "name", "state", "restart", "project" (compose
-    project label or ""), "service", "oneoff": bool, "working_dir" (compose's
-    project dir label or ""), "type": "bind"|"volume",
-    "volume" (name or ""), "target", "source", "inode": "dev:ino" | None (not
-    readable), "has_sqlite": bool}]}``. ``data_dir`` None: nothing at the path.
+    bool, "entries": files other than .gitkeep in it, "mount_point": bool},
+    "mounts": [{"id", "name", "state", "restart", "project" (compose project
+    label or ""), "service", "oneoff": bool, "working_dir" (compose's project
+    dir label or ""), "persist" (the container's CHROMA_PERSIST_PATH or
+    PERSIST_DIRECTORY, or ""), "type": "bind"|"volume", "volume" (name or ""),
+    "target", "source", "inode": "dev:ino" | None (not readable), "has_sqlite":
+    bool, "served", "served_inode", "served_sqlite" (the dir below the mount
+    the persist path names: served_path)}]}``. ``data_dir`` None: nothing at the path.
     ``has_sqlite``: ``chroma.sqlite3`` is a file at the top of that dir, read on
     the host (a volume's files are only readable as root). ``docker`` False: no
     docker command or the daemon does not answer (then no mounts).
@@ -162,17 +180,24 @@ class DataHomes(FactBase[dict[str, Any]]):
         # Every run reads this on every host: the sources are stat'ed in one process, and
         # the database file is looked for with the shell's own test, not one per mount.
         return (
-            f"echo @@data_dir; if test -e {quoted}; then stat -L -c 'inode=%d:%i' -- {quoted}; "
-            f"test -f {quoted}/chroma.sqlite3 && echo sqlite; fi; "
+            f"echo @@data_dir; if test -e {quoted}; then "
+            f"stat -L -c 'inode=%d:%i' -- {quoted} {quoted}/..; "
+            f"test -f {quoted}/chroma.sqlite3 && echo sqlite; n=0; "
+            f"for e in {quoted}/* {quoted}/.[!.]* {quoted}/..?*; do "
+            '{ [ -e "$e" ] || [ -L "$e" ]; } || continue; '
+            'case "${e##*/}" in .gitkeep) ;; *) n=$((n+1));; esac; done; echo "entries=$n"; fi; '
             "command -v docker >/dev/null 2>&1 || exit 0; "
             "ids=$(docker ps -aq --no-trunc 2>/dev/null) || exit 0; echo @@docker; "
             '[ -n "$ids" ] || exit 0; '
             f"docker inspect --format {shell_word(_MOUNT_LINE)} $ids 2>/dev/null | {{ set --; "
-            "while IFS='|' read -r id name state restart project service oneoff working_dir type "
-            "volume target source; do "
+            "while IFS='|' read -r id name state restart project service oneoff working_dir "
+            "persist type volume target source; do "
             'case "$type" in bind|volume) ;; *) continue;; esac; '
             "echo @@mount; printf '%s\\n' \"$id|$name|$state|$restart|$project|$service|"
-            '$oneoff|$working_dir|$type|$volume|$target|$source"; set -- "$@" "$source"; done; '
+            '$oneoff|$working_dir|$persist|$type|$volume|$target|$source"; set -- "$@" "$source"; '
+            # The dir the server persists to inside this mount (facts.datahomes.served_path).
+            'p=${persist%%;*}; case "$p" in "$target"/*) set -- "$@" "$source${p#"$target"}";; '
+            "esac; done; "
             "echo @@sources; [ $# -eq 0 ] || stat -L -c 'inode=%d:%i|%n' -- \"$@\" 2>/dev/null; "
             'for s; do test -f "$s/chroma.sqlite3" && printf \'sqlite|%s\\n\' "$s"; done; true; }'
         )
@@ -198,7 +223,15 @@ class DataHomes(FactBase[dict[str, Any]]):
             elif section == "sources" and line.startswith("sqlite|"):
                 sqlite.add(line[7:])
         if data_dir:
-            result["data_dir"] = {"inode": _inode(data_dir), "has_sqlite": "sqlite" in data_dir}
+            found = [line[6:] for line in data_dir if line.startswith("inode=")]
+            entries = next((line[8:] for line in data_dir if line.startswith("entries=")), "0")
+            result["data_dir"] = {
+                "inode": found[0] if found else None,
+                # Another device than its parent's: a mount point (a disk of its own).
+                "mount_point": len(found) > 1 and found[0].split(":")[0] != found[1].split(":")[0],
+                "has_sqlite": "sqlite" in data_dir,
+                "entries": int(entries) if entries.isdigit() else 0,
+            }
         for line in lines:
             fields = line.split("|", len(_FIELDS) - 1)
             if len(fields) != len(_FIELDS):
@@ -208,15 +241,28 @@ class DataHomes(FactBase[dict[str, Any]]):
             for label in ("project", "service", "oneoff", "working_dir", "volume"):  # a missing key
                 mount[label] = "" if mount[label] == "<no value>" else mount[label]
             mount["oneoff"] = mount["oneoff"].lower() == "true"
+            mount["persist"] = mount["persist"].split(";")[0]
             mount["inode"] = inodes.get(mount["source"])
             mount["has_sqlite"] = mount["source"] in sqlite
+            served = served_path(mount)
+            mount["served"] = served
+            mount["served_inode"] = inodes.get(served) if served else None
+            mount["served_sqlite"] = served in sqlite if served else False
             result["mounts"].append(mount)
         result["mounts"].sort(key=lambda m: (m["project"], m["name"], m["target"]))
         return result
 
 
-def _inode(lines: list[str]) -> str | None:
-    return next((line[6:] for line in lines if line.startswith("inode=")), None)
+def served_path(mount: dict[str, Any]) -> str | None:
+    """The host dir a server persists to when its persist path is below the mount's target.
+
+    A parent dir mounted at /srv and CHROMA_PERSIST_PATH=/srv/chroma_data serve
+    ``<source>/chroma_data``: no mount's source is that dir, yet a server writes it.
+    """
+    persist, target = mount["persist"], mount["target"].rstrip("/")
+    if persist.startswith(target + "/"):
+        return mount["source"] + persist[len(target) :]
+    return None
 
 
 _SCHEMA_PROGRAM = (Path(__file__).resolve().parents[1] / "files" / "chroma_schema.py").read_text()

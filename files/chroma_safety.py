@@ -186,6 +186,15 @@ def stage(args: argparse.Namespace) -> int:
             f"both {args.subject} and {data_dir} hold Chroma data: chroma-deploy will not merge "
             "or choose; move one aside (never delete it)"
         )
+    # Room for the copy is checked before the record is written or anything stopped: a
+    # disk too small refuses with the stack still serving (the layer's size is known
+    # before it is committed, a dir's by reading it).
+    if args.kind == "layer":
+        container = args.source.split(":", 1)[0]
+        size = docker("inspect", "--size", "--format", "{{.SizeRw}}", container).strip()
+        check_space(int(size or 0), str(data_dir.parent))
+    else:
+        check_space(tree_size(args.source), str(data_dir.parent))
     record_path.parent.mkdir(parents=True, exist_ok=True)
     if record_path.exists():
         record = json.loads(record_path.read_text())
@@ -207,12 +216,9 @@ def stage(args: argparse.Namespace) -> int:
             docker("commit", container, image)  # the layer outlives the container
             record["kept_as"] = image
             write_json(record_path, record)
-        size = docker("inspect", "--size", "--format", "{{.SizeRw}}", container).strip()
-        check_space(int(size or 0), str(data_dir.parent))
         docker("cp", f"{container}:{path.rstrip('/')}/.", str(staging))
         copied = file_digests(str(staging))
     else:
-        check_space(tree_size(args.source), str(data_dir.parent))
         done = subprocess.run(["cp", "-a", f"{args.source}/.", str(staging)], check=False,
                               capture_output=True, text=True)  # fmt: skip
         if done.returncode != 0:

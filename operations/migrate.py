@@ -149,8 +149,15 @@ def take_over_data(
     elsewhere = data_elsewhere(homes, project_name, persist_path)
     records = host_state.read(SafetyState, project_dir=project_dir, data_dir=data_dir.rsplit(
         "/", 1)[-1])["records"]  # fmt: skip
-    if not elsewhere or any(name in records for name in PENDING):
-        host.noop(f"this project's Chroma serves no data from outside {data_dir}")
+    copied = (homes["data_dir"] or {}).get("has_sqlite") and any(n in records for n in PENDING)
+    if not elsewhere or copied:
+        # A pending record with an empty data dir is a copy a killed run did not finish:
+        # stage resumes it from the record.
+        host.noop(
+            "a copy of the data is waiting for its verification"
+            if elsewhere
+            else f"this project's Chroma serves no data from outside {data_dir}"
+        )
         return
     source = elsewhere[0]
     kind = "volume" if source["type"] == "volume" else "bind"

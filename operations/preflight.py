@@ -13,11 +13,14 @@ from pyinfra import host
 
 from declaration.resources import Declared, has_declared_type, stat_type
 from declaration.settings import Settings, SettingsError, load_settings
+from declaration.versions import data_version_problem
 from facts.accounts import Accounts, UsedIds, free_system_id
 from facts.compose import ComposeStack, PortHolder
 from facts.datahomes import (
     DataHomes,
+    DataSchema,
     data_elsewhere,
+    is_live,
     other_server_refusal,
     other_servers,
     spelled,
@@ -220,30 +223,47 @@ def require_one_home(declared: Declared) -> None:
     if others:
         raise refusal(host.name, other_server_refusal(others[0], path, settings.project_dir))
     elsewhere = data_elsewhere(homes, settings.compose_project, declared.line.persist_path)
-    if not elsewhere or _pending_migration(settings):
-        return
+    here = homes["data_dir"] or {}
+    if not elsewhere or (here.get("has_sqlite") and _pending_migration(settings)):
+        return  # nothing to take over, or copied already and waiting for its verification
     listed = "; ".join(f"{spelled(m)} (in {', '.join(m['containers'])})" for m in elsewhere)
-    if len(elsewhere) > 1 or (homes["data_dir"] or {}).get("has_sqlite"):
-        here = " and in the data dir " + path if len(elsewhere) == 1 else ""
+    if len(elsewhere) > 1 or here.get("has_sqlite"):
+        also = " and in the data dir " + path if len(elsewhere) == 1 else ""
         raise refusal(
             host.name,
             f"chroma_data_dir: Chroma data of compose project {settings.compose_project} is in "
-            f"{listed}{here}, and chroma-deploy will not merge or choose; point "
+            f"{listed}{also}, and chroma-deploy will not merge or choose; point "
             "chroma_project_dir/chroma_data_dir at the one to keep, or move the others aside "
             "(never delete them), then deploy again",
         )
+    source = elsewhere[0]
     foreign = [
-        m for m in users_of(homes, elsewhere[0])
-        if m["project"] != settings.compose_project and m["state"] in ("running", "restarting")
+        m for m in users_of(homes, source)
+        if m["project"] != settings.compose_project and is_live(m)
     ]  # fmt: skip
     if foreign:
         raise refusal(
             host.name,
-            f"chroma_data_dir: {spelled(elsewhere[0])}, which this project's Chroma serves, is "
+            f"chroma_data_dir: {spelled(source)}, which this project's Chroma serves, is "
             f"also used by {foreign[0]['name']} (compose project {foreign[0]['project'] or 'none'}"
-            "); chroma-deploy never stops another project's containers: stop it, then deploy "
-            "again to copy the data into " + path,
+            f", {foreign[0]['state']}); chroma-deploy never stops another project's containers: "
+            f"stop it, then deploy again to copy the data into {path}",
         )
+    # The copy replaces the empty data dir in one rename: refused here, before the stack
+    # is stopped, where that rename cannot be made.
+    if here.get("mount_point") or here.get("entries"):
+        what = "is a mount point" if here.get("mount_point") else (
+            f"holds {here['entries']} file(s) that are not Chroma data")  # fmt: skip
+        raise refusal(
+            host.name,
+            f"chroma_data_dir: {path} {what}, and taking over {spelled(source)} replaces an "
+            "empty data dir with the copy in one rename; move them aside, or stop the stack "
+            f"and copy the data yourself (cp -a {source['source']}/. {path}/), then deploy again",
+        )
+    schema = host_state.read(DataSchema, data_dir=source["source"])
+    problem = data_version_problem(settings.version, schema["levels"] or {}, spelled(source))
+    if schema["levels"] and problem:
+        raise refusal(host.name, problem)
 
 
 def _pending_migration(settings: Settings) -> bool:

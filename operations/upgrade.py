@@ -18,13 +18,13 @@ from pyinfra import host
 from pyinfra.api import operation
 
 from declaration.versions import (
-    SCHEMA_LEVELS,
+    data_version_problem,
     data_written_by,
     deployed_version,
     migrates,
-    too_new_for,
+    spelled_levels,
 )
-from facts.datahomes import DataSchema
+from facts.datahomes import DataHomes, DataSchema, is_ours
 from facts.project import ProjectFiles, SafetyState
 from operations import host_state
 from operations.data_safety import backup_commands
@@ -58,21 +58,11 @@ def version_change(
     + rehearsal: ``{"image", "persist_path", "environment": ["NAME=value"], "uid", "gid"}``
       of the new version (chroma_upgrade_rehearsal), or None to skip it
     """
-    found = _deployed_and_data(project_dir, data_dir, version)
+    found = _deployed_and_data(project_dir, project_name, data_dir, version)
     if isinstance(found, str):
         yield fail_host(found)
         return
     old, levels = found
-    writer = data_written_by(levels) if levels else None
-    if levels and too_new_for(version, levels):
-        yield fail_host(
-            f"chroma_version: the data in {project_dir}/{data_dir} was written by Chroma "
-            f"{writer or 'newer than ' + max(SCHEMA_LEVELS, key=Version)} (its schema: "
-            f"{_spelled(levels)}), newer than {version}, and Chroma migrates its data forward "
-            f"only; set chroma_version={writer or 'to that release'}, or restore an archive "
-            f"taken with {version} (restore.py, from {backup_dir})"
-        )
-        return
     if old and Version(version) < Version(old):
         yield fail_host(
             f"chroma_version: {version} is older than the {old} deployed, and Chroma "
@@ -81,18 +71,31 @@ def version_change(
             "version it was taken with"
         )
         return
-    if old == version or (old is None and not (levels and migrates(version, levels) is not False)):
+    where = f"{project_dir}/{data_dir}"
+    problem = data_version_problem(version, levels, where) if levels else None
+    if problem:
+        yield fail_host(
+            f"{problem}, or restore an archive taken with {version} (restore.py, from {backup_dir})"
+        )
+        return
+    migrating = migrates(version, levels) if levels else False
+    if old and old != version:
+        label = old  # the pinned version that has been serving the data
+    elif migrating is True or (migrating is None and old is None):
+        # The release that wrote the data, read from it: the compose file may be gone,
+        # name an unpinned image (the seed's :latest), or name this version over data
+        # that no server of it has opened yet (another data dir named, a hand-run server).
+        label = data_written_by(levels or {}) or "unknown"
+    else:
         host.noop(
             f"Chroma {version} is the version deployed"
             if old
-            else f"Chroma {version} opens the data as it is (schema {_spelled(levels)})"
+            else f"Chroma {version} opens the data as it is (schema {spelled_levels(levels)})"
             if levels
             else "no data yet"
         )
         return
-    # The release that wrote the data, read from it: the compose file may be gone, or
-    # name an unpinned image (the seed's :latest) whose release nobody recorded.
-    old = old or writer or "unknown"
+    old = label
     fields = ", ".join(
         f"{json.dumps(key)}: {json.dumps(value)}"
         for key, value in (("kind", "upgrade"), ("subject", old), ("from", old), ("to", version))
@@ -123,21 +126,30 @@ def version_change(
 
 
 def _deployed_and_data(
-    project_dir: str, data_dir: str, version: str
+    project_dir: str, project_name: str, data_dir: str, version: str
 ) -> tuple[str | None, dict | None] | str:
     """The pinned version our compose file names, and the schema level of the data dir.
 
     The level is what says which release wrote the data (the compose file says only
-    what was last declared, and may be gone or name an unpinned image). It is read
-    when the data dir holds a database and the file does not name ``version``
-    already: a server of that version has been serving this data, so a no-op run
-    costs no second command. A database that cannot be read is a refusal (a
-    string), never a guess.
+    what was last declared, and may be gone, name an unpinned image, or name a
+    version no server has opened this data with). It is read when the data dir holds
+    a database, unless this project's Chroma of ``version`` is running on it (by
+    inode): then that server has this data open already, and a no-op run costs no
+    second command. A database that cannot be read is a refusal (a string), never
+    a guess.
     """
     files = host_state.read(ProjectFiles, project_dir=project_dir)
     old = deployed_version(files["compose"]["content"]) if files["compose"] else None
     state = host_state.read(SafetyState, project_dir=project_dir, data_dir=data_dir)
-    if old == version or not state["data_has_sqlite"]:
+    if not state["data_has_sqlite"]:
+        return old, None
+    homes = host_state.read(DataHomes, data_dir=f"{project_dir}/{data_dir}")
+    here = (homes["data_dir"] or {}).get("inode")
+    served = any(
+        is_ours(m, project_name) and m["state"] == "running" and here and m["inode"] == here
+        for m in homes["mounts"]
+    )
+    if old == version and served:
         return old, None
     schema = host_state.read(DataSchema, data_dir=f"{project_dir}/{data_dir}")
     if schema["levels"] is None:
@@ -147,7 +159,3 @@ def _deployed_and_data(
             "on the host, or check the file, then deploy again"
         )
     return old, schema["levels"]
-
-
-def _spelled(levels: dict[str, int] | None) -> str:
-    return ", ".join(f"{name} {level}" for name, level in sorted((levels or {}).items()))

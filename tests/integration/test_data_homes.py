@@ -217,3 +217,171 @@ def test_an_unpinned_image_on_existing_data_takes_the_upgrade_path(project, tmp_
     finally:
         compose_down(project_dir)
         sh(f"docker rmi {image}", check=False)
+
+
+# --- What an attack on the first version of this found (each failed before its fix).
+
+
+def _moved_from(project, tmp_path) -> tuple[dict, dict, int]:
+    """A converged 1.5.9 stack with 300 records, and its data keys moved to another dir."""
+    project_dir, name = project
+    data = base_data(project_dir, name)
+    converge(data)
+    port = data["chroma_port"]
+    write_records(port, per_collection=PER_COLLECTION)
+    return data, {**data, "chroma_project_dir": str(tmp_path / "moved")}, port
+
+
+def _still_serving(project, port: int, started: str) -> None:
+    """The stack was never stopped: the same container, started at the same time, 300 records."""
+    _, name = project
+    assert count(port) == 300
+    now = sh(f"docker inspect --format '{{{{.State.StartedAt}}}}' {name}-chroma-1").stdout
+    assert now == started
+
+
+def _started(project) -> str:
+    return sh(f"docker inspect --format '{{{{.State.StartedAt}}}}' {project[1]}-chroma-1").stdout
+
+
+def test_a_takeover_that_cannot_finish_is_refused_before_the_stack_stops(project, tmp_path):
+    """A project dir change with a lowered version (the data is 1.5.9's), then into a data
+    dir that holds another file: each was refused only after the stack was stopped."""
+    _, moved, port = _moved_from(project, tmp_path)
+    started = _started(project)
+    refused = run_deploy({**moved, "chroma_version": "0.6.3"})
+    assert refused.returncode != 0
+    line = error_line(refused)
+    assert "chroma_version:" in line and "written by Chroma 1.5.9" in line, line
+    _still_serving(project, port, started)
+
+    target = tmp_path / "moved" / "chroma_data"
+    target.mkdir(parents=True)
+    (target / "README").write_text("vectors live here\n")
+    refused = run_deploy(moved)
+    assert refused.returncode != 0
+    line = error_line(refused)
+    assert "chroma_data_dir:" in line and "holds 1 file(s) that are not Chroma data" in line
+    _still_serving(project, port, started)
+    assert sorted(os.listdir(target)) == ["README"]
+
+
+def test_a_killed_takeover_resumes_and_never_serves_an_empty_database(project, tmp_path):
+    """Killed the moment its pending record exists (before the copy): the next run copies."""
+    import signal
+    import subprocess
+    import time
+
+    from conftest import PYINFRA, ROOT
+
+    _, moved, port = _moved_from(project, tmp_path)
+    record = tmp_path / "moved" / ".chroma-deploy" / "migration-pending.json"
+    args = [PYINFRA, "-y", "@local", "deploy.py"]
+    for key, value in moved.items():
+        args += ["--data", f"{key}={value}"]
+    run = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                           start_new_session=True)  # fmt: skip
+    while run.poll() is None and not record.exists():
+        time.sleep(0.01)
+    assert run.poll() is None, "the run ended before it wrote its pending record"
+    os.killpg(run.pid, signal.SIGKILL)
+    run.wait()
+    assert not (tmp_path / "moved" / "chroma_data" / "chroma.sqlite3").exists()
+
+    converge(moved)
+    assert count(port) == 300
+    assert run_drift(moved).returncode == 0
+
+
+def test_an_unusual_persist_path_and_a_paused_user_of_the_volume(project):
+    """A user's stack persisting to a volume at CHROMA_PERSIST_PATH=/chroma-data is taken
+    over (an empty server was started); while a paused container of another project uses
+    that volume, the takeover is refused instead of stopping it."""
+    project_dir, name = project
+    data = base_data(project_dir, name)
+    port = data["chroma_port"]
+    project_dir.mkdir(parents=True)
+    volume = f"{name}-storage"
+    sh(f"docker volume create {volume}")
+    (project_dir / "docker-compose.yml").write_text(
+        f"name: {name}\nservices:\n  chroma:\n    image: chromadb/chroma:1.5.9\n"
+        "    environment: ['CHROMA_PERSIST_PATH=/chroma-data']\n"
+        f"    ports: ['127.0.0.1:{port}:8000']\n    volumes: ['{volume}:/chroma-data']\n"
+        f"volumes:\n  {volume}: {{external: true}}\n"
+    )
+    other = f"{name}-other"
+    try:
+        sh(f"cd '{project_dir}' && docker compose up -d")
+        wait_for_heartbeat(port)
+        write_records(port, per_collection=PER_COLLECTION)
+        sh(f"docker run -d --name {other} -v {volume}:/chroma-data:ro chromadb/chroma:1.5.9 "
+           f"&& docker pause {other}")  # fmt: skip
+        refused = run_deploy(data)
+        assert refused.returncode != 0
+        line = error_line(refused)
+        assert f"also used by {other}" in line and "paused" in line, line
+        assert sh(f"docker inspect --format '{{{{.State.Status}}}}' {other}").stdout.strip() == (
+            "paused"
+        )
+        assert count(port) == 300
+
+        sh(f"docker rm -f {other}")
+        first = converge(data)
+        assert "taking over" in first.output, first.output
+        assert count(port) == 300
+        assert run_drift(data).returncode == 0
+    finally:
+        sh(f"docker rm -f {other}", check=False)
+        compose_down(project_dir)
+        sh(f"docker volume rm {volume}", check=False)
+
+
+def test_a_second_server_through_a_parent_mount_is_refused(project, tmp_path):
+    """Another project's Chroma mounts the project dir's parent at /srv and persists to
+    /srv/chroma_data (CHROMA_PERSIST_PATH): it serves the data dir though no mount is it."""
+    project_dir, name = project
+    data = base_data(project_dir, name)
+    converge(data)
+    port = data["chroma_port"]
+    write_records(port, per_collection=PER_COLLECTION)
+    other = f"{name}-parent"
+    try:
+        sh(f"docker run -d --name {other} -e CHROMA_PERSIST_PATH=/srv/chroma_data "
+           f"-v '{project_dir}':/srv chromadb/chroma:1.5.9")  # fmt: skip
+        code, items = drift_items(data)
+        assert code == 2 and "data_dir_shared" in {item["kind"] for item in items}, items
+        refused = run_deploy({**data, "chroma_port": free_port()})
+        assert refused.returncode != 0
+        assert "two servers" in error_line(refused)
+    finally:
+        sh(f"docker rm -f {other}", check=False)
+    assert count(port) == 300
+
+
+def test_data_no_server_of_the_declared_version_opened_takes_the_upgrade_path(project, tmp_path):
+    """chroma_data_dir named at a dir a 0.6.3 server wrote, while the compose file names
+    1.5.9 already: it was migrated by 1.5.9 with no backup."""
+    project_dir, name = project
+    data = base_data(project_dir, name, chroma_backup_dir=str(tmp_path / "backups"))
+    converge(data)
+    old = project_dir / "old063"
+    old.mkdir()
+    uid = os.stat(project_dir / "chroma_data").st_uid
+    os.chown(old, uid, os.stat(project_dir / "chroma_data").st_gid)
+    port = free_port()
+    hand = f"{name}-by-hand"
+    try:
+        sh(f"docker run -d --name {hand} --user {uid} -p 127.0.0.1:{port}:8000 "
+           f"-v '{old}':/chroma/chroma chromadb/chroma:0.6.3")  # fmt: skip
+        wait_for_heartbeat(port)
+        write_records(port, per_collection=PER_COLLECTION)
+    finally:
+        sh(f"docker rm -f {hand}", check=False)
+    assert schema_of(old) == SCHEMA_LEVELS["0.6.3"]
+    compose_down(project_dir)
+
+    moved = {**data, "chroma_data_dir": "old063"}
+    converge(moved)
+    assert count(data["chroma_port"]) == 300
+    assert "upgraded-0.6.3-to-1.5.9.json" in os.listdir(project_dir / ".chroma-deploy")
+    assert any(f.endswith(".tar.gz") for f in os.listdir(tmp_path / "backups"))

@@ -92,3 +92,26 @@ def test_an_archive_is_labelled_with_a_release_that_opens_its_data():
     assert data_written_by(L15) == "1.5.9"
     assert data_written_by({**L06, "sysdb": 8}) == "0.6.3"  # older: the oldest that opens it
     assert data_written_by({**L15, "sysdb": 11}) is None  # newer than every known release
+
+
+def test_a_parent_mounted_with_the_persist_path_below_it_serves_the_data_dir():
+    """rec-parent mounts /tmp/rec at /srv with CHROMA_PERSIST_PATH=/srv/data: it serves
+    /tmp/rec/data though no mount's source is that dir."""
+    homes = shared()
+    parent = next(m for m in homes["mounts"] if m["name"] == "rec-parent")
+    assert parent["served"] == "/tmp/rec/data"
+    assert parent["served_inode"] == homes["data_dir"]["inode"]
+    assert "rec-parent" not in [m["name"] for m in other_servers(homes, "recp")]  # created
+    parent["state"] = "running"
+    assert "rec-parent" in [m["name"] for m in other_servers(homes, "recp")]
+
+
+def test_data_a_container_persists_below_a_mount_is_found_there():
+    homes = shared()
+    homes["data_dir"] = {"inode": "1:1", "has_sqlite": False, "entries": 0}
+    parent = next(m for m in homes["mounts"] if m["name"] == "rec-parent")
+    parent["project"], parent["service"] = "recp", "chroma"
+    found = data_elsewhere(homes, "recp", "/data")
+    assert {(m["source"], tuple(sorted(m["containers"]))) for m in found} == {
+        ("/tmp/rec/data", ("rec-ours", "rec-parent"))
+    }
