@@ -166,6 +166,8 @@ def chroma_stack(overrides: dict[str, Any] | None = None) -> None:
         }
         if settings.upgrade_rehearsal
         else None,
+        url=declared.url,
+        token_file=declared.token_file,
     )
 
     compose = stack.compose_file(
@@ -174,6 +176,27 @@ def chroma_stack(overrides: dict[str, Any] | None = None) -> None:
         content=declared.compose_content,
         uid=declared.uid,
         gid=declared.gid,
+    )
+
+    checked = upgrade.verify_before_publish(
+        name="Upgraded data verified by the new version before the stack is published",
+        project_dir=settings.project_dir,
+        data_dir=settings.data_dir,
+        server={
+            "image": settings.image_ref,
+            "persist_path": declared.line.persist_path,
+            # Not the auth proxy's loopback address: the check reaches the server at its
+            # bridge address, which it publishes on no port.
+            "environment": [
+                f"{name}={value}"
+                for name, value in server_environment(settings)
+                if name != "CHROMA_LISTEN_ADDRESS"
+            ],
+            "uid": declared.uid,
+            "gid": declared.gid,
+        },
+        wait_timeout=settings.wait_timeout,
+        upgrading=version_change.will_change if state.should_check_for_changes() else False,
     )
 
     stack.stack_up(
@@ -207,5 +230,5 @@ def chroma_stack(overrides: dict[str, Any] | None = None) -> None:
     )
 
     # What a migration, an upgrade's backup and its verification found, at default verbosity.
-    for step in (copied, version_change, verified):
+    for step in (copied, version_change, checked, verified):
         report.show(step)

@@ -35,7 +35,9 @@ from operations.host_tools import (
 )
 from operations.stack import COMPOSE_FILE
 
-PENDING = ("migration-pending.json", "rescue-pending.json", "upgrade-pending.json")
+# An upgrade's record is verified before the stack is published (upgrade.verify_before_publish),
+# never here: after `up`, clients may have written.
+PENDING = ("migration-pending.json", "rescue-pending.json")
 
 
 def done_record(volume: str) -> str:
@@ -124,9 +126,9 @@ def copy_legacy_volume(
 
 @operation()
 def verify_migration(project_dir: str, data_dir: str, url: str, token_file: str | None):
-    """After `up`: the server must hold what the moved data held, or the backup before it.
+    """After `up`: the server must hold what the moved data held.
 
-    Each pending record (migration, rescue, upgrade: one file each, so one run
+    Each pending record (migration, rescue: one file each, so one run
     may do several) is checked by files/chroma_safety.py verify. A server that
     cannot be read changes nothing and fails the run; a mismatch stops the
     stack and leaves a ``failed-*`` record that blocks later deploys.

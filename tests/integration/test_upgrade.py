@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import threading
 import time
 
 import click
@@ -153,3 +154,91 @@ def test_no_write_can_land_between_the_backup_and_the_switch(project, tmp_path):
     output, _ = upgrade.communicate(timeout=900)
     assert upgrade.returncode == 0, output
     assert read_records(port) == {"before": ["b1"]}
+
+
+class LiveWriter(threading.Thread):
+    """Adds one record at a time through the real client, retrying the same id on any error.
+
+    A write counts as acknowledged only once ``add`` returned. Bounded by ``limit`` records
+    and ``seconds``; :meth:`finish` lets it write a few more, then stops it.
+    """
+
+    def __init__(self, port: int, collection: str, limit: int, seconds: float):
+        super().__init__(daemon=True)
+        self.port, self.collection, self.limit = port, collection, limit
+        self.deadline = time.monotonic() + seconds
+        self.acknowledged: list[str] = []
+        self.errors = 0
+        self.stop = threading.Event()
+
+    def finish(self, more: int, seconds: float) -> None:
+        until, deadline = len(self.acknowledged) + more, time.monotonic() + seconds
+        while len(self.acknowledged) < until and time.monotonic() < deadline and self.is_alive():
+            time.sleep(0.1)
+        self.stop.set()
+        self.join(timeout=60)
+        assert not self.is_alive()
+
+    def run(self) -> None:
+        collection = None
+        i = 0
+        while not self.stop.is_set() and i < self.limit and time.monotonic() < self.deadline:
+            try:
+                if collection is None:
+                    client = chroma_client(self.port)
+                    collection = client.get_collection(self.collection, embedding_function=None)
+                collection.add(
+                    ids=[f"w{i:05d}"], embeddings=[[float(i), float(i % 13), 1.0]],
+                    documents=[f"written live {i}"], metadatas=[{"i": i}],
+                )  # fmt: skip
+            except Exception:  # refused, reset, 5xx while the stack switches: the same id again
+                self.errors += 1
+                collection = None
+                time.sleep(0.2)
+                continue
+            self.acknowledged.append(f"w{i:05d}")
+            i += 1
+            time.sleep(0.03)
+
+
+def test_an_upgrade_under_live_writes_is_verified_before_it_is_published(project, tmp_path):
+    """Issue 27 item 8: a writer kept adding while 0.6.3 -> 1.5.9 ran; every write survived,
+    but the verification counted the live server after writes resumed, marked the upgrade
+    failed, stopped the stack and advised a restore that would drop those writes."""
+    project_dir, name = project
+    data = base_data(project_dir, name, chroma_backup_dir=str(tmp_path / "backups"))
+    port = data["chroma_port"]
+    converge(dict(data, chroma_version="0.6.3"))
+    collection = chroma_client(port).create_collection("live", embedding_function=None)
+    collection.add(
+        ids=[f"s{i:03d}" for i in range(100)],
+        embeddings=[[float(i % 5), float(i % 7), 1.0] for i in range(100)],
+        documents=[f"seeded {i}" for i in range(100)],
+    )  # fmt: skip
+    seeded = read_records(port)["live"]
+    writer = LiveWriter(port, "live", limit=1500, seconds=420)
+    writer.start()
+    while len(writer.acknowledged) < 20:  # the writer is writing before the upgrade starts
+        time.sleep(0.1)
+    upgraded = run_deploy(dict(data, chroma_version="1.5.9"))
+    writer.finish(more=30, seconds=30)  # a few more writes to the new server
+    said = click.unstyle(upgraded.output)
+    print(
+        f"seeded {len(seeded)}, acknowledged {len(writer.acknowledged)} live writes "
+        f"({writer.errors} retried)"
+    )
+    assert upgraded.returncode == 0, [line for line in said.splitlines() if "FAILED" in line]
+    after = read_records(port)["live"]
+    print(f"{len(after)} records after")
+    assert set(writer.acknowledged) <= set(after)  # every acknowledged write survived
+    assert set(seeded) <= set(after)
+    state = project_dir / ".chroma-deploy"
+    assert not list(state.glob("failed-*")), upgraded.output
+    assert (state / "upgraded-0.6.3-to-1.5.9.json").is_file()
+    verified = [line for line in said.splitlines() if "upgrade 0.6.3 -> 1.5.9 verified" in line]
+    print("\n".join(verified))
+    assert len(verified) == 1, said
+    assert "before it was published" in verified[0]
+    assert "sampled vectors" in verified[0]
+    again = run_deploy(dict(data, chroma_version="1.5.9"))  # the upgrade run's second run
+    assert again.returncode == 0 and again.changed_operations == [], again.output
