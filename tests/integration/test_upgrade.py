@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
+import struct
 import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import click
 import httpx
@@ -17,8 +22,10 @@ from conftest import (
     base_data,
     chroma_client,
     converge,
+    free_port,
     read_records,
     run_deploy,
+    wait_for_heartbeat,
 )
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
@@ -242,3 +249,90 @@ def test_an_upgrade_under_live_writes_is_verified_before_it_is_published(project
     assert "sampled vectors" in verified[0]
     again = run_deploy(dict(data, chroma_version="1.5.9"))  # the upgrade run's second run
     assert again.returncode == 0 and again.changed_operations == [], again.output
+
+
+def swap_bytes(directory: Path, first: bytes, second: bytes) -> int:
+    """Swap every occurrence of two same-length byte strings in every file under ``directory``."""
+    assert len(first) == len(second)
+    swapped = 0
+    for path in directory.rglob("*"):
+        if not path.is_file():
+            continue
+        content = path.read_bytes()
+        if first not in content and second not in content:
+            continue
+        swapped += content.count(first) + content.count(second)
+        marker = b"\0swap\0" * 4  # in neither: a three-way exchange
+        path.write_bytes(content.replace(first, marker[: len(first)]).replace(second, first)
+                         .replace(marker[: len(first)], second))  # fmt: skip
+    return swapped
+
+
+def test_the_vector_sample_check_catches_a_swapped_vector_on_a_copy(tmp_path):
+    """Issue 27 item 4: a data dir whose counts, ids, documents and metadata are all there but
+    in which a record returns another record's vector passed every check we had."""
+    data = tmp_path / "data"
+    data.mkdir()
+    port = free_port()
+    name = f"cdtest-vectors-{os.getpid()}"
+    vectors = [[1000.0 + i, -500.0 - i * 0.5, 0.125 * i + 0.0625] for i in range(50)]
+    try:
+        subprocess.run(
+            ["docker", "run", "-d", "--name", name, "-p", f"127.0.0.1:{port}:8000",
+             "-v", f"{data}:/data", "chromadb/chroma:1.5.9"],
+            check=True, capture_output=True,
+        )  # fmt: skip
+        wait_for_heartbeat(port)
+        collection = chroma_client(port).create_collection("mix", embedding_function=None)
+        collection.add(
+            ids=[f"mix-{i}" for i in range(50)], embeddings=vectors,
+            documents=[f"record {i}" for i in range(50)], metadatas=[{"i": i} for i in range(50)],
+        )  # fmt: skip
+        sample = tmp_path / "upgrade-vectors.json"
+        read = [sys.executable, str(ROOT / "files" / "chroma_inventory.py"),
+                f"http://127.0.0.1:{port}", "--vector-sample"]  # fmt: skip
+        sample.write_text(subprocess.run(read, check=True, capture_output=True, text=True).stdout)
+    finally:
+        subprocess.run(["docker", "rm", "-f", name], capture_output=True)  # its data stays
+    safety = [sys.executable, str(ROOT / "files" / "chroma_safety.py")]
+    manifest = tmp_path / "before.json"
+    subprocess.run([*safety, "manifest", "--sqlite", str(data / "chroma.sqlite3"), "--out",
+                    str(manifest), "--project", "p", "--version", "1.5.9"], check=True)  # fmt: skip
+    copy = tmp_path / "copy"
+    shutil.copytree(data, copy, symlinks=True)
+    # mix-26 and mix-37 trade vectors in the copy (in whatever file holds them: the
+    # write-ahead log in chroma.sqlite3 or the HNSW segment); all 50 records are sampled.
+    assert swap_bytes(copy, *(struct.pack("<3f", *vectors[i]) for i in (26, 37))) >= 2
+    state = tmp_path / ".chroma-deploy"
+    state.mkdir()
+    record = state / "upgrade-pending.json"
+
+    def check(*extra: str) -> subprocess.CompletedProcess[str]:
+        record.write_text(json.dumps({
+            "kind": "upgrade", "subject": "1.5.9", "from": "1.5.9", "to": "1.5.9",
+            "backup": "the archive", "before": json.loads(manifest.read_text()),
+        }))  # fmt: skip
+        return subprocess.run(
+            [*safety, "verify-upgrade", "--record", str(record), "--data-dir", str(copy),
+             "--image", "chromadb/chroma:1.5.9", "--persist-path", "/data", "--uid", "0",
+             "--gid", "0", "--timeout", "120", *extra],
+            capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+
+    blind = check()  # what the verification compared before: counts, ids, documents, metadata
+    print(blind.stdout, blind.stderr)
+    assert blind.returncode == 0 and "vectors not compared" in blind.stdout
+    (state / "upgraded-1.5.9-to-1.5.9.json").unlink()
+    caught = check("--vectors", str(sample))
+    print(caught.stdout, caught.stderr)
+    assert caught.returncode == 3
+    assert "default_tenant/default_database/mix: mix-26 returns the vector mix-37 had" in (
+        caught.stderr
+    )
+    assert "mix-37 returns the vector mix-26 had" in caught.stderr
+    assert list(state.glob("failed-upgrade-*.json")) and not record.exists()
+    leftovers = subprocess.run(
+        ["docker", "ps", "-aq", "--filter", f"label=chroma-deploy.upgrade-check={copy}"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert leftovers.stdout == ""
