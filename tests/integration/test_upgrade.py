@@ -1,4 +1,5 @@
-"""0.6.3 -> 1.x with real data: backed up first, mount target moved, counts verified."""
+"""0.6.3 -> 1.x with real data: backed up first, verified before it is published, mount target
+moved; a live writer does not fail it, and the vector sample catches swapped vectors."""
 
 from __future__ import annotations
 
@@ -47,7 +48,9 @@ def test_upgrade_from_0_6_keeps_every_record_and_a_downgrade_is_refused(project,
     before = read_records(port)
 
     upgraded = converge(dict(data, chroma_version="1.5.9"))
-    assert "Migrated data verified on the bind mount" in upgraded.changed_operations
+    checked = "Upgraded data verified by the new version before the stack is published"
+    assert checked in upgraded.changed_operations  # before `up`, never after it
+    assert "Migrated data verified on the bind mount" not in upgraded.changed_operations
     assert read_records(port) == before
     chroma = yaml.safe_load((project_dir / "docker-compose.yml").read_text())["services"]["chroma"]
     assert chroma["volumes"][0]["source"] == "./chroma_data"
