@@ -2,9 +2,10 @@
 
 ``chroma_stack()`` declares everything in order: the checks before any change, the
 engine, the image, the project's dirs and files, a legacy volume's migration, the
-``.gitignore`` block, the version change, the compose file and the stack, and the
-verification of migrated data. Another deploy file calls it with overrides of the
-data keys, next to operations of its own::
+``.gitignore`` block, the version change, the compose file, an upgrade's verification
+before the stack is published, the stack, and the verification of migrated data.
+Another deploy file calls it with overrides of the data keys, next to operations of
+its own::
 
     from deploys.chroma import chroma_stack
     chroma_stack(overrides={"chroma_port": 8001})

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import struct
 import subprocess
@@ -13,6 +14,7 @@ import threading
 import time
 from pathlib import Path
 
+import chromadb
 import click
 import httpx
 import pytest
@@ -339,3 +341,29 @@ def test_the_vector_sample_check_catches_a_swapped_vector_on_a_copy(tmp_path):
         capture_output=True, text=True, check=True,
     )  # fmt: skip
     assert leftovers.stdout == ""
+
+
+def test_behind_the_auth_proxy_the_vectors_are_sampled_with_the_token(project, tmp_path):
+    """The sample is read through the proxy with the token file; the check reaches the new
+    server at its bridge address, although behind the proxy it listens on loopback only."""
+    project_dir, name = project
+    token = secrets.token_urlsafe(24)
+    env = {**os.environ, "CHROMA_AUTH_TOKEN": token}
+    data = base_data(project_dir, name, chroma_backup_dir=str(tmp_path / "backups"),
+                     chroma_auth_proxy=True, chroma_upgrade_rehearsal=False)  # fmt: skip
+    port = data["chroma_port"]
+    converge(dict(data, chroma_version="0.6.3"), env=env)
+    client = chromadb.HttpClient(host="127.0.0.1", port=port, headers={"X-Chroma-Token": token})
+    collection = client.create_collection("kept", embedding_function=None)
+    collection.add(ids=[f"k{i}" for i in range(40)],
+                   embeddings=[[float(i), 0.5, -1.0] for i in range(40)])  # fmt: skip
+    upgraded = converge(dict(data, chroma_version="1.5.9"), env=env)
+    said = click.unstyle(upgraded.output)
+    assert token not in said
+    assert (
+        "upgrade 0.6.3 -> 1.5.9 verified before it was published: 1 collections, 40 records; "
+        "counts, ids, documents, metadata and 40 sampled vectors equal"
+    ) in said, said
+    assert sorted(client.get_collection("kept", embedding_function=None).get()["ids"]) == sorted(
+        f"k{i}" for i in range(40)
+    )
