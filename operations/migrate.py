@@ -35,9 +35,10 @@ from operations.host_tools import (
 )
 from operations.stack import COMPOSE_FILE
 
+PENDING = ("migration-pending.json", "rescue-pending.json", "upgrade-pending.json")
 # An upgrade's record is verified before the stack is published (upgrade.verify_before_publish),
-# never here: after `up`, clients may have written.
-PENDING = ("migration-pending.json", "rescue-pending.json")
+# never after `up`: by then clients may have written.
+VERIFIED_AFTER_UP = ("migration-pending.json", "rescue-pending.json")
 
 
 def done_record(volume: str) -> str:
@@ -138,7 +139,7 @@ def verify_migration(project_dir: str, data_dir: str, url: str, token_file: str 
     """
     state = host_state.read(SafetyState, project_dir=project_dir, data_dir=data_dir.rsplit(
         "/", 1)[-1])  # fmt: skip
-    pending = [name for name in PENDING if name in state["records"]]
+    pending = [name for name in VERIFIED_AFTER_UP if name in state["records"]]
     if not pending:
         host.noop("no migration is pending")
         return
