@@ -492,6 +492,20 @@ def serve_unpublished(name: str, label: str, data_dir: str, args: argparse.Names
     raise Refused(f"{args.image} did not answer on the data dir: {said or 'no output'}")
 
 
+def servers_on(data_dir: str) -> list[str]:
+    """Running containers that mount ``data_dir``: none may, while the check opens it."""
+    running = docker("ps", "-q").split()
+    if not running:
+        return []
+    real = os.path.realpath(data_dir)
+    found = []
+    for container in json.loads(docker("inspect", *running)):
+        sources = [mount.get("Source") or "" for mount in container.get("Mounts") or []]
+        if any(os.path.realpath(source) == real for source in sources):
+            found.append(container["Name"].lstrip("/"))
+    return found
+
+
 def stop_unpublished(label: str) -> None:
     """Stop (SIGTERM, as compose would) and remove this check's containers, also a killed run's."""
     for container in docker("ps", "-aq", "--filter", f"label={label}").split():
@@ -524,6 +538,12 @@ def verify_upgrade(args: argparse.Namespace) -> int:
     transition = f"upgrade {record['from']} -> {record['to']}"
     label = f"chroma-deploy.upgrade-check={args.data_dir}"
     stop_unpublished(label)  # one a killed run left on this data dir
+    others = servers_on(args.data_dir)
+    if others:
+        print(f"could not verify {transition}: {', '.join(others)} runs on {args.data_dir}, and "
+              "two servers must never open one data dir; nothing was changed: stop it and "
+              "deploy again", file=sys.stderr)  # fmt: skip
+        return 1
     try:
         chroma = Chroma(serve_unpublished(f"chroma-deploy-upgrade-check-{os.getpid()}", label,
                                           args.data_dir, args), None)  # fmt: skip

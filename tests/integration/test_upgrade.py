@@ -324,6 +324,22 @@ def test_the_vector_sample_check_catches_a_swapped_vector_on_a_copy(tmp_path):
             capture_output=True, text=True, timeout=300,
         )  # fmt: skip
 
+    # Another container on the data dir: the check never opens it a second time.
+    sharing = f"{name}-sharing"
+    try:
+        subprocess.run(
+            ["docker", "run", "-d", "--name", sharing, "-v", f"{copy}:/data",
+             "--entrypoint", "/bin/sleep", "chromadb/chroma:1.5.9", "300"],
+            check=True, capture_output=True,
+        )  # fmt: skip
+        refused = check("--vectors", str(sample))
+    finally:
+        subprocess.run(["docker", "rm", "-f", sharing], capture_output=True)
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    assert f"{sharing} runs on {copy}, and two servers must never open one data dir" in (
+        refused.stderr
+    )
+    assert record.is_file() and not list(state.glob("upgraded-*"))
     blind = check()  # what the verification compared before: counts, ids, documents, metadata
     print(blind.stdout, blind.stderr)
     assert blind.returncode == 0 and "vectors not compared" in blind.stdout
