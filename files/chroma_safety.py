@@ -499,7 +499,8 @@ def servers_on(data_dir: str) -> list[str]:
         return []
     real = os.path.realpath(data_dir)
     found = []
-    for container in json.loads(docker("inspect", *running)):
+    # check=False: a container that ended between ps and inspect is left out, not an error.
+    for container in json.loads(docker("inspect", *running, check=False) or "[]"):
         sources = [mount.get("Source") or "" for mount in container.get("Mounts") or []]
         if any(os.path.realpath(source) == real for source in sources):
             found.append(container["Name"].lstrip("/"))
