@@ -2,9 +2,10 @@
 
 ``chroma_stack()`` declares everything in order: the checks before any change, the
 engine, the image, the project's dirs and files, a legacy volume's migration, the
-``.gitignore`` block, the version change, the compose file and the stack, and the
-verification of migrated data. Another deploy file calls it with overrides of the
-data keys, next to operations of its own::
+``.gitignore`` block, the version change, the compose file, an upgrade's verification
+before the stack is published, the stack, and the verification of migrated data.
+Another deploy file calls it with overrides of the data keys, next to operations of
+its own::
 
     from deploys.chroma import chroma_stack
     chroma_stack(overrides={"chroma_port": 8001})
@@ -178,6 +179,8 @@ def chroma_stack(overrides: dict[str, Any] | None = None) -> None:
         }
         if settings.upgrade_rehearsal
         else None,
+        url=declared.url,
+        token_file=declared.token_file,
     )
 
     compose = stack.compose_file(
@@ -186,6 +189,27 @@ def chroma_stack(overrides: dict[str, Any] | None = None) -> None:
         content=declared.compose_content,
         uid=declared.uid,
         gid=declared.gid,
+    )
+
+    checked = upgrade.verify_before_publish(
+        name="Upgraded data verified by the new version before the stack is published",
+        project_dir=settings.project_dir,
+        data_dir=settings.data_dir,
+        server={
+            "image": settings.image_ref,
+            "persist_path": declared.line.persist_path,
+            # Not the auth proxy's loopback address: the check reaches the server at its
+            # bridge address, which it publishes on no port.
+            "environment": [
+                f"{name}={value}"
+                for name, value in server_environment(settings)
+                if name != "CHROMA_LISTEN_ADDRESS"
+            ],
+            "uid": declared.uid,
+            "gid": declared.gid,
+        },
+        wait_timeout=settings.wait_timeout,
+        upgrading=version_change.will_change if state.should_check_for_changes() else False,
     )
 
     stack.stack_up(
@@ -219,5 +243,5 @@ def chroma_stack(overrides: dict[str, Any] | None = None) -> None:
     )
 
     # What a migration, an upgrade's backup and its verification found, at default verbosity.
-    for step in (copied, taken, version_change, verified):
+    for step in (copied, taken, version_change, checked, verified):
         report.show(step)

@@ -7,6 +7,7 @@ over SSH, from either side of a change:
 
     python3 chroma_inventory.py URL [--token-file FILE] [--scope T/D ...] [--scopes-from JSON]
     python3 chroma_inventory.py URL [--token-file FILE] --canary write|read|delete NAME
+    python3 chroma_inventory.py URL [--token-file FILE] --vector-sample [--scopes-from-sqlite DB]
     python3 chroma_inventory.py sqlite:/path/to/chroma.sqlite3
 
 Prints one JSON document: ``{"collections": {"TENANT/DATABASE/NAME": {"count": N,
@@ -14,6 +15,13 @@ Prints one JSON document: ``{"collections": {"TENANT/DATABASE/NAME": {"count": N
 record's id, document and metadata (a sample of one id in 16 when a collection
 has 100,000 records or more). Vectors are not in it: a stopped server keeps
 them in binary segment files, which the migrations compare byte for byte.
+
+An upgrade changes those files, so it compares vectors through the API instead:
+``--vector-sample`` reads the embeddings of up to 64 records per collection
+(8 runs of 8, spread over it) from the running old server, as ``{"collections":
+{"TENANT/DATABASE/NAME": {id: sha256 of the float32 values}}}``, and
+:func:`vector_differences` names each sampled record the new server returns
+another vector for (and whose vector it is, when it is another sampled one).
 
 The SQLite side reads a private copy of the database and its write-ahead log,
 so committed entries that Chroma has not checkpointed yet are seen, and the
@@ -25,20 +33,24 @@ Exit codes: 0 done, 1 the server or the file could not be read.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import os
 import shutil
 import sqlite3
+import struct
 import sys
 import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Iterator
 
 DEFAULT_SCOPE = "default_tenant/default_database"
 PAGE = 1000
 SAMPLE_FROM = 100_000  # records; above this the content checksum samples
+VECTOR_RUNS, VECTOR_RUN = 8, 8  # an upgrade's vector sample: 8 runs of 8 records per collection
 
 
 def _digest(lines: list[str]) -> str:
@@ -51,6 +63,15 @@ def _sampled(record_id: str, total: int) -> bool:
 
 def _content_line(record_id: str, document: object, metadata: object) -> str:
     return json.dumps([record_id, document, metadata or {}], sort_keys=True)
+
+
+def vector_digest(embedding: list[float]) -> str:
+    """sha256 of an embedding as the float32 values Chroma keeps, however JSON spelled them.
+
+    0.x answers a float32 widened to a double (0.10000000149011612), 1.x its
+    shortest spelling (0.1): packed as float32 both are the same bytes.
+    """
+    return hashlib.sha256(struct.pack(f"<{len(embedding)}f", *embedding)).hexdigest()
 
 
 def summary(records: dict[str, tuple[object, object]]) -> dict:
@@ -129,6 +150,25 @@ class Chroma:
             if len(page["ids"]) < PAGE:
                 return records
 
+    def count(self, scope: str, collection_id: str) -> int:
+        found = self.call("GET", f"{self.base(scope)}/{collection_id}/count")
+        if not isinstance(found, int):
+            raise ValueError(f"unexpected count answer: {str(found)[:200]}")
+        return found
+
+    def embeddings(self, scope: str, collection_id: str, **where: object) -> dict[str, str]:
+        """``{id: vector_digest}`` of the records ``where`` (ids, or limit and offset) selects."""
+        page = self.call(
+            "POST", f"{self.base(scope)}/{collection_id}/get", {"include": ["embeddings"], **where}
+        )
+        if not isinstance(page, dict):
+            raise ValueError(f"unexpected get answer: {str(page)[:200]}")
+        vectors = page.get("embeddings") or [None] * len(page["ids"])
+        return {
+            record_id: vector_digest(vector) if vector is not None else "none"
+            for record_id, vector in zip(page["ids"], vectors, strict=True)
+        }
+
 
 def inventory(chroma: Chroma, scopes: list[str] | None = None) -> dict:
     """The server's inventory of ``scopes`` (tenant/database), the default one always."""
@@ -138,6 +178,69 @@ def inventory(chroma: Chroma, scopes: list[str] | None = None) -> dict:
             records = chroma.records(scope, collection["id"])
             result[f"{scope}/{collection['name']}"] = summary(records)
     return {"collections": result}
+
+
+def vector_sample(chroma: Chroma, scopes: list[str] | None = None) -> dict:
+    """Embeddings of up to VECTOR_RUNS * VECTOR_RUN records of every collection, by id.
+
+    Runs of records at offsets spread over the collection, so the first, the
+    middle and the last records written are all in it; a small collection is
+    read whole.
+    """
+    result = {}
+    for scope in sorted({DEFAULT_SCOPE, *(scopes or [])}):
+        for collection in chroma.collections(scope):
+            total = chroma.count(scope, collection["id"])
+            runs = VECTOR_RUNS if total > VECTOR_RUNS * VECTOR_RUN else 1
+            size = VECTOR_RUN if runs > 1 else VECTOR_RUNS * VECTOR_RUN
+            found: dict[str, str] = {}
+            for offset in sorted({run * total // runs for run in range(runs)}):
+                found.update(chroma.embeddings(scope, collection["id"], limit=size, offset=offset))
+            result[f"{scope}/{collection['name']}"] = found
+    return {"collections": result}
+
+
+def sampled_vectors_now(chroma: Chroma, sample: dict) -> dict:
+    """What the server returns now for the ids of ``sample`` (vector_sample's answer)."""
+    result = {}
+    for scope in sorted({key.rsplit("/", 1)[0] for key in sample["collections"]}):
+        ids_by_name = {
+            key.rsplit("/", 1)[1]: list(found)
+            for key, found in sample["collections"].items()
+            if key.rsplit("/", 1)[0] == scope
+        }
+        for collection in chroma.collections(scope):
+            ids = ids_by_name.get(collection["name"])
+            if ids:
+                found = chroma.embeddings(scope, collection["id"], ids=ids)
+                result[f"{scope}/{collection['name']}"] = found
+    return {"collections": result}
+
+
+def vector_differences(before: dict, after: dict) -> list[str]:
+    """Each sampled record whose vector is not the one it had, named; a swap says whose it is."""
+    found = []
+    for key, sample in sorted(before["collections"].items()):
+        now = after["collections"].get(key, {})
+        owners: dict[str, list[str]] = {}
+        for record_id, digest in sample.items():
+            owners.setdefault(digest, []).append(record_id)
+        for record_id, digest in sorted(sample.items()):
+            new = now.get(record_id)
+            if new == digest:
+                continue
+            other = [owner for owner in owners.get(new or "", []) if owner != record_id]
+            if new is None:
+                found.append(f"{key}: {record_id} is not there")
+            elif other:
+                found.append(f"{key}: {record_id} returns the vector {other[0]} had")
+            else:
+                found.append(f"{key}: {record_id} returns another vector")
+    return found
+
+
+def sample_size(sample: dict) -> int:
+    return sum(len(found) for found in sample["collections"].values())
 
 
 def _typed(string_value, int_value, float_value, bool_value) -> object:
@@ -159,6 +262,13 @@ def sqlite_inventory(path: str) -> dict:
     of the file and its ``-wal`` is read, so committed entries not yet
     checkpointed count, and the original is never opened (nor changed).
     """
+    with _private_copy(path) as db:
+        return _read_sqlite(db)
+
+
+@contextlib.contextmanager
+def _private_copy(path: str) -> Iterator[sqlite3.Connection]:
+    """A connection to a copy of ``path`` and its ``-wal``, removed afterwards."""
     if not os.path.isfile(path):
         raise OSError(f"{path}: no such file")
     with tempfile.TemporaryDirectory(prefix="chroma-inventory-") as work:
@@ -168,9 +278,23 @@ def sqlite_inventory(path: str) -> dict:
             shutil.copyfile(path + "-wal", copy + "-wal")
         db = sqlite3.connect(copy)
         try:
-            return _read_sqlite(db)
+            yield db
         finally:
             db.close()
+
+
+def sqlite_scopes(path: str) -> list[str]:
+    """The tenant/database scopes a (running) server's chroma.sqlite3 names, from a copy.
+
+    The API lists no tenants, so the vector sample learns them here. A copy
+    taken while the server writes may be torn: then only the default scope.
+    """
+    try:
+        with _private_copy(path) as db:
+            rows = db.execute("SELECT tenant_id, name FROM databases").fetchall()
+    except (OSError, sqlite3.Error):
+        return [DEFAULT_SCOPE]
+    return sorted({f"{tenant}/{name}" for tenant, name in rows} | {DEFAULT_SCOPE})
 
 
 def _read_sqlite(db: sqlite3.Connection) -> dict:
@@ -258,6 +382,10 @@ def main() -> int:
         help="also read every tenant/database this inventory names",
     )
     parser.add_argument("--canary", nargs=2, metavar=("ACTION", "NAME"))
+    parser.add_argument("--vector-sample", action="store_true", help="embeddings of a sample")
+    parser.add_argument(
+        "--scopes-from-sqlite", metavar="DB", help="the server's chroma.sqlite3, for its scopes"
+    )
     args = parser.parse_args()
     try:
         if args.url.startswith("sqlite:"):
@@ -266,6 +394,9 @@ def main() -> int:
         chroma = Chroma(args.url, args.token_file)
         if args.canary:
             print(json.dumps(canary(chroma, *args.canary)))
+        elif args.vector_sample:
+            scopes = sqlite_scopes(args.scopes_from_sqlite) if args.scopes_from_sqlite else []
+            print(json.dumps(vector_sample(chroma, scopes), sort_keys=True))
         else:
             scopes = list(args.scope)
             if args.scopes_from:

@@ -15,6 +15,8 @@ values as arguments (never pasted into a shell string). Standard library only.
     chroma_safety.py compare --manifest FILE --url URL [--token-file F]
     chroma_safety.py rehearse --record R --data-dir D --image I --persist-path P --work-dir W
                      --uid U --gid G --compose-file F --project-dir P [--env NAME=value ...]
+    chroma_safety.py verify-upgrade --record R --data-dir D --image I --persist-path P
+                     --uid U --gid G [--vectors FILE] [--env NAME=value ...]
 
 Exit codes: 0 done (or match), 1 error (nothing was changed by the failing
 step; say what), 3 verification mismatch (handled: see ``verify``).
@@ -34,7 +36,15 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from chroma_inventory import Chroma, inventory, scopes_of, sqlite_inventory
+from chroma_inventory import (
+    Chroma,
+    inventory,
+    sample_size,
+    sampled_vectors_now,
+    scopes_of,
+    sqlite_inventory,
+    vector_differences,
+)
 
 MARGIN_BYTES = 64 * 1024 * 1024
 
@@ -468,6 +478,121 @@ def rehearse(args: argparse.Namespace) -> int:
     return 3
 
 
+def serve_unpublished(name: str, label: str, data_dir: str, args: argparse.Namespace) -> str:
+    """Start ``args.image`` on ``data_dir`` as the data's owner, no port published: its URL.
+
+    Only the host reaches it, at its bridge address; Refused with the server's
+    last words when it does not answer within ``args.timeout`` seconds.
+    """
+    env = [item for pair in args.env for item in ("-e", pair)]
+    docker("run", "-d", "--name", name, "--label", label, "--user", f"{args.uid}:{args.gid}",
+           "--cap-drop", "ALL", "--security-opt", "no-new-privileges:true",
+           "-v", f"{data_dir}:{args.persist_path}", *env, args.image)  # fmt: skip
+    address = docker("inspect", "-f", "{{.NetworkSettings.IPAddress}}", name).strip()
+    url = f"http://{address}:8000"
+    if address and wait_for_heartbeat(url, args.timeout):
+        return url
+    logs = subprocess.run(["docker", "logs", "--tail", "5", name], capture_output=True,
+                          text=True, check=False)  # fmt: skip
+    said = " ".join((logs.stdout + logs.stderr).split())[-400:]
+    raise Refused(f"{args.image} did not answer on the data dir: {said or 'no output'}")
+
+
+def servers_on(data_dir: str) -> list[str]:
+    """Running containers that mount ``data_dir``: none may, while the check opens it."""
+    running = docker("ps", "-q").split()
+    if not running:
+        return []
+    real = os.path.realpath(data_dir)
+    found = []
+    # check=False: a container that ended between ps and inspect is left out, not an error.
+    for container in json.loads(docker("inspect", *running, check=False) or "[]"):
+        sources = [mount.get("Source") or "" for mount in container.get("Mounts") or []]
+        if any(os.path.realpath(source) == real for source in sources):
+            found.append(container["Name"].lstrip("/"))
+    return found
+
+
+def stop_unpublished(label: str) -> None:
+    """Stop (SIGTERM, as compose would) and remove this check's containers, also a killed run's."""
+    for container in docker("ps", "-aq", "--filter", f"label={label}").split():
+        docker("stop", "--time", "30", container, check=False)
+        docker("rm", container, check=False)
+
+
+def verify_upgrade(args: argparse.Namespace) -> int:
+    """Start the new version on the live data dir, unpublished, and compare: then it may publish.
+
+    Runs after the backup (the stack stopped since) and before ``up``: nothing
+    but this check reaches the server it starts, so what it finds is what the
+    upgrade did, not what clients wrote since. It compares the backup's
+    manifest (collections, counts, ids, documents, metadata) and the vectors
+    sampled from the old server before it stopped (``--vectors``, from
+    chroma_inventory.py --vector-sample). Match: the record becomes
+    ``upgraded-*.json`` and ``up`` publishes. Mismatch: a ``failed-*`` record,
+    the stack stays stopped, and the backup is the way back with every write in
+    it (none can have been made since). A server that does not start or answer
+    changes nothing: the record stays pending and the next deploy checks again.
+    """
+    record_path = Path(args.record)
+    if not record_path.is_file():
+        print("no upgrade is waiting for verification (there was no data to back up)")
+        return 0
+    record = json.loads(record_path.read_text())
+    before = record["before"]
+    vectors = Path(args.vectors) if args.vectors else None
+    sample = json.loads(vectors.read_text()) if vectors and vectors.is_file() else None
+    transition = f"upgrade {record['from']} -> {record['to']}"
+    label = f"chroma-deploy.upgrade-check={args.data_dir}"
+    stop_unpublished(label)  # one a killed run left on this data dir
+    others = servers_on(args.data_dir)
+    if others:
+        print(f"could not verify {transition}: {', '.join(others)} runs on {args.data_dir}, and "
+              "two servers must never open one data dir; nothing was changed: stop it and "
+              "deploy again", file=sys.stderr)  # fmt: skip
+        return 1
+    try:
+        chroma = Chroma(serve_unpublished(f"chroma-deploy-upgrade-check-{os.getpid()}", label,
+                                          args.data_dir, args), None)  # fmt: skip
+        after = inventory(chroma, scopes_of(before))
+        now = sampled_vectors_now(chroma, sample) if sample else None
+    except Exception as error:
+        print(f"could not verify {transition}: {type(error).__name__}: {error}; nothing was "
+              "published and the stack stays stopped: the next deploy checks again",
+              file=sys.stderr)  # fmt: skip
+        return 1
+    finally:
+        stop_unpublished(label)
+    found = differences(before["collections"], after["collections"])
+    if sample is not None and now is not None:
+        found += vector_differences(sample, now)
+    record["vectors"] = sample
+    if vectors:
+        vectors.unlink(missing_ok=True)  # kept in the record from here on
+    if not found:
+        write_json(record_path, record)
+        os.replace(record_path, record_path.with_name(done_name(record)))
+        counts = sum(item["count"] for item in after["collections"].values())
+        compared = (
+            f"counts, ids, documents, metadata and {sample_size(sample)} sampled vectors equal"
+            if sample is not None
+            else f"counts, ids, documents and metadata equal; vectors not compared: the "
+            f"{record['from']} server did not answer before it was stopped"
+        )
+        print(f"{transition} verified before it was published: {len(after['collections'])} "
+              f"collections, {counts} records; {compared}")  # fmt: skip
+        return 0
+    failed = record_path.with_name(f"failed-upgrade-{stamp()}.json")
+    record["differences"] = found
+    write_json(failed, record)
+    record_path.unlink()
+    print(f"{transition} FAILED verification before it was published ({'; '.join(found[:5])}): "
+          f"no client has written to it and the stack stays stopped. Restore "
+          f"{record.get('backup')} with restore.py (it holds every write, on {record['from']}), "
+          f"then see {failed}", file=sys.stderr)  # fmt: skip
+    return 3
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -508,9 +633,18 @@ def main() -> int:
     rehearsed.add_argument("--gid", type=int, required=True)
     rehearsed.add_argument("--timeout", type=int, default=120)
     rehearsed.add_argument("--env", action="append", default=[], help="NAME=value")
+    checked_upgrade = commands.add_parser("verify-upgrade")
+    for option in ("--record", "--data-dir", "--image", "--persist-path"):
+        checked_upgrade.add_argument(option, required=True)
+    checked_upgrade.add_argument("--uid", type=int, required=True)
+    checked_upgrade.add_argument("--gid", type=int, required=True)
+    checked_upgrade.add_argument("--timeout", type=int, default=120)
+    checked_upgrade.add_argument("--env", action="append", default=[], help="NAME=value")
+    checked_upgrade.add_argument("--vectors", help="chroma_inventory.py --vector-sample's answer")
     args = parser.parse_args()
     steps = {"stage": stage, "verify": verify, "prune": prune, "space": space,
-             "manifest": manifest, "compare": compare, "rehearse": rehearse}  # fmt: skip
+             "manifest": manifest, "compare": compare, "rehearse": rehearse,
+             "verify-upgrade": verify_upgrade}  # fmt: skip
     try:
         return steps[args.command](args)
     except Refused as refusal:

@@ -38,6 +38,9 @@ from operations.report import step
 from operations.stack import COMPOSE_FILE
 
 PENDING = ("migration-pending.json", "rescue-pending.json", "upgrade-pending.json")
+# An upgrade's record is verified before the stack is published (upgrade.verify_before_publish),
+# never after `up`: by then clients may have written.
+VERIFIED_AFTER_UP = ("migration-pending.json", "rescue-pending.json")
 
 
 def done_record(volume: str) -> str:
@@ -173,9 +176,9 @@ def take_over_data(
 
 @operation()
 def verify_migration(project_dir: str, data_dir: str, url: str, token_file: str | None):
-    """After `up`: the server must hold what the moved data held, or the backup before it.
+    """After `up`: the server must hold what the moved data held.
 
-    Each pending record (migration, rescue, upgrade: one file each, so one run
+    Each pending record (migration, rescue: one file each, so one run
     may do several) is checked by files/chroma_safety.py verify. A server that
     cannot be read changes nothing and fails the run; a mismatch stops the
     stack and leaves a ``failed-*`` record that blocks later deploys.
@@ -185,7 +188,7 @@ def verify_migration(project_dir: str, data_dir: str, url: str, token_file: str 
     """
     state = host_state.read(SafetyState, project_dir=project_dir, data_dir=data_dir.rsplit(
         "/", 1)[-1])  # fmt: skip
-    pending = [name for name in PENDING if name in state["records"]]
+    pending = [name for name in VERIFIED_AFTER_UP if name in state["records"]]
     if not pending:
         host.noop("no migration is pending")
         return

@@ -1,10 +1,13 @@
-"""A change of chroma_version: backed up first, verified after, never downgraded.
+"""A change of chroma_version: backed up first, verified before it is published, never downgraded.
 
 Chroma migrates its SQLite schema forward the first time a newer server opens
-it, one way. So before the compose file names a newer image, the deploy takes
-a backup (the only way back), and after the stack is up verify_migration
-checks the new server shows the same collections, counts and ids. Across
-0.6 -> 1.x the data dir on the host stays; only the mount target moves
+it, one way. So before the compose file names a newer image, the deploy reads
+a sample of vectors from the old server and takes a backup (the only way back),
+and before ``up`` publishes the new version, verify_before_publish starts it
+on the data dir with no port published and checks it shows the same
+collections, counts, ids, documents, metadata and sampled vectors: what it
+compares is the state at the switch, which no client can have written to yet.
+Across 0.6 -> 1.x the data dir on the host stays; only the mount target moves
 (/chroma/chroma -> /data), which the template derives from the version.
 """
 
@@ -29,7 +32,13 @@ from facts.project import ProjectFiles, SafetyState
 from operations import host_state
 from operations.data_safety import backup_commands
 from operations.host_failure import fail_host
-from operations.host_tools import STATE_DIR, pending_record, safety_command
+from operations.host_tools import (
+    STATE_DIR,
+    inventory_command,
+    pending_record,
+    safety_command,
+    upload_tools,
+)
 from operations.stack import COMPOSE_FILE
 
 
@@ -42,8 +51,14 @@ def version_change(
     backup_dir: str,
     wait_timeout: int,
     rehearsal: dict | None = None,
+    url: str | None = None,
+    token_file: str | None = None,
 ):
     """Back up before moving to a newer Chroma; refuse to move to an older one.
+
+    Before the backup stops it, the old server's answer for a sample of records'
+    vectors is kept (``vectors_file``) for verify_before_publish: a stopped
+    server keeps vectors in segment files that the upgrade rewrites.
 
     With ``rehearsal``, the new image is first started on a copy of the data in a
     throwaway container and must show what the backup's manifest says; on a
@@ -57,6 +72,7 @@ def version_change(
     + wait_timeout: seconds for ``up --wait`` after the backup
     + rehearsal: ``{"image", "persist_path", "environment": ["NAME=value"], "uid", "gid"}``
       of the new version (chroma_upgrade_rehearsal), or None to skip it
+    + url, token_file: where the old server answers, and its token file, for the vector sample
     """
     found = _deployed_and_data(project_dir, project_name, data_dir, version)
     if isinstance(found, str):
@@ -110,6 +126,8 @@ def version_change(
     sqlite = shlex.quote(f"{project_dir}/{data_dir}/chroma.sqlite3")
     state = shlex.quote(pending_record(project_dir).rsplit("/", 1)[0])
     yield from tool
+    if url:
+        yield _vector_sample_command(project_dir, data_dir, old, url, token_file)
     no_backup = shlex.join(["echo", f"no data yet: Chroma {old} -> {version} needs no backup"])
     yield f"mkdir -p {state}; if [ -f {sqlite} ]; then ( {backup} ); else {no_backup}; fi"
     if rehearsal:
@@ -159,3 +177,72 @@ def _deployed_and_data(
             "on the host, or check the file, then deploy again"
         )
     return old, schema["levels"]
+
+
+def vectors_file(project_dir: str) -> str:
+    return f"{project_dir}/{STATE_DIR}/upgrade-vectors.json"
+
+
+def _vector_sample_command(
+    project_dir: str, data_dir: str, old: str, url: str, token_file: str | None
+) -> str:
+    """Read the old server's vectors of a sample of records, right before the backup stops it.
+
+    A client that changes a sampled record's vector between this read and the
+    stop (the next command) shows as a difference. A server that does not
+    answer (stopped already) leaves no sample, and the verification says that
+    it compared no vectors.
+    """
+    sqlite = f"{project_dir}/{data_dir}/chroma.sqlite3"
+    target = shlex.quote(vectors_file(project_dir))
+    read = inventory_command(url, token_file, "--vector-sample", "--scopes-from-sqlite", sqlite)
+    said = shlex.join(["echo", f"vectors of a sample of records read from Chroma {old}"])
+    unread = shlex.join(
+        ["echo", f"Chroma {old} did not answer: the upgrade's verification compares no vectors"]
+    )
+    state = shlex.quote(f"{project_dir}/{STATE_DIR}")
+    return (
+        f"mkdir -p {state}; rm -f {target}; if [ -f {shlex.quote(sqlite)} ]; then "
+        f"if {read} > {target}.tmp; then mv {target}.tmp {target}; {said}; "
+        f"else rm -f {target}.tmp; {unread}; fi; fi"
+    )
+
+
+@operation()
+def verify_before_publish(
+    project_dir: str,
+    data_dir: str,
+    server: dict,
+    wait_timeout: int,
+    upgrading: bool = False,
+):
+    """An upgraded data dir, verified by the new version before ``up`` publishes it.
+
+    Runs between the compose file and stack_up whenever an upgrade's pending
+    record is there (this run's, or one a killed or failed run left: the stack
+    stays stopped until it passes). files/chroma_safety.py verify-upgrade starts
+    the new image on the live data dir with no port published, compares it
+    with the backup's manifest and the old server's vector sample, and stops
+    it; only a match lets stack_up publish. So a client writing through the
+    upgrade never makes the verification fail, and a failed one never advises
+    a restore that would drop writes: none can have been made.
+
+    + project_dir: the project dir; data_dir: the data dir's name
+    + server: ``{"image", "persist_path", "environment": ["NAME=value"], "uid", "gid"}``
+      of the new version, as it listens on its own bridge address
+    + wait_timeout: seconds for the new server to answer
+    + upgrading: version_change will run in this run (known when pyinfra plans first)
+    """
+    records = host_state.read(SafetyState, project_dir=project_dir, data_dir=data_dir)["records"]
+    if "upgrade-pending.json" not in records and not upgrading:
+        host.noop("no upgrade is waiting for verification")
+        return
+    record = pending_record(project_dir, "upgrade")
+    check = safety_command(
+        "verify-upgrade", ("--record", record), ("--data-dir", f"{project_dir}/{data_dir}"),
+        ("--image", server["image"]), ("--persist-path", server["persist_path"]),
+        ("--uid", server["uid"]), ("--gid", server["gid"]), ("--timeout", wait_timeout),
+        ("--env", server["environment"]), ("--vectors", vectors_file(project_dir)),
+    )  # fmt: skip
+    yield from upload_tools(project_dir)
+    yield check  # no record (an upgrade of a data dir with no data yet): nothing to verify

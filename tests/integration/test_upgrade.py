@@ -1,11 +1,20 @@
-"""0.6.3 -> 1.x with real data: backed up first, mount target moved, counts verified."""
+"""0.6.3 -> 1.x with real data: backed up first, verified before it is published, mount target
+moved; a live writer does not fail it, and the vector sample catches swapped vectors."""
 
 from __future__ import annotations
 
+import json
 import os
+import secrets
+import shutil
+import struct
 import subprocess
+import sys
+import threading
 import time
+from pathlib import Path
 
+import chromadb
 import click
 import httpx
 import pytest
@@ -16,8 +25,10 @@ from conftest import (
     base_data,
     chroma_client,
     converge,
+    free_port,
     read_records,
     run_deploy,
+    wait_for_heartbeat,
 )
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
@@ -39,7 +50,9 @@ def test_upgrade_from_0_6_keeps_every_record_and_a_downgrade_is_refused(project,
     before = read_records(port)
 
     upgraded = converge(dict(data, chroma_version="1.5.9"))
-    assert "Migrated data verified on the bind mount" in upgraded.changed_operations
+    checked = "Upgraded data verified by the new version before the stack is published"
+    assert checked in upgraded.changed_operations  # before `up`, never after it
+    assert "Migrated data verified on the bind mount" not in upgraded.changed_operations
     assert read_records(port) == before
     chroma = yaml.safe_load((project_dir / "docker-compose.yml").read_text())["services"]["chroma"]
     assert chroma["volumes"][0]["source"] == "./chroma_data"
@@ -153,3 +166,220 @@ def test_no_write_can_land_between_the_backup_and_the_switch(project, tmp_path):
     output, _ = upgrade.communicate(timeout=900)
     assert upgrade.returncode == 0, output
     assert read_records(port) == {"before": ["b1"]}
+
+
+class LiveWriter(threading.Thread):
+    """Adds one record at a time through the real client, retrying the same id on any error.
+
+    A write counts as acknowledged only once ``add`` returned. Bounded by ``limit`` records
+    and ``seconds``; :meth:`finish` lets it write a few more, then stops it.
+    """
+
+    def __init__(self, port: int, collection: str, limit: int, seconds: float):
+        super().__init__(daemon=True)
+        self.port, self.collection, self.limit = port, collection, limit
+        self.deadline = time.monotonic() + seconds
+        self.acknowledged: list[str] = []
+        self.errors = 0
+        self.stop = threading.Event()
+
+    def finish(self, more: int, seconds: float) -> None:
+        until, deadline = len(self.acknowledged) + more, time.monotonic() + seconds
+        while len(self.acknowledged) < until and time.monotonic() < deadline and self.is_alive():
+            time.sleep(0.1)
+        self.stop.set()
+        self.join(timeout=60)
+        assert not self.is_alive()
+
+    def run(self) -> None:
+        collection = None
+        i = 0
+        while not self.stop.is_set() and i < self.limit and time.monotonic() < self.deadline:
+            try:
+                if collection is None:
+                    client = chroma_client(self.port)
+                    collection = client.get_collection(self.collection, embedding_function=None)
+                collection.add(
+                    ids=[f"w{i:05d}"], embeddings=[[float(i), float(i % 13), 1.0]],
+                    documents=[f"written live {i}"], metadatas=[{"i": i}],
+                )  # fmt: skip
+            except Exception:  # refused, reset, 5xx while the stack switches: the same id again
+                self.errors += 1
+                collection = None
+                time.sleep(0.2)
+                continue
+            self.acknowledged.append(f"w{i:05d}")
+            i += 1
+            time.sleep(0.03)
+
+
+def test_an_upgrade_under_live_writes_is_verified_before_it_is_published(project, tmp_path):
+    """Issue 27 item 8: a writer kept adding while 0.6.3 -> 1.5.9 ran; every write survived,
+    but the verification counted the live server after writes resumed, marked the upgrade
+    failed, stopped the stack and advised a restore that would drop those writes."""
+    project_dir, name = project
+    data = base_data(project_dir, name, chroma_backup_dir=str(tmp_path / "backups"))
+    port = data["chroma_port"]
+    converge(dict(data, chroma_version="0.6.3"))
+    collection = chroma_client(port).create_collection("live", embedding_function=None)
+    collection.add(
+        ids=[f"s{i:03d}" for i in range(100)],
+        embeddings=[[float(i % 5), float(i % 7), 1.0] for i in range(100)],
+        documents=[f"seeded {i}" for i in range(100)],
+    )  # fmt: skip
+    seeded = read_records(port)["live"]
+    writer = LiveWriter(port, "live", limit=1500, seconds=420)
+    writer.start()
+    while len(writer.acknowledged) < 20:  # the writer is writing before the upgrade starts
+        time.sleep(0.1)
+    upgraded = run_deploy(dict(data, chroma_version="1.5.9"))
+    writer.finish(more=30, seconds=30)  # a few more writes to the new server
+    said = click.unstyle(upgraded.output)
+    print(
+        f"seeded {len(seeded)}, acknowledged {len(writer.acknowledged)} live writes "
+        f"({writer.errors} retried)"
+    )
+    assert upgraded.returncode == 0, [line for line in said.splitlines() if "FAILED" in line]
+    after = read_records(port)["live"]
+    print(f"{len(after)} records after")
+    assert set(writer.acknowledged) <= set(after)  # every acknowledged write survived
+    assert set(seeded) <= set(after)
+    state = project_dir / ".chroma-deploy"
+    assert not list(state.glob("failed-*")), upgraded.output
+    assert (state / "upgraded-0.6.3-to-1.5.9.json").is_file()
+    verified = [line for line in said.splitlines() if "upgrade 0.6.3 -> 1.5.9 verified" in line]
+    print("\n".join(verified))
+    assert len(verified) == 1, said
+    assert "before it was published" in verified[0]
+    assert "sampled vectors" in verified[0]
+    again = run_deploy(dict(data, chroma_version="1.5.9"))  # the upgrade run's second run
+    assert again.returncode == 0 and again.changed_operations == [], again.output
+
+
+def swap_bytes(directory: Path, first: bytes, second: bytes) -> int:
+    """Swap every occurrence of two same-length byte strings in every file under ``directory``."""
+    assert len(first) == len(second)
+    swapped = 0
+    for path in directory.rglob("*"):
+        if not path.is_file():
+            continue
+        content = path.read_bytes()
+        if first not in content and second not in content:
+            continue
+        swapped += content.count(first) + content.count(second)
+        marker = b"\0swap\0" * 4  # in neither: a three-way exchange
+        path.write_bytes(content.replace(first, marker[: len(first)]).replace(second, first)
+                         .replace(marker[: len(first)], second))  # fmt: skip
+    return swapped
+
+
+def test_the_vector_sample_check_catches_a_swapped_vector_on_a_copy(tmp_path):
+    """Issue 27 item 4: a data dir whose counts, ids, documents and metadata are all there but
+    in which a record returns another record's vector passed every check we had."""
+    data = tmp_path / "data"
+    data.mkdir()
+    port = free_port()
+    name = f"cdtest-vectors-{os.getpid()}"
+    vectors = [[1000.0 + i, -500.0 - i * 0.5, 0.125 * i + 0.0625] for i in range(50)]
+    try:
+        subprocess.run(
+            ["docker", "run", "-d", "--name", name, "-p", f"127.0.0.1:{port}:8000",
+             "-v", f"{data}:/data", "chromadb/chroma:1.5.9"],
+            check=True, capture_output=True,
+        )  # fmt: skip
+        wait_for_heartbeat(port)
+        collection = chroma_client(port).create_collection("mix", embedding_function=None)
+        collection.add(
+            ids=[f"mix-{i}" for i in range(50)], embeddings=vectors,
+            documents=[f"record {i}" for i in range(50)], metadatas=[{"i": i} for i in range(50)],
+        )  # fmt: skip
+        sample = tmp_path / "upgrade-vectors.json"
+        read = [sys.executable, str(ROOT / "files" / "chroma_inventory.py"),
+                f"http://127.0.0.1:{port}", "--vector-sample"]  # fmt: skip
+        sample.write_text(subprocess.run(read, check=True, capture_output=True, text=True).stdout)
+    finally:
+        subprocess.run(["docker", "rm", "-f", name], capture_output=True)  # its data stays
+    safety = [sys.executable, str(ROOT / "files" / "chroma_safety.py")]
+    manifest = tmp_path / "before.json"
+    subprocess.run([*safety, "manifest", "--sqlite", str(data / "chroma.sqlite3"), "--out",
+                    str(manifest), "--project", "p", "--version", "1.5.9"], check=True)  # fmt: skip
+    copy = tmp_path / "copy"
+    shutil.copytree(data, copy, symlinks=True)
+    # mix-26 and mix-37 trade vectors in the copy (in whatever file holds them: the
+    # write-ahead log in chroma.sqlite3 or the HNSW segment); all 50 records are sampled.
+    assert swap_bytes(copy, *(struct.pack("<3f", *vectors[i]) for i in (26, 37))) >= 2
+    state = tmp_path / ".chroma-deploy"
+    state.mkdir()
+    record = state / "upgrade-pending.json"
+
+    def check(*extra: str) -> subprocess.CompletedProcess[str]:
+        record.write_text(json.dumps({
+            "kind": "upgrade", "subject": "1.5.9", "from": "1.5.9", "to": "1.5.9",
+            "backup": "the archive", "before": json.loads(manifest.read_text()),
+        }))  # fmt: skip
+        return subprocess.run(
+            [*safety, "verify-upgrade", "--record", str(record), "--data-dir", str(copy),
+             "--image", "chromadb/chroma:1.5.9", "--persist-path", "/data", "--uid", "0",
+             "--gid", "0", "--timeout", "120", *extra],
+            capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+
+    # Another container on the data dir: the check never opens it a second time.
+    sharing = f"{name}-sharing"
+    try:
+        subprocess.run(
+            ["docker", "run", "-d", "--name", sharing, "-v", f"{copy}:/data",
+             "--entrypoint", "/bin/sleep", "chromadb/chroma:1.5.9", "300"],
+            check=True, capture_output=True,
+        )  # fmt: skip
+        refused = check("--vectors", str(sample))
+    finally:
+        subprocess.run(["docker", "rm", "-f", sharing], capture_output=True)
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    assert f"{sharing} runs on {copy}, and two servers must never open one data dir" in (
+        refused.stderr
+    )
+    assert record.is_file() and not list(state.glob("upgraded-*"))
+    blind = check()  # what the verification compared before: counts, ids, documents, metadata
+    print(blind.stdout, blind.stderr)
+    assert blind.returncode == 0 and "vectors not compared" in blind.stdout
+    (state / "upgraded-1.5.9-to-1.5.9.json").unlink()
+    caught = check("--vectors", str(sample))
+    print(caught.stdout, caught.stderr)
+    assert caught.returncode == 3
+    assert "default_tenant/default_database/mix: mix-26 returns the vector mix-37 had" in (
+        caught.stderr
+    )
+    assert "mix-37 returns the vector mix-26 had" in caught.stderr
+    assert list(state.glob("failed-upgrade-*.json")) and not record.exists()
+    leftovers = subprocess.run(
+        ["docker", "ps", "-aq", "--filter", f"label=chroma-deploy.upgrade-check={copy}"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert leftovers.stdout == ""
+
+
+def test_behind_the_auth_proxy_the_vectors_are_sampled_with_the_token(project, tmp_path):
+    """The sample is read through the proxy with the token file; the check reaches the new
+    server at its bridge address, although behind the proxy it listens on loopback only."""
+    project_dir, name = project
+    token = secrets.token_urlsafe(24)
+    env = {**os.environ, "CHROMA_AUTH_TOKEN": token}
+    data = base_data(project_dir, name, chroma_backup_dir=str(tmp_path / "backups"),
+                     chroma_auth_proxy=True, chroma_upgrade_rehearsal=False)  # fmt: skip
+    port = data["chroma_port"]
+    converge(dict(data, chroma_version="0.6.3"), env=env)
+    client = chromadb.HttpClient(host="127.0.0.1", port=port, headers={"X-Chroma-Token": token})
+    collection = client.create_collection("kept", embedding_function=None)
+    collection.add(ids=[f"k{i}" for i in range(40)],
+                   embeddings=[[float(i), 0.5, -1.0] for i in range(40)])  # fmt: skip
+    upgraded = converge(dict(data, chroma_version="1.5.9"), env=env)
+    said = click.unstyle(upgraded.output)
+    assert token not in said
+    assert (
+        "upgrade 0.6.3 -> 1.5.9 verified before it was published: 1 collections, 40 records; "
+        "counts, ids, documents, metadata and 40 sampled vectors equal"
+    ) in said, said
+    assert sorted(client.get_collection("kept", embedding_function=None).get()["ids"]) == sorted(
+        f"k{i}" for i in range(40)
+    )

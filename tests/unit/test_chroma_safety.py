@@ -179,3 +179,33 @@ def test_sqlite_and_api_content_lines_agree_on_lists_bools_and_floats():
     # The API's answer for the same record: {"n": 5, "tags": ["b", "a"]}, document "hello".
     api = chroma_inventory.summary({"a": ("hello", {"n": 5, "tags": ["b", "a"]})})
     assert found == api
+
+
+def test_a_swapped_vector_is_named_and_float_spellings_are_not_a_difference():
+    """Issue 27 item 4: records that return another record's vector; 0.x and 1.x spell the
+    same float32 differently in JSON (0.10000000149011612 and 0.1), which must not count."""
+    sys.path.insert(0, str(FILES))
+    import array
+
+    import chroma_inventory
+
+    vectors = {f"mix-{i}": [0.1 * i, -1.5, 1 / (i + 3)] for i in range(6)}
+    widened = {key: list(array.array("f", value)) for key, value in vectors.items()}  # as 0.x
+    assert widened["mix-1"][0] == 0.10000000149011612
+    key = "default_tenant/default_database/mix"
+    before = {"collections": {key: {i: chroma_inventory.vector_digest(v)
+                                    for i, v in widened.items()}}}  # fmt: skip
+    same = {"collections": {key: {i: chroma_inventory.vector_digest(v)
+                                  for i, v in vectors.items()}}}  # fmt: skip
+    assert chroma_inventory.vector_differences(before, same) == []
+    after = json.loads(json.dumps(same))
+    now = after["collections"][key]
+    now["mix-2"], now["mix-4"] = now["mix-4"], now["mix-2"]
+    now["mix-5"] = chroma_inventory.vector_digest([9.0, 9.0, 9.0])
+    del now["mix-0"]
+    assert chroma_inventory.vector_differences(before, after) == [
+        f"{key}: mix-0 is not there",
+        f"{key}: mix-2 returns the vector mix-4 had",
+        f"{key}: mix-4 returns the vector mix-2 had",
+        f"{key}: mix-5 returns another vector",
+    ]
