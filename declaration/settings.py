@@ -488,7 +488,7 @@ class Settings:
         "File on the control machine holding the token; wins over the environment variable.",
     )
     proxy_image: str = key(
-        "chroma-deploy/auth-proxy:3",
+        "chroma-deploy/auth-proxy:4",
         _image_reference,
         "Image of the proxy, built on the host from files/build-proxy-image.sh when missing.",
     )
