@@ -90,6 +90,8 @@ http {
   # valid=), not once at start: a Chroma restarted on another address is found again.
   resolver $resolver valid=2s ipv6=off;
   resolver_timeout 3s;
+  # Chroma is on a local bridge: a connection that takes longer is not coming.
+  proxy_connect_timeout 3s;
   server {
     listen 8080;
     set \$chroma "$upstream";

@@ -53,7 +53,7 @@ def test_the_token_matches_in_its_own_letter_case_only(project):
     """nginx's map compared the token without case: its upper-case form was let in."""
     project_dir, name = project
     token = "MixedCase-Token-AbCdEfGhIjKl"
-    data = base_data(project_dir, name, chroma_auth_proxy=True, chroma_upgrade_rehearsal=False)
+    data = base_data(project_dir, name, chroma_auth_proxy=True)
     port = data["chroma_port"]
     converge(data, env=token_env(token))
     swapped = token[:-1] + token[-1].swapcase()
@@ -102,7 +102,7 @@ def test_any_container_restarted_or_killed_comes_back_without_a_deploy(project, 
     project_dir, name = project
     token = secrets.token_urlsafe(24) if proxy else None
     env = token_env(token) if token else dict(os.environ)
-    data = base_data(project_dir, name, chroma_auth_proxy=proxy, chroma_upgrade_rehearsal=False)
+    data = base_data(project_dir, name, chroma_auth_proxy=proxy)
     port = data["chroma_port"]
     converge(data, env=env)
     add_records(port, token, 50)
@@ -130,3 +130,42 @@ def test_any_container_restarted_or_killed_comes_back_without_a_deploy(project, 
     assert drift.returncode == 0, drift.output
     again = run_deploy(data, env=env)
     assert again.returncode == 0 and again.changed_operations == [], again.output
+    if not proxy:
+        return
+
+    # Both containers run, but Chroma does not answer through the proxy: the proxy's
+    # health says so (before, it said healthy: nginx ran), drift reports it, a deploy repairs.
+    sh(f"docker network disconnect {name}_internal {name}-chroma-1")
+    assert heartbeat(port, headers) != 200
+    deadline = time.monotonic() + HEALTHCHECK_SECONDS + 30
+    while "(unhealthy)" not in sh(f"docker ps --filter name={name}-auth-proxy-1 "
+                                  "--format '{{.Status}}'").stdout:  # fmt: skip
+        assert time.monotonic() < deadline, "the proxy never said unhealthy"
+        time.sleep(2)
+    drifted = run_drift(data, "--no-color", env=env)
+    assert drifted.returncode == 2
+    assert "heartbeat" in drifted.stdout and "container_health" in drifted.stdout, drifted.stdout
+    repaired = converge(data, env=env)
+    assert "Stack " + name + " up and healthy" in repaired.changed_operations
+    assert heartbeat(port, headers) == 200 and count_records(port, token) == 50
+
+
+def test_an_upgrade_behind_the_proxy_passes_its_rehearsal(project, tmp_path):
+    """Before: the rehearsal's Chroma got the stack's CHROMA_LISTEN_ADDRESS=127.0.0.1, so
+    nothing reached it and every upgrade behind the proxy failed ("did not start")."""
+    project_dir, name = project
+    token = secrets.token_urlsafe(24)
+    env = token_env(token)
+    data = base_data(project_dir, name, chroma_auth_proxy=True,
+                     chroma_backup_dir=str(tmp_path / "backups"))  # fmt: skip
+    port = data["chroma_port"]
+    converge(dict(data, chroma_version="0.6.3"), env=env)
+    add_records(port, token, 50)
+    before = sorted(client(port, token).get_collection("kept").get(include=[])["ids"])
+
+    upgraded = converge(dict(data, chroma_version="1.5.9"), env=env)
+    assert "rehearsal passed: chromadb/chroma:1.5.9 serves the same 1 collections and 50 " \
+        "records" in upgraded.output, upgraded.output  # fmt: skip
+    after = sorted(client(port, token).get_collection("kept").get(include=[])["ids"])
+    assert after == before and len(after) == 50
+    assert run_drift(dict(data, chroma_version="1.5.9"), env=env).returncode == 0
