@@ -104,6 +104,7 @@ http {
     if (\$bearer = "$token") { set \$token_ok 1; }
     location = /proxy-health {
       proxy_pass http://\$chroma$heartbeat;
+      proxy_http_version 1.1;  # Chroma 0.6 answers HTTP/1.0, nginx's default, with 400
       proxy_set_header Authorization "";
       proxy_set_header X-Chroma-Token "";
       proxy_read_timeout 3s;
