@@ -75,8 +75,6 @@ def server_environment(settings: Settings) -> tuple[tuple[str, str], ...]:
         environment[name] = json.dumps(list(settings.cors_allow_origins))
     if settings.max_payload_bytes is not None:
         environment["CHROMA_MAX_PAYLOAD_SIZE_BYTES"] = str(settings.max_payload_bytes)
-    if settings.auth_proxy and line.name == "1.x":
-        environment["CHROMA_LISTEN_ADDRESS"] = "127.0.0.1"  # inside the proxy's namespace
     if settings.otel_endpoint:
         environment["CHROMA_OPEN_TELEMETRY__ENDPOINT"] = settings.otel_endpoint
         environment["CHROMA_OPEN_TELEMETRY__SERVICE_NAME"] = settings.otel_service_name or "chroma"
@@ -87,8 +85,8 @@ def server_environment(settings: Settings) -> tuple[tuple[str, str], ...]:
 def app_environment(settings: Settings) -> tuple[tuple[str, str], ...]:
     """The application service's environment: where Chroma answers it, and its dirs.
 
-    With the auth proxy on, Chroma listens only inside the proxy's network namespace,
-    so the application goes through the proxy, with the token from the file
+    With the auth proxy on, Chroma is only on the stack's internal network, which the
+    application is not on, so the application goes through the proxy, with the token from the file
     CHROMA_AUTH_TOKEN_FILE names (a path, never the token: `docker inspect` shows it).
     """
     host, port = ("auth-proxy", "8080") if settings.auth_proxy else ("chroma", "8000")
@@ -123,7 +121,6 @@ def render_compose(settings: Settings, uid: int, gid: int, token_digest: str | N
             user=f"{uid}:{gid}",
             uid=uid,
             gid=gid,
-            command=line.loopback_command if settings.auth_proxy else None,
             environment=server_environment(settings),
             mem_limit=settings.mem_limit,
             cpus=settings.cpus,
@@ -136,6 +133,7 @@ def render_compose(settings: Settings, uid: int, gid: int, token_digest: str | N
             persist_path=line.persist_path,
             log_file=line.log_file,
             healthcheck=line.healthcheck,
+            heartbeat_path=line.heartbeat_path,
             auth_proxy=settings.auth_proxy,
             proxy_image=settings.proxy_image,
             proxy_published_port=proxy_published_port(settings.bind_address, settings.port),

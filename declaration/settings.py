@@ -488,7 +488,7 @@ class Settings:
         "File on the control machine holding the token; wins over the environment variable.",
     )
     proxy_image: str = key(
-        "chroma-deploy/auth-proxy:3",
+        "chroma-deploy/auth-proxy:4",
         _image_reference,
         "Image of the proxy, built on the host from files/build-proxy-image.sh when missing.",
     )
@@ -758,6 +758,13 @@ def _check_server_settings(settings: Settings) -> None:
         )
     if settings.otel_service_name and not settings.otel_endpoint:
         raise SettingsError("chroma_otel_service_name: needs chroma_otel_endpoint; set both")
+    if settings.otel_endpoint and settings.auth_proxy:
+        # Chroma's only network is internal (docs/security.md): its spans would go nowhere.
+        raise SettingsError(
+            "chroma_otel_endpoint: behind the auth proxy Chroma is on an internal network with "
+            "no route out and could not reach the collector; leave chroma_otel_endpoint unset, "
+            "or set chroma_auth_proxy=false"
+        )
     for name, _value in settings.env:
         refusal = line.refuse_env(name)
         if refusal:

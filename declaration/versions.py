@@ -27,9 +27,6 @@ class VersionLine:
     # 0.x servers write chroma.log in their working dir (/chroma), which a
     # non-root user cannot write: the deploy mounts a file from logs/ there.
     log_file: str | None
-    # The server's command when it must listen on loopback only (behind the proxy);
-    # None: an environment variable does it (CHROMA_LISTEN_ADDRESS on 1.x).
-    loopback_command: tuple[str, ...] | None = None
     # Environment names the server reads that chroma_env may pass through.
     env_known: frozenset[str] = frozenset()
     # Names (or name prefixes ending in "_") chroma_env refuses, with what to use instead.
@@ -107,13 +104,6 @@ _0X_INSTEAD = (
 )
 
 
-# The official 0.x entrypoint runs a command that starts with uvicorn as it is.
-_0X_LOOPBACK_COMMAND = (
-    "uvicorn", "chromadb.app:app", "--host", "127.0.0.1", "--port", "8000",
-    "--workers", "1", "--timeout-keep-alive", "30",
-)  # fmt: skip
-
-
 def _bash_heartbeat(path: str) -> tuple[str, ...]:
     # 1.x images have no curl, wget or python; /bin/sh is dash, so bash's
     # /dev/tcp does the request. The template escapes '$' for compose.
@@ -152,7 +142,6 @@ def version_line(version: str) -> VersionLine:
         heartbeat_path=heartbeat,
         healthcheck=("CMD", "curl", "-fsS", "-o", "/dev/null", f"http://127.0.0.1:8000{heartbeat}"),
         log_file="/chroma/chroma.log",
-        loopback_command=_0X_LOOPBACK_COMMAND,
         env_known=_0X_KNOWN,
         env_instead=_0X_INSTEAD,
     )

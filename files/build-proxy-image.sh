@@ -7,8 +7,14 @@
 # reads it from /run/secrets/chroma-token.env (a 0600 file on the host, mounted
 # read-only) and writes the nginx config into the container's tmpfs. It runs as
 # the stack's owner on a read-only root filesystem; only /run is writable (tmpfs).
-# CHROMA_UPSTREAM says where Chroma listens: 127.0.0.1:8000 when Chroma shares
-# the proxy's network namespace (the proxy is then the only way in).
+# CHROMA_UPSTREAM says where Chroma listens: chroma:8000 on the stack's internal
+# network, the only network Chroma is on (the proxy is then the only way in). The
+# name is resolved again every few seconds (Docker's DNS), so a Chroma that restarts
+# on another address is found again without restarting the proxy.
+# GET /proxy-health answers Chroma's own heartbeat (CHROMA_HEARTBEAT_PATH) through the
+# proxy: the healthcheck then means "Chroma answers through me", not "nginx runs".
+# The token is compared exactly (case-sensitive); only the scheme word "Bearer" is
+# matched in any case, as HTTP says.
 # Usage: build-proxy-image.sh TAG [WORK_DIR]
 set -euo pipefail
 
@@ -50,6 +56,14 @@ if [[ ! "$upstream" =~ ^[A-Za-z0-9.-]+:[0-9]+$ ]]; then
   echo "auth-proxy: CHROMA_UPSTREAM must be host:port, not $upstream" >&2
   exit 1
 fi
+heartbeat=${CHROMA_HEARTBEAT_PATH:-/api/v2/heartbeat}
+if [[ ! "$heartbeat" =~ ^/[A-Za-z0-9/_-]+$ ]]; then
+  echo "auth-proxy: CHROMA_HEARTBEAT_PATH must be a path, not $heartbeat" >&2
+  exit 1
+fi
+# Docker's embedded DNS, in every container on a user-defined network.
+resolver=$(awk '$1 == "nameserver" {print $2; exit}' /etc/resolv.conf)
+resolver=${resolver:-127.0.0.11}
 # As root (a stack owned by root) with no capabilities, nginx can neither chown its
 # temp dirs to another user nor switch users: one process, as root, owning them.
 process_lines=""
@@ -72,18 +86,32 @@ http {
   uwsgi_temp_path /run/nginx/uwsgi;
   scgi_temp_path /run/nginx/scgi;
   client_max_body_size 256m;
-  # Room for "Bearer " and a 256-character token: with the default bucket (the CPU's
-  # cache line, 64 bytes) a token of 40 or more characters stopped nginx at start.
-  map_hash_bucket_size 512;
-  map \$http_x_chroma_token \$token_ok { "$token" 1; default 0; }
-  map \$http_authorization \$bearer_ok { "Bearer $token" 1; default 0; }
+  # A variable in proxy_pass makes nginx resolve the name when it is used (cached for
+  # valid=), not once at start: a Chroma restarted on another address is found again.
+  resolver $resolver valid=2s ipv6=off;
+  resolver_timeout 3s;
+  # Chroma is on a local bridge: a connection that takes longer is not coming.
+  proxy_connect_timeout 3s;
   server {
     listen 8080;
-    location = /proxy-health { return 200 "ok\n"; }
+    set \$chroma "$upstream";
+    # Exact comparisons ("=" is case-sensitive); a map's string keys match in any case,
+    # which let the token in upper or lower case through.
+    set \$token_ok 0;
+    set \$bearer "";
+    if (\$http_x_chroma_token = "$token") { set \$token_ok 1; }
+    if (\$http_authorization ~* "^bearer +(.+)\$") { set \$bearer \$1; }
+    if (\$bearer = "$token") { set \$token_ok 1; }
+    location = /proxy-health {
+      proxy_pass http://\$chroma$heartbeat;
+      proxy_http_version 1.1;  # Chroma 0.6 answers HTTP/1.0, nginx's default, with 400
+      proxy_set_header Authorization "";
+      proxy_set_header X-Chroma-Token "";
+      proxy_read_timeout 3s;
+    }
     location / {
-      set \$allowed "\${token_ok}\${bearer_ok}";
-      if (\$allowed = "00") { return 401 "missing or wrong token\n"; }
-      proxy_pass http://$upstream;
+      if (\$token_ok = 0) { return 401 "missing or wrong token\n"; }
+      proxy_pass http://\$chroma;
       proxy_http_version 1.1;
       proxy_set_header Host \$host;
       proxy_set_header Authorization "";

@@ -231,7 +231,7 @@ def chroma_image(
 def proxy_image(ref: str, build_dir: str):
     """The auth proxy's image: built on the host from Debian's nginx when missing.
 
-    + ref: image reference, e.g. chroma-deploy/auth-proxy:3
+    + ref: image reference, e.g. chroma-deploy/auth-proxy:4
     + build_dir: where the build script is put on the host
     """
     image = host_state.read(DockerImage, ref=ref)

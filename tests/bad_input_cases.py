@@ -68,6 +68,11 @@ CASES = [
         "chroma_otel_service_name: needs chroma_otel_endpoint; set both",
     ),
     (
+        {"chroma_otel_endpoint": "http://otel.example:4317", "chroma_auth_proxy": True},
+        "chroma_otel_endpoint: behind the auth proxy Chroma is on an internal network with no "
+        "route out",
+    ),
+    (
         {"chroma_cors_allow_origins": "*,http://app.example"},
         "either '*' alone or a list of origins, not both",
     ),

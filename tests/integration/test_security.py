@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import subprocess
@@ -99,16 +100,28 @@ def test_deploy_without_a_token_is_refused_before_anything_changes(project):
     assert not project_dir.exists()
 
 
-def container_addresses(container: str) -> list[str]:
-    networks = sh(
-        "docker inspect -f '{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}' " + container
-    ).stdout.split()
-    return [address for address in networks if address]
+def container_addresses(container: str, network: str = "") -> list[str]:
+    """The container's addresses, on every network or on ``network`` alone."""
+    networks = json.loads(
+        sh("docker inspect -f '{{json .NetworkSettings.Networks}}' " + container).stdout
+    )
+    return [
+        value["IPAddress"]
+        for key, value in networks.items()
+        if value["IPAddress"] and network in ("", key)
+    ]
+
+
+def chroma_answers(url: str) -> bool:
+    """Chroma's own heartbeat came back (not an error, nor another server's answer)."""
+    try:
+        answer = httpx.get(url, timeout=3)
+    except httpx.TransportError:
+        return False
+    return answer.status_code == 200 and "nanosecond heartbeat" in answer.text
 
 
 def inspect(container: str) -> dict:
-    import json
-
     return json.loads(sh(f"docker inspect {container}").stdout)[0]
 
 
@@ -131,8 +144,19 @@ def test_the_proxy_is_the_only_way_in_and_every_container_is_hardened(project, t
 
     stack = [f"{name}-chroma-1", f"{name}-auth-proxy-1"]
     addresses = [address for container in stack for address in container_addresses(container)]
-    assert addresses  # the proxy has its bridge address
+    assert len(addresses) == 3  # Chroma's on the internal network; the proxy's on both
     for address in addresses:
+        for port_there in (8000, 8080):
+            assert not chroma_answers(f"http://{address}:{port_there}/api/v2/heartbeat")
+    # Chroma's network gives the host no address, so the host has no route to Chroma: a
+    # packet to it leaves by the default route, never by that network's bridge.
+    internal = json.loads(sh(f"docker network inspect {name}_internal").stdout)[0]
+    bridge = f"br-{internal['Id'][:12]}"
+    assert "inet " not in sh(f"ip -4 addr show dev {bridge}").stdout
+    for address in container_addresses(f"{name}-chroma-1"):
+        assert bridge not in sh(f"ip -4 route get {address}").stdout
+    # The proxy, on the stack's default network: no port 8000, and 401 without the token.
+    for address in container_addresses(f"{name}-auth-proxy-1", f"{name}_default"):
         with pytest.raises(httpx.TransportError):
             httpx.get(f"http://{address}:8000/api/v2/heartbeat", timeout=3)
         assert httpx.get(f"http://{address}:8080/api/v2/heartbeat", timeout=5).status_code == 401

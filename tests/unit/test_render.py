@@ -7,7 +7,7 @@ from dataclasses import replace
 import pytest
 import yaml
 
-from declaration.render import render_compose
+from declaration.render import render_compose, server_environment
 from declaration.settings import load_settings
 from declaration.versions import version_line
 
@@ -74,7 +74,7 @@ def test_app_service_is_off_by_default_and_points_at_chroma_when_on():
 
 
 def test_app_service_goes_through_the_proxy_with_a_token_file_path_not_the_token():
-    """Chroma listens only in the proxy's namespace: the proxy is the application's way in."""
+    """Chroma is only on the internal network: the proxy is the application's way in."""
     compose = _render(chroma_app_enabled=True, chroma_app_image="registry.example/kb:1.2",
                       chroma_auth_proxy=True, chroma_port=8123)  # fmt: skip
     agent = compose["services"]["knowledge-base-agent"]
@@ -90,6 +90,39 @@ def test_app_service_goes_through_the_proxy_with_a_token_file_path_not_the_token
         "chroma": {"condition": "service_healthy"},
         "auth-proxy": {"condition": "service_healthy"},
     }
+
+
+@pytest.mark.parametrize("version", ["1.5.9", "0.6.3"])
+def test_behind_the_proxy_chroma_is_alone_on_an_internal_network_the_host_has_no_address_on(
+    version,
+):
+    """Each container in a namespace of its own (a restart of one leaves the other working);
+    the server's environment, which an upgrade's rehearsal gets too, says nothing of where
+    it listens (before: CHROMA_LISTEN_ADDRESS=127.0.0.1, unreachable in the rehearsal)."""
+    compose = _render(chroma_auth_proxy=True, chroma_version=version, chroma_app_enabled=True,
+                      chroma_app_image="registry.example/kb:1.2")  # fmt: skip
+    services = compose["services"]
+    chroma, proxy = services["chroma"], services["auth-proxy"]
+    assert chroma["networks"] == ["internal"]
+    assert sorted(proxy["networks"]) == ["default", "internal"]
+    assert "networks" not in services["knowledge-base-agent"]  # the default network only
+    assert not any("network_mode" in service for service in services.values())
+    assert "ports" not in chroma and "command" not in chroma
+    assert not any("LISTEN" in name or "HOST" in name for name in chroma["environment"])
+    internal = compose["networks"]["internal"]
+    assert internal["internal"] is True
+    assert internal["driver_opts"] == {"com.docker.network.bridge.inhibit_ipv4": "true"}
+    heartbeat = version_line(version).heartbeat_path
+    assert proxy["environment"] == {"CHROMA_UPSTREAM": "chroma:8000",
+                                    "CHROMA_HEARTBEAT_PATH": heartbeat}  # fmt: skip
+    settings = load_settings({"chroma_project_dir": "/srv/chroma", "chroma_auth_proxy": True,
+                              "chroma_version": version})  # fmt: skip
+    assert dict(server_environment(settings)) == chroma["environment"]
+
+
+def test_without_the_proxy_there_is_no_network_of_our_own():
+    compose = _render()
+    assert "networks" not in compose and "networks" not in compose["services"]["chroma"]
 
 
 @pytest.mark.parametrize(
