@@ -191,25 +191,33 @@ def chroma_stack(overrides: dict[str, Any] | None = None) -> None:
         gid=declared.gid,
     )
 
+    # The declared server as a check starts it on the data dir, with no port published:
+    # not on the auth proxy's loopback address, it is reached at its bridge address.
+    unpublished = {
+        "image": settings.image_ref,
+        "persist_path": declared.line.persist_path,
+        "environment": [
+            f"{name}={value}"
+            for name, value in server_environment(settings)
+            if name != "CHROMA_LISTEN_ADDRESS"
+        ],
+        "uid": declared.uid,
+        "gid": declared.gid,
+    }
     checked = upgrade.verify_before_publish(
         name="Upgraded data verified by the new version before the stack is published",
         project_dir=settings.project_dir,
         data_dir=settings.data_dir,
-        server={
-            "image": settings.image_ref,
-            "persist_path": declared.line.persist_path,
-            # Not the auth proxy's loopback address: the check reaches the server at its
-            # bridge address, which it publishes on no port.
-            "environment": [
-                f"{name}={value}"
-                for name, value in server_environment(settings)
-                if name != "CHROMA_LISTEN_ADDRESS"
-            ],
-            "uid": declared.uid,
-            "gid": declared.gid,
-        },
+        server=unpublished,
         wait_timeout=settings.wait_timeout,
         upgrading=version_change.will_change if state.should_check_for_changes() else False,
+    )
+    copy_checked = migrate.verify_copy_before_publish(
+        name="Data taken over verified before the stack is published",
+        project_dir=settings.project_dir,
+        data_dir=declared.data_dir_paths[0],
+        server=unpublished,
+        wait_timeout=settings.wait_timeout,
     )
 
     stack.stack_up(
@@ -243,5 +251,5 @@ def chroma_stack(overrides: dict[str, Any] | None = None) -> None:
     )
 
     # What a migration, an upgrade's backup and its verification found, at default verbosity.
-    for step in (copied, taken, version_change, checked, verified):
+    for step in (copied, taken, version_change, checked, copy_checked, verified):
         report.show(step)

@@ -9,6 +9,8 @@ values as arguments (never pasted into a shell string). Standard library only.
                      [--compose-file F --project-dir P]
     chroma_safety.py verify --record R --url URL [--token-file F] --data-dir D
                      [--compose-file F --project-dir P]
+    chroma_safety.py verify --record R --image I --persist-path P --uid U --gid G
+                     --data-dir D [--env NAME=value ...] [--compose-file F --project-dir P]
     chroma_safety.py prune --dir D --project P --keep K --version V
     chroma_safety.py space --source PATH --target DIR [--factor N]
     chroma_safety.py manifest --sqlite DB --out FILE --project P --version V [--before-version V]
@@ -294,9 +296,29 @@ def verify(args: argparse.Namespace) -> int:
     """
     record_path = Path(args.record)
     record = json.loads(record_path.read_text())
+    if "before" not in record:  # a copy a killed run did not finish: stage resumes it
+        print(
+            f"could not verify {record['kind']} {record['subject']}: its copy did not finish; "
+            "nothing was changed and the next deploy copies it again",
+            file=sys.stderr,
+        )
+        return 1
     before = record["before"]
+    label = f"chroma-deploy.migration-check={args.data_dir}"
     try:
-        after = inventory(Chroma(args.url, args.token_file), scopes_of(before))
+        if args.image:
+            # Before `up` publishes it: the server is started on the copy where only this
+            # check reaches it, so no client's write can make the comparison differ.
+            stop_unpublished(label)  # one a killed run left on this data dir
+            others = servers_on(args.data_dir)
+            if others:
+                raise Refused(f"{', '.join(others)} runs on {args.data_dir}, and two servers "
+                              "must never open one data dir")  # fmt: skip
+            url = serve_unpublished(f"chroma-deploy-migration-check-{os.getpid()}", label,
+                                    args.data_dir, args)  # fmt: skip
+        else:
+            url = args.url
+        after = inventory(Chroma(url, args.token_file), scopes_of(before))
     except Exception as error:
         print(
             f"could not verify {record['kind']} {record['subject']}: {type(error).__name__}: "
@@ -304,6 +326,9 @@ def verify(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
+    finally:
+        if args.image:
+            stop_unpublished(label)
     found = differences(before["collections"], after["collections"])
     counts = sum(item["count"] for item in after["collections"].values())
     if not found:
@@ -603,9 +628,17 @@ def main() -> int:
     staged.add_argument("--gid", type=int, required=True)
     staged.add_argument("--container", action="append", default=[])
     checked = commands.add_parser("verify")
-    for option in ("--record", "--url", "--data-dir"):
+    for option in ("--record", "--data-dir"):
         checked.add_argument(option, required=True)
+    url = checked.add_mutually_exclusive_group(required=True)
+    url.add_argument("--url", help="the published server's")
+    url.add_argument("--image", help="start this image on the data dir, unpublished")
     checked.add_argument("--token-file")
+    checked.add_argument("--persist-path")
+    checked.add_argument("--uid", type=int)
+    checked.add_argument("--gid", type=int)
+    checked.add_argument("--timeout", type=int, default=120)
+    checked.add_argument("--env", action="append", default=[], help="NAME=value")
     for sub in (staged, checked):
         sub.add_argument("--compose-file")
         sub.add_argument("--project-dir")

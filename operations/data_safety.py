@@ -83,14 +83,27 @@ def backup_commands(
         ("--project", project_name), ("--version", version), ("--before-version", before_version),
     )  # fmt: skip
     manifest = f"{read} --out {stem}.json.tmp"
-    up = compose_up(project_dir, project_name, wait_timeout)
+    # The compose file may be gone (removed by hand, or a takeover whose data says it
+    # must be upgraded): the project's containers are then stopped, and started again
+    # on a failure, by their compose label, as compose itself finds them.
+    compose_file = shlex.quote(f"{project_dir}/{COMPOSE_FILE}")
+    label_filter = shlex.quote(f"label=com.docker.compose.project={project_name}")
+    stop = (
+        f"if [ -f {compose_file} ]; then {compose_command(project_dir, 'stop')}; else "
+        f"ids=$(docker ps -q --no-trunc --filter {label_filter}); "
+        '[ -z "$ids" ] || docker stop $ids >/dev/null; fi'
+    )
+    up = (
+        f"if [ -f {compose_file} ]; then {compose_up(project_dir, project_name, wait_timeout)}; "
+        'else [ -z "${ids:-}" ] || docker start $ids >/dev/null; fi'
+    )
     start_again = f"{up}; " if restart else ""
     return [
         *upload_tools(project_dir),
         f"set -e; umask 077; mkdir -p {directory}; chmod 700 {directory}; "
         "stamp=$(date -u +%Y%m%dT%H%M%SZ); "
         f"{safety_command('space', ('--source', f'{project_dir}/{data_dir}'), ('--target', backup_dir))}; "  # noqa: E501
-        f"{compose_command(project_dir, 'stop')}; "
+        f"{stop}; "
         f"if ! {{ {manifest} "
         f"&& tar -C {shlex.quote(project_dir)} -czf {stem}.tar.gz.tmp {shlex.quote(data_dir)}; }}; "
         f"then {up}; echo 'the backup failed; the stack was started again' >&2; exit 1; fi; "

@@ -175,6 +175,41 @@ def take_over_data(
 
 
 @operation()
+def verify_copy_before_publish(project_dir: str, data_dir: str, server: dict, wait_timeout: int):
+    """A copy taken over this run (or a run before), verified before ``up`` publishes it.
+
+    The server is started on the copy with no port published (files/chroma_safety.py
+    verify --image), so an application that keeps writing through the takeover
+    cannot make the comparison differ, and a mismatch is found before any client
+    wrote to the copy: it is moved aside and the old containers start again on
+    the data they served. A copy made later in the run (a container's layer,
+    rescued inside stack_up) is verified after ``up`` by verify_migration.
+
+    + project_dir: the project dir; data_dir: the data dir's path
+    + server: ``{"image", "persist_path", "environment", "uid", "gid"}`` of the declared
+      version, as it listens on its own bridge address
+    + wait_timeout: seconds for that server to answer
+    """
+    state = host_state.read(SafetyState, project_dir=project_dir, data_dir=data_dir.rsplit(
+        "/", 1)[-1])  # fmt: skip
+    pending = [
+        n for n in ("migration-pending.json", "rescue-pending.json") if n in state["records"]
+    ]
+    if not pending or not state["data_has_sqlite"]:
+        host.noop("no copy is waiting for its verification")
+        return
+    yield from upload_tools(project_dir)
+    for name in pending:
+        yield safety_command(
+            "verify", ("--record", f"{project_dir}/{STATE_DIR}/{name}"),
+            ("--image", server["image"]), ("--persist-path", server["persist_path"]),
+            ("--uid", server["uid"]), ("--gid", server["gid"]), ("--timeout", wait_timeout),
+            ("--env", server["environment"]), ("--data-dir", data_dir),
+            ("--compose-file", f"{project_dir}/{COMPOSE_FILE}"), ("--project-dir", project_dir),
+        )  # fmt: skip
+
+
+@operation()
 def verify_migration(project_dir: str, data_dir: str, url: str, token_file: str | None):
     """After `up`: the server must hold what the moved data held.
 

@@ -385,3 +385,19 @@ def test_data_no_server_of_the_declared_version_opened_takes_the_upgrade_path(pr
     assert count(data["chroma_port"]) == 300
     assert "upgraded-0.6.3-to-1.5.9.json" in os.listdir(project_dir / ".chroma-deploy")
     assert any(f.endswith(".tar.gz") for f in os.listdir(tmp_path / "backups"))
+
+
+def test_an_upgrade_the_data_asks_for_works_without_a_compose_file(project, tmp_path):
+    """0.6.3's data, its compose file removed, then the default 1.5.9: the upgrade path's
+    backup stopped the stack with compose on the missing file, and failed on every run."""
+    project_dir, name = project
+    data = base_data(project_dir, name, chroma_backup_dir=str(tmp_path / "backups"))
+    converge({**data, "chroma_version": "0.6.3"})
+    port = data["chroma_port"]
+    write_records(port, per_collection=PER_COLLECTION)
+    (project_dir / "docker-compose.yml").unlink()
+
+    converge(data)
+    assert count(port) == 300
+    assert "upgraded-0.6.3-to-1.5.9.json" in os.listdir(project_dir / ".chroma-deploy")
+    assert schema_of(project_dir / "chroma_data") == SCHEMA_LEVELS["1.5.9"]
