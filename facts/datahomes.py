@@ -55,7 +55,10 @@ def other_servers(homes: dict[str, Any], project_name: str) -> list[dict[str, An
     return [
         m
         for m in homes["mounts"]
-        if wanted in (m["inode"], m["served_inode"]) and is_live(m) and not is_ours(m, project_name)
+        if wanted in (m["inode"], m["served_inode"])
+        and m["rw"]  # a read-only mount (a backup sidecar) writes nothing there
+        and is_live(m)
+        and not is_ours(m, project_name)
     ]
 
 
@@ -68,11 +71,9 @@ def other_server_refusal(mount: dict[str, Any], data_dir: str, project_dir: str)
     else:
         key = "chroma_data_dir"
         how = f"container {mount['name']} (compose project {project}, {mount['state']}) uses it"
-    stop = (
-        f"docker compose -p {project} down (it keeps the data)"
-        if mount["project"]
-        else f"docker rm -f {mount['name']}"
-    )
+    # Stopped, not removed: a container may keep data in its own layer, which `down` or
+    # `rm` would delete with it; and kept stopped when the engine starts again.
+    stop = f"docker update --restart=no {mount['name']} && docker stop {mount['name']}"
     return (
         f"{key}: {data_dir} is served by another Chroma already: {how}, and two servers on "
         f"one data dir corrupt its vectors; stop it first ({stop}), then deploy again"
@@ -144,13 +145,13 @@ _MOUNT_LINE = (
     '{{range $c.Config.Env}}{{$kv := split . "="}}{{if or (eq (index $kv 0) '
     '"CHROMA_PERSIST_PATH") (eq (index $kv 0) "PERSIST_DIRECTORY")}}{{index $kv 1}};{{end}}'
     "{{end}}|"
-    '{{.Type}}|{{index . "Name"}}|{{.Destination}}|{{.Source}}\n{{end}}'
+    '{{.RW}}|{{.Type}}|{{index . "Name"}}|{{.Destination}}|{{.Source}}\n{{end}}'
 )
 
 # Fields of a mount line, in order.
 _FIELDS = (
     "id", "name", "state", "restart", "project", "service", "oneoff", "working_dir",
-    "persist", "type", "volume", "target", "source",
+    "persist", "rw", "type", "volume", "target", "source",
 )  # fmt: skip
 
 
@@ -191,13 +192,15 @@ class DataHomes(FactBase[dict[str, Any]]):
             '[ -n "$ids" ] || exit 0; '
             f"docker inspect --format {shell_word(_MOUNT_LINE)} $ids 2>/dev/null | {{ set --; "
             "while IFS='|' read -r id name state restart project service oneoff working_dir "
-            "persist type volume target source; do "
+            "persist rw type volume target source; do "
             'case "$type" in bind|volume) ;; *) continue;; esac; '
             "echo @@mount; printf '%s\\n' \"$id|$name|$state|$restart|$project|$service|"
-            '$oneoff|$working_dir|$persist|$type|$volume|$target|$source"; set -- "$@" "$source"; '
+            '$oneoff|$working_dir|$persist|$rw|$type|$volume|$target|$source"; '
+            'set -- "$@" "$source"; '
             # The dir the server persists to inside this mount (facts.datahomes.served_path).
-            'p=${persist%%;*}; case "$p" in "$target"/*) set -- "$@" "$source${p#"$target"}";; '
-            "esac; done; "
+            # Without one in its environment, where each line persists by default.
+            'for p in "${persist%%;*}" /data /chroma/chroma; do case "$p" in "$target"/*) '
+            'set -- "$@" "$source${p#"$target"}";; esac; done; done; '
             "echo @@sources; [ $# -eq 0 ] || stat -L -c 'inode=%d:%i|%n' -- \"$@\" 2>/dev/null; "
             'for s; do test -f "$s/chroma.sqlite3" && printf \'sqlite|%s\\n\' "$s"; done; true; }'
         )
@@ -241,10 +244,11 @@ class DataHomes(FactBase[dict[str, Any]]):
             for label in ("project", "service", "oneoff", "working_dir", "volume"):  # a missing key
                 mount[label] = "" if mount[label] == "<no value>" else mount[label]
             mount["oneoff"] = mount["oneoff"].lower() == "true"
+            mount["rw"] = mount["rw"].lower() != "false"
             mount["persist"] = mount["persist"].split(";")[0]
             mount["inode"] = inodes.get(mount["source"])
             mount["has_sqlite"] = mount["source"] in sqlite
-            served = served_path(mount)
+            served = served_path(mount, sqlite)
             mount["served"] = served
             mount["served_inode"] = inodes.get(served) if served else None
             mount["served_sqlite"] = served in sqlite if served else False
@@ -253,16 +257,21 @@ class DataHomes(FactBase[dict[str, Any]]):
         return result
 
 
-def served_path(mount: dict[str, Any]) -> str | None:
+def served_path(
+    mount: dict[str, Any], sqlite: set[str] | frozenset[str] = frozenset()
+) -> str | None:
     """The host dir a server persists to when its persist path is below the mount's target.
 
     A parent dir mounted at /srv and CHROMA_PERSIST_PATH=/srv/chroma_data serve
-    ``<source>/chroma_data``: no mount's source is that dir, yet a server writes it.
+    ``<source>/chroma_data``, and a 0.x volume mounted at /chroma serves its
+    ``chroma/`` (the image's default /chroma/chroma): no mount's source is that
+    dir, yet a server writes it. The environment's path first; without one, the
+    versions' defaults, the one holding ``chroma.sqlite3`` (in ``sqlite``) first.
     """
-    persist, target = mount["persist"], mount["target"].rstrip("/")
-    if persist.startswith(target + "/"):
-        return mount["source"] + persist[len(target) :]
-    return None
+    target = mount["target"].rstrip("/")
+    wanted = [mount["persist"]] if mount["persist"] else ["/data", "/chroma/chroma"]
+    below = [mount["source"] + p[len(target) :] for p in wanted if p.startswith(target + "/")]
+    return next((path for path in below if path in sqlite), below[0] if below else None)
 
 
 _SCHEMA_PROGRAM = (Path(__file__).resolve().parents[1] / "files" / "chroma_schema.py").read_text()

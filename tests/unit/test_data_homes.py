@@ -26,7 +26,7 @@ def test_a_stopped_container_that_restarts_with_the_engine_is_another_server():
     assert [m["name"] for m in found] == ["rec-other"]
     line = other_server_refusal(found[0], "/tmp/rec/data", "/srv/kb")
     assert line.startswith("chroma_data_dir: /tmp/rec/data is served by another Chroma already")
-    assert "docker rm -f rec-other" in line
+    assert "docker update --restart=no rec-other && docker stop rec-other" in line
 
 
 def test_the_same_project_renamed_names_the_compose_project_key():
@@ -37,7 +37,7 @@ def test_the_same_project_renamed_names_the_compose_project_key():
     ours = next(m for m in found if m["name"] == "rec-ours")
     line = other_server_refusal(ours, "/tmp/rec/data", "/tmp/rec")
     assert line.startswith("chroma_compose_project: ")
-    assert "docker compose -p recp down" in line
+    assert "docker stop rec-ours" in line and "down" not in line
 
 
 def test_a_stopped_container_without_restart_always_is_not_a_server():
@@ -115,3 +115,11 @@ def test_data_a_container_persists_below_a_mount_is_found_there():
     assert {(m["source"], tuple(sorted(m["containers"]))) for m in found} == {
         ("/tmp/rec/data", ("rec-ours", "rec-parent"))
     }
+
+
+def test_a_read_only_mount_of_the_data_dir_is_no_second_server():
+    """rec-sidecar (restart=always) mounts the data dir read-only, as a backup sidecar would."""
+    homes = shared()
+    sidecar = next(m for m in homes["mounts"] if m["name"] == "rec-sidecar")
+    assert sidecar["rw"] is False and sidecar["inode"] == homes["data_dir"]["inode"]
+    assert "rec-sidecar" not in [m["name"] for m in other_servers(homes, "recp")]
