@@ -92,6 +92,7 @@ ABSENT: dict[str, tuple[Callable[[Any], bool], set[str]]] = {
         lambda f: f is None,
         {"docker_absent", "no_container", "other_service"},
     ),
+    "compose.NamedContainers": (lambda f: f == {}, {"none"}),
     "compose.PortHolder": (lambda f: f["listener"] is None, {"free"}),
     "datadirs.DataDirs": (
         lambda f: all(v is None for v in f.values()),
