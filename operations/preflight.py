@@ -208,7 +208,8 @@ def require_own_stack(declared: Declared) -> None:
         )
     missing = names_without_container(stack, declared)
     taken = host_state.read(NamedContainers, names=missing) if missing else {}
-    for name, owner in taken.items():
+    if taken:
+        name, owner = next(iter(taken.items()))
         made = f"by compose project {owner}" if owner else "without compose (no labels)"
         raise refusal(
             host.name,

@@ -362,6 +362,8 @@ ROWS = (
     Row("docker update: restart no, 8g memory, 2 cpus", lambda s: _update_by_hand(s)),
     Row("proxy off its network", lambda s: sh(
         f"docker network disconnect {s.name}_default {s.container('auth-proxy')}")),
+    Row("proxy joined the default bridge network", lambda s: sh(
+        f"docker network connect bridge {s.container('auth-proxy')}")),
     Row("chroma remade by hand without labels", lambda s: _remake_by_hand(s, labels=False),
         resolve=_remove("{name}-chroma-1")),
     Row("image tag moved to another version", lambda s: sh(
