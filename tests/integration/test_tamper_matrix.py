@@ -5,8 +5,11 @@ token file are declared too), then one tamper at a time. After each tamper
 ``drift.py`` must exit 2 **and** ``pyinfra --dry`` must plan at least one
 change; after the deploy, drift exits 0 and the dry run plans nothing. Any
 disagreement (drift says ok while the deploy would change the host, or the
-reverse) fails the row. A second stack on 0.6.3 covers the log file only the
-0.x server writes.
+reverse) fails the row. A row the deploy refuses must be refused with one line,
+and be clean once the user takes the way out it names. Every row counts the
+records Chroma serves (the real client, through the published port) before the
+tamper and after the repair: the same. A second stack on 0.6.3 covers the log
+file only the 0.x server writes, and declares memory and CPU limits.
 
 The rows run in order on one stack (each one's deploy repairs it for the next);
 a row that finds the stack drifted (an earlier row failed) deploys first, so each
