@@ -153,7 +153,10 @@ def stack_up(
     unreachable = False
     if health and not problems and not file_changed:
         answer = host_state.read(ChromaHealth, **health)
-        if not (answer["status"] == 200 and answer["heartbeat"]):
+        if not _answers(answer):
+            # Asked once more, afresh, before a recreate: a blip on a busy host is no cause.
+            answer = host.get_fact(ChromaHealth, **health)
+        if not _answers(answer):
             unreachable = True
             reason = answer["error"] or f"HTTP {answer['status']}"
             problems.append(f"Chroma does not answer on {health['url']}: {reason}")
@@ -209,6 +212,10 @@ def stack_up(
         extra.append("--force-recreate")
     yield step(f"starting {project_name}, waiting up to {wait_timeout} s for healthy")
     yield compose_up(project_dir, project_name, wait_timeout, *extra)
+
+
+def _answers(health: dict) -> bool:
+    return health["status"] == 200 and bool(health["heartbeat"])
 
 
 def _rescue_layer_data(stack: dict, data: dict):
