@@ -43,7 +43,7 @@ from pyinfra.context import ctx_config, ctx_host, ctx_inventory, ctx_state  # no
 
 from declaration.resources import Declared  # noqa: E402
 from facts.chroma import ChromaHealth  # noqa: E402
-from facts.compose import ComposeStack, ContainerLayerData  # noqa: E402
+from facts.compose import ComposeStack, ContainerLayerData, NamedContainers  # noqa: E402
 from facts.datahomes import DataHomes  # noqa: E402
 from facts.project import ProjectFiles, SafetyState  # noqa: E402
 from facts.volumes import LegacyVolumes, legacy_volume_names  # noqa: E402
@@ -192,25 +192,19 @@ def _check_host(host: Any) -> HostReport:
 def gather(host: Any) -> tuple[Declared, HostFacts]:
     """Read everything drift compares: one command for all of it, more only where needed.
 
-    A second command reads the safety records only when a legacy volume and the
-    data dir both hold data, and a third a container's own layer only when a
-    container of the project does not bind-mount the data dir.
+    A second command reads a container's own layer only when a container of the
+    project does not bind-mount the data dir, and a third who holds the names
+    compose would give the declared services that have no container.
     """
     settings = preflight.settings_for_host()
     token = preflight.token_for_host(settings)
     expected = Declared(settings, 0, 0, token)  # where things are: the same for any owner
     names = legacy_volume_names(settings.legacy_volumes, settings.adopt_volume)
     stack_read = preflight.stack_read(settings)
-    # Without the container: drift compares the heartbeat only, and the running
-    # image is ComposeStack's to say (one docker command fewer on every check).
-    health_read = {
-        "url": expected.url,
-        "heartbeat_path": expected.line.heartbeat_path,
-        "token_file": expected.token_file,
-    }
+    health_read = preflight.health_read(expected)
     paths_fact, paths_read = project.path_states_read(expected.paths)
-    # What the deploy reads too (the same list, the same arguments), and the heartbeat.
-    host_state.prefetch([*preflight.state_reads(expected), (ChromaHealth, health_read)])
+    # What the deploy reads too: the same list, with the same arguments.
+    host_state.prefetch(preflight.state_reads(expected))
     owner = preflight.resolve_owner(settings)
     declared = Declared(settings, owner.uid, owner.gid, token)
     stack = host_state.read(ComposeStack, **stack_read)
@@ -218,12 +212,14 @@ def gather(host: Any) -> tuple[Declared, HostFacts]:
     volumes = host_state.read(LegacyVolumes, names=names)
     data_dir = paths.get(declared.data_dir_paths[0])
     migrated: frozenset[str] = frozenset()
+    safety = host_state.read(
+        SafetyState, project_dir=settings.project_dir, data_dir=settings.data_dir
+    )
     if data_dir and data_dir["has_sqlite"] and any(v["has_chroma_data"] for v in volumes):
         # Data on both sides is drift unless that volume was migrated here already.
-        records = host_state.read(
-            SafetyState, project_dir=settings.project_dir, data_dir=settings.data_dir
-        )["records"]
+        records = safety["records"]
         migrated = frozenset(v["name"] for v in volumes if done_record(v["name"]) in records)
+    missing = preflight.names_without_container(stack, declared)
     exposed = exposed_containers(stack, declared.data_dir_paths[0], declared.line.persist_path)
     facts = HostFacts(
         data_dirs=paths,
@@ -234,6 +230,8 @@ def gather(host: Any) -> tuple[Declared, HostFacts]:
         migrated_volumes=migrated,
         layer_data=host_state.read(ContainerLayerData, containers=exposed) if exposed else None,
         data_homes=host_state.read(DataHomes, data_dir=declared.data_dir_paths[0]),
+        named_containers=host_state.read(NamedContainers, names=missing) if missing else None,
+        safety=safety,
     )
     return declared, facts
 

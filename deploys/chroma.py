@@ -25,6 +25,7 @@ from pyinfra.operations import server
 
 from declaration.render import server_environment
 from declaration.resources import Declared
+from declaration.runtime import expected_runtime
 from declaration.settings import DEFAULTS
 from operations import (
     engine,
@@ -68,6 +69,7 @@ def chroma_stack(overrides: dict[str, Any] | None = None) -> None:
     declared = Declared(settings, owner.uid, owner.gid, token)
     preflight.require_dirs(declared)
     preflight.require_one_home(declared)
+    preflight.require_own_stack(declared)
     ship_id = image.control_image_id(settings.image_ref, settings.image_source)
 
     if settings.install_docker:
@@ -232,6 +234,8 @@ def chroma_stack(overrides: dict[str, Any] | None = None) -> None:
         # and its fact sees the new config hash, so asking would cost a round trip.
         file_changed=compose.will_change if state.should_check_for_changes() else False,
         restart=fed_by_new_files,
+        runtime=expected_runtime(declared.compose_content, settings.project_dir),
+        health=preflight.health_read(declared),
         data={
             "project_dir": settings.project_dir,
             "path": declared.data_dir_paths[0],

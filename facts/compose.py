@@ -65,10 +65,14 @@ def verdict_key_command(project_dir: str, project_name: str) -> str:
     return f"{_list_ids(project_name)} && {_SORTED_IDS} && {verdict_key(project_dir)}"
 
 
-def _parse_inspected(lines: list[str], fact: str) -> tuple[list[dict[str, Any]], str | None]:
-    """The containers, sorted by service then name, and the image's id, from one ``docker inspect``.
+def _parse_inspected(
+    lines: list[str], fact: str
+) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+    """The containers, sorted by service then name, and the image, from one ``docker inspect``.
 
-    A container is told by its ``State``, an image by its ``RepoTags``.
+    A container is told by its ``State``, an image by its ``RepoTags``. The image:
+    ``{"id", "version" (its org.opencontainers.image.version label, or None),
+    "entrypoint" (None: its config was not read)}``, None when not asked for or absent.
     """
     text = "".join(lines).strip()
     if not text:
@@ -76,10 +80,20 @@ def _parse_inspected(lines: list[str], fact: str) -> tuple[list[dict[str, Any]],
     try:
         items = json.loads(text)
         containers = [_container(item) for item in items if "State" in item]
-        image_id = next((str(item["Id"]) for item in items if "RepoTags" in item), None)
+        image = next((_image(item) for item in items if "RepoTags" in item), None)
     except (ValueError, TypeError, AttributeError, KeyError) as error:
         raise parse_error(fact, f"docker inspect: {type(error).__name__}: {error}") from None
-    return sorted(containers, key=lambda c: (c["service"], c["name"])), image_id
+    return sorted(containers, key=lambda c: (c["service"], c["name"])), image
+
+
+def _image(item: dict[str, Any]) -> dict[str, Any]:
+    config = item.get("Config") or {}
+    labels = config.get("Labels") or {}
+    return {
+        "id": str(item["Id"]),
+        "version": labels.get("org.opencontainers.image.version"),
+        "entrypoint": (config.get("Entrypoint") or []) if "Config" in item else None,
+    }
 
 
 def _container(item: dict[str, Any]) -> dict[str, Any]:
@@ -110,6 +124,7 @@ def _container(item: dict[str, Any]) -> dict[str, Any]:
     for target in sorted((item.get("HostConfig") or {}).get("Tmpfs") or {}):
         mounts.append({"type": "tmpfs", "source": "", "target": target, "name": None})
     env = dict(entry.split("=", 1) for entry in config.get("Env") or [] if "=" in entry)
+    host_config = item.get("HostConfig") or {}
     return {
         "name": item.get("Name", "").lstrip("/"),
         "service": labels.get("com.docker.compose.service", ""),
@@ -127,6 +142,16 @@ def _container(item: dict[str, Any]) -> dict[str, Any]:
         "security_opt": list((item.get("HostConfig") or {}).get("SecurityOpt") or []),
         "read_only": bool((item.get("HostConfig") or {}).get("ReadonlyRootfs")),
         "network_mode": str((item.get("HostConfig") or {}).get("NetworkMode") or ""),
+        # As it runs, not as its labels say (a `docker update`, a container made by hand).
+        "healthcheck": (config.get("Healthcheck") or {}).get("Test"),
+        "restart_policy": (host_config.get("RestartPolicy") or {}).get("Name") or "no",
+        "memory": int(host_config.get("Memory") or 0),
+        "nano_cpus": int(host_config.get("NanoCpus") or 0),
+        "cap_add": list(host_config.get("CapAdd") or []),
+        "networks": sorted((item.get("NetworkSettings") or {}).get("Networks") or {}),
+        "oneoff": labels.get("com.docker.compose.oneoff") == "True",
+        "config_files": labels.get("com.docker.compose.project.config_files"),
+        "entrypoint": config.get("Entrypoint") or [],
     }
 
 
@@ -141,7 +166,13 @@ class ComposeStack(FactBase[dict[str, Any]]):
     "image_id", "config_hash" (None: not made by compose), "mounts": [{"type",
     "source", "target", "name" (None: not a volume)}], "ports":
     [{"container_port", "host_ip", "host_port"}] (empty while stopped), "env",
-    "user", "restart_count", "cap_drop", "security_opt", "read_only"}``.
+    "user", "restart_count", "cap_drop", "security_opt", "read_only", and as it
+    runs: "healthcheck" (its test; None: the image's, ``["NONE"]``: disabled),
+    "restart_policy", "memory" (bytes; 0: no limit), "nano_cpus" (0: no limit),
+    "cap_add", "networks", "entrypoint", "oneoff" (made by ``compose run``),
+    "config_files" (compose's label: the file that made it)}``.
+    ``image_version`` and ``image_entrypoint``: the ``image`` reference's
+    version label and entrypoint (None: not asked, absent, or no label).
 
     ``docker`` False: no docker command or the daemon does not answer (no
     containers then). ``declared_hashes`` is empty when the file is missing,
@@ -154,7 +185,8 @@ class ComposeStack(FactBase[dict[str, Any]]):
     @staticmethod
     def default() -> dict[str, Any]:
         return {"docker": False, "file_exists": False, "config_error": None,
-                "declared_hashes": {}, "image_id": None, "would_recreate": [],
+                "declared_hashes": {}, "image_id": None, "image_version": None,
+                "image_entrypoint": None, "would_recreate": [],
                 "verdict": "compose", "containers": []}  # fmt: skip
 
     def command(
@@ -202,7 +234,7 @@ class ComposeStack(FactBase[dict[str, Any]]):
         error = " ".join(line.strip() for line in found.get("config_error", []) if line.strip())
         if "config_error" in found and not error:
             error = "docker compose config failed without a message"
-        containers, image_id = _parse_inspected(found.get("containers", []), "ComposeStack")
+        containers, image = _parse_inspected(found.get("containers", []), "ComposeStack")
         return {
             "docker": docker,
             "file_exists": "file" in found,
@@ -212,7 +244,10 @@ class ComposeStack(FactBase[dict[str, Any]]):
                 {line.strip() for line in found.get("recreate", []) if line.strip()}
             ),
             "verdict": "recorded" if "verdict" in found else "compose",
-            "image_id": image_id,
+            "image_id": image["id"] if image else None,
+            # What the image the tag names now is: a moved tag may name another version.
+            "image_version": image["version"] if image else None,
+            "image_entrypoint": image["entrypoint"] if image else None,
             "containers": containers,
         }
 
@@ -345,3 +380,34 @@ class PortHolder(FactBase[dict[str, Any]]):
 
 
 _SS_USER = re.compile(r'users:\(\("([^"]+)",pid=(\d+)')
+
+
+class NamedContainers(FactBase[dict[str, str | None]]):
+    """Containers that exist under these names, whoever made them.
+
+    ``{name: the compose project its label names, or None (made without compose)}``;
+    a name no container has is left out. Compose names the container it creates
+    for a service ``<project>-<service>-1``: a container of that name made another
+    way (by hand, by another project) makes ``up`` fail. Empty when Docker is absent.
+    """
+
+    @staticmethod
+    def default() -> dict[str, str | None]:
+        return {}
+
+    def command(self, names: list[str]) -> str:
+        template = '{{.Name}}|{{index .Config.Labels "com.docker.compose.project"}}'
+        targets = " ".join(shell_word(name) for name in names)
+        return (
+            "command -v docker >/dev/null 2>&1 || exit 0; "
+            f"docker inspect --format {shell_word(template)} {targets} 2>/dev/null; true"
+        )
+
+    def process(self, output: list[str]) -> dict[str, str | None]:
+        found: dict[str, str | None] = {}
+        for line in output:
+            name, sep, project = line.strip().partition("|")
+            if not sep:
+                continue
+            found[name.lstrip("/")] = None if project in ("", "<no value>") else project
+        return found

@@ -22,8 +22,10 @@ from declaration.resources import (
     Stack,
     has_declared_type,
 )
+from declaration.runtime import expected_runtime
 from facts.compose import mounts_report
 from facts.datahomes import data_elsewhere, other_servers, spelled
+from operations.runtime import runtime_differences
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,11 @@ class HostFacts:
     layer_data: dict[str, list[str]] | None = None
     # Every container mount on the host (facts.datahomes.DataHomes).
     data_homes: dict[str, Any] | None = None
+    # Containers under the names compose would give a service that has none of ours
+    # (facts.compose.NamedContainers; None: not read, as no service lacks its container).
+    named_containers: dict[str, str | None] | None = None
+    # The project's data-safety records (facts.project.SafetyState; None: not read).
+    safety: dict[str, Any] | None = None
 
 
 def _account(uid: int, name: str | None) -> str:
@@ -169,11 +176,24 @@ def compare_stack(declared: Declared, facts: HostFacts) -> list[DriftItem]:
     as_rendered = (facts.project_files["compose"] or {}).get("content") == declared.compose_content
     hashes = stack["declared_hashes"] if as_rendered else {}
     wanted_port = declared.published_port.rsplit(":", 1)[0].replace("[", "").replace("]", "")
-    items = []
+    runtime = expected_runtime(declared.compose_content, settings.project_dir)
+    items = [
+        DriftItem("foreign_container", name, "only containers the deploy made", what)
+        for name, what in foreign_containers(stack, declared.services, settings.compose_path)
+    ]
+    if not stack["image_id"]:
+        # The deploy pulls (or builds, or ships) it: drift must not say ok meanwhile.
+        items.append(DriftItem("image_missing", settings.image_ref, "present", "no such image"))
     for service in declared.services:
-        containers = [c for c in stack["containers"] if c["service"] == service]
+        containers = [
+            c for c in stack["containers"] if c["service"] == service and not c.get("oneoff")
+        ]
         if not containers:
             name = f"{settings.compose_project}-{service}-1"
+            made = (facts.named_containers or {}).get(name, "")
+            if made != "":  # a container of that name, not of this project: up fails on it
+                actual = f"of compose project {made}" if made else "made without compose"
+                items.append(DriftItem("container_name_taken", name, "this stack's", actual))
             items.append(DriftItem("container_missing", name, "running", "missing"))
             continue
         for container in containers:
@@ -181,6 +201,10 @@ def compare_stack(declared: Declared, facts: HostFacts) -> list[DriftItem]:
             items += _container_items(
                 container, hashes.get(service), stack.get("would_recreate", [])
             )
+            items += [
+                DriftItem("container_runtime", f"{name} {what}", wanted, actual)
+                for what, wanted, actual in runtime_differences(container, runtime[service])
+            ]
             items += [
                 DriftItem("hardening", name, "as declared", problem)
                 for problem in hardening_problems(container)
@@ -196,6 +220,8 @@ def compare_stack(declared: Declared, facts: HostFacts) -> list[DriftItem]:
                 continue
             if container["image"] != settings.image_ref:
                 items.append(DriftItem("image", name, settings.image_ref, container["image"]))
+            elif other := other_version(stack, container, settings.version):
+                items.append(DriftItem("image_other_version", name, settings.image_ref, other))
             elif image_moved(stack, container):
                 items.append(
                     DriftItem(
@@ -215,6 +241,28 @@ def compare_health(declared: Declared, facts: HostFacts) -> list[DriftItem]:
     actual = health["error"] or f"HTTP {health['status']}"
     url = declared.url + declared.line.heartbeat_path
     return [DriftItem("heartbeat", url, "HTTP 200 with a heartbeat", actual)]
+
+
+def compare_safety(declared: Declared, facts: HostFacts) -> list[DriftItem]:
+    """What makes the deploy refuse (migrate.data_safety_guard) or rename records."""
+    if facts.safety is None:
+        return []
+    settings = declared.settings
+    state_dir = settings.path(".chroma-deploy")
+    failed = [name for name in facts.safety["records"] if name.startswith("failed-")]
+    items = [
+        DriftItem("failed_verification", f"{state_dir}/{name}", "no failed verification",
+                  "a verification that did not match: restore, or accept it")
+        for name in failed
+    ]  # fmt: skip
+    unfinished = "restore-pending.json" in facts.safety["records"]
+    empty = not facts.safety["data_has_sqlite"]
+    if (unfinished or facts.safety["aside"]) and empty and not settings.allow_empty_data_dir:
+        items.append(
+            DriftItem("empty_data_dir", declared.data_dir_paths[0], "Chroma data",
+                      f"none, while {', '.join(facts.safety['aside']) or 'a restore'} is pending")
+        )  # fmt: skip
+    return items
 
 
 def compare_layer_data(declared: Declared, facts: HostFacts) -> list[DriftItem]:
@@ -331,14 +379,22 @@ def compare(declared: Declared, facts: HostFacts) -> list[DriftItem]:
         *compare_legacy(declared, facts),
         *compare_layer_data(declared, facts),
         *compare_data_homes(declared, facts),
+        *compare_safety(declared, facts),
     ]
 
 
 # --- the running stack against the compose file, shared with operations.stack
 
 
-def stack_problems(stack: dict, image: str | None = None) -> list[str]:
-    """Why the running stack does not match the compose file; empty when it does."""
+def stack_problems(
+    stack: dict, image: str | None = None, runtime: dict[str, dict] | None = None
+) -> list[str]:
+    """Why the running stack does not match the compose file; empty when it does.
+
+    ``runtime``: declaration.runtime.expected_runtime of the file, to compare each
+    container as it runs (None: its labels alone). One-off containers (``compose
+    run``) are not the stack's: preflight refuses them before this is asked.
+    """
     if not stack["docker"]:
         return ["Docker Engine does not answer"]
     if stack["config_error"]:
@@ -346,7 +402,8 @@ def stack_problems(stack: dict, image: str | None = None) -> list[str]:
     problems = []
     by_service: dict[str, list[dict]] = {}
     for container in stack["containers"]:
-        by_service.setdefault(container["service"], []).append(container)
+        if not container.get("oneoff"):
+            by_service.setdefault(container["service"], []).append(container)
     for service, declared_hash in sorted(stack["declared_hashes"].items()):
         containers = by_service.pop(service, [])
         if not containers:
@@ -363,6 +420,11 @@ def stack_problems(stack: dict, image: str | None = None) -> list[str]:
             if image and container["image"] == image and image_moved(stack, container):
                 problems.append(f"{name}: runs an image that {image} no longer names")
             problems += [f"{name}: {problem}" for problem in hardening_problems(container)]
+            if runtime and service in runtime:
+                problems += [
+                    f"{name}: runs with {what} {actual}, the file declares {wanted}"
+                    for what, wanted, actual in runtime_differences(container, runtime[service])
+                ]
     for service in sorted(by_service):
         problems.append(f"{service}: container of a service the compose file no longer declares")
     return problems
@@ -390,6 +452,51 @@ def hardening_problems(container: dict) -> list[str]:
     if container["service"] == "auth-proxy" and not container.get("read_only"):
         problems.append("root filesystem not read-only")
     return problems
+
+
+def foreign_containers(
+    stack: dict, services: list[str], compose_path: str
+) -> list[tuple[str, str]]:
+    """Containers of the project the deploy did not make: ``(name, what it is)``.
+
+    A one-off (``docker compose run``), and a container of a service the file
+    does not declare that our compose file did not make (another compose file
+    with the same project name, or ``docker run`` with compose's labels). ``up``
+    would delete the second kind (``--remove-orphans``), and both made every
+    deploy recreate the stack; the deploy refuses them instead (preflight).
+    """
+    found = []
+    for container in stack["containers"]:
+        service = container["service"] or "(none)"
+        if container.get("oneoff"):
+            found.append((container["name"], f"a one-off container of {service} (compose run)"))
+        elif container["service"] not in services and container.get("config_files") != (
+            compose_path
+        ):
+            made = container.get("config_files") or "no compose file"
+            found.append(
+                (container["name"], f"a container of undeclared service {service}, made by {made}")
+            )
+    return found
+
+
+def other_version(stack: dict, container: dict, version: str) -> str | None:
+    """What the moved tag names now, when that is not the declared version; else None.
+
+    Its version label, or else its entrypoint against the running container's
+    (another server line). Recreating on it would skip the version change's
+    backup, rehearsal and downgrade check (operations/upgrade.py).
+    """
+    if not image_moved(stack, container):
+        return None
+    label = stack.get("image_version")
+    if label and label != version:
+        return f"an image labelled version {label}"
+    entrypoint = stack.get("image_entrypoint")
+    running = container.get("entrypoint")
+    if entrypoint is not None and running is not None and entrypoint != running:
+        return f"an image of another server (entrypoint {' '.join(entrypoint) or 'none'})"
+    return None
 
 
 def image_moved(stack: dict, container: dict) -> bool:

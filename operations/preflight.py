@@ -15,7 +15,8 @@ from declaration.resources import Declared, has_declared_type, stat_type
 from declaration.settings import Settings, SettingsError, load_settings
 from declaration.versions import data_version_problem
 from facts.accounts import Accounts, UsedIds, free_system_id
-from facts.compose import ComposeStack, PortHolder
+from facts.chroma import ChromaHealth
+from facts.compose import ComposeStack, NamedContainers, PortHolder
 from facts.datahomes import (
     DataHomes,
     DataSchema,
@@ -30,6 +31,7 @@ from facts.docker import DockerEngine, DockerImage
 from facts.project import ProjectFiles, SafetyState
 from facts.volumes import LegacyVolumes, legacy_volume_names
 from operations import host_state, project
+from operations.compare import foreign_containers, other_version
 from operations.host_state import Read
 from operations.refusal import refusal
 from operations.secrets import read_token
@@ -177,6 +179,67 @@ def stack_read(settings: Settings) -> dict[str, Any]:
             "image": settings.image_ref}  # fmt: skip
 
 
+def health_read(where: Declared) -> dict[str, Any]:
+    """ChromaHealth's arguments, as the deploy (stack_up) and drift both read it.
+
+    Through the published port, as clients reach it; without the container (the
+    running image is ComposeStack's to say).
+    """
+    return {"url": where.url, "heartbeat_path": where.line.heartbeat_path,
+            "token_file": where.token_file}  # fmt: skip
+
+
+def names_without_container(stack: dict[str, Any], where: Declared) -> list[str]:
+    """The names compose would give the declared services that have no container of ours."""
+    have = {c["service"] for c in stack["containers"] if not c.get("oneoff")}
+    project = where.settings.compose_project
+    return [f"{project}-{service}-1" for service in where.services if service not in have]
+
+
+def require_own_stack(declared: Declared) -> None:
+    """Every container of the project is one the deploy made, and its tag its version.
+
+    Refused, before anything changes, with what to do: a container the deploy did
+    not make (``up --remove-orphans`` would delete it, or it made every run
+    recreate the stack), a container under the name compose needs (``up`` fails
+    on it), and a tag that now names another version's image (recreating on it
+    would skip the version change's backup, rehearsal and downgrade check).
+    """
+    settings = declared.settings
+    stack = host_state.read(ComposeStack, **stack_read(settings))
+    key = "chroma_compose_project"
+    foreign = foreign_containers(stack, declared.services, settings.compose_path)
+    if foreign:
+        name, what = foreign[0]
+        others = f" (and {len(foreign) - 1} more)" if len(foreign) > 1 else ""
+        raise refusal(
+            host.name,
+            f"{key}: {name} is {what}{others}, which chroma-deploy did not make and will not "
+            f"remove; remove it when it is done (docker rm -f {name}), then run again",
+        )
+    missing = names_without_container(stack, declared)
+    taken = host_state.read(NamedContainers, names=missing) if missing else {}
+    if taken:
+        name, owner = next(iter(taken.items()))
+        made = f"by compose project {owner}" if owner else "without compose (no labels)"
+        raise refusal(
+            host.name,
+            f"{key}: a container named {name} exists, made {made}, and compose needs that "
+            f"name for this stack; rename it (docker rename {name} {name}-old) or remove it, "
+            "then run again",
+        )
+    for container in stack["containers"]:
+        other = container["service"] == "chroma" and container["image"] == settings.image_ref
+        found = other_version(stack, container, settings.version) if other else None
+        if found:
+            raise refusal(
+                host.name,
+                f"chroma_version: {settings.image_ref} now names {found}, not the Chroma "
+                f"{settings.version} that {container['name']} runs; tag that image again "
+                f"(docker tag {container['image_id']} {settings.image_ref}), then run again",
+            )
+
+
 def require_dirs(declared: Declared) -> None:
     """Each declared dir is a dir and each declared file a file, or absent (to be created).
 
@@ -293,6 +356,8 @@ def state_reads(where: Declared) -> list[Read]:
         ),
         (ProjectFiles, {"project_dir": settings.project_dir}),
         (DataHomes, {"data_dir": settings.path(settings.data_dir)}),
+        (SafetyState, {"project_dir": settings.project_dir, "data_dir": settings.data_dir}),
+        (ChromaHealth, health_read(where)),
     ]
 
 
@@ -308,7 +373,6 @@ def deploy_reads(settings: Settings, token: str | None) -> list[Read]:
         *state_reads(Declared(settings, 0, 0, token)),
         (PortHolder, {"port": settings.port}),
         (DockerEngine, {}),
-        (SafetyState, {"project_dir": settings.project_dir, "data_dir": settings.data_dir}),
     ]
     if settings.auth_proxy:
         reads.append((DockerImage, {"ref": settings.proxy_image}))

@@ -14,6 +14,7 @@ from io import StringIO
 from pyinfra import host
 from pyinfra.api import FileUploadCommand, operation
 
+from facts.chroma import ChromaHealth
 from facts.compose import (
     VERDICT_RECORD,
     ComposeStack,
@@ -27,6 +28,7 @@ from operations.compare import exposed_containers, hardening_problems, image_mov
 from operations.host_failure import fail_host
 from operations.host_tools import stage_command, upload_tools
 from operations.report import step
+from operations.runtime import runtime_differences
 
 COMPOSE_FILE = "docker-compose.yml"
 
@@ -118,6 +120,8 @@ def stack_up(
     file_changed: bool = False,
     data: dict | None = None,
     restart: list[str] | None = None,
+    runtime: dict | None = None,
+    health: dict | None = None,
 ):
     """Bring the stack up (``up -d --wait``) only when needed.
 
@@ -136,11 +140,26 @@ def stack_up(
       declared data dir, to rescue data a container keeps outside it
     + restart: services whose running containers start again, because a file they
       bind-mount is created anew in this run (project.services_fed_by_missing_files)
+    + runtime: declaration.runtime.expected_runtime of the file: a container that
+      runs otherwise (a ``docker update``, one re-made by hand) is recreated
+    + health: ChromaHealth's arguments (url, heartbeat_path, token_file): a stack
+      that looks converged but does not answer there (a container taken off its
+      network) is recreated, never "No change"
     """
     stack = host_state.read(
         ComposeStack, project_dir=project_dir, project_name=project_name, image=image
     )
-    problems = stack_problems(stack, image)
+    problems = stack_problems(stack, image, runtime)
+    unreachable = False
+    if health and not problems and not file_changed:
+        answer = host_state.read(ChromaHealth, **health)
+        if not _answers(answer):
+            # Asked once more, afresh, before a recreate: a blip on a busy host is no cause.
+            answer = host.get_fact(ChromaHealth, **health)
+        if not _answers(answer):
+            unreachable = True
+            reason = answer["error"] or f"HTTP {answer['status']}"
+            problems.append(f"Chroma does not answer on {health['url']}: {reason}")
     stale_mounts = sorted(
         container["name"]
         for container in stack["containers"]
@@ -175,15 +194,28 @@ def stack_up(
     if any(container["state"] == "paused" for container in stack["containers"]):
         yield compose_command(project_dir, "unpause")
     extra = ["--remove-orphans"]
-    if any(
+    # Only the declared services' containers: an orphan of ours is removed, not a
+    # reason to recreate Chroma (preflight refuses a container the deploy did not make).
+    declared = [
+        container
+        for container in stack["containers"]
+        if container["service"] in stack["declared_hashes"] and not container.get("oneoff")
+    ]
+    if unreachable or any(
         container["health"] == "unhealthy"
         or image_moved(stack, container)
         or hardening_problems(container)
-        for container in stack["containers"]
-    ):
+        or (runtime and container["service"] in runtime
+            and runtime_differences(container, runtime[container["service"]]))
+        for container in declared
+    ):  # fmt: skip
         extra.append("--force-recreate")
     yield step(f"starting {project_name}, waiting up to {wait_timeout} s for healthy")
     yield compose_up(project_dir, project_name, wait_timeout, *extra)
+
+
+def _answers(health: dict) -> bool:
+    return health["status"] == 200 and bool(health["heartbeat"])
 
 
 def _rescue_layer_data(stack: dict, data: dict):

@@ -5,8 +5,11 @@ token file are declared too), then one tamper at a time. After each tamper
 ``drift.py`` must exit 2 **and** ``pyinfra --dry`` must plan at least one
 change; after the deploy, drift exits 0 and the dry run plans nothing. Any
 disagreement (drift says ok while the deploy would change the host, or the
-reverse) fails the row. A second stack on 0.6.3 covers the log file only the
-0.x server writes.
+reverse) fails the row. A row the deploy refuses must be refused with one line,
+and be clean once the user takes the way out it names. Every row counts the
+records Chroma serves (the real client, through the published port) before the
+tamper and after the repair: the same. A second stack on 0.6.3 covers the log
+file only the 0.x server writes, and declares memory and CPU limits.
 
 The rows run in order on one stack (each one's deploy repairs it for the next);
 a row that finds the stack drifted (an earlier row failed) deploys first, so each
@@ -18,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import subprocess
 import sys
 import uuid
@@ -45,6 +49,18 @@ class Stack:
     env: dict[str, str]
     log: list[dict[str, Any]] = field(default_factory=list)
     clean: bool = False  # drift and the dry run both found nothing after the last row
+    records: int = 0  # written by the real client when the stack was made
+
+    def count_records(self) -> int:
+        """Every record Chroma serves, by the real client, as an application reaches it."""
+        import chromadb
+
+        token = self.env["CHROMA_AUTH_TOKEN"] if self.data["chroma_auth_proxy"] == "true" else None
+        client = chromadb.HttpClient(
+            host="127.0.0.1", port=int(self.data["chroma_port"]),
+            headers={"X-Chroma-Token": token} if token else None,
+        )  # fmt: skip
+        return sum(collection.count() for collection in client.list_collections())
 
     def path(self, relative: str) -> Path:
         return self.project_dir / relative
@@ -82,26 +98,52 @@ class Stack:
     def container(self, service: str) -> str:
         return f"{self.name}-{service}-1"
 
+    def compose(self, *args: str) -> str:
+        """``docker compose`` on the stack's own file, as a user in its dir would run it."""
+        return shlex.join(["docker", "compose", "-f", str(self.path("docker-compose.yml")), *args])
+
 
 def _token() -> str:
     return "tamper-" + uuid.uuid4().hex
 
 
-def _stack(tmp: Path, version: str, proxy: bool) -> Iterator[Stack]:
+def _stack(tmp: Path, version: str, proxy: bool, **extra: str) -> Iterator[Stack]:
     name = f"cdtamper{uuid.uuid4().hex[:6]}"
     project_dir = tmp / name / "stack"
     sh(f"docker tag chromadb/chroma:{version} {IMAGE_REPO}:{version}")
     data = base_data(
         project_dir, name, chroma_version=version, chroma_image=IMAGE_REPO,
         chroma_image_source="pull", chroma_auth_proxy=str(proxy).lower(),
-        chroma_upgrade_rehearsal="false",
+        chroma_upgrade_rehearsal="false", **extra,
     )  # fmt: skip
     stack = Stack(project_dir, name, data, {**os.environ, "CHROMA_AUTH_TOKEN": _token()})
     stack.deploy()
+    _write_records(stack, 40)
+    stack.records = stack.count_records()
     yield stack
     if (project_dir / "docker-compose.yml").exists():
         compose_down(project_dir)
+    # What a row made beside the stack and a failed row may have left: one-offs, orphans,
+    # a container under compose's name.
+    sh(f"docker rm -f $(docker ps -aq --filter label=com.docker.compose.project={name}) "
+       f"{name}-chroma-1 {name}-chroma-1-old 2>/dev/null", check=False)  # fmt: skip
     sh(f"docker volume rm -f {name}_chroma_data", check=False)
+
+
+def _write_records(stack: Stack, count: int) -> None:
+    import chromadb
+
+    token = stack.env["CHROMA_AUTH_TOKEN"] if stack.data["chroma_auth_proxy"] == "true" else None
+    client = chromadb.HttpClient(
+        host="127.0.0.1", port=int(stack.data["chroma_port"]),
+        headers={"X-Chroma-Token": token} if token else None,
+    )  # fmt: skip
+    collection = client.create_collection("tamper", embedding_function=None)
+    collection.add(
+        ids=[f"r{i}" for i in range(count)],
+        embeddings=[[float(i), 1.0, 0.5] for i in range(count)],
+        documents=[f"record {i}" for i in range(count)],
+    )
 
 
 def _report(stack: Stack) -> None:
@@ -122,7 +164,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
 @pytest.fixture(scope="module")
 def stack_0x(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    for made in _stack(tmp_path_factory.mktemp("tamper0x"), "0.6.3", proxy=False):
+    # Limits declared, so a `docker update` is told from the declaration, not from none.
+    limits = {"chroma_mem_limit": "1g", "chroma_cpus": "1.5"}
+    for made in _stack(tmp_path_factory.mktemp("tamper0x"), "0.6.3", proxy=False, **limits):
         yield made
         _report(made)
     sh(f"docker image rm {IMAGE_REPO}:0.6.3", check=False)
@@ -186,6 +230,104 @@ def _unadopt_legacy_volume(stack: Stack) -> None:
     stack.data["chroma_legacy_volumes"] = "none_such_volume"
 
 
+def _inspect(container: str) -> dict[str, Any]:
+    return json.loads(sh(f"docker inspect {container}").stdout)[0]
+
+
+def _remake_by_hand(stack: Stack, *changes: str, labels: bool = True) -> None:
+    """The chroma container removed and made again with `docker run`, as a person might.
+
+    Its image, user, command, hardening, restart policy, network, mounts and environment
+    copied from the old one (and, with ``labels``, every label: compose's config hash
+    too), then ``changes``.
+    """
+    name = stack.container("chroma")
+    old = _inspect(name)
+    args = ["docker", "run", "-d", "--name", name, "--user", old["Config"]["User"]]
+    if labels:
+        for key, value in old["Config"]["Labels"].items():
+            args += ["--label", f"{key}={value}"]
+    host_config = old["HostConfig"]
+    for capability in host_config["CapDrop"] or []:
+        args += ["--cap-drop", capability]
+    for option in host_config["SecurityOpt"] or []:
+        args += ["--security-opt", option]
+    args += ["--restart", host_config["RestartPolicy"]["Name"]]
+    mode = host_config["NetworkMode"]
+    args += ["--network", mode]
+    for mount in old["Mounts"]:
+        args += ["-v", f"{mount['Source']}:{mount['Destination']}"]
+    for variable in old["Config"]["Env"]:
+        args += ["-e", variable]
+    if not mode.startswith("container:"):
+        for port, bindings in (old["HostConfig"]["PortBindings"] or {}).items():
+            args += ["-p", f"{bindings[0]['HostIp']}:{bindings[0]['HostPort']}:{port}"]
+    args += [*changes, old["Config"]["Image"], *(old["Config"]["Cmd"] or [])]
+    sh(f"docker rm -f {name} >/dev/null && {shlex.join(args)} >/dev/null")
+
+
+def _update_by_hand(stack: Stack) -> None:
+    """Restart policy and limits changed on the running container: its labels stay."""
+    limits = "--restart=no --memory 8g --memory-swap 16g --cpus 2"
+    sh(f"docker update {limits} {stack.container('chroma')}")
+
+
+def _restore_the_tag(stack: Stack) -> None:
+    """What the refusal says: tag the image the stack runs again."""
+    running = _inspect(stack.container("chroma"))["Image"]
+    sh(f"docker tag {running} {stack.data['chroma_image']}:{stack.data['chroma_version']}")
+
+
+def _sidecar(stack: Stack) -> None:
+    """A container with the project's label and another service: `docker run` by hand."""
+    labels = f"--label com.docker.compose.project={stack.name} "
+    labels += "--label com.docker.compose.service=sidecar"
+    image = f"{IMAGE_REPO}:1.5.9"
+    sh(f"docker run -d --name {stack.name}-sidecar {labels} --entrypoint sleep {image} 600")
+
+
+def _orphan_of_another_file(stack: Stack) -> None:
+    """Another compose file, the same project name: its service is an orphan to ours."""
+    other = stack.project_dir.parent / "other"
+    other.mkdir(exist_ok=True)
+    (other / "docker-compose.yml").write_text(
+        f"name: {stack.name}\n"
+        "services:\n"
+        "  worker:\n"
+        f"    image: {IMAGE_REPO}:1.5.9\n"
+        "    entrypoint: [sleep, '600']\n"
+        "    network_mode: none\n"
+    )
+    sh(f"cd '{other}' && docker compose up -d 2>&1")
+
+
+def _one_off(stack: Stack) -> None:
+    """`docker compose run -d` of the chroma service, left behind."""
+    sh(stack.compose("run", "-d", "--no-deps", "--entrypoint", "sleep", "chroma", "600"))
+
+
+def _remove(*containers: str) -> Callable[[Stack], Any]:
+    """What the refusal says: remove the container it names (when it is done)."""
+    return lambda s: sh(
+        f"docker rm -f $(docker ps -aq --filter label=com.docker.compose.oneoff=True "
+        f"--filter label=com.docker.compose.project={s.name}) "
+        + " ".join(name.format(name=s.name) for name in containers)
+        + " 2>/dev/null; true"
+    )
+
+
+def _failed_verification(stack: Stack) -> None:
+    """A verification that did not match, as migrate or restore records it."""
+    state = stack.path(".chroma-deploy")
+    state.mkdir(exist_ok=True)
+    (state / "failed-migration-tamper.json").write_text('{"reason": "tamper"}\n')
+
+
+def _accept_failed(stack: Stack) -> None:
+    """One way out the refusal names: go on as it is (the records become accepted-*)."""
+    stack.data["chroma_accept_failed_verification"] = "true"
+
+
 @dataclass(frozen=True)
 class Row:
     name: str
@@ -217,6 +359,26 @@ ROWS = (
     Row("image tag moved", _move_the_image_tag),
     Row("legacy volume with data beside a data dir with data", _legacy_volume_with_data,
         resolve=_unadopt_legacy_volume),
+    # The containers as they run, not as their labels say (issue #28).
+    Row("chroma remade by hand: labels copied, no healthcheck, another persist path",
+        lambda s: _remake_by_hand(s, "--no-healthcheck", "-e", "CHROMA_PERSIST_PATH=/elsewhere")),
+    Row("docker update: restart no, 8g memory, 2 cpus", lambda s: _update_by_hand(s)),
+    Row("proxy off its network", lambda s: sh(
+        f"docker network disconnect {s.name}_default {s.container('auth-proxy')}")),
+    Row("proxy joined the default bridge network", lambda s: sh(
+        f"docker network connect bridge {s.container('auth-proxy')}")),
+    Row("chroma remade by hand without labels", lambda s: _remake_by_hand(s, labels=False),
+        resolve=_remove("{name}-chroma-1")),
+    Row("image tag moved to another version", lambda s: sh(
+        f"docker tag chromadb/chroma:0.6.3 {IMAGE_REPO}:1.5.9"), resolve=_restore_the_tag),
+    Row("image untagged", lambda s: sh(f"docker rmi {IMAGE_REPO}:1.5.9"),
+        resolve=_restore_the_tag),
+    Row("orphan: the project label, another service", _sidecar,
+        resolve=_remove("{name}-sidecar")),
+    Row("orphan of another compose file with the project name", _orphan_of_another_file,
+        resolve=_remove("{name}-worker-1")),
+    Row("one-off compose run container", _one_off, resolve=_remove()),
+    Row("failed verification record", _failed_verification, resolve=_accept_failed),
 )  # fmt: skip
 
 
@@ -231,10 +393,11 @@ def _run_row(stack: Stack, row: Row) -> None:
         stack.deploy()
         _assert_clean(stack, f"before {row.name!r}")
     stack.clean = False
+    before = stack.count_records()
     row.tamper(stack)
     (drift, items), (plan_rc, planned) = stack.check()
     entry = {"row": row.name, "drift_exit": drift, "drift_items": items,
-             "plan_exit": plan_rc, "planned": planned}  # fmt: skip
+             "plan_exit": plan_rc, "planned": planned, "records_before": before}  # fmt: skip
     stack.log.append(entry)
     assert drift == 2, f"{row.name}: drift exit {drift} ({items}) though the host was tampered"
     if row.resolve is None:
@@ -246,10 +409,13 @@ def _run_row(stack: Stack, row: Row) -> None:
         assert plan_rc == 1 or planned, f"{row.name}: drift {items}, dry run: {planned}"
         refused = run_deploy(stack.data, env=stack.env)
         assert refused.returncode == 1, refused.output
+        entry["refused"] = [line for line in refused.stderr.splitlines() if "@local" in line][-1:]
         row.resolve(stack)
         stack.deploy()
     _assert_clean(stack, f"after repairing {row.name!r}")
     entry["after"] = "clean"
+    entry["records_after"] = stack.count_records()
+    assert before == entry["records_after"] == stack.records, entry
 
 
 @pytest.mark.parametrize("row", ROWS, ids=[row.name for row in ROWS])
@@ -260,11 +426,14 @@ def test_drift_and_the_deploy_agree_after_each_tamper(stack: Stack, row: Row) ->
 ROWS_0X = (
     Row("0.x log file removed", lambda s: s.path("logs/chroma.log").unlink()),
     Row("0.x log file owner", lambda s: os.chown(s.path("logs/chroma.log"), 4242, -1)),
-)
+    Row("0.x chroma off its network", lambda s: sh(
+        f"docker network disconnect {s.name}_default {s.container('chroma')}")),
+    Row("0.x docker update against the declared limits", lambda s: _update_by_hand(s)),
+)  # fmt: skip
 
 
 @pytest.mark.parametrize("row", ROWS_0X, ids=[row.name for row in ROWS_0X])
-def test_drift_and_the_deploy_agree_on_the_0x_log_file(stack_0x: Stack, row: Row) -> None:
+def test_drift_and_the_deploy_agree_on_the_0x_stack(stack_0x: Stack, row: Row) -> None:
     _run_row(stack_0x, row)
 
 
