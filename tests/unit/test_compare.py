@@ -130,8 +130,10 @@ def test_legacy_volume_of_another_project_is_not_this_hosts_drift(declared, conv
     facts = HostFacts(**{**converged.__dict__, "legacy_volumes": legacy})
     assert kinds(declared, facts) == []
     facts.data_dirs[f"{ROOT}/chroma_data"]["has_sqlite"] = False
+    # (The data dir lost its data under a running Chroma: drift of its own, data_dir_moved.)
+    facts.stack["containers"][0]["mounts"] = []
     # fxlegacy belongs to no compose project: not this project's, so not its drift...
-    assert kinds(declared, facts) == []
+    assert kinds(declared, facts) == ["mount"]
     # ...until chroma_adopt_volume names it (otherproj_fxlegacy holds no sqlite).
     adopting = Declared(
         load_settings(
@@ -140,7 +142,7 @@ def test_legacy_volume_of_another_project_is_not_this_hosts_drift(declared, conv
         ),
         0, 0,
     )  # fmt: skip
-    assert kinds(adopting, facts) == ["legacy_volume"]
+    assert kinds(adopting, facts) == ["mount", "legacy_volume"]
 
 
 def test_this_projects_volume_with_data_beside_a_data_dir_with_data_is_drift(declared, converged):
