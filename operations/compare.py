@@ -148,7 +148,7 @@ def compare_compose_file(declared: Declared, facts: HostFacts) -> list[DriftItem
             )
         )
         items.append(DriftItem("compose_file", path, "rendered file", "edited", diff))
-    if found and compose is not None:
+    if found and compose is not None and kind is None:
         if found["uid"] != wanted.uid:
             items.append(
                 DriftItem("owner", path, str(wanted.uid), _account(found["uid"], found["user"]))
