@@ -206,3 +206,24 @@ def test_drift_and_the_deploy_agree_on_the_files_around_the_stack(
     after = len(read_records(port)["tamper_files"])
     stack.log[-1]["records"] = [before, after]
     assert before == after == RECORDS
+
+
+def test_a_data_dir_moved_away_with_an_empty_start_allowed_starts_chroma_on_it(
+    stack: Stack,
+) -> None:
+    """chroma_allow_empty_data_dir=true: Chroma starts again at once on the new, empty dir,
+    not at some later restart; the moved data is left as it was. (Last: it empties the stack.)"""
+    port = stack.data["chroma_port"]
+    assert len(read_records(port)["tamper_files"]) == RECORDS
+    _move_data_dir_away(stack)
+    moved = stack.project_dir.parent / "moved-chroma_data"
+    files_before = sorted(str(p.relative_to(moved)) for p in moved.rglob("*"))
+    stack.data["chroma_allow_empty_data_dir"] = "true"
+    (drift, items), (plan_rc, planned) = stack.check()
+    assert drift == 2 and any(item.startswith("data_dir_moved ") for item in items), items
+    assert plan_rc == 0 and any("up and healthy" in name for name in planned), planned
+    stack.deploy()
+    (drift, items), (plan_rc, planned) = stack.check()
+    assert (drift, plan_rc, planned) == (0, 0, []), f"drift {items}, plan {planned}"
+    assert read_records(port) == {}  # what the user allowed: an empty server, serving now
+    assert sorted(str(p.relative_to(moved)) for p in moved.rglob("*")) == files_before
