@@ -93,19 +93,23 @@ class DataDirs(FactBase[dict[str, Any]]):
             )
             parts.append(
                 f"echo @@{index}; if test -e {quoted} || test -L {quoted}; then "
-                f"s=$(stat -c '{STAT_FORMAT}' -- {quoted}); echo \"$s\"; "
+                f'set -- "$@" {quoted}; s=$(stat -c \'{STAT_FORMAT}\' -- {quoted}); echo "$s"; '
                 f"test -f {quoted}/chroma.sqlite3 && echo sqlite; "
                 # The leading digits only: du prints a name that holds a newline on two.
                 f'u=$(du -sb -- {quoted} 2>/dev/null); echo "size=${{u%%[!0-9]*}}"; '
                 f"if test -f {gitkeep}; then stat -c 'gitkeep=%u|%g|%a|%s' -- {gitkeep}; "
                 f"elif test -e {gitkeep} || test -L {gitkeep}; then "
                 f"stat -c 'gitkeep_kind=%F' -- {gitkeep}; fi; "
-                # ls marks an extended or default ACL with a "+" after the mode.
-                f"a=$(ls -ld -- {quoted}); case ${{a%% *}} in *+) echo acl; "
-                "command -v setfacl >/dev/null && echo setfacl;; esac; "
                 f"{inside}{digest}fi"
             )
-        return "; ".join([*parts, "true"])
+        # One ls for every path that exists, in the order given (-U), one line each (-b
+        # escapes a newline in a name): its mode field ends with "+" for an extended
+        # or default ACL. ls needs no acl package; removing an ACL needs setfacl.
+        acl = (
+            'echo @@acl; [ $# -eq 0 ] || ls -ldUb -- "$@" 2>/dev/null; '
+            "command -v setfacl >/dev/null && echo setfacl=yes"
+        )
+        return "; ".join(["set --", *parts, acl, "true"])
 
     def process(self, output: list[str]) -> dict[str, Any]:
         found = sections(output)
@@ -115,6 +119,13 @@ class DataDirs(FactBase[dict[str, Any]]):
                 raise parse_error("DataDirs", f"no answer for {path}")
             lines = found[str(index)]
             result[path] = _read_path(lines) if lines else None
+        present = [path for path in self.paths if result[path] is not None]
+        listed = [line for line in found.get("acl", []) if line != "setfacl=yes"]
+        if "acl" in found and len(listed) != len(present):
+            raise parse_error("DataDirs", f"ls listed {len(listed)} of {len(present)} paths")
+        for path, line in zip(present, listed, strict=False):
+            result[path]["acl"] = line.split(" ", 1)[0].endswith("+")
+            result[path]["setfacl"] = "setfacl=yes" in found["acl"]
         return result
 
 
@@ -125,8 +136,8 @@ def _read_path(lines: list[str]) -> dict[str, Any]:
     state["gitkeep"] = None
     state["gitkeep_kind"] = None
     state["sha256"] = None
-    state["acl"] = "acl" in lines[1:]
-    state["setfacl"] = "setfacl" in lines[1:]
+    state["acl"] = False
+    state["setfacl"] = False
     state["foreign"] = None
     for line in lines[1:]:
         if line.startswith("size="):
