@@ -62,10 +62,11 @@ def _owner_commands(resource: Directory | File, found: dict[str, Any]) -> Iterat
 
 def _directory_commands(resource: Directory, found: dict[str, Any] | None) -> Iterator[str]:
     if found is None:
-        yield shlex.join(
-            ["install", "-d", "-o", str(resource.uid), "-g", str(resource.gid),
-             "-m", resource.mode, resource.path]
-        )  # fmt: skip
+        # A new dir inherits its parent's setgid bit, which install's -m leaves: cleared too.
+        install = ["install", "-d", "-o", str(resource.uid), "-g", str(resource.gid),
+                   "-m", resource.mode, resource.path]  # fmt: skip
+        chmod = ["chmod", f"00{resource.mode}", resource.path]
+        yield f"{shlex.join(install)} && {shlex.join(chmod)}"
     else:
         yield from _owner_commands(resource, found)
     if resource.gitkeep and (found is None or found["gitkeep"] is None):

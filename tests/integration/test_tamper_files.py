@@ -27,7 +27,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import read_records, run_deploy, sh, wait_for_heartbeat, write_records
+from conftest import (
+    base_data,
+    converge,
+    read_records,
+    run_deploy,
+    run_drift,
+    sh,
+    stat,
+    wait_for_heartbeat,
+    write_records,
+)
 from test_tamper_matrix import IMAGE_REPO, Row, Stack, _report, _run_row, _stack
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
@@ -227,3 +237,16 @@ def test_a_data_dir_moved_away_with_an_empty_start_allowed_starts_chroma_on_it(
     assert (drift, plan_rc, planned) == (0, 0, []), f"drift {items}, plan {planned}"
     assert read_records(port) == {}  # what the user allowed: an empty server, serving now
     assert sorted(str(p.relative_to(moved)) for p in moved.rglob("*")) == files_before
+
+
+def test_a_project_dir_made_under_a_setgid_parent_converges_in_one_run(project) -> None:
+    """A new dir inherits its parent's setgid bit and `install -d -m 750` keeps it: the
+    deploy clears it as it creates the dir, so the second run changes nothing."""
+    project_dir, name = project
+    project_dir.parent.chmod(0o2755)
+    data = base_data(project_dir, name, chroma_upgrade_rehearsal="false")
+    converge(data)
+    for path in (project_dir, *(project_dir / d for d in ("chroma_data", "chroma_db", "logs"))):
+        assert stat(path)[2] == "750", path
+    drift = run_drift(data, "--json")
+    assert drift.returncode == 0, drift.output
