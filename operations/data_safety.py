@@ -22,6 +22,7 @@ from declaration.versions import deployed_version
 from facts.chroma import ChromaInventory
 from facts.project import ProjectFiles
 from operations import host_state
+from operations.host_failure import fail_host
 from operations.host_tools import (
     STATE_DIR,
     TOOLS_DIR,
@@ -29,7 +30,7 @@ from operations.host_tools import (
     safety_command,
     upload_tools,
 )
-from operations.stack import compose_command, compose_up
+from operations.stack import COMPOSE_FILE, compose_command, compose_up
 
 
 @operation(is_idempotent=False)
@@ -118,6 +119,8 @@ def backup(
     """A consistent archive of the data dir, with a checksum and a manifest of counts.
 
     Chroma is stopped only while the manifest is read and tar reads the data dir.
+    Refused while the project's .env sets a COMPOSE_ variable, which compose obeys
+    over our ``-f`` (COMPOSE_PROJECT_NAME: ``stop`` would stop nothing).
 
     + project_dir, project_name: the project dir and compose project
     + data_dir: name of the bind-mounted data dir
@@ -127,6 +130,15 @@ def backup(
       compose file runs (the one the data was written by), this one only without a file
     """
     files = host_state.read(ProjectFiles, project_dir=project_dir)
+    if files["env_compose"]:
+        # Our own `docker compose -f` obeys it as well: `stop` would stop another project.
+        yield fail_host(
+            f"chroma_project_dir: {project_dir}/.env sets {files['env_compose'][0]}, which "
+            f"docker compose obeys over {project_dir}/{COMPOSE_FILE} (even with -f: the backup "
+            "would stop another project and archive a live database); remove that line "
+            "(chroma-deploy never edits your .env), then run again"
+        )
+        return
     deployed = deployed_version(files["compose"]["content"]) if files["compose"] else None
     yield from backup_commands(
         project_dir, project_name, data_dir, backup_dir, wait_timeout, deployed or version

@@ -218,6 +218,26 @@ def test_drift_and_the_deploy_agree_on_the_files_around_the_stack(
     assert before == after == RECORDS
 
 
+def test_backup_refuses_while_env_names_another_compose_project(
+    stack: Stack, tmp_path: Path
+) -> None:
+    """Our `docker compose -f` obeys .env's COMPOSE_PROJECT_NAME too: backup.py would stop
+    another project (nothing) and archive the live database. It refuses, and Chroma serves on."""
+    _env_with_project_name(stack)
+    try:
+        data = {**stack.data, "chroma_backup_dir": str(tmp_path / "backups")}
+        refused = run_deploy(data, env=stack.env, deploy_file="backup.py")
+        assert refused.returncode == 1, refused.output
+        said = f"@local: chroma_project_dir: {stack.project_dir}/.env sets COMPOSE_PROJECT_NAME"
+        assert len([line for line in refused.output.splitlines() if said in line]) == 1
+        assert not (tmp_path / "backups").exists() or not any((tmp_path / "backups").iterdir())
+        state = sh(f"docker inspect -f '{{{{.State.Status}}}}' {stack.container('chroma')}")
+        assert state.stdout.strip() == "running"
+        assert len(read_records(stack.data["chroma_port"])["tamper_files"]) == RECORDS
+    finally:
+        stack.path(".env").unlink()
+
+
 def test_a_data_dir_moved_away_with_an_empty_start_allowed_starts_chroma_on_it(
     stack: Stack,
 ) -> None:
