@@ -20,6 +20,8 @@ from declaration.render import published_port, render_compose
 from declaration.settings import Settings
 from declaration.versions import VersionLine, version_line
 
+# The compose file's mode: the owner writes it, the group may read it, others nothing.
+COMPOSE_FILE_MODE = "640"
 TOKEN_FILE_PREFIX = "CHROMA_AUTH_TOKEN="  # noqa: S105 (the variable name, not a token)
 
 
@@ -82,6 +84,7 @@ class ComposeFile:
     content: str
     uid: int
     gid: int
+    mode: str = COMPOSE_FILE_MODE
 
 
 @dataclass(frozen=True)

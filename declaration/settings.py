@@ -579,7 +579,8 @@ class Settings:
         False,
         _bool,
         "Start a server on an empty data dir although a copy of it was moved aside (an "
-        "unfinished restore or a failed migration).",
+        "unfinished restore or a failed migration), or the data dir was moved away while "
+        "Chroma ran (then Chroma starts again, on the empty one).",
     )
     lock_timeout: int = key(
         300,

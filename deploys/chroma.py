@@ -70,6 +70,7 @@ def chroma_stack(overrides: dict[str, Any] | None = None) -> None:
     preflight.require_dirs(declared)
     preflight.require_one_home(declared)
     preflight.require_own_stack(declared)
+    preflight.require_files(declared)
     ship_id = image.control_image_id(settings.image_ref, settings.image_source)
 
     if settings.install_docker:
@@ -92,6 +93,7 @@ def chroma_stack(overrides: dict[str, Any] | None = None) -> None:
         data_dir=settings.data_dir,
         accept_failed=settings.accept_failed_verification,
         allow_empty=settings.allow_empty_data_dir,
+        stack=preflight.stack_read(settings),
     )
 
     if settings.create_owner and settings.owner:
@@ -117,6 +119,11 @@ def chroma_stack(overrides: dict[str, Any] | None = None) -> None:
     # Read before project.paths creates them: a container that bind-mounts a missing
     # file must start again to see the new one (stack_up below).
     fed_by_new_files = project.services_fed_by_missing_files(declared.paths)
+    # Chroma on a data dir moved away under it (chroma_allow_empty_data_dir): on the new one.
+    if migrate.services_on_moved_data(
+        settings.project_dir, settings.data_dir, preflight.stack_read(settings)
+    ):
+        fed_by_new_files.append("chroma")
     project.paths(
         name=f"Project dir {settings.project_dir}, data dirs and files",
         resources=declared.paths,

@@ -9,8 +9,23 @@ from typing import Any
 
 from pyinfra.api import FactBase
 
-from facts._shell import parse_error, sections, shell_word
+from facts._shell import parse_error, sections, shell_word, to_int
 from facts.datadirs import STAT_FORMAT, parse_stat
+
+# What a plain `docker compose` typed in the project dir reads besides (or instead of)
+# our docker-compose.yml: the files it prefers to it (compose.yaml and compose.yml win,
+# docker-compose.yaml makes it warn and pick one), the overrides it merges into it, and
+# the .env whose COMPOSE_ variables win over the file, even over our own `-f`.
+COMPOSE_READS = (
+    ".env",
+    "compose.yaml",
+    "compose.yml",
+    "docker-compose.yaml",
+    "compose.override.yaml",
+    "compose.override.yml",
+    "docker-compose.override.yaml",
+    "docker-compose.override.yml",
+)
 
 
 class ProjectFiles(FactBase[dict[str, Any]]):
@@ -25,6 +40,11 @@ class ProjectFiles(FactBase[dict[str, Any]]):
     ``gitignore`` lines are split at "\\n" only, as git reads them (a CRLF
     file's "\\r" is dropped, as git drops it). ``gitignore_ends_with_newline``
     is also True for an empty file: a line can be appended as is.
+    ``files``: ``{name: stat as "dir"}`` for the compose file, ``.gitignore`` and
+    every name of COMPOSE_READS that exists in the project dir, whatever its
+    kind (a dir where the compose file belongs shows here, not in "compose").
+    ``env_compose``: the names of the COMPOSE_ variables ``.env`` sets (names
+    only: a value may be a secret).
     """
 
     @staticmethod
@@ -34,16 +54,33 @@ class ProjectFiles(FactBase[dict[str, Any]]):
             "compose": None,
             "gitignore": None,
             "gitignore_ends_with_newline": False,
+            "files": {},
+            "env_compose": [],
         }
+
+    # pyinfra calls command() and process() on one instance: command() keeps the
+    # names that process() maps the numbered stat lines back to.
+    names: tuple[str, ...] = ()
 
     def command(self, project_dir: str, compose_file: str = "docker-compose.yml") -> str:
         directory = shell_word(project_dir)
         compose = shell_word(f"{project_dir}/{compose_file}")
         gitignore = shell_word(f"{project_dir}/.gitignore")
+        self.names = (compose_file, ".gitignore", *COMPOSE_READS)
+        names = " ".join(shell_word(name) for name in self.names)
+        env = shell_word(f"{project_dir}/.env")
         return (
             f"test -d {directory} || exit 0; echo @@dir; stat -c '{STAT_FORMAT}' -- {directory}; "
             f"if test -f {compose}; then echo @@compose; base64 -w0 < {compose}; echo; fi; "
             f"if test -f {gitignore}; then echo @@gitignore; base64 -w0 < {gitignore}; echo; fi; "
+            # One stat for all the names that exist, after the list of their numbers.
+            f"echo @@files; set --; n=; i=0; for f in {names}; do "
+            f'p={directory}/"$f"; {{ test -e "$p" || test -L "$p"; }} && '
+            'set -- "$@" "$p" && n="$n $i"; i=$((i + 1)); done; echo "at$n"; '
+            f"[ $# -eq 0 ] || stat -c '{STAT_FORMAT}' -- \"$@\"; "
+            f"if test -f {env}; then echo @@env; sed -n "
+            "'s/^[[:space:]]*\\(export[[:space:]]\\{1,\\}\\)\\{0,1\\}\\(COMPOSE_[A-Za-z0-9_]*\\)"
+            f"[[:space:]]*=.*/\\2/p' {env}; fi; "
             "true"
         )
 
@@ -68,6 +105,16 @@ class ProjectFiles(FactBase[dict[str, Any]]):
                 lines.pop()
             result["gitignore"] = [line.removesuffix("\r") for line in lines]
             result["gitignore_ends_with_newline"] = text.endswith("\n") or not text
+        listed = found.get("files") or ["at"]
+        numbers = listed[0].removeprefix("at").split()
+        if not listed[0].startswith("at") or len(numbers) != len(listed) - 1:
+            raise parse_error("ProjectFiles", f"unexpected list of files {listed!r}")
+        for number, line in zip(numbers, listed[1:], strict=True):
+            name = self.names[to_int(number, "ProjectFiles", "file number")]
+            result["files"][name] = parse_stat(line, "ProjectFiles")
+        result["env_compose"] = sorted(
+            {line.strip() for line in found.get("env", []) if line.strip()}
+        )
         return result
 
 

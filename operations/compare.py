@@ -25,6 +25,7 @@ from declaration.resources import (
 from declaration.runtime import expected_runtime
 from facts.compose import mounts_report
 from facts.datahomes import data_elsewhere, other_servers, spelled
+from facts.project import COMPOSE_READS
 from operations.runtime import runtime_differences
 
 
@@ -94,10 +95,28 @@ def compare_paths(declared: Declared, facts: HostFacts) -> list[DriftItem]:
         if found["mode"] != resource.mode:
             items.append(DriftItem("mode", path, resource.mode, found["mode"]))
         if isinstance(resource, Directory) and resource.gitkeep and found["gitkeep"] is None:
-            items.append(DriftItem("missing", f"{path}/.gitkeep", "file", "missing"))
+            actual = found["gitkeep_kind"] or "missing"
+            items.append(DriftItem("missing", f"{path}/.gitkeep", "file", actual))
+        items += _inside_items(resource, found)
         if isinstance(resource, File) and resource.sha256 and found["sha256"] != resource.sha256:
             # Only digests are compared, and nothing of a secret is reported.
             items.append(DriftItem("secret", path, "the declared token", "another token"))
+    return items
+
+
+def _inside_items(resource: Directory | File, found: dict[str, Any]) -> list[DriftItem]:
+    """An ACL on the path; in a data dir, what the container's user could not own."""
+    items = []
+    if found["acl"]:
+        items.append(DriftItem("acl", resource.path, "none", "an ACL (ls -l shows +)"))
+    foreign = found["foreign"]
+    if isinstance(resource, Directory) and resource.recursive_owner and foreign:
+        items.append(
+            DriftItem(
+                "owner", f"{resource.path}/{foreign['path']}", f"{resource.uid}:{resource.gid}, "
+                "owner can read and write", f"{foreign['uid']}:{foreign['gid']} {foreign['mode']}",
+            )
+        )  # fmt: skip
     return items
 
 
@@ -106,6 +125,9 @@ def compare_gitignore(declared: Declared, facts: HostFacts) -> list[DriftItem]:
     block = declared.gitignore
     if block is None:
         return []
+    kind = _kind(facts, block.path)
+    if kind is not None:
+        return [DriftItem("missing", block.path, "file", kind)]
     return [
         DriftItem("gitignore", block.path, expected, actual)
         for expected, actual in gitignore_problems(
@@ -120,7 +142,11 @@ def compare_compose_file(declared: Declared, facts: HostFacts) -> list[DriftItem
     wanted = declared.compose_file
     path = wanted.path
     compose = facts.project_files["compose"]
-    if compose is None:
+    found = facts.project_files["files"].get(path.rsplit("/", 1)[-1])
+    kind = _kind(facts, path)
+    if kind is not None:
+        items.append(DriftItem("missing", path, "file", kind))
+    elif compose is None:
         items.append(DriftItem("compose_file", path, "rendered file", "missing"))
     elif compose["content"] != wanted.content:
         diff = "".join(
@@ -132,8 +158,47 @@ def compare_compose_file(declared: Declared, facts: HostFacts) -> list[DriftItem
             )
         )
         items.append(DriftItem("compose_file", path, "rendered file", "edited", diff))
+    if found and compose is not None and kind is None:
+        if found["uid"] != wanted.uid:
+            items.append(
+                DriftItem("owner", path, str(wanted.uid), _account(found["uid"], found["user"]))
+            )
+        if found["gid"] != wanted.gid:
+            items.append(
+                DriftItem("group", path, str(wanted.gid), _account(found["gid"], found["group"]))
+            )
+        if found["mode"] != wanted.mode:
+            items.append(DriftItem("mode", path, wanted.mode, found["mode"]))
     if facts.stack["config_error"]:
         items.append(DriftItem("compose_invalid", path, "valid", facts.stack["config_error"]))
+    return [*items, *compose_inputs(declared, facts.project_files)]
+
+
+def _kind(facts: HostFacts, path: str) -> str | None:
+    """What is at a project file's path when it is there but not a regular file."""
+    found = facts.project_files["files"].get(path.rsplit("/", 1)[-1])
+    if found is None or found["type"].replace(" empty", "") == "regular file":
+        return None
+    return str(found["type"])
+
+
+def compose_inputs(declared: Declared, files: dict[str, Any]) -> list[DriftItem]:
+    """Files compose reads beside ours (facts.project.COMPOSE_READS), and .env's COMPOSE_ keys.
+
+    Ours pass ``-f``, but ``.env``'s COMPOSE_PROJECT_NAME wins over the file's
+    ``name:`` even then (a second stack on the same data dir), and a user's plain
+    ``docker compose`` there reads another file or merges an override into ours.
+    """
+    project = declared.settings.project_dir
+    items = [
+        DriftItem("compose_input", f"{project}/.env", "no COMPOSE_ variable", f"sets {name}")
+        for name in files["env_compose"]
+    ]
+    items += [
+        DriftItem("compose_input", f"{project}/{name}", "absent", found["type"])
+        for name, found in sorted(files["files"].items())
+        if name in COMPOSE_READS and name != ".env"
+    ]
     return items
 
 
@@ -342,6 +407,38 @@ def compare_data_homes(declared: Declared, facts: HostFacts) -> list[DriftItem]:
     return items
 
 
+def served_without_data(stack: dict[str, Any], data_path: str) -> list[str]:
+    """Running chroma containers that bind-mount ``data_path``: call it when it holds no data.
+
+    A container keeps the dir it opened when it started: a data dir moved aside
+    (or removed) while Chroma runs leaves it serving the moved one, and its next
+    start serves what is at the path then, an empty database.
+    """
+    return [
+        container["name"]
+        for container in stack["containers"]
+        if container["service"] == "chroma"
+        and container["state"] == "running"
+        and any(m["type"] == "bind" and m["source"] == data_path for m in container["mounts"])
+    ]
+
+
+def compare_served_data(declared: Declared, facts: HostFacts) -> list[DriftItem]:
+    """The data dir gone or without chroma.sqlite3 while Chroma runs on it (moved aside?)."""
+    path = declared.data_dir_paths[0]
+    found = facts.data_dirs.get(path)
+    if found is not None and found["has_sqlite"]:
+        return []
+    actual = "missing" if found is None else "no chroma.sqlite3"
+    return [
+        DriftItem(
+            "data_dir_moved", path, f"the data {name} serves", f"{actual} while {name} runs "
+            "(its next start would serve an empty database)",
+        )
+        for name in served_without_data(facts.stack, path)
+    ]  # fmt: skip
+
+
 def compare_running_stack(declared: Declared, facts: HostFacts) -> list[DriftItem]:
     """The stack's containers, image, mounts and ports, then Chroma's answer."""
     return [*compare_stack(declared, facts), *compare_health(declared, facts)]
@@ -380,6 +477,7 @@ def compare(declared: Declared, facts: HostFacts) -> list[DriftItem]:
         *compare_layer_data(declared, facts),
         *compare_data_homes(declared, facts),
         *compare_safety(declared, facts),
+        *compare_served_data(declared, facts),
     ]
 
 

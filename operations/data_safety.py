@@ -26,6 +26,7 @@ from facts.chroma import ChromaInventory
 from facts.datahomes import DataSchema
 from facts.project import ProjectFiles
 from operations import host_state
+from operations.host_failure import fail_host
 from operations.host_tools import (
     STATE_DIR,
     TOOLS_DIR,
@@ -135,6 +136,8 @@ def backup(
     """A consistent archive of the data dir, with a checksum and a manifest of counts.
 
     Chroma is stopped only while the manifest is read and tar reads the data dir.
+    Refused while the project's .env sets a COMPOSE_ variable, which compose obeys
+    over our ``-f`` (COMPOSE_PROJECT_NAME: ``stop`` would stop nothing).
 
     + project_dir, project_name: the project dir and compose project
     + data_dir: name of the bind-mounted data dir
@@ -143,6 +146,16 @@ def backup(
     + version: the declared chroma_version; the manifest records the release that
       wrote the data (data_version), this one only when nothing says which
     """
+    files = host_state.read(ProjectFiles, project_dir=project_dir)
+    if files["env_compose"]:
+        # Our own `docker compose -f` obeys it as well: `stop` would stop another project.
+        yield fail_host(
+            f"chroma_project_dir: {project_dir}/.env sets {files['env_compose'][0]}, which "
+            f"docker compose obeys over {project_dir}/{COMPOSE_FILE} (even with -f: the backup "
+            "would stop another project and archive a live database); remove that line "
+            "(chroma-deploy never edits your .env), then run again"
+        )
+        return
     written_by = data_version(project_dir, data_dir) or version
     yield from backup_commands(
         project_dir, project_name, data_dir, backup_dir, wait_timeout, written_by

@@ -22,11 +22,13 @@ import shlex
 from pyinfra import host
 from pyinfra.api import operation
 
+from facts.compose import ComposeStack
 from facts.datadirs import DataDirs
 from facts.datahomes import DataHomes, data_elsewhere, spelled, users_of
 from facts.project import SafetyState
 from facts.volumes import LegacyVolumes, legacy_volume_names
 from operations import host_state
+from operations.compare import served_without_data
 from operations.host_failure import fail_host
 from operations.host_tools import (
     STATE_DIR,
@@ -236,9 +238,21 @@ def verify_migration(project_dir: str, data_dir: str, url: str, token_file: str 
         )  # fmt: skip
 
 
+def services_on_moved_data(
+    project_dir: str, data_dir: str, stack: dict | None, state: dict | None = None
+) -> list[str]:
+    """Running chroma containers whose data dir holds no Chroma data now (moved away)."""
+    state = state or host_state.read(SafetyState, project_dir=project_dir, data_dir=data_dir)
+    if stack is None or state["data_has_sqlite"]:
+        return []
+    found = host_state.read(ComposeStack, **stack)
+    return served_without_data(found, f"{project_dir}/{data_dir}")
+
+
 @operation()
 def data_safety_guard(
-    project_dir: str, data_dir: str, accept_failed: bool, allow_empty: bool
+    project_dir: str, data_dir: str, accept_failed: bool, allow_empty: bool,
+    stack: dict | None = None,
 ):  # fmt: skip
     """Stop a deploy that would serve an empty or unverified data dir.
 
@@ -247,10 +261,14 @@ def data_safety_guard(
     which renames the records ``accepted-*``. A data dir without Chroma data
     while a copy of it was moved aside (a restore or migration that did not
     finish) blocks until the user puts it back, or sets
-    chroma_allow_empty_data_dir=true.
+    chroma_allow_empty_data_dir=true. So does a data dir without Chroma data
+    while Chroma runs on it: moved aside (or removed) under the running server,
+    which still serves the dir it opened; its next start would serve an empty
+    database (allowed: it starts again on the empty one, services_on_moved_data).
 
     + project_dir: the project dir; data_dir: the data dir's name
     + accept_failed, allow_empty: the two keys above
+    + stack: the arguments ComposeStack is read with (preflight.stack_read)
     """
     state = host_state.read(SafetyState, project_dir=project_dir, data_dir=data_dir)
     failed = [name for name in state["records"] if name.startswith("failed-")]
@@ -268,6 +286,16 @@ def data_safety_guard(
             f"{', '.join(state['aside']) or 'an unfinished restore'} exists beside it; put the "
             "data back (restore.py, or move that copy into place), or set "
             "chroma_allow_empty_data_dir=true to start an empty server"
+        )
+        return
+    path = f"{project_dir}/{data_dir}"
+    serving = services_on_moved_data(project_dir, data_dir, stack, state)
+    if serving and not allow_empty:
+        yield fail_host(
+            f"chroma_allow_empty_data_dir: {path} holds no Chroma data while the running "
+            f"{serving[0]} serves the data it opened there (moved aside or removed while it "
+            f"ran; its next start would serve an empty database); put the data back at {path}, "
+            "or set chroma_allow_empty_data_dir=true to start an empty server"
         )
         return
     if failed:

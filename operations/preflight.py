@@ -31,7 +31,7 @@ from facts.docker import DockerEngine, DockerImage
 from facts.project import ProjectFiles, SafetyState
 from facts.volumes import LegacyVolumes, legacy_volume_names
 from operations import host_state, project
-from operations.compare import foreign_containers, other_version
+from operations.compare import DriftItem, compose_inputs, foreign_containers, other_version
 from operations.host_state import Read
 from operations.refusal import refusal
 from operations.secrets import read_token
@@ -335,6 +335,71 @@ def _pending_migration(settings: Settings) -> bool:
         SafetyState, project_dir=settings.project_dir, data_dir=settings.data_dir
     )["records"]
     return any(name in records for name in ("migration-pending.json", "rescue-pending.json"))
+
+
+def require_files(declared: Declared) -> None:
+    """What the deploy would write into, or what compose would read beside its file.
+
+    Refused here, before the first operation, and never removed: a dir where a
+    ``.gitkeep``, the ``.gitignore`` or the compose file belongs (the deploy
+    would write a file inside it, on every run); an ACL it cannot remove (no
+    setfacl); and the files a ``docker compose`` in the project dir reads besides
+    ours (facts.project.COMPOSE_READS): ``.env``'s COMPOSE_PROJECT_NAME wins over
+    the file's ``name:`` even for our own ``-f`` (a second stack on the same data
+    dir), an override file or a ``compose.yaml`` changes what a user's plain
+    ``docker compose up`` there starts (another port, an empty named volume).
+    """
+    settings = declared.settings
+    found = project.path_states(declared.paths)
+    names = {
+        settings.data_dir: "chroma_data_dir",
+        settings.fallback_dir: "chroma_fallback_dir",
+        settings.logs_dir: "chroma_logs_dir",
+        settings.secrets_dir: "chroma_secrets_dir",
+    }
+    keys = {settings.path(name): key for name, key in names.items()}
+    move_aside = "move it aside (chroma-deploy never deletes anything there), then run again"
+    for resource in declared.paths:
+        state = found[resource.path]
+        key = keys.get(
+            resource.path, keys.get(resource.path.rsplit("/", 1)[0], "chroma_project_dir")
+        )
+        if state is not None and state["gitkeep_kind"]:
+            raise refusal(
+                host.name,
+                f"{key}: {resource.path}/.gitkeep is a {state['gitkeep_kind']}, not a regular "
+                f"file; {move_aside}",
+            )
+        if state is not None and state["acl"] and not state["setfacl"]:
+            raise refusal(host.name, f"{key}: {project.acl_refusal(resource.path)}")
+    files = host_state.read(ProjectFiles, project_dir=settings.project_dir)
+    wanted = {settings.compose_path: "chroma_project_dir"}
+    if declared.gitignore:
+        wanted[declared.gitignore.path] = "chroma_manage_gitignore"
+    for path, key in wanted.items():
+        state = files["files"].get(path.rsplit("/", 1)[-1])
+        if state is not None and state["type"].replace(" empty", "") != "regular file":
+            raise refusal(
+                host.name, f"{key}: {path} is a {state['type']}, not a regular file; {move_aside}"
+            )
+    for item in compose_inputs(declared, files):
+        raise refusal(host.name, f"chroma_project_dir: {_compose_input_refusal(item, settings)}")
+
+
+def _compose_input_refusal(item: DriftItem, settings: Settings) -> str:
+    ours = settings.compose_path
+    if item.resource.endswith("/.env"):
+        name = item.actual.removeprefix("sets ")
+        return (
+            f"{item.resource} sets {name}, which docker compose obeys over {ours} (even with "
+            "-f: COMPOSE_PROJECT_NAME starts a second stack on the same data dir); remove that "
+            "line (chroma-deploy never edits your .env), then run again"
+        )
+    return (
+        f"{item.resource} is read by a plain docker compose in {settings.project_dir} with or "
+        f"instead of {ours} (another port, an empty volume); move it out of that dir "
+        "(chroma-deploy never deletes it), then run again"
+    )
 
 
 def state_reads(where: Declared) -> list[Read]:

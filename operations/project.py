@@ -38,21 +38,35 @@ _REWRITE = (
 
 
 def _owner_commands(resource: Directory | File, found: dict[str, Any]) -> Iterator[str]:
-    """chown/chmod what differs on an existing path; recursive for a data dir."""
+    """chown/chmod what differs on an existing path; recursive for a data dir.
+
+    A data dir's contents are the container's: anything inside that its user does
+    not own, or cannot read and write, is given back (chown -R, chmod -R u+rwX).
+    The mode is given with two leading zeros: GNU chmod keeps a dir's setgid
+    bit for ``chmod 750``, and clears it only for ``00750``. An ACL (which the
+    mode does not show) is removed with setfacl.
+    """
     owner = f"{resource.uid}:{resource.gid}"
-    if (found["uid"], found["gid"]) != (resource.uid, resource.gid):
-        recursive = isinstance(resource, Directory) and resource.recursive_owner
+    recursive = isinstance(resource, Directory) and resource.recursive_owner
+    if (found["uid"], found["gid"]) != (resource.uid, resource.gid) or (
+        recursive and found["foreign"]
+    ):
         yield shlex.join(["chown", *(["-R"] if recursive else []), owner, resource.path])
+    if recursive and found["foreign"]:
+        yield shlex.join(["chmod", "-R", "u+rwX", resource.path])
     if found["mode"] != resource.mode:
-        yield shlex.join(["chmod", resource.mode, resource.path])
+        yield shlex.join(["chmod", f"00{resource.mode}", resource.path])
+    if found["acl"]:
+        yield shlex.join(["setfacl", "-b", resource.path])
 
 
 def _directory_commands(resource: Directory, found: dict[str, Any] | None) -> Iterator[str]:
     if found is None:
-        yield shlex.join(
-            ["install", "-d", "-o", str(resource.uid), "-g", str(resource.gid),
-             "-m", resource.mode, resource.path]
-        )  # fmt: skip
+        # A new dir inherits its parent's setgid bit, which install's -m leaves: cleared too.
+        install = ["install", "-d", "-o", str(resource.uid), "-g", str(resource.gid),
+                   "-m", resource.mode, resource.path]  # fmt: skip
+        chmod = ["chmod", f"00{resource.mode}", resource.path]
+        yield f"{shlex.join(install)} && {shlex.join(chmod)}"
     else:
         yield from _owner_commands(resource, found)
     if resource.gitkeep and (found is None or found["gitkeep"] is None):
@@ -86,13 +100,28 @@ def _file_commands(resource: File, found: dict[str, Any] | None) -> Iterator[Any
     )
 
 
+def acl_refusal(path: str) -> str:
+    """What to do about an ACL on a declared path that this host cannot remove."""
+    return (
+        f"{path} has an ACL (ls -l shows +), which may give others what its mode does not; "
+        "the host has no setfacl to remove it: install the acl package, or remove the ACL "
+        f"yourself (setfacl -b {shlex.quote(path)}), then run again"
+    )
+
+
 def path_states_read(resources: tuple[Directory | File, ...]) -> tuple[type[DataDirs], dict]:
     """The fact read that tells how every declared path is: one command for all of them.
 
-    Digests are read only for files whose content is declared (the token file).
+    Digests are read only for files whose content is declared (the token file),
+    and owners inside only for the dirs a container writes (the data dirs).
     """
     digests = [r.path for r in resources if isinstance(r, File) and r.content is not None]
-    return DataDirs, {"paths": [r.path for r in resources], "digests": digests}
+    contents = [r.path for r in resources if isinstance(r, Directory) and r.recursive_owner]
+    return DataDirs, {
+        "paths": [r.path for r in resources],
+        "digests": digests,
+        "contents": contents,
+    }
 
 
 def path_states(resources: tuple[Directory | File, ...]) -> dict[str, Any]:
@@ -140,6 +169,15 @@ def paths(resources: tuple[Directory | File, ...]):
             yield fail_host(
                 f"{resource.path} is a {state['type']}, not a {wanted}; move it aside "
                 "(chroma-deploy never deletes anything there), then run again"
+            )
+            return
+        if state is not None and state["acl"] and not state["setfacl"]:
+            yield fail_host(acl_refusal(resource.path))
+            return
+        if state is not None and state["gitkeep_kind"]:
+            yield fail_host(
+                f"{resource.path}/.gitkeep is a {state['gitkeep_kind']}, not a regular file; "
+                "move it aside (chroma-deploy never deletes anything there), then run again"
             )
             return
         if isinstance(resource, Directory):

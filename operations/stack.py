@@ -14,6 +14,7 @@ from io import StringIO
 from pyinfra import host
 from pyinfra.api import FileUploadCommand, operation
 
+from declaration.resources import COMPOSE_FILE_MODE
 from facts.chroma import ChromaHealth
 from facts.compose import (
     VERDICT_RECORD,
@@ -90,7 +91,14 @@ def compose_file(project_dir: str, content: str, uid: int, gid: int):
     files = host_state.read(ProjectFiles, project_dir=project_dir)
     wanted = hashlib.sha256(content.encode()).hexdigest()
     if files["compose"] and files["compose"]["sha256"] == wanted:
-        host.noop(f"{project_dir}/{COMPOSE_FILE} is as rendered ({wanted[:12]})")
+        found = files["files"][COMPOSE_FILE]
+        if (found["uid"], found["gid"], found["mode"]) == (uid, gid, COMPOSE_FILE_MODE):
+            host.noop(f"{project_dir}/{COMPOSE_FILE} is as rendered ({wanted[:12]})")
+            return
+        # As rendered, but another may write it (or may not read it): owner and mode only.
+        live = f"{project_dir}/{COMPOSE_FILE}"
+        owner = shlex.join(["chown", f"{uid}:{gid}", live])
+        yield f"{owner} && {shlex.join(['chmod', COMPOSE_FILE_MODE, live])}"
         return
 
     live = f"{project_dir}/{COMPOSE_FILE}"
@@ -106,7 +114,7 @@ def compose_file(project_dir: str, content: str, uid: int, gid: int):
         f"{shlex.join(['echo', rejected])} >&2; exit 1; }}"
     )
     owner = shlex.join(["chown", f"{uid}:{gid}", candidate])
-    yield f"{owner} && {shlex.join(['chmod', '640', candidate])}"
+    yield f"{owner} && {shlex.join(['chmod', COMPOSE_FILE_MODE, candidate])}"
     yield shlex.join(["mv", "-f", candidate, live])
 
 

@@ -131,8 +131,10 @@ def test_legacy_volume_of_another_project_is_not_this_hosts_drift(declared, conv
     facts = HostFacts(**{**converged.__dict__, "legacy_volumes": legacy})
     assert kinds(declared, facts) == []
     facts.data_dirs[f"{ROOT}/chroma_data"]["has_sqlite"] = False
+    # (The data dir lost its data under a running Chroma: drift of its own, data_dir_moved.)
+    facts.stack["containers"][0]["mounts"] = []  # (its binds differ from the file's too)
     # fxlegacy belongs to no compose project: not this project's, so not its drift...
-    assert kinds(declared, facts) == []
+    assert kinds(declared, facts) == ["container_runtime", "mount"]
     # ...until chroma_adopt_volume names it (otherproj_fxlegacy holds no sqlite).
     adopting = Declared(
         load_settings(
@@ -141,7 +143,7 @@ def test_legacy_volume_of_another_project_is_not_this_hosts_drift(declared, conv
         ),
         0, 0,
     )  # fmt: skip
-    assert kinds(adopting, facts) == ["legacy_volume"]
+    assert kinds(adopting, facts) == ["container_runtime", "mount", "legacy_volume"]
 
 
 def test_this_projects_volume_with_data_beside_a_data_dir_with_data_is_drift(declared, converged):
@@ -226,3 +228,49 @@ def test_a_running_container_without_a_healthcheck_is_no_drift(declared, converg
     assert kinds(declared, converged) == []
     container["health"] = "unhealthy"
     assert kinds(declared, converged) == ["container_health"]
+
+
+def _items(declared, facts) -> list[tuple[str, str, str]]:
+    return [
+        (i.kind, i.resource.removeprefix(f"{ROOT}/"), i.actual) for i in compare(declared, facts)
+    ]
+
+
+def test_setgid_an_acl_a_gitkeep_dir_and_foreign_owners_inside_the_data_dirs(declared, converged):
+    """Recorded on a host: what the server could not write, and what chmod 750 would not clear."""
+    converged.stack["containers"][0]["config_hash"] = converged.stack["declared_hashes"]["chroma"]
+    assert kinds(declared, converged) == []
+    tampered = recorded("datadirs.DataDirs", "gitkeep_dir_acl_and_foreign_owners")
+    for path, found in tampered.items():
+        converged.data_dirs[path.replace("/tmp/fx/stack", ROOT)] = found
+    assert _items(declared, converged) == [
+        ("missing", "chroma_data/.gitkeep", "directory"),
+        ("owner", "chroma_data/chroma.sqlite3", "4242:4343 644"),
+        ("mode", "chroma_db", "2750"),
+        ("missing", "chroma_db/.gitkeep", "missing"),
+        ("acl", "chroma_db", "an ACL (ls -l shows +)"),
+        ("owner", "logs/app.log", "0:0 444"),
+    ]
+
+
+def test_project_files_of_another_kind_and_what_compose_reads_beside_ours(declared, converged):
+    converged.stack["containers"][0]["config_hash"] = converged.stack["declared_hashes"]["chroma"]
+    files = recorded("project.ProjectFiles", "compose_inputs_and_a_dir")
+    files["compose"] = {"sha256": "", "content": declared.compose_content}
+    converged.project_files.update(files=files["files"], env_compose=files["env_compose"])
+    assert _items(declared, converged) == [
+        ("missing", ".gitignore", "directory"),
+        ("mode", "docker-compose.yml", "666"),
+        ("compose_input", ".env", "sets COMPOSE_PROJECT_NAME"),
+        ("compose_input", "compose.yaml", "regular empty file"),
+        ("compose_input", "docker-compose.override.yml", "regular file"),
+    ]
+
+
+def test_a_data_dir_without_data_under_a_running_chroma_is_moved_data(declared, converged):
+    converged.stack["containers"][0]["config_hash"] = converged.stack["declared_hashes"]["chroma"]
+    converged.data_dirs[f"{ROOT}/chroma_data"] = None  # moved away: the container holds it
+    assert ("data_dir_moved", "chroma_data", "missing while fx-chroma-1 runs (its next start "
+            "would serve an empty database)") in _items(declared, converged)  # fmt: skip
+    converged.stack["containers"][0]["state"] = "exited"  # nothing serves it: only missing
+    assert "data_dir_moved" not in kinds(declared, converged)

@@ -64,7 +64,13 @@ def _nothing_there(declared: Declared) -> HostFacts:
     health = json.loads((FACTS / "chroma.ChromaHealth" / "down.json").read_text())
     return HostFacts(
         data_dirs={resource.path: None for resource in declared.paths},
-        project_files={"gitignore": None, "compose": None, "dir": None},
+        project_files={
+            "gitignore": None,
+            "compose": None,
+            "dir": None,
+            "files": {},
+            "env_compose": [],
+        },
         stack=stack["fact"],
         health=health["fact"],
         legacy_volumes=[],
@@ -102,7 +108,7 @@ def test_a_secret_file_is_compared_by_digest_and_never_shown() -> None:
     facts.data_dirs[token_file.path] = {
         "type": "regular file", "uid": 0, "gid": 0, "user": "root", "group": "root",
         "mode": "600", "has_sqlite": False, "size_bytes": 40, "gitkeep": None,
-        "sha256": "0" * 64,
+        "gitkeep_kind": None, "sha256": "0" * 64, "acl": False, "setfacl": False, "foreign": None,
     }  # fmt: skip
     items = [item for item in compare(declared, facts) if item.resource == token_file.path]
     assert [(item.kind, item.actual) for item in items] == [("secret", "another token")]

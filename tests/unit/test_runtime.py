@@ -96,7 +96,8 @@ def _facts(running: dict, **changes: object) -> HostFacts:
     for resource in declared.paths:
         dirs[resource.path] = {"type": "directory", "uid": 0, "gid": 0, "user": "root",
                                "group": "root", "mode": resource.mode, "has_sqlite": True,
-                               "gitkeep": {"uid": 0}, "sha256": None}  # fmt: skip
+                               "gitkeep": {"uid": 0}, "sha256": None, "acl": False,
+                               "foreign": None, "gitkeep_kind": None, "setfacl": False}  # fmt: skip
     facts = HostFacts(
         data_dirs=dirs, project_files=files, stack=stack,
         health=recorded("chroma.ChromaHealth", "healthy"), legacy_volumes=[],
