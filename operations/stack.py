@@ -211,7 +211,10 @@ def stack_up(
     ]
     if unreachable or any(
         container["health"] == "unhealthy"
-        or image_moved(stack, container)
+        # Only a container of the chroma image: the proxy's and the application's images
+        # are other images, not a tag that moved (before, every up behind the proxy
+        # recreated Chroma too).
+        or (container["image"] == image and image_moved(stack, container))
         or hardening_problems(container)
         or (runtime and container["service"] in runtime
             and runtime_differences(container, runtime[container["service"]]))
