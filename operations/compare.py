@@ -71,6 +71,20 @@ def _account(uid: int, name: str | None) -> str:
     return f"{uid} ({name})" if name else str(uid)
 
 
+def _ownership_items(
+    path: str, found: dict[str, Any], uid: int, gid: int, mode: str
+) -> list[DriftItem]:
+    """Owner, group and mode of a path as stat read it, against what is declared."""
+    items = []
+    if found["uid"] != uid:
+        items.append(DriftItem("owner", path, str(uid), _account(found["uid"], found["user"])))
+    if found["gid"] != gid:
+        items.append(DriftItem("group", path, str(gid), _account(found["gid"], found["group"])))
+    if found["mode"] != mode:
+        items.append(DriftItem("mode", path, mode, found["mode"]))
+    return items
+
+
 def compare_paths(declared: Declared, facts: HostFacts) -> list[DriftItem]:
     """Every declared dir and file: type, owner, group, mode, ``.gitkeep`` and content."""
     items = []
@@ -84,16 +98,7 @@ def compare_paths(declared: Declared, facts: HostFacts) -> list[DriftItem]:
         if not has_declared_type(resource, found["type"]):
             items.append(DriftItem("missing", path, wanted, found["type"]))
             continue
-        if found["uid"] != resource.uid:
-            items.append(
-                DriftItem("owner", path, str(resource.uid), _account(found["uid"], found["user"]))
-            )
-        if found["gid"] != resource.gid:
-            items.append(
-                DriftItem("group", path, str(resource.gid), _account(found["gid"], found["group"]))
-            )
-        if found["mode"] != resource.mode:
-            items.append(DriftItem("mode", path, resource.mode, found["mode"]))
+        items += _ownership_items(path, found, resource.uid, resource.gid, resource.mode)
         if isinstance(resource, Directory) and resource.gitkeep and found["gitkeep"] is None:
             actual = found["gitkeep_kind"] or "missing"
             items.append(DriftItem("missing", f"{path}/.gitkeep", "file", actual))
@@ -159,16 +164,7 @@ def compare_compose_file(declared: Declared, facts: HostFacts) -> list[DriftItem
         )
         items.append(DriftItem("compose_file", path, "rendered file", "edited", diff))
     if found and compose is not None and kind is None:
-        if found["uid"] != wanted.uid:
-            items.append(
-                DriftItem("owner", path, str(wanted.uid), _account(found["uid"], found["user"]))
-            )
-        if found["gid"] != wanted.gid:
-            items.append(
-                DriftItem("group", path, str(wanted.gid), _account(found["gid"], found["group"]))
-            )
-        if found["mode"] != wanted.mode:
-            items.append(DriftItem("mode", path, wanted.mode, found["mode"]))
+        items += _ownership_items(path, found, wanted.uid, wanted.gid, wanted.mode)
     if facts.stack["config_error"]:
         items.append(DriftItem("compose_invalid", path, "valid", facts.stack["config_error"]))
     return [*items, *compose_inputs(declared, facts.project_files)]
