@@ -290,8 +290,33 @@ def require_one_home(declared: Declared) -> None:
     if not elsewhere or (here.get("has_sqlite") and _pending_migration(settings)):
         return  # nothing to take over, or copied already and waiting for its verification
     listed = "; ".join(f"{spelled(m)} (in {', '.join(m['containers'])})" for m in elsewhere)
-    if len(elsewhere) > 1 or here.get("has_sqlite"):
-        also = " and in the data dir " + path if len(elsewhere) == 1 else ""
+    # A legacy volume that migrate.copy_legacy_volume would copy first: a stale one
+    # must not win over the data this project's Chroma serves now.
+    legacy = host_state.read(
+        LegacyVolumes, names=legacy_volume_names(settings.legacy_volumes, settings.adopt_volume)
+    )
+    sources = {m["source"] for m in elsewhere}
+    stale = [
+        volume["name"]
+        for volume in legacy
+        if volume["has_chroma_data"]
+        and volume["mountpoint"] not in sources
+        and (
+            volume["compose_project"] == settings.compose_project
+            or volume["name"] == settings.adopt_volume
+        )
+    ]
+    records = host_state.read(
+        SafetyState, project_dir=settings.project_dir, data_dir=settings.data_dir
+    )["records"]
+    stale = [name for name in stale if f"migrated-{name}.json" not in records]
+    if stale:
+        listed += "; " + "; ".join(
+            f"the named volume {name} (chroma_legacy_volumes: drop it there to leave it alone)"
+            for name in stale
+        )
+    if len(elsewhere) > 1 or here.get("has_sqlite") or stale:
+        also = " and in the data dir " + path if here.get("has_sqlite") else ""
         raise refusal(
             host.name,
             f"chroma_data_dir: Chroma data of compose project {settings.compose_project} is in "
