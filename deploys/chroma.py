@@ -141,6 +141,10 @@ def chroma_stack(overrides: dict[str, Any] | None = None) -> None:
         mode=settings.data_dir_mode,
     )
 
+    migrate.stop_leftover_checks(
+        name="Check servers a killed run left on the data dir, stopped",
+        data_dir=declared.data_dir_paths[0],
+    )
     taken = migrate.take_over_data(
         name="Data this project's Chroma serves from elsewhere (copied, never deleted)",
         project_dir=settings.project_dir,

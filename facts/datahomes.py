@@ -42,6 +42,22 @@ def is_ours(mount: dict[str, Any], project_name: str) -> bool:
         "oneoff"]  # fmt: skip
 
 
+# The unpublished servers chroma-deploy's own checks start on a data dir
+# (files/chroma_safety.py verify, verify-upgrade): one a killed run left is stopped by
+# the next run (migrate.stop_leftover_checks), not refused as another server.
+CHECK_PREFIXES = ("chroma-deploy-migration-check-", "chroma-deploy-upgrade-check-")
+
+
+def leftover_checks(homes: dict[str, Any]) -> list[dict[str, Any]]:
+    """chroma-deploy's own check servers on the declared data dir (a killed run's)."""
+    wanted = (homes.get("data_dir") or {}).get("inode")
+    return [
+        m
+        for m in homes["mounts"]
+        if wanted and m["inode"] == wanted and m["name"].startswith(CHECK_PREFIXES)
+    ]
+
+
 def other_servers(homes: dict[str, Any], project_name: str) -> list[dict[str, Any]]:
     """Live containers, other than this project's Chroma, that mount the declared data dir.
 
@@ -59,6 +75,7 @@ def other_servers(homes: dict[str, Any], project_name: str) -> list[dict[str, An
         and m["rw"]  # a read-only mount (a backup sidecar) writes nothing there
         and is_live(m)
         and not is_ours(m, project_name)
+        and m not in leftover_checks(homes)
     ]
 
 

@@ -23,8 +23,16 @@ from declaration.resources import (
     has_declared_type,
 )
 from declaration.runtime import expected_runtime
+from declaration.versions import version_line
 from facts.compose import mounts_report
-from facts.datahomes import data_elsewhere, other_servers, spelled
+from facts.datahomes import (
+    PERSIST_TARGETS,
+    data_elsewhere,
+    is_live,
+    leftover_checks,
+    other_servers,
+    spelled,
+)
 from facts.project import COMPOSE_READS
 from operations.runtime import runtime_differences
 
@@ -385,6 +393,14 @@ def compare_data_homes(declared: Declared, facts: HostFacts) -> list[DriftItem]:
         )
         for m in other_servers(facts.data_homes, settings.compose_project)
     ]  # fmt: skip
+    items += [
+        DriftItem(
+            "data_dir_shared", f"data dir {path}", "served by this project's Chroma only",
+            f"also by {m['name']}, a check a killed run left: the next deploy stops it",
+        )
+        for m in leftover_checks(facts.data_homes)
+        if is_live(m)
+    ]  # fmt: skip
     elsewhere = data_elsewhere(facts.data_homes, settings.compose_project,
                                declared.line.persist_path)  # fmt: skip
     here = (facts.data_homes.get("data_dir") or {}).get("has_sqlite")
@@ -415,8 +431,28 @@ def served_without_data(stack: dict[str, Any], data_path: str) -> list[str]:
         for container in stack["containers"]
         if container["service"] == "chroma"
         and container["state"] == "running"
-        and any(m["type"] == "bind" and m["source"] == data_path for m in container["mounts"])
+        and any(
+            m["type"] == "bind"
+            and m["source"] == data_path
+            and m["target"] in persists_at(container)
+            for m in container["mounts"]
+        )
     ]
+
+
+def persists_at(container: dict[str, Any]) -> set[str]:
+    """Where a container's server writes: its environment's persist path, else its image
+    tag's version line's, else either line's (a mount elsewhere is not where it writes,
+    as in the seed's file on a 1.x image, which keeps the data in its own layer)."""
+    env = container.get("env") or {}
+    named = env.get("CHROMA_PERSIST_PATH") or env.get("PERSIST_DIRECTORY")
+    if named:
+        return {named}
+    tag = str(container.get("image", "")).rsplit(":", 1)[-1]
+    parts = tag.split(".")
+    if len(parts) == 3 and all(part.isdigit() for part in parts):
+        return {version_line(tag).persist_path}
+    return set(PERSIST_TARGETS)
 
 
 def compare_served_data(declared: Declared, facts: HostFacts) -> list[DriftItem]:

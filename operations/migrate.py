@@ -24,7 +24,7 @@ from pyinfra.api import operation
 
 from facts.compose import ComposeStack
 from facts.datadirs import DataDirs
-from facts.datahomes import DataHomes, data_elsewhere, spelled, users_of
+from facts.datahomes import DataHomes, data_elsewhere, leftover_checks, spelled, users_of
 from facts.project import SafetyState
 from facts.volumes import LegacyVolumes, legacy_volume_names
 from operations import host_state
@@ -130,6 +130,27 @@ def copy_legacy_volume(
 
 
 @operation()
+def stop_leftover_checks(data_dir: str):
+    """Stop and remove the unpublished check servers a killed run left on the data dir.
+
+    files/chroma_safety.py starts them itself (a verification before ``up``
+    publishes) and removes them when done; a run killed meanwhile leaves one
+    running, and ``up`` must never start a second server beside it.
+
+    + data_dir: the declared data dir's path
+    """
+    left = sorted(
+        {m["name"] for m in leftover_checks(host_state.read(DataHomes, data_dir=data_dir))}
+    )
+    if not left:
+        host.noop("no check server a killed run left on the data dir")
+        return
+    for name in left:
+        yield shlex.join(["docker", "stop", "--time", "30", name])
+        yield shlex.join(["docker", "rm", name])
+
+
+@operation()
 def take_over_data(
     project_dir: str, project_name: str, data_dir: str, persist_path: str, uid: int, gid: int,
     mode: str,
@@ -199,6 +220,13 @@ def verify_copy_before_publish(project_dir: str, data_dir: str, server: dict, wa
     ]
     if not pending or not state["data_has_sqlite"]:
         host.noop("no copy is waiting for its verification")
+        return
+    homes = host_state.read(DataHomes, data_dir=data_dir)
+    here = (homes["data_dir"] or {}).get("inode")
+    if any(m["state"] == "running" and here and m["inode"] == here for m in homes["mounts"]):
+        # Published already (a run before this one started it): verify_migration compares
+        # it after `up`, as it serves; a second server must never open the data dir.
+        host.noop("the copy is served already: verified after the stack is up")
         return
     yield from upload_tools(project_dir)
     for name in pending:

@@ -41,7 +41,10 @@ def test_volume_and_data_dir_both_holding_data_is_refused(legacy):
     (project_dir / "chroma_data" / "chroma.sqlite3").write_text("the user's other data")
     result = run_deploy(data)
     assert result.returncode != 0
-    assert f"both the named volume {volume} and {project_dir}/chroma_data hold" in result.output
+    # Refused before anything changes: the seed's stopped container still mounts the volume.
+    assert f"the named volume {volume}" in result.output
+    assert f"and in the data dir {project_dir}/chroma_data" in result.output
+    assert "will not merge or choose" in result.output
     assert (project_dir / "chroma_data" / "chroma.sqlite3").read_text() == "the user's other data"
 
 

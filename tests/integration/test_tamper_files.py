@@ -49,6 +49,7 @@ RECORDS = 100
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     for made in _stack(tmp_path_factory.mktemp("tamperfiles"), "1.5.9", proxy=False):
         write_records(made.data["chroma_port"], ("tamper_files",), RECORDS)
+        made.records = made.count_records()  # the matrix's own records and these
         yield made
         _report(made)
     sh(f"docker image rm {IMAGE_REPO}:1.5.9", check=False)
