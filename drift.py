@@ -44,7 +44,7 @@ from pyinfra.context import ctx_config, ctx_host, ctx_inventory, ctx_state  # no
 from declaration.resources import Declared  # noqa: E402
 from facts.chroma import ChromaHealth  # noqa: E402
 from facts.compose import ComposeStack, ContainerLayerData, NamedContainers  # noqa: E402
-from facts.datahomes import DataHomes  # noqa: E402
+from facts.datahomes import DataHomes, data_elsewhere  # noqa: E402
 from facts.project import ProjectFiles, SafetyState  # noqa: E402
 from facts.volumes import LegacyVolumes, legacy_volume_names  # noqa: E402
 from operations import host_state, preflight, project  # noqa: E402
@@ -221,6 +221,8 @@ def gather(host: Any) -> tuple[Declared, HostFacts]:
         migrated = frozenset(v["name"] for v in volumes if done_record(v["name"]) in records)
     missing = preflight.names_without_container(stack, declared)
     exposed = exposed_containers(stack, declared.data_dir_paths[0], declared.line.persist_path)
+    homes = host_state.read(DataHomes, data_dir=declared.data_dir_paths[0])
+    elsewhere = data_elsewhere(homes, settings.compose_project, declared.line.persist_path)
     facts = HostFacts(
         data_dirs=paths,
         project_files=host_state.read(ProjectFiles, project_dir=settings.project_dir),
@@ -229,7 +231,10 @@ def gather(host: Any) -> tuple[Declared, HostFacts]:
         legacy_volumes=volumes,
         migrated_volumes=migrated,
         layer_data=host_state.read(ContainerLayerData, containers=exposed) if exposed else None,
-        data_homes=host_state.read(DataHomes, data_dir=declared.data_dir_paths[0]),
+        data_homes=homes,
+        empty_sources=frozenset(
+            m["source"] for m in elsewhere if m not in preflight.with_collections(elsewhere)
+        ),
         named_containers=host_state.read(NamedContainers, names=missing) if missing else None,
         safety=safety,
     )

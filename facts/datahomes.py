@@ -298,8 +298,9 @@ class DataSchema(FactBase[dict[str, Any]]):
     """The schema level of the Chroma database in ``data_dir``: which version wrote it.
 
     ``{"levels": {migrations dir: highest migration applied} | None, "error": str |
-    None}``. ``levels`` None: no ``chroma.sqlite3`` there, no python3 on the host,
-    or the file could not be read (``error`` says why). The program is
+    None, "collections": how many it holds | None}``. ``levels`` None: no
+    ``chroma.sqlite3`` there, no python3 on the host, or the file could not be read
+    (``error`` says why). The program is
     files/chroma_schema.py, sent on the shell's standard input, so no tool must be
     uploaded before a fact can read it. declaration/versions.py says which
     releases wrote a level and which can open it.
@@ -307,7 +308,7 @@ class DataSchema(FactBase[dict[str, Any]]):
 
     @staticmethod
     def default() -> dict[str, Any]:
-        return {"levels": None, "error": None}
+        return {"levels": None, "error": None, "collections": None}
 
     def command(self, data_dir: str) -> str:
         database = shell_word(f"{data_dir}/chroma.sqlite3")
@@ -319,10 +320,13 @@ class DataSchema(FactBase[dict[str, Any]]):
 
     def process(self, output: list[str]) -> dict[str, Any]:
         levels: dict[str, int] = {}
+        collections = None
         for line in output:
             name, _, value = line.partition("=")
             if name == "error":
-                return {"levels": None, "error": value}
-            if value.strip().isdigit():
+                return {"levels": None, "error": value, "collections": None}
+            if name == "@collections" and value.strip().isdigit():
+                collections = int(value)
+            elif value.strip().isdigit():
                 levels[name] = int(value)
-        return {"levels": levels or None, "error": None}
+        return {"levels": levels or None, "error": None, "collections": collections}

@@ -17,8 +17,12 @@ from urllib.parse import quote
 try:
     db = sqlite3.connect(f"file:{quote(sys.argv[1])}?mode=ro", uri=True, timeout=10)
     rows = db.execute("SELECT dir, MAX(version) FROM migrations GROUP BY dir").fetchall()
+    # How many collections it holds: a server started on a wrong mount leaves an empty
+    # database there, which is nothing to take over.
+    collections = db.execute("SELECT COUNT(*) FROM collections").fetchone()[0]
 except sqlite3.Error as error:
     print(f"error={type(error).__name__}: {error}")
     sys.exit(0)
 for directory, level in sorted(rows):
     print(f"{directory}={level}")
+print(f"@collections={collections}")

@@ -68,6 +68,8 @@ class HostFacts:
     layer_data: dict[str, list[str]] | None = None
     # Every container mount on the host (facts.datahomes.DataHomes).
     data_homes: dict[str, Any] | None = None
+    # Sources of data_elsewhere whose database holds no collection (nothing to take over).
+    empty_sources: frozenset[str] = frozenset()
     # Containers under the names compose would give a service that has none of ours
     # (facts.compose.NamedContainers; None: not read, as no service lacks its container).
     named_containers: dict[str, str | None] | None = None
@@ -401,8 +403,13 @@ def compare_data_homes(declared: Declared, facts: HostFacts) -> list[DriftItem]:
         for m in leftover_checks(facts.data_homes)
         if is_live(m)
     ]  # fmt: skip
-    elsewhere = data_elsewhere(facts.data_homes, settings.compose_project,
-                               declared.line.persist_path)  # fmt: skip
+    elsewhere = [
+        m
+        for m in data_elsewhere(
+            facts.data_homes, settings.compose_project, declared.line.persist_path
+        )
+        if m["source"] not in facts.empty_sources
+    ]
     here = (facts.data_homes.get("data_dir") or {}).get("has_sqlite")
     action = (
         "the next deploy copies it into the data dir and verifies it"

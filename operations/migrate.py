@@ -27,7 +27,7 @@ from facts.datadirs import DataDirs
 from facts.datahomes import DataHomes, data_elsewhere, leftover_checks, spelled, users_of
 from facts.project import SafetyState
 from facts.volumes import LegacyVolumes, legacy_volume_names
-from operations import host_state
+from operations import host_state, preflight
 from operations.compare import served_without_data
 from operations.host_failure import fail_host
 from operations.host_tools import (
@@ -172,9 +172,9 @@ def take_over_data(
     + uid, gid, mode: owner and mode the copy is given
     """
     homes = host_state.read(DataHomes, data_dir=data_dir)
-    elsewhere = data_elsewhere(homes, project_name, persist_path)
     records = host_state.read(SafetyState, project_dir=project_dir, data_dir=data_dir.rsplit(
         "/", 1)[-1])["records"]  # fmt: skip
+    elsewhere = preflight.with_collections(data_elsewhere(homes, project_name, persist_path))
     copied = (homes["data_dir"] or {}).get("has_sqlite") and any(n in records for n in PENDING)
     if not elsewhere or copied:
         # A pending record with an empty data dir is a copy a killed run did not finish:

@@ -285,7 +285,9 @@ def require_one_home(declared: Declared) -> None:
     others = other_servers(homes, settings.compose_project)
     if others:
         raise refusal(host.name, other_server_refusal(others[0], path, settings.project_dir))
-    elsewhere = data_elsewhere(homes, settings.compose_project, declared.line.persist_path)
+    elsewhere = with_collections(
+        data_elsewhere(homes, settings.compose_project, declared.line.persist_path)
+    )
     here = homes["data_dir"] or {}
     if not elsewhere or (here.get("has_sqlite") and _pending_migration(settings)):
         return  # nothing to take over, or copied already and waiting for its verification
@@ -352,6 +354,18 @@ def require_one_home(declared: Declared) -> None:
     problem = data_version_problem(settings.version, schema["levels"] or {}, spelled(source))
     if schema["levels"] and problem:
         raise refusal(host.name, problem)
+
+
+def with_collections(sources: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The sources whose database holds a collection (or cannot be told): a server started
+    on a wrong mount (a named volume put at the persist path by hand) leaves an empty
+    database there, which is nothing to take over. One read per source, only where this
+    project's Chroma serves data from outside the data dir."""
+    return [
+        source
+        for source in sources
+        if host_state.read(DataSchema, data_dir=source["source"])["collections"] != 0
+    ]
 
 
 def _pending_migration(settings: Settings) -> bool:

@@ -465,7 +465,7 @@ def test_named_volume_on_a_remote_host_is_migrated_verified_and_kept(fleet, conv
         assert first.returncode == 0, first.output
         changed = changed_hosts(first)
         assert changed["Data from a legacy named volume (copied, never deleted)"] == ["cdfleet1"]
-        assert changed["Migrated data verified on the bind mount"] == ["cdfleet1"]
+        assert changed["Data taken over verified before the stack is published"] == ["cdfleet1"]
         second = run_fleet(fleet.inventory, *second_project, env=control.env)
         assert second.returncode == 0, second.output
         assert second.result["totals"]["success"] == 0, changed_hosts(second)

@@ -53,9 +53,11 @@ STUBS = (
     "stat", "sudo", "systemctl", "tail", "tar", "tee", "timeout", "touch", "tr", "wc", "xargs",
 )  # fmt: skip
 ARG, CALL = "\x1f", "\x1e"  # separators in the stubs' log: never in a hostile path
+# A file per call: the programs of a pipeline (cat | sha256sum) run at once, and
+# their records in one shared log interleaved (a flaky "got a piece of the path").
 STUB = f"""#!{BASH}
-{{ printf '%s' "${{0##*/}}"; for a in "$@"; do printf '{ARG}%s' "$a"; done; printf '{CALL}'; \
-}} >>"$STUB_LOG"
+line="${{0##*/}}"; for a in "$@"; do line+="{ARG}$a"; done
+printf '%s{CALL}' "$line" >"$STUB_LOG.$$.$RANDOM"
 """
 
 
@@ -175,13 +177,15 @@ def stub_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def run_with_stubs(text: str, stub_dir: Path, work: Path) -> tuple[list[list[str]], str]:
     """Run ``text`` with bash, only stubs on PATH: each program's argv, and bash's stderr."""
     log = work / "calls.log"
-    log.write_text("")
+    for old in work.glob("calls.log.*"):
+        old.unlink()
     done = subprocess.run(
         [BASH, "-c", text],
         cwd=work, env={"PATH": str(stub_dir), "STUB_LOG": str(log), "HOME": str(work)},
         capture_output=True, text=True, timeout=30, check=False,
     )  # fmt: skip
-    calls = [call.split(ARG) for call in log.read_text().split(CALL) if call]
+    records = "".join(path.read_text() for path in sorted(work.glob("calls.log.*")))
+    calls = [call.split(ARG) for call in records.split(CALL) if call]
     return calls, done.stderr
 
 
