@@ -438,6 +438,8 @@ def served_without_data(stack: dict[str, Any], data_path: str) -> list[str]:
         for container in stack["containers"]
         if container["service"] == "chroma"
         and container["state"] == "running"
+        # Still starting (a run killed during `up`): it may not have opened the data dir yet.
+        and container.get("health") != "starting"
         and any(
             m["type"] == "bind"
             and m["source"] == data_path

@@ -174,7 +174,9 @@ def take_over_data(
     homes = host_state.read(DataHomes, data_dir=data_dir)
     records = host_state.read(SafetyState, project_dir=project_dir, data_dir=data_dir.rsplit(
         "/", 1)[-1])["records"]  # fmt: skip
-    elsewhere = preflight.with_collections(data_elsewhere(homes, project_name, persist_path))
+    elsewhere = preflight.with_collections(
+        preflight.copied_already(data_elsewhere(homes, project_name, persist_path), records)
+    )
     copied = (homes["data_dir"] or {}).get("has_sqlite") and any(n in records for n in PENDING)
     if not elsewhere or copied:
         # A pending record with an empty data dir is a copy a killed run did not finish:

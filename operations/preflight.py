@@ -6,6 +6,7 @@ here stops the whole run with the host untouched.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -286,7 +287,12 @@ def require_one_home(declared: Declared) -> None:
     if others:
         raise refusal(host.name, other_server_refusal(others[0], path, settings.project_dir))
     elsewhere = with_collections(
-        data_elsewhere(homes, settings.compose_project, declared.line.persist_path)
+        copied_already(
+            data_elsewhere(homes, settings.compose_project, declared.line.persist_path),
+            host_state.read(
+                SafetyState, project_dir=settings.project_dir, data_dir=settings.data_dir
+            )["records"],
+        )
     )
     here = homes["data_dir"] or {}
     if not elsewhere or (here.get("has_sqlite") and _pending_migration(settings)):
@@ -354,6 +360,20 @@ def require_one_home(declared: Declared) -> None:
     problem = data_version_problem(settings.version, schema["levels"] or {}, spelled(source))
     if schema["levels"] and problem:
         raise refusal(host.name, problem)
+
+
+def copied_already(sources: list[dict[str, Any]], records: list[str]) -> list[dict[str, Any]]:
+    """The sources no done record says were copied into the data dir and verified: a run
+    killed after the verification, before `up` replaced the old containers, leaves them
+    mounting the source they were copied from."""
+
+    def done(source: dict[str, Any]) -> bool:
+        if source["type"] == "volume":
+            return f"migrated-{source['volume']}.json" in records
+        stem = "rescued-bind-" + re.sub(r"[^A-Za-z0-9_.-]", "_", source["source"]) + "-"
+        return any(name.startswith(stem) for name in records)
+
+    return [source for source in sources if not done(source)]
 
 
 def with_collections(sources: list[dict[str, Any]]) -> list[dict[str, Any]]:
