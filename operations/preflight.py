@@ -286,16 +286,17 @@ def require_one_home(declared: Declared) -> None:
     others = other_servers(homes, settings.compose_project)
     if others:
         raise refusal(host.name, other_server_refusal(others[0], path, settings.project_dir))
+    records = host_state.read(
+        SafetyState, project_dir=settings.project_dir, data_dir=settings.data_dir
+    )["records"]
     elsewhere = with_collections(
         copied_already(
-            data_elsewhere(homes, settings.compose_project, declared.line.persist_path),
-            host_state.read(
-                SafetyState, project_dir=settings.project_dir, data_dir=settings.data_dir
-            )["records"],
+            data_elsewhere(homes, settings.compose_project, declared.line.persist_path), records
         )
     )
     here = homes["data_dir"] or {}
-    if not elsewhere or (here.get("has_sqlite") and _pending_migration(settings)):
+    pending = any(name in records for name in ("migration-pending.json", "rescue-pending.json"))
+    if not elsewhere or (here.get("has_sqlite") and pending):
         return  # nothing to take over, or copied already and waiting for its verification
     listed = "; ".join(f"{spelled(m)} (in {', '.join(m['containers'])})" for m in elsewhere)
     # A legacy volume that migrate.copy_legacy_volume would copy first: a stale one
@@ -309,15 +310,12 @@ def require_one_home(declared: Declared) -> None:
         for volume in legacy
         if volume["has_chroma_data"]
         and volume["mountpoint"] not in sources
+        and f"migrated-{volume['name']}.json" not in records  # copied and verified already
         and (
             volume["compose_project"] == settings.compose_project
             or volume["name"] == settings.adopt_volume
         )
     ]
-    records = host_state.read(
-        SafetyState, project_dir=settings.project_dir, data_dir=settings.data_dir
-    )["records"]
-    stale = [name for name in stale if f"migrated-{name}.json" not in records]
     if stale:
         listed += "; " + "; ".join(
             f"the named volume {name} (chroma_legacy_volumes: drop it there to leave it alone)"
@@ -386,14 +384,6 @@ def with_collections(sources: list[dict[str, Any]]) -> list[dict[str, Any]]:
         for source in sources
         if host_state.read(DataSchema, data_dir=source["source"])["collections"] != 0
     ]
-
-
-def _pending_migration(settings: Settings) -> bool:
-    """A copy this run or an earlier one made is waiting for its verification."""
-    records = host_state.read(
-        SafetyState, project_dir=settings.project_dir, data_dir=settings.data_dir
-    )["records"]
-    return any(name in records for name in ("migration-pending.json", "rescue-pending.json"))
 
 
 def require_files(declared: Declared) -> None:
