@@ -15,7 +15,8 @@ ROOT = str(Path(__file__).resolve().parent)
 if ROOT not in sys.path:  # once, though pyinfra runs this file for every host
     sys.path.insert(0, ROOT)
 
-from operations import data_safety, host_failure, lock, migrate, preflight, report  # noqa: E402
+from operations import data_safety, host_failure, migrate  # noqa: E402
+from plumbing import lock, preflight, report  # noqa: E402
 
 settings = preflight.settings_for_host()
 preflight.resolve_owner(settings)

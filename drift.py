@@ -16,7 +16,7 @@ expectations are the ones deploy.py converges to:
 declaration.resources.Declared built from the same settings.
 
 --textfile PATH also writes the results as Prometheus metrics for node_exporter's
-textfile collector (operations.drift_metrics), replacing PATH atomically; a
+textfile collector (checks.drift_metrics), replacing PATH atomically; a
 failure to write it is an error (exit 1), and stdout is unchanged.
 """
 
@@ -41,16 +41,17 @@ from pyinfra.api import Config, State  # noqa: E402
 from pyinfra.api.exceptions import ConnectError, PyinfraError  # noqa: E402
 from pyinfra.context import ctx_config, ctx_host, ctx_inventory, ctx_state  # noqa: E402
 
+from checks.compare import DriftItem, HostFacts, compare, exposed_containers  # noqa: E402
+from checks.drift_metrics import HostResult, render, write_textfile  # noqa: E402
 from declaration.resources import Declared  # noqa: E402
 from facts.chroma import ChromaHealth  # noqa: E402
 from facts.compose import ComposeStack, ContainerLayerData, NamedContainers  # noqa: E402
 from facts.datahomes import DataHomes, data_elsewhere  # noqa: E402
 from facts.project import ProjectFiles, SafetyState  # noqa: E402
 from facts.volumes import LegacyVolumes, legacy_volume_names  # noqa: E402
-from operations import host_state, preflight, project  # noqa: E402
-from operations.compare import DriftItem, HostFacts, compare, exposed_containers  # noqa: E402
-from operations.drift_metrics import HostResult, render, write_textfile  # noqa: E402
+from operations import project  # noqa: E402
 from operations.migrate import done_record  # noqa: E402
+from plumbing import host_state, preflight  # noqa: E402
 
 EXIT_OK, EXIT_ERROR, EXIT_DRIFT = 0, 1, 2
 

@@ -15,7 +15,8 @@ if ROOT not in sys.path:  # once, though pyinfra runs this file for every host
     sys.path.insert(0, ROOT)
 
 from declaration.resources import Declared  # noqa: E402
-from operations import data_safety, host_failure, lock, preflight, report  # noqa: E402
+from operations import data_safety, host_failure  # noqa: E402
+from plumbing import lock, preflight, report  # noqa: E402
 
 settings = preflight.settings_for_host()
 owner = preflight.resolve_owner(settings)

@@ -28,8 +28,9 @@ from declaration.settings import SettingsError, load_settings  # noqa: E402
 from declaration.versions import deployed_version  # noqa: E402
 from facts.archive import BackupArchive  # noqa: E402
 from facts.project import ProjectFiles  # noqa: E402
-from operations import data_safety, host_failure, host_state, image, lock, preflight, report  # noqa: E402
-from operations.refusal import refusal  # noqa: E402
+from operations import data_safety, host_failure, image  # noqa: E402
+from plumbing import host_state, lock, preflight, report  # noqa: E402
+from plumbing.refusal import refusal  # noqa: E402
 
 settings = preflight.settings_for_host()
 owner = preflight.resolve_owner(settings)

@@ -19,7 +19,7 @@ fix: converged hosts are a no-op (reported unchanged) and are proven again.
 Every step is its own ``pyinfra -y --json INVENTORY FILE --limit HOST ...``
 run, so the halt is decided here between runs, never by pyinfra's
 --fail-percent. The plan, the reading of pyinfra's output, the halting rule
-and the summary are in operations/rollout.py.
+and the summary are in fleet/plan.py.
 """
 
 from __future__ import annotations
@@ -47,8 +47,7 @@ from pyinfra.context import ctx_config, ctx_host, ctx_inventory, ctx_state  # no
 from declaration.resources import Declared  # noqa: E402
 from declaration.settings import SettingsError, load_settings  # noqa: E402
 from facts.chroma import ChromaHealth  # noqa: E402
-from operations import preflight  # noqa: E402
-from operations.rollout import (  # noqa: E402
+from fleet.plan import (  # noqa: E402
     EXIT_FAILED,
     StepResult,
     UsageError,
@@ -63,7 +62,8 @@ from operations.rollout import (  # noqa: E402
     run_rollout,
     select_canaries,
 )
-from operations.secrets import read_token  # noqa: E402
+from plumbing import preflight  # noqa: E402
+from plumbing.secrets import read_token  # noqa: E402
 
 
 class _Parser(argparse.ArgumentParser):

@@ -1,4 +1,4 @@
-"""Lightweight SSH hosts on this machine's loopback, for bench/fleet.py.
+"""Lightweight SSH hosts on this machine's loopback, for bench/bench_fleet.py.
 
 A fleet of N real servers costs N test containers with their own engine each
 (tests/harness/ssh_hosts.py): too heavy for 30 on two cores. What the bench needs
@@ -26,7 +26,7 @@ and ``docker compose down`` removes it. Nothing of the engine's config changes.
 
 Everything lives under BASE (state in ``BASE/.hosts``); :meth:`LoopbackFleet.remove`
 stops our sshd processes by pid, takes every bench project down (never ``-v``),
-removes our networks, our lock dirs and BASE. Run ``bench/fleet.py --cleanup`` after
+removes our networks, our lock dirs and BASE. Run ``bench/bench_fleet.py --cleanup`` after
 a bench that was killed.
 """
 
@@ -50,7 +50,7 @@ from typing import Any, TextIO
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from operations.lock import lock_dir  # noqa: E402
+from plumbing.lock import lock_dir  # noqa: E402
 
 BASE = Path("/srv/chroma-bench")
 BENCH_LOCK = Path("/run/lock/chroma-bench.lock")
@@ -231,7 +231,7 @@ class LoopbackFleet:
         self.lock = take_bench_lock()
         if BASE.exists():
             raise SystemExit(f"bench: {BASE} exists (a bench still running, or killed): "
-                             "run bench/fleet.py --cleanup first")  # fmt: skip
+                             "run bench/bench_fleet.py --cleanup first")  # fmt: skip
         busy = [
             port
             for test_host in self.hosts
@@ -396,7 +396,7 @@ def _wait_for_engine(timeout: float = 120) -> None:
     while _run(["docker", "info"], check=False).returncode:
         if time.monotonic() > deadline:
             raise SystemExit("bench: the Docker engine does not answer; run "
-                             "bench/fleet.py --cleanup once it does")  # fmt: skip
+                             "bench/bench_fleet.py --cleanup once it does")  # fmt: skip
         time.sleep(1)
 
 

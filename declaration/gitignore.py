@@ -1,7 +1,7 @@
 """The project's .gitignore block: which lines are ours, when they are in order, the repair.
 
 Pure functions over lists of lines, shared by the operation (operations/project.py)
-and drift's comparison (operations/compare.py), so both judge a file alike.
+and drift's comparison (checks/compare.py), so both judge a file alike.
 
 Git uses the last pattern that matches a path, so ``logs/*`` after
 ``!logs/.gitkeep`` ignores the ``.gitkeep`` again: presence alone is not the

@@ -5,7 +5,7 @@ drift trusted that label: a ``docker update`` (restart policy, memory, CPUs),
 or a container re-made by hand with the labels copied (no healthcheck, another
 ``CHROMA_PERSIST_PATH``), kept the label and so passed as converged. What
 ``docker inspect`` says of the running container is compared with this instead
-(operations/runtime.py). Read from the very file the deploy writes, so the two
+(checks/runtime.py). Read from the very file the deploy writes, so the two
 cannot disagree: one source for the declaration.
 """
 

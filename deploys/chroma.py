@@ -27,18 +27,8 @@ from declaration.render import server_environment
 from declaration.resources import Declared
 from declaration.runtime import expected_runtime
 from declaration.settings import DEFAULTS
-from operations import (
-    engine,
-    host_failure,
-    image,
-    lock,
-    migrate,
-    preflight,
-    project,
-    report,
-    stack,
-    upgrade,
-)
+from operations import engine, host_failure, image, migrate, project, stack, upgrade
+from plumbing import lock, preflight, report
 
 DATA_DEFAULTS = dict(DEFAULTS)
 
@@ -53,7 +43,7 @@ def chroma_stack(overrides: dict[str, Any] | None = None) -> None:
     # is read in the same command once the lock is held, so the checks below see what
     # another run (a migration, an upgrade) left, not what it was in the middle of; they
     # and the operations read from it for as long as nothing has changed
-    # (operations/host_state.py). A no-op run costs the host this one command.
+    # (plumbing/host_state.py). A no-op run costs the host this one command.
     locked_out = lock.take_project_lock(
         settings.project_dir,
         settings.lock_timeout,

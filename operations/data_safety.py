@@ -2,7 +2,7 @@
 
 Each stops Chroma only for as long as it must (Chroma is not safe for two
 processes on one data dir) and verifies with the host-side tools
-(operations/host_tools.py): collections per tenant and database, record
+(plumbing/host_tools.py): collections per tenant and database, record
 counts, and checksums of the ids and of every record's document and metadata.
 Nothing here deletes data: a restore moves the current data dir aside, and
 only backup pruning, when chroma_backup_keep asks for it, removes old backups
@@ -25,16 +25,16 @@ from declaration.versions import data_written_by, deployed_version, migrates, to
 from facts.chroma import ChromaInventory
 from facts.datahomes import DataSchema
 from facts.project import ProjectFiles
-from operations import host_state
 from operations.host_failure import fail_host
-from operations.host_tools import (
+from operations.stack import COMPOSE_FILE, compose_command, compose_up
+from plumbing import host_state
+from plumbing.host_tools import (
     STATE_DIR,
     TOOLS_DIR,
     inventory_command,
     safety_command,
     upload_tools,
 )
-from operations.stack import COMPOSE_FILE, compose_command, compose_up
 
 
 @operation(is_idempotent=False)

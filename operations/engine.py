@@ -18,8 +18,8 @@ from pyinfra import host
 from pyinfra.api import FileUploadCommand, OperationError, operation
 
 from facts.docker import PID_FILE, DockerEngine
-from operations import host_state
-from operations.report import step
+from plumbing import host_state
+from plumbing.report import step
 
 FILES_DIR = Path(__file__).resolve().parent.parent / "files"
 PLUGIN_PATH = "/usr/local/lib/docker/cli-plugins/docker-compose"

@@ -8,7 +8,7 @@ must instead fail that host alone, name it, and let a fleet converge the rest;
 the run still exits 1 because a host failed.
 
 The refusal is said once, as a refusal found before the run is
-(operations/refusal.py): ``<host>: <key>: <what is wrong>; <what to do>``.
+(plumbing/refusal.py): ``<host>: <key>: <what is wrong>; <what to do>``.
 pyinfra follows a failed command with ``[host] Error: executed 0 commands``,
 and, when no host is left, with ``--> pyinfra error: No hosts remaining!``:
 neither says more than our line, so :class:`RefusalEchoFilter` drops them for

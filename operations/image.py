@@ -29,10 +29,10 @@ from pyinfra.api import (
 
 from facts.compose import ComposeStack
 from facts.docker import DockerImage
-from operations import host_state
 from operations.host_failure import log_failure
-from operations.refusal import refusal
-from operations.report import step
+from plumbing import host_state
+from plumbing.refusal import refusal
+from plumbing.report import step
 
 FILES_DIR = Path(__file__).resolve().parent.parent / "files"
 BUILD_SCRIPT = FILES_DIR / "build-chroma-image.sh"

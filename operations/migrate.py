@@ -22,22 +22,22 @@ import shlex
 from pyinfra import host
 from pyinfra.api import operation
 
+from checks.compare import served_without_data
 from facts.compose import ComposeStack
 from facts.datadirs import DataDirs
 from facts.datahomes import DataHomes, data_elsewhere, leftover_checks, spelled, users_of
 from facts.project import SafetyState
 from facts.volumes import LegacyVolumes, legacy_volume_names
-from operations import host_state, preflight
-from operations.compare import served_without_data
 from operations.host_failure import fail_host
-from operations.host_tools import (
+from operations.stack import COMPOSE_FILE
+from plumbing import host_state, preflight
+from plumbing.host_tools import (
     STATE_DIR,
     safety_command,
     stage_command,
     upload_tools,
 )
-from operations.report import step
-from operations.stack import COMPOSE_FILE
+from plumbing.report import step
 
 PENDING = ("migration-pending.json", "rescue-pending.json", "upgrade-pending.json")
 # An upgrade's record is verified before the stack is published (upgrade.verify_before_publish),

@@ -18,8 +18,8 @@ from declaration.gitignore import problems, repaired
 from declaration.resources import Directory, File, has_declared_type, stat_type
 from facts.datadirs import DataDirs
 from facts.project import ProjectFiles
-from operations import host_state
 from operations.host_failure import fail_host
+from plumbing import host_state
 
 # Linux caps one argument at 128 KiB, and the rewrite travels inside the one `sh -c`
 # string pyinfra runs (quoted once more under sudo): a bigger .gitignore is refused.
@@ -86,7 +86,7 @@ def _file_commands(resource: File, found: dict[str, Any] | None) -> Iterator[Any
         return
     # Created with the final owner and mode before any byte is written, so a secret is
     # never readable by others, not even for a moment. One name is enough: the project
-    # lock (operations/lock.py) keeps a second run on this project out.
+    # lock (plumbing/lock.py) keeps a second run on this project out.
     temp = f"{resource.path}.chroma-deploy.tmp"
     yield _install_empty(temp, resource.uid, resource.gid, resource.mode)
     yield FileUploadCommand(StringIO(resource.content), temp)

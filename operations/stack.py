@@ -14,6 +14,8 @@ from io import StringIO
 from pyinfra import host
 from pyinfra.api import FileUploadCommand, operation
 
+from checks.compare import exposed_containers, hardening_problems, image_moved, stack_problems
+from checks.runtime import runtime_differences
 from declaration.resources import COMPOSE_FILE_MODE
 from facts.chroma import ChromaHealth
 from facts.compose import (
@@ -24,12 +26,10 @@ from facts.compose import (
     verdict_key_command,
 )
 from facts.project import ProjectFiles
-from operations import host_state
-from operations.compare import exposed_containers, hardening_problems, image_moved, stack_problems
 from operations.host_failure import fail_host
-from operations.host_tools import stage_command, upload_tools
-from operations.report import step
-from operations.runtime import runtime_differences
+from plumbing import host_state
+from plumbing.host_tools import stage_command, upload_tools
+from plumbing.report import step
 
 COMPOSE_FILE = "docker-compose.yml"
 

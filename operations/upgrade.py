@@ -29,17 +29,17 @@ from declaration.versions import (
 )
 from facts.datahomes import DataHomes, DataSchema, is_ours
 from facts.project import ProjectFiles, SafetyState
-from operations import host_state
 from operations.data_safety import backup_commands
 from operations.host_failure import fail_host
-from operations.host_tools import (
+from operations.stack import COMPOSE_FILE
+from plumbing import host_state
+from plumbing.host_tools import (
     STATE_DIR,
     inventory_command,
     pending_record,
     safety_command,
     upload_tools,
 )
-from operations.stack import COMPOSE_FILE
 
 
 @operation()

@@ -15,6 +15,6 @@ pyinfra -y @local deploy.py --data chroma_image_source=auto "$@" || status=$?
 if [ "$status" -eq 0 ]; then
   # What the user now has (URL, data dir, drift and backup commands), from the same
   # settings; on stderr, so `--json` output stays one JSON document.
-  python -m operations.summary --data chroma_image_source=auto "$@" || true
+  python -m plumbing.summary --data chroma_image_source=auto "$@" || true
 fi
 exit "$status"

@@ -302,8 +302,8 @@ def legacy(project):
 
 @contextmanager
 def project_lock_held(project_dir: Path, holder: str) -> Iterator[None]:
-    """Hold the project's lock as another run would (operations/lock.py), naming ``holder``."""
-    from operations.lock import lock_dir
+    """Hold the project's lock as another run would (plumbing/lock.py), naming ``holder``."""
+    from plumbing.lock import lock_dir
 
     directory = Path(lock_dir(str(project_dir)))
     directory.mkdir(parents=True, exist_ok=True)

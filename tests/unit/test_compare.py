@@ -1,4 +1,4 @@
-"""operations.compare on recorded facts: each kind of drift, and a clean host."""
+"""checks.compare on recorded facts: each kind of drift, and a clean host."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from checks import compare as compare_module
+from checks.compare import HostFacts, compare
 from declaration.resources import Declared
 from declaration.settings import load_settings
-from operations import compare as compare_module
-from operations.compare import HostFacts, compare
 
 FACTS = Path(__file__).resolve().parent.parent / "fixtures" / "facts"
 ROOT = "/tmp/fx/stack"

@@ -1,4 +1,4 @@
-"""operations.drift_metrics: the textfile drift.py writes, read back by Prometheus' own parser.
+"""checks.drift_metrics: the textfile drift.py writes, read back by Prometheus' own parser.
 
 The parser is prometheus_client's (the Prometheus project's Python client), so a
 line the collector would reject fails here; names are also checked against the
@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from operations import drift_metrics
-from operations.drift_metrics import DRIFT_KINDS, HostResult, render, write_textfile
+from checks import drift_metrics
+from checks.drift_metrics import DRIFT_KINDS, HostResult, render, write_textfile
 
 ROOT = Path(__file__).resolve().parents[2]
 NAME = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")  # Prometheus' metric name pattern
@@ -271,7 +271,7 @@ def test_drift_refuses_a_textfile_it_could_not_write_before_checking_any_host(tm
 
 def test_drift_reports_become_metrics_with_their_kinds_status_and_timing():
     import drift
-    from operations.compare import DriftItem
+    from checks.compare import DriftItem
 
     reports = [
         drift.HostReport("a", [DriftItem("mode", "/p", "750", "755")], None, 12.5, 0.25),

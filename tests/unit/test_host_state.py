@@ -1,4 +1,4 @@
-"""operations.host_state: one reading per run, read again as soon as the host changed.
+"""plumbing.host_state: one reading per run, read again as soon as the host changed.
 
 Uses pyinfra's own OperationMeta for "an operation changed the host", and a host
 that counts the facts it is asked for.
@@ -19,7 +19,7 @@ from pyinfra.context import ctx_host
 from facts.batch import Batch
 from facts.datadirs import DataDirs
 from facts.project import ProjectFiles
-from operations import host_state
+from plumbing import host_state
 
 
 class CountingHost:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pyinfra.api import FileUploadCommand
 
-from operations.host_tools import TOOL_FILES, TOOLS_DIR, upload_tools
+from plumbing.host_tools import TOOL_FILES, TOOLS_DIR, upload_tools
 
 
 def test_a_tool_is_never_rewritten_in_place_and_projects_upload_to_names_of_their_own():

@@ -15,7 +15,7 @@ import pytest
 from pyinfra.context import ctx_host
 
 from operations import image
-from operations.refusal import Refusal
+from plumbing.refusal import Refusal
 
 REF = "chromadb/chroma:1.5.9"
 IMAGE_ID = "sha256:" + "ab" * 32

@@ -1,7 +1,7 @@
 """files/chroma-lock.sh with real processes: the lock lives exactly as long as its run.
 
 No Docker, no pyinfra: the script is run as the project lock runs it
-(operations/lock.lock_command), from a small Python process that stands for the
+(plumbing/lock.lock_command), from a small Python process that stands for the
 run (pyinfra on @local, the SSH session's sshd over SSH).
 """
 
@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from operations.lock import lock_command
+from plumbing.lock import lock_command
 
 # Takes the lock as a run would, passes on what the script said and its exit status.
 RUN = (

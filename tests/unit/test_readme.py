@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from operations.summary import ROOT, settings_for, summary
+from plumbing.summary import ROOT, settings_for, summary
 
 README = ROOT / "README.md"
 

@@ -8,7 +8,7 @@ import click
 import pytest
 from pyinfra.api.exceptions import PyinfraError
 
-from operations.refusal import Refusal, refusal
+from plumbing.refusal import Refusal, refusal
 
 
 def test_refusal_under_the_cli_prints_once_without_an_internal_file_and_line(caplog):

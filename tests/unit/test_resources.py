@@ -15,10 +15,10 @@ from pyinfra.api.util import get_kwargs_str
 from pyinfra.context import ctx_host
 from test_operation_fixtures import RecordedHost, describe
 
+from checks.compare import COMPARISONS, HostFacts, compare
 from declaration.resources import Declared, Directory, File, Resource
 from declaration.settings import load_settings
 from operations import project
-from operations.compare import COMPARISONS, HostFacts, compare
 
 ROOT = "/tmp/fx/stack"
 TOKEN = "resource-test-token-0123456789"

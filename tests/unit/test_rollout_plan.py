@@ -15,7 +15,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from operations.rollout import (
+from fleet.plan import (
     NOT_RUN,
     BatchSize,
     StepResult,

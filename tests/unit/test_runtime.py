@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from checks.compare import HostFacts, compare, foreign_containers, stack_problems
+from checks.runtime import runtime_differences
 from declaration.resources import Declared
 from declaration.runtime import expected_runtime, memory_bytes, nano_cpus
 from declaration.settings import load_settings
-from operations.compare import HostFacts, compare, foreign_containers, stack_problems
-from operations.runtime import runtime_differences
 
 FACTS = Path(__file__).resolve().parent.parent / "fixtures" / "facts"
 ROOT = "/tmp/fx/stack"

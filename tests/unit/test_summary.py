@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from declaration.settings import SettingsError
-from operations.summary import data_arguments, settings_for, summary
+from plumbing.summary import data_arguments, settings_for, summary
 
 
 def test_data_pairs_are_taken_from_both_spellings_and_nothing_else():

@@ -12,6 +12,7 @@ from typing import Any
 
 from pyinfra import host
 
+from checks.compare import DriftItem, compose_inputs, foreign_containers, other_version
 from declaration.resources import Declared, has_declared_type, stat_type
 from declaration.settings import Settings, SettingsError, load_settings
 from declaration.versions import data_version_problem
@@ -31,11 +32,11 @@ from facts.datahomes import (
 from facts.docker import DockerEngine, DockerImage
 from facts.project import ProjectFiles, SafetyState
 from facts.volumes import LegacyVolumes, legacy_volume_names
-from operations import host_state, project
-from operations.compare import DriftItem, compose_inputs, foreign_containers, other_version
-from operations.host_state import Read
-from operations.refusal import refusal
-from operations.secrets import read_token
+from operations import project
+from plumbing import host_state
+from plumbing.host_state import Read
+from plumbing.refusal import refusal
+from plumbing.secrets import read_token
 
 
 @dataclass(frozen=True)
@@ -478,8 +479,8 @@ def state_reads(where: Declared) -> list[Read]:
 def deploy_reads(settings: Settings, token: str | None) -> list[Read]:
     """The facts a deploy of ``settings`` reads, with the arguments its steps read them with.
 
-    Read in one command once the project lock is held (operations/lock.py,
-    operations/host_state.py). A fact left out here, or asked for with other
+    Read in one command once the project lock is held (plumbing/lock.py,
+    plumbing/host_state.py). A fact left out here, or asked for with other
     arguments, is read on its own: slower, never wrong. bench/bench_converge.py
     counts the commands of a no-op run.
     """

@@ -28,7 +28,7 @@ from pyinfra import host, state
 from pyinfra.api.arguments import CONNECTOR_ARGUMENT_KEYS, pop_global_arguments
 
 from facts.batch import Batch
-from operations import host_state
+from plumbing import host_state
 
 LOCK_SCRIPT = Path(__file__).resolve().parent.parent / "files" / "chroma-lock.sh"
 LOCK_ROOT = "/run/lock/chroma-deploy"
@@ -55,7 +55,7 @@ def take_project_lock(
 
     ``command`` names the run for whoever waits for it (deploy.py, backup.py, ...).
     ``reads``: facts read in the same command once the lock is held (facts/batch.py),
-    for operations/host_state.py to answer from: the lock and the host's whole
+    for plumbing/host_state.py to answer from: the lock and the host's whole
     state in one round trip, and the state as it is under the lock.
     """
     holder = f"{command} run from {socket.gethostname()} (pid {os.getpid()})"

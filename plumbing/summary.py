@@ -1,4 +1,4 @@
-"""What scripts/up.sh leaves the user with: `python -m operations.summary [pyinfra args]`.
+"""What scripts/up.sh leaves the user with: `python -m plumbing.summary [pyinfra args]`.
 
 Printed after a successful run: where Chroma answers, where its data lives,
 and the commands that check drift and take a backup of this very stack. The

@@ -2,7 +2,7 @@
 
 Compose judges a container by its config-hash label, which ``docker update``
 and a container re-made by hand with the labels copied both keep. So drift
-(operations/compare.py) and the deploy (operations/stack.py, which then
+(checks/compare.py) and the deploy (operations/stack.py, which then
 recreates the container) compare what ``docker inspect`` says it runs with:
 declaration/runtime.py reads the expectation from the rendered file.
 """

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from checks.runtime import runtime_differences
 from declaration.gitignore import problems as gitignore_problems
 from declaration.resources import (
     ComposeFile,
@@ -34,7 +35,6 @@ from facts.datahomes import (
     spelled,
 )
 from facts.project import COMPOSE_READS
-from operations.runtime import runtime_differences
 
 
 @dataclass(frozen=True)

@@ -58,7 +58,7 @@ def remember_output(reads: list[Read], batch: Batch, stdout_lines: list[str]) ->
     """Keep what ``batch`` (whose command read ``reads``) printed, as :func:`prefetch` would.
 
     For a command that ran the batch after something else (the project lock,
-    operations/lock.py). Output it cannot read is dropped: each fact is then
+    plumbing/lock.py). Output it cannot read is dropped: each fact is then
     read on its own, as when it was not prefetched.
     """
     changes = _changes_so_far()
@@ -78,7 +78,7 @@ def _remember(reads: list[Read], results: list[dict[str, Any]], changes: int) ->
 
 
 def forget() -> None:
-    """Drop this host's reading: another run changed it meanwhile (operations/lock.py)."""
+    """Drop this host's reading: another run changed it meanwhile (plumbing/lock.py)."""
     for key in [key for key in _read if key[0] == host.name]:
         del _read[key]
 

@@ -2,11 +2,11 @@
 
 Run, as root, after scripts/test-env.sh (Docker, the Chroma image, openssh-server):
 
-    .venv/bin/python bench/fleet.py [--sizes 1,10,30] [--runs 5] [--parallel P]
+    .venv/bin/python bench/bench_fleet.py [--sizes 1,10,30] [--runs 5] [--parallel P]
                                     [--baseline GIT-REV]
-    .venv/bin/python bench/fleet.py --breakdown [--runs 5]  # where one host's CPU goes
-    .venv/bin/python bench/fleet.py --cleanup               # what a killed bench left
-    .venv/bin/python bench/fleet.py --test-fleet [--fresh] [--runs N]
+    .venv/bin/python bench/bench_fleet.py --breakdown [--runs 5]  # where one host's CPU goes
+    .venv/bin/python bench/bench_fleet.py --cleanup               # what a killed bench left
+    .venv/bin/python bench/bench_fleet.py --test-fleet [--fresh] [--runs N]
 
 Default: max(sizes) lightweight SSH hosts on this machine's loopback
 (bench/loopback_hosts.py: one sshd each, root with a generated key, an empty
@@ -180,7 +180,7 @@ class Engine:
         deadline = time.monotonic() + timeout
         while subprocess.run(["docker", "info"], capture_output=True, check=False).returncode:
             if time.monotonic() > deadline:
-                raise SystemExit("bench/fleet.py: the Docker engine does not answer")
+                raise SystemExit("bench/bench_fleet.py: the Docker engine does not answer")
             time.sleep(1)
         time.sleep(5)  # the stacks' restart policy brings them back
         self.pids = engine_pids()
@@ -376,7 +376,7 @@ def floor_run(
     for process in running:
         _, stderr = process.communicate()
         if process.returncode != 0:
-            raise SystemExit(f"bench/fleet.py: the floor command failed: {stderr.decode()}")
+            raise SystemExit(f"bench/bench_fleet.py: the floor command failed: {stderr.decode()}")
     wall = time.perf_counter() - start
     wait_sessions_closed(pids)
     window = time.perf_counter() - start
@@ -511,7 +511,7 @@ class Bench:
                                     "said": error_lines(output)})  # fmt: skip
                 continue
             return sample, output
-        raise SystemExit(f"bench/fleet.py: {what} of {n} hosts failed 3 times: {self.failed[-3:]}")
+        raise SystemExit(f"bench/bench_fleet.py: {what} of {n} hosts failed 3 times: {self.failed[-3:]}")
 
     def floor(self, n: int, quiet: Quiet, label: str) -> tuple[float, float]:
         """floor_run, retried twice when someone restarted the shared engine meanwhile."""
@@ -521,7 +521,7 @@ class Bench:
             except EngineRestarted:
                 self.failed.append({"tree": label, "run": "floor", "hosts": n,
                                     "said": ["the engine restarted"]})  # fmt: skip
-        raise SystemExit(f"bench/fleet.py: the floor of {n} hosts failed 3 times")
+        raise SystemExit(f"bench/bench_fleet.py: the floor of {n} hosts failed 3 times")
 
     def measure(self, tree: Path, label: str) -> dict[str, Any]:
         """A first converge of every host with ``tree``, then the rounds and the -vv runs."""
@@ -703,7 +703,7 @@ def measure_breakdown(runs: int) -> dict[str, Any]:
     """CPU on the host of each part of a no-op run, each run alone over SSH on one host.
 
     The parts are the facts of the deploy's one batched read (the same commands,
-    built by facts/batch.py from operations.preflight.deploy_reads), the batch
+    built by facts/batch.py from plumbing.preflight.deploy_reads), the batch
     itself, the project lock, and the docker and compose commands that cost the
     most. Each is the median of ``runs``, less an ssh ``true`` (the session itself).
     """
@@ -713,8 +713,8 @@ def measure_breakdown(runs: int) -> dict[str, Any]:
 
     from declaration.settings import load_settings
     from facts.batch import Batch
-    from operations import preflight
-    from operations.lock import lock_command
+    from plumbing import preflight
+    from plumbing.lock import lock_command
 
     fleet = LoopbackFleet(1)
     test_host = fleet.hosts[0]
@@ -792,7 +792,7 @@ def measure_test_fleet(runs: int, fresh: bool) -> dict[str, Any]:
         done = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, check=False)
         elapsed = time.perf_counter() - start
         if done.returncode != 0:
-            raise SystemExit(f"bench/fleet.py: the deploy failed:\n{done.stdout}{done.stderr}")
+            raise SystemExit(f"bench/bench_fleet.py: the deploy failed:\n{done.stdout}{done.stderr}")
         return elapsed, done.stdout + done.stderr
 
     def floor(fleet: Fleet, count: int) -> float:
@@ -808,7 +808,7 @@ def measure_test_fleet(runs: int, fresh: bool) -> dict[str, Any]:
         for process in running:
             _, stderr = process.communicate()
             if process.returncode != 0:
-                raise SystemExit(f"bench/fleet.py: the floor command failed: {stderr.decode()}")
+                raise SystemExit(f"bench/bench_fleet.py: the floor command failed: {stderr.decode()}")
         return time.perf_counter() - start
 
     result: dict[str, Any] = {"hosts": len(HOSTS)}
