@@ -376,7 +376,7 @@ def floor_run(
     for process in running:
         _, stderr = process.communicate()
         if process.returncode != 0:
-            raise SystemExit(f"bench/bench_fleet.py: the floor command failed: {stderr.decode()}")
+            raise SystemExit(f"bench_fleet: the floor command failed: {stderr.decode()}")
     wall = time.perf_counter() - start
     wait_sessions_closed(pids)
     window = time.perf_counter() - start
@@ -511,7 +511,7 @@ class Bench:
                                     "said": error_lines(output)})  # fmt: skip
                 continue
             return sample, output
-        raise SystemExit(f"bench/bench_fleet.py: {what} of {n} hosts failed 3 times: {self.failed[-3:]}")
+        raise SystemExit(f"bench_fleet: {what} of {n} hosts failed 3 times: {self.failed[-3:]}")
 
     def floor(self, n: int, quiet: Quiet, label: str) -> tuple[float, float]:
         """floor_run, retried twice when someone restarted the shared engine meanwhile."""
@@ -521,7 +521,7 @@ class Bench:
             except EngineRestarted:
                 self.failed.append({"tree": label, "run": "floor", "hosts": n,
                                     "said": ["the engine restarted"]})  # fmt: skip
-        raise SystemExit(f"bench/bench_fleet.py: the floor of {n} hosts failed 3 times")
+        raise SystemExit(f"bench_fleet: the floor of {n} hosts failed 3 times")
 
     def measure(self, tree: Path, label: str) -> dict[str, Any]:
         """A first converge of every host with ``tree``, then the rounds and the -vv runs."""
@@ -792,7 +792,7 @@ def measure_test_fleet(runs: int, fresh: bool) -> dict[str, Any]:
         done = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, check=False)
         elapsed = time.perf_counter() - start
         if done.returncode != 0:
-            raise SystemExit(f"bench/bench_fleet.py: the deploy failed:\n{done.stdout}{done.stderr}")
+            raise SystemExit(f"bench_fleet: the deploy failed:\n{done.stdout}{done.stderr}")
         return elapsed, done.stdout + done.stderr
 
     def floor(fleet: Fleet, count: int) -> float:
@@ -808,7 +808,7 @@ def measure_test_fleet(runs: int, fresh: bool) -> dict[str, Any]:
         for process in running:
             _, stderr = process.communicate()
             if process.returncode != 0:
-                raise SystemExit(f"bench/bench_fleet.py: the floor command failed: {stderr.decode()}")
+                raise SystemExit(f"bench_fleet: the floor command failed: {stderr.decode()}")
         return time.perf_counter() - start
 
     result: dict[str, Any] = {"hosts": len(HOSTS)}

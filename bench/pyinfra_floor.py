@@ -1,4 +1,4 @@
-"""The least a pyinfra deploy can do on a host: the floor bench/bench_fleet.py measures ours against.
+"""The least a pyinfra deploy can do on a host: the floor bench_fleet.py measures ours against.
 
 One connection, one fact read with one command (``true``), one operation that
 changes nothing. What pyinfra itself costs per host, on the control machine

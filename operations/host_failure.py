@@ -25,7 +25,8 @@ from typing import Any
 import click
 from pyinfra import logger
 from pyinfra.api import FunctionCommand, operation
-from pyinfra.context import ctx_state
+
+from plumbing.pyinfra_internals import failed_host_names
 
 # What pyinfra logs after an operation failed on a host (pyinfra/api/util.py,
 # log_error_or_warning), and when the last host failed (state.fail_hosts, shown by
@@ -53,10 +54,8 @@ class RefusalEchoFilter(logging.Filter):
         return True
 
     def _every_failed_host_was_refused(self) -> bool:
-        if not ctx_state.isset():
-            return False
-        failed = {host.name for host in ctx_state.get().failed_hosts}
-        return failed <= self.refused_hosts
+        failed = failed_host_names()
+        return failed is not None and failed <= self.refused_hosts
 
 
 refusal_echo_filter = RefusalEchoFilter()

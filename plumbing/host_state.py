@@ -21,6 +21,7 @@ from pyinfra.api import FactBase
 from pyinfra.api.exceptions import FactProcessError
 
 from facts.batch import Batch
+from plumbing.pyinfra_internals import changes_so_far
 
 # A fact and the arguments it is read with: one part of a batched read.
 Read = tuple[type[FactBase], dict[str, Any]]
@@ -36,14 +37,7 @@ def _key(fact_class: type[FactBase], kwargs: dict[str, Any]) -> str:
 
 def _changes_so_far() -> int | None:
     """How many operations have changed this host in this run; None outside a real run."""
-    state = getattr(host, "state", None)
-    if state is None or not hasattr(state, "ops"):
-        return None  # a recorded host in the fixture tests: never cached
-    return sum(
-        1
-        for data in state.ops.get(host, {}).values()
-        if data.operation_meta.is_complete() and data.operation_meta.did_change()
-    )
+    return changes_so_far(host)
 
 
 def prefetch(reads: list[Read]) -> None:

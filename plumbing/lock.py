@@ -25,10 +25,10 @@ import socket
 from pathlib import Path
 
 from pyinfra import host, state
-from pyinfra.api.arguments import CONNECTOR_ARGUMENT_KEYS, pop_global_arguments
 
 from facts.batch import Batch
 from plumbing import host_state
+from plumbing.pyinfra_internals import run_outside_operation
 
 LOCK_SCRIPT = Path(__file__).resolve().parent.parent / "files" / "chroma-lock.sh"
 LOCK_ROOT = "/run/lock/chroma-deploy"
@@ -59,19 +59,12 @@ def take_project_lock(
     state in one round trip, and the state as it is under the lock.
     """
     holder = f"{command} run from {socket.gethostname()} (pid {os.getpid()})"
-    global_kwargs, _ = pop_global_arguments(state, host, {})
-    connector_kwargs = {k: v for k, v in global_kwargs.items() if k in CONNECTOR_ARGUMENT_KEYS}
     batch = Batch()
     shell = lock_command(project_dir, timeout, holder)
     if reads:
         # Only once the lock is held: a run that waited reads what the other one left.
         shell = f"{shell} && {{ {batch.command(reads)}\n}}"
-    ok, output = host.run_shell_command(
-        shell,
-        print_output=False,
-        print_input=state.print_fact_input,  # -vv shows it, as it shows a fact's command
-        **connector_kwargs,
-    )
+    ok, output = run_outside_operation(state, host, shell)
     if ok:
         if "waited: yes" in output.stdout_lines:
             # Another run held the project: what this run read before may have changed.

@@ -19,6 +19,8 @@ from pyinfra import logger
 from pyinfra.api import FunctionCommand
 from pyinfra.api.state import BaseStateCallback
 
+from plumbing.pyinfra_internals import operation_hash, succeeded_output
+
 _SHOWN: set[str] = set()
 
 
@@ -37,13 +39,7 @@ class ShowResults(BaseStateCallback):
 
 def result_lines(state: Any, host: Any, op_hash: str) -> list[str]:
     """The stdout lines ``host`` printed for the operation, if it ran there and succeeded."""
-    try:
-        meta = state.get_op_data_for_host(host, op_hash).operation_meta
-    except KeyError:
-        return []
-    if not meta.is_complete() or not meta.did_succeed():
-        return []
-    return [line for line in meta.stdout_lines if line.strip()]
+    return [line for line in succeeded_output(state, host, op_hash) if line.strip()]
 
 
 def show(operation: Any) -> Any:
@@ -54,7 +50,7 @@ def show(operation: Any) -> Any:
     """
     from pyinfra import state
 
-    _SHOWN.add(operation._hash)
+    _SHOWN.add(operation_hash(operation))
     if not any(isinstance(handler, ShowResults) for handler in state.callback_handlers):
         state.add_callback_handler(ShowResults())
     return operation

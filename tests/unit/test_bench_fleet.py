@@ -11,9 +11,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 
-from loopback_hosts import default_pool_use, free_range
-
 from bench_fleet import changed_hosts, commands_in_vv
+from loopback_hosts import default_pool_use, free_range
 
 # The shape of a -vv log: a command over several lines, its output, other hosts interleaved.
 VV_LOG = """\

@@ -1,0 +1,73 @@
+"""The only module that reaches into pyinfra's internals; checked against pyinfra 3.10.0.
+
+pyinfra has no public way to ask "has an operation changed this host in this
+run?" (the per-run fact cache, plumbing/host_state.py, must know), to run one
+command outside an operation with the connector's arguments (the project lock,
+plumbing/lock.py, runs before any operation), to list the hosts that failed
+(operations/host_failure.py keeps pyinfra's own lines for the others), or to
+read an operation's output once it ended (plumbing/report.py). These read
+``State.ops``, ``OperationMeta``, ``pop_global_arguments``,
+``Host.run_shell_command`` and an operation's ``_hash``: a real run on @local
+in tests/unit/test_pyinfra_internals.py uses each with the installed pyinfra,
+so an upgrade that changes them fails there, not on a user's host. Re-check
+them here when requirements.lock moves pyinfra.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pyinfra.api.arguments import CONNECTOR_ARGUMENT_KEYS, pop_global_arguments
+from pyinfra.context import ctx_state
+
+CHECKED_AGAINST = "3.10.0"
+
+
+def changes_so_far(host: Any) -> int | None:
+    """How many operations have changed ``host`` in this run; None outside a real run."""
+    state = getattr(host, "state", None)
+    if state is None or not hasattr(state, "ops"):
+        return None  # a recorded host in the fixture tests: never cached
+    return sum(
+        1
+        for data in state.ops.get(host, {}).values()
+        if data.operation_meta.is_complete() and data.operation_meta.did_change()
+    )
+
+
+def run_outside_operation(state: Any, host: Any, shell: str) -> tuple[bool, Any]:
+    """Run ``shell`` on ``host`` now, with the connector arguments of the run (``_sudo``...).
+
+    Its input shows at -vv, as a fact's command does; its output is not printed.
+    """
+    global_kwargs, _ = pop_global_arguments(state, host, {})
+    connector_kwargs = {k: v for k, v in global_kwargs.items() if k in CONNECTOR_ARGUMENT_KEYS}
+    return host.run_shell_command(
+        shell,
+        print_output=False,
+        print_input=state.print_fact_input,
+        **connector_kwargs,
+    )
+
+
+def failed_host_names() -> set[str] | None:
+    """The names of the hosts that failed so far in this run; None outside a run."""
+    if not ctx_state.isset():
+        return None
+    return {host.name for host in ctx_state.get().failed_hosts}
+
+
+def operation_hash(operation: Any) -> str:
+    """The hash pyinfra keys an operation's per-host data by (what an @operation returns)."""
+    return operation._hash
+
+
+def succeeded_output(state: Any, host: Any, op_hash: str) -> list[str]:
+    """The stdout lines ``host`` printed for the operation, if it ran there and succeeded."""
+    try:
+        meta = state.get_op_data_for_host(host, op_hash).operation_meta
+    except KeyError:
+        return []
+    if not meta.is_complete() or not meta.did_succeed():
+        return []
+    return list(meta.stdout_lines)
