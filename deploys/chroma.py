@@ -223,7 +223,7 @@ def chroma_stack(overrides: dict[str, Any] | None = None) -> None:
         wait_timeout=settings.wait_timeout,
     )
 
-    stack.stack_up(
+    up = stack.stack_up(
         name=f"Stack {settings.compose_project} up and healthy",
         project_dir=settings.project_dir,
         project_name=settings.compose_project,
@@ -245,6 +245,17 @@ def chroma_stack(overrides: dict[str, Any] | None = None) -> None:
             "gid": declared.gid,
             "mode": settings.data_dir_mode,
         },
+    )
+
+    # Every up of a run (a start, a recreate, an upgrade's or a migration's switch) is
+    # stack_up's: once it ran, Chroma must answer where clients reach it, before a
+    # migration is verified there. A run that started nothing asks nothing more.
+    stack.published_answers(
+        name=f"Chroma answers on {declared.url}",
+        project_dir=settings.project_dir,
+        wait_timeout=settings.wait_timeout,
+        health=preflight.health_read(declared),
+        _if=up.did_change,
     )
 
     verified = migrate.verify_migration(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import shlex
+import time
 from io import StringIO
 
 from pyinfra import host
@@ -223,6 +224,50 @@ def stack_up(
         extra.append("--force-recreate")
     yield step(f"starting {project_name}, waiting up to {wait_timeout} s for healthy")
     yield compose_up(project_dir, project_name, wait_timeout, *extra)
+
+
+@operation()
+def published_answers(project_dir: str, wait_timeout: int, health: dict):
+    """After a run started the stack: Chroma answers through the published port.
+
+    ``up --wait`` waits for the containers' own healthchecks, which run inside
+    them; a firewall rule or a network in front of the published port leaves
+    every container healthy and every client refused. So once stack_up has
+    started, recreated or restarted the stack (declare this with
+    ``_if=<stack_up>.did_change``: a no-op run asks nothing more), the heartbeat
+    is read as clients and drift read it (ChromaHealth, the token from its 0600
+    file), for up to ``wait_timeout`` seconds; no answer fails the host.
+
+    Read by the fact on the control machine, not by a tool in files/: the same
+    read as stack_up's and drift's (curl, else bash), no upload and no python3
+    on the host, and a failure is the host's one refusal line. Only while
+    pyinfra executes: a plan is made before ``up`` has run, nothing to ask yet.
+
+    + project_dir: the project dir, where ``docker compose logs`` tells more
+    + wait_timeout: seconds Chroma may take to answer (chroma_wait_timeout)
+    + health: ChromaHealth's arguments (url, heartbeat_path, token_file)
+    """
+    url = health["url"].rstrip("/") + health["heartbeat_path"]
+    run = getattr(host, "state", None)  # None: a recorded host (tests/fixtures)
+    if run is not None and not run.is_executing:
+        host.noop(f"asked on {url} once the stack has started in this run")
+        return
+    deadline = time.monotonic() + wait_timeout
+    while True:
+        answer = host.get_fact(ChromaHealth, **health)
+        if _answers(answer):
+            host.noop(f"Chroma answers on {url}")
+            return
+        if time.monotonic() >= deadline:
+            break
+        time.sleep(2)
+    reason = " ".join((answer["error"] or f"HTTP {answer['status']}").split())
+    yield fail_host(
+        f"chroma_port: Chroma does not answer on {url} after this deploy started it ({reason}), "
+        "while its containers report healthy: something between the port and Chroma refuses "
+        "clients (a firewall rule, another network); fix it (docker compose logs in "
+        f"{project_dir} tells more), then deploy again"
+    )
 
 
 def _answers(health: dict) -> bool:
