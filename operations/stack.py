@@ -30,6 +30,7 @@ from facts.project import ProjectFiles
 from operations.host_failure import fail_host
 from plumbing import host_state
 from plumbing.host_tools import stage_command, upload_tools
+from plumbing.pyinfra_internals import is_executing
 from plumbing.report import step
 
 COMPOSE_FILE = "docker-compose.yml"
@@ -248,8 +249,7 @@ def published_answers(project_dir: str, wait_timeout: int, health: dict):
     + health: ChromaHealth's arguments (url, heartbeat_path, token_file)
     """
     url = health["url"].rstrip("/") + health["heartbeat_path"]
-    run = getattr(host, "state", None)  # None: a recorded host (tests/fixtures)
-    if run is not None and not run.is_executing:
+    if is_executing(host) is False:  # None: a recorded host (tests/fixtures)
         host.noop(f"asked on {url} once the stack has started in this run")
         return
     deadline = time.monotonic() + wait_timeout

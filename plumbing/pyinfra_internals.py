@@ -4,13 +4,14 @@ pyinfra has no public way to ask "has an operation changed this host in this
 run?" (the per-run fact cache, plumbing/host_state.py, must know), to run one
 command outside an operation with the connector's arguments (the project lock,
 plumbing/lock.py, runs before any operation), to list the hosts that failed
-(operations/host_failure.py keeps pyinfra's own lines for the others), or to
-read an operation's output once it ended (plumbing/report.py). These read
+(operations/host_failure.py keeps pyinfra's own lines for the others), to
+read an operation's output once it ended (plumbing/report.py), or to know
+whether pyinfra executes or only plans (operations/stack.py). These read
 ``State.ops``, ``OperationMeta``, ``pop_global_arguments``,
-``Host.run_shell_command`` and an operation's ``_hash``: a real run on @local
-in tests/unit/test_pyinfra_internals.py uses each with the installed pyinfra,
-so an upgrade that changes them fails there, not on a user's host. Re-check
-them here when requirements.lock moves pyinfra.
+``Host.run_shell_command``, ``State.is_executing`` and an operation's
+``_hash``: a real run on @local in tests/unit/test_pyinfra_internals.py uses
+each with the installed pyinfra, so an upgrade that changes them fails there,
+not on a user's host. Re-check them here when requirements.lock moves pyinfra.
 """
 
 from __future__ import annotations
@@ -55,6 +56,12 @@ def failed_host_names() -> set[str] | None:
     if not ctx_state.isset():
         return None
     return {host.name for host in ctx_state.get().failed_hosts}
+
+
+def is_executing(host: Any) -> bool | None:
+    """Whether pyinfra runs the operations now (not only plans them); None outside a run."""
+    state = getattr(host, "state", None)
+    return None if state is None else bool(state.is_executing)
 
 
 def operation_hash(operation: Any) -> str:

@@ -14,7 +14,7 @@ from pyinfra.api.connect import connect_all
 from pyinfra.api.operation import add_op
 from pyinfra.api.operations import run_ops
 from pyinfra.context import ctx_state
-from pyinfra.operations import server
+from pyinfra.operations import python, server
 
 from plumbing import pyinfra_internals
 
@@ -71,3 +71,13 @@ def test_a_failed_host_is_listed(local_run):
     with pytest.raises(Exception):  # noqa: B017 (pyinfra stops: no hosts remaining)
         run_ops(state)
     assert pyinfra_internals.failed_host_names() == {"@local"}
+
+
+def test_is_executing_tells_the_plan_from_the_run(local_run):
+    state, host = local_run
+    seen: list[bool | None] = []
+    add_op(state, python.call, function=lambda: seen.append(pyinfra_internals.is_executing(host)))
+    assert pyinfra_internals.is_executing(host) is False
+    run_ops(state)
+    assert seen == [True]
+    assert pyinfra_internals.is_executing(object()) is None
