@@ -47,10 +47,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+import common  # noqa: F401 (puts the repo on sys.path, for plumbing)
 
-from plumbing.lock import lock_dir  # noqa: E402
+from plumbing.lock import lock_dir
 
 BASE = Path("/srv/chroma-bench")
 BENCH_LOCK = Path("/run/lock/chroma-bench.lock")
