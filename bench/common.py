@@ -188,14 +188,19 @@ class Engine:
             total += int(fields[11]) + int(fields[12])
         return total / CLK_TCK
 
-    def wait_until_it_answers(self, timeout: float = 120) -> None:
-        deadline = time.monotonic() + timeout
-        while subprocess.run(["docker", "info"], capture_output=True, check=False).returncode:
-            if time.monotonic() > deadline:
-                raise SystemExit("bench: the Docker engine does not answer")
-            time.sleep(1)
+    def wait_until_it_answers(self) -> None:
+        wait_for_engine()
         time.sleep(5)  # the stacks' restart policy brings them back
         self.pids = engine_pids()
+
+
+def wait_for_engine(timeout: float = 120, then: str = "") -> None:
+    """Until Docker answers: someone may be restarting the shared engine."""
+    deadline = time.monotonic() + timeout
+    while subprocess.run(["docker", "info"], capture_output=True, check=False).returncode:
+        if time.monotonic() > deadline:
+            raise SystemExit(f"bench: the Docker engine does not answer{then}")
+        time.sleep(1)
 
 
 def load_average() -> list[float]:

@@ -112,7 +112,10 @@ def lock_is_held(project_dir: Path) -> bool:
     """Whether some process holds the project's lock (plumbing/lock.py), tried without waiting."""
     from plumbing.lock import lock_dir
 
-    with open(Path(lock_dir(str(project_dir))) / "lock", "a") as lock:
+    path = Path(lock_dir(str(project_dir))) / "lock"
+    if not path.exists():
+        return False  # no run has taken it yet
+    with open(path, "a") as lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
