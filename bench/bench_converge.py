@@ -2,10 +2,10 @@
 
 Run: `.venv/bin/python bench/bench_converge.py [--baseline GIT-REV]` (needs
 scripts/test-env.sh done). It converges a throwaway project on @local, then a no-op
-run, then times one shell command that stats the same files (the floor: what the no-op
-run must at least do). Prints seconds, ratios to the floor, and how many commands the
-no-op run ran on the host (each command in its -vv log, plus the project lock, which
-is taken without being printed).
+run, then times one shell command that reads the same state (the floor: what the
+no-op run must at least do). Prints seconds, ratios to the floor, and how many
+commands the no-op run ran on the host (each command in its -vv log, the project
+lock's included).
 
 With ``--baseline``, that revision of the repo (checked out into a temp dir) is
 measured in the same run, on a project of its own, its no-op runs alternating with
@@ -17,72 +17,13 @@ from __future__ import annotations
 
 import json
 import statistics
-import subprocess
 import sys
-import tempfile
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-PYINFRA = str(Path(sys.executable).with_name("pyinfra"))
-
-
-def deploy(data: dict[str, object], verbose: bool = False, repo: Path = ROOT) -> tuple[float, str]:
-    args = [PYINFRA, "-y", "@local", "deploy.py"] + (["-vv"] if verbose else [])
-    for key, value in data.items():
-        args += ["--data", f"{key}={value}"]
-    start = time.perf_counter()
-    done = subprocess.run(args, cwd=repo, capture_output=True, text=True, check=True)
-    return time.perf_counter() - start, done.stdout + done.stderr
+from common import checkout, commands_in_vv, deploy, floor, throwaway_project
 
 
 def commands_in(log: str) -> int:
-    """Commands the run ran on the host: each is printed at -vv, the project lock's too."""
-    return sum(1 for line in log.splitlines() if "[@local] >>>" in line)
-
-
-@contextmanager
-def checkout(rev: str) -> Iterator[Path]:
-    """``rev`` of this repo in a temp dir, sharing this tree's virtualenv."""
-    with tempfile.TemporaryDirectory(prefix="chroma-bench-rev-") as base:
-        tree = Path(base) / "repo"
-        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(tree), rev],
-                       check=True, capture_output=True)  # fmt: skip
-        (tree / ".venv").symlink_to(ROOT / ".venv")
-        try:
-            yield tree
-        finally:
-            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)],
-                           capture_output=True)  # fmt: skip
-
-
-def floor(project_dir: str, name: str) -> float:
-    """One shell command that reads the same state a no-op run must read."""
-    command = (
-        f"cd {project_dir} && stat -c '%u %g %a' . chroma_data chroma_db logs */.gitkeep"
-        f" && sha256sum docker-compose.yml .gitignore"
-        f" && docker inspect --format '{{{{.State.Health.Status}}}}' {name}-chroma-1"
-        " && docker compose config --hash chroma"
-    )
-    start = time.perf_counter()
-    subprocess.run(["sh", "-c", command], check=True, capture_output=True)
-    return time.perf_counter() - start
-
-
-@contextmanager
-def throwaway_project(name: str, port: int) -> Iterator[tuple[str, dict[str, object]]]:
-    """A project dir in a temp dir and its deploy data; its stack is taken down after."""
-    with tempfile.TemporaryDirectory(prefix="chroma-bench-") as base:
-        project_dir = f"{base}/stack"
-        data = {"chroma_project_dir": project_dir, "chroma_compose_project": name,
-                "chroma_port": port}  # fmt: skip
-        try:
-            yield project_dir, data
-        finally:
-            subprocess.run(["docker", "compose", "-f", f"{project_dir}/docker-compose.yml",
-                            "down", "-t", "3"], capture_output=True)  # fmt: skip
+    return commands_in_vv(log).get("@local", 0)
 
 
 def measure_against(baseline: str) -> dict[str, object]:

@@ -10,22 +10,9 @@ from __future__ import annotations
 
 import json
 import statistics
-import subprocess
 import sys
-import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
-
-from bench_converge import deploy, floor, throwaway_project  # noqa: E402
-
-
-def timed(args: list[str]) -> float:
-    start = time.perf_counter()
-    subprocess.run(args, cwd=ROOT, capture_output=True, check=False)
-    return time.perf_counter() - start
+from common import PYINFRA, commands_in_vv, deploy, floor, throwaway_project, timed
 
 
 def drift_commands(data: dict[str, object]) -> int:
@@ -54,8 +41,7 @@ def main() -> None:
         deploy(data)
         flags = [f"--data={key}={value}" for key, value in data.items()]
         drift_args = [sys.executable, "drift.py", "@local", *flags]
-        deploy_args = [str(Path(sys.executable).with_name("pyinfra")), "-y", "@local",
-                       "deploy.py", *flags]  # fmt: skip
+        deploy_args = [PYINFRA, "-y", "@local", "deploy.py", *flags]
         drifts, noops, floors = [], [], []
         for _ in range(5):  # interleaved, so load affects all three alike
             drifts.append(timed(drift_args))
@@ -72,7 +58,7 @@ def main() -> None:
         "drift_over_floor": round(drift_s / floor_s, 1),
         "noop_deploy_over_floor": round(noop_s / floor_s, 1),
         "commands_per_host_drift": commands,
-        "commands_per_host_noop_deploy": sum(1 for ln in log.splitlines() if "[@local] >>>" in ln),
+        "commands_per_host_noop_deploy": commands_in_vv(log).get("@local", 0),
     }, indent=2))  # fmt: skip
 
 

@@ -3,12 +3,10 @@
 Run, as root, after scripts/test-env.sh (Docker, the Chroma image, openssh-server):
 
     .venv/bin/python bench/bench_fleet.py [--sizes 1,10,30] [--runs 5] [--parallel P]
-                                    [--baseline GIT-REV]
-    .venv/bin/python bench/bench_fleet.py --breakdown [--runs 5]  # where one host's CPU goes
-    .venv/bin/python bench/bench_fleet.py --cleanup               # what a killed bench left
-    .venv/bin/python bench/bench_fleet.py --test-fleet [--fresh] [--runs N]
+                                          [--baseline GIT-REV]
+    .venv/bin/python bench/bench_fleet.py --cleanup  # what a killed bench left
 
-Default: max(sizes) lightweight SSH hosts on this machine's loopback
+It starts max(sizes) lightweight SSH hosts on this machine's loopback
 (bench/loopback_hosts.py: one sshd each, root with a generated key, an empty
 .bashrc, all on this machine's one Docker engine, each its own project dir and
 port). A first converge of all of them in one run (the image is local: nothing
@@ -44,14 +42,8 @@ JSON document on stdout and a table on stderr, then removes everything it made
 networks, project dirs and lock dirs).
 
 ``--baseline GIT-REV`` then measures that revision the same way on the same
-hosts (its first converge rewrites them), for a before/after in one run.
-``--breakdown``: one host, the host CPU of each fact of the batched read, of the
-lock and of the costliest docker and compose commands, each run alone.
-``--test-fleet`` measures what this file measured before the loopback hosts:
-the SSH test hosts of tests/harness/ssh_hosts.py (containers with their own
-engine), a no-op converge of one and of all, commands per host and the floor
-(kept if they run; ``--fresh`` recreates them and also times their creation and
-the first converge of all of them in one run).
+hosts (its first converge rewrites them), for a before/after in one run. Where
+one host's CPU goes, part by part: bench/bench_breakdown.py.
 """
 
 from __future__ import annotations
@@ -60,25 +52,30 @@ import argparse
 import json
 import os
 import re
-import resource
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-PYINFRA = str(Path(sys.executable).with_name("pyinfra"))
-sys.path.insert(0, str(ROOT / "tests"))
-sys.path.insert(0, str(ROOT / "bench"))
-sys.path.insert(0, str(ROOT))
-
-from bench_converge import checkout  # noqa: E402
-from loopback_hosts import (  # noqa: E402
+from common import (
+    PYINFRA,
+    ROOT,
+    Engine,
+    EngineRestarted,
+    changed_hosts,
+    checkout,
+    commands_in_vv,
+    control_cpu_s,
+    floor_command,
+    load_average,
+    machine_busy_s,
+    reaped_cpu_s,
+    wait_sessions_closed,
+)
+from loopback_hosts import (
     LoopbackFleet,
     LoopbackHost,
     default_pool_use,
@@ -88,8 +85,6 @@ from loopback_hosts import (  # noqa: E402
     take_bench_lock,
 )
 
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-IMAGE = "chromadb/chroma:1.5.9"
 QUIET_WINDOW_S = 3.0
 # Busier than this share of its cores during a run, the machine's CPU delta is not the run's.
 SATURATED_SHARE = 0.9
@@ -98,92 +93,7 @@ MAX_NOOP_COMMANDS, MAX_DRIFT_COMMANDS = 4, 3
 MAX_HOST_CPU_PER_HOST_S, MAX_CONTROL_CPU_PER_ADDED_HOST_S, MAX_WALL_RATIO = 0.12, 0.05, 3.0
 
 
-def floor_command(project_dir: str, compose_project: str) -> str:
-    """One shell command that reads the state a no-op converge must read."""
-    return (
-        f"cd {project_dir} && stat -c '%u %g %a' . chroma_data chroma_db logs */.gitkeep"
-        " && sha256sum docker-compose.yml .gitignore"
-        f" && docker image inspect --format '{{{{.Id}}}}' {IMAGE}"
-        f" && docker inspect --format '{{{{.State.Health.Status}}}} {{{{.Image}}}}'"
-        f" {compose_project}-chroma-1"
-        " && docker compose config --hash chroma"
-    )
-
-
 # -- what a run costs ----------------------------------------------------------------
-
-
-def machine_busy_s() -> float:
-    """CPU seconds this machine spent on anything but idle and iowait since boot."""
-    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
-    user, nice, system, _idle, _iowait, irq, softirq, steal = values
-    return (user + nice + system + irq + softirq + steal) / CLK_TCK
-
-
-def control_cpu_s() -> float:
-    """user+sys of this process's waited-for children: the pyinfra (or drift.py) runs."""
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
-
-
-def _stat_fields(pid: int) -> list[str]:
-    """/proc/PID/stat after the command name: index 0 is field 3 of proc(5)."""
-    text = Path(f"/proc/{pid}/stat").read_text()
-    return text[text.rindex(")") + 2 :].split()
-
-
-def reaped_cpu_s(pid: int) -> float:
-    """cutime+cstime of an sshd listener: every session it ran and reaped, with their children."""
-    fields = _stat_fields(pid)
-    return (int(fields[13]) + int(fields[14])) / CLK_TCK
-
-
-def engine_pids() -> list[int]:
-    """This machine's dockerd and containerd (an engine in another pid namespace is not it)."""
-    own = os.readlink("/proc/self/ns/pid")
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            comm = (entry / "comm").read_text().strip()
-            if comm in ("dockerd", "containerd") and os.readlink(entry / "ns" / "pid") == own:
-                found.append(int(entry.name))
-        except OSError:
-            continue
-    return found
-
-
-class EngineRestarted(Exception):
-    """The engine's processes changed: someone restarted Docker on this shared machine."""
-
-
-class Engine:
-    """The CPU of this machine's engine; notices when it was restarted meanwhile."""
-
-    def __init__(self) -> None:
-        self.pids = engine_pids()
-
-    def cpu_s(self) -> float:
-        """utime+stime of the engine's processes: what the docker API calls cost it."""
-        total = 0
-        for pid in self.pids:
-            try:
-                fields = _stat_fields(pid)
-            except OSError:
-                self.wait_until_it_answers()
-                raise EngineRestarted from None
-            total += int(fields[11]) + int(fields[12])
-        return total / CLK_TCK
-
-    def wait_until_it_answers(self, timeout: float = 120) -> None:
-        deadline = time.monotonic() + timeout
-        while subprocess.run(["docker", "info"], capture_output=True, check=False).returncode:
-            if time.monotonic() > deadline:
-                raise SystemExit("bench/bench_fleet.py: the Docker engine does not answer")
-            time.sleep(1)
-        time.sleep(5)  # the stacks' restart policy brings them back
-        self.pids = engine_pids()
 
 
 def container_ids(names: list[str]) -> list[str]:
@@ -208,19 +118,6 @@ def containers_cpu_s(ids: list[str]) -> float | None:
         usage = dict(line.split() for line in stat.read_text().splitlines())
         total += int(usage["usage_usec"]) / 1e6
     return total
-
-
-def wait_sessions_closed(pids: list[int], timeout: float = 10) -> None:
-    """Until no listener has a session left (each connection's sshd has exited)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if all(not Path(f"/proc/{pid}/task/{pid}/children").read_text().strip() for pid in pids):
-            return
-        time.sleep(0.02)
-
-
-def load_average() -> list[float]:
-    return [round(load, 1) for load in os.getloadavg()]
 
 
 @dataclass(frozen=True)
@@ -258,17 +155,6 @@ def quiet_window(
             (engine_after - engine_before) / seconds,
             None if stacks_used is None or stacks_used < 0 else stacks_used / seconds,
         )
-
-
-def commands_in_vv(log: str) -> dict[str, int]:
-    """Commands per host in a ``-vv`` log: each is printed, the project lock's too."""
-    printed = Counter(re.findall(r"^\[([^\]\s]+)\] >>> ", log, flags=re.MULTILINE))
-    return dict(sorted(printed.items()))
-
-
-def changed_hosts(output: str) -> list[str]:
-    """Hosts on which some operation reported a change (``[host] Success``)."""
-    return sorted(set(re.findall(r"^\s*\[([^\]\s]+)\] Success\s*$", output, flags=re.MULTILINE)))
 
 
 class RunFailed(Exception):
@@ -696,156 +582,6 @@ def table(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-# -- where a host's CPU goes ------------------------------------------------------------
-
-
-def measure_breakdown(runs: int) -> dict[str, Any]:
-    """CPU on the host of each part of a no-op run, each run alone over SSH on one host.
-
-    The parts are the facts of the deploy's one batched read (the same commands,
-    built by facts/batch.py from plumbing.preflight.deploy_reads), the batch
-    itself, the project lock, and the docker and compose commands that cost the
-    most. Each is the median of ``runs``, less an ssh ``true`` (the session itself).
-    """
-    import runpy
-
-    from pyinfra.api import StringCommand
-
-    from declaration.settings import load_settings
-    from facts.batch import Batch
-    from plumbing import preflight
-    from plumbing.lock import lock_command
-
-    fleet = LoopbackFleet(1)
-    test_host = fleet.hosts[0]
-    try:
-        fleet.start()
-        inventory = fleet.inventory(1)
-        first, _ = run_measured([PYINFRA, "-y", str(inventory), "deploy.py"], fleet, 1,
-                                NOTHING_QUIET, Engine())  # fmt: skip
-        shared = runpy.run_path(str(ROOT / "group_data" / "all.py"))
-        data = {k: v for k, v in shared.items() if k.startswith("chroma_")}
-        data.update(
-            {k: v for k, v in fleet.host_data(test_host).items() if k.startswith("chroma_")}
-        )
-        settings = load_settings(data)
-        reads = preflight.deploy_reads(settings, None)
-
-        def raw(command: Any) -> str:
-            return command.get_raw_value() if isinstance(command, StringCommand) else str(command)
-
-        project = str(test_host.project_dir)
-        compose = f"docker compose -f {project}/docker-compose.yml --project-directory {project}"
-        commands: dict[str, str] = {"ssh true (the session alone)": "true"}
-        commands["the batch (every fact below, one command)"] = raw(Batch().command(parts=reads))
-        commands["the project lock (files/chroma-lock.sh)"] = lock_command(
-            project, settings.lock_timeout, "bench"
-        )
-        for fact_class, kwargs in reads:
-            commands[f"fact {fact_class.__name__}"] = raw(fact_class().command(**kwargs))
-        commands.update(
-            {
-                "  docker version": "docker version --format '{{.Server.Version}}'",
-                "  docker compose version": "docker compose version --short",
-                "  dockerd --version": "/usr/sbin/dockerd --version",
-                "  docker image inspect": f"docker image inspect --format '{{{{.Id}}}}' {IMAGE}",
-                "  docker ps": "docker ps -q",
-                "  compose config --hash": f"{compose} config --hash '*'",
-                "  compose up --dry-run": f"{compose} up --detach --dry-run",
-            }
-        )
-        pid = fleet.sshd_pids(1)[0]
-        cost: dict[str, float] = {}
-        for label, command in commands.items():
-            samples = []
-            for _ in range(runs):
-                before = reaped_cpu_s(pid)
-                subprocess.run([*fleet.ssh_args(test_host), command], capture_output=True,
-                               check=False)  # fmt: skip
-                wait_sessions_closed([pid])
-                samples.append(reaped_cpu_s(pid) - before)
-            cost[label] = statistics.median(samples)
-        session = cost["ssh true (the session alone)"]
-        return {
-            "host_cpu_s_less_the_session": {
-                label: round(max(value - session, 0.0), 3) for label, value in cost.items()
-            },
-            "session_s": round(session, 3),
-            "runs": runs,
-            "first_converge_s": round(first.wall_s, 1),
-            "load_at_end": load_average(),
-        }
-    finally:
-        fleet.remove()
-
-
-# -- the SSH test fleet (containers with their own engine) ------------------------------
-
-
-def measure_test_fleet(runs: int, fresh: bool) -> dict[str, Any]:
-    """A no-op converge of one test host and of all of them, commands per host, the floor."""
-    from harness.ssh_hosts import HOSTS, Fleet, ensure_fleet
-
-    def deploy(inventory: Path, verbose: bool = False) -> tuple[float, str]:
-        args = [PYINFRA, "-y", str(inventory), "deploy.py"] + (["-vv"] if verbose else [])
-        start = time.perf_counter()
-        done = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, check=False)
-        elapsed = time.perf_counter() - start
-        if done.returncode != 0:
-            raise SystemExit(f"bench_fleet: the deploy failed:\n{done.stdout}{done.stderr}")
-        return elapsed, done.stdout + done.stderr
-
-    def floor(fleet: Fleet, count: int) -> float:
-        start = time.perf_counter()
-        running = []
-        for test_host in fleet.hosts[:count]:
-            command = floor_command("/srv/chroma", "chroma")
-            remote = f'sudo -n sh -c "{command}"' if test_host.sudo else command
-            args = [*fleet.ssh_args(test_host), remote]
-            running.append(
-                subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-            )
-        for process in running:
-            _, stderr = process.communicate()
-            if process.returncode != 0:
-                raise SystemExit(f"bench_fleet: the floor command failed: {stderr.decode()}")
-        return time.perf_counter() - start
-
-    result: dict[str, Any] = {"hosts": len(HOSTS)}
-    start = time.perf_counter()
-    fleet = ensure_fleet(fresh=fresh)
-    result["hosts_ready_s"] = round(time.perf_counter() - start, 1)
-    first, _ = deploy(fleet.inventory)  # the first converge after --fresh, else a no-op
-    if fresh:
-        result["first_converge_all_s"] = round(first, 1)
-
-    with tempfile.TemporaryDirectory(prefix="cdfleet-bench-") as scratch:
-        one = fleet.write_inventory(
-            Path(scratch) / "one.py", hosts=fleet.hosts[:1], shared={"chroma_image_source": "ship"}
-        )
-        noop_one = [deploy(one)[0] for _ in range(runs)]
-        noop_all = [deploy(fleet.inventory)[0] for _ in range(runs)]
-    _, log = deploy(fleet.inventory, verbose=True)
-    floor_one = [floor(fleet, 1) for _ in range(runs)]
-    floor_all = [floor(fleet, len(fleet.hosts)) for _ in range(runs)]
-
-    one_s, all_s = statistics.median(noop_one), statistics.median(noop_all)
-    one_floor, all_floor = statistics.median(floor_one), statistics.median(floor_all)
-    result.update(
-        {
-            "noop_one_host_s": round(one_s, 2),
-            "noop_all_hosts_s": round(all_s, 2),
-            "all_over_one": round(all_s / one_s, 2),
-            "commands_per_host_noop": commands_in_vv(log),
-            "floor_one_host_s": round(one_floor, 3),
-            "floor_all_hosts_s": round(all_floor, 3),
-            "noop_one_over_floor": round(one_s / one_floor, 1),
-            "noop_all_over_floor": round(all_s / all_floor, 1),
-        }
-    )
-    return result
-
-
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--sizes", default="1,10,30", help="fleet sizes, comma-separated")
@@ -857,22 +593,11 @@ def main(argv: list[str]) -> None:
         help="also measure this revision, on the same hosts, after this tree",
     )
     parser.add_argument("--cleanup", action="store_true", help="remove what a killed bench left")
-    parser.add_argument("--test-fleet", action="store_true", help="the SSH test hosts instead")
-    parser.add_argument(
-        "--breakdown", action="store_true", help="one host: the host CPU of each part of a no-op"
-    )
-    parser.add_argument("--fresh", action="store_true", help="--test-fleet: recreate the hosts")
     args = parser.parse_args(argv)
     stop_on_sigterm()
     if args.cleanup:
         with take_bench_lock():  # never while a bench runs: they would be its hosts
             remove_leftovers()
-        return
-    if args.breakdown:
-        print(json.dumps(measure_breakdown(args.runs), indent=2))
-        return
-    if args.test_fleet:
-        print(json.dumps(measure_test_fleet(args.runs, args.fresh), indent=2))
         return
     sizes = sorted({int(n) for n in args.sizes.split(",")})
     result = measure_sizes(sizes, args.runs, args.parallel, args.baseline)

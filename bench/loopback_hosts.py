@@ -47,10 +47,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from common import wait_for_engine  # also puts the repo on sys.path, for plumbing
 
-from plumbing.lock import lock_dir  # noqa: E402
+from plumbing.lock import lock_dir
 
 BASE = Path("/srv/chroma-bench")
 BENCH_LOCK = Path("/run/lock/chroma-bench.lock")
@@ -389,17 +388,6 @@ def _lines(args: list[str]) -> list[str]:
     return _run(args, check=False).stdout.split()
 
 
-def _wait_for_engine(timeout: float = 120) -> None:
-    """Docker answers (someone may be restarting the shared engine): only then is a
-    listing of our containers complete enough to decide that their data dirs may go."""
-    deadline = time.monotonic() + timeout
-    while _run(["docker", "info"], check=False).returncode:
-        if time.monotonic() > deadline:
-            raise SystemExit("bench: the Docker engine does not answer; run "
-                             "bench/bench_fleet.py --cleanup once it does")  # fmt: skip
-        time.sleep(1)
-
-
 def bench_projects() -> list[str]:
     """Compose projects of the bench on the engine: by their containers, and by our networks."""
     project = '{{.Label "com.docker.compose.project"}}'
@@ -417,7 +405,9 @@ def remove_leftovers() -> None:
     restart policy then tries, and fails, to start it again.
     """
     _stop_leftover_sshd()
-    _wait_for_engine()
+    # Only once Docker answers is a listing of our containers complete enough to decide
+    # that their data dirs may go.
+    wait_for_engine(then="; run bench/bench_fleet.py --cleanup once it does")
     projects = bench_projects()
     for start in range(0, len(projects), DOWN_AT_ONCE):
         downs = [

@@ -14,7 +14,7 @@ import sys
 import time
 
 import chromadb
-from bench_converge import deploy, throwaway_project
+from common import deploy, throwaway_project
 
 
 def write(port: int, records: int) -> None:

@@ -7,6 +7,7 @@ the project's files, the records, and that a following run changes nothing.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import signal
@@ -27,6 +28,8 @@ from conftest import (
 )
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
+
+STARTING = "--> Starting operation:"  # pyinfra's line as each operation starts
 
 
 def start(data: dict, deploy_file: str = "deploy.py") -> subprocess.Popen[str]:
@@ -105,11 +108,44 @@ def test_a_run_that_cannot_get_the_lock_names_the_holder_and_changes_nothing(pro
     assert not project_dir.exists()  # refused before anything changed
 
 
+def lock_is_held(project_dir: Path) -> bool:
+    """Whether some process holds the project's lock (plumbing/lock.py), tried without waiting."""
+    from plumbing.lock import lock_dir
+
+    path = Path(lock_dir(str(project_dir))) / "lock"
+    if not path.exists():
+        return False  # no run has taken it yet
+    with open(path, "a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(lock, fcntl.LOCK_UN)
+        return False
+
+
 def test_a_killed_run_leaves_no_lock_behind(project):
+    """Killed at a counted step, as test_interruption.py kills: the first operation has
+    started, so the lock (taken while pyinfra prepares) is held; a fixed sleep could
+    land before the lock or after the run."""
     project_dir, name = project
     data = base_data(project_dir, name)
-    killed = start(data)
-    time.sleep(2.0)
+    args = [PYINFRA, "-y", "@local", "deploy.py"]
+    for key, value in data.items():
+        args += ["--data", f"{key}={value}"]
+    killed = subprocess.Popen(
+        args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,
+    )  # fmt: skip
+    assert killed.stderr is not None
+    reached = any(STARTING in line for line in killed.stderr)
+    assert reached, "the run ended before its first operation: nothing was killed"
+    assert lock_is_held(project_dir), "the run is at its first operation without the lock"
     os.killpg(killed.pid, signal.SIGKILL)
+    killed.stderr.close()
     killed.wait()
+    deadline = time.monotonic() + 5  # the lock's watcher looks every 0.5 s
+    while lock_is_held(project_dir):
+        assert time.monotonic() < deadline, "the killed run's lock is still held"
+        time.sleep(0.1)
     converge(dict(data, chroma_lock_timeout=10))  # fails, naming the holder, if it were held

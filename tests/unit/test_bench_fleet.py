@@ -1,5 +1,6 @@
-"""bench/bench_fleet.py's readings: what it counts in pyinfra's and sshd's logs, and where its
-networks go on a shared engine. The numbers in docs/ are only as right as these."""
+"""The bench's readings (bench/common.py, bench/loopback_hosts.py): what it counts in pyinfra's
+logs, and where its networks go on a shared engine. The numbers in docs/ are only as right
+as these."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 
-from bench_fleet import changed_hosts, commands_in_vv
+from common import changed_hosts, commands_in_vv
 from loopback_hosts import default_pool_use, free_range
 
 # The shape of a -vv log: a command over several lines, its output, other hosts interleaved.

@@ -171,6 +171,16 @@ def test_write_replaces_the_file_readable_by_the_collector(tmp_path):
     assert leftovers(tmp_path, target) == []
 
 
+def test_the_written_file_is_what_prometheus_reads(tmp_path):
+    """render's text (prometheus_client's exposition) through our writer, read back from disk."""
+    target = tmp_path / "chroma_deploy.prom"
+    write_textfile(target, render(RESULTS))
+    families = parse(target.read_text(encoding="utf-8"))
+    assert set(families) == set(FAMILIES)
+    assert value(families, "chroma_deploy_drift_items", host="db1.example.com", kind="mode") == 2
+    assert value(families, "chroma_deploy_host_status", host="db2.example.com", status="error") == 1
+
+
 def test_temporary_names_are_unique_per_write(tmp_path, monkeypatch):
     """Two runs at once must not share a temporary file (issue 16 part 4's mv failure)."""
     target = tmp_path / "chroma_deploy.prom"
