@@ -38,7 +38,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from pyinfra.api import Config, State  # noqa: E402
-from pyinfra.api.exceptions import ConnectError, PyinfraError  # noqa: E402
+from pyinfra.api.exceptions import PyinfraError  # noqa: E402
 from pyinfra.context import ctx_config, ctx_host, ctx_inventory, ctx_state  # noqa: E402
 
 from checks.compare import DriftItem, HostFacts, compare, exposed_containers  # noqa: E402
@@ -169,7 +169,10 @@ def load_state(inventory_arg: str, data: dict[str, Any], limit: list[str]) -> St
 def check_host(host: Any) -> HostReport:
     """Connect, read the facts, compare, and time it. Never raises: errors go into the report."""
     started = time.monotonic()
-    report = _check_host(host)
+    try:
+        report = _check_host(host)
+    except Exception as error:  # one host's fault is that host's error, never the whole check's
+        report = HostReport(host.name, error=f"{type(error).__name__}: {error}".splitlines()[0])
     report.duration_seconds = time.monotonic() - started
     report.checked_at = time.time()
     return report
@@ -179,7 +182,7 @@ def _check_host(host: Any) -> HostReport:
     report = HostReport(host.name)
     try:
         host.connect(show_errors=False, raise_exceptions=True)
-    except ConnectError as error:
+    except PyinfraError as error:  # a ConnectError, or a key file pyinfra could not read
         report.error = f"cannot connect: {error}"
         return report
     try:
