@@ -56,6 +56,7 @@ from operations import project  # noqa: E402
 from operations.migrate import done_record  # noqa: E402
 from plumbing import host_state, preflight  # noqa: E402
 from plumbing.deploy_file import stack_overrides as deploy_file_overrides  # noqa: E402
+from plumbing.version import version_line  # noqa: E402
 
 EXIT_OK, EXIT_ERROR, EXIT_DRIFT = 0, 1, 2
 
@@ -109,6 +110,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--textfile", type=Path, metavar="PATH",
                         help="also write Prometheus metrics to PATH (node_exporter textfile "
                              "collector), atomically")  # fmt: skip
+    parser.add_argument("--version", action="version", version=version_line())
     parser.add_argument("--deploy", type=Path, metavar="FILE",
                         help="check what this deploy file declares (its chroma_stack() "
                              "overrides) instead of deploy.py")  # fmt: skip
