@@ -28,3 +28,12 @@ def test_version_is_the_projects_with_pyinfras(entry, tmp_path):
     )
     assert (done.returncode, done.stderr) == (0, "")
     assert done.stdout == f"chroma-deploy {project} (pyinfra {pyinfra})\n"
+
+
+def test_drift_deploy_file_that_does_not_exist_is_one_line_before_any_host():
+    import drift
+
+    with pytest.raises(
+        drift.UsageError, match=r"^drift.py: --deploy /nonexistent/site.py: no such file$"
+    ):
+        drift.parse_args(["@local", "--deploy", "/nonexistent/site.py"])
