@@ -1,7 +1,7 @@
 """Report every difference between hosts and what deploy.py declares. Read-only.
 
     python drift.py INVENTORY [--data KEY=VALUE ...] [--limit HOST ...] [--json] [--no-color]
-                              [--textfile PATH] [--deploy FILE]
+                              [--textfile PATH] [--deploy FILE] [--version]
 
 INVENTORY is what pyinfra accepts: @local, inventory.py, host1,host2, @ssh/...
 Exit codes, like `terraform plan -detailed-exitcode`: 0 every host matches,

@@ -13,6 +13,8 @@ the very state it should be checked against (docs/drift.md).
 
 from __future__ import annotations
 
+import os
+import sys
 from typing import Any
 
 from pyinfra import host, state
@@ -42,6 +44,8 @@ def stack_overrides(filename: str) -> list[dict[str, Any]]:
     import deploys.chroma  # only with --deploy: drift's own path does not need it
 
     deploys.chroma.chroma_stack = _record  # type: ignore[assignment]  # drift never deploys
+    if os.getcwd() not in sys.path:  # as pyinfra's CLI: the file may import from the cwd
+        sys.path.append(os.getcwd())
     _CALLS.pop(host.name, None)
     try:
         with ctx_config.use(state.config.copy()):  # as pyinfra: the file's config stays its own
