@@ -15,6 +15,11 @@ ROOT = str(Path(__file__).resolve().parent)
 if ROOT not in sys.path:  # once, though pyinfra runs this file for every host
     sys.path.insert(0, ROOT)
 
+if __name__ == "__main__":  # `python backup.py`: not a pyinfra run (pyinfra runs it unnamed)
+    from plumbing.version import not_under_pyinfra
+
+    not_under_pyinfra("backup.py", sys.argv[1:])
+
 from operations import data_safety, host_failure, migrate  # noqa: E402
 from plumbing import lock, preflight, report  # noqa: E402
 

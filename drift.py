@@ -1,7 +1,7 @@
 """Report every difference between hosts and what deploy.py declares. Read-only.
 
     python drift.py INVENTORY [--data KEY=VALUE ...] [--limit HOST ...] [--json] [--no-color]
-                              [--textfile PATH]
+                              [--textfile PATH] [--deploy FILE] [--version]
 
 INVENTORY is what pyinfra accepts: @local, inventory.py, host1,host2, @ssh/...
 Exit codes, like `terraform plan -detailed-exitcode`: 0 every host matches,
@@ -14,6 +14,9 @@ which changes nothing) only when the verdict the last `up` recorded no longer
 fits the file or the containers (facts.compose.VERDICT_RECORD). The
 expectations are the ones deploy.py converges to:
 declaration.resources.Declared built from the same settings.
+
+--deploy FILE checks what a deploy file of your own declares instead: the
+overrides of its ``chroma_stack(overrides=...)`` calls (plumbing/deploy_file.py).
 
 --textfile PATH also writes the results as Prometheus metrics for node_exporter's
 textfile collector (checks.drift_metrics), replacing PATH atomically; a
@@ -38,7 +41,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from pyinfra.api import Config, State  # noqa: E402
-from pyinfra.api.exceptions import ConnectError, PyinfraError  # noqa: E402
+from pyinfra.api.exceptions import PyinfraError  # noqa: E402
 from pyinfra.context import ctx_config, ctx_host, ctx_inventory, ctx_state  # noqa: E402
 
 from checks.compare import DriftItem, HostFacts, compare, exposed_containers  # noqa: E402
@@ -52,6 +55,8 @@ from facts.volumes import LegacyVolumes, legacy_volume_names  # noqa: E402
 from operations import project  # noqa: E402
 from operations.migrate import done_record  # noqa: E402
 from plumbing import host_state, preflight  # noqa: E402
+from plumbing.deploy_file import stack_overrides as deploy_file_overrides  # noqa: E402
+from plumbing.version import version_line  # noqa: E402
 
 EXIT_OK, EXIT_ERROR, EXIT_DRIFT = 0, 1, 2
 
@@ -105,7 +110,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--textfile", type=Path, metavar="PATH",
                         help="also write Prometheus metrics to PATH (node_exporter textfile "
                              "collector), atomically")  # fmt: skip
+    parser.add_argument("--version", action="version", version=version_line())
+    parser.add_argument("--deploy", type=Path, metavar="FILE",
+                        help="check what this deploy file declares (its chroma_stack() "
+                             "overrides) instead of deploy.py")  # fmt: skip
     args = parser.parse_args(argv)
+    if args.deploy is not None and not args.deploy.is_file():
+        raise UsageError(f"drift.py: --deploy {args.deploy}: no such file")
     # Refused before any host is checked, not after a long fleet check.
     if args.textfile is not None and args.textfile.is_dir():
         raise UsageError(f"drift.py: --textfile {args.textfile} is a directory: name a file")
@@ -166,38 +177,45 @@ def load_state(inventory_arg: str, data: dict[str, Any], limit: list[str]) -> St
     return state
 
 
-def check_host(host: Any) -> HostReport:
+def check_host(host: Any, deploy_file: Path | None = None) -> HostReport:
     """Connect, read the facts, compare, and time it. Never raises: errors go into the report."""
     started = time.monotonic()
-    report = _check_host(host)
+    try:
+        report = _check_host(host, deploy_file)
+    except Exception as error:  # one host's fault is that host's error, never the whole check's
+        report = HostReport(host.name, error=f"{type(error).__name__}: {error}".splitlines()[0])
     report.duration_seconds = time.monotonic() - started
     report.checked_at = time.time()
     return report
 
 
-def _check_host(host: Any) -> HostReport:
+def _check_host(host: Any, deploy_file: Path | None) -> HostReport:
     report = HostReport(host.name)
     try:
         host.connect(show_errors=False, raise_exceptions=True)
-    except ConnectError as error:
+    except PyinfraError as error:  # a ConnectError, or a key file pyinfra could not read
         report.error = f"cannot connect: {error}"
         return report
     try:
         with ctx_host.use(host):
-            report.items = compare(*gather(host))
+            if deploy_file is None:
+                report.items = compare(*gather(host))
+            else:  # each stack the file declares for this host
+                for overrides in deploy_file_overrides(str(deploy_file.resolve())):
+                    report.items += compare(*gather(host, overrides))
     except PyinfraError as error:
         report.error = str(error).removeprefix(f"{host.name}: ")
     return report
 
 
-def gather(host: Any) -> tuple[Declared, HostFacts]:
+def gather(host: Any, overrides: dict[str, Any] | None = None) -> tuple[Declared, HostFacts]:
     """Read everything drift compares: one command for all of it, more only where needed.
 
     A second command reads a container's own layer only when a container of the
     project does not bind-mount the data dir, and a third who holds the names
     compose would give the declared services that have no container.
     """
-    settings = preflight.settings_for_host()
+    settings = preflight.settings_for_host(overrides)
     token = preflight.token_for_host(settings)
     expected = Declared(settings, 0, 0, token)  # where things are: the same for any owner
     names = legacy_volume_names(settings.legacy_volumes, settings.adopt_volume)
@@ -242,9 +260,9 @@ def gather(host: Any) -> tuple[Declared, HostFacts]:
     return declared, facts
 
 
-def check_all(state: State) -> list[HostReport]:
+def check_all(state: State, deploy_file: Path | None = None) -> list[HostReport]:
     hosts = [host for host in state.inventory if state.is_host_in_limit(host)]
-    greenlets = [gevent.spawn(check_host, host) for host in hosts]
+    greenlets = [gevent.spawn(check_host, host, deploy_file) for host in hosts]
     gevent.joinall(greenlets)
     return [greenlet.get() for greenlet in greenlets]
 
@@ -316,7 +334,7 @@ def main(argv: list[str]) -> int:
     except UsageError as error:
         print(error, file=sys.stderr)
         return EXIT_ERROR
-    reports = check_all(state)
+    reports = check_all(state, args.deploy)
     if args.json:
         print(render_json(reports))
     else:

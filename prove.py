@@ -14,6 +14,11 @@ ROOT = str(Path(__file__).resolve().parent)
 if ROOT not in sys.path:  # once, though pyinfra runs this file for every host
     sys.path.insert(0, ROOT)
 
+if __name__ == "__main__":  # `python prove.py`: not a pyinfra run (pyinfra runs it unnamed)
+    from plumbing.version import not_under_pyinfra
+
+    not_under_pyinfra("prove.py", sys.argv[1:])
+
 from declaration.resources import Declared  # noqa: E402
 from operations import data_safety, host_failure  # noqa: E402
 from plumbing import lock, preflight, report  # noqa: E402

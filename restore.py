@@ -21,6 +21,11 @@ ROOT = str(Path(__file__).resolve().parent)
 if ROOT not in sys.path:  # once, though pyinfra runs this file for every host
     sys.path.insert(0, ROOT)
 
+if __name__ == "__main__":  # `python restore.py`: not a pyinfra run (pyinfra runs it unnamed)
+    from plumbing.version import not_under_pyinfra
+
+    not_under_pyinfra("restore.py", sys.argv[1:])
+
 from pyinfra import host  # noqa: E402
 
 from declaration.resources import Declared  # noqa: E402

@@ -1,7 +1,7 @@
 """Roll a change out canary first, one batch at a time, each batch gated by its health.
 
     python rollout.py INVENTORY [--data KEY=VALUE ...] [--canary HOST ...]
-                                [--batch N | --batch P%] [--max-failures K] [--json]
+                                [--batch N | --batch P%] [--max-failures K] [--json] [--version]
 
 The canary hosts (default: the inventory's first host) get deploy.py first,
 then the gate: prove.py (a canary record written, ``down``, ``up``, read
@@ -64,6 +64,7 @@ from fleet.plan import (  # noqa: E402
 )
 from plumbing import preflight  # noqa: E402
 from plumbing.secrets import read_token  # noqa: E402
+from plumbing.version import version_line  # noqa: E402
 
 
 class _Parser(argparse.ArgumentParser):
@@ -88,6 +89,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--max-failures", type=int, default=0, metavar="K",
                         help="hosts after the canary that may fail before the rollout halts "
                              "(default 0; a failed canary always halts)")  # fmt: skip
+    parser.add_argument("--version", action="version", version=version_line())
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     return parser.parse_args(argv)
 

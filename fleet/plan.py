@@ -106,6 +106,13 @@ Step = Callable[[list[str]], dict[str, StepResult]]
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _HOST_LINE = re.compile(r"^\s*\[(?P<host>[^\]]+)\] (?P<text>.*)$")
 _CLI_ERROR = "--> pyinfra error: "
+# An exception pyinfra did not expect stops the whole run (after a traceback): its last line
+# says why (`No such private key file: ...`, `Unable to establish SFTP connection...`), and
+# gevent's line before it names the host whose greenlet raised it.
+_CRASH = re.compile(r"^--> pyinfra error in \S+ line \d+: (?P<reason>.+?)\s*$")
+_CRASHED_HOST = re.compile(
+    r"<Greenlet at 0x[0-9a-f]+: .*\bHost\((?P<host>[^()]+)\).*> failed with "
+)
 _OPERATION = re.compile(r"^--> Starting (?:nested )?operation: (?P<name>.*?)\s*$")
 # Lines under a host's prefix that say how a step went, not why it failed: pyinfra's own,
 # and docker compose's progress ("Container rollout-chroma-1 Waiting").
@@ -129,20 +136,31 @@ def read_run(returncode: int, stdout: str, stderr: str, hosts: list[str]) -> dic
     proof's verdict, a command's last error line, a connect error), with the
     operation that was running; a command that failed saying nothing (the
     connection lost, say) leaves pyinfra's ``Error: executed N commands``.
+    An exception that stopped pyinfra itself (a missing key file, no SFTP on
+    the host) fails the host it names with pyinfra's own last line; the others
+    never ran when it stopped while connecting.
     """
     lines = _ANSI.sub("", stderr).splitlines()
     last_said: dict[str, tuple[str | None, str]] = {}  # host -> (operation, line)
     silent_error: dict[str, tuple[str | None, str]] = {}
+    succeeded: set[str] = set()  # changed, as pyinfra printed it (no JSON after a crash)
+    crashed: tuple[str, str | None] | None = None  # (host, operation)
     operation = None
     for line in lines:
         started = _OPERATION.match(line)
         if started:
             operation = started["name"]
             continue
+        greenlet = _CRASHED_HOST.search(line)
+        if greenlet and greenlet["host"] in hosts and crashed is None:
+            crashed = (greenlet["host"], operation)
+            continue
         match = _HOST_LINE.match(line)
         if not match or match["host"] not in hosts:
             continue
         text = match["text"].strip()
+        if text == "Success":
+            succeeded.add(match["host"])
         if text.startswith("Error: executed"):
             silent_error[match["host"]] = (operation, f"failed with no message (pyinfra: {text})")
         elif not _STATUS_LINE.match(text):
@@ -151,11 +169,13 @@ def read_run(returncode: int, stdout: str, stderr: str, hosts: list[str]) -> dic
         (line.removeprefix(_CLI_ERROR).strip() for line in lines if line.startswith(_CLI_ERROR)),
         None,
     )
+    crash = next((m["reason"] for m in map(_CRASH.match, lines) if m), None)
 
     def failure(name: str, changed: bool = False) -> StepResult:
         found = last_said.get(name) or silent_error.get(name)
         if found is None:
-            return StepResult(ok=False, changed=changed, reason=cli_error or "pyinfra failed")
+            reason = cli_error or crash or "pyinfra failed"
+            return StepResult(ok=False, changed=changed, reason=reason)
         return StepResult(ok=False, changed=changed, reason=found[1], operation=found[0])
 
     results = _json_results(stdout)
@@ -173,6 +193,21 @@ def read_run(returncode: int, stdout: str, stderr: str, hosts: list[str]) -> dic
         reason = cli_error.removeprefix(f"{refused}: ")
         return {
             name: StepResult(ok=False, reason=reason) if name == refused else NOT_RUN
+            for name in hosts
+        }
+    if crash and crashed is not None:
+        host, at = crashed
+        return {
+            name: StepResult(ok=False, changed=name in succeeded, reason=crash, operation=at)
+            if name == host
+            else NOT_RUN
+            if at is None  # stopped while connecting: nothing ran anywhere
+            else StepResult(
+                ok=False,
+                changed=name in succeeded,
+                reason=f"not finished: pyinfra stopped the run when {host} failed",
+                operation=at,
+            )
             for name in hosts
         }
     # No results: every host of the run failed ("No hosts remaining!"), or pyinfra itself did.

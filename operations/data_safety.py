@@ -25,7 +25,7 @@ from declaration.versions import data_written_by, deployed_version, migrates, to
 from facts.chroma import ChromaInventory
 from facts.datahomes import DataSchema
 from facts.project import ProjectFiles
-from operations.host_failure import fail_host
+from operations.host_failure import fail_host, refusing
 from operations.stack import COMPOSE_FILE, compose_command, compose_up
 from plumbing import host_state
 from plumbing.host_tools import (
@@ -298,8 +298,9 @@ def restore(
     staging = f"{project_dir}/.{data_dir}.restore-staging"
     pending = f"{project_dir}/{STATE_DIR}/restore-pending.json"
     q = shlex.quote
-    yield safety_command("space", ("--source", archive), ("--target", project_dir),
-                         ("--factor", 4))  # fmt: skip
+    # Its refusal, and an archive tar cannot unpack, are one line (host_failure.refusing).
+    yield refusing(safety_command("space", ("--source", archive), ("--target", project_dir),
+                                  ("--factor", 4)))  # fmt: skip
     if switch and compose_content is not None:
         check = ["docker", "compose", "--project-directory", project_dir, "-f", switch, "config",
                  "--quiet"]  # fmt: skip
@@ -312,7 +313,7 @@ def restore(
     up = compose_up(project_dir, project_name, wait_timeout)
     running = compose_command(project_dir, "ps", "--quiet", "--status", "running")
     unpacked = f"{archive} could not be unpacked into {staging}: nothing was changed"
-    yield (
+    yield refusing(
         # The pid keeps two restores within one second from sharing an aside dir.
         "set -e; stamp=$(date -u +%Y%m%dT%H%M%SZ)-$$; "
         f"mkdir -p {q(project_dir + '/' + STATE_DIR)}; running=$({running}); "
@@ -332,7 +333,8 @@ def restore(
         # The version that reads the restored data, never before that data is in place.
         + (f"mv -f {q(switch)} {q(live)}; " if switch else "")
         + f"rmdir {q(staging)}; "
-        'echo "the data before the restore is in $aside"'
+        'echo "the data before the restore is in $aside"',
+        show_output=True,
     )
     yield up
     yield (

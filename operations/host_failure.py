@@ -14,6 +14,12 @@ and, when no host is left, with ``--> pyinfra error: No hosts remaining!``:
 neither says more than our line, so :class:`RefusalEchoFilter` drops them for
 hosts that failed by a refusal. A host that failed for another reason (a
 command that failed, a host that cannot be reached) keeps pyinfra's lines.
+
+A host program's refusal (``files/chroma_safety.py space``, a restore whose
+archive tar cannot unpack: "nothing was changed") is a command that fails, so
+pyinfra printed its raw output and then its echo lines: the host never reached
+the filter's list. :func:`refusing` runs such a command from a FunctionCommand
+and says its last line as the host's refusal, once.
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ import click
 from pyinfra import logger
 from pyinfra.api import FunctionCommand, operation
 
-from plumbing.pyinfra_internals import failed_host_names
+from plumbing.pyinfra_internals import failed_host_names, run_outside_operation
 
 # What pyinfra logs after an operation failed on a host (pyinfra/api/util.py,
 # log_error_or_warning), and when the last host failed (state.fail_hosts, shown by
@@ -77,6 +83,37 @@ def log_refusal(state: Any, host: Any, message: str) -> bool:
     refusal_echo_filter.refused_hosts.add(host.name)
     logger.error(click.style(f"{host.name}: {message}", fg="red"))
     return False
+
+
+# docker compose's progress on stderr ("Container cdtest-chroma-1 Stopping"): not a reason.
+_PROGRESS = re.compile(r"^\s*(Container|Network|Volume|Image) \S+ [A-Z][a-z]+")
+
+
+def run_refusing(state: Any, host: Any, command: str, show_output: bool) -> bool:
+    """Run ``command``; when it fails, its last line on stderr is this host's refusal.
+
+    The first other line it printed there (tar's own reason, say) is kept in brackets;
+    compose's progress lines are not reasons. ``show_output``: log its stdout lines
+    under the host's prefix (they do not reach the operation's output otherwise).
+    """
+    ok, output = run_outside_operation(state, host, command)
+    if ok:
+        if show_output:
+            for line in output.stdout_lines:
+                if line.strip():
+                    host.log(line)
+        return True
+    said = [line.strip() for line in output.stderr_lines if line.strip()]
+    said = [line for line in said if not _PROGRESS.match(line)]
+    if not said:
+        return log_failure(state, host, "a host program failed with no message")
+    message = said[-1] if len(said) == 1 else f"{said[-1]} ({said[0]})"
+    return log_refusal(state, host, message)
+
+
+def refusing(command: str, show_output: bool = False) -> FunctionCommand:
+    """A host program's command whose failure is a refusal of one line (see run_refusing)."""
+    return FunctionCommand(run_refusing, (command, show_output), {})
 
 
 def fail_host(message: str) -> FunctionCommand:

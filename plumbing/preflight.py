@@ -7,6 +7,7 @@ here stops the whole run with the host untouched.
 from __future__ import annotations
 
 import re
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,7 +34,7 @@ from facts.docker import DockerEngine, DockerImage
 from facts.project import ProjectFiles, SafetyState
 from facts.volumes import LegacyVolumes, legacy_volume_names
 from operations import project
-from plumbing import host_state
+from plumbing import host_state, pyinfra_internals
 from plumbing.host_state import Read
 from plumbing.refusal import refusal
 from plumbing.secrets import read_token
@@ -58,6 +59,14 @@ def settings_for_host(overrides: dict[str, Any] | None = None) -> Settings:
     ``overrides``: data keys a deploy file gives its deploy (deploys/chroma.py),
     over the host's own.
     """
+    if pyinfra_internals.asks_on_stdin() and not (sys.stdin and sys.stdin.isatty()):
+        # Under cron pyinfra's prompt would end in an EOFError traceback and a
+        # pyinfra-debug.log in the working dir, after the changes were shown.
+        raise refusal(
+            host.name,
+            "stdin is not a terminal and -y was not given: pyinfra would stop at its prompt "
+            "(Press enter to execute...); add -y for an unattended run",
+        )
     data = {**host.data.dict(), **overrides} if overrides else host.data
     try:
         return load_settings(data)

@@ -5,17 +5,21 @@ run?" (the per-run fact cache, plumbing/host_state.py, must know), to run one
 command outside an operation with the connector's arguments (the project lock,
 plumbing/lock.py, runs before any operation), to list the hosts that failed
 (operations/host_failure.py keeps pyinfra's own lines for the others), to
-read an operation's output once it ended (plumbing/report.py), or to know
-whether pyinfra executes or only plans (operations/stack.py). These read
-``State.ops``, ``OperationMeta``, ``pop_global_arguments``,
-``Host.run_shell_command``, ``State.is_executing`` and an operation's
-``_hash``: a real run on @local in tests/unit/test_pyinfra_internals.py uses
-each with the installed pyinfra, so an upgrade that changes them fails there,
-not on a user's host. Re-check them here when requirements.lock moves pyinfra.
+read an operation's output once it ended (plumbing/report.py), to know whether
+pyinfra executes or only plans (operations/stack.py), or whether the CLI will ask
+on stdin (plumbing/preflight.py refuses a run that cannot answer). These read
+``State.ops``, ``OperationMeta``, ``pop_global_arguments``, ``State.is_executing``,
+``Host.run_shell_command``, an operation's ``_hash``, ``State.check_for_changes`` and
+``State.should_raise_failed_hosts`` (the last two by the real CLI in
+tests/integration/test_bad_input.py, without -y under a closed stdin): a real run on @local
+in tests/unit/test_pyinfra_internals.py uses each with the installed pyinfra,
+so an upgrade that changes them fails there, not on a user's host. Re-check
+them here when requirements.lock moves pyinfra.
 """
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from pyinfra.api.arguments import CONNECTOR_ARGUMENT_KEYS, pop_global_arguments
@@ -62,6 +66,22 @@ def is_executing(host: Any) -> bool | None:
     """Whether pyinfra runs the operations now (not only plans them); None outside a run."""
     state = getattr(host, "state", None)
     return None if state is None else bool(state.is_executing)
+
+
+def asks_on_stdin() -> bool:
+    """Whether pyinfra's CLI will read stdin (``input()``) in this run.
+
+    It asks "Press enter to execute..." before it applies, and "continue?" after a host
+    failed, unless ``-y`` (``State.check_for_changes`` off), ``--json`` (no
+    ``should_raise_failed_hosts`` prompt set) or ``--dry`` (on the command line only). A
+    state made outside the CLI (drift.py's, rollout.py's) checks for no changes: False.
+    """
+    if not ctx_state.isset():
+        return False
+    state = ctx_state.get()
+    if not state.check_for_changes or state.should_raise_failed_hosts is None:
+        return False
+    return "--dry" not in sys.argv
 
 
 def operation_hash(operation: Any) -> str:

@@ -9,7 +9,16 @@ import time
 import click
 import pytest
 from bad_input_cases import CASES
-from conftest import base_data, converge, free_port, project_lock_held, run_deploy, sh
+from conftest import (
+    PYINFRA,
+    ROOT,
+    base_data,
+    converge,
+    free_port,
+    project_lock_held,
+    run_deploy,
+    sh,
+)
 
 pytestmark = [pytest.mark.docker]
 
@@ -122,4 +131,70 @@ def test_a_refusal_found_on_the_host_during_the_run_is_said_once(project):
     assert output.count(message) == 1, output
     assert output.count(f"backup.py run from {name}") == 1, output
     assert [noise for noise in NOISE if noise in output] == [], output
+    assert not project_dir.exists()
+
+
+ENTRY_FILES = ("deploy.py", "backup.py", "restore.py", "prove.py")
+
+
+@pytest.mark.parametrize("entry", ENTRY_FILES)
+def test_without_y_and_no_terminal_each_entry_file_refuses_with_one_line(project, tmp_path, entry):
+    """Under cron (stdin not a terminal) pyinfra's own prompt would end in an EOFError
+    traceback and a pyinfra-debug.log in the working dir: refused first, nothing changed."""
+    project_dir, name = project
+    cwd = tmp_path / "cron"
+    cwd.mkdir()
+    args = [PYINFRA, "@local", str(ROOT / entry)]
+    for key, value in base_data(project_dir, name).items():
+        args += ["--data", f"{key}={value}"]
+    done = subprocess.run(
+        args, cwd=cwd, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120
+    )
+    output = done.stdout + done.stderr
+    assert done.returncode == 1, output
+    line = (
+        "--> pyinfra error: @local: stdin is not a terminal and -y was not given: pyinfra "
+        "would stop at its prompt (Press enter to execute...); add -y for an unattended run"
+    )
+    assert output.count(line) == 1, output
+    assert not any(noise in output for noise in (*NOISE, "EOFError")), output
+    assert list(cwd.iterdir()) == []  # no pyinfra-debug.log
+    assert not project_dir.exists()
+
+
+@pytest.mark.parametrize("entry", ENTRY_FILES)
+def test_an_entry_file_run_with_python_says_how_to_run_it(tmp_path, entry):
+    done = subprocess.run(
+        [sys.executable, str(ROOT / entry)],
+        cwd=tmp_path,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.splitlines() == [
+        f"{entry} is a pyinfra deploy file: run it with `pyinfra -y INVENTORY {entry}` "
+        f"(README.md); `python {entry} --version` prints chroma-deploy's version"
+    ]
+
+
+def test_drift_and_rollout_with_stdin_closed_end_in_one_line_not_a_traceback(project, tmp_path):
+    project_dir, name = project
+    inventory = tmp_path / "inventory.py"
+    inventory.write_text('hosts = [("down", {"ssh_hostname": "127.0.0.1", "ssh_port": 1})]\n')
+    data = base_data(project_dir, name)
+    for command in (
+        [sys.executable, str(ROOT / "drift.py"), "@local"],
+        [sys.executable, str(ROOT / "rollout.py"), str(inventory)],
+    ):
+        for key, value in data.items():
+            command += ["--data", f"{key}={value}"]
+        done = subprocess.run(
+            command, cwd=tmp_path, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+            timeout=120,
+        )  # fmt: skip
+        assert done.returncode in (1, 2), done.stderr
+        assert "Traceback" not in done.stdout + done.stderr
+    assert not (tmp_path / "pyinfra-debug.log").exists()
     assert not project_dir.exists()

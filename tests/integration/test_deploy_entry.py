@@ -57,3 +57,23 @@ def test_a_second_deploy_file_includes_the_stack_with_overrides_next_to_its_own_
     assert drift.returncode == 0, drift.output
     again = run_deploy({**data, "chroma_port": port})
     assert again.returncode == 0 and again.changed_operations == [], again.output
+    # drift.py with the host's own data checks deploy.py's declaration: the override's port
+    # is drift there. With --deploy it checks what site.py declares (its overrides): none.
+    plain = run_drift(data, "--json")
+    assert plain.returncode == 2, plain.output
+    assert "port" in {item["kind"] for item in json.loads(plain.stdout)["hosts"]["@local"]["items"]}
+    checked = run_drift(data, "--json", "--deploy", str(site))
+    assert checked.returncode == 0, checked.output
+    assert json.loads(checked.stdout)["hosts"]["@local"] == {
+        "status": "ok",
+        "error": None,
+        "items": [],
+    }
+    # A real tamper on the stack site.py declares is drift with --deploy too.
+    (project_dir / "chroma_data").chmod(0o700)
+    tampered = run_drift(data, "--json", "--deploy", str(site))
+    assert tampered.returncode == 2, tampered.output
+    items = json.loads(tampered.stdout)["hosts"]["@local"]["items"]
+    assert [(i["kind"], i["resource"], i["actual"]) for i in items] == [
+        ("mode", str(project_dir / "chroma_data"), "700")
+    ]

@@ -481,3 +481,34 @@ def test_textfile_that_cannot_be_written_is_an_error_and_the_old_file_stays(stac
         assert sorted(p.name for p in mount.iterdir()) == ["chroma_deploy.prom", "filler"]
     finally:
         sh(f"umount '{mount}'")
+
+
+def test_example_inventory_unreachable_hosts_are_one_line_errors(stack, tmp_path):
+    """The shipped inventory.py: db1/db2 do not resolve, db3's key file is missing. Each is
+    an error of one line (table, JSON, textfile); @local (this stack) is still checked."""
+    data = stack[2]
+    target = tmp_path / "chroma_deploy.prom"
+    inventory = str(ROOT / "inventory.py")
+    result = run_drift(data, "--json", "--textfile", str(target), inventory=inventory)
+    assert "Traceback" not in result.output, result.output
+    assert result.returncode == 1, result.output
+    document = json.loads(result.stdout)
+    jsonschema.validate(document, SCHEMA)
+    hosts = document["hosts"]
+    assert hosts["@local"]["status"] == "ok", hosts["@local"]
+    unreachable = ("db1.example.com", "db2.example.com", "db3.internal")
+    assert {name: hosts[name]["status"] for name in unreachable} == dict.fromkeys(
+        unreachable, "error"
+    )
+    assert "~/.ssh/id_ed25519_db3" in hosts["db3.internal"]["error"]
+    assert all("\n" not in hosts[name]["error"] for name in unreachable)
+    families = read_textfile(target)
+    assert host_metrics(families, "db3.internal")["status"]["error"] == 1
+    assert host_metrics(families, "@local")["status"]["ok"] == 1
+    table = run_drift(data, inventory=inventory)
+    assert table.returncode == 1
+    assert "Traceback" not in table.output, table.output
+    lines = table.stdout.splitlines()
+    db3 = [line for line in lines if line.startswith("db3.internal:")]
+    assert db3 == [f"db3.internal: error: {hosts['db3.internal']['error']}"], table.stdout
+    assert lines[-1] == "4 host(s): 1 ok, 0 drifted, 3 error(s)", table.stdout

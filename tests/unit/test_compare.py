@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import copy
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -218,6 +219,22 @@ def test_the_kinds_compare_reports_are_the_published_schemas():
     schema = Path(__file__).resolve().parents[2] / "schemas" / "drift.schema.json"
     published = json.loads(schema.read_text())["$defs"]["item"]["properties"]["kind"]["enum"]
     assert reported == set(published)
+
+
+def test_every_published_kind_is_in_the_docs_table_and_back():
+    """docs/drift.md's kinds table names each kind of schemas/drift.schema.json, no other."""
+    root = Path(__file__).resolve().parents[2]
+    schema = json.loads((root / "schemas" / "drift.schema.json").read_text())
+    published = set(schema["$defs"]["item"]["properties"]["kind"]["enum"])
+    lines = (root / "docs" / "drift.md").read_text().splitlines()
+    start = lines.index("| kind | what differs | repaired by deploy.py |")
+    documented = set()
+    for line in lines[start + 2 :]:
+        if not line.startswith("|"):
+            break
+        documented |= set(re.findall(r"`([a-z_]+)`", line.split("|")[1]))
+    assert sorted(published - documented) == [], "kinds missing from docs/drift.md"
+    assert sorted(documented - published) == [], "kinds in docs/drift.md but not published"
 
 
 def test_a_running_container_without_a_healthcheck_is_no_drift(declared, converged):

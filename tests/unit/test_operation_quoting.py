@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pyinfra.api import FileUploadCommand, StringCommand
+from pyinfra.api import FileUploadCommand, FunctionCommand, StringCommand
 from pyinfra.context import ctx_host
 from test_operation_fixtures import (
     CASES,
@@ -41,6 +41,8 @@ from test_operation_fixtures import (
     operation_arguments,
     run_operation,
 )
+
+from operations.host_failure import run_refusing
 
 BASH = "/bin/bash"
 # Programs the operations' commands call; a command that calls another fails the test
@@ -158,9 +160,14 @@ def rendered_commands(case: Path, args: dict[str, Any], host: ReplayHost) -> lis
 
 
 def shell_text(command: Any) -> str | None:
-    """The text a shell runs, or None for uploads and functions on the control machine."""
+    """The text a shell runs, or None for uploads and functions on the control machine.
+
+    A host program run through host_failure.refusing is a shell text too.
+    """
     if isinstance(command, StringCommand):
         return command.get_raw_value()
+    if isinstance(command, FunctionCommand) and command.function is run_refusing:
+        return shell_text(command.args[0])
     return command if isinstance(command, str) else None
 
 

@@ -81,3 +81,22 @@ def test_is_executing_tells_the_plan_from_the_run(local_run):
     run_ops(state)
     assert seen == [True]
     assert pyinfra_internals.is_executing(object()) is None
+
+
+def test_asks_on_stdin_reads_the_state_the_cli_sets(monkeypatch):
+    """-y: the state checks for no changes; --json: no failure prompt set; --dry: argv."""
+    previous = ctx_state.get() if ctx_state.isset() else None
+    try:
+        state = State(check_for_changes=True)
+        ctx_state.set(state)
+        monkeypatch.setattr("sys.argv", ["pyinfra", "@local", "deploy.py"])
+        assert pyinfra_internals.asks_on_stdin() is False  # --json: no prompt set
+        state.should_raise_failed_hosts = lambda _state: True
+        assert pyinfra_internals.asks_on_stdin() is True  # neither -y nor --json
+        monkeypatch.setattr("sys.argv", ["pyinfra", "--dry", "@local", "deploy.py"])
+        assert pyinfra_internals.asks_on_stdin() is False
+        ctx_state.set(State(check_for_changes=False))  # -y, or drift.py's own state
+        assert pyinfra_internals.asks_on_stdin() is False
+    finally:
+        if previous is not None:
+            ctx_state.set(previous)

@@ -419,3 +419,31 @@ def test_the_table_names_the_failed_host_its_step_and_reason_and_who_was_never_t
     assert "never touched: db2, db3" in lines
     assert "changed:       db1" in lines
     assert lines[-1].startswith("halted at db1 (proof); fix it and run the same command again")
+
+
+def test_a_missing_key_file_fails_its_host_with_pyinfras_line_and_reaches_no_other():
+    """pyinfra stops the whole run at connect (a traceback, then ``--> pyinfra error in
+    ...: No such private key file``): that host failed with the reason, the other never ran."""
+    _, results = recorded("deploy-key-file-missing")
+    assert results == {
+        "db3.internal": StepResult(
+            ok=False, reason="No such private key file: ~/.ssh/id_ed25519_db3"
+        ),
+        "@local": NOT_RUN,
+    }
+
+
+def test_a_host_without_sftp_fails_with_pyinfras_reason_and_the_operation():
+    """The first upload on a host whose sshd has no SFTP subsystem: pyinfra's own line, the
+    upload's operation, and the changes made before it (dirs and .gitignore: Success)."""
+    _, results = recorded("deploy-sftp-unavailable")
+    assert results == {
+        "sftpless": StepResult(
+            ok=False,
+            changed=True,
+            reason="Unable to establish SFTP connection. Check that the SFTP subsystem for the "
+            "SSH service at sftpless is enabled.",
+            operation="Chroma stack | /tmp/rec/proj/docker-compose.yml from "
+            "templates/docker-compose.yml.j2",
+        )
+    }
