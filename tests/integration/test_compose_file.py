@@ -9,7 +9,8 @@ import pytest
 from pyinfra.api import FileUploadCommand
 from pyinfra.context import ctx_host
 
-from operations.stack import compose_file
+from declaration.resources import ComposeFile
+from operations.stack import COMPOSE_FILE, compose_file
 
 pytestmark = [pytest.mark.docker]
 
@@ -29,7 +30,8 @@ class _Host:
 def _apply(project_dir, content: str) -> subprocess.CompletedProcess[str]:
     """Run the operation's commands for real, as pyinfra's local connector would."""
     with ctx_host.use(_Host()):
-        commands = list(compose_file.__wrapped__(str(project_dir), content, 0, 0))
+        declared = ComposeFile(f"{project_dir}/{COMPOSE_FILE}", content, 0, 0)
+        commands = list(compose_file.__wrapped__(str(project_dir), declared))
     for command in commands:
         if isinstance(command, FileUploadCommand):
             assert isinstance(command.src, StringIO)
