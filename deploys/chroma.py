@@ -1,9 +1,13 @@
 """The Chroma stack as one pyinfra deploy: what deploy.py runs, and what yours can include.
 
-``chroma_stack()`` declares everything in order: the checks before any change, the
-engine, the image, the project's dirs and files, a legacy volume's migration, the
-``.gitignore`` block, the version change, the compose file, an upgrade's verification
-before the stack is published, the stack, and the verification of migrated data.
+``chroma_stack()`` declares everything in order, one short step each, as README.md
+lists them: the checks before any change, the engine, the image, the data-safety
+guard, the owner account, the project's dirs and files, data the bind mount would not
+see (a legacy volume, data served from elsewhere), the proxy's image, the
+``.gitignore`` block, the version change, the compose file, the verifications before
+the stack is published, the stack, and the verification of migrated data. Each
+operation takes the typed values :class:`declaration.resources.Declared` derives once
+(declaration/targets.py), not arguments spelled out again at each call.
 Another deploy file calls it with overrides of the data keys, next to operations of
 its own::
 
