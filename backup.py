@@ -20,11 +20,12 @@ if __name__ == "__main__":  # `python backup.py`: not a pyinfra run (pyinfra run
 
     not_under_pyinfra("backup.py", sys.argv[1:])
 
+from declaration.resources import Declared  # noqa: E402
 from operations import data_safety, host_failure, migrate  # noqa: E402
 from plumbing import lock, preflight, report  # noqa: E402
 
 settings = preflight.settings_for_host()
-preflight.resolve_owner(settings)
+owner = preflight.resolve_owner(settings)
 
 # One run at a time per project: taken now, before any operation, held while this run lives.
 locked_out = lock.take_project_lock(settings.project_dir, settings.lock_timeout, "backup.py")
@@ -36,8 +37,7 @@ if locked_out:
 # each such archive would prune a good one. So backup.py is blocked as deploy.py is.
 migrate.data_safety_guard(
     name="No failed verification, no data dir left empty beside a copy of it",
-    project_dir=settings.project_dir,
-    data_dir=settings.data_dir,
+    data=Declared(settings, owner.uid, owner.gid).data_target,
     accept_failed=settings.accept_failed_verification,
     allow_empty=settings.allow_empty_data_dir,
 )

@@ -86,12 +86,10 @@ else:
         compose_content = declared.compose_content
         image.chroma_image(
             name=f"Image {settings.image_ref} the archive was taken with",
-            ref=settings.image_ref,
+            stack=declared.stack_target,
             version=settings.version,
             source=settings.image_source,
             build_dir=settings.image_build_dir,
-            project_dir=settings.project_dir,
-            project_name=settings.compose_project,
         )
     keep = f": keep chroma_version={archive_version}" if archive_version != declared_version else ""
     restored = data_safety.restore(

@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 from declaration.gitignore import gitignore_lines
-from declaration.render import published_port, render_compose
+from declaration.render import published_port, render_compose, server_environment
 from declaration.settings import Settings
+from declaration.targets import CheckServer, DataTarget, HealthCheck, StackTarget, stack_target
 from declaration.versions import VersionLine, version_line
 
 # The compose file's mode: the owner writes it, the group may read it, others nothing.
@@ -246,6 +247,48 @@ class Declared:
             address = "127.0.0.1"
         host = f"[{address}]" if ":" in address else address
         return f"http://{host}:{self.settings.port}"
+
+    @cached_property
+    def stack_target(self) -> StackTarget:
+        return stack_target(self.settings)
+
+    @cached_property
+    def data_target(self) -> DataTarget:
+        """The first data dir: the one Chroma's data lives in."""
+        settings = self.settings
+        return DataTarget(
+            settings.project_dir, settings.data_dir, self.data_dir_paths[0],
+            self.line.persist_path, self.uid, self.gid, settings.data_dir_mode,
+        )  # fmt: skip
+
+    @property
+    def health_check(self) -> HealthCheck:
+        """Through the published port, as clients reach it."""
+        return HealthCheck(self.url, self.line.heartbeat_path, self.token_file)
+
+    @property
+    def check_server(self) -> CheckServer:
+        """The declared server as a check starts it on the data dir, with no port published.
+
+        Not on the auth proxy's loopback address: it is reached at its bridge address.
+        """
+        return self._server(listen=False)
+
+    @property
+    def rehearsal(self) -> CheckServer | None:
+        """The new version as an upgrade's rehearsal starts it (chroma_upgrade_rehearsal)."""
+        return self._server(listen=True) if self.settings.upgrade_rehearsal else None
+
+    def _server(self, listen: bool) -> CheckServer:
+        environment = tuple(
+            f"{name}={value}"
+            for name, value in server_environment(self.settings)
+            if listen or name != "CHROMA_LISTEN_ADDRESS"
+        )
+        return CheckServer(
+            self.settings.image_ref, self.line.persist_path, environment, self.uid, self.gid,
+            self.settings.wait_timeout,
+        )  # fmt: skip
 
     @property
     def chroma_container(self) -> str:

@@ -1,9 +1,13 @@
 """The Chroma stack as one pyinfra deploy: what deploy.py runs, and what yours can include.
 
-``chroma_stack()`` declares everything in order: the checks before any change, the
-engine, the image, the project's dirs and files, a legacy volume's migration, the
-``.gitignore`` block, the version change, the compose file, an upgrade's verification
-before the stack is published, the stack, and the verification of migrated data.
+``chroma_stack()`` declares everything in order, one short step each, as README.md
+lists them: the checks before any change, the engine, the image, the data-safety
+guard, the owner account, the project's dirs and files, data the bind mount would not
+see (a legacy volume, data served from elsewhere), the proxy's image, the
+``.gitignore`` block, the version change, the compose file, the verifications before
+the stack is published, the stack, and the verification of migrated data. Each
+operation takes the typed values :class:`declaration.resources.Declared` derives once
+(declaration/targets.py), not arguments spelled out again at each call.
 Another deploy file calls it with overrides of the data keys, next to operations of
 its own::
 
@@ -21,12 +25,12 @@ from typing import Any
 
 from pyinfra import state
 from pyinfra.api import deploy
+from pyinfra.api.operation import OperationMeta
 from pyinfra.operations import server
 
-from declaration.render import server_environment
 from declaration.resources import Declared
 from declaration.runtime import expected_runtime
-from declaration.settings import DEFAULTS
+from declaration.settings import DEFAULTS, Settings
 from operations import engine, host_failure, image, migrate, project, stack, upgrade
 from plumbing import lock, preflight, report
 
@@ -35,24 +39,63 @@ DATA_DEFAULTS = dict(DEFAULTS)
 
 @deploy("Chroma stack", data_defaults=DATA_DEFAULTS)
 def chroma_stack(overrides: dict[str, Any] | None = None) -> None:
-    """Converge one host's Chroma stack; ``overrides`` win over the host's data keys."""
+    """Converge one host's Chroma stack; ``overrides`` win over the host's data keys.
+
+    One step per line, in the order README.md's "What a run declares" lists them.
+    """
     settings = preflight.settings_for_host(overrides)
     token = preflight.token_for_host(settings)
+    if not _project_lock(settings, token):
+        return
+    declared, ship_id = _checks_before_any_change(settings, token)
+    _engine(settings)
+    _image(declared, ship_id)
+    _no_unsafe_data(declared)
+    _owner_account(declared)
+    restart = _project_paths(declared)
+    moved = _data_homes(declared)
+    _proxy_image(settings)
+    _gitignore(declared)
+    version_change = _version_change(declared)
+    compose = _compose_file(declared)
+    checked = _verified_before_publish(declared, version_change)
+    up = _stack_up(declared, compose, restart)
+    _published_answers(declared, up)
+    verified = _migration_verified(declared)
+    # What a migration, an upgrade's backup and its verification found, at default verbosity.
+    for step in (*moved, version_change, *checked, verified):
+        report.show(step)
 
-    # One run at a time per project, held while this run lives. The host's whole state
-    # is read in the same command once the lock is held, so the checks below see what
-    # another run (a migration, an upgrade) left, not what it was in the middle of; they
-    # and the operations read from it for as long as nothing has changed
-    # (plumbing/host_state.py). A no-op run costs the host this one command.
+
+def _changing(op: OperationMeta) -> bool:
+    """``op`` will change the host; known only when pyinfra plans changes before running.
+
+    That is without -y: then the plan shows what follows from it. With -y each later
+    operation runs after this one and its facts see the change, so asking would cost a
+    round trip.
+    """
+    return op.will_change if state.should_check_for_changes() else False
+
+
+def _project_lock(settings: Settings, token: str | None) -> bool:
+    """One run at a time per project, held while this run lives; False: another run holds it.
+
+    The host's whole state is read in the same command once the lock is held, so the
+    checks below see what another run (a migration, an upgrade) left, not what it was in
+    the middle of; they and the operations read from it for as long as nothing has
+    changed (plumbing/host_state.py). A no-op run costs the host this one command.
+    """
+    reads = preflight.deploy_reads(settings, token)
     locked_out = lock.take_project_lock(
-        settings.project_dir,
-        settings.lock_timeout,
-        "deploy.py",
-        reads=preflight.deploy_reads(settings, token),
+        settings.project_dir, settings.lock_timeout, "deploy.py", reads=reads
     )
     if locked_out:
         host_failure.refused(name="Project lock", message=locked_out)
-        return
+    return not locked_out
+
+
+def _checks_before_any_change(settings: Settings, token: str | None) -> tuple[Declared, str | None]:
+    """The declaration for the host's owner, once every check passed; and the image to ship."""
     owner = preflight.resolve_owner(settings)
     preflight.require_docker(settings)
     preflight.require_free_port(settings)
@@ -61,91 +104,100 @@ def chroma_stack(overrides: dict[str, Any] | None = None) -> None:
     preflight.require_one_home(declared)
     preflight.require_own_stack(declared)
     preflight.require_files(declared)
-    ship_id = image.control_image_id(settings.image_ref, settings.image_source)
+    return declared, image.control_image_id(settings.image_ref, settings.image_source)
 
+
+def _engine(settings: Settings) -> None:
     if settings.install_docker:
         engine.docker_engine(name="Docker Engine and Compose v2")
 
+
+def _image(declared: Declared, ship_id: str | None) -> None:
+    settings = declared.settings
     image.chroma_image(
         name=f"Image {settings.image_ref} (source: {settings.image_source})",
-        ref=settings.image_ref,
+        stack=declared.stack_target,
         version=settings.version,
         source=settings.image_source,
         build_dir=settings.image_build_dir,
-        project_dir=settings.project_dir,
-        project_name=settings.compose_project,
         ship_id=ship_id,
     )
 
+
+def _no_unsafe_data(declared: Declared) -> None:
+    settings = declared.settings
     migrate.data_safety_guard(
         name="No failed verification, no data dir left empty beside a copy of it",
-        project_dir=settings.project_dir,
-        data_dir=settings.data_dir,
+        data=declared.data_target,
         accept_failed=settings.accept_failed_verification,
         allow_empty=settings.allow_empty_data_dir,
-        stack=preflight.stack_read(settings),
+        stack=declared.stack_target,
     )
 
-    if settings.create_owner and settings.owner:
-        # chroma_create_owner: a system account (no login, no home) before the dirs it owns.
-        if settings.group is None:
-            server.group(
-                name=f"Group {settings.owner} (chroma_create_owner)",
-                group=settings.owner,
-                gid=owner.gid,
-                system=True,
-            )
-        server.user(  # noqa: S604 (shell= is the login shell, not a subprocess flag)
-            name=f"System account {settings.owner} (chroma_create_owner)",
-            user=settings.owner,
-            uid=owner.uid,
-            group=settings.group or settings.owner,
-            system=True,
-            home="/nonexistent",
-            shell="/usr/sbin/nologin",
-            ensure_home=False,
-        )
 
-    # Read before project.paths creates them: a container that bind-mounts a missing
-    # file must start again to see the new one (stack_up below).
-    fed_by_new_files = project.services_fed_by_missing_files(declared.paths)
-    # Chroma on a data dir moved away under it (chroma_allow_empty_data_dir): on the new one.
-    if migrate.services_on_moved_data(
-        settings.project_dir, settings.data_dir, preflight.stack_read(settings)
-    ):
-        fed_by_new_files.append("chroma")
+def _owner_account(declared: Declared) -> None:
+    """chroma_create_owner: a system account (no login, no home) before the dirs it owns."""
+    settings = declared.settings
+    if not (settings.create_owner and settings.owner):
+        return
+    if settings.group is None:
+        server.group(
+            name=f"Group {settings.owner} (chroma_create_owner)",
+            group=settings.owner,
+            gid=declared.gid,
+            system=True,
+        )
+    server.user(  # noqa: S604 (shell= is the login shell, not a subprocess flag)
+        name=f"System account {settings.owner} (chroma_create_owner)",
+        user=settings.owner,
+        uid=declared.uid,
+        group=settings.group or settings.owner,
+        system=True,
+        home="/nonexistent",
+        shell="/usr/sbin/nologin",
+        ensure_home=False,
+    )
+
+
+def _project_paths(declared: Declared) -> list[str]:
+    """The project's dirs and files; the services that must start again to see new ones.
+
+    Read before project.paths creates them: a container that bind-mounts a missing
+    file must start again to see the new one (stack_up). So must Chroma on a data dir
+    moved away under it (chroma_allow_empty_data_dir): on the new one.
+    """
+    restart = project.services_fed_by_missing_files(declared.paths)
+    if migrate.services_on_moved_data(declared.data_target, declared.stack_target):
+        restart.append("chroma")
     project.paths(
-        name=f"Project dir {settings.project_dir}, data dirs and files",
+        name=f"Project dir {declared.settings.project_dir}, data dirs and files",
         resources=declared.paths,
     )
+    return restart
 
+
+def _data_homes(declared: Declared) -> tuple[OperationMeta, OperationMeta]:
+    """Data the bind mount would not see, copied into the data dir: never deleted."""
+    stack, data, settings = declared.stack_target, declared.data_target, declared.settings
     copied = migrate.copy_legacy_volume(
         name="Data from a legacy named volume (copied, never deleted)",
-        project_dir=settings.project_dir,
-        project_name=settings.compose_project,
-        data_dir=declared.data_dir_paths[0],
+        stack=stack,
+        data=data,
         volume_names=list(settings.legacy_volumes),
         adopt_volume=settings.adopt_volume,
-        uid=declared.uid,
-        gid=declared.gid,
-        mode=settings.data_dir_mode,
     )
-
     migrate.stop_leftover_checks(
-        name="Check servers a killed run left on the data dir, stopped",
-        data_dir=declared.data_dir_paths[0],
+        name="Check servers a killed run left on the data dir, stopped", data=data
     )
     taken = migrate.take_over_data(
         name="Data this project's Chroma serves from elsewhere (copied, never deleted)",
-        project_dir=settings.project_dir,
-        project_name=settings.compose_project,
-        data_dir=declared.data_dir_paths[0],
-        persist_path=declared.line.persist_path,
-        uid=declared.uid,
-        gid=declared.gid,
-        mode=settings.data_dir_mode,
+        stack=stack,
+        data=data,
     )
+    return copied, taken
 
+
+def _proxy_image(settings: Settings) -> None:
     if settings.auth_proxy:
         image.proxy_image(
             name=f"Image {settings.proxy_image} (auth proxy)",
@@ -153,119 +205,89 @@ def chroma_stack(overrides: dict[str, Any] | None = None) -> None:
             build_dir=settings.image_build_dir,
         )
 
+
+def _gitignore(declared: Declared) -> None:
     if declared.gitignore:
         project.gitignore(
             name=".gitignore lines for the data dirs",
-            project_dir=settings.project_dir,
+            project_dir=declared.settings.project_dir,
             lines=list(declared.gitignore.lines),
             uid=declared.uid,
             gid=declared.gid,
         )
 
-    version_change = upgrade.version_change(
+
+def _version_change(declared: Declared) -> OperationMeta:
+    settings = declared.settings
+    return upgrade.version_change(
         name=(
             f"Chroma version {settings.version}: backup and rehearsal before an upgrade, "
             "no downgrade"
         ),
-        project_dir=settings.project_dir,
-        project_name=settings.compose_project,
-        data_dir=settings.data_dir,
+        stack=declared.stack_target,
+        data=declared.data_target,
         version=settings.version,
         backup_dir=settings.backup_dir,
-        wait_timeout=settings.wait_timeout,
-        rehearsal={
-            "image": settings.image_ref,
-            "persist_path": declared.line.persist_path,
-            "environment": [f"{name}={value}" for name, value in server_environment(settings)],
-            "uid": declared.uid,
-            "gid": declared.gid,
-        }
-        if settings.upgrade_rehearsal
-        else None,
-        url=declared.url,
-        token_file=declared.token_file,
+        rehearsal=declared.rehearsal,
+        health=declared.health_check,
     )
 
-    compose = stack.compose_file(
-        name=f"{settings.compose_path} from templates/docker-compose.yml.j2",
-        project_dir=settings.project_dir,
-        content=declared.compose_content,
-        uid=declared.uid,
-        gid=declared.gid,
+
+def _compose_file(declared: Declared) -> OperationMeta:
+    return stack.compose_file(
+        name=f"{declared.settings.compose_path} from templates/docker-compose.yml.j2",
+        project_dir=declared.settings.project_dir,
+        file=declared.compose_file,
     )
 
-    # The declared server as a check starts it on the data dir, with no port published:
-    # not on the auth proxy's loopback address, it is reached at its bridge address.
-    unpublished = {
-        "image": settings.image_ref,
-        "persist_path": declared.line.persist_path,
-        "environment": [
-            f"{name}={value}"
-            for name, value in server_environment(settings)
-            if name != "CHROMA_LISTEN_ADDRESS"
-        ],
-        "uid": declared.uid,
-        "gid": declared.gid,
-    }
+
+def _verified_before_publish(
+    declared: Declared, version_change: OperationMeta
+) -> tuple[OperationMeta, OperationMeta]:
+    """An upgrade and a copy taken over, each checked by a server with no port published."""
     checked = upgrade.verify_before_publish(
         name="Upgraded data verified by the new version before the stack is published",
-        project_dir=settings.project_dir,
-        data_dir=settings.data_dir,
-        server=unpublished,
-        wait_timeout=settings.wait_timeout,
-        upgrading=version_change.will_change if state.should_check_for_changes() else False,
+        data=declared.data_target,
+        server=declared.check_server,
+        upgrading=_changing(version_change),
     )
     copy_checked = migrate.verify_copy_before_publish(
         name="Data taken over verified before the stack is published",
-        project_dir=settings.project_dir,
-        data_dir=declared.data_dir_paths[0],
-        server=unpublished,
-        wait_timeout=settings.wait_timeout,
+        data=declared.data_target,
+        server=declared.check_server,
     )
+    return checked, copy_checked
 
-    up = stack.stack_up(
+
+def _stack_up(declared: Declared, compose: OperationMeta, restart: list[str]) -> OperationMeta:
+    settings = declared.settings
+    return stack.stack_up(
         name=f"Stack {settings.compose_project} up and healthy",
-        project_dir=settings.project_dir,
-        project_name=settings.compose_project,
-        wait_timeout=settings.wait_timeout,
-        image=settings.image_ref,
+        stack=declared.stack_target,
         port=settings.port,
-        # Asked only when pyinfra plans changes before running (no -y): then the
-        # plan shows the restart. With -y this op runs after the file is replaced
-        # and its fact sees the new config hash, so asking would cost a round trip.
-        file_changed=compose.will_change if state.should_check_for_changes() else False,
-        restart=fed_by_new_files,
+        file_changed=_changing(compose),
+        restart=restart,
         runtime=expected_runtime(declared.compose_content, settings.project_dir),
-        health=preflight.health_read(declared),
-        data={
-            "project_dir": settings.project_dir,
-            "path": declared.data_dir_paths[0],
-            "persist_path": declared.line.persist_path,
-            "uid": declared.uid,
-            "gid": declared.gid,
-            "mode": settings.data_dir_mode,
-        },
+        health=declared.health_check,
+        data=declared.data_target,
     )
 
+
+def _published_answers(declared: Declared, up: OperationMeta) -> None:
     # Every up of a run (a start, a recreate, an upgrade's or a migration's switch) is
     # stack_up's: once it ran, Chroma must answer where clients reach it, before a
     # migration is verified there. A run that started nothing asks nothing more.
     stack.published_answers(
         name=f"Chroma answers on {declared.url}",
-        project_dir=settings.project_dir,
-        wait_timeout=settings.wait_timeout,
-        health=preflight.health_read(declared),
+        stack=declared.stack_target,
+        health=declared.health_check,
         _if=up.did_change,
     )
 
-    verified = migrate.verify_migration(
-        name="Migrated data verified on the bind mount",
-        project_dir=settings.project_dir,
-        data_dir=declared.data_dir_paths[0],
-        url=declared.url,
-        token_file=declared.token_file,
-    )
 
-    # What a migration, an upgrade's backup and its verification found, at default verbosity.
-    for step in (copied, taken, version_change, checked, copy_checked, verified):
-        report.show(step)
+def _migration_verified(declared: Declared) -> OperationMeta:
+    return migrate.verify_migration(
+        name="Migrated data verified on the bind mount",
+        data=declared.data_target,
+        health=declared.health_check,
+    )

@@ -27,6 +27,7 @@ from pyinfra.api import (
     operation,
 )
 
+from declaration.targets import StackTarget
 from facts.compose import ComposeStack
 from facts.docker import DockerImage
 from operations.host_failure import log_failure
@@ -167,30 +168,21 @@ def _ship(ref: str, present_id: str | None, image_id: str):
 
 @operation()
 def chroma_image(
-    ref: str,
-    version: str,
-    source: str,
-    build_dir: str,
-    project_dir: str,
-    project_name: str,
-    ship_id: str | None = None,
+    stack: StackTarget, version: str, source: str, build_dir: str, ship_id: str | None = None
 ):
-    """Make sure the image ``ref`` exists on the host.
+    """Make sure the stack's Chroma image (``stack.image``) exists on the host.
 
-    + ref: image reference, e.g. chromadb/chroma:1.5.9
+    + stack: the compose project and its image reference, e.g. chromadb/chroma:1.5.9;
+      the stack's read (ComposeStack) inspects the image too: one docker CLI start for
+      the stack and its image, on every run of every host
     + version: the chromadb release to build when building
     + source: pull, build, auto (pull, else build) or ship
     + build_dir: where a build keeps its rootfs and wheels on the host
-    + project_dir, project_name: the stack whose read also inspects ``ref``
-      (ComposeStack, read as preflight.stack_read reads it): one docker CLI
-      start for the stack and its image, on every run of every host
     + ship_id: with ship, the control machine's image id (``control_image_id``):
-      shipped unless the host's ``ref`` is that very id
+      shipped unless the host's image is that very id
     """
-    stack = host_state.read(
-        ComposeStack, project_dir=project_dir, project_name=project_name, image=ref
-    )
-    present_id = stack["image_id"]
+    ref = stack.image
+    present_id = host_state.read(ComposeStack, **stack.read)["image_id"]
     if source == "ship":
         if not ship_id:
             raise OperationValueError(f"{host.name}: chroma_image_source=ship needs ship_id")

@@ -23,6 +23,7 @@ from pyinfra import host
 from pyinfra.api import operation
 
 from checks.compare import served_without_data
+from declaration.targets import CheckServer, DataTarget, HealthCheck, StackTarget
 from facts.compose import ComposeStack
 from facts.datadirs import DataDirs
 from facts.datahomes import DataHomes, data_elsewhere, leftover_checks, spelled, users_of
@@ -56,9 +57,8 @@ def _found(volume: dict) -> str:
 
 @operation()
 def copy_legacy_volume(
-    project_dir: str, project_name: str, data_dir: str, volume_names: list[str],
-    adopt_volume: str | None, uid: int, gid: int, mode: str,
-):  # fmt: skip
+    stack: StackTarget, data: DataTarget, volume_names: list[str], adopt_volume: str | None
+):
     """Copy this project's legacy volume's Chroma data into an empty data dir.
 
     A volume is this project's when compose made it for this compose project,
@@ -66,20 +66,18 @@ def copy_legacy_volume(
     left alone, and a volume that another project's container uses is never
     taken (its containers are never stopped).
 
-    + project_dir, project_name: the project dir and compose project
-    + data_dir: the bind-mounted data dir's path
+    + stack: the compose project
+    + data: the bind-mounted data dir, and the owner and mode the copied data is given
     + volume_names: chroma_legacy_volumes (exact, or after any `<project>_` prefix)
     + adopt_volume: chroma_adopt_volume, a full volume name to take over
-    + uid, gid: owner the copied data is given (the container runs as it)
-    + mode: the data dir's mode
     """
+    project_dir, project_name, data_dir = stack.project_dir, stack.project_name, data.path
     names = legacy_volume_names(volume_names, adopt_volume)
     volumes = [v for v in host_state.read(LegacyVolumes, names=names) if v["has_chroma_data"]]
     if not volumes:
         host.noop("no legacy named volume holds Chroma data")
         return
-    records = host_state.read(SafetyState, project_dir=project_dir, data_dir=data_dir.rsplit(
-        "/", 1)[-1])["records"]  # fmt: skip
+    records = host_state.read(SafetyState, project_dir=project_dir, data_dir=data.name)["records"]
     todo = [v for v in volumes if done_record(v["name"]) not in records]
     ours = [v for v in todo if v["compose_project"] == project_name or v["name"] == adopt_volume]
     others = [v for v in todo if v not in ours]
@@ -124,23 +122,24 @@ def copy_legacy_volume(
         return
     yield from upload_tools(project_dir)
     yield stage_command(
-        project_dir, "volume", volume["name"], volume["mountpoint"], data_dir, uid, gid, mode,
-        [u["name"] for u in volume["users"]], compose_file=f"{project_dir}/{COMPOSE_FILE}",
+        project_dir, "volume", volume["name"], volume["mountpoint"], data_dir, data.uid,
+        data.gid, data.mode, [u["name"] for u in volume["users"]],
+        compose_file=f"{project_dir}/{COMPOSE_FILE}",
     )  # fmt: skip
 
 
 @operation()
-def stop_leftover_checks(data_dir: str):
+def stop_leftover_checks(data: DataTarget):
     """Stop and remove the unpublished check servers a killed run left on the data dir.
 
     files/chroma_safety.py starts them itself (a verification before ``up``
     publishes) and removes them when done; a run killed meanwhile leaves one
     running, and ``up`` must never start a second server beside it.
 
-    + data_dir: the declared data dir's path
+    + data: the declared data dir
     """
     left = sorted(
-        {m["name"] for m in leftover_checks(host_state.read(DataHomes, data_dir=data_dir))}
+        {m["name"] for m in leftover_checks(host_state.read(DataHomes, data_dir=data.path))}
     )
     if not left:
         host.noop("no check server a killed run left on the data dir")
@@ -151,10 +150,7 @@ def stop_leftover_checks(data_dir: str):
 
 
 @operation()
-def take_over_data(
-    project_dir: str, project_name: str, data_dir: str, persist_path: str, uid: int, gid: int,
-    mode: str,
-):  # fmt: skip
+def take_over_data(stack: StackTarget, data: DataTarget):
     """Copy the data this project's Chroma serves from elsewhere into the empty data dir.
 
     A changed ``chroma_project_dir`` or ``chroma_data_dir``, or a taken-over stack
@@ -166,16 +162,15 @@ def take_over_data(
     copy is verified (verify_migration). The cases that cannot be taken over were
     refused before any change (preflight.require_one_home).
 
-    + project_dir, project_name: the project dir and compose project
-    + data_dir: the declared data dir's path
-    + persist_path: where the declared version persists (a mount target to look at)
-    + uid, gid, mode: owner and mode the copy is given
+    + stack: the compose project
+    + data: the declared data dir, where the declared version persists (a mount target
+      to look at), and the owner and mode the copy is given
     """
+    project_dir, project_name, data_dir = stack.project_dir, stack.project_name, data.path
     homes = host_state.read(DataHomes, data_dir=data_dir)
-    records = host_state.read(SafetyState, project_dir=project_dir, data_dir=data_dir.rsplit(
-        "/", 1)[-1])["records"]  # fmt: skip
+    records = host_state.read(SafetyState, project_dir=project_dir, data_dir=data.name)["records"]
     elsewhere = preflight.with_collections(
-        preflight.copied_already(data_elsewhere(homes, project_name, persist_path), records)
+        preflight.copied_already(data_elsewhere(homes, project_name, data.persist_path), records)
     )
     copied = (homes["data_dir"] or {}).get("has_sqlite") and any(n in records for n in PENDING)
     if not elsewhere or copied:
@@ -194,13 +189,13 @@ def take_over_data(
     yield from upload_tools(project_dir)
     yield stage_command(
         project_dir, kind, source["volume"] if kind == "volume" else source["source"],
-        source["source"], data_dir, uid, gid, mode, users,
+        source["source"], data_dir, data.uid, data.gid, data.mode, users,
         compose_file=f"{project_dir}/{COMPOSE_FILE}",
     )  # fmt: skip
 
 
 @operation()
-def verify_copy_before_publish(project_dir: str, data_dir: str, server: dict, wait_timeout: int):
+def verify_copy_before_publish(data: DataTarget, server: CheckServer):
     """A copy taken over this run (or a run before), verified before ``up`` publishes it.
 
     The server is started on the copy with no port published (files/chroma_safety.py
@@ -210,13 +205,11 @@ def verify_copy_before_publish(project_dir: str, data_dir: str, server: dict, wa
     the data they served. A copy made later in the run (a container's layer,
     rescued inside stack_up) is verified after ``up`` by verify_migration.
 
-    + project_dir: the project dir; data_dir: the data dir's path
-    + server: ``{"image", "persist_path", "environment", "uid", "gid"}`` of the declared
-      version, as it listens on its own bridge address
-    + wait_timeout: seconds for that server to answer
+    + data: the declared data dir
+    + server: the declared version as it listens on its own bridge address
     """
-    state = host_state.read(SafetyState, project_dir=project_dir, data_dir=data_dir.rsplit(
-        "/", 1)[-1])  # fmt: skip
+    project_dir, data_dir = data.project_dir, data.path
+    state = host_state.read(SafetyState, project_dir=project_dir, data_dir=data.name)
     pending = [
         n for n in ("migration-pending.json", "rescue-pending.json") if n in state["records"]
     ]
@@ -234,15 +227,15 @@ def verify_copy_before_publish(project_dir: str, data_dir: str, server: dict, wa
     for name in pending:
         yield safety_command(
             "verify", ("--record", f"{project_dir}/{STATE_DIR}/{name}"),
-            ("--image", server["image"]), ("--persist-path", server["persist_path"]),
-            ("--uid", server["uid"]), ("--gid", server["gid"]), ("--timeout", wait_timeout),
-            ("--env", server["environment"]), ("--data-dir", data_dir),
+            ("--image", server.image), ("--persist-path", server.persist_path),
+            ("--uid", server.uid), ("--gid", server.gid), ("--timeout", server.timeout),
+            ("--env", server.environment), ("--data-dir", data_dir),
             ("--compose-file", f"{project_dir}/{COMPOSE_FILE}"), ("--project-dir", project_dir),
         )  # fmt: skip
 
 
 @operation()
-def verify_migration(project_dir: str, data_dir: str, url: str, token_file: str | None):
+def verify_migration(data: DataTarget, health: HealthCheck):
     """After `up`: the server must hold what the moved data held.
 
     Each pending record (migration, rescue: one file each, so one run
@@ -250,11 +243,11 @@ def verify_migration(project_dir: str, data_dir: str, url: str, token_file: str 
     cannot be read changes nothing and fails the run; a mismatch stops the
     stack and leaves a ``failed-*`` record that blocks later deploys.
 
-    + project_dir, data_dir: the project dir and the data dir's path
-    + url, token_file: where Chroma answers, and its token file
+    + data: the declared data dir
+    + health: where Chroma answers (its url and token file)
     """
-    state = host_state.read(SafetyState, project_dir=project_dir, data_dir=data_dir.rsplit(
-        "/", 1)[-1])  # fmt: skip
+    project_dir, data_dir = data.project_dir, data.path
+    state = host_state.read(SafetyState, project_dir=project_dir, data_dir=data.name)
     pending = [name for name in VERIFIED_AFTER_UP if name in state["records"]]
     if not pending:
         host.noop("no migration is pending")
@@ -262,28 +255,27 @@ def verify_migration(project_dir: str, data_dir: str, url: str, token_file: str 
     yield from upload_tools(project_dir)
     for name in pending:
         yield safety_command(
-            "verify", ("--record", f"{project_dir}/{STATE_DIR}/{name}"), ("--url", url),
-            ("--token-file", token_file), ("--data-dir", data_dir),
+            "verify", ("--record", f"{project_dir}/{STATE_DIR}/{name}"), ("--url", health.url),
+            ("--token-file", health.token_file), ("--data-dir", data_dir),
             ("--compose-file", f"{project_dir}/{COMPOSE_FILE}"), ("--project-dir", project_dir),
         )  # fmt: skip
 
 
 def services_on_moved_data(
-    project_dir: str, data_dir: str, stack: dict | None, state: dict | None = None
+    data: DataTarget, stack: StackTarget | None, state: dict | None = None
 ) -> list[str]:
     """Running chroma containers whose data dir holds no Chroma data now (moved away)."""
-    state = state or host_state.read(SafetyState, project_dir=project_dir, data_dir=data_dir)
+    state = state or host_state.read(SafetyState, project_dir=data.project_dir, data_dir=data.name)
     if stack is None or state["data_has_sqlite"]:
         return []
-    found = host_state.read(ComposeStack, **stack)
-    return served_without_data(found, f"{project_dir}/{data_dir}")
+    found = host_state.read(ComposeStack, **stack.read)
+    return served_without_data(found, data.path)
 
 
 @operation()
 def data_safety_guard(
-    project_dir: str, data_dir: str, accept_failed: bool, allow_empty: bool,
-    stack: dict | None = None,
-):  # fmt: skip
+    data: DataTarget, accept_failed: bool, allow_empty: bool, stack: StackTarget | None = None
+):
     """Stop a deploy that would serve an empty or unverified data dir.
 
     A ``failed-*`` record (a verification that did not match) blocks the host
@@ -296,10 +288,11 @@ def data_safety_guard(
     which still serves the dir it opened; its next start would serve an empty
     database (allowed: it starts again on the empty one, services_on_moved_data).
 
-    + project_dir: the project dir; data_dir: the data dir's name
+    + data: the declared data dir
     + accept_failed, allow_empty: the two keys above
-    + stack: the arguments ComposeStack is read with (preflight.stack_read)
+    + stack: the compose project, to find a Chroma running on a data dir moved away
     """
+    project_dir, data_dir = data.project_dir, data.name
     state = host_state.read(SafetyState, project_dir=project_dir, data_dir=data_dir)
     failed = [name for name in state["records"] if name.startswith("failed-")]
     if failed and not accept_failed:
@@ -319,7 +312,7 @@ def data_safety_guard(
         )
         return
     path = f"{project_dir}/{data_dir}"
-    serving = services_on_moved_data(project_dir, data_dir, stack, state)
+    serving = services_on_moved_data(data, stack, state)
     if serving and not allow_empty:
         yield fail_host(
             f"chroma_allow_empty_data_dir: {path} holds no Chroma data while the running "

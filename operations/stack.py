@@ -17,7 +17,8 @@ from pyinfra.api import FileUploadCommand, operation
 
 from checks.compare import exposed_containers, hardening_problems, image_moved, stack_problems
 from checks.runtime import runtime_differences
-from declaration.resources import COMPOSE_FILE_MODE
+from declaration.resources import ComposeFile
+from declaration.targets import DataTarget, HealthCheck, StackTarget
 from facts.chroma import ChromaHealth
 from facts.compose import (
     VERDICT_RECORD,
@@ -79,7 +80,7 @@ _NOT_RECORDED = "chroma-deploy: could not record compose's verdict; the next run
 
 
 @operation()
-def compose_file(project_dir: str, content: str, uid: int, gid: int):
+def compose_file(project_dir: str, file: ComposeFile):
     """Put the rendered compose file in place, only after compose accepts it.
 
     The new file is uploaded beside the live one and checked with
@@ -87,20 +88,20 @@ def compose_file(project_dir: str, content: str, uid: int, gid: int):
     file stays as it was.
 
     + project_dir: the project dir
-    + content: the rendered file
-    + uid, gid: numeric owner and group of the file
+    + file: declaration.resources.Declared.compose_file: the rendered file, its owner and mode
     """
     files = host_state.read(ProjectFiles, project_dir=project_dir)
+    content, uid, gid, mode = file.content, file.uid, file.gid, file.mode
     wanted = hashlib.sha256(content.encode()).hexdigest()
     if files["compose"] and files["compose"]["sha256"] == wanted:
         found = files["files"][COMPOSE_FILE]
-        if (found["uid"], found["gid"], found["mode"]) == (uid, gid, COMPOSE_FILE_MODE):
+        if (found["uid"], found["gid"], found["mode"]) == (uid, gid, mode):
             host.noop(f"{project_dir}/{COMPOSE_FILE} is as rendered ({wanted[:12]})")
             return
         # As rendered, but another may write it (or may not read it): owner and mode only.
         live = f"{project_dir}/{COMPOSE_FILE}"
         owner = shlex.join(["chown", f"{uid}:{gid}", live])
-        yield f"{owner} && {shlex.join(['chmod', COMPOSE_FILE_MODE, live])}"
+        yield f"{owner} && {shlex.join(['chmod', mode, live])}"
         return
 
     live = f"{project_dir}/{COMPOSE_FILE}"
@@ -116,22 +117,19 @@ def compose_file(project_dir: str, content: str, uid: int, gid: int):
         f"{shlex.join(['echo', rejected])} >&2; exit 1; }}"
     )
     owner = shlex.join(["chown", f"{uid}:{gid}", candidate])
-    yield f"{owner} && {shlex.join(['chmod', COMPOSE_FILE_MODE, candidate])}"
+    yield f"{owner} && {shlex.join(['chmod', mode, candidate])}"
     yield shlex.join(["mv", "-f", candidate, live])
 
 
 @operation()
 def stack_up(
-    project_dir: str,
-    project_name: str,
-    wait_timeout: int,
-    image: str | None = None,
+    stack: StackTarget,
     port: int | None = None,
     file_changed: bool = False,
-    data: dict | None = None,
+    data: DataTarget | None = None,
     restart: list[str] | None = None,
     runtime: dict | None = None,
-    health: dict | None = None,
+    health: HealthCheck | None = None,
 ):
     """Bring the stack up (``up -d --wait``) only when needed.
 
@@ -140,39 +138,36 @@ def stack_up(
     layer (the seed's compose file on a 1.x image) has that data copied into
     the data dir first (migrate.stage_command, verified after the start).
 
-    + project_dir: the project dir
-    + project_name: the compose project name written in the file
-    + wait_timeout: seconds to wait for healthy
-    + image: the chroma image reference, to notice a tag that moved
+    + stack: the compose project, its chroma image (to notice a tag that moved) and
+      the seconds to wait for healthy
     + port: the published host port, to refuse one another program holds
     + file_changed: the compose file is being replaced in this run
-    + data: ``{"path", "persist_path", "uid", "gid", "mode", "project_dir"}`` of the
-      declared data dir, to rescue data a container keeps outside it
+    + data: the declared data dir, to rescue data a container keeps outside it
     + restart: services whose running containers start again, because a file they
       bind-mount is created anew in this run (project.services_fed_by_missing_files)
     + runtime: declaration.runtime.expected_runtime of the file: a container that
       runs otherwise (a ``docker update``, one re-made by hand) is recreated
-    + health: ChromaHealth's arguments (url, heartbeat_path, token_file): a stack
-      that looks converged but does not answer there (a container taken off its
-      network) is recreated, never "No change"
+    + health: where Chroma answers (ChromaHealth's arguments): a stack that looks
+      converged but does not answer there (a container taken off its network) is
+      recreated, never "No change"
     """
-    stack = host_state.read(
-        ComposeStack, project_dir=project_dir, project_name=project_name, image=image
-    )
-    problems = stack_problems(stack, image, runtime)
+    project_dir, project_name, image = stack.project_dir, stack.project_name, stack.image
+    wait_timeout = stack.wait_timeout
+    found = host_state.read(ComposeStack, **stack.read)
+    problems = stack_problems(found, image, runtime)
     unreachable = False
     if health and not problems and not file_changed:
-        answer = host_state.read(ChromaHealth, **health)
+        answer = host_state.read(ChromaHealth, **health.read)
         if not _answers(answer):
             # Asked once more, afresh, before a recreate: a blip on a busy host is no cause.
-            answer = host.get_fact(ChromaHealth, **health)
+            answer = host.get_fact(ChromaHealth, **health.read)
         if not _answers(answer):
             unreachable = True
             reason = answer["error"] or f"HTTP {answer['status']}"
-            problems.append(f"Chroma does not answer on {health['url']}: {reason}")
+            problems.append(f"Chroma does not answer on {health.url}: {reason}")
     stale_mounts = sorted(
         container["name"]
-        for container in stack["containers"]
+        for container in found["containers"]
         if container["service"] in (restart or []) and container["state"] == "running"
     )
     if stale_mounts:
@@ -183,7 +178,7 @@ def stack_up(
             yield compose_up(project_dir, project_name, wait_timeout)  # waits for healthy
             return
     if not problems and not file_changed:
-        services = ", ".join(sorted(stack["declared_hashes"]))
+        services = ", ".join(sorted(found["declared_hashes"]))
         host.noop(f"stack {project_name} ({services}) is running, healthy and matches the file")
         return
 
@@ -191,7 +186,7 @@ def stack_up(
     # container of ours is active, the listener may be ours and compose decides.
     ours_active = any(
         container["state"] in ("running", "paused", "restarting")
-        for container in stack["containers"]
+        for container in found["containers"]
     )
     if port and not ours_active and host_state.read(PortHolder, port=port)["listener"]:
         yield fail_host(
@@ -200,23 +195,23 @@ def stack_up(
         )
         return
     if data:
-        yield from _rescue_layer_data(stack, data)
-    if any(container["state"] == "paused" for container in stack["containers"]):
+        yield from _rescue_layer_data(found, data)
+    if any(container["state"] == "paused" for container in found["containers"]):
         yield compose_command(project_dir, "unpause")
     extra = ["--remove-orphans"]
     # Only the declared services' containers: an orphan of ours is removed, not a
     # reason to recreate Chroma (preflight refuses a container the deploy did not make).
     declared = [
         container
-        for container in stack["containers"]
-        if container["service"] in stack["declared_hashes"] and not container.get("oneoff")
+        for container in found["containers"]
+        if container["service"] in found["declared_hashes"] and not container.get("oneoff")
     ]
     if unreachable or any(
         container["health"] == "unhealthy"
         # Only a container of the chroma image: the proxy's and the application's images
         # are other images, not a tag that moved (before, every up behind the proxy
         # recreated Chroma too).
-        or (container["image"] == image and image_moved(stack, container))
+        or (container["image"] == image and image_moved(found, container))
         or hardening_problems(container)
         or (runtime and container["service"] in runtime
             and runtime_differences(container, runtime[container["service"]]))
@@ -228,7 +223,7 @@ def stack_up(
 
 
 @operation()
-def published_answers(project_dir: str, wait_timeout: int, health: dict):
+def published_answers(stack: StackTarget, health: HealthCheck):
     """After a run started the stack: Chroma answers through the published port.
 
     ``up --wait`` waits for the containers' own healthchecks, which run inside
@@ -237,24 +232,24 @@ def published_answers(project_dir: str, wait_timeout: int, health: dict):
     started, recreated or restarted the stack (declare this with
     ``_if=<stack_up>.did_change``: a no-op run asks nothing more), the heartbeat
     is read as clients and drift read it (ChromaHealth, the token from its 0600
-    file), for up to ``wait_timeout`` seconds; no answer fails the host.
+    file), for up to the stack's wait timeout; no answer fails the host.
 
     Read by the fact on the control machine, not by a tool in files/: the same
     read as stack_up's and drift's (curl, else bash), no upload and no python3
     on the host, and a failure is the host's one refusal line. Only while
     pyinfra executes: a plan is made before ``up`` has run, nothing to ask yet.
 
-    + project_dir: the project dir, where ``docker compose logs`` tells more
-    + wait_timeout: seconds Chroma may take to answer (chroma_wait_timeout)
-    + health: ChromaHealth's arguments (url, heartbeat_path, token_file)
+    + stack: declaration.targets.StackTarget: its project dir (where ``docker compose
+      logs`` tells more) and wait timeout (how long Chroma may take to answer)
+    + health: declaration.targets.HealthCheck: where clients reach Chroma
     """
-    url = health["url"].rstrip("/") + health["heartbeat_path"]
+    url = health.url.rstrip("/") + health.heartbeat_path
     if is_executing(host) is False:  # None: a recorded host (tests/fixtures)
         host.noop(f"asked on {url} once the stack has started in this run")
         return
-    deadline = time.monotonic() + wait_timeout
+    deadline = time.monotonic() + stack.wait_timeout
     while True:
-        answer = host.get_fact(ChromaHealth, **health)
+        answer = host.get_fact(ChromaHealth, **health.read)
         if _answers(answer):
             host.noop(f"Chroma answers on {url}")
             return
@@ -266,7 +261,7 @@ def published_answers(project_dir: str, wait_timeout: int, health: dict):
         f"chroma_port: Chroma does not answer on {url} after this deploy started it ({reason}), "
         "while its containers report healthy: something between the port and Chroma refuses "
         "clients (a firewall rule, another network); fix it (docker compose logs in "
-        f"{project_dir} tells more), then deploy again"
+        f"{stack.project_dir} tells more), then deploy again"
     )
 
 
@@ -274,9 +269,9 @@ def _answers(health: dict) -> bool:
     return health["status"] == 200 and bool(health["heartbeat"])
 
 
-def _rescue_layer_data(stack: dict, data: dict):
+def _rescue_layer_data(stack: dict, data: DataTarget):
     """Copy data a container keeps in its own layer before ``up`` recreates it."""
-    exposed = exposed_containers(stack, data["path"], data["persist_path"])
+    exposed = exposed_containers(stack, data.path, data.persist_path)
     if not exposed:
         return
     found = host_state.read(ContainerLayerData, containers=exposed)
@@ -292,8 +287,8 @@ def _rescue_layer_data(stack: dict, data: dict):
         return
     container, paths = next(iter(found.items()))
     source = f"{container}:{paths[0].rsplit('/', 1)[0] or '/'}"
-    yield from upload_tools(data["project_dir"])
+    yield from upload_tools(data.project_dir)
     yield stage_command(
-        data["project_dir"], "layer", container, source, data["path"], data["uid"], data["gid"],
-        data["mode"], [container], compose_file=f"{data['project_dir']}/{COMPOSE_FILE}",
+        data.project_dir, "layer", container, source, data.path, data.uid, data.gid, data.mode,
+        [container], compose_file=f"{data.project_dir}/{COMPOSE_FILE}",
     )  # fmt: skip

@@ -20,6 +20,7 @@ from packaging.version import Version
 from pyinfra import host
 from pyinfra.api import operation
 
+from declaration.targets import CheckServer, DataTarget, HealthCheck, StackTarget
 from declaration.versions import (
     data_version_problem,
     data_written_by,
@@ -44,15 +45,12 @@ from plumbing.host_tools import (
 
 @operation()
 def version_change(
-    project_dir: str,
-    project_name: str,
-    data_dir: str,
+    stack: StackTarget,
+    data: DataTarget,
     version: str,
     backup_dir: str,
-    wait_timeout: int,
-    rehearsal: dict | None = None,
-    url: str | None = None,
-    token_file: str | None = None,
+    rehearsal: CheckServer | None = None,
+    health: HealthCheck | None = None,
 ):
     """Back up before moving to a newer Chroma; refuse to move to an older one.
 
@@ -65,15 +63,21 @@ def version_change(
     mismatch or a failed start the old stack runs again and the host fails
     (files/chroma_safety.py rehearse). The live data dir is never switched then.
 
-    + project_dir, project_name: the project dir and compose project
-    + data_dir: name of the data dir
+    + stack: the compose project, and the seconds for ``up --wait`` after the backup
+    + data: the declared data dir (its name)
     + version: the declared chroma_version
     + backup_dir: where the pre-upgrade backup goes
-    + wait_timeout: seconds for ``up --wait`` after the backup
-    + rehearsal: ``{"image", "persist_path", "environment": ["NAME=value"], "uid", "gid"}``
-      of the new version (chroma_upgrade_rehearsal), or None to skip it
-    + url, token_file: where the old server answers, and its token file, for the vector sample
+    + rehearsal: the new version as the rehearsal starts it (chroma_upgrade_rehearsal),
+      or None to skip it
+    + health: where the old server answers (its url and token file), for the vector sample
     """
+    project_dir, project_name, wait_timeout = (
+        stack.project_dir,
+        stack.project_name,
+        stack.wait_timeout,
+    )
+    data_dir = data.name
+    url, token_file = (health.url, health.token_file) if health else (None, None)
     found = _deployed_and_data(project_dir, project_name, data_dir, version)
     if isinstance(found, str):
         yield fail_host(found)
@@ -134,10 +138,10 @@ def version_change(
         record = pending_record(project_dir, "upgrade")
         rehearse = safety_command(
             "rehearse", ("--record", record), ("--data-dir", f"{project_dir}/{data_dir}"),
-            ("--image", rehearsal["image"]), ("--persist-path", rehearsal["persist_path"]),
+            ("--image", rehearsal.image), ("--persist-path", rehearsal.persist_path),
             ("--work-dir", f"{project_dir}/{STATE_DIR}/rehearsal"),
-            ("--uid", rehearsal["uid"]), ("--gid", rehearsal["gid"]),
-            ("--timeout", wait_timeout), ("--env", rehearsal["environment"]),
+            ("--uid", rehearsal.uid), ("--gid", rehearsal.gid),
+            ("--timeout", rehearsal.timeout), ("--env", rehearsal.environment),
             ("--compose-file", f"{project_dir}/{COMPOSE_FILE}"), ("--project-dir", project_dir),
         )  # fmt: skip
         yield f"if [ -f {shlex.quote(record)} ]; then {rehearse}; fi"
@@ -209,13 +213,7 @@ def _vector_sample_command(
 
 
 @operation()
-def verify_before_publish(
-    project_dir: str,
-    data_dir: str,
-    server: dict,
-    wait_timeout: int,
-    upgrading: bool = False,
-):
+def verify_before_publish(data: DataTarget, server: CheckServer, upgrading: bool = False):
     """An upgraded data dir, verified by the new version before ``up`` publishes it.
 
     Runs between the compose file and stack_up whenever an upgrade's pending
@@ -227,12 +225,11 @@ def verify_before_publish(
     upgrade never makes the verification fail, and a failed one never advises
     a restore that would drop writes: none can have been made.
 
-    + project_dir: the project dir; data_dir: the data dir's name
-    + server: ``{"image", "persist_path", "environment": ["NAME=value"], "uid", "gid"}``
-      of the new version, as it listens on its own bridge address
-    + wait_timeout: seconds for the new server to answer
+    + data: the declared data dir
+    + server: the new version as it listens on its own bridge address
     + upgrading: version_change will run in this run (known when pyinfra plans first)
     """
+    project_dir, data_dir = data.project_dir, data.name
     records = host_state.read(SafetyState, project_dir=project_dir, data_dir=data_dir)["records"]
     if "upgrade-pending.json" not in records and not upgrading:
         host.noop("no upgrade is waiting for verification")
@@ -240,9 +237,9 @@ def verify_before_publish(
     record = pending_record(project_dir, "upgrade")
     check = safety_command(
         "verify-upgrade", ("--record", record), ("--data-dir", f"{project_dir}/{data_dir}"),
-        ("--image", server["image"]), ("--persist-path", server["persist_path"]),
-        ("--uid", server["uid"]), ("--gid", server["gid"]), ("--timeout", wait_timeout),
-        ("--env", server["environment"]), ("--vectors", vectors_file(project_dir)),
+        ("--image", server.image), ("--persist-path", server.persist_path),
+        ("--uid", server.uid), ("--gid", server.gid), ("--timeout", server.timeout),
+        ("--env", server.environment), ("--vectors", vectors_file(project_dir)),
     )  # fmt: skip
     yield from upload_tools(project_dir)
     yield check  # no record (an upgrade of a data dir with no data yet): nothing to verify

@@ -16,6 +16,7 @@ from pyinfra import host
 from checks.compare import DriftItem, compose_inputs, foreign_containers, other_version
 from declaration.resources import Declared, has_declared_type, stat_type
 from declaration.settings import Settings, SettingsError, load_settings
+from declaration.targets import stack_target
 from declaration.versions import data_version_problem
 from facts.accounts import Accounts, UsedIds, free_system_id
 from facts.chroma import ChromaHealth
@@ -186,8 +187,7 @@ def _our_stack_may_hold(settings: Settings) -> bool:
 
 def stack_read(settings: Settings) -> dict[str, Any]:
     """The arguments every step reads ComposeStack with, so one reading serves them all."""
-    return {"project_dir": settings.project_dir, "project_name": settings.compose_project,
-            "image": settings.image_ref}  # fmt: skip
+    return stack_target(settings).read
 
 
 def health_read(where: Declared) -> dict[str, Any]:
@@ -196,8 +196,7 @@ def health_read(where: Declared) -> dict[str, Any]:
     Through the published port, as clients reach it; without the container (the
     running image is ComposeStack's to say).
     """
-    return {"url": where.url, "heartbeat_path": where.line.heartbeat_path,
-            "token_file": where.token_file}  # fmt: skip
+    return where.health_check.read
 
 
 def names_without_container(stack: dict[str, Any], where: Declared) -> list[str]:

@@ -16,7 +16,8 @@ from pyinfra.api.operation import add_op
 from pyinfra.api.operations import run_ops
 from pyinfra.context import ctx_host, ctx_state
 
-from operations.stack import compose_file
+from declaration.resources import ComposeFile
+from operations.stack import COMPOSE_FILE, compose_file
 from plumbing import host_state
 from plumbing.pyinfra_internals import changes_so_far
 
@@ -37,7 +38,8 @@ def run(project_dir, content: str) -> int | None:
     with ctx_state.use(state), ctx_host.use(host):
         host_state.forget()
         connect_all(state)
-        add_op(state, compose_file, project_dir=str(project_dir), content=content, uid=0, gid=0)
+        declared = ComposeFile(f"{project_dir}/{COMPOSE_FILE}", content, 0, 0)
+        add_op(state, compose_file, project_dir=str(project_dir), file=declared)
         run_ops(state)
         return changes_so_far(host)
 

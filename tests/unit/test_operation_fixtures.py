@@ -25,7 +25,7 @@ from pyinfra.api import FileUploadCommand, FunctionCommand, StringCommand
 from pyinfra.api.util import get_kwargs_str
 from pyinfra.context import ctx_host
 
-from declaration import resources
+from declaration import resources, targets
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "operations"
 CASES = sorted(FIXTURES.glob("*/*.json"))
@@ -99,17 +99,35 @@ def describe(command: Any) -> str:
     return str(command)
 
 
+# The typed values operations take, as a fixture names them in ``kind``.
+KINDS = {
+    kind.__name__: kind
+    for kind in (resources.Directory, resources.File, resources.ComposeFile,
+                 targets.StackTarget, targets.DataTarget, targets.HealthCheck, targets.CheckServer)
+}  # fmt: skip
+
+
+def typed(value: Any) -> Any:
+    """A JSON value as the operation takes it: an object with a ``kind`` is that typed value.
+
+    Its lists become tuples (the frozen values hold tuples); a list of typed values is a
+    tuple too (``resources``). Anything else stays as JSON gives it.
+    """
+    if isinstance(value, dict) and "kind" in value:
+        fields = {k: tuple(v) if isinstance(v, list) else v for k, v in value.items()}
+        return KINDS[fields.pop("kind")](**fields)
+    if (
+        isinstance(value, list)
+        and value
+        and all(isinstance(v, dict) and "kind" in v for v in value)
+    ):
+        return tuple(typed(item) for item in value)
+    return value
+
+
 def operation_arguments(args: dict[str, Any]) -> dict[str, Any]:
-    """The fixture's arguments; declared resources are written as dicts with their ``kind``."""
-    if "resources" not in args:
-        return args
-    return {
-        **args,
-        "resources": tuple(
-            getattr(resources, item["kind"])(**{k: v for k, v in item.items() if k != "kind"})
-            for item in args["resources"]
-        ),
-    }
+    """The fixture's arguments, with its typed values built (:func:`typed`)."""
+    return {key: typed(value) for key, value in args.items()}
 
 
 def run_operation(case: Path, **changed: Any) -> tuple[list[str], list[str], RecordedHost]:

@@ -96,9 +96,25 @@ def substitute(value: Any, paths: dict[str, str]) -> Any:
     return value
 
 
-# Arguments that are names or words rather than paths (a bare data dir name too):
-# replaced by the hostile part in the arguments; the facts answer as recorded.
-NAME_ARGS = ("ref", "project_name", "version", "mode", "dir_mode", "data_dir_mode", "url")
+# Arguments that are names or words rather than paths (a bare data dir name too), at
+# any depth (inside a typed value's object too): replaced by the hostile part in the
+# arguments; the facts answer as recorded.
+NAME_ARGS = (
+    "ref", "image", "project_name", "version", "mode", "dir_mode", "data_dir_mode", "url",
+)  # fmt: skip
+BARE_NAMES = ("data_dir", "name")  # a data dir's name, when it is not a path
+
+
+def hostile_names(value: Any, part: str, key: str | None = None) -> Any:
+    """``value`` with every name or word (NAME_ARGS, BARE_NAMES) ending in ``part``."""
+    if isinstance(value, dict):
+        return {k: v if k == "kind" else hostile_names(v, part, k) for k, v in value.items()}
+    if isinstance(value, list):
+        return [hostile_names(item, part) for item in value]
+    bare_name = key in BARE_NAMES and isinstance(value, str) and not value.startswith("/")
+    if isinstance(value, str) and (key in NAME_ARGS or bare_name):
+        return f"{value}{part}"
+    return value
 
 
 def recorded_answers(case: Path) -> list[tuple[str, Any]]:
@@ -138,15 +154,7 @@ def hostile_case(case: Path, kind: str, part: str) -> tuple[dict[str, Any], Repl
         paths = hostile_paths(part)
         hostile_answers = [(name, substitute(answer, paths)) for name, answer in answers]
         return substitute(args, paths), ReplayHost(hostile_answers)
-    for item in args.get("resources", []):  # declared dirs and files
-        item["mode"] = f"{item['mode']}{part}"
-    for key, value in args.items():
-        if not isinstance(value, str):
-            continue
-        bare_name = key == "data_dir" and not value.startswith("/")
-        if key in NAME_ARGS or bare_name:
-            args[key] = f"{value}{part}"
-    return args, ReplayHost(answers)
+    return hostile_names(args, part), ReplayHost(answers)
 
 
 def rendered_commands(case: Path, args: dict[str, Any], host: ReplayHost) -> list[Any]:
