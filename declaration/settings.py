@@ -521,7 +521,7 @@ class Settings:
         example_with=("chroma_owner=chroma",),
     )
     # Written "0750"; --data gives the int 750, read as written. Normalised to "750".
-    dir_mode: str = key("0750", _mode, "Mode of the project dir.", example="0750")
+    dir_mode: str = key("0750", _mode, "Mode of the project dir.", example="0700")
     data_dir_mode: str = key("0750", _mode, "Mode of each data dir.", example="0700")
     data_dir: str = key(
         "chroma_data",

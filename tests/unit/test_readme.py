@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import re
 
-from plumbing.summary import ROOT, settings_for, summary
+from declaration.settings import load_settings
+from plumbing.cli import pyinfra_command
+from plumbing.summary import ROOT, load_state, summary
 
 README = ROOT / "README.md"
 
@@ -27,6 +29,10 @@ def test_docs_pages_link_back_and_to_pages_that_exist():
             assert (page.parent / target).is_file(), (page.name, target)
 
 
-def test_readme_shows_what_up_sh_prints_with_the_defaults():
-    printed = summary(settings_for([]), []).replace(str(ROOT), "<repo>")
+def test_readme_shows_what_up_sh_prints_with_the_defaults(monkeypatch):
+    monkeypatch.chdir(ROOT)  # where scripts/up.sh runs the deploy
+    command = pyinfra_command(["-y", "@local", "deploy.py", "--data", "chroma_image_source=auto"])
+    assert command is not None
+    settings = load_settings(next(iter(load_state(command).inventory)).data)
+    printed = summary(settings, settings.version, command).replace(str(ROOT), "<repo>")
     assert printed in README.read_text()
