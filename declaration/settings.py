@@ -14,7 +14,10 @@ the JSON Schema from these types instead, where only the tests and the generator
 
 A wrong value stops the run before any host changes, with one line that names the key, the
 value and what is allowed (:class:`SettingsError`). Each check reads values the way pyinfra's
-``--data`` writes them (``0750`` arrives as the int 750, ``true`` as a string).
+``--data`` writes them (``0750`` arrives as the int 750, ``true`` as True) and the way data
+files do. Each kind of value (whole number, boolean, size, path) is read by one parser
+(:data:`KINDS`) for every key of the kind, so a spelling means the same in each; a key
+adds only its range or rule and its line (:class:`Check`).
 """
 
 from __future__ import annotations
@@ -65,13 +68,16 @@ _IMAGE_REF = re.compile(
 )
 _ORIGIN = re.compile(r"https?://[A-Za-z0-9.-]+(?::[0-9]{1,5})?")
 _OTEL_URL = re.compile(r"https?://[A-Za-z0-9.-]+(?::[0-9]{1,5})?(?:/[A-Za-z0-9._/-]*)?")
-_MEMORY = re.compile(r"[0-9]+[bkmg]?")
-_LOG_SIZE = re.compile(r"[1-9][0-9]*[kmg]")
 _ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]*")
 
 
 class SettingsError(ValueError):
     """A data key has a value that is not allowed. The message is one line."""
+
+
+class _Said(ValueError):
+    """A parser's refusal that says more than the key's line (a path's characters, '..'):
+    :class:`Check` keeps its words."""
 
 
 # --- one parser per kind of value. Each reads a spelling the same way for every key of
@@ -122,10 +128,11 @@ def path(value: Any) -> str:
     single slashes and no trailing one (``/srv//kb/`` is ``/srv/kb``)."""
     if not isinstance(value, str) or not value.startswith("/"):
         raise ValueError("not absolute")
-    _safe_characters(value)
+    if not _SAFE_PATH.fullmatch(value) or any(part.startswith("-") for part in value.split("/")):
+        raise _Said(f"an absolute path of {SAFE_PATH_CHARS} only, no part starting with '-'")
     normalised = "/" + "/".join(part for part in value.split("/") if part)
     if ".." in normalised.split("/"):
-        raise ValueError("an absolute path without '..'")
+        raise _Said("an absolute path without '..'")
     return normalised
 
 
@@ -141,8 +148,7 @@ KINDS: dict[str, Callable[[Any], Any]] = {
 class Check:
     """A key's check made from the parser of its kind, the key's own rule, and its line.
 
-    ``allowed`` is what the refusal says to use. A path's parser says more itself (its
-    characters, '..'): that line is kept, with ``allowed`` for any other refusal.
+    ``allowed`` is what the refusal says to use, unless the parser said more (:class:`_Said`).
     """
 
     kind: str
@@ -155,9 +161,10 @@ class Check:
             return None
         try:
             parsed = KINDS[self.kind](value)
-        except ValueError as problem:
-            said = str(problem)
-            raise ValueError(said if said.startswith("an absolute") else self.allowed) from None
+        except _Said:
+            raise
+        except ValueError:
+            raise ValueError(self.allowed) from None
         if not self.rule(parsed):
             raise ValueError(self.allowed)
         return parsed
@@ -209,12 +216,6 @@ _log_size = Check(
 
 # --- value checks: each returns the clean value or raises ValueError(what is allowed).
 # Every pattern above is used with fullmatch, so a trailing newline never passes.
-
-
-def _safe_characters(value: str) -> None:
-    """Refuse a path a shell would read as more than one word, or a CLI as an option."""
-    if not _SAFE_PATH.fullmatch(value) or any(part.startswith("-") for part in value.split("/")):
-        raise ValueError(f"an absolute path of {SAFE_PATH_CHARS} only, no part starting with '-'")
 
 
 def _compose_project(value: Any) -> str:
