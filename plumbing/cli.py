@@ -34,15 +34,16 @@ class CommandLineError(Exception):
 def parse_data(pairs: Iterable[str]) -> dict[str, Any]:
     """``KEY=VALUE`` pairs, each value read as pyinfra's ``--data`` reads it; the last
     pair of a key wins, as in pyinfra."""
-    from pyinfra_cli.util import parse_cli_arg
-
-    data = {}
+    split = []
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
             raise CommandLineError(f"--data {pair!r} is not allowed: use KEY=VALUE")
-        data[key] = parse_cli_arg(value)
-    return data
+        split.append((key, value))
+    # Imported only now: importing pyinfra's CLI monkey-patches the interpreter (gevent).
+    from pyinfra_cli.util import parse_cli_arg
+
+    return {key: parse_cli_arg(value) for key, value in split}
 
 
 def load_inventory(

@@ -19,10 +19,8 @@ from typing import Any
 
 import pytest
 
-import drift
-import rollout
 from declaration.settings import DEFAULTS, PREFIX, Settings, SettingsError, load_settings
-from plumbing import cli, summary
+from plumbing import cli
 
 ROOT = Path(__file__).resolve().parents[2]
 PYINFRA = str(Path(sys.executable).with_name("pyinfra"))
@@ -82,29 +80,22 @@ def deploy_data(argv: list[str], cwd: Path) -> dict[str, Any]:
     return host["data"]
 
 
-def entry_point_data(argv: list[str]) -> dict[str, dict[str, Any]]:
-    """The @local host data each entry point reads of the same command line."""
-    states = {
-        "drift.py": drift.load_state(drift.parse_args(["@local", *argv])),
-        "rollout.py": rollout.load_state(rollout.parse_args(["@local", *argv])),
-        "summary": summary.load_state(cli_command(argv)),
-    }
-    return {name: next(iter(state.inventory)).data.dict() for name, state in states.items()}
-
-
-def cli_command(argv: list[str]) -> cli.PyinfraCommand:
-    command = cli.pyinfra_command(["-y", "@local", "deploy.py", *argv])
-    assert command is not None
-    return command
+def entry_point_data(argv: list[str], cwd: Path) -> dict[str, dict[str, Any]]:
+    """The @local host data drift.py, rollout.py and the summary read of the same command
+    line in ``cwd`` (tests/unit/read_command_line.py, in a process of its own)."""
+    done = subprocess.run(
+        [sys.executable, str(Path(__file__).with_name("read_command_line.py")), "data", *argv],
+        cwd=cwd, capture_output=True, text=True, check=True, timeout=120,
+    )  # fmt: skip
+    return json.loads(done.stdout)
 
 
 def test_every_key_example_and_probe_reads_the_same_through_the_deploy_and_every_entry_point(
-    tmp_path, monkeypatch
+    tmp_path,
 ):
-    monkeypatch.chdir(tmp_path)  # no group_data/ here: only the command line speaks
-    argv = argv_of_all_cases()
+    argv = argv_of_all_cases()  # in tmp_path: no group_data/ there, only the line speaks
     expected = verdicts(deploy_data(argv, tmp_path))
-    for name, data in entry_point_data(argv).items():
+    for name, data in entry_point_data(argv, tmp_path).items():
         for case, deploy, entry in zip(CASES, expected, verdicts(data), strict=True):
             assert entry == deploy, f"{name} reads {case} otherwise than the deploy"
     # The examples (documented in docs/configuration.md) are accepted and mean something.
@@ -117,9 +108,7 @@ def test_every_key_example_and_probe_reads_the_same_through_the_deploy_and_every
     assert {verdict for verdict, _ in expected} == {"accepted", "refused"}
 
 
-def test_the_working_dirs_group_data_and_group_data_dirs_reach_every_entry_point(
-    tmp_path, monkeypatch
-):
+def test_the_working_dirs_group_data_and_group_data_dirs_reach_every_entry_point(tmp_path):
     """pyinfra reads group_data/ of the working dir (not of this repo), then each
     --group-data dir, under --data: so must drift.py, or it reports a compose_file
     change the deploy never makes."""
@@ -129,12 +118,11 @@ def test_the_working_dirs_group_data_and_group_data_dirs_reach_every_entry_point
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     (elsewhere / "all.py").write_text('chroma_compose_project = "kb"\nchroma_backup_keep = 3\n')
-    monkeypatch.chdir(tmp_path)
     argv = ["--group-data", str(elsewhere), "--data", "chroma_backup_keep=7"]
     deploy = deploy_data(argv, tmp_path)
     # Not this repo's group_data/all.py: only what the working dir and the line hold.
     assert deploy == {"chroma_port": port, "chroma_compose_project": "kb", "chroma_backup_keep": 7}
-    for name, data in entry_point_data(argv).items():
+    for name, data in entry_point_data(argv, tmp_path).items():
         assert chroma_keys(data) == deploy, name
 
 

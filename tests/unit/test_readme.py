@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 
 from declaration.settings import load_settings
-from plumbing.cli import pyinfra_command
-from plumbing.summary import ROOT, load_state, summary
+from plumbing.cli import PyinfraCommand
+from plumbing.summary import ROOT, summary
 
 README = ROOT / "README.md"
 
@@ -31,8 +31,14 @@ def test_docs_pages_link_back_and_to_pages_that_exist():
 
 def test_readme_shows_what_up_sh_prints_with_the_defaults(monkeypatch):
     monkeypatch.chdir(ROOT)  # where scripts/up.sh runs the deploy
-    command = pyinfra_command(["-y", "@local", "deploy.py", "--data", "chroma_image_source=auto"])
-    assert command is not None
-    settings = load_settings(next(iter(load_state(command).inventory)).data)
+    command = PyinfraCommand(
+        inventory="@local",
+        operations=("deploy.py",),
+        data=("chroma_image_source=auto",),
+        group_data=(),
+        chdir=None,
+        converges=True,
+    )
+    settings = load_settings({})
     printed = summary(settings, settings.version, command).replace(str(ROOT), "<repo>")
     assert printed in README.read_text()
