@@ -81,13 +81,13 @@ def read_heartbeat(host: Any, settings: Settings) -> dict[str, Any]:
         )
 
 
-def problem_with(health: dict[str, Any], settings: Settings) -> str | None:
-    """Why the heartbeat does not show the declared Chroma up, or None."""
+def problem_with(health: dict[str, Any], settings: Settings, url: str) -> str | None:
+    """Why the heartbeat does not show the declared Chroma up (one line), or None."""
     if health["status"] != 200 or not health["heartbeat"]:
-        return health["error"] or f"HTTP {health['status']}"
+        return f"no heartbeat at {url}: {health['error'] or 'HTTP ' + str(health['status'])}"
     running = health["image_version"]
     if running is not None and running != settings.version:
-        return f"Chroma {running} answers, not {settings.version}"
+        return f"{url} answers, but Chroma {running} runs there, not {settings.version}"
     return None
 
 
@@ -106,11 +106,11 @@ def main(argv: Sequence[str]) -> int:
         return 1
     url = Declared(settings, 0, 0).url
     try:
-        problem = problem_with(read_heartbeat(host, settings), settings)
+        problem = problem_with(read_heartbeat(host, settings), settings, url)
     except PyinfraError as error:
-        problem = str(error)
+        problem = f"no heartbeat at {url}: {error}"
     if problem:
-        print(f"chroma-deploy: no heartbeat at {url}: {problem}", file=sys.stderr)
+        print(f"chroma-deploy: {problem}", file=sys.stderr)
         return 1
     print(summary(settings, settings.version, command), file=sys.stderr)
     return 0
