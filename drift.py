@@ -1,9 +1,11 @@
 """Report every difference between hosts and what deploy.py declares. Read-only.
 
-    python drift.py INVENTORY [--data KEY=VALUE ...] [--limit HOST ...] [--json] [--no-color]
-                              [--textfile PATH] [--deploy FILE] [--version]
+    python drift.py INVENTORY [--data KEY=VALUE ...] [--group-data DIR ...] [--limit HOST ...]
+                              [--json] [--no-color] [--textfile PATH] [--deploy FILE] [--version]
 
-INVENTORY is what pyinfra accepts: @local, inventory.py, host1,host2, @ssh/...
+INVENTORY is what pyinfra accepts: @local, inventory.py, host1,host2, @ssh/...; it,
+--data and group_data/ (of the working dir, the inventory's dir and each --group-data)
+are read as pyinfra reads them for the deploy (plumbing.cli).
 Exit codes, like `terraform plan -detailed-exitcode`: 0 every host matches,
 2 at least one host drifted, 1 an error (bad input, a host unreachable, a
 fact that could not be read); an error wins over drift.
@@ -27,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 import time
 from dataclasses import dataclass, field
@@ -40,9 +41,9 @@ ROOT = Path(__file__).resolve().parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from pyinfra.api import Config, State  # noqa: E402
+from pyinfra.api import State  # noqa: E402
 from pyinfra.api.exceptions import PyinfraError  # noqa: E402
-from pyinfra.context import ctx_config, ctx_host, ctx_inventory, ctx_state  # noqa: E402
+from pyinfra.context import ctx_host  # noqa: E402
 
 from checks.compare import DriftItem, HostFacts, compare, exposed_containers  # noqa: E402
 from checks.drift_metrics import HostResult, render, write_textfile  # noqa: E402
@@ -54,7 +55,7 @@ from facts.project import ProjectFiles, SafetyState  # noqa: E402
 from facts.volumes import LegacyVolumes, legacy_volume_names  # noqa: E402
 from operations import project  # noqa: E402
 from operations.migrate import done_record  # noqa: E402
-from plumbing import host_state, preflight  # noqa: E402
+from plumbing import cli, host_state, preflight  # noqa: E402
 from plumbing.deploy_file import stack_overrides as deploy_file_overrides  # noqa: E402
 from plumbing.version import version_line  # noqa: E402
 
@@ -103,6 +104,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("inventory", help="@local, inventory.py, host1,host2 or @ssh/host")
     parser.add_argument("--data", action="append", default=[], metavar="KEY=VALUE",
                         help="override data, as pyinfra's --data")  # fmt: skip
+    parser.add_argument("--group-data", action="append", default=[], metavar="DIR",
+                        help="more group data, as pyinfra's --group-data")  # fmt: skip
     parser.add_argument("--limit", action="append", default=[], metavar="HOST",
                         help="check only these hosts (repeatable)")  # fmt: skip
     parser.add_argument("--json", action="store_true", help="print one JSON document")
@@ -127,54 +130,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return args
 
 
-def parse_data(pairs: list[str]) -> dict[str, Any]:
-    """``KEY=VALUE`` pairs, with values read as pyinfra's --data reads them."""
-    from pyinfra_cli.util import parse_cli_arg
-
-    data = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise UsageError(f"drift.py: --data {pair!r} is not allowed: use KEY=VALUE")
-        data[key] = parse_cli_arg(value)
-    return data
-
-
-def load_state(inventory_arg: str, data: dict[str, Any], limit: list[str]) -> State:
-    from pyinfra_cli.inventory import make_inventory
-
-    # pyinfra's inventory loading expects a state and config in context.
-    state = State(check_for_changes=False)
-    config = Config()
-    ctx_state.set(state)
-    ctx_config.set(config)
-    pyinfra_logger = logging.getLogger("pyinfra")
-    level = pyinfra_logger.level
-    pyinfra_logger.setLevel(logging.ERROR)  # our one line says it, not pyinfra's warning too
+def load_state(args: argparse.Namespace) -> State:
+    """The hosts and their data as the deploy reads them (plumbing.cli, pyinfra's own
+    reading: the working dir's group_data/, --group-data, --data)."""
     try:
-        inventory = make_inventory(inventory_arg, override_data=data, cwd=str(ROOT))
-    except Exception as error:  # pyinfra raises several types for a bad inventory
-        raise UsageError(
-            f"drift.py: inventory {inventory_arg!r} could not be read: {error}"
-        ) from None
-    finally:
-        pyinfra_logger.setLevel(level)
-    names = {host.name for host in inventory}
-    if not names:  # pyinfra reads a missing file as an empty inventory: "all ok" would be a lie
-        raise UsageError(
-            f"drift.py: inventory {inventory_arg!r} names no host (no such file?); give an "
-            "inventory file, @local, @ssh/HOST or host1,host2"
-        )
-    unknown = [name for name in limit if name not in names]
-    if unknown:
-        raise UsageError(
-            f"drift.py: --limit {', '.join(unknown)} is not in the inventory: "
-            f"use one of {', '.join(sorted(names))}"
-        )
-    ctx_inventory.set(inventory)
-    initial_limit = [host for host in inventory if host.name in limit] if limit else None
-    state.init(inventory, config, initial_limit=initial_limit)
-    return state
+        return cli.load_state(args.inventory, args.data, args.group_data, args.limit)
+    except cli.CommandLineError as error:
+        raise UsageError(f"drift.py: {error}") from None
 
 
 def check_host(host: Any, deploy_file: Path | None = None) -> HostReport:
@@ -330,7 +292,7 @@ def render_metrics(reports: list[HostReport]) -> str:
 def main(argv: list[str]) -> int:
     try:
         args = parse_args(argv)
-        state = load_state(args.inventory, parse_data(args.data), args.limit)
+        state = load_state(args)
     except UsageError as error:
         print(error, file=sys.stderr)
         return EXIT_ERROR

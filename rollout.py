@@ -1,6 +1,6 @@
 """Roll a change out canary first, one batch at a time, each batch gated by its health.
 
-    python rollout.py INVENTORY [--data KEY=VALUE ...] [--canary HOST ...]
+    python rollout.py INVENTORY [--data KEY=VALUE ...] [--group-data DIR ...] [--canary HOST ...]
                                 [--batch N | --batch P%] [--max-failures K] [--json] [--version]
 
 The canary hosts (default: the inventory's first host) get deploy.py first,
@@ -25,8 +25,6 @@ and the summary are in fleet/plan.py.
 from __future__ import annotations
 
 import argparse
-import logging
-import os
 import subprocess
 import sys
 import time
@@ -40,9 +38,9 @@ ROOT = Path(__file__).resolve().parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from pyinfra.api import Config, State  # noqa: E402
+from pyinfra.api import State  # noqa: E402
 from pyinfra.api.exceptions import ConnectError, PyinfraError  # noqa: E402
-from pyinfra.context import ctx_config, ctx_host, ctx_inventory, ctx_state  # noqa: E402
+from pyinfra.context import ctx_host  # noqa: E402
 
 from declaration.resources import Declared  # noqa: E402
 from declaration.settings import SettingsError, load_settings  # noqa: E402
@@ -62,7 +60,7 @@ from fleet.plan import (  # noqa: E402
     run_rollout,
     select_canaries,
 )
-from plumbing import preflight  # noqa: E402
+from plumbing import cli, preflight  # noqa: E402
 from plumbing.secrets import read_token  # noqa: E402
 from plumbing.version import version_line  # noqa: E402
 
@@ -81,6 +79,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("inventory", help="inventory.py, @local, host1,host2 or @ssh/host")
     parser.add_argument("--data", action="append", default=[], metavar="KEY=VALUE",
                         help="override data, as pyinfra's --data (given to every run)")  # fmt: skip
+    parser.add_argument("--group-data", action="append", default=[], metavar="DIR",
+                        help="more group data, as pyinfra's --group-data (every run)")  # fmt: skip
     parser.add_argument("--canary", action="extend", nargs="+", default=[], metavar="HOST",
                         help="the canary host(s) (default: the inventory's first)")  # fmt: skip
     parser.add_argument("--batch", default="1", metavar="N|P%",
@@ -94,51 +94,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def parse_data(pairs: list[str]) -> dict[str, Any]:
-    """``KEY=VALUE`` pairs, with values read as pyinfra's --data reads them."""
-    from pyinfra_cli.util import parse_cli_arg
-
-    data = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise UsageError(f"--data {pair!r} is not allowed: use KEY=VALUE")
-        data[key] = parse_cli_arg(value)
-    return data
-
-
-def load_state(inventory_arg: str, data: dict[str, Any]) -> State:
-    """The inventory as the pyinfra runs will see it: same cwd, group data and --data."""
-    from pyinfra_cli.inventory import make_inventory
-
-    looks_like_file = inventory_arg.endswith(".py") or os.sep in inventory_arg
-    is_host_list = inventory_arg.startswith("@") or "," in inventory_arg
-    if looks_like_file and not is_host_list and not Path(inventory_arg).exists():
-        raise UsageError(
-            f"inventory {inventory_arg}: no such file; give an inventory file, @local, "
-            "@ssh/HOST or host1,host2"
-        )
-    state = State(check_for_changes=False)
-    config = Config()
-    ctx_state.set(state)
-    ctx_config.set(config)
-    pyinfra_logger = logging.getLogger("pyinfra")
-    level = pyinfra_logger.level
-    pyinfra_logger.setLevel(logging.ERROR)  # our one line says it, not pyinfra's warning too
+def load_state(args: argparse.Namespace) -> State:
+    """The inventory as the pyinfra runs will see it: same working dir, group data and
+    --data, read by the same loader (plumbing.cli)."""
     try:
-        inventory = make_inventory(inventory_arg, override_data=data, cwd=os.getcwd())
-    except Exception as error:  # pyinfra raises several types for a bad inventory
-        raise UsageError(f"inventory {inventory_arg!r} could not be read: {error}") from None
-    finally:
-        pyinfra_logger.setLevel(level)
-    if not len(inventory):
-        raise UsageError(
-            f"inventory {inventory_arg!r} has no hosts: give an inventory file, @local, "
-            "@ssh/HOST or host1,host2"
-        )
-    ctx_inventory.set(inventory)
-    state.init(inventory, config)
-    return state
+        return cli.load_state(args.inventory, args.data, args.group_data)
+    except cli.CommandLineError as error:
+        raise UsageError(str(error)) from None
 
 
 def check_settings(state: State) -> None:
@@ -161,6 +123,8 @@ def pyinfra_step(args: argparse.Namespace, deploy_file: str, changes: bool):
                    str(ROOT / deploy_file)]  # fmt: skip
         for name in hosts:
             command += ["--limit", name]
+        for directory in args.group_data:
+            command += ["--group-data", directory]
         for pair in args.data:
             command += ["--data", pair]
         done = subprocess.run(command, capture_output=True, text=True, check=False)
@@ -211,7 +175,7 @@ def main(argv: list[str]) -> int:
         args = parse_args(argv)
         size = parse_batch(args.batch)
         max_failures = check_max_failures(args.max_failures)
-        state = load_state(args.inventory, parse_data(args.data))
+        state = load_state(args)
         hosts = [host.name for host in state.inventory]
         canaries = select_canaries(hosts, args.canary)
         check_settings(state)

@@ -14,7 +14,10 @@ the JSON Schema from these types instead, where only the tests and the generator
 
 A wrong value stops the run before any host changes, with one line that names the key, the
 value and what is allowed (:class:`SettingsError`). Each check reads values the way pyinfra's
-``--data`` writes them (``0750`` arrives as the int 750, ``true`` as a string).
+``--data`` writes them (``0750`` arrives as the int 750, ``true`` as True) and the way data
+files do. Each kind of value (whole number, boolean, size, path) is read by one parser
+(:data:`KINDS`) for every key of the kind, so a spelling means the same in each; a key
+adds only its range or rule and its line (:class:`Check`).
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import ipaddress
 import json
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, Literal, get_args
 
 from packaging.version import InvalidVersion, Version
@@ -65,8 +68,6 @@ _IMAGE_REF = re.compile(
 )
 _ORIGIN = re.compile(r"https?://[A-Za-z0-9.-]+(?::[0-9]{1,5})?")
 _OTEL_URL = re.compile(r"https?://[A-Za-z0-9.-]+(?::[0-9]{1,5})?(?:/[A-Za-z0-9._/-]*)?")
-_MEMORY = re.compile(r"[0-9]+[bkmg]?")
-_LOG_SIZE = re.compile(r"[1-9][0-9]*[kmg]")
 _ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]*")
 
 
@@ -74,33 +75,147 @@ class SettingsError(ValueError):
     """A data key has a value that is not allowed. The message is one line."""
 
 
-# --- value checks: each returns the clean value or raises ValueError(what is allowed).
-# Every pattern above is used with fullmatch, so a trailing newline never passes.
+class _Said(ValueError):
+    """A parser's refusal that says more than the key's line (a path's characters, '..'):
+    :class:`Check` keeps its words."""
 
 
-def _safe_characters(value: str) -> None:
-    """Refuse a path a shell would read as more than one word, or a CLI as an option."""
-    if not _SAFE_PATH.fullmatch(value) or any(part.startswith("-") for part in value.split("/")):
-        raise ValueError(f"an absolute path of {SAFE_PATH_CHARS} only, no part starting with '-'")
+# --- one parser per kind of value. Each reads a spelling the same way for every key of
+# its kind (raising ValueError for one it does not read); a key adds only its own rule
+# (a range, a unit, "not a system dir") and its own line of what is allowed (:class:`Check`).
+# pyinfra's --data has read a value already (digits are an int, "true" is True, JSON is
+# parsed): these read what data files and inventories give as well.
+
+_DIGITS = re.compile(r"[0-9]+")  # ASCII digits: int() would also take "+3", " 3", "3_0", "١٢"
+_SIZE = re.compile(r"([0-9]+)([bkmg]?)")
+_TRUE, _FALSE = frozenset({"true", "yes", "1"}), frozenset({"false", "no", "0"})
 
 
-def _absolute_project_dir(value: Any) -> str:
+def whole_number(value: Any) -> int:
+    """An int (never a bool), or ASCII digits; ``030`` is 30, as pyinfra's --data reads it."""
+    if isinstance(value, str) and _DIGITS.fullmatch(value):
+        return int(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    raise ValueError("not a whole number")
+
+
+def boolean(value: Any) -> bool:
+    """True or False; ``true``/``yes``/``1`` and ``false``/``no``/``0`` in any case, and the
+    ints 1 and 0 (what pyinfra's --data makes of ``1`` and ``0``)."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.lower() in _TRUE | _FALSE:
+        return value.lower() in _TRUE
+    raise ValueError("not true or false")
+
+
+def size(value: Any) -> str:
+    """Digits above 0 and an optional unit b, k, m or g (any case), as compose writes it:
+    ``10M`` is ``10m``; an int is bytes."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    match = _SIZE.fullmatch(value.lower()) if isinstance(value, str) else None
+    if not match or not int(match[1]):
+        raise ValueError("not a size")
+    return f"{int(match[1])}{match[2]}"
+
+
+def path(value: Any) -> str:
+    """An absolute path of safe characters, no part '..' or starting with '-', written with
+    single slashes and no trailing one (``/srv//kb/`` is ``/srv/kb``)."""
     if not isinstance(value, str) or not value.startswith("/"):
-        raise ValueError("an absolute path such as /srv/chroma")
-    _safe_characters(value)
+        raise ValueError("not absolute")
+    if not _SAFE_PATH.fullmatch(value) or any(part.startswith("-") for part in value.split("/")):
+        raise _Said(f"an absolute path of {SAFE_PATH_CHARS} only, no part starting with '-'")
     normalised = "/" + "/".join(part for part in value.split("/") if part)
     if ".." in normalised.split("/"):
-        raise ValueError("an absolute path without '..'")
-    if normalised in SYSTEM_DIRS:
-        raise ValueError(f"a dir of its own, not the system dir {normalised}")
+        raise _Said("an absolute path without '..'")
     return normalised
 
 
-def _absolute_path(value: Any) -> str:
-    if not isinstance(value, str) or not value.startswith("/") or ".." in value.split("/"):
-        raise ValueError("an absolute path without '..'")
-    _safe_characters(value)
-    return value
+KINDS: dict[str, Callable[[Any], Any]] = {
+    "whole number": whole_number,
+    "boolean": boolean,
+    "size": size,
+    "path": path,
+}
+
+
+@dataclass(frozen=True)
+class Check:
+    """A key's check made from the parser of its kind, the key's own rule, and its line.
+
+    ``allowed`` is what the refusal says to use, unless the parser said more (:class:`_Said`).
+    """
+
+    kind: str
+    allowed: str
+    rule: Callable[[Any], bool] = lambda value: True
+    optional: bool = False  # None or "" means unset
+
+    def __call__(self, value: Any) -> Any:
+        if self.optional and value in (None, ""):
+            return None
+        try:
+            parsed = KINDS[self.kind](value)
+        except _Said:
+            raise
+        except ValueError:
+            raise ValueError(self.allowed) from None
+        if not self.rule(parsed):
+            raise ValueError(self.allowed)
+        return parsed
+
+
+def _within(low: int, high: int) -> Callable[[Any], bool]:
+    return lambda number: low <= number <= high
+
+
+class _ProjectDir(Check):
+    """The project dir: a path, and a dir of its own (never a system dir)."""
+
+    def __call__(self, value: Any) -> Any:
+        normalised = super().__call__(value)
+        if normalised in SYSTEM_DIRS:
+            raise ValueError(f"a dir of its own, not the system dir {normalised}")
+        return normalised
+
+
+_absolute_project_dir = _ProjectDir("path", "an absolute path such as /srv/chroma")
+_absolute_path = Check("path", "an absolute path without '..'")
+_port = Check("whole number", "a whole number from 1 to 65535", _within(1, 65535))
+_seconds = Check("whole number", "a whole number of seconds from 10 to 3600", _within(10, 3600))
+_keep = Check(
+    "whole number",
+    "a whole number of backups from 0 (keep all) to 10000",
+    _within(0, 10000),
+)
+_lock_timeout = Check(
+    "whole number", "whole seconds from 0 (do not wait) to 86400", _within(0, 86400)
+)
+_positive_bytes = Check(
+    "whole number",
+    "a whole number of bytes above 0, e.g. 104857600 (100 MiB)",
+    lambda number: number > 0,
+)
+_log_files = Check(
+    "whole number", "a whole number of log files to keep, from 1 to 100", _within(1, 100)
+)
+_bool = Check("boolean", "true or false")
+_memory = Check("size", "a size such as 2g, 512m or 1073741824 (bytes), at least 6m")
+# Docker's json-file logger wants the unit written out.
+_log_size = Check(
+    "size",
+    "a size with a unit such as 10m, 500k or 1g",
+    lambda text: text[-1] in "kmg",
+)
+
+
+# --- value checks: each returns the clean value or raises ValueError(what is allowed).
+# Every pattern above is used with fullmatch, so a trailing newline never passes.
 
 
 def _compose_project(value: Any) -> str:
@@ -115,27 +230,6 @@ def _version(value: Any) -> str:
     if Version(value) < OLDEST_VERSION:
         raise ValueError(f"{OLDEST_VERSION} or newer (older servers use another storage layout)")
     return value
-
-
-def _whole_number(value: Any, low: int, high: int, allowed: str) -> int:
-    """A number as pyinfra's --data may give it (an int or digits), from low to high."""
-    if isinstance(value, str) and value.isdigit():
-        value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise ValueError(allowed)
-    return value
-
-
-def _port(value: Any) -> int:
-    return _whole_number(value, 1, 65535, "a whole number from 1 to 65535")
-
-
-def _seconds(value: Any) -> int:
-    return _whole_number(value, 10, 3600, "a whole number of seconds from 10 to 3600")
-
-
-def _keep(value: Any) -> int:
-    return _whole_number(value, 0, 10000, "a whole number of backups from 0 (keep all) to 10000")
 
 
 def _ip_address(value: Any) -> str:
@@ -173,14 +267,6 @@ def _plain_name(value: Any) -> str:
     return value
 
 
-def _bool(value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.lower() in {"true", "yes", "1", "false", "no", "0"}:
-        return value.lower() in {"true", "yes", "1"}
-    raise ValueError("true or false")
-
-
 def _one_of(choices: Any) -> Callable[[Any], str]:
     """The check of a Literal type: one of its values."""
     allowed: tuple[str, ...] = get_args(choices)
@@ -195,6 +281,8 @@ def _one_of(choices: Any) -> Callable[[Any], str]:
 
 def _or_unset(check: Callable[[Any], Any]) -> Callable[[Any], Any]:
     """The check of an optional key: None or "" means unset, anything else must pass."""
+    if isinstance(check, Check):
+        return replace(check, optional=True)
 
     def check_unless_unset(value: Any) -> Any:
         return None if value in (None, "") else check(value)
@@ -234,16 +322,6 @@ def _volume_name(value: Any) -> str:
     return value
 
 
-def _lock_timeout(value: Any) -> int:
-    try:
-        seconds = int(str(value))
-    except ValueError:
-        seconds = -1
-    if not 0 <= seconds <= 86400:
-        raise ValueError("whole seconds from 0 (do not wait) to 86400")
-    return seconds
-
-
 def _origins(value: Any) -> tuple[str, ...]:
     if value in (None, "", [], ()):
         return ()
@@ -258,27 +336,10 @@ def _origins(value: Any) -> tuple[str, ...]:
     return tuple(value)
 
 
-def _positive_bytes(value: Any) -> int:
-    try:
-        number = int(str(value))
-    except ValueError:
-        number = 0
-    if number <= 0 or isinstance(value, bool):
-        raise ValueError("a whole number of bytes above 0, e.g. 104857600 (100 MiB)")
-    return number
-
-
 def _otel_url(value: Any) -> str:
     if not isinstance(value, str) or not _OTEL_URL.fullmatch(value):
         raise ValueError("an http(s) URL of an OpenTelemetry collector, e.g. http://otel:4317")
     return value
-
-
-def _memory(value: Any) -> str:
-    text = str(value).strip().lower()
-    if not _MEMORY.fullmatch(text):
-        raise ValueError("a size such as 2g, 512m or 1073741824 (bytes), at least 6m")
-    return text
 
 
 def _cpus(value: Any) -> str:
@@ -289,23 +350,6 @@ def _cpus(value: Any) -> str:
     if not 0.01 <= cpus <= 1024 or isinstance(value, bool):
         raise ValueError("a number of CPUs from 0.01 to 1024, e.g. 1.5")
     return f"{cpus:g}"
-
-
-def _log_size(value: Any) -> str:
-    text = str(value).strip().lower()
-    if not _LOG_SIZE.fullmatch(text):
-        raise ValueError("a size with a unit such as 10m, 500k or 1g")
-    return text
-
-
-def _log_files(value: Any) -> int:
-    try:
-        files = int(str(value))
-    except ValueError:
-        files = 0
-    if not 1 <= files <= 100 or isinstance(value, bool):
-        raise ValueError("a whole number of log files to keep, from 1 to 100")
-    return files
 
 
 def _environment_map(value: Any) -> tuple[tuple[str, str], ...]:
@@ -343,16 +387,30 @@ def key(
     check: Callable[[Any], Any],
     description: str,
     *,
+    example: str,
+    example_with: tuple[str, ...] = (),
     core: bool = False,
     written_as: Any = None,
 ) -> Any:
     """Declare one data key: its default, the check of its value, and what it means.
 
-    core: always defined, other tools may rely on it. written_as: the type to write in
-    data files, for the JSON Schema, when it is not the attribute's own type.
+    example: a value as written after ``--data chroma_<name>=`` (docs/configuration.md
+    shows it; a test reads it through every entry point); example_with: the other
+    ``KEY=VALUE`` it needs to be accepted. core: always defined, other tools may rely on
+    it. written_as: the type to write in data files, for the JSON Schema, when it is not
+    the attribute's own type. The kind (whole number, boolean, size, path) is the check's.
     """
-    metadata = {"check": check, "description": description, "core": core}
-    return field(default=default, metadata={**metadata, "written_as": written_as})
+    kind = check.kind if isinstance(check, Check) else None
+    metadata = {"check": check, "kind": kind, "description": description, "core": core}
+    return field(
+        default=default,
+        metadata={
+            **metadata,
+            "example": example,
+            "example_with": example_with,
+            "written_as": written_as,
+        },
+    )
 
 
 @dataclass(frozen=True)
@@ -370,6 +428,7 @@ class Settings:
         _absolute_project_dir,
         "Absolute dir holding docker-compose.yml and the data dirs.",
         core=True,
+        example="/srv/kb",
     )
     compose_project: str = key(
         "chroma",
@@ -377,6 +436,7 @@ class Settings:
         "Compose project name, written into the file so it cannot drift with the dir name "
         "(a drift orphans volumes).",
         core=True,
+        example="kb",
     )
     # What runs.
     version: str = key(
@@ -384,9 +444,13 @@ class Settings:
         _version,
         "Chroma image tag; decides the persist path, heartbeat and healthcheck.",
         core=True,
+        example="0.6.3",
     )
     image: str = key(
-        "chromadb/chroma", _image_repository, "Image repository; the tag is chroma_version."
+        "chromadb/chroma",
+        _image_repository,
+        "Image repository; the tag is chroma_version.",
+        example="registry.example/chroma",
     )
     image_source: ImageSource = key(
         "pull",
@@ -394,31 +458,41 @@ class Settings:
         "When the image is missing: pull it, build it from the chromadb wheel on PyPI, auto "
         "(pull, else build), or ship the control machine's image (also when the host's has "
         "another id).",
+        example="auto",
     )
     image_build_dir: str = key(
         "/var/cache/chroma-deploy/image-build",
         _absolute_path,
         "Where a local image build keeps its rootfs and wheels on the host.",
+        example="/var/cache/kb-build",
     )
     # How it is reached.
-    port: int = key(8000, _port, "Host port Chroma is published on.", core=True)
+    port: int = key(8000, _port, "Host port Chroma is published on.", core=True, example="8001")
     bind_address: str = key(
         "127.0.0.1",
         _ip_address,
         "Host address the port is published on; loopback unless you mean it.",
         core=True,
+        example="::1",
     )
     allow_unauthenticated_public_port: bool = key(
         False,
         _bool,
         "Accept publishing Chroma on a non-loopback address with no authentication in front "
         "of it (Chroma 1.x has none of its own).",
+        example="true",
     )
     restart_policy: RestartPolicy = key(
-        "unless-stopped", _one_of(RestartPolicy), "Compose restart policy of the chroma service."
+        "unless-stopped",
+        _one_of(RestartPolicy),
+        "Compose restart policy of the chroma service.",
+        example="always",
     )
     wait_timeout: int = key(
-        120, _seconds, "Seconds `docker compose up --wait` may take to reach healthy."
+        120,
+        _seconds,
+        "Seconds `docker compose up --wait` may take to reach healthy.",
+        example="300",
     )
     # Who owns the data: a name, or a numeric id (--data and inventories give it as an int).
     owner: str | None = key(
@@ -428,6 +502,7 @@ class Settings:
         "unset: the connecting user).",
         core=True,
         written_as=str | int | None,
+        example="chroma",
     )
     group: str | None = key(
         None,
@@ -436,37 +511,57 @@ class Settings:
         "group).",
         core=True,
         written_as=str | int | None,
+        example="1000",
     )
     create_owner: bool = key(
         False,
         _bool,
         "Create chroma_owner as a system account (no login, no home; its own group unless "
         "chroma_group names one) when it has none, before the dirs.",
+        example="true",
+        example_with=("chroma_owner=chroma",),
     )
     # Written "0750"; --data gives the int 750, read as written. Normalised to "750".
-    dir_mode: str = key("0750", _mode, "Mode of the project dir.")
-    data_dir_mode: str = key("0750", _mode, "Mode of each data dir.")
+    dir_mode: str = key("0750", _mode, "Mode of the project dir.", example="0700")
+    data_dir_mode: str = key("0750", _mode, "Mode of each data dir.", example="0700")
     data_dir: str = key(
         "chroma_data",
         _plain_name,
         "Dir (in the project dir) bind-mounted at the server's persist path.",
+        example="vectors",
     )
     fallback_dir: str = key(
-        "chroma_db", _plain_name, "Dir for the application's fallback PersistentClient."
+        "chroma_db",
+        _plain_name,
+        "Dir for the application's fallback PersistentClient.",
+        example="fallback",
     )
-    logs_dir: str = key("logs", _plain_name, "Dir for logs.")
+    logs_dir: str = key("logs", _plain_name, "Dir for logs.", example="log")
     manage_gitignore: bool = key(
-        True, _bool, "Add .gitignore lines that keep the data dirs but not their contents."
+        True,
+        _bool,
+        "Add .gitignore lines that keep the data dirs but not their contents.",
+        example="false",
     )
     # The optional application service (the seed's knowledge-base-agent).
-    app_enabled: bool = key(False, _bool, "Run the application service too.")
+    app_enabled: bool = key(
+        False,
+        _bool,
+        "Run the application service too.",
+        example="true",
+        example_with=("chroma_app_image=registry.example/kb-agent:1.2",),
+    )
     app_image: str | None = key(
         None,
         _or_unset(_image_reference),
         "Image of the application service (required when it is enabled).",
+        example="registry.example/kb-agent:1.2",
     )
     app_name: str = key(
-        "knowledge-base-agent", _compose_project, "Compose service name of the application."
+        "knowledge-base-agent",
+        _compose_project,
+        "Compose service name of the application.",
+        example="kb-agent",
     )
     # Authentication: Chroma 1.x has none of its own, so a proxy checks a token.
     auth_proxy: bool = key(
@@ -475,86 +570,110 @@ class Settings:
         "Put an authenticating reverse proxy (Debian's nginx) in front of Chroma: only the "
         "proxy is published, on chroma_bind_address:chroma_port, and it wants the token as "
         "`X-Chroma-Token` or `Authorization: Bearer`.",
+        example="true",
     )
     auth_token_env: str = key(
         "CHROMA_AUTH_TOKEN",
         _env_name,
         "Environment variable on the control machine holding the token (16 to 256 characters of "
         "A-Z a-z 0-9 . _ ~ + / = -). Never a command-line value.",
+        example="KB_CHROMA_TOKEN",
     )
     auth_token_file: str | None = key(
         None,
         _or_unset(_absolute_path),
         "File on the control machine holding the token; wins over the environment variable.",
+        example="/etc/kb/chroma-token",
     )
     proxy_image: str = key(
         "chroma-deploy/auth-proxy:4",
         _image_reference,
         "Image of the proxy, built on the host from files/build-proxy-image.sh when missing.",
+        example="registry.example/auth-proxy:4",
     )
     secrets_dir: str = key(
         "secrets",
         _plain_name,
         "Dir (mode 0700, in the project dir) of the 0600 token file the proxy reads.",
+        example="keys",
     )
     # Running Chroma in production (server settings and container limits).
     cors_allow_origins: tuple[str, ...] = key(
         (),
         _origins,
         "Origins browser apps may call Chroma from ('*' or a list); unset: no CORS headers.",
+        example='["https://app.example"]',
     )
     max_payload_bytes: int | None = key(
         None,
         _or_unset(_positive_bytes),
         "Largest request body Chroma 1.x accepts (its default: 41943040, 40 MiB).",
+        example="104857600",
     )
     otel_endpoint: str | None = key(
         None,
         _or_unset(_otel_url),
         "OpenTelemetry collector Chroma 1.x sends traces to, e.g. http://otel:4317.",
+        example="http://otel:4317",
     )
     otel_service_name: str | None = key(
         None,
         _or_unset(_plain_name),
         "Service name in those traces (needs chroma_otel_endpoint).",
+        example="kb",
+        example_with=("chroma_otel_endpoint=http://otel:4317",),
     )
     mem_limit: str | None = key(
         None,
         _or_unset(_memory),
         "Memory cap of the Chroma container (compose mem_limit), e.g. 2g; unset: none.",
         written_as=str | int | None,
+        example="2g",
     )
     cpus: str | None = key(
         None,
         _or_unset(_cpus),
         "CPUs the Chroma container may use (compose cpus), e.g. 1.5; unset: no limit.",
         written_as=float | str | None,
+        example="1.5",
     )
     log_max_size: str = key(
-        "10m", _log_size, "Size at which each container's json-file log is rotated."
+        "10m",
+        _log_size,
+        "Size at which each container's json-file log is rotated.",
+        example="50m",
     )
-    log_max_files: int = key(5, _log_files, "Rotated json-file logs kept per container.")
+    log_max_files: int = key(
+        5, _log_files, "Rotated json-file logs kept per container.", example="3"
+    )
     env: tuple[tuple[str, str], ...] = key(
         (),
         _environment_map,
         "Extra environment for the Chroma server (a mapping); names the version does not "
         "read, or ignores, are refused with what to use instead.",
         written_as=dict[str, str | int | float | bool],
+        example='{"CHROMA_ALLOW_RESET": "true"}',
     )
     upgrade_rehearsal: bool = key(
         True,
         _bool,
         "Before an upgrade touches the live stack, start the new version on a copy of the "
         "data and compare it with the backup; a mismatch stops the upgrade.",
+        example="false",
     )
     telemetry: bool = key(
         False,
         _bool,
         "Let a 0.x server send Chroma's anonymized product telemetry (off by default).",
+        example="true",
+        example_with=("chroma_version=0.6.3",),
     )
     # The engine.
     install_docker: bool = key(
-        True, _bool, "Install Docker Engine and the Compose v2 plugin when missing."
+        True,
+        _bool,
+        "Install Docker Engine and the Compose v2 plugin when missing.",
+        example="false",
     )
     # Data safety.
     legacy_volumes: tuple[str, ...] = key(
@@ -562,18 +681,21 @@ class Settings:
         _volume_names,
         "Named volumes (any compose project prefix) that may hold data from a setup before "
         "bind mounts.",
+        example="old_chroma_data,chroma_data",
     )
     adopt_volume: str | None = key(
         None,
         _or_unset(_volume_name),
         "A named volume of another compose project (or of none) to migrate into this "
         "project's data dir; by default only this project's own volumes are taken.",
+        example="other_chroma_data",
     )
     accept_failed_verification: bool = key(
         False,
         _bool,
         "Go on after a migration or upgrade failed its verification (the failed-* records "
         "become accepted-*); by default such a host is not deployed until you act.",
+        example="true",
     )
     allow_empty_data_dir: bool = key(
         False,
@@ -581,28 +703,33 @@ class Settings:
         "Start a server on an empty data dir although a copy of it was moved aside (an "
         "unfinished restore or a failed migration), or the data dir was moved away while "
         "Chroma ran (then Chroma starts again, on the empty one).",
+        example="true",
     )
     lock_timeout: int = key(
         300,
         _lock_timeout,
         "Seconds a deploy, backup, restore or proof waits for another run on the same project "
         "to finish before it fails, naming that run.",
+        example="30",
     )
     backup_dir: str = key(
         "/var/backups/chroma-deploy",
         _absolute_path,
         "Where backup.py writes archives (<project>-<UTC time>.tar.gz, .sha256, .json).",
+        example="/var/backups/kb",
     )
     backup_keep: int = key(
         0,
         _keep,
         "How many of this project's newest backups to keep; 0 keeps all. Pruning older ones "
         "is the only deletion chroma-deploy ever does, and only when you set this.",
+        example="7",
     )
     restore_archive: str | None = key(
         None,
         _or_unset(_absolute_path),
         "The archive restore.py restores (a path on the host, from backup.py).",
+        example="/var/backups/chroma-deploy/chroma-20261125T041509Z.tar.gz",
     )
 
     @property

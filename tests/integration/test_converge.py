@@ -231,7 +231,7 @@ def test_readme_main_command_converges_and_second_run_changes_nothing(project):
     drift = sh(told["check drift"].strip(), check=False)
     assert drift.returncode == 0, drift.stdout + drift.stderr
     backup = told["back up"].split("  (archives in ")[0].strip()
-    assert backup.endswith(f"backup.py {args}")
+    assert backup.endswith(f"backup.py --group-data {ROOT / 'group_data'} {args}")
 
 
 def test_deploy_runs_from_another_directory(project, tmp_path):

@@ -320,7 +320,7 @@ def test_unreachable_host_is_an_error_and_other_hosts_are_still_checked(stack, t
         (["--limit", "nosuchhost"], "--limit nosuchhost is not in the inventory"),
         (["--data", "chroma_port=0"], "chroma_port: 0 is not allowed"),
         (["--textfile", "/nonexistent/dir/x.prom"], "/nonexistent/dir is not a directory"),
-        (["--inventory", "nosuch.py"], "inventory 'nosuch.py' names no host (no such file?)"),
+        (["--inventory", "nosuch.py"], "inventory nosuch.py: no such file; give an inventory file"),
     ],
 )
 def test_bad_input_exits_1_with_one_clear_line(stack, args, message):

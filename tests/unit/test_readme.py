@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import re
 
-from plumbing.summary import ROOT, settings_for, summary
+from declaration.settings import load_settings
+from plumbing.cli import PyinfraCommand
+from plumbing.summary import ROOT, summary
 
 README = ROOT / "README.md"
 
@@ -27,6 +29,16 @@ def test_docs_pages_link_back_and_to_pages_that_exist():
             assert (page.parent / target).is_file(), (page.name, target)
 
 
-def test_readme_shows_what_up_sh_prints_with_the_defaults():
-    printed = summary(settings_for([]), []).replace(str(ROOT), "<repo>")
+def test_readme_shows_what_up_sh_prints_with_the_defaults(monkeypatch):
+    monkeypatch.chdir(ROOT)  # where scripts/up.sh runs the deploy
+    command = PyinfraCommand(
+        inventory="@local",
+        operations=("deploy.py",),
+        data=("chroma_image_source=auto",),
+        group_data=(),
+        chdir=None,
+        converges=True,
+    )
+    settings = load_settings({})
+    printed = summary(settings, settings.version, command).replace(str(ROOT), "<repo>")
     assert printed in README.read_text()

@@ -1,103 +1,99 @@
-"""scripts/up.sh's closing lines come from the run's own --data, read as pyinfra reads it."""
+"""scripts/up.sh's closing lines: only after a run that converged, only of what was checked,
+from the run's own arguments read as pyinfra reads them (plumbing.cli).
+
+The summary runs as up.sh runs it, ``python -m plumbing.summary PYINFRA_ARGS``, and what
+pyinfra's parser makes of a line is read in tests/unit/read_command_line.py: both in a
+process of their own, since pyinfra's CLI monkey-patches the interpreter on import.
+"""
 
 from __future__ import annotations
 
 import json
+import os
+import socket
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from declaration.settings import Settings, SettingsError, load_settings
-from plumbing.summary import data_arguments, settings_for, summary
+from declaration.settings import load_settings
+from plumbing import cli, summary
 
 ROOT = Path(__file__).resolve().parents[2]
+READ = str(Path(__file__).with_name("read_command_line.py"))
 
 
-def test_data_pairs_are_taken_from_both_spellings_and_nothing_else():
-    argv = ["--data", "chroma_port=8001", "-v", "--data=chroma_owner=chroma", "--json"]
-    assert data_arguments(argv) == ["chroma_port=8001", "chroma_owner=chroma"]
-
-
-def test_summary_names_the_declared_url_data_dir_and_backup_dir():
-    pairs = ["chroma_port=8001", "chroma_project_dir=/srv/kb", "chroma_backup_dir=/b"]
-    text = summary(settings_for(pairs), pairs)
-    assert "URL:          http://127.0.0.1:8001;" in text
-    assert "data dir:     /srv/kb/chroma_data " in text
-    assert "drift.py @local --data chroma_port=8001 --data chroma_project_dir=/srv/kb" in text
-    assert "(archives in /b)" in text
-
-
-# The deploy's side, read by pyinfra's own CLI code (``_set_override_data`` is what its
-# command line calls on the --data arguments; ``make_inventory`` adds the working dir's
-# group_data/), in a subprocess because pyinfra's CLI monkey-patches the interpreter.
-DEPLOY_READS = """
-import json, sys
-from pyinfra.api import Config, State
-from pyinfra.context import ctx_config, ctx_state
-from pyinfra_cli.cli import _set_override_data
-from pyinfra_cli.inventory import make_inventory
-
-found = []
-for pairs in json.load(sys.stdin):
-    with ctx_state.use(State()), ctx_config.use(Config()):
-        data = _set_override_data(pairs, None, None, None, None, None)
-        inventory = make_inventory("@local", override_data=data, cwd=sys.argv[1])
-        found.append(inventory.get_host("@local").data.dict())
-print(json.dumps(found))
-"""
-
-CASES = [
-    # Accepted by both.
-    ["chroma_port=8001", "chroma_project_dir=/srv/kb", "chroma_backup_dir=/b"],
-    ["chroma_port=+8001", "chroma_auth_proxy=true"],
-    ["chroma_cors_allow_origins=*"],
-    # Refused by both.
-    ["chroma_port=abc"],
-    ["chroma_port=8001.0"],
-    # Accepted by the deploy (pyinfra reads the value as JSON), refused by the summary.
-    ['chroma_cors_allow_origins=["https://app.example"]'],
-]
-
-
-@pytest.fixture(scope="module")
-def deploy_data() -> dict[str, dict[str, Any]]:
-    """Each case's pairs (joined) -> the @local host's data as the deploy gets it."""
-    done = subprocess.run(
-        [sys.executable, "-c", DEPLOY_READS, str(ROOT)],
-        input=json.dumps(CASES), capture_output=True, text=True, timeout=60, check=True,
+def run_summary(*argv: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run(
+        [sys.executable, "-m", "plumbing.summary", *argv],
+        cwd=cwd, env=env, capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
-    return {
-        " ".join(pairs): data for pairs, data in zip(CASES, json.loads(done.stdout), strict=True)
+
+
+def test_pyinfras_own_parser_says_whether_the_run_converged():
+    lines = {
+        ("-y", "@local", "deploy.py"): True,
+        ("-y", "@local", "deploy.py", "--dry"): False,
+        ("@local", "deploy.py", "--json"): False,  # no -y: pyinfra only shows the changes
+        ("-y", "@local", "deploy.py", "--debug-operations"): False,
+        ("-y", "@local", "debug-inventory"): False,
+        ("-y", "@local", "fact", "server.Os"): False,
+        ("-y", "@local", "deploy.py", "--help"): None,  # help: no run at all
+        ("-y", "@local", "deploy.py", "-h"): None,
+        ("-y", "@local", "deploy.py", "--frobnicate"): None,  # pyinfra refuses the line
     }
+    done = subprocess.run(
+        [sys.executable, READ, "commands"], input=json.dumps([list(line) for line in lines]),
+        capture_output=True, text=True, check=True, timeout=120,
+    )  # fmt: skip
+    read = json.loads(done.stdout)
+    pairs = zip(lines, read, strict=True)
+    said = {line: command and command["converges"] for line, command in pairs}
+    assert said == lines
+    first = read[0]
+    assert (first["inventory"], first["operations"]) == ("@local", ["deploy.py"])
 
 
-def outcome(read: Callable[[], Settings]) -> Settings | str:
-    try:
-        return read()
-    except SettingsError:
-        return "refused"
+@pytest.mark.parametrize("extra", [["--dry"], ["--help"]])
+def test_no_summary_after_a_run_that_converged_nothing(extra):
+    """The old summary claimed "up and healthy" after --dry and --help (the other runs that
+    converge nothing: test_pyinfras_own_parser_says_whether_the_run_converged). The issue's
+    list that the old summary refused is a key's example in tests/unit/test_loader.py."""
+    done = run_summary("-y", "@local", "deploy.py", "--data", "chroma_image_source=auto", *extra)
+    assert (done.returncode, done.stdout, done.stderr) == (0, "", "")
 
 
-@pytest.mark.parametrize(
-    "pairs",
-    [
-        *CASES[:-1],
-        pytest.param(
-            CASES[-1],
-            marks=pytest.mark.xfail(
-                strict=True,
-                raises=AssertionError,
-                reason="#24 part 2: the summary's own --data reader; one loader fixes it",
-            ),
-        ),
-    ],
-)
-def test_the_summary_accepts_and_refuses_what_the_deploy_does(deploy_data, pairs):
-    """Both directions: what the deploy refuses the summary refuses, and what the deploy
-    accepts the summary accepts, as the same settings."""
-    deploy = outcome(lambda: load_settings(deploy_data[" ".join(pairs)]))
-    assert outcome(lambda: settings_for(pairs)) == deploy
+def test_the_summary_claims_only_the_heartbeat_it_read():
+    """Nothing answers on the port: no "up and healthy", one line with the URL, exit 1."""
+    with socket.socket() as probe:  # a port nothing listens on once closed
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    done = run_summary("-y", "@local", "deploy.py", "--data", f"chroma_port={port}")
+    assert done.returncode == 1
+    assert "up and healthy" not in done.stderr + done.stdout
+    (line,) = done.stderr.splitlines()
+    assert line.startswith(f"chroma-deploy: no heartbeat at http://127.0.0.1:{port}: "), line
+
+
+def test_the_printed_commands_read_what_the_deploy_read(tmp_path, monkeypatch):
+    """drift and backup as printed take the same --data and group_data dirs, from any dir
+    (the image source is up.sh's, not the user's)."""
+    (tmp_path / "group_data").mkdir()
+    (tmp_path / "more").mkdir()
+    monkeypatch.chdir(tmp_path)
+    command = cli.PyinfraCommand(
+        inventory="@local",
+        operations=("deploy.py",),
+        data=("chroma_image_source=auto", "chroma_port=8001"),
+        group_data=("more",),
+        chdir=None,
+        converges=True,
+    )
+    settings = load_settings({"chroma_port": 8001})
+    text = summary.summary(settings, settings.version, command)
+    read = f"--group-data {tmp_path / 'group_data'} --group-data {tmp_path / 'more'}"
+    assert f"drift.py @local {read} --data chroma_port=8001\n" in text
+    assert f"backup.py {read} --data chroma_port=8001  (archives in " in text
+    assert "URL:          http://127.0.0.1:8001;" in text
