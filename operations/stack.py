@@ -158,8 +158,13 @@ def stack_up(
     unreachable = False
     if health and not problems and not file_changed:
         answer = host_state.read(ChromaHealth, **health.read)
-        if not _answers(answer):
-            # Asked once more, afresh, before a recreate: a blip on a busy host is no cause.
+        for pause in RECHECK_PAUSES:
+            if _answers(answer):
+                break
+            # Asked again, afresh, before a recreate: a busy host's slow answer (curl
+            # gives up after 5 s) is no cause to restart a healthy server.
+            if is_executing(host) is not None:  # None: a recorded host, nothing to wait for
+                time.sleep(pause)
             answer = host.get_fact(ChromaHealth, **health.read)
         if not _answers(answer):
             unreachable = True
@@ -263,6 +268,11 @@ def published_answers(stack: StackTarget, health: HealthCheck):
         "clients (a firewall rule, another network); fix it (docker compose logs in "
         f"{stack.project_dir} tells more), then deploy again"
     )
+
+
+# Before a recreate for "no answer through the port": three more readings, 2 s and 5 s
+# apart (about 20 s at most with curl's 5 s each), paid only when the first one failed.
+RECHECK_PAUSES = (0, 2, 5)
 
 
 def _answers(health: dict) -> bool:
