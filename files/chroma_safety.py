@@ -702,10 +702,10 @@ def backup(args: argparse.Namespace) -> int:
     written for the verification; the stack then stays stopped (--no-restart)
     from the manifest to the switch, so no write can land in between.
     """
-    os.umask(0o077)
     source = f"{args.project_dir}/{args.data_dir}"
     if args.record:
-        os.makedirs(os.path.dirname(args.record), exist_ok=True)
+        os.makedirs(os.path.dirname(args.record), exist_ok=True)  # with the mode deploys give it
+    os.umask(0o077)  # the archive, its manifest and checksum, and the record: the owner's only
     if args.skip_without_data and not os.path.isfile(f"{source}/chroma.sqlite3"):
         print(f"no data yet: Chroma {args.version} -> {args.before_version} needs no backup")
         return 0
@@ -796,12 +796,16 @@ def restore(args: argparse.Namespace) -> int:
         return 1
     aside = f"{target}.before-restore-{when}"
     write_json(Path(args.pending), {"archive": args.archive, "aside": aside})
-    if os.path.exists(target):
-        os.rename(target, aside)
-    os.rename(unpacked, target)
-    if args.switch:
-        os.replace(args.switch, args.compose_file)  # the version that reads the restored data
-    os.rmdir(staging)
+    try:
+        if os.path.exists(target):
+            os.rename(target, aside)
+        os.rename(unpacked, target)
+        if args.switch:
+            os.replace(args.switch, args.compose_file)  # the version that reads the restored data
+        os.rmdir(staging)
+    except OSError as error:  # the pending record says where everything is
+        print(f"restore: {error}; the data before the restore is in {aside}", file=sys.stderr)
+        return 1
     print(f"the data before the restore is in {aside}")
     return 0
 

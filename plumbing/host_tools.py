@@ -44,14 +44,6 @@ def upload_tools(project_dir: str) -> list:
     ]
 
 
-def inventory_command(url: str, token_file: str | None = None, *extra: str) -> str:
-    """``chroma_inventory.py URL [--token-file F] EXTRA...`` as one quoted command."""
-    args = ["python3", f"{TOOLS_DIR}/chroma_inventory.py", url]
-    if token_file:
-        args += ["--token-file", token_file]
-    return shlex.join([*args, *extra])
-
-
 def safety_command(subcommand: str, *options: tuple[str, object]) -> str:
     """``chroma_safety.py SUBCOMMAND --option value ...``; a None value leaves its option out.
 

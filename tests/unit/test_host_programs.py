@@ -141,6 +141,12 @@ def test_an_upgrades_backup_writes_its_record_with_a_json_writer_and_leaves_the_
     assert oct(Path(str(backups)).stat().st_mode & 0o777) == "0o700"
     assert oct(Path(archive).stat().st_mode & 0o777) == "0o600"
     assert not list(Path(str(backups)).glob("*.tmp")) and not list(record.parent.glob("*.tmp"))
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (
+        record.parent.stat().st_mode & 0o777 == 0o777 & ~umask
+    )  # the state dir as deploys make it
+    assert record.stat().st_mode & 0o777 == 0o600
 
 
 def test_a_backup_starts_the_stack_again_and_records_composes_verdict_as_the_fact_reads_it(
