@@ -13,12 +13,23 @@ values as arguments (never pasted into a shell string). Standard library only.
                      --data-dir D [--env NAME=value ...] [--compose-file F --project-dir P]
     chroma_safety.py prune --dir D --project P --keep K --version V
     chroma_safety.py space --source PATH --target DIR [--factor N]
-    chroma_safety.py manifest --sqlite DB --out FILE --project P --version V [--before-version V]
     chroma_safety.py compare --manifest FILE --url URL [--token-file F]
     chroma_safety.py rehearse --record R --data-dir D --image I --persist-path P --work-dir W
                      --uid U --gid G --compose-file F --project-dir P [--env NAME=value ...]
     chroma_safety.py verify-upgrade --record R --data-dir D --image I --persist-path P
                      --uid U --gid G [--vectors FILE] [--env NAME=value ...]
+    chroma_safety.py backup --project-dir P --project-name N --compose-file F --wait-timeout T
+                     --data-dir D --backup-dir B --version V [--before-version V]
+                     [--no-restart] [--record R --field NAME=value ... --skip-without-data]
+                     [--verdict FILE]
+    chroma_safety.py restore --project-dir P --project-name N --compose-file F --wait-timeout T
+                     --archive A --data-dir D --uid U --gid G --mode M --pending R
+                     [--switch F] [--verdict FILE]
+    chroma_safety.py restored --manifest FILE --url URL [--token-file F] --marker M
+                     --pending R --archive A --target D
+    chroma_safety.py prove --url URL [--token-file F] --project-dir P --project-name N
+                     --compose-file F --wait-timeout T [--verdict FILE]
+    chroma_safety.py sample-vectors --url URL [--token-file F] --sqlite DB --out FILE --version V
 
 Exit codes: 0 done (or match), 1 error (nothing was changed by the failing
 step; say what), 3 verification mismatch (handled: see ``verify``).
@@ -28,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import json
 import os
 import re
@@ -40,12 +52,15 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from chroma_inventory import (
     Chroma,
+    canary,
     inventory,
     sample_size,
     sampled_vectors_now,
     scopes_of,
     sqlite_inventory,
+    sqlite_scopes,
     vector_differences,
+    vector_sample,
 )
 
 MARGIN_BYTES = 64 * 1024 * 1024
@@ -110,8 +125,6 @@ def check_space(need: int, target: str) -> None:
 
 def file_digests(path: str) -> dict[str, tuple[int, str]]:
     """Size and sha256 of every regular file under ``path``, by relative name."""
-    import hashlib
-
     found = {}
     for root, _dirs, files in os.walk(path):
         for name in files:
@@ -402,14 +415,13 @@ def space(args: argparse.Namespace) -> int:
     return 0
 
 
-def manifest(args: argparse.Namespace) -> int:
+def manifest_of(sqlite: str, project: str, version: str, before_version: str | None) -> dict:
     """A backup's manifest: the stopped server's inventory, its project and version."""
-    found = sqlite_inventory(args.sqlite) if os.path.exists(args.sqlite) else {"collections": {}}
-    found.update(project=args.project, version=args.version, created=stamp())
-    if args.before_version:
-        found["before_version"] = args.before_version
-    write_json(Path(args.out), found)
-    return 0
+    found = sqlite_inventory(sqlite) if os.path.exists(sqlite) else {"collections": {}}
+    found.update(project=project, version=version, created=stamp())
+    if before_version:
+        found["before_version"] = before_version
+    return found
 
 
 def compare(args: argparse.Namespace) -> int:
@@ -450,6 +462,8 @@ def rehearse(args: argparse.Namespace) -> int:
     words while it goes on serving the old data.
     """
     record_path = Path(args.record)
+    if not record_path.is_file():
+        return 0  # no data was backed up (an upgrade of an empty data dir): nothing to rehearse
     before = json.loads(record_path.read_text())["before"]
     work = Path(args.work_dir)
     copy = work / "data"
@@ -618,6 +632,246 @@ def verify_upgrade(args: argparse.Namespace) -> int:
     return 3
 
 
+def compose_args(args: argparse.Namespace, *words: str) -> list[str]:
+    """``docker compose`` on the project's file, as operations/stack.compose_command spells it."""
+    return ["docker", "compose", "--project-directory", args.project_dir, "-f",
+            args.compose_file, *words]  # fmt: skip
+
+
+def shown(argv: list[str], **options: object) -> int:
+    """Run ``argv`` with its output shown as the operation's (as the shell steps did)."""
+    return subprocess.run(argv, check=False, **options).returncode  # type: ignore[call-overload]
+
+
+def record_verdict(args: argparse.Namespace) -> None:
+    """Compose's verdict on the stack it just started (operations/stack.record_verdict).
+
+    Written as that shell writes it, so facts/compose.ComposeStack reads it: the
+    sha256 of the compose file and the .env beside it, the project's container ids
+    (sorted, each followed by a space), then ``config --hash``'s lines; to a name
+    of its own, renamed. Not recorded is no failure: the next run asks compose.
+    """
+    if not args.verdict:
+        return
+    listed = subprocess.run(
+        ["docker", "ps", "-aq", "--no-trunc", "--filter",
+         f"label=com.docker.compose.project={args.project_name}"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    hashes = subprocess.run(compose_args(args, "config", "--hash", "*"), capture_output=True,
+                            text=True, check=False)  # fmt: skip
+    digest = hashlib.sha256()
+    for path in (args.compose_file, f"{args.project_dir}/.env"):
+        with contextlib.suppress(OSError):  # cat 2>/dev/null: a missing .env adds nothing
+            digest.update(Path(path).read_bytes())
+    ids = "".join(f"{found} " for found in sorted(listed.stdout.split())) or " "
+    tmp = f"{os.path.dirname(args.verdict)}/.compose-verdict.{os.getpid()}"
+    try:
+        if listed.returncode or hashes.returncode:
+            raise OSError("docker did not answer")
+        os.makedirs(os.path.dirname(args.verdict), exist_ok=True)
+        with open(tmp, "w") as handle:
+            handle.write(f"{digest.hexdigest()}\n{ids}\n{hashes.stdout.rstrip(chr(10))}\n")
+        os.replace(tmp, args.verdict)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        print("chroma-deploy: could not record compose's verdict; the next run asks compose "
+              "again", file=sys.stderr)  # fmt: skip
+
+
+def start_stack(args: argparse.Namespace) -> bool:
+    """``up --detach --wait`` (every service healthy), then its verdict (stack.compose_up)."""
+    up = compose_args(args, "up", "--detach", "--wait", "--wait-timeout", str(args.wait_timeout))
+    if shown(up) != 0:
+        return False
+    record_verdict(args)
+    return True
+
+
+def backup(args: argparse.Namespace) -> int:
+    """Stop, archive and manifest the data dir, start again (unless --no-restart), checksum.
+
+    The manifest is read from the stopped server's chroma.sqlite3, so it matches
+    the archive exactly; archive and manifest are written under ``.tmp`` names
+    and renamed after, so a killed backup is never taken for one. Without the
+    compose file (removed by hand, or a takeover whose data must be upgraded),
+    the project's containers are stopped, and started again, by their compose
+    label, as compose itself finds them. With ``--record``, an upgrade's pending
+    record (``--field``s, the archive's path and its manifest as ``before``) is
+    written for the verification; the stack then stays stopped (--no-restart)
+    from the manifest to the switch, so no write can land in between.
+    """
+    source = f"{args.project_dir}/{args.data_dir}"
+    if args.record:
+        os.makedirs(os.path.dirname(args.record), exist_ok=True)  # with the mode deploys give it
+    os.umask(0o077)  # the archive, its manifest and checksum, and the record: the owner's only
+    if args.skip_without_data and not os.path.isfile(f"{source}/chroma.sqlite3"):
+        print(f"no data yet: Chroma {args.version} -> {args.before_version} needs no backup")
+        return 0
+    os.makedirs(args.backup_dir, exist_ok=True)
+    os.chmod(args.backup_dir, 0o700)
+    label = f"-before-{args.before_version}" if args.before_version else ""
+    stem = f"{args.backup_dir}/{args.project_name}-{stamp()}{label}"
+    try:
+        check_space(tree_size(source), args.backup_dir)
+    except Refused as refusal:
+        print(f"space: {refusal}", file=sys.stderr)
+        return 1
+    by_label: list[str] = []
+    if os.path.isfile(args.compose_file):
+        if shown(compose_args(args, "stop")) != 0:
+            return 1
+    else:
+        label = f"label=com.docker.compose.project={args.project_name}"
+        by_label = docker("ps", "-q", "--no-trunc", "--filter", label).split()
+        if by_label and shown(["docker", "stop", *by_label], stdout=subprocess.DEVNULL):
+            return 1
+
+    def start_again() -> int:
+        if os.path.isfile(args.compose_file):
+            start_stack(args)  # a failed start does not undo the archive (nor did it before)
+            return 0
+        return shown(["docker", "start", *by_label], stdout=subprocess.DEVNULL) if by_label else 0
+
+    try:
+        found = manifest_of(f"{source}/chroma.sqlite3", args.project_name, args.version,
+                            args.before_version)  # fmt: skip
+        write_json(Path(f"{stem}.json.tmp"), found)
+        archived = shown(["tar", "-C", args.project_dir, "-czf", f"{stem}.tar.gz.tmp",
+                          args.data_dir]) == 0  # fmt: skip
+    except Exception as error:  # the stack must run again, whatever stopped the manifest
+        print(f"manifest: {type(error).__name__}: {error}", file=sys.stderr)
+        archived = False
+    if not archived:
+        start_again()
+        print("the backup failed; the stack was started again", file=sys.stderr)
+        return 1
+    if not args.no_restart and start_again() != 0:
+        return 1
+    os.replace(f"{stem}.tar.gz.tmp", f"{stem}.tar.gz")
+    os.replace(f"{stem}.json.tmp", f"{stem}.json")
+    name = os.path.basename(f"{stem}.tar.gz")
+    with open(f"{stem}.sha256", "w") as checksum:
+        if shown(["sha256sum", name], cwd=args.backup_dir, stdout=checksum) != 0:
+            return 1
+    print(f"backup written: {stem}.tar.gz")
+    if args.record:
+        fields = dict(field.split("=", 1) for field in args.field)
+        before = json.loads(Path(f"{stem}.json").read_text())
+        write_json(Path(args.record), {**fields, "backup": f"{stem}.tar.gz", "before": before})
+    return 0
+
+
+def restore(args: argparse.Namespace) -> int:
+    """Unpack an archive beside the data dir and switch it in by rename, the old data aside.
+
+    The archive was checked on the control machine (operations/data_safety.archive_problem)
+    and the disk has room. The stack is stopped for the switch; a pending record
+    names the archive and where the old data goes before anything moves, so a
+    killed run is never taken for an empty server. Our own half extraction is
+    removed before and on failure, never user data; the stack is started again
+    only if it ran. A compose file for the archive's version (``--switch``) is put
+    in place right after the data it reads, never before.
+    """
+    target = f"{args.project_dir}/{args.data_dir}"
+    staging = f"{args.project_dir}/.{args.data_dir}.restore-staging"
+    unpacked = f"{staging}/{args.data_dir}"
+    when = f"{stamp()}-{os.getpid()}"  # the pid: two restores in one second get two asides
+    os.makedirs(os.path.dirname(args.pending), exist_ok=True)
+    listed = subprocess.run(compose_args(args, "ps", "--quiet", "--status", "running"),
+                            stdout=subprocess.PIPE, text=True, check=False)  # fmt: skip
+    if listed.returncode != 0 or shown(compose_args(args, "stop")) != 0:
+        return 1
+    steps = (["rm", "-rf", staging], ["mkdir", "-p", staging],
+             ["tar", "-C", staging, "-xzf", args.archive])  # fmt: skip
+    owned = (["chown", "-R", f"{args.uid}:{args.gid}", unpacked], ["chmod", args.mode, unpacked])
+    if not (all(shown(step) == 0 for step in steps) and os.path.isdir(unpacked)
+            and all(shown(step) == 0 for step in owned)):  # fmt: skip
+        shown(["rm", "-rf", staging, *([args.switch] if args.switch else [])])
+        if listed.stdout.strip():
+            start_stack(args)
+        print(f"{args.archive} could not be unpacked into {staging}: nothing was changed",
+              file=sys.stderr)  # fmt: skip
+        return 1
+    aside = f"{target}.before-restore-{when}"
+    write_json(Path(args.pending), {"archive": args.archive, "aside": aside})
+    try:
+        if os.path.exists(target):
+            os.rename(target, aside)
+        os.rename(unpacked, target)
+        if args.switch:
+            os.replace(args.switch, args.compose_file)  # the version that reads the restored data
+        os.rmdir(staging)
+    except OSError as error:  # the pending record says where everything is
+        print(f"restore: {error}; the data before the restore is in {aside}", file=sys.stderr)
+        return 1
+    print(f"the data before the restore is in {aside}")
+    return 0
+
+
+def restored(args: argparse.Namespace) -> int:
+    """The restored server against the archive's manifest; a match marks the restore done."""
+    try:
+        differs = compare(args)
+    except (OSError, ValueError, KeyError) as error:
+        print(f"could not read {args.manifest}: {type(error).__name__}: {error}", file=sys.stderr)
+        differs = 1
+    if differs:
+        print("restored data does not match the backup manifest; the data before the restore "
+              f"is kept beside {args.target}", file=sys.stderr)  # fmt: skip
+        return 1
+    Path(args.marker).touch()
+    Path(args.pending).unlink(missing_ok=True)
+    print(f"restored {args.archive}: verified against its manifest")
+    return 0
+
+
+def prove(args: argparse.Namespace) -> int:
+    """Write a canary, ``down``, ``up --wait``, read it back, remove it: pass or fail."""
+    chroma = Chroma(args.url, args.token_file)
+    name = "chroma-deploy-canary"
+    found = None
+    try:
+        canary(chroma, "write", name)
+        if shown(compose_args(args, "down")) == 0 and start_stack(args):
+            found = canary(chroma, "read", name)
+    except Exception as error:
+        print(f"chroma_inventory: {args.url}: {type(error).__name__}: {error}", file=sys.stderr)
+    try:
+        canary(chroma, "delete", name)
+    except Exception as error:
+        print(f"chroma_inventory: {args.url}: {type(error).__name__}: {error}", file=sys.stderr)
+    if found == {"canary": "present"}:
+        print("persistence proof: pass")
+        return 0
+    print("persistence proof: FAIL: the canary did not survive down/up", file=sys.stderr)
+    return 1
+
+
+def sample_vectors(args: argparse.Namespace) -> int:
+    """The old server's vectors of a sample of records, right before an upgrade's backup stops it.
+
+    A client that changes a sampled record's vector between this read and the
+    stop shows as a difference. A server that does not answer (stopped already)
+    leaves no sample, and the verification says that it compared no vectors.
+    """
+    os.makedirs(os.path.dirname(args.out), exist_ok=True)
+    Path(args.out).unlink(missing_ok=True)
+    if not os.path.isfile(args.sqlite):
+        return 0
+    try:
+        sample = vector_sample(Chroma(args.url, args.token_file), sqlite_scopes(args.sqlite))
+    except Exception as error:
+        print(f"chroma_inventory: {args.url}: {type(error).__name__}: {error}", file=sys.stderr)
+        print(f"Chroma {args.version} did not answer: the upgrade's verification compares no "
+              "vectors")  # fmt: skip
+        return 0
+    write_json(Path(args.out), sample)
+    print(f"vectors of a sample of records read from Chroma {args.version}")
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -650,10 +904,6 @@ def main() -> int:
     spaced.add_argument("--source", required=True)
     spaced.add_argument("--target", required=True)
     spaced.add_argument("--factor", type=int, default=1)
-    written = commands.add_parser("manifest")
-    for option in ("--sqlite", "--out", "--project", "--version"):
-        written.add_argument(option, required=True)
-    written.add_argument("--before-version")
     compared = commands.add_parser("compare")
     for option in ("--manifest", "--url"):
         compared.add_argument(option, required=True)
@@ -674,10 +924,48 @@ def main() -> int:
     checked_upgrade.add_argument("--timeout", type=int, default=120)
     checked_upgrade.add_argument("--env", action="append", default=[], help="NAME=value")
     checked_upgrade.add_argument("--vectors", help="chroma_inventory.py --vector-sample's answer")
+    stack_commands = []
+    backed_up = commands.add_parser("backup")
+    for option in ("--data-dir", "--backup-dir", "--version"):
+        backed_up.add_argument(option, required=True)
+    backed_up.add_argument("--before-version", help="an upgrade's new version (in the name)")
+    backed_up.add_argument("--no-restart", action="store_true", help="leave the stack stopped")
+    backed_up.add_argument("--record", help="write an upgrade's pending record here")
+    backed_up.add_argument("--field", action="append", default=[], help="NAME=value, in --record")
+    backed_up.add_argument("--skip-without-data", action="store_true",
+                           help="no chroma.sqlite3: say so and back up nothing")  # fmt: skip
+    stack_commands.append(backed_up)
+    restored_into = commands.add_parser("restore")
+    for option in ("--archive", "--data-dir", "--mode", "--pending"):
+        restored_into.add_argument(option, required=True)
+    restored_into.add_argument("--uid", type=int, required=True)
+    restored_into.add_argument("--gid", type=int, required=True)
+    restored_into.add_argument("--switch", help="the archive's version's compose file, checked")
+    stack_commands.append(restored_into)
+    proved = commands.add_parser("prove")
+    proved.add_argument("--url", required=True)
+    proved.add_argument("--token-file")
+    stack_commands.append(proved)
+    for sub in stack_commands:
+        for option in ("--project-dir", "--project-name", "--compose-file"):
+            sub.add_argument(option, required=True)
+        sub.add_argument("--wait-timeout", type=int, required=True)
+        sub.add_argument("--verdict", help="where compose's verdict is recorded after up")
+    checked_restore = commands.add_parser("restored")
+    for option in ("--manifest", "--url", "--marker", "--pending", "--archive", "--target"):
+        checked_restore.add_argument(option, required=True)
+    checked_restore.add_argument("--token-file")
+    sampled = commands.add_parser("sample-vectors")
+    for option in ("--url", "--sqlite", "--out", "--version"):
+        sampled.add_argument(option, required=True)
+    sampled.add_argument("--token-file")
     args = parser.parse_args()
+    # Lines in the order they happen, between the outputs of the programs run here.
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
     steps = {"stage": stage, "verify": verify, "prune": prune, "space": space,
-             "manifest": manifest, "compare": compare, "rehearse": rehearse,
-             "verify-upgrade": verify_upgrade}  # fmt: skip
+             "compare": compare, "rehearse": rehearse,
+             "verify-upgrade": verify_upgrade, "backup": backup, "restore": restore,
+             "restored": restored, "prove": prove, "sample-vectors": sample_vectors}  # fmt: skip
     try:
         return steps[args.command](args)
     except Refused as refusal:

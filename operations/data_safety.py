@@ -23,15 +23,15 @@ from pyinfra.facts.files import File
 
 from declaration.versions import data_written_by, deployed_version, migrates, too_new_for
 from facts.chroma import ChromaInventory
+from facts.compose import VERDICT_RECORD
 from facts.datahomes import DataSchema
 from facts.project import ProjectFiles
 from operations.host_failure import fail_host, refusing
-from operations.stack import COMPOSE_FILE, compose_command, compose_up
+from operations.stack import COMPOSE_FILE, compose_up
 from plumbing import host_state
 from plumbing.host_tools import (
     STATE_DIR,
     TOOLS_DIR,
-    inventory_command,
     safety_command,
     upload_tools,
 )
@@ -50,77 +50,37 @@ def persistence_proof(
     + wait_timeout: seconds for ``up --wait``
     """
     yield from upload_tools(project_dir)
-    name = "chroma-deploy-canary"
-    canary = [inventory_command(url, token_file, "--canary", action, name)
-              for action in ("write", "read", "delete")]  # fmt: skip
-    up = compose_up(project_dir, project_name, wait_timeout)
-    yield (
-        f"{canary[0]} >/dev/null && {compose_command(project_dir, 'down')} "
-        f"&& {up} && found=$({canary[1]}); {canary[2]} >/dev/null; "
-        'if [ "$found" = \'{"canary": "present"}\' ]; then echo "persistence proof: pass"; '
-        'else echo "persistence proof: FAIL: the canary did not survive down/up" >&2; exit 1; fi'
-    )
+    yield safety_command(
+        "prove", ("--url", url), ("--token-file", token_file),
+        *stack_options(project_dir, project_name, wait_timeout),
+    )  # fmt: skip
 
 
-def backup_commands(
+def stack_options(project_dir: str, project_name: str, wait_timeout: int) -> tuple:
+    """The options a host tool that stops and starts the stack takes (chroma_safety.py)."""
+    return (
+        ("--project-dir", project_dir), ("--project-name", project_name),
+        ("--compose-file", f"{project_dir}/{COMPOSE_FILE}"), ("--wait-timeout", wait_timeout),
+        ("--verdict", f"{project_dir}/{VERDICT_RECORD}"),
+    )  # fmt: skip
+
+
+def backup_command(
     project_dir: str, project_name: str, data_dir: str, backup_dir: str, wait_timeout: int,
-    version: str, label: str = "", before_version: str | None = None, restart: bool = True,
-    record: str | None = None, record_fields: str = "",
-) -> list:  # fmt: skip
-    """Stop, archive and manifest the data dir (and start again unless ``restart`` is False).
+    version: str, *options: tuple[str, object],
+) -> str:  # fmt: skip
+    """Stop, archive and manifest the data dir, and start again: chroma_safety.py backup.
 
     The manifest (collections, counts, checksums, and the project and Chroma
-    version it belongs to) is read from a copy of chroma.sqlite3 while the
-    server is stopped, so it matches the archive exactly. An upgrade keeps the
-    stack stopped from the manifest to the switch, so no write can land in
-    between. With ``record``, a pending-verification record (``record_fields``
-    plus the backup's path and manifest) is written there for verify_migration.
+    version it belongs to) is read from chroma.sqlite3 while the server is
+    stopped, so it matches the archive exactly. ``options``: an upgrade's
+    (``--no-restart``, ``--record``, ``--field``...; see files/chroma_safety.py).
     """
-    directory = shlex.quote(backup_dir)
-    stem = f'{shlex.quote(backup_dir)}/{shlex.quote(project_name)}-"$stamp"{shlex.quote(label)}'
-    # --out comes last, outside shlex.join: the stem holds the shell's "$stamp".
-    read = safety_command(
-        "manifest", ("--sqlite", f"{project_dir}/{data_dir}/chroma.sqlite3"),
-        ("--project", project_name), ("--version", version), ("--before-version", before_version),
+    return safety_command(
+        "backup", *stack_options(project_dir, project_name, wait_timeout),
+        ("--data-dir", data_dir), ("--backup-dir", backup_dir), ("--version", version),
+        *options,
     )  # fmt: skip
-    manifest = f"{read} --out {stem}.json.tmp"
-    # The compose file may be gone (removed by hand, or a takeover whose data says it
-    # must be upgraded): the project's containers are then stopped, and started again
-    # on a failure, by their compose label, as compose itself finds them.
-    compose_file = shlex.quote(f"{project_dir}/{COMPOSE_FILE}")
-    label_filter = shlex.quote(f"label=com.docker.compose.project={project_name}")
-    stop = (
-        f"if [ -f {compose_file} ]; then {compose_command(project_dir, 'stop')}; else "
-        f"ids=$(docker ps -q --no-trunc --filter {label_filter}); "
-        '[ -z "$ids" ] || docker stop $ids >/dev/null; fi'
-    )
-    up = (
-        f"if [ -f {compose_file} ]; then {compose_up(project_dir, project_name, wait_timeout)}; "
-        'else [ -z "${ids:-}" ] || docker start $ids >/dev/null; fi'
-    )
-    start_again = f"{up}; " if restart else ""
-    return [
-        *upload_tools(project_dir),
-        f"set -e; umask 077; mkdir -p {directory}; chmod 700 {directory}; "
-        "stamp=$(date -u +%Y%m%dT%H%M%SZ); "
-        f"{safety_command('space', ('--source', f'{project_dir}/{data_dir}'), ('--target', backup_dir))}; "  # noqa: E501
-        f"{stop}; "
-        f"if ! {{ {manifest} "
-        f"&& tar -C {shlex.quote(project_dir)} -czf {stem}.tar.gz.tmp {shlex.quote(data_dir)}; }}; "
-        f"then {up}; echo 'the backup failed; the stack was started again' >&2; exit 1; fi; "
-        f"{start_again}"
-        f"mv {stem}.tar.gz.tmp {stem}.tar.gz; mv {stem}.json.tmp {stem}.json; "
-        f'(cd {directory} && sha256sum "$(basename {stem}.tar.gz)" > "$(basename {stem}.sha256)"); '
-        f'echo "backup written: $(ls {stem}.tar.gz)"'
-        + (
-            f'; printf \'{{%s, "backup": "%s", "before": %s}}\\n\' '
-            f'{shlex.quote(record_fields)} "$(ls {stem}.tar.gz)" "$(cat {stem}.json)" '
-            f"> {shlex.quote(record)}.tmp; "
-            f"mv {shlex.quote(record)}.tmp {shlex.quote(record)}"
-            if record
-            else ""
-        ),
-    ]
 
 
 @operation(is_idempotent=False)
@@ -157,9 +117,8 @@ def backup(
         )
         return
     written_by = data_version(project_dir, data_dir) or version
-    yield from backup_commands(
-        project_dir, project_name, data_dir, backup_dir, wait_timeout, written_by
-    )
+    yield from upload_tools(project_dir)
+    yield backup_command(project_dir, project_name, data_dir, backup_dir, wait_timeout, written_by)
     if keep:
         # The one deletion chroma-deploy does, and only when chroma_backup_keep asks.
         yield safety_command(
@@ -294,8 +253,6 @@ def restore(
             host.noop(f"{archive} was restored and the server still holds what it held")
             return
     yield from upload_tools(project_dir)
-    target = f"{project_dir}/{data_dir}"
-    staging = f"{project_dir}/.{data_dir}.restore-staging"
     pending = f"{project_dir}/{STATE_DIR}/restore-pending.json"
     q = shlex.quote
     # Its refusal, and an archive tar cannot unpack, are one line (host_failure.refusing).
@@ -310,35 +267,17 @@ def restore(
             f"{shlex.join(check)} || {{ rm -f {q(switch)}; echo {q(rejected)} >&2; exit 1; }}; "
             f"chown {uid}:{gid} {q(switch)} && chmod 640 {q(switch)}"
         )
-    up = compose_up(project_dir, project_name, wait_timeout)
-    running = compose_command(project_dir, "ps", "--quiet", "--status", "running")
-    unpacked = f"{archive} could not be unpacked into {staging}: nothing was changed"
-    yield refusing(
-        # The pid keeps two restores within one second from sharing an aside dir.
-        "set -e; stamp=$(date -u +%Y%m%dT%H%M%SZ)-$$; "
-        f"mkdir -p {q(project_dir + '/' + STATE_DIR)}; running=$({running}); "
-        f"{compose_command(project_dir, 'stop')}; "
-        # Our own half extraction, never user data, is removed before and on failure;
-        # the stack is started again only if it ran.
-        f"if ! {{ rm -rf {q(staging)} && mkdir -p {q(staging)} "
-        f"&& tar -C {q(staging)} -xzf {q(archive)} && test -d {q(staging + '/' + data_dir)} "
-        f"&& chown -R {uid}:{gid} {q(staging + '/' + data_dir)} "
-        f"&& chmod {q(mode)} {q(staging + '/' + data_dir)}; }}; "
-        f"then rm -rf {q(staging)}{' ' + q(switch) if switch else ''}; "
-        f'if [ -n "$running" ]; then {up}; fi; echo {q(unpacked)} >&2; exit 1; fi; '
-        f'aside={q(target)}.before-restore-"$stamp"; '
-        f'printf \'{{"archive": "%s", "aside": "%s"}}\\n\' {q(archive)} "$aside" > {q(pending)}; '
-        f'if [ -e {q(target)} ]; then mv {q(target)} "$aside"; fi; '
-        f"mv {q(staging + '/' + data_dir)} {q(target)}; "
-        # The version that reads the restored data, never before that data is in place.
-        + (f"mv -f {q(switch)} {q(live)}; " if switch else "")
-        + f"rmdir {q(staging)}; "
-        'echo "the data before the restore is in $aside"',
-        show_output=True,
-    )
-    yield up
-    yield (
-        f"{safety_command('compare', ('--manifest', stem + '.json'), ('--url', url), ('--token-file', token_file))}"  # noqa: E501
-        f" || {{ echo {q('restored data does not match the backup manifest; the data before the restore is kept beside ' + target)} >&2; exit 1; }}; "  # noqa: E501
-        f"touch {q(marker)}; rm -f {q(pending)}; echo {q(f'restored {archive}: verified against its manifest')}"  # noqa: E501
-    )
+    # Stop, unpack beside the data dir, switch by rename (the old data aside, a
+    # pending record first), then the compose file for the archive's version, if any.
+    # Its refusal, and an archive tar cannot unpack, are one line (host_failure.refusing).
+    yield refusing(safety_command(
+        "restore", *stack_options(project_dir, project_name, wait_timeout),
+        ("--archive", archive), ("--data-dir", data_dir), ("--uid", uid), ("--gid", gid),
+        ("--mode", mode), ("--pending", pending), ("--switch", switch),
+    ), show_output=True)  # fmt: skip
+    yield compose_up(project_dir, project_name, wait_timeout)
+    yield safety_command(
+        "restored", ("--manifest", f"{stem}.json"), ("--url", url), ("--token-file", token_file),
+        ("--marker", marker), ("--pending", pending), ("--archive", archive),
+        ("--target", f"{project_dir}/{data_dir}"),
+    )  # fmt: skip

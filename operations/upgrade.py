@@ -13,9 +13,6 @@ Across 0.6 -> 1.x the data dir on the host stays; only the mount target moves
 
 from __future__ import annotations
 
-import json
-import shlex
-
 from packaging.version import Version
 from pyinfra import host
 from pyinfra.api import operation
@@ -30,13 +27,12 @@ from declaration.versions import (
 )
 from facts.datahomes import DataHomes, DataSchema, is_ours
 from facts.project import ProjectFiles, SafetyState
-from operations.data_safety import backup_commands
+from operations.data_safety import backup_command
 from operations.host_failure import fail_host
 from operations.stack import COMPOSE_FILE
 from plumbing import host_state
 from plumbing.host_tools import (
     STATE_DIR,
-    inventory_command,
     pending_record,
     safety_command,
     upload_tools,
@@ -116,27 +112,22 @@ def version_change(
         )
         return
     old = label
-    fields = ", ".join(
-        f"{json.dumps(key)}: {json.dumps(value)}"
-        for key, value in (("kind", "upgrade"), ("subject", old), ("from", old), ("to", version))
-    )
-    # The stack stays stopped from the manifest to the switch: stack_up starts the
-    # new version, so no write can land after the backup was taken.
-    *tool, backup = backup_commands(
-        project_dir, project_name, data_dir, backup_dir, wait_timeout, version=old,
-        label=f"-before-{version}", before_version=version, restart=False,
-        record=pending_record(project_dir, "upgrade"), record_fields=fields,
-    )  # fmt: skip
-    sqlite = shlex.quote(f"{project_dir}/{data_dir}/chroma.sqlite3")
-    state = shlex.quote(pending_record(project_dir).rsplit("/", 1)[0])
-    yield from tool
+    record = pending_record(project_dir, "upgrade")
+    yield from upload_tools(project_dir)
     if url:
         yield _vector_sample_command(project_dir, data_dir, old, url, token_file)
-    no_backup = shlex.join(["echo", f"no data yet: Chroma {old} -> {version} needs no backup"])
-    yield f"mkdir -p {state}; if [ -f {sqlite} ]; then ( {backup} ); else {no_backup}; fi"
+    # The stack stays stopped from the manifest to the switch: stack_up starts the
+    # new version, so no write can land after the backup was taken.
+    fields = {"kind": "upgrade", "subject": old, "from": old, "to": version}
+    yield backup_command(
+        project_dir, project_name, data_dir, backup_dir, wait_timeout, old,
+        ("--before-version", version), ("--no-restart", True),
+        ("--record", record), ("--field", [f"{key}={value}" for key, value in fields.items()]),
+        ("--skip-without-data", True),
+    )  # fmt: skip
     if rehearsal:
-        record = pending_record(project_dir, "upgrade")
-        rehearse = safety_command(
+        # No record (no data was backed up): the rehearsal has nothing to compare and says nothing.
+        yield safety_command(
             "rehearse", ("--record", record), ("--data-dir", f"{project_dir}/{data_dir}"),
             ("--image", rehearsal.image), ("--persist-path", rehearsal.persist_path),
             ("--work-dir", f"{project_dir}/{STATE_DIR}/rehearsal"),
@@ -144,7 +135,6 @@ def version_change(
             ("--timeout", rehearsal.timeout), ("--env", rehearsal.environment),
             ("--compose-file", f"{project_dir}/{COMPOSE_FILE}"), ("--project-dir", project_dir),
         )  # fmt: skip
-        yield f"if [ -f {shlex.quote(record)} ]; then {rehearse}; fi"
 
 
 def _deployed_and_data(
@@ -195,21 +185,13 @@ def _vector_sample_command(
     A client that changes a sampled record's vector between this read and the
     stop (the next command) shows as a difference. A server that does not
     answer (stopped already) leaves no sample, and the verification says that
-    it compared no vectors.
+    it compared no vectors (files/chroma_safety.py sample-vectors).
     """
-    sqlite = f"{project_dir}/{data_dir}/chroma.sqlite3"
-    target = shlex.quote(vectors_file(project_dir))
-    read = inventory_command(url, token_file, "--vector-sample", "--scopes-from-sqlite", sqlite)
-    said = shlex.join(["echo", f"vectors of a sample of records read from Chroma {old}"])
-    unread = shlex.join(
-        ["echo", f"Chroma {old} did not answer: the upgrade's verification compares no vectors"]
-    )
-    state = shlex.quote(f"{project_dir}/{STATE_DIR}")
-    return (
-        f"mkdir -p {state}; rm -f {target}; if [ -f {shlex.quote(sqlite)} ]; then "
-        f"if {read} > {target}.tmp; then mv {target}.tmp {target}; {said}; "
-        f"else rm -f {target}.tmp; {unread}; fi; fi"
-    )
+    return safety_command(
+        "sample-vectors", ("--url", url), ("--token-file", token_file),
+        ("--sqlite", f"{project_dir}/{data_dir}/chroma.sqlite3"),
+        ("--out", vectors_file(project_dir)), ("--version", old),
+    )  # fmt: skip
 
 
 @operation()

@@ -44,19 +44,17 @@ def upload_tools(project_dir: str) -> list:
     ]
 
 
-def inventory_command(url: str, token_file: str | None = None, *extra: str) -> str:
-    """``chroma_inventory.py URL [--token-file F] EXTRA...`` as one quoted command."""
-    args = ["python3", f"{TOOLS_DIR}/chroma_inventory.py", url]
-    if token_file:
-        args += ["--token-file", token_file]
-    return shlex.join([*args, *extra])
-
-
 def safety_command(subcommand: str, *options: tuple[str, object]) -> str:
-    """``chroma_safety.py SUBCOMMAND --option value ...``; a None value leaves its option out."""
+    """``chroma_safety.py SUBCOMMAND --option value ...``; a None value leaves its option out.
+
+    True gives the option alone (a flag), False leaves it out.
+    """
     args = ["python3", f"{TOOLS_DIR}/chroma_safety.py", subcommand]
     for option, value in options:
-        if value is None:
+        if value is None or value is False:
+            continue
+        if value is True:
+            args.append(option)
             continue
         for item in value if isinstance(value, list | tuple) else [value]:
             args += [option, str(item)]

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +28,7 @@ from pyinfra.api.util import get_kwargs_str
 from pyinfra.context import ctx_host
 
 from declaration import resources, targets
+from plumbing.host_tools import TOOLS_DIR
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "operations"
 CASES = sorted(FIXTURES.glob("*/*.json"))
@@ -142,10 +145,23 @@ def run_operation(case: Path, **changed: Any) -> tuple[list[str], list[str], Rec
     return commands, host.noops, host
 
 
+# CHROMA_DEPLOY_REWRITE_FIXTURES=1 .venv/bin/pytest tests/unit/test_operation_fixtures.py
+# records the commands each case yields now (after a change of an operation's commands, or of
+# files/chroma_safety.py or chroma_inventory.py, whose hash names the tools dir): read the diff.
+REWRITE = os.environ.get("CHROMA_DEPLOY_REWRITE_FIXTURES") == "1"
+
+
 @pytest.mark.parametrize("case", CASES, ids=[f"{c.parent.name}/{c.stem}" for c in CASES])
 def test_operation_yields_the_recorded_commands(case: Path):
+    if REWRITE:
+        # The tools dir is also a fact's argument (facts.chroma.ChromaInventory's tools_dir).
+        case.write_text(re.sub(r"/usr/local/lib/chroma-deploy/[0-9a-f]{12}", TOOLS_DIR,
+                               case.read_text()))  # fmt: skip
     fixture = json.loads(case.read_text())
     commands, noops, host = run_operation(case)
+    if REWRITE and commands != fixture["commands"]:
+        fixture["commands"] = commands
+        case.write_text(json.dumps(fixture, indent=2, sort_keys=True) + "\n")
     assert commands == fixture["commands"]
     if not fixture["commands"]:
         assert noops == [fixture["noop_description"]]
