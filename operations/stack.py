@@ -199,8 +199,12 @@ def stack_up(
         return
     if data:
         yield from _rescue_layer_data(stack, data)
-    if any(container["state"] == "paused" for container in stack["containers"]):
-        yield compose_command(project_dir, "unpause")
+    # Only the paused ones: `compose unpause` of the whole project fails on a container
+    # that is not paused (one of the pair behind the proxy).
+    paused = [container["name"] for container in stack["containers"]
+              if container["state"] == "paused"]  # fmt: skip
+    if paused:
+        yield shlex.join(["docker", "unpause", *paused])
     extra = ["--remove-orphans"]
     # Only the declared services' containers: an orphan of ours is removed, not a
     # reason to recreate Chroma (preflight refuses a container the deploy did not make).
