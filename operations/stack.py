@@ -25,7 +25,13 @@ from facts.compose import (
 )
 from facts.project import ProjectFiles
 from operations import host_state
-from operations.compare import exposed_containers, hardening_problems, image_moved, stack_problems
+from operations.compare import (
+    exposed_containers,
+    extra_containers,
+    hardening_problems,
+    image_moved,
+    stack_problems,
+)
 from operations.host_failure import fail_host
 from operations.host_tools import stage_command, upload_tools
 from operations.report import step
@@ -205,6 +211,13 @@ def stack_up(
               if container["state"] == "paused"]  # fmt: skip
     if paused:
         yield shlex.join(["docker", "unpause", *paused])
+    extras = extra_containers(stack, list(stack["declared_hashes"]))
+    if extras:
+        # Said before `up` removes them: the deploy did not make them.
+        yield step(
+            f"removing {', '.join(extras)}: more containers of a service than the file declares"
+            " (docker compose --scale), on the same data dir"
+        )
     extra = ["--remove-orphans"]
     # Only the declared services' containers: an orphan of ours is removed, not a
     # reason to recreate Chroma (preflight refuses a container the deploy did not make).

@@ -49,6 +49,9 @@ ROWS = (
     # project, on the pair behind the proxy of which one was paused.
     Row("proxy paused", _pause("auth-proxy")),
     Row("docker update: pids limit, cpu shares, memory reservation, cpuset", _limits_by_hand),
+    # A second Chroma on the same data dir, the proxy sending every other request to it.
+    Row("chroma scaled to two by compose", lambda s: sh(
+        s.compose("up", "-d", "--wait", "--no-recreate", "--scale", "chroma=2") + " 2>&1")),
 )  # fmt: skip
 
 

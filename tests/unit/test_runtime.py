@@ -149,3 +149,14 @@ def test_a_name_taken_an_image_missing_or_of_another_version_and_a_failed_record
     facts = _facts(running)
     facts.safety["records"] = ["failed-migration-x.json"]
     assert kinds(facts) == ["failed_verification"]
+
+
+def test_a_second_container_of_a_declared_service_is_drift_and_the_deploy_acts(running):
+    """`docker compose up --scale chroma=2`: a second server on the same data dir."""
+    facts = _facts(running)
+    second = {**copy.deepcopy(running), "name": "fx-chroma-2"}
+    facts.stack["containers"] = [second, running]
+    assert kinds(facts) == ["container_extra"]
+    assert stack_problems(facts.stack) == [
+        "fx-chroma-2: more containers of its service than the file declares"
+    ]
