@@ -125,6 +125,11 @@ def _inside_items(resource: Directory | File, found: dict[str, Any]) -> list[Dri
     if found["acl"]:
         items.append(DriftItem("acl", resource.path, "none", "an ACL (ls -l shows +)"))
     foreign = found["foreign"]
+    if isinstance(resource, Directory) and resource.recursive_owner and found.get("link"):
+        # Refused by the deploy (preflight.require_files): nothing to chown, nothing to delete.
+        items.append(
+            DriftItem("missing", f"{resource.path}/{found['link']}", "a file", "symbolic link")
+        )
     if isinstance(resource, Directory) and resource.recursive_owner and foreign:
         items.append(
             DriftItem(

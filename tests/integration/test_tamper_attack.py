@@ -44,6 +44,22 @@ def _pause(service: str) -> Callable[[Stack], None]:
     return tamper
 
 
+def _sqlite_linked_from_elsewhere(stack: Stack) -> None:
+    """chroma.sqlite3 moved to another disk and linked back: the running server keeps the
+    file it opened; started again, it cannot follow the link out of its mount (a crash loop)."""
+    moved = stack.project_dir.parent / "elsewhere.sqlite3"
+    stack.path("chroma_data/chroma.sqlite3").rename(moved)
+    stack.path("chroma_data/chroma.sqlite3").symlink_to(moved)
+
+
+def _sqlite_back(stack: Stack) -> None:
+    """What the one line says: the file itself in the link's place."""
+    stack.path("chroma_data/chroma.sqlite3").unlink()
+    (stack.project_dir.parent / "elsewhere.sqlite3").rename(
+        stack.path("chroma_data/chroma.sqlite3")
+    )
+
+
 ROWS = (
     # Each deploy failed ("Container ... is not paused"): `compose unpause` of the whole
     # project, on the pair behind the proxy of which one was paused.
@@ -52,9 +68,24 @@ ROWS = (
     # A second Chroma on the same data dir, the proxy sending every other request to it.
     Row("chroma scaled to two by compose", lambda s: sh(
         s.compose("up", "-d", "--wait", "--no-recreate", "--scale", "chroma=2") + " 2>&1")),
+    Row("chroma.sqlite3 a symlink to a file outside the data dir", _sqlite_linked_from_elsewhere,
+        resolve=_sqlite_back),
 )  # fmt: skip
+
+
+# The one line a refused row's deploy prints ({p}: the project dir).
+SAYS = {
+    "chroma.sqlite3 a symlink to a file outside the data dir": (
+        "@local: chroma_data_dir: {p}/chroma_data/chroma.sqlite3 is a symbolic link, which "
+        "Chroma in its container cannot follow out of {p}/chroma_data; put the file or dir it "
+        "points to there in its place, then run again"
+    ),
+}
 
 
 @pytest.mark.parametrize("row", ROWS, ids=[row.name for row in ROWS])
 def test_drift_and_the_deploy_agree_after_the_hunts_tampers(stack: Stack, row: Row) -> None:
     _run_row(stack, row)
+    if row.name in SAYS:
+        said = SAYS[row.name].format(p=stack.project_dir)
+        assert [line[line.index("@local: ") :] for line in stack.log[-1]["refused"]] == [said]
