@@ -125,6 +125,11 @@ def _inside_items(resource: Directory | File, found: dict[str, Any]) -> list[Dri
     if found["acl"]:
         items.append(DriftItem("acl", resource.path, "none", "an ACL (ls -l shows +)"))
     foreign = found["foreign"]
+    if isinstance(resource, Directory) and resource.recursive_owner and found.get("link"):
+        # Refused by the deploy (preflight.require_files): nothing to chown, nothing to delete.
+        items.append(
+            DriftItem("missing", f"{resource.path}/{found['link']}", "a file", "symbolic link")
+        )
     if isinstance(resource, Directory) and resource.recursive_owner and foreign:
         items.append(
             DriftItem(
@@ -267,6 +272,10 @@ def compare_stack(declared: Declared, facts: HostFacts) -> list[DriftItem]:
                 items.append(DriftItem("container_name_taken", name, "this stack's", actual))
             items.append(DriftItem("container_missing", name, "running", "missing"))
             continue
+        items += [
+            DriftItem("container_extra", name, f"one container of {service}", "another one")
+            for name in extra_containers({"containers": containers}, [service])
+        ]
         for container in containers:
             name = container["name"]
             items += _container_items(
@@ -566,6 +575,10 @@ def stack_problems(
                 ]
     for service in sorted(by_service):
         problems.append(f"{service}: container of a service the compose file no longer declares")
+    problems += [
+        f"{name}: more containers of its service than the file declares"
+        for name in extra_containers(stack, list(stack["declared_hashes"]))
+    ]
     return problems
 
 
@@ -617,6 +630,28 @@ def foreign_containers(
                 (container["name"], f"a container of undeclared service {service}, made by {made}")
             )
     return found
+
+
+def extra_containers(stack: dict, services: list[str]) -> list[str]:
+    """Containers of a declared service beyond the one the file declares, by name.
+
+    ``docker compose up --scale chroma=2`` adds ``<project>-chroma-2``: a second
+    server on the same data dir, to which the proxy sends every other request
+    (behind it no port stops the second one). ``up`` removes them, as compose keeps
+    the lowest numbers; their data is in the data dir, not in their layers. The
+    deploy names them first (stack.stack_up).
+    """
+    by_service: dict[str, list[str]] = {}
+    for container in stack["containers"]:
+        if not container.get("oneoff") and container["service"] in services:
+            by_service.setdefault(container["service"], []).append(container["name"])
+    return sorted(name for names in by_service.values() for name in sorted(names, key=_number)[1:])
+
+
+def _number(name: str) -> int:
+    """Compose's container number, the name's last part (``-2``); 0 for a name without."""
+    last = name.rsplit("-", 1)[-1]
+    return int(last) if last.isdigit() else 0
 
 
 def other_version(stack: dict, container: dict, version: str) -> str | None:

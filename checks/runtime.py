@@ -41,6 +41,12 @@ def runtime_differences(
     for key in ("restart_policy", "memory", "nano_cpus", "user"):
         if key in container and container[key] != expected[key]:
             found.append((key.replace("_", " "), _show(expected[key]), _show(container[key])))
+    if "limits" in container:
+        declared = expected.get("limits") or {}
+        for key in sorted(set(declared) | set(container["limits"])):
+            if container["limits"].get(key) != declared.get(key):
+                running = container["limits"].get(key)
+                found.append((key.replace("_", " "), _show(declared.get(key)), _show(running)))
     if container.get("cap_add"):
         found.append(("cap_add", "none", _show(container["cap_add"])))
     if "networks" in container:

@@ -49,6 +49,7 @@ def expected_runtime(compose_content: str, project_dir: str) -> dict[str, dict[s
 
     Keys: ``environment`` (the declared variables; the image adds its own),
     ``healthcheck`` (the test), ``restart_policy``, ``memory``, ``nano_cpus``,
+    ``limits`` (the other limits ``docker update`` sets: the file declares none),
     ``user``, ``cap_add``, ``network`` (the project's default network, or
     ``"service:X"`` for one in another's namespace), ``networks`` (the networks
     compose attaches it to, sorted), ``binds`` (sorted ``[source,
@@ -72,6 +73,8 @@ def expected_runtime(compose_content: str, project_dir: str) -> dict[str, dict[s
             "restart_policy": _plain(service.get("restart") or "no"),
             "memory": memory_bytes(service.get("mem_limit")),
             "nano_cpus": nano_cpus(service.get("cpus")),
+            # None declared: a pids limit or a cpuset set by hand is drift (facts.compose).
+            "limits": {},
             "user": _plain(service.get("user") or ""),
             "cap_add": [],
             "network": _plain(service.get("network_mode") or default_network),

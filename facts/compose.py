@@ -147,12 +147,30 @@ def _container(item: dict[str, Any]) -> dict[str, Any]:
         "restart_policy": (host_config.get("RestartPolicy") or {}).get("Name") or "no",
         "memory": int(host_config.get("Memory") or 0),
         "nano_cpus": int(host_config.get("NanoCpus") or 0),
+        "limits": _other_limits(host_config),
         "cap_add": list(host_config.get("CapAdd") or []),
         "networks": sorted((item.get("NetworkSettings") or {}).get("Networks") or {}),
         "oneoff": labels.get("com.docker.compose.oneoff") == "True",
         "config_files": labels.get("com.docker.compose.project.config_files"),
         "entrypoint": config.get("Entrypoint") or [],
     }
+
+
+# What `docker update` sets besides memory, CPUs and the restart policy (engine key: ours).
+# The file declares none of them; one left by hand is harmless until the next start, then
+# a crash loop (a pids limit under what the server starts) that no label shows.
+_OTHER_LIMITS = {
+    "PidsLimit": "pids_limit", "MemoryReservation": "memory_reservation",
+    "CpuShares": "cpu_shares", "CpuQuota": "cpu_quota", "CpuPeriod": "cpu_period",
+    "CpuRealtimePeriod": "cpu_rt_period", "CpuRealtimeRuntime": "cpu_rt_runtime",
+    "CpusetCpus": "cpuset_cpus", "CpusetMems": "cpuset_mems", "BlkioWeight": "blkio_weight",
+}  # fmt: skip
+
+
+def _other_limits(host_config: dict[str, Any]) -> dict[str, Any]:
+    """The limits of _OTHER_LIMITS that are set (0, -1, none or "": unlimited, left out)."""
+    found = {ours: host_config.get(key) for key, ours in _OTHER_LIMITS.items()}
+    return {key: value for key, value in found.items() if value not in (None, 0, -1, "")}
 
 
 class ComposeStack(FactBase[dict[str, Any]]):
@@ -169,7 +187,8 @@ class ComposeStack(FactBase[dict[str, Any]]):
     "user", "restart_count", "cap_drop", "security_opt", "read_only", and as it
     runs: "healthcheck" (its test; None: the image's, ``["NONE"]``: disabled),
     "restart_policy", "memory" (bytes; 0: no limit), "nano_cpus" (0: no limit),
-    "cap_add", "networks", "entrypoint", "oneoff" (made by ``compose run``),
+    "limits" (the other limits ``docker update`` sets, only those set), "cap_add",
+    "networks", "entrypoint", "oneoff" (made by ``compose run``),
     "config_files" (compose's label: the file that made it)}``.
     ``image_version`` and ``image_entrypoint``: the ``image`` reference's
     version label and entrypoint (None: not asked, absent, or no label).

@@ -51,7 +51,9 @@ class DataDirs(FactBase[dict[str, Any]]):
     not owned by the dir's uid and gid, or that its owner cannot read and write
     (dirs: and enter), ``{"path": relative, "uid", "gid", "mode"}``; None when
     everything is (``find ... -quit``: it stops at the first, and walks the
-    tree no more than ``du`` does).
+    tree no more than ``du`` does). ``link``: the first symbolic link found
+    inside instead (a ``chroma.sqlite3`` moved to another disk and linked back:
+    the server in its container cannot follow it out of its mount), else None.
     """
 
     @staticmethod
@@ -86,7 +88,8 @@ class DataDirs(FactBase[dict[str, Any]]):
             # The dir's own ids, cut from its stat line by the shell (no other process).
             inside = (
                 f"s=${{s#*|}}; u=${{s%%|*}}; s=${{s#*|}}; g=${{s%%|*}}; test -d {quoted} && "
-                f'find {quoted} -mindepth 1 \\( ! -uid "$u" -o ! -gid "$g" -o ! -perm -u=rw '
+                f"find {quoted} -mindepth 1 \\( -type l -printf 'link=%P\\n' -quit \\) -o "
+                f'\\( ! -uid "$u" -o ! -gid "$g" -o ! -perm -u=rw '
                 "-o -type d ! -perm -u=x \\) -printf 'foreign=%U|%G|%m|%P\\n' -quit 2>/dev/null; "
                 if path in contents
                 else ""
@@ -139,6 +142,7 @@ def _read_path(lines: list[str]) -> dict[str, Any]:
     state["acl"] = False
     state["setfacl"] = False
     state["foreign"] = None
+    state["link"] = None
     for line in lines[1:]:
         if line.startswith("size="):
             state["size_bytes"] = to_int(line[5:] or "0", "DataDirs", "du size")
@@ -155,6 +159,8 @@ def _read_path(lines: list[str]) -> dict[str, Any]:
                 "gid": to_int(gid, "DataDirs", "gid"),
                 "mode": mode,
             }
+        elif line.startswith("link=") and state["link"] is None:
+            state["link"] = line[5:]
         elif line.startswith("sha256="):
             state["sha256"] = line[7:] or None
         elif line.startswith("gitkeep="):

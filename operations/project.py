@@ -109,6 +109,14 @@ def acl_refusal(path: str) -> str:
     )
 
 
+def link_refusal(path: str, link: str) -> str:
+    """What to do about a symbolic link inside a data dir (DataDirs' ``link``)."""
+    return (
+        f"{path}/{link} is a symbolic link, which Chroma in its container cannot follow out of "
+        f"{path}; put the file or dir it points to there in its place, then run again"
+    )
+
+
 def path_states_read(resources: tuple[Directory | File, ...]) -> tuple[type[DataDirs], dict]:
     """The fact read that tells how every declared path is: one command for all of them.
 
@@ -173,6 +181,9 @@ def paths(resources: tuple[Directory | File, ...]):
             return
         if state is not None and state["acl"] and not state["setfacl"]:
             yield fail_host(acl_refusal(resource.path))
+            return
+        if state is not None and state.get("link"):
+            yield fail_host(link_refusal(resource.path, state["link"]))
             return
         if state is not None and state["gitkeep_kind"]:
             yield fail_host(

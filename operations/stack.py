@@ -15,7 +15,13 @@ from io import StringIO
 from pyinfra import host
 from pyinfra.api import FileUploadCommand, operation
 
-from checks.compare import exposed_containers, hardening_problems, image_moved, stack_problems
+from checks.compare import (
+    exposed_containers,
+    extra_containers,
+    hardening_problems,
+    image_moved,
+    stack_problems,
+)
 from checks.runtime import runtime_differences
 from declaration.resources import ComposeFile
 from declaration.targets import DataTarget, HealthCheck, StackTarget
@@ -201,8 +207,19 @@ def stack_up(
         return
     if data:
         yield from _rescue_layer_data(found, data)
-    if any(container["state"] == "paused" for container in found["containers"]):
-        yield compose_command(project_dir, "unpause")
+    # Only the paused ones: `compose unpause` of the whole project fails on a container
+    # that is not paused (one of the pair behind the proxy).
+    paused = [container["name"] for container in found["containers"]
+              if container["state"] == "paused"]  # fmt: skip
+    if paused:
+        yield shlex.join(["docker", "unpause", *paused])
+    extras = extra_containers(found, list(found["declared_hashes"]))
+    if extras:
+        # Said before `up` removes them: the deploy did not make them.
+        yield step(
+            f"removing {', '.join(extras)}: more containers of a service than the file declares"
+            " (docker compose --scale), on the same data dir"
+        )
     extra = ["--remove-orphans"]
     # Only the declared services' containers: an orphan of ours is removed, not a
     # reason to recreate Chroma (preflight refuses a container the deploy did not make).

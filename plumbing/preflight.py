@@ -430,6 +430,8 @@ def require_files(declared: Declared) -> None:
             )
         if state is not None and state["acl"] and not state["setfacl"]:
             raise refusal(host.name, f"{key}: {project.acl_refusal(resource.path)}")
+        if state is not None and state.get("link"):
+            raise refusal(host.name, f"{key}: {project.link_refusal(resource.path, state['link'])}")
     files = host_state.read(ProjectFiles, project_dir=settings.project_dir)
     wanted = {settings.compose_path: "chroma_project_dir"}
     if declared.gitignore:

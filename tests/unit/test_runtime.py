@@ -58,14 +58,14 @@ def test_each_way_a_container_can_run_otherwise_is_found(running):
     changed = copy.deepcopy(running)
     changed.update(
         healthcheck=["NONE"], restart_policy="no", memory=8 * 1024**3, nano_cpus=2 * 10**9,
-        user="1000:1000", cap_add=["NET_ADMIN"], networks=[],
+        user="1000:1000", limits={"pids_limit": 4}, cap_add=["NET_ADMIN"], networks=[],
         env={**running["env"], "CHROMA_PERSIST_PATH": "/elsewhere"},
         mounts=[{"type": "bind", "source": "/srv/other", "target": "/data", "name": None}],
     )  # fmt: skip
     found = [what for what, _, _ in runtime_differences(changed, expected)]
     assert found == [
         "environment CHROMA_PERSIST_PATH", "healthcheck", "restart policy", "memory",
-        "nano cpus", "user", "cap_add", "networks", "bind mounts",
+        "nano cpus", "user", "pids limit", "cap_add", "networks", "bind mounts",
     ]  # fmt: skip
     # The deploy sees it too, so it recreates instead of saying "No change".
     hashes = {"chroma": running["config_hash"]}
@@ -149,3 +149,14 @@ def test_a_name_taken_an_image_missing_or_of_another_version_and_a_failed_record
     facts = _facts(running)
     facts.safety["records"] = ["failed-migration-x.json"]
     assert kinds(facts) == ["failed_verification"]
+
+
+def test_a_second_container_of_a_declared_service_is_drift_and_the_deploy_acts(running):
+    """`docker compose up --scale chroma=2`: a second server on the same data dir."""
+    facts = _facts(running)
+    second = {**copy.deepcopy(running), "name": "fx-chroma-2"}
+    facts.stack["containers"] = [second, running]
+    assert kinds(facts) == ["container_extra"]
+    assert stack_problems(facts.stack) == [
+        "fx-chroma-2: more containers of its service than the file declares"
+    ]
