@@ -84,8 +84,12 @@ def test_a_deploy_during_a_migration_waits_and_no_record_is_lost(legacy):
     project_dir, data, _volume = legacy
     written = write_records(data["chroma_port"])
     migrating = start(data)
-    time.sleep(1.0)  # the migration is under way
-    second = start(data)
+    pending = project_dir / ".chroma-deploy" / "migration-pending.json"
+    while migrating.poll() is None and not pending.exists():
+        time.sleep(0.02)
+    if migrating.poll() is not None:
+        raise AssertionError(f"the first run ended before its migration began: {finish(migrating)}")
+    second = start(data)  # while the migration is under way (its pending record exists)
     assert finish(migrating)[0] == 0
     code, output = finish(second)
     assert code == 0, output
@@ -109,7 +113,11 @@ def test_a_killed_run_leaves_no_lock_behind(project):
     project_dir, name = project
     data = base_data(project_dir, name)
     killed = start(data)
-    time.sleep(2.0)
+    assert killed.stderr is not None
+    for line in killed.stderr:  # the lock is taken while pyinfra prepares, held to the end
+        if "--> Starting operation" in line:
+            break
+    assert killed.poll() is None, "the run ended before its first operation"
     os.killpg(killed.pid, signal.SIGKILL)
     killed.wait()
     converge(dict(data, chroma_lock_timeout=10))  # fails, naming the holder, if it were held
