@@ -311,3 +311,46 @@ def project_lock_held(project_dir: Path, holder: str) -> Iterator[None]:
         fcntl.flock(held, fcntl.LOCK_EX)
         (directory / "holder").write_text(f"{holder}\n")
         yield
+
+
+# About how long each real-engine file takes in CI, in seconds (docs/testing.md, "How long
+# each file takes"; only their order matters). pytest-xdist hands whole files to its two
+# workers in collection order (scripts/test.sh: --dist loadfile --no-loadscope-reorder), so
+# the longest go first and the last handed out are short: a long file handed out late keeps
+# one worker busy alone at the end. A file not listed counts as a minute.
+FILE_SECONDS = {
+    "test_tamper_matrix.py": 750,
+    "test_tamper_files.py": 400,
+    "test_data_homes.py": 320,
+    "test_interruption.py": 300,
+    "test_fleet.py": 270,
+    "test_proxy_faults.py": 240,
+    "test_upgrade.py": 240,
+    "test_drift.py": 220,
+    "test_data_safety.py": 160,
+    "test_converge.py": 150,
+    "test_bad_input.py": 150,
+    "test_migration.py": 100,
+    "test_app.py": 90,
+    "test_restore_refusals.py": 80,
+    "test_security.py": 80,
+    "test_takeover.py": 80,
+    "test_overlap.py": 70,
+    "test_server_settings.py": 50,
+    "test_compose_verdict.py": 40,
+    "test_persistence.py": 40,
+    "test_faults.py": 30,
+    "test_deploy_entry.py": 20,
+    "test_output.py": 20,
+    "test_compose_file.py": 10,
+    "test_engine.py": 10,
+}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under pytest-xdist only, the files longest first (each file's tests in their order).
+
+    In one process the files keep their order: test_rollout.py uses test_fleet.py's hosts.
+    """
+    if hasattr(config, "workerinput"):
+        items.sort(key=lambda item: -FILE_SECONDS.get(item.path.name, 60))

@@ -65,6 +65,19 @@ def test_data_dir_that_is_a_file_is_reported_and_kept(project):
     assert sorted(p.name for p in project_dir.iterdir()) == ["chroma_data"]
 
 
+def listening(port: int) -> None:
+    """Until a program accepts connections on the port (the squatter has bound it)."""
+    import socket
+
+    deadline = time.monotonic() + 60
+    while True:
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        assert time.monotonic() < deadline, f"nothing listens on port {port}"
+        time.sleep(0.05)
+
+
 def test_port_in_use_is_refused_before_anything_on_the_host_changes(project):
     project_dir, name = project
     data = base_data(project_dir, name)
@@ -73,7 +86,7 @@ def test_port_in_use_is_refused_before_anything_on_the_host_changes(project):
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     ) as squatter:  # fmt: skip
         try:
-            time.sleep(1)
+            listening(data["chroma_port"])
             result = run_deploy(data)
         finally:
             squatter.terminate()
@@ -98,7 +111,7 @@ def test_moving_a_running_stack_to_a_port_another_program_holds_changes_nothing(
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     ) as squatter:  # fmt: skip
         try:
-            time.sleep(1)
+            listening(moved["chroma_port"])
             result = run_deploy(moved)
         finally:
             squatter.terminate()

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import os
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -55,6 +57,25 @@ def error_line(run) -> str:
     lines = [line for line in run.output.splitlines() if "chroma_" in line and ":" in line]
     assert lines, run.output
     return lines[-1]
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[tuple[Path, str], dict]]:
+    """One converged 1.5.9 stack with 300 records, shared by the tests whose deploys are
+    refused: each checks that it still serves them from the same container, never
+    restarted, and puts back what it removed, so the next one starts from the same stack."""
+    name = f"cdtest{uuid.uuid4().hex[:8]}"
+    project_dir = tmp_path_factory.mktemp(name) / "stack"
+    data = base_data(project_dir, name)
+    try:
+        converge(data)
+        write_records(data["chroma_port"], per_collection=PER_COLLECTION)
+        yield (project_dir, name), data
+    finally:
+        if (project_dir / "docker-compose.yml").exists():
+            compose_down(project_dir)
+        sh(f"docker rm -f $(docker ps -aq --filter label=com.docker.compose.project={name}) "
+           "2>/dev/null", check=False)  # fmt: skip
 
 
 def test_a_changed_project_dir_takes_the_old_data_over(project, tmp_path):
@@ -132,14 +153,12 @@ def test_a_taken_over_stack_keeps_data_of_any_name(project, source):
             sh(f"docker volume rm {name}_chroma-storage", check=False)
 
 
-def test_a_second_server_on_one_data_dir_is_refused(project, tmp_path):
+def test_a_second_server_on_one_data_dir_is_refused(served, tmp_path):
     """#27.4: chroma_compose_project renamed with a new port; and another project dir that is
     a symlink to this one: either would start a second server on the data dir."""
-    project_dir, name = project
-    data = base_data(project_dir, name)
-    converge(data)
+    (project_dir, name), data = served
     port = data["chroma_port"]
-    write_records(port, per_collection=PER_COLLECTION)
+    started = _started(served[0])
 
     renamed = {**data, "chroma_compose_project": f"{name}b", "chroma_port": free_port()}
     code, items = drift_items(renamed)
@@ -161,24 +180,26 @@ def test_a_second_server_on_one_data_dir_is_refused(project, tmp_path):
     assert "chroma_data_dir:" in line and "two servers" in line, line
     ours = sh(f"docker ps -aq --filter label=com.docker.compose.project={name}b").stdout
     assert ours.strip() == ""  # no second server was ever made
-    assert count(port) == 300
+    _still_serving(served[0], port, started)
 
 
-def test_a_server_older_than_the_data_is_refused_without_a_compose_file(project):
+def test_a_server_older_than_the_data_is_refused_without_a_compose_file(served):
     """#27.6: the compose file removed, then chroma_version lowered: the data says 1.5.9."""
-    project_dir, name = project
-    data = base_data(project_dir, name)
-    converge(data)
+    (project_dir, _), data = served
     port = data["chroma_port"]
-    write_records(port, per_collection=PER_COLLECTION)
-    (project_dir / "docker-compose.yml").unlink()
-
-    refused = run_deploy({**data, "chroma_version": "0.6.3"})
-    assert refused.returncode != 0
-    line = error_line(refused)
-    assert "chroma_version:" in line and "written by Chroma 1.5.9" in line, line
-    assert count(port) == 300  # never stopped
-    assert schema_of(project_dir / "chroma_data") == SCHEMA_LEVELS["1.5.9"]
+    started = _started(served[0])
+    compose_file = project_dir / "docker-compose.yml"
+    aside = project_dir.parent / "docker-compose.yml.aside"
+    compose_file.rename(aside)  # removed from the project dir; the same file is put back
+    try:
+        refused = run_deploy({**data, "chroma_version": "0.6.3"})
+        assert refused.returncode != 0
+        line = error_line(refused)
+        assert "chroma_version:" in line and "written by Chroma 1.5.9" in line, line
+        _still_serving(served[0], port, started)  # never stopped
+        assert schema_of(project_dir / "chroma_data") == SCHEMA_LEVELS["1.5.9"]
+    finally:
+        aside.rename(compose_file)  # the shared stack as the next test expects it
 
 
 SEED_UNPINNED = """\
@@ -244,10 +265,11 @@ def _started(project) -> str:
     return sh(f"docker inspect --format '{{{{.State.StartedAt}}}}' {project[1]}-chroma-1").stdout
 
 
-def test_a_takeover_that_cannot_finish_is_refused_before_the_stack_stops(project, tmp_path):
+def test_a_takeover_that_cannot_finish_is_refused_before_the_stack_stops(served, tmp_path):
     """A project dir change with a lowered version (the data is 1.5.9's), then into a data
     dir that holds another file: each was refused only after the stack was stopped."""
-    _, moved, port = _moved_from(project, tmp_path)
+    project, data = served
+    moved, port = {**data, "chroma_project_dir": str(tmp_path / "moved")}, data["chroma_port"]
     started = _started(project)
     refused = run_deploy({**moved, "chroma_version": "0.6.3"})
     assert refused.returncode != 0
@@ -360,9 +382,11 @@ def test_a_second_server_through_a_parent_mount_is_refused(project, tmp_path):
 
 def test_data_no_server_of_the_declared_version_opened_takes_the_upgrade_path(project, tmp_path):
     """chroma_data_dir named at a dir a 0.6.3 server wrote, while the compose file names
-    1.5.9 already: it was migrated by 1.5.9 with no backup."""
+    1.5.9 already: it was migrated by 1.5.9 with no backup. (No rehearsal: the backup and
+    the upgrade record are the point; test_upgrade.py rehearses.)"""
     project_dir, name = project
-    data = base_data(project_dir, name, chroma_backup_dir=str(tmp_path / "backups"))
+    data = base_data(project_dir, name, chroma_backup_dir=str(tmp_path / "backups"),
+                     chroma_upgrade_rehearsal="false")  # fmt: skip
     converge(data)
     old = project_dir / "old063"
     old.mkdir()
@@ -389,9 +413,11 @@ def test_data_no_server_of_the_declared_version_opened_takes_the_upgrade_path(pr
 
 def test_an_upgrade_the_data_asks_for_works_without_a_compose_file(project, tmp_path):
     """0.6.3's data, its compose file removed, then the default 1.5.9: the upgrade path's
-    backup stopped the stack with compose on the missing file, and failed on every run."""
+    backup stopped the stack with compose on the missing file, and failed on every run.
+    (No rehearsal: the backup is the point; test_upgrade.py rehearses.)"""
     project_dir, name = project
-    data = base_data(project_dir, name, chroma_backup_dir=str(tmp_path / "backups"))
+    data = base_data(project_dir, name, chroma_backup_dir=str(tmp_path / "backups"),
+                     chroma_upgrade_rehearsal="false")  # fmt: skip
     converge({**data, "chroma_version": "0.6.3"})
     port = data["chroma_port"]
     write_records(port, per_collection=PER_COLLECTION)

@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import json
 import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import (
     DeployRun,
     base_data,
     chroma_client,
+    compose_down,
     converge,
     read_records,
     run_deploy,
+    sh,
     write_records,
 )
 
@@ -23,12 +29,29 @@ def run(deploy_file: str, data: dict) -> DeployRun:
     return run_deploy(data, deploy_file=deploy_file, timeout=600)
 
 
-def test_persistence_proof_passes_and_leaves_no_canary(project):
-    project_dir, name = project
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str, dict[str, Any]]]:
+    """One converged stack with 20 records, shared by the tests after which it must serve
+    the same records (the proof, backups, refused restores): each reads them before and after.
+    Each test names its own backup dir."""
+    name = f"cdtest{uuid.uuid4().hex[:8]}"
+    project_dir = tmp_path_factory.mktemp(name) / "stack"
     data = base_data(project_dir, name)
-    converge(data)
-    write_records(data["chroma_port"], per_collection=10)
+    try:
+        converge(data)
+        write_records(data["chroma_port"], per_collection=10)
+        yield project_dir, name, data
+    finally:
+        if (project_dir / "docker-compose.yml").exists():
+            compose_down(project_dir)
+        sh(f"docker rm -f $(docker ps -aq --filter label=com.docker.compose.project={name}) "
+           "2>/dev/null", check=False)  # fmt: skip
+
+
+def test_persistence_proof_passes_and_leaves_no_canary(served):
+    _, _, data = served
     before = read_records(data["chroma_port"])
+    assert sum(map(len, before.values())) == 20
     result = run("prove.py", data)
     assert result.returncode == 0, result.output
     assert read_records(data["chroma_port"]) == before
@@ -68,11 +91,9 @@ def test_backup_then_changes_then_restore_gives_back_exactly_the_backup(project,
     converge(data)
 
 
-def test_corrupt_archive_is_refused_and_nothing_changes(project, tmp_path):
-    project_dir, name = project
-    data = base_data(project_dir, name, chroma_backup_dir=str(tmp_path / "backups"))
-    converge(data)
-    write_records(data["chroma_port"], per_collection=5)
+def test_corrupt_archive_is_refused_and_nothing_changes(served, tmp_path):
+    project_dir, _, shared = served
+    data = dict(shared, chroma_backup_dir=str(tmp_path / "backups"))
     assert run("backup.py", data).returncode == 0
     archive = next((tmp_path / "backups").glob("*.tar.gz"))
     archive.write_bytes(archive.read_bytes()[:-8] + b"corrupt!")
@@ -87,14 +108,13 @@ def test_corrupt_archive_is_refused_and_nothing_changes(project, tmp_path):
     assert not list(project_dir.glob("chroma_data.before-restore-*"))
 
 
-def test_backup_keep_prunes_only_this_projects_oldest(project, tmp_path):
-    project_dir, name = project
+def test_backup_keep_prunes_only_this_projects_oldest(served, tmp_path):
+    _, name, shared = served
     backups = tmp_path / "backups"
     backups.mkdir()
     other = backups / "otherproject-20200101T000000Z.tar.gz"
     other.write_text("not ours")
-    data = base_data(project_dir, name, chroma_backup_dir=str(backups), chroma_backup_keep=2)
-    converge(data)
+    data = dict(shared, chroma_backup_dir=str(backups), chroma_backup_keep=2)
     for _ in range(3):
         assert run("backup.py", data).returncode == 0
         subprocess.run(["sleep", "1.1"], check=True)  # archive names have second resolution
@@ -103,12 +123,10 @@ def test_backup_keep_prunes_only_this_projects_oldest(project, tmp_path):
     assert other.read_text() == "not ours"
 
 
-def test_missing_archive_is_named_as_missing_and_nothing_changes(project, tmp_path):
+def test_missing_archive_is_named_as_missing_and_nothing_changes(served, tmp_path):
     """It was reported as a checksum mismatch (`sha256sum: ...: No such file or directory`)."""
-    project_dir, name = project
-    data = base_data(project_dir, name, chroma_backup_dir=str(tmp_path / "backups"))
-    converge(data)
-    write_records(data["chroma_port"], per_collection=5)
+    project_dir, name, shared = served
+    data = dict(shared, chroma_backup_dir=str(tmp_path / "backups"))
     before = read_records(data["chroma_port"])
     missing = str(tmp_path / "backups" / f"{name}-20200101T000000Z.tar.gz")
     result = run("restore.py", dict(data, chroma_restore_archive=missing))

@@ -87,8 +87,12 @@ def test_a_deploy_during_a_migration_waits_and_no_record_is_lost(legacy):
     project_dir, data, _volume = legacy
     written = write_records(data["chroma_port"])
     migrating = start(data)
-    time.sleep(1.0)  # the migration is under way
-    second = start(data)
+    pending = project_dir / ".chroma-deploy" / "migration-pending.json"
+    while migrating.poll() is None and not pending.exists():
+        time.sleep(0.02)
+    if migrating.poll() is not None:
+        raise AssertionError(f"the first run ended before its migration began: {finish(migrating)}")
+    second = start(data)  # while the migration is under way (its pending record exists)
     assert finish(migrating)[0] == 0
     code, output = finish(second)
     assert code == 0, output
