@@ -134,19 +134,14 @@ def test_a_killed_run_leaves_no_lock_behind(project):
     land before the lock or after the run."""
     project_dir, name = project
     data = base_data(project_dir, name)
-    args = [PYINFRA, "-y", "@local", "deploy.py"]
-    for key, value in data.items():
-        args += ["--data", f"{key}={value}"]
-    killed = subprocess.Popen(
-        args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-        start_new_session=True,
-    )  # fmt: skip
-    assert killed.stderr is not None
+    killed = start(data)
+    assert killed.stderr is not None and killed.stdout is not None
     reached = any(STARTING in line for line in killed.stderr)
     assert reached, "the run ended before its first operation: nothing was killed"
     assert lock_is_held(project_dir), "the run is at its first operation without the lock"
     os.killpg(killed.pid, signal.SIGKILL)
     killed.stderr.close()
+    killed.stdout.close()
     killed.wait()
     deadline = time.monotonic() + 5  # the lock's watcher looks every 0.5 s
     while lock_is_held(project_dir):

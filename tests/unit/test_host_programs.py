@@ -98,26 +98,21 @@ def test_an_upgrades_backup_writes_its_record_with_a_json_writer_and_leaves_the_
 ):
     project_dir, backups = host["project_dir"], host["backups"]
     record = Path(f"{project_dir}/.chroma-deploy/upgrade-pending.json")
-    done = safety(
-        host, "backup", *stack_options(host), "--data-dir", "chroma_data",
+    upgrade_backup = [
+        "backup", *stack_options(host), "--data-dir", "chroma_data",
         "--backup-dir", str(backups), "--version", "0.6.3", "--before-version", "1.5.9",
         "--no-restart", "--record", str(record), "--field", "kind=upgrade",
         "--field", "subject=0.6.3", "--field", "from=0.6.3", "--field", "to=1.5.9",
         "--skip-without-data",
-    )  # fmt: skip
+    ]  # fmt: skip
+    done = safety(host, *upgrade_backup)
     # No chroma.sqlite3: nothing to back up, said, and nothing stopped.
     assert done.returncode == 0, done.stderr
     assert done.stdout == "no data yet: Chroma 0.6.3 -> 1.5.9 needs no backup\n"
     assert not record.exists() and not Path(str(backups)).exists() and docker_calls(host) == []
 
     chroma_like_sqlite(f"{project_dir}/chroma_data/chroma.sqlite3").close()
-    done = safety(
-        host, "backup", *stack_options(host), "--data-dir", "chroma_data",
-        "--backup-dir", str(backups), "--version", "0.6.3", "--before-version", "1.5.9",
-        "--no-restart", "--record", str(record), "--field", "kind=upgrade",
-        "--field", "subject=0.6.3", "--field", "from=0.6.3", "--field", "to=1.5.9",
-        "--skip-without-data",
-    )  # fmt: skip
+    done = safety(host, *upgrade_backup)
     assert done.returncode == 0, done.stderr
     archives = sorted(Path(str(backups)).glob("fx-*-before-1.5.9.tar.gz"))
     assert len(archives) == 1

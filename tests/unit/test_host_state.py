@@ -15,11 +15,10 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from pyinfra.api import Config, FactBase, Inventory, State
-from pyinfra.api.connect import connect_all
+from pyinfra.api import FactBase, State
 from pyinfra.api.operation import add_op
 from pyinfra.api.operations import run_ops
-from pyinfra.context import ctx_host, ctx_state
+from pyinfra.context import ctx_host
 from pyinfra.operations import server
 
 from facts.batch import Batch
@@ -57,19 +56,12 @@ def commands_that_read(log: Path) -> list[str]:
 
 
 @pytest.fixture
-def local_run(tmp_path):
+def local_run(local_pyinfra):
     """A real pyinfra State on @local, with @local as the current host."""
-    inventory = Inventory((["@local"], {}))
-    state = State(inventory, Config())
-    previous = ctx_state.get() if ctx_state.isset() else None
-    ctx_state.set(state)
-    connect_all(state)
-    host = inventory.get_host("@local")
+    state, host = local_pyinfra
     with ctx_host.use(host):
         yield state
         host_state.forget()
-    if previous is not None:
-        ctx_state.set(previous)
 
 
 def run(state: State, changed: bool) -> None:

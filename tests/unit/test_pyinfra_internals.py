@@ -9,8 +9,7 @@ from __future__ import annotations
 import importlib.metadata
 
 import pytest
-from pyinfra.api import Config, Inventory, State
-from pyinfra.api.connect import connect_all
+from pyinfra.api import State
 from pyinfra.api.operation import add_op
 from pyinfra.api.operations import run_ops
 from pyinfra.context import ctx_state
@@ -20,16 +19,8 @@ from plumbing import pyinfra_internals
 
 
 @pytest.fixture
-def local_run():
-    inventory = Inventory((["@local"], {}))
-    state = State(inventory, Config())
-    previous = ctx_state.get() if ctx_state.isset() else None
-    ctx_state.set(state)
-    connect_all(state)
-    host = inventory.get_host("@local")
-    yield state, host
-    if previous is not None:
-        ctx_state.set(previous)
+def local_run(local_pyinfra):
+    return local_pyinfra
 
 
 def test_the_installed_pyinfra_is_the_one_checked():
