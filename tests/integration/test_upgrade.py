@@ -301,8 +301,10 @@ def test_the_vector_sample_check_catches_a_swapped_vector_on_a_copy(tmp_path):
         subprocess.run(["docker", "rm", "-f", name], capture_output=True)  # its data stays
     safety = [sys.executable, str(ROOT / "files" / "chroma_safety.py")]
     manifest = tmp_path / "before.json"
-    subprocess.run([*safety, "manifest", "--sqlite", str(data / "chroma.sqlite3"), "--out",
-                    str(manifest), "--project", "p", "--version", "1.5.9"], check=True)  # fmt: skip
+    inventory = [sys.executable, str(ROOT / "files" / "chroma_inventory.py")]
+    read = subprocess.run([*inventory, f"sqlite:{data / 'chroma.sqlite3'}"], check=True,
+                          capture_output=True, text=True)  # fmt: skip
+    manifest.write_text(read.stdout)
     copy = tmp_path / "copy"
     shutil.copytree(data, copy, symlinks=True)
     # mix-26 and mix-37 trade vectors in the copy (in whatever file holds them: the
