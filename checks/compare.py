@@ -25,6 +25,7 @@ from declaration.resources import (
 )
 from declaration.runtime import expected_runtime
 from declaration.versions import version_line
+from facts.chroma import answers
 from facts.compose import mounts_report
 from facts.datahomes import (
     PERSIST_TARGETS,
@@ -316,7 +317,7 @@ def compare_stack(declared: Declared, facts: HostFacts) -> list[DriftItem]:
 
 def compare_health(declared: Declared, facts: HostFacts) -> list[DriftItem]:
     health = facts.health
-    if health["status"] == 200 and health["heartbeat"]:
+    if answers(health):
         return []
     actual = health["error"] or f"HTTP {health['status']}"
     url = declared.url + declared.line.heartbeat_path

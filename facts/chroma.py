@@ -27,6 +27,14 @@ cat <&3"""
 _STATUS_LINE = re.compile(r"^HTTP/\d(?:\.\d)?\s+(\d{3})\b")
 
 
+def answers(health: dict[str, Any]) -> bool:
+    """Whether a :class:`ChromaHealth` reading is Chroma answering: HTTP 200 with a heartbeat.
+
+    The one meaning of "Chroma answers" for drift, the deploy and up.sh's summary.
+    """
+    return health["status"] == 200 and bool(health["heartbeat"])
+
+
 class ChromaHealth(FactBase[dict[str, Any]]):
     """The heartbeat as seen from the host itself (curl, else bash's /dev/tcp).
 

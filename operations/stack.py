@@ -25,7 +25,7 @@ from checks.compare import (
 from checks.runtime import runtime_differences
 from declaration.resources import ComposeFile
 from declaration.targets import DataTarget, HealthCheck, StackTarget
-from facts.chroma import ChromaHealth
+from facts.chroma import ChromaHealth, answers
 from facts.compose import (
     VERDICT_RECORD,
     ComposeStack,
@@ -41,6 +41,10 @@ from plumbing.pyinfra_internals import is_executing
 from plumbing.report import step
 
 COMPOSE_FILE = "docker-compose.yml"
+
+# Before a recreate for "no answer through the port": three more readings, 2 s and 5 s
+# apart (about 20 s at most with curl's 5 s each), paid only when the first one failed.
+RECHECK_PAUSES = (0, 2, 5)
 
 
 def compose_command(project_dir: str, *args: str) -> str:
@@ -165,14 +169,14 @@ def stack_up(
     if health and not problems and not file_changed:
         answer = host_state.read(ChromaHealth, **health.read)
         for pause in RECHECK_PAUSES:
-            if _answers(answer):
+            if answers(answer):
                 break
             # Asked again, afresh, before a recreate: a busy host's slow answer (curl
             # gives up after 5 s) is no cause to restart a healthy server.
             if is_executing(host) is not None:  # None: a recorded host, nothing to wait for
                 time.sleep(pause)
             answer = host.get_fact(ChromaHealth, **health.read)
-        if not _answers(answer):
+        if not answers(answer):
             unreachable = True
             reason = answer["error"] or f"HTTP {answer['status']}"
             problems.append(f"Chroma does not answer on {health.url}: {reason}")
@@ -272,7 +276,7 @@ def published_answers(stack: StackTarget, health: HealthCheck):
     deadline = time.monotonic() + stack.wait_timeout
     while True:
         answer = host.get_fact(ChromaHealth, **health.read)
-        if _answers(answer):
+        if answers(answer):
             host.noop(f"Chroma answers on {url}")
             return
         if time.monotonic() >= deadline:
@@ -285,15 +289,6 @@ def published_answers(stack: StackTarget, health: HealthCheck):
         "clients (a firewall rule, another network); fix it (docker compose logs in "
         f"{stack.project_dir} tells more), then deploy again"
     )
-
-
-# Before a recreate for "no answer through the port": three more readings, 2 s and 5 s
-# apart (about 20 s at most with curl's 5 s each), paid only when the first one failed.
-RECHECK_PAUSES = (0, 2, 5)
-
-
-def _answers(health: dict) -> bool:
-    return health["status"] == 200 and bool(health["heartbeat"])
 
 
 def _rescue_layer_data(stack: dict, data: DataTarget):

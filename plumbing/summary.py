@@ -26,7 +26,7 @@ from pyinfra.context import ctx_host
 from declaration.resources import Declared
 from declaration.settings import Settings, SettingsError, load_settings
 from declaration.versions import version_line
-from facts.chroma import ChromaHealth
+from facts.chroma import ChromaHealth, answers
 from plumbing import cli
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -83,7 +83,7 @@ def read_heartbeat(host: Any, settings: Settings) -> dict[str, Any]:
 
 def problem_with(health: dict[str, Any], settings: Settings, url: str) -> str | None:
     """Why the heartbeat does not show the declared Chroma up (one line), or None."""
-    if health["status"] != 200 or not health["heartbeat"]:
+    if not answers(health):
         return f"no heartbeat at {url}: {health['error'] or 'HTTP ' + str(health['status'])}"
     running = health["image_version"]
     if running is not None and running != settings.version:

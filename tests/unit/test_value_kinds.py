@@ -66,27 +66,22 @@ def test_every_key_of_a_kind_is_typed_as_that_kind():
         assert len(keys_of(kind)) >= 2, kind
 
 
-@pytest.mark.parametrize("spelling", INTEGER_SPELLINGS, ids=repr)
-def test_an_integer_spelling_means_the_same_in_every_integer_key(spelling):
-    verdicts = {key: verdict(key, spelling) for key in keys_of("whole number")}
-    assert len(set(verdicts.values())) == 1, verdicts
+SPELLINGS_OF_KIND = {
+    "whole number": INTEGER_SPELLINGS,
+    "boolean": BOOLEAN_SPELLINGS,
+    "size": SIZE_SPELLINGS,
+    "path": PATH_SPELLINGS,
+}
 
 
-@pytest.mark.parametrize("spelling", BOOLEAN_SPELLINGS, ids=repr)
-def test_a_boolean_spelling_means_the_same_in_every_boolean_key(spelling):
-    verdicts = {key: verdict(key, spelling) for key in keys_of("boolean")}
-    assert len(set(verdicts.values())) == 1, verdicts
-
-
-@pytest.mark.parametrize("spelling", SIZE_SPELLINGS, ids=repr)
-def test_a_size_spelling_means_the_same_in_every_size_key(spelling):
-    verdicts = {key: verdict(key, spelling) for key in keys_of("size")}
-    assert len(set(verdicts.values())) == 1, verdicts
-
-
-@pytest.mark.parametrize("spelling", PATH_SPELLINGS, ids=repr)
-def test_a_path_spelling_means_the_same_in_every_path_key(spelling):
-    verdicts = {key: verdict(key, spelling) for key in keys_of("path")}
+@pytest.mark.parametrize(
+    ("kind", "spelling"),
+    [(kind, spelling) for kind, spellings in SPELLINGS_OF_KIND.items() for spelling in spellings],
+    ids=repr,
+)
+def test_a_spelling_means_the_same_in_every_key_of_its_kind(kind, spelling):
+    """An integer spelling, say, gets the same verdict from every whole-number key."""
+    verdicts = {key: verdict(key, spelling) for key in keys_of(kind)}
     assert len(set(verdicts.values())) == 1, verdicts
 
 
