@@ -75,6 +75,10 @@ class SettingsError(ValueError):
     """A data key has a value that is not allowed. The message is one line."""
 
 
+class _Hidden(ValueError):
+    """A refusal whose value must not be echoed: it holds a password."""
+
+
 class _Said(ValueError):
     """A parser's refusal that says more than the key's line (a path's characters, '..'):
     :class:`Check` keeps its words."""
@@ -380,6 +384,60 @@ def _env_name(value: Any) -> str:
     if not isinstance(value, str) or not _ENV_NAME.fullmatch(value):
         raise ValueError("an environment variable name such as CHROMA_AUTH_TOKEN")
     return value
+
+
+_RESTIC_SCHEMES = ("sftp:", "s3:", "rest:", "rclone:", "b2:", "azure:", "gs:", "swift:")
+# A repository string reaches restic from a 0600 file (--repository-file), never a command
+# line; these characters keep it one plain word in every message that names it.
+_RESTIC_REPOSITORY = re.compile(r"[A-Za-z0-9/._+,@:=%~-]+")
+_CREDENTIALS_IN_URL = re.compile(r"://[^/@]*:[^/@]*@")
+_CRON_FIELD = re.compile(r"[0-9*][0-9*,/-]*")
+_PERCENTAGE = re.compile(r"([0-9]{1,3})(\.[0-9]{1,2})?%")
+_SNAPSHOT_ID = re.compile(r"[0-9a-f]{8,64}")
+_keep_snapshots = Check(
+    "whole number", "a whole number of snapshots from 0 to 10000", _within(0, 10000)
+)
+
+
+def _restic_repository(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError("a restic repository such as sftp:user@host:/srv/restic/kb or /mnt/backup")
+    if _CREDENTIALS_IN_URL.search(value):
+        raise _Hidden(
+            "a repository without a password in it; give the backend's credentials to restic "
+            "on the host, not in the repository string"
+        )
+    if not _RESTIC_REPOSITORY.fullmatch(value) or not (
+        value.startswith("/") or value.startswith(_RESTIC_SCHEMES)
+    ):
+        raise ValueError(
+            "a restic repository such as sftp:user@host:/srv/restic/kb, an absolute path, or "
+            "s3:, rest:, rclone:, b2:, azure:, gs:, swift: (letters, digits and / . _ + , @ : = "
+            "% ~ - only)"
+        )
+    return path(value) if value.startswith("/") else value
+
+
+def _cron_schedule(value: Any) -> str:
+    if value in ("auto", "off"):
+        return str(value)
+    fields_ = value.split() if isinstance(value, str) else []
+    if len(fields_) != 5 or not all(_CRON_FIELD.fullmatch(field_) for field_ in fields_):
+        raise ValueError("five cron fields such as '30 2 * * *', 'auto' or 'off'")
+    return " ".join(fields_)
+
+
+def _percentage(value: Any) -> str:
+    match = _PERCENTAGE.fullmatch(value) if isinstance(value, str) else None
+    if not match or float(value[:-1]) > 100:
+        raise ValueError("a percentage from 0% to 100%, such as 5% or 2.5%")
+    return value
+
+
+def _snapshot_id(value: Any) -> str:
+    if value == "latest" or (isinstance(value, str) and _SNAPSHOT_ID.fullmatch(value)):
+        return str(value)
+    raise ValueError("'latest' or a snapshot id (8 to 64 hex digits, as restic snapshots shows)")
 
 
 def key(
@@ -731,6 +789,93 @@ class Settings:
         "The archive restore.py restores (a path on the host, from backup.py).",
         example="/var/backups/chroma-deploy/chroma-20261125T041509Z.tar.gz",
     )
+    # Off-host backups with restic (docs/offsite-backups.md).
+    backup_repository: str | None = key(
+        None,
+        _or_unset(_restic_repository),
+        "A restic repository off this host that backups go to, encrypted: "
+        "sftp:user@host:/path or a mounted path (both tested), or s3:, rest:, rclone:, b2:, "
+        "azure:, gs:, swift: (passed to restic as written). Unset: local archives only.",
+        example="sftp:backup@vault.example:/srv/restic/kb",
+        example_with=(
+            "chroma_backup_password_file=/etc/kb/restic-password",
+            "chroma_backup_ssh_key=/etc/kb/restic-ssh-key",
+            "chroma_backup_known_hosts=/etc/kb/restic-known-hosts",
+        ),
+    )
+    backup_password_file: str | None = key(
+        None,
+        _or_unset(_absolute_path),
+        "File on the control machine holding the repository's password; shipped to the host "
+        "0600, never on a command line, in an environment or in any output.",
+        example="/etc/kb/restic-password",
+        example_with=("chroma_backup_repository=/mnt/backup/restic",),
+    )
+    backup_ssh_key: str | None = key(
+        None,
+        _or_unset(_absolute_path),
+        "Private key file on the control machine that opens an sftp: repository; shipped to "
+        "the host 0600.",
+        example="/etc/kb/restic-ssh-key",
+        example_with=(
+            "chroma_backup_repository=sftp:backup@vault.example:/srv/restic/kb",
+            "chroma_backup_password_file=/etc/kb/restic-password",
+            "chroma_backup_ssh_key=/etc/kb/restic-ssh-key",
+            "chroma_backup_known_hosts=/etc/kb/restic-known-hosts",
+        ),
+    )
+    backup_known_hosts: str | None = key(
+        None,
+        _or_unset(_absolute_path),
+        "File on the control machine with the sftp: repository host's known_hosts line(s): "
+        "its host key is pinned, never accepted blindly.",
+        example="/etc/kb/restic-known-hosts",
+        example_with=(
+            "chroma_backup_repository=sftp:backup@vault.example:/srv/restic/kb",
+            "chroma_backup_password_file=/etc/kb/restic-password",
+            "chroma_backup_ssh_key=/etc/kb/restic-ssh-key",
+            "chroma_backup_known_hosts=/etc/kb/restic-known-hosts",
+        ),
+    )
+    backup_schedule: str = key(
+        "auto",
+        _cron_schedule,
+        "When the host backs itself up to the repository, without the control machine: five "
+        "cron fields, 'auto' (daily at 03:MM, MM from the host name, so a fleet spreads over "
+        "the hour) or 'off'.",
+        example="30 2 * * *",
+    )
+    backup_keep_daily: int = key(
+        0,
+        _keep_snapshots,
+        "Daily snapshots of this project and host to keep (restic forget --keep-daily); "
+        "0 with the weekly and monthly ones 0 too keeps all.",
+        example="7",
+    )
+    backup_keep_weekly: int = key(
+        0, _keep_snapshots, "Weekly snapshots to keep (--keep-weekly).", example="4"
+    )
+    backup_keep_monthly: int = key(
+        0, _keep_snapshots, "Monthly snapshots to keep (--keep-monthly).", example="6"
+    )
+    backup_check_subset: str = key(
+        "5%",
+        _percentage,
+        "Share of the repository's data a weekly restic check reads back (--read-data-subset); "
+        "0% checks the structure only.",
+        example="10%",
+    )
+    restore_snapshot: str | None = key(
+        None,
+        _or_unset(_snapshot_id),
+        "The snapshot restore.py restores from chroma_backup_repository: 'latest' (this "
+        "project's newest) or a snapshot id.",
+        example="latest",
+        example_with=(
+            "chroma_backup_repository=/mnt/backup/restic",
+            "chroma_backup_password_file=/etc/kb/restic-password",
+        ),
+    )
 
     @property
     def image_ref(self) -> str:
@@ -778,8 +923,9 @@ def load_settings(data: Any) -> Settings:
         try:
             values[declared.name] = declared.metadata["check"](raw)
         except ValueError as allowed:
+            shown = "a value with a password in it" if isinstance(allowed, _Hidden) else repr(raw)
             raise SettingsError(
-                f"{PREFIX}{declared.name}: {raw!r} is not allowed; use {allowed}"
+                f"{PREFIX}{declared.name}: {shown} is not allowed; use {allowed}"
             ) from None
     settings = Settings(**values)
     _check_together(settings)
@@ -852,6 +998,7 @@ def _check_together(settings: Settings) -> None:
             f"{settings.group!r}; name the group, or leave chroma_group unset"
         )
     _check_server_settings(settings)
+    _check_backup_repository(settings)
     if settings.app_name == "chroma":
         raise SettingsError(
             "chroma_app_name: 'chroma' is not allowed, the Chroma service uses it; choose another"
@@ -897,3 +1044,41 @@ def _check_server_settings(settings: Settings) -> None:
         refusal = line.refuse_env(name)
         if refusal:
             raise SettingsError(f"chroma_env: {name}: {refusal}")
+
+
+def _check_backup_repository(settings: Settings) -> None:
+    """The off-host backup keys that go together (docs/offsite-backups.md)."""
+    repository = settings.backup_repository
+    sftp = bool(repository and repository.startswith("sftp:"))
+    if repository and not settings.backup_password_file:
+        raise SettingsError(
+            "chroma_backup_password_file: chroma_backup_repository needs the repository's "
+            "password; name a file on the control machine that holds it"
+        )
+    for key_, value in (("ssh_key", settings.backup_ssh_key),
+                        ("known_hosts", settings.backup_known_hosts)):  # fmt: skip
+        if sftp and not value:
+            raise SettingsError(
+                f"chroma_backup_{key_}: an sftp: repository needs it (the key that opens the "
+                "repository host, and its pinned host key); name the file on the control machine"
+            )
+        if value and not sftp:
+            raise SettingsError(
+                f"chroma_backup_{key_}: only an sftp: repository uses it, and "
+                f"chroma_backup_repository is {repository!r}; leave it unset"
+            )
+    if settings.backup_password_file and not repository:
+        raise SettingsError(
+            "chroma_backup_password_file: set, but chroma_backup_repository is not; name the "
+            "repository, or leave the password file unset"
+        )
+    if settings.restore_snapshot and not repository:
+        raise SettingsError(
+            "chroma_restore_snapshot: needs chroma_backup_repository (and its password file) to "
+            "restore from; set them as the host that backed up had them"
+        )
+    if settings.restore_snapshot and settings.restore_archive:
+        raise SettingsError(
+            "chroma_restore_snapshot: set together with chroma_restore_archive; restore one: "
+            "a snapshot from the repository, or a local archive"
+        )
