@@ -15,7 +15,7 @@ from pathlib import Path
 from pyinfra.api import FileUploadCommand
 
 FILES = Path(__file__).resolve().parent.parent / "files"
-TOOL_FILES = ("chroma_inventory.py", "chroma_safety.py")
+TOOL_FILES = ("chroma_inventory.py", "chroma_safety.py", "chroma_restic.py")
 TOOLS_DIR = (
     "/usr/local/lib/chroma-deploy/"
     + hashlib.sha256(b"".join((FILES / name).read_bytes() for name in TOOL_FILES)).hexdigest()[:12]
