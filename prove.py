@@ -8,10 +8,12 @@ reason: the seed's manual "Testing Data Persistence", made automatic.
 import sys
 from pathlib import Path
 
-# pyinfra puts only the working dir on sys.path: make `pyinfra @local /path/to/prove.py`
-# find facts/ and operations/ from any dir, ahead of any other module of that name.
+# pyinfra puts the working dir on sys.path: put this dir first, so that
+# `pyinfra @local /path/to/prove.py` finds facts/ and operations/ here from any dir, ahead of
+# any other module of that name (the working dir's, PYTHONPATH's), also when this dir is
+# the working dir. Not an installed package: docs/testing.md says why.
 ROOT = str(Path(__file__).resolve().parent)
-if ROOT not in sys.path:  # once, though pyinfra runs this file for every host
+if sys.path[:1] != [ROOT]:  # once, though pyinfra runs this file for every host
     sys.path.insert(0, ROOT)
 
 if __name__ == "__main__":  # `python prove.py`: not a pyinfra run (pyinfra runs it unnamed)

@@ -15,10 +15,12 @@ archive changes nothing while the server still holds what it restored.
 import sys
 from pathlib import Path
 
-# pyinfra puts only the working dir on sys.path: make `pyinfra @local /path/to/restore.py`
-# find facts/ and operations/ from any dir, ahead of any other module of that name.
+# pyinfra puts the working dir on sys.path: put this dir first, so that
+# `pyinfra @local /path/to/restore.py` finds facts/ and operations/ here from any dir, ahead of
+# any other module of that name (the working dir's, PYTHONPATH's), also when this dir is
+# the working dir. Not an installed package: docs/testing.md says why.
 ROOT = str(Path(__file__).resolve().parent)
-if ROOT not in sys.path:  # once, though pyinfra runs this file for every host
+if sys.path[:1] != [ROOT]:  # once, though pyinfra runs this file for every host
     sys.path.insert(0, ROOT)
 
 if __name__ == "__main__":  # `python restore.py`: not a pyinfra run (pyinfra runs it unnamed)

@@ -15,6 +15,7 @@ The runs start together and are read one per test: about a second of CPU each.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -41,7 +42,16 @@ CASES = {
         "deploy.py",
     ),
     "deploy.py from a bare dir": ("bare", [PYINFRA], "deploy.py"),
-    "deploy.py from the repo, as the README runs it": ("repo", [PYINFRA], "deploy.py"),
+    # As the README runs them, with that project on PYTHONPATH (as another checkout's
+    # install in the same venv would be): ahead of the working dir that pyinfra appends.
+    **{
+        f"{entry} from the repo, a project with its own packages on PYTHONPATH": (
+            "repo",
+            [PYINFRA],
+            entry,
+        )
+        for entry in ("deploy.py", "backup.py", "restore.py", "prove.py")
+    },
 }
 
 
@@ -67,6 +77,7 @@ def runs(tmp_path_factory) -> dict[str, subprocess.CompletedProcess[str]]:
         started[case] = subprocess.Popen(
             [*command, "@local", path, "--dry", *data],
             cwd=dirs[where],
+            env={**os.environ, "PYTHONPATH": str(project)} if where == "repo" else None,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
