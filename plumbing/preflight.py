@@ -21,6 +21,7 @@ from declaration.versions import data_version_problem
 from facts.accounts import Accounts, UsedIds, free_system_id
 from facts.chroma import ChromaHealth
 from facts.compose import ComposeStack, NamedContainers, PortHolder
+from facts.cron import Cron
 from facts.datahomes import (
     DataHomes,
     DataSchema,
@@ -34,7 +35,7 @@ from facts.datahomes import (
 from facts.docker import DockerEngine, DockerImage
 from facts.project import ProjectFiles, SafetyState
 from facts.volumes import LegacyVolumes, legacy_volume_names
-from operations import project
+from operations import backup_schedule, project
 from plumbing import host_state, pyinfra_internals
 from plumbing.host_state import Read
 from plumbing.refusal import refusal
@@ -498,6 +499,7 @@ def deploy_reads(settings: Settings, token: str | None) -> list[Read]:
         *state_reads(Declared(settings, 0, 0, token)),
         (PortHolder, {"port": settings.port}),
         (DockerEngine, {}),
+        (Cron, backup_schedule.cron_read()),
     ]
     if settings.auth_proxy:
         reads.append((DockerImage, {"ref": settings.proxy_image}))
