@@ -13,6 +13,7 @@ SUPERVISOR_PATH = "/usr/local/sbin/chroma-deploy-cron"
 
 # Each crontab line is printed behind a "|", so that a line of the crontab can never
 # pass for one of the section markers and its leading blanks survive the transport.
+# A killed cron its parent has not reaped yet (a zombie) runs nothing: not counted.
 # A cron in another pid namespace (the engine's host, seen from a container) is not this
 # host's: it does not read this crontab. Debian's daemon is /usr/sbin/cron, its unit cron.
 def _command(log_dir: str, tools: list[str]) -> str:
@@ -21,6 +22,7 @@ def _command(log_dir: str, tools: list[str]) -> str:
         "echo @@crontab_command; command -v crontab; true",
         "echo @@pids; ns=$(readlink /proc/self/ns/pid); for p in /proc/[0-9]*; do",
         '  c=; { read -r c <"$p/comm"; } 2>/dev/null; [ "$c" = cron ] || continue',
+        '  s=; { read -r _ _ s _ <"$p/stat"; } 2>/dev/null; [ "$s" = Z ] && continue',
         '  n=$(readlink "$p/ns/pid" 2>/dev/null)'
         '; [ -z "$n" ] || [ "$n" = "$ns" ] && echo "${p#/proc/}"',
         "done",

@@ -466,9 +466,10 @@ def _compose_input_refusal(item: DriftItem, settings: Settings) -> str:
 def state_reads(where: Declared) -> list[Read]:
     """What a deploy and a drift check both read of the host, with the same arguments.
 
-    The accounts, the declared paths, the stack (with its image), the legacy volumes
-    and the project's files: deploy_reads and drift.py's gather add their own to these,
-    so what both compare is one list, read alike. ``where``: the declaration for any
+    The accounts, the declared paths, the stack (with its image), the legacy volumes,
+    the project's files, and cron with root's crontab (the scheduled backup): deploy_reads
+    and drift.py's gather add their own to these, so what both compare is one list, read
+    alike. ``where``: the declaration for any
     owner (which paths does not depend on it).
     """
     settings = where.settings
@@ -484,6 +485,7 @@ def state_reads(where: Declared) -> list[Read]:
         (DataHomes, {"data_dir": settings.path(settings.data_dir)}),
         (SafetyState, {"project_dir": settings.project_dir, "data_dir": settings.data_dir}),
         (ChromaHealth, health_read(where)),
+        (Cron, backup_schedule.cron_read()),
     ]
 
 
@@ -499,7 +501,6 @@ def deploy_reads(settings: Settings, token: str | None) -> list[Read]:
         *state_reads(Declared(settings, 0, 0, token)),
         (PortHolder, {"port": settings.port}),
         (DockerEngine, {}),
-        (Cron, backup_schedule.cron_read()),
     ]
     if settings.auth_proxy:
         reads.append((DockerImage, {"ref": settings.proxy_image}))
