@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shlex
 import signal
 import time
 import uuid
@@ -152,21 +153,26 @@ def test_each_project_has_its_own_line_and_off_removes_only_its_own(projects):
 def test_the_entry_runs_in_crons_environment(projects):
     """The deployed line, run exactly as cron runs it, finds python3, docker and restic.
 
-    Until files/chroma_offsite.py is one of the host tools (#23's backup program), a
-    stand-in at its path prints where it found each; the line is the deploy's own.
+    Once files/chroma_offsite.py is one of the host tools (#23's backup program), the
+    line runs a real backup of B to its local repository: exit 0 only if it found docker
+    and restic. Until then a stand-in at its path prints where it found each.
     """
     b = projects[1]
     command = entry(Path(b["chroma_project_dir"]))[1].split(None, 5)[5]
+    log = Path(LOG_DIR) / f"{b['chroma_compose_project']}-backup.log"
+    cron_run = f"{' '.join(CRON_ENV)} /bin/sh -c {shlex.quote(command)}"
+    if PROGRAM in TOOL_FILES:
+        run = sh(cron_run, check=False)
+        assert (run.returncode, run.stdout, run.stderr) == (0, "", ""), log.read_text()
+        return
     program = Path(TOOLS_DIR) / PROGRAM
-    assert PROGRAM not in TOOL_FILES, "the real program is here: run a real backup instead"
     program.write_text(
         "import shutil, sys\n"
         "print('args', *sys.argv[1:])\n"
         "for name in ('python3', 'docker', 'restic'): print(name, shutil.which(name))\n"
     )
-    log = Path(LOG_DIR) / f"{b['chroma_compose_project']}-backup.log"
     try:
-        run = sh(f"{' '.join(CRON_ENV)} /bin/sh -c {json.dumps(command)}", check=False)
+        run = sh(cron_run, check=False)
         assert (run.returncode, run.stdout, run.stderr) == (0, "", "")
         found = dict(line.split(" ", 1) for line in log.read_text().splitlines())
     finally:
@@ -237,3 +243,56 @@ def test_cron_killed_is_drift_and_a_deploy_starts_it_again(projects):
             break
         time.sleep(0.25)
     assert cron_pids(), "the supervisor did not start cron again"
+
+
+CRON_ONLY = """\
+import sys
+
+sys.path.insert(0, {root!r})
+from operations.backup_schedule import cron_daemon
+
+cron_daemon(name="cron running")
+"""
+
+
+def test_a_bare_debian_host_gets_cron_installed_and_kept_running(tmp_path: Path):
+    """Debian without cron and without a service manager (an SSH test host's image):
+    apt installs cron, the supervisor starts it and starts it again when it dies."""
+    from harness.ssh_hosts import _image_tag, _mirror_hosts, build_images
+
+    build_images()
+    name = f"cdcronhost{uuid.uuid4().hex[:6]}"
+    add_hosts = " ".join(f"--add-host {entry}" for entry in _mirror_hosts())
+    sh(f"docker run -d --name {name} {add_hosts} --entrypoint sleep {_image_tag('bare')} 1d")
+    deploy_file = tmp_path / "cron_only.py"
+    deploy_file.write_text(CRON_ONLY.format(root=str(Path(__file__).resolve().parents[2])))
+
+    def in_host(command: str) -> str:
+        return sh(f"docker exec {name} sh -c {shlex.quote(command)}", check=False).stdout
+
+    def host_cron() -> list[int]:
+        return read_fact_in(name)["pids"]
+
+    try:
+        assert in_host("command -v cron crontab") == ""
+        converge({}, inventory=f"@docker/{name}", deploy_file=str(deploy_file))
+        first = host_cron()
+        assert first and in_host("command -v crontab").strip() == "/usr/bin/crontab"
+        assert in_host(f"ls {SUPERVISOR_PATH}").strip() == SUPERVISOR_PATH
+        in_host(f"kill -KILL {first[0]}")
+        for _ in range(40):
+            if host_cron() and host_cron() != first:
+                break
+            time.sleep(0.25)
+        assert host_cron() and host_cron() != first, "cron not started again"
+    finally:
+        sh(f"docker rm -f {name}", check=False)
+
+
+def read_fact_in(container: str) -> dict:
+    """The Cron fact read inside a container (its own pid namespace and crontab)."""
+    fact = Cron()
+    done = sh(
+        f"docker exec {container} sh -c {shlex.quote(fact.command(**cron_read()))}", check=False
+    )
+    return fact.process(done.stdout.splitlines())
