@@ -74,9 +74,17 @@ def cron_daemon():
 
 
 def _remove(lines: list[str]) -> str:
-    """Root's crontab without exactly these lines (each matched whole, as a fixed string)."""
+    """Root's crontab without exactly these lines (each matched whole, as a fixed string).
+
+    Through a file: a ``crontab -l`` that failed must stop here, not install its empty
+    output as the crontab (every other entry lost). grep's 1 is "no line left": fine.
+    """
     patterns = " ".join(f"-e {shlex.quote(line)}" for line in lines)
-    return f"crontab -l -u {CRON_USER} | grep -v -x -F {patterns} | crontab -u {CRON_USER} -"
+    return (
+        f't=$(mktemp) && crontab -l -u {CRON_USER} >"$t" && '
+        f'{{ grep -v -x -F {patterns} "$t" >"$t.keep"; [ $? -le 1 ]; }} && '
+        f'crontab -u {CRON_USER} "$t.keep"; s=$?; rm -f "$t" "$t.keep"; exit $s'
+    )
 
 
 @operation()

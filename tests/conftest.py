@@ -345,6 +345,7 @@ FILE_SECONDS = {
     "test_bad_input.py": 150,
     "test_migration.py": 100,
     "test_app.py": 90,
+    "test_backup_schedule.py": 90,
     "test_restore_refusals.py": 80,
     "test_security.py": 80,
     "test_takeover.py": 80,
