@@ -32,6 +32,8 @@ def _command(log_dir: str, tools: list[str]) -> str:
         f"echo @@tools; for f in {' '.join(shell_word(t) for t in tools)}; do",
         '  test -f "$f" || echo "$f"',
         "done",
+        "echo @@enabled; test -d /run/systemd/system && systemctl is-enabled cron 2>/dev/null"
+        "; true",
         "echo @@systemd; test -d /run/systemd/system && echo yes; true",
     ))  # fmt: skip
 
@@ -46,6 +48,8 @@ class Cron(FactBase[dict[str, Any]]):
     - ``log_dir``: the dir ``log_dir`` (where scheduled runs log) exists.
     - ``missing_tools``: the files of ``tools`` (the host programs a run calls) not there.
     - ``systemd``: a service manager runs (``/run/systemd/system`` is a dir).
+    - ``enabled``: under systemd, the cron unit starts at boot (``systemctl is-enabled``);
+      False without systemd.
     """
 
     @staticmethod
@@ -77,4 +81,5 @@ class Cron(FactBase[dict[str, Any]]):
             "log_dir": any(line.strip() == "yes" for line in parts.get("log_dir", [])),
             "missing_tools": [line.strip() for line in parts.get("tools", []) if line.strip()],
             "systemd": any(line.strip() == "yes" for line in parts["systemd"]),
+            "enabled": any(line.strip() == "enabled" for line in parts.get("enabled", [])),
         }

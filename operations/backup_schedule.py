@@ -58,6 +58,9 @@ def cron_daemon():
         yield step("installing Debian's cron (step 2 of 2: apt-get install)")
         yield "DEBIAN_FRONTEND=noninteractive apt-get install -y -qq cron"
     if installed and cron["pids"]:
+        if cron["systemd"] and not cron["enabled"]:
+            yield "systemctl enable cron"  # running now, and after the next boot too
+            return
         pids = ", ".join(str(pid) for pid in cron["pids"])
         host.noop(f"cron is running (pid {pids})")
         return
