@@ -5,7 +5,8 @@ lists them: the checks before any change, the engine, the image, the data-safety
 guard, the owner account, the project's dirs and files, data the bind mount would not
 see (a legacy volume, data served from elsewhere), the proxy's image, the
 ``.gitignore`` block, the version change, the compose file, the verifications before
-the stack is published, the stack, and the verification of migrated data. Each
+the stack is published, the stack, the verification of migrated data, and the
+scheduled off-host backup (cron and this project's entry in root's crontab). Each
 operation takes the typed values :class:`declaration.resources.Declared` derives once
 (declaration/targets.py), not arguments spelled out again at each call.
 Another deploy file calls it with overrides of the data keys, next to operations of
@@ -32,16 +33,8 @@ from declaration.resources import Declared
 from declaration.runtime import expected_runtime
 from declaration.schedule import declared_schedule
 from declaration.settings import DEFAULTS, Settings
-from operations import (
-    backup_schedule,
-    engine,
-    host_failure,
-    image,
-    migrate,
-    project,
-    stack,
-    upgrade,
-)
+from operations import engine, host_failure, image, migrate, project, stack, upgrade
+from operations.backup_schedule import backup_schedule, cron_daemon
 from plumbing import lock, preflight, report
 from plumbing.host_tools import TOOLS_DIR
 
@@ -305,8 +298,8 @@ def _backup_schedule(settings: Settings) -> None:
     """
     schedule = declared_schedule(settings, host.name, TOOLS_DIR)
     if schedule is not None:
-        backup_schedule.cron_daemon(name="cron running (it runs the scheduled backups)")
-    backup_schedule.backup_schedule(
+        cron_daemon(name="cron running (it runs the scheduled backups)")
+    backup_schedule(
         name=f"Scheduled backup of {settings.project_dir} in root's crontab",
         project_dir=settings.project_dir,
         schedule=schedule,

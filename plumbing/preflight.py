@@ -469,8 +469,7 @@ def state_reads(where: Declared) -> list[Read]:
     The accounts, the declared paths, the stack (with its image), the legacy volumes,
     the project's files, and cron with root's crontab (the scheduled backup): deploy_reads
     and drift.py's gather add their own to these, so what both compare is one list, read
-    alike. ``where``: the declaration for any
-    owner (which paths does not depend on it).
+    alike. ``where``: the declaration for any owner (which paths does not depend on it).
     """
     settings = where.settings
     return [
