@@ -48,15 +48,19 @@ from pyinfra.context import ctx_host  # noqa: E402
 from checks.compare import DriftItem, HostFacts, compare, exposed_containers  # noqa: E402
 from checks.drift_metrics import HostResult, render, write_textfile  # noqa: E402
 from declaration.resources import Declared  # noqa: E402
+from declaration.schedule import declared_schedule  # noqa: E402
 from facts.chroma import ChromaHealth  # noqa: E402
 from facts.compose import ComposeStack, ContainerLayerData, NamedContainers  # noqa: E402
+from facts.cron import Cron  # noqa: E402
 from facts.datahomes import DataHomes, data_elsewhere  # noqa: E402
 from facts.project import ProjectFiles, SafetyState  # noqa: E402
 from facts.volumes import LegacyVolumes, legacy_volume_names  # noqa: E402
 from operations import project  # noqa: E402
+from operations.backup_schedule import cron_read  # noqa: E402
 from operations.migrate import done_record  # noqa: E402
 from plumbing import cli, host_state, preflight  # noqa: E402
 from plumbing.deploy_file import stack_overrides as deploy_file_overrides  # noqa: E402
+from plumbing.host_tools import TOOLS_DIR  # noqa: E402
 from plumbing.version import version_line  # noqa: E402
 
 EXIT_OK, EXIT_ERROR, EXIT_DRIFT = 0, 1, 2
@@ -218,6 +222,8 @@ def gather(host: Any, overrides: dict[str, Any] | None = None) -> tuple[Declared
         ),
         named_containers=host_state.read(NamedContainers, names=missing) if missing else None,
         safety=safety,
+        cron=host_state.read(Cron, **cron_read()),
+        schedule=declared_schedule(settings, host.name, TOOLS_DIR),
     )
     return declared, facts
 

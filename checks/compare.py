@@ -24,6 +24,7 @@ from declaration.resources import (
     has_declared_type,
 )
 from declaration.runtime import expected_runtime
+from declaration.schedule import LOG_DIR, BackupSchedule, entry_state, project_lines
 from declaration.versions import version_line
 from facts.chroma import answers
 from facts.compose import mounts_report
@@ -76,6 +77,10 @@ class HostFacts:
     named_containers: dict[str, str | None] | None = None
     # The project's data-safety records (facts.project.SafetyState; None: not read).
     safety: dict[str, Any] | None = None
+    # Cron and root's crontab (facts.cron.Cron; None: not read), and the entry declared
+    # for this host, whose 'auto' minute is its inventory name's (declaration/schedule.py).
+    cron: dict[str, Any] | None = None
+    schedule: BackupSchedule | None = None
 
 
 def _account(uid: int, name: str | None) -> str:
@@ -324,6 +329,36 @@ def compare_health(declared: Declared, facts: HostFacts) -> list[DriftItem]:
     return [DriftItem("heartbeat", url, "HTTP 200 with a heartbeat", actual)]
 
 
+def compare_backup_schedule(declared: Declared, facts: HostFacts) -> list[DriftItem]:
+    """The scheduled backup (operations/backup_schedule.py): this project's entry in root's
+    crontab as declared, or none; and where one is declared, what it needs to run: a running
+    cron, the host tools it calls, its log dir."""
+    if facts.cron is None:
+        return []
+    project_dir, wanted, cron = declared.settings.project_dir, facts.schedule, facts.cron
+    resource = f"root's crontab: backup of {project_dir}"
+    state = entry_state(cron["lines"], project_dir, wanted)
+    found = [line.strip() for line in project_lines(cron["lines"], project_dir)]
+    actual = " | ".join(found) or "no entry"
+    if wanted is None:
+        if state == "absent":
+            return []
+        return [DriftItem("backup_schedule", resource, "no entry (none declared)", actual)]
+    items = []
+    if state != "ok":
+        items.append(DriftItem("backup_schedule", resource, wanted.line, actual))
+    if not cron["pids"]:
+        running = "not running" if cron["cron"] else "not installed"
+        items.append(DriftItem("backup_schedule", "cron", "running", running))
+    if cron["missing_tools"]:
+        missing = ", ".join(tool.rsplit("/", 1)[1] for tool in cron["missing_tools"])
+        tools = cron["missing_tools"][0].rsplit("/", 1)[0]
+        items.append(DriftItem("backup_schedule", tools, "host tools", f"missing {missing}"))
+    if not cron["log_dir"]:
+        items.append(DriftItem("backup_schedule", LOG_DIR, "dir", "missing"))
+    return items
+
+
 def compare_safety(declared: Declared, facts: HostFacts) -> list[DriftItem]:
     """What makes the deploy refuse (migrate.data_safety_guard) or rename records."""
     if facts.safety is None:
@@ -529,6 +564,7 @@ def compare(declared: Declared, facts: HostFacts) -> list[DriftItem]:
         *compare_data_homes(declared, facts),
         *compare_safety(declared, facts),
         *compare_served_data(declared, facts),
+        *compare_backup_schedule(declared, facts),
     ]
 
 

@@ -844,6 +844,10 @@ class Settings:
         "cron fields, 'auto' (daily at 03:MM, MM from the host name, so a fleet spreads over "
         "the hour) or 'off'.",
         example="30 2 * * *",
+        example_with=(
+            "chroma_backup_repository=/mnt/backup/restic",
+            "chroma_backup_password_file=/etc/kb/restic-password",
+        ),
     )
     backup_keep_daily: int = key(
         0,
@@ -1071,6 +1075,11 @@ def _check_backup_repository(settings: Settings) -> None:
         raise SettingsError(
             "chroma_backup_password_file: set, but chroma_backup_repository is not; name the "
             "repository, or leave the password file unset"
+        )
+    if settings.backup_schedule not in ("auto", "off") and not repository:
+        raise SettingsError(
+            f"chroma_backup_schedule: '{settings.backup_schedule}' schedules backups to "
+            "chroma_backup_repository, which is not set; set it, or leave the schedule unset"
         )
     if settings.restore_snapshot and not repository:
         raise SettingsError(

@@ -5,7 +5,8 @@ lists them: the checks before any change, the engine, the image, the data-safety
 guard, the owner account, the project's dirs and files, data the bind mount would not
 see (a legacy volume, data served from elsewhere), the proxy's image, the
 ``.gitignore`` block, the version change, the compose file, the verifications before
-the stack is published, the stack, and the verification of migrated data. Each
+the stack is published, the stack, the verification of migrated data, and the
+scheduled off-host backup (cron and this project's entry in root's crontab). Each
 operation takes the typed values :class:`declaration.resources.Declared` derives once
 (declaration/targets.py), not arguments spelled out again at each call.
 Another deploy file calls it with overrides of the data keys, next to operations of
@@ -23,16 +24,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from pyinfra import state
+from pyinfra import host, state
 from pyinfra.api import deploy
 from pyinfra.api.operation import OperationMeta
 from pyinfra.operations import server
 
 from declaration.resources import Declared
 from declaration.runtime import expected_runtime
+from declaration.schedule import declared_schedule
 from declaration.settings import DEFAULTS, Settings
 from operations import engine, host_failure, image, migrate, project, stack, upgrade
+from operations.backup_schedule import backup_schedule, cron_daemon
 from plumbing import lock, preflight, report
+from plumbing.host_tools import TOOLS_DIR
 
 DATA_DEFAULTS = dict(DEFAULTS)
 
@@ -62,6 +66,7 @@ def chroma_stack(overrides: dict[str, Any] | None = None) -> None:
     up = _stack_up(declared, compose, restart)
     _published_answers(declared, up)
     verified = _migration_verified(declared)
+    _backup_schedule(settings)
     # What a migration, an upgrade's backup and its verification found, at default verbosity.
     for step in (*moved, version_change, *checked, verified):
         report.show(step)
@@ -282,6 +287,22 @@ def _published_answers(declared: Declared, up: OperationMeta) -> None:
         stack=declared.stack_target,
         health=declared.health_check,
         _if=up.did_change,
+    )
+
+
+def _backup_schedule(settings: Settings) -> None:
+    """chroma_backup_schedule: the host backs itself up off-host with no control machine.
+
+    The entry's "auto" minute comes from the inventory name (declaration/schedule.py).
+    With no repository, or the schedule off, this project's entry is removed if there.
+    """
+    schedule = declared_schedule(settings, host.name, TOOLS_DIR)
+    if schedule is not None:
+        cron_daemon(name="cron running (it runs the scheduled backups)")
+    backup_schedule(
+        name=f"Scheduled backup of {settings.project_dir} in root's crontab",
+        project_dir=settings.project_dir,
+        schedule=schedule,
     )
 
 

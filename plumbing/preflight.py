@@ -21,6 +21,7 @@ from declaration.versions import data_version_problem
 from facts.accounts import Accounts, UsedIds, free_system_id
 from facts.chroma import ChromaHealth
 from facts.compose import ComposeStack, NamedContainers, PortHolder
+from facts.cron import Cron
 from facts.datahomes import (
     DataHomes,
     DataSchema,
@@ -34,7 +35,7 @@ from facts.datahomes import (
 from facts.docker import DockerEngine, DockerImage
 from facts.project import ProjectFiles, SafetyState
 from facts.volumes import LegacyVolumes, legacy_volume_names
-from operations import project
+from operations import backup_schedule, project
 from plumbing import host_state, pyinfra_internals
 from plumbing.host_state import Read
 from plumbing.refusal import refusal
@@ -465,10 +466,10 @@ def _compose_input_refusal(item: DriftItem, settings: Settings) -> str:
 def state_reads(where: Declared) -> list[Read]:
     """What a deploy and a drift check both read of the host, with the same arguments.
 
-    The accounts, the declared paths, the stack (with its image), the legacy volumes
-    and the project's files: deploy_reads and drift.py's gather add their own to these,
-    so what both compare is one list, read alike. ``where``: the declaration for any
-    owner (which paths does not depend on it).
+    The accounts, the declared paths, the stack (with its image), the legacy volumes,
+    the project's files, and cron with root's crontab (the scheduled backup): deploy_reads
+    and drift.py's gather add their own to these, so what both compare is one list, read
+    alike. ``where``: the declaration for any owner (which paths does not depend on it).
     """
     settings = where.settings
     return [
@@ -483,6 +484,7 @@ def state_reads(where: Declared) -> list[Read]:
         (DataHomes, {"data_dir": settings.path(settings.data_dir)}),
         (SafetyState, {"project_dir": settings.project_dir, "data_dir": settings.data_dir}),
         (ChromaHealth, health_read(where)),
+        (Cron, backup_schedule.cron_read()),
     ]
 
 

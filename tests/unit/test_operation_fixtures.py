@@ -21,13 +21,15 @@ import os
 import re
 from pathlib import Path
 from typing import Any
+from unittest.mock import patch
 
 import pytest
 from pyinfra.api import FileUploadCommand, FunctionCommand, StringCommand
 from pyinfra.api.util import get_kwargs_str
 from pyinfra.context import ctx_host
+from pyinfra.operations.util import files as files_util
 
-from declaration import resources, targets
+from declaration import resources, schedule, targets
 from plumbing.host_tools import TOOLS_DIR
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "operations"
@@ -88,6 +90,9 @@ class RecordedHost:
     def noop(self, description: str) -> None:
         self.noops.append(description)
 
+    def get_temp_filename(self, *args: Any, **kwargs: Any) -> str:
+        return "/tmp/pyinfra-fixture"  # pyinfra's crontab operation edits a copy
+
 
 def describe(command: Any) -> str:
     """A command as text; an upload shows its local file's name, or the content it sends."""
@@ -106,7 +111,8 @@ def describe(command: Any) -> str:
 KINDS = {
     kind.__name__: kind
     for kind in (resources.Directory, resources.File, resources.ComposeFile,
-                 targets.StackTarget, targets.DataTarget, targets.HealthCheck, targets.CheckServer)
+                 targets.StackTarget, targets.DataTarget, targets.HealthCheck, targets.CheckServer,
+                 schedule.BackupSchedule)
 }  # fmt: skip
 
 
@@ -140,7 +146,8 @@ def run_operation(case: Path, **changed: Any) -> tuple[list[str], list[str], Rec
     operation = getattr(importlib.import_module(f"operations.{module}"), name)
     host = RecordedHost(fixture["facts"])
     arguments = operation_arguments({**fixture["args"], **changed})
-    with ctx_host.use(host):
+    # pyinfra's sed edits (its crontab operation) name their backup file by the time.
+    with ctx_host.use(host), patch(f"{files_util.__name__}.get_timestamp", lambda: "TIMESTAMP"):
         commands = [describe(c) for c in operation.__wrapped__(**arguments)]
     return commands, host.noops, host
 

@@ -49,7 +49,7 @@ BASH = "/bin/bash"
 # ("command not found"), so this list keeps up with the commands.
 STUBS = (
     "apt-get", "awk", "base64", "basename", "bash", "cat", "chmod", "chown", "cp", "curl",
-    "cut", "date", "dirname", "docker", "du", "find", "flock", "getent", "grep", "gzip",
+    "crontab", "cut", "date", "dirname", "docker", "du", "find", "flock", "getent", "grep", "gzip",
     "head", "id", "install", "ln", "ls", "mkdir", "mktemp", "mv", "pgrep", "python3", "rm",
     "rmdir", "sed", "seq", "service", "setfacl", "setsid", "sh", "sha256sum", "sleep", "sort", "ss",
     "stat", "sudo", "systemctl", "tail", "tar", "tee", "timeout", "touch", "tr", "wc", "xargs",

@@ -94,6 +94,11 @@ def test_values_are_normalised(data, expected):
         ),
         ({"chroma_log_max_files": True}, "chroma_log_max_files: True is not allowed; use a whole"),
         ({"chroma_env": ["A=1"]}, "chroma_env: ['A=1'] is not allowed; use a mapping of NAME"),
+        (
+            {"chroma_backup_schedule": "30 2 * * *"},
+            "chroma_backup_schedule: '30 2 * * *' schedules backups to chroma_backup_repository,"
+            " which is not set",
+        ),
     ],
 )
 def test_bad_values_name_the_key_and_what_is_allowed(data, message):
