@@ -354,3 +354,31 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     """
     if hasattr(config, "workerinput"):
         items.sort(key=lambda item: -FILE_SECONDS.get(item.path.name, 60))
+
+
+@pytest.fixture(scope="session")
+def sftp_server():
+    """A real sshd holding restic repositories over sftp (tests/harness/sftp_repository.py).
+
+    One small container per test process, removed when the session ends.
+    """
+    from harness.sftp_repository import remove_server, start_server
+
+    server = start_server()
+    yield server
+    remove_server(server)
+
+
+@pytest.fixture
+def sftp_repository(sftp_server):
+    """A fresh, uninitialised repository path on ``sftp_server``; removed after the test.
+
+    ``.url`` is the sftp: repository, ``.settings(password_file)`` the deploy's keys
+    (ssh key and pinned known_hosts included), ``.restic(password_file, *args)`` runs
+    restic from this machine against it.
+    """
+    from harness.sftp_repository import new_repository
+
+    repository = new_repository(sftp_server)
+    yield repository
+    repository.remove()
