@@ -104,15 +104,18 @@ def run_drift(
     return _run([sys.executable, "drift.py", inventory], data, extra, env, timeout)
 
 
-def converge(data: dict[str, Any], env: dict[str, str] | None = None, **where: Any) -> DeployRun:
+def converge(
+    data: dict[str, Any], env: dict[str, str] | None = None, *extra: str, **where: Any
+) -> DeployRun:
     """Deploy, then deploy again and assert the second run changed nothing.
 
+    ``extra``: more arguments for both runs (``-vvv``: the commands in the output).
     ``where``: run_deploy's ``deploy_file`` and ``cwd``, to run from elsewhere.
     """
-    first = run_deploy(data, env=env, **where)
+    first = run_deploy(data, *extra, env=env, **where)
     assert first.returncode == 0, first.output
     assert first.result["failed_hosts"] == []
-    second = run_deploy(data, env=env, **where)
+    second = run_deploy(data, *extra, env=env, **where)
     assert second.returncode == 0, second.output
     assert second.changed_operations == [], second.output
     assert second.result["totals"]["success"] == 0

@@ -23,6 +23,7 @@ prints the keys for ``--data`` (``--remove`` removes this machine's leftovers).
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -137,6 +138,9 @@ def remove_leftovers(everything: bool = False) -> None:
         name, _, owner = line.partition(" ")
         if everything or not _pid_alive(owner):
             _run(["docker", "rm", "--force", "--volumes", name], check=False)
+    for state_dir in ssh_hosts.STATE_DIR.glob("sftp-*"):
+        if everything or not _pid_alive(state_dir.name.removeprefix("sftp-")):
+            shutil.rmtree(state_dir, ignore_errors=True)
 
 
 def _host_key(container: str, address: str, deadline: float) -> str:
