@@ -331,6 +331,7 @@ FILE_SECONDS = {
     "test_upgrade.py": 240,
     "test_drift.py": 220,
     "test_data_safety.py": 160,
+    "test_offsite_repository.py": 150,
     "test_converge.py": 150,
     "test_bad_input.py": 150,
     "test_migration.py": 100,

@@ -206,6 +206,23 @@ def test_a_host_key_that_is_not_the_pinned_one_is_refused(stack: Stack):
     stack.serving_unchanged()
 
 
+def test_a_key_the_repository_host_does_not_accept_is_refused(stack: Stack, tmp_path: Path):
+    before = stack.host_files()
+    key = tmp_path / "other_ed25519"
+    sh(f"ssh-keygen -q -t ed25519 -N '' -C other -f '{key}'")
+    refused = run_deploy({**stack.data, "chroma_backup_ssh_key": str(key)}, "-vvv")
+    assert refused.returncode != 0
+    assert _refusals(refused) == [
+        f"@local: chroma_backup_ssh_key: the repository host refuses the key in {str(key)!r} "
+        f"(restic@{stack.repository.server.address}: Permission denied (publickey).); add its "
+        "public key to the repository user's authorized_keys there, then run again; the host's "
+        "files were left as they were"
+    ]
+    assert stack.host_files() == before
+    assert _secrets_in(refused.output, key) == []
+    stack.serving_unchanged()
+
+
 def test_an_unreachable_repository_host_is_refused(stack: Stack):
     before = stack.host_files()
     url = stack.repository.unreachable_url
