@@ -260,3 +260,28 @@ def test_drift_reports_a_changed_or_missing_secret_and_the_deploy_puts_it_back(s
     digest = hashlib.sha256(stack.password.read_bytes()).hexdigest()
     assert hashlib.sha256(password.read_bytes()).hexdigest() == digest
     stack.serving_unchanged()
+
+
+def test_a_local_path_repository_is_created_and_the_next_run_changes_nothing(
+    stack: Stack, tmp_path: Path
+):
+    """The other tested backend: a path on the host (a mounted disk); no key, no known_hosts.
+
+    Last in the file: the stack now names another repository.
+    """
+    local = tmp_path / "mounted-disk" / "restic"
+    data = {
+        **{key: value for key, value in stack.data.items() if "ssh_key" not in key},
+        "chroma_backup_repository": str(local),
+    }
+    data.pop("chroma_backup_known_hosts")
+    converge(data)
+    config = json.loads((stack.project_dir / CONFIG).read_text())
+    assert (config["ssh_key"], config["known_hosts"]) == (None, None)
+    assert (stack.restic_dir / "restic-repository").read_text() == f"{local}\n"
+    host_view = chroma_restic.run_restic(
+        chroma_restic.Offsite.load(str(stack.project_dir / CONFIG)), "cat", "config"
+    )
+    assert chroma_restic.verdict(host_view) == "ok", host_view.stderr
+    assert (local / "config").is_file()
+    stack.serving_unchanged()
