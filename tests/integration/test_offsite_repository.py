@@ -243,6 +243,23 @@ def _drift_items(data: dict[str, Any]) -> set[tuple[str, str]]:
     return {(item["kind"], item["resource"]) for item in document["hosts"]["@local"]["items"]}
 
 
+def test_a_repository_restic_cannot_create_is_refused(stack: Stack):
+    """No repository where the user may not write: restic init fails, nothing moves."""
+    before = stack.host_files()
+    url = f"sftp:restic@{stack.repository.server.address}:/root/kb"
+    refused = run_deploy({**stack.data, "chroma_backup_repository": url})
+    assert refused.returncode != 0
+    [line] = _refusals(refused)
+    assert line.startswith(
+        f"@local: chroma_backup_repository: restic on this host could not open {url} (Fatal: "
+    )
+    assert line.endswith(
+        "; check the repository, then run again; the host's files were left as they were"
+    )
+    assert stack.host_files() == before
+    stack.serving_unchanged()
+
+
 def test_drift_reports_a_changed_or_missing_secret_and_the_deploy_puts_it_back(stack: Stack):
     assert _drift_items(stack.data) == set()
     password = stack.restic_dir / "restic-password"
