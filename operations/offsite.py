@@ -180,6 +180,8 @@ def repository(target: OffsiteTarget, paths: tuple[Directory | File, ...]):
     yield from _install_candidate(target.config, config, check)
     cleanup = shlex.join(["rm", "-f", *candidates, check])
 
+    # Read once the candidates are on the host: pyinfra 3 runs an operation's commands as
+    # its generator yields them (and a plan without -y stops at the first yield).
     opened = host.get_fact(ResticRepository, tools_dir=TOOLS_DIR, config=check)
     if opened["verdict"] == "no repository":
         init = shlex.join(["python3", f"{TOOLS_DIR}/chroma_restic.py", "init", "--config", check])
