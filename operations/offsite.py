@@ -26,7 +26,7 @@ from pyinfra.api import FileUploadCommand, FunctionCommand, operation
 from pyinfra.facts.server import Which
 from pyinfra.operations import apt
 
-from declaration.offsite import OffsiteTarget
+from declaration.offsite import SECRET_FILES, OffsiteTarget
 from declaration.resources import Directory, File, has_declared_type, stat_type
 from facts.offsite import ResticRepository
 from operations import project
@@ -190,8 +190,13 @@ def repository(target: OffsiteTarget, paths: tuple[Directory | File, ...]):
         yield cleanup
         yield fail_host(refusal_for(target, opened["verdict"], opened["reason"]))
         return
+    # A key and known_hosts an sftp: repository shipped, which this one does not use: a
+    # credential for another host is not left behind (credentials, never data).
+    shipped = {resource.path for resource in target.secrets}
+    unused = [path for _, name in SECRET_FILES
+              if (path := f"{target.directory.path}/{name}") not in shipped]  # fmt: skip
     yield " && ".join(
         [*(shlex.join(["mv", "-f", path, resource.path])
            for resource, path in zip(changed, candidates, strict=True)),
-         shlex.join(["rm", "-f", check])]
+         shlex.join(["rm", "-f", check, *unused])]
     )  # fmt: skip

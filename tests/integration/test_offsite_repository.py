@@ -296,6 +296,11 @@ def test_a_local_path_repository_is_created_and_the_next_run_changes_nothing(
     config = json.loads((stack.project_dir / CONFIG).read_text())
     assert (config["ssh_key"], config["known_hosts"]) == (None, None)
     assert (stack.restic_dir / "restic-repository").read_text() == f"{local}\n"
+    # The sftp: repository's key and pinned host key are not left behind.
+    assert sorted(path.name for path in stack.restic_dir.iterdir()) == [
+        "restic-password",
+        "restic-repository",
+    ]
     host_view = chroma_restic.run_restic(
         chroma_restic.Offsite.load(str(stack.project_dir / CONFIG)), "cat", "config"
     )
