@@ -183,7 +183,8 @@ def gather(host: Any, overrides: dict[str, Any] | None = None) -> tuple[Declared
     """
     settings = preflight.settings_for_host(overrides)
     token = preflight.token_for_host(settings)
-    expected = Declared(settings, 0, 0, token)  # where things are: the same for any owner
+    offsite = preflight.offsite_for_host(settings, 0, 0)
+    expected = Declared(settings, 0, 0, token, offsite)  # where things are: the same for any owner
     names = legacy_volume_names(settings.legacy_volumes, settings.adopt_volume)
     stack_read = preflight.stack_read(settings)
     health_read = preflight.health_read(expected)
@@ -191,7 +192,8 @@ def gather(host: Any, overrides: dict[str, Any] | None = None) -> tuple[Declared
     # What the deploy reads too: the same list, with the same arguments.
     host_state.prefetch(preflight.state_reads(expected))
     owner = preflight.resolve_owner(settings)
-    declared = Declared(settings, owner.uid, owner.gid, token)
+    offsite = preflight.offsite_for_host(settings, owner.uid, owner.gid)
+    declared = Declared(settings, owner.uid, owner.gid, token, offsite)
     stack = host_state.read(ComposeStack, **stack_read)
     paths = host_state.read(paths_fact, **paths_read)
     volumes = host_state.read(LegacyVolumes, names=names)

@@ -121,7 +121,8 @@ def compare_paths(declared: Declared, facts: HostFacts) -> list[DriftItem]:
         items += _inside_items(resource, found)
         if isinstance(resource, File) and resource.sha256 and found["sha256"] != resource.sha256:
             # Only digests are compared, and nothing of a secret is reported.
-            items.append(DriftItem("secret", path, "the declared token", "another token"))
+            what = "token" if path == declared.token_file else path.rsplit("/", 1)[-1]
+            items.append(DriftItem("secret", path, f"the declared {what}", f"another {what}"))
     return items
 
 

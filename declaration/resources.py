@@ -14,12 +14,16 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 from declaration.gitignore import gitignore_lines
 from declaration.render import published_port, render_compose, server_environment
 from declaration.settings import Settings
 from declaration.targets import CheckServer, DataTarget, HealthCheck, StackTarget, stack_target
 from declaration.versions import VersionLine, version_line
+
+if TYPE_CHECKING:
+    from declaration.offsite import OffsiteTarget
 
 # The compose file's mode: the owner writes it, the group may read it, others nothing.
 COMPOSE_FILE_MODE = "640"
@@ -121,6 +125,8 @@ class Declared:
     gid: int
     # The auth proxy's token, read on the control machine; None without the proxy.
     token: str | None = field(default=None, repr=False)
+    # The off-host backup repository's files (declaration/offsite.py); None without one.
+    offsite: OffsiteTarget | None = field(default=None, repr=False)
 
     @cached_property
     def paths(self) -> tuple[Directory | File, ...]:
@@ -140,6 +146,10 @@ class Declared:
             )
         if self.log_file:
             paths.append(File(self.log_file, uid, gid, "640", feeds=("chroma",)))
+        if self.offsite:
+            # Converged by operations/offsite.py, which runs first: only once they open
+            # the repository (project.paths then finds them as declared).
+            paths += self.offsite.resources
         return tuple(paths)
 
     @property

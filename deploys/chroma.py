@@ -33,7 +33,7 @@ from declaration.resources import Declared
 from declaration.runtime import expected_runtime
 from declaration.schedule import declared_schedule
 from declaration.settings import DEFAULTS, Settings
-from operations import engine, host_failure, image, migrate, project, stack, upgrade
+from operations import engine, host_failure, image, migrate, offsite, project, stack, upgrade
 from operations.backup_schedule import backup_schedule, cron_daemon
 from plumbing import lock, preflight, report
 from plumbing.host_tools import TOOLS_DIR
@@ -53,6 +53,7 @@ def chroma_stack(overrides: dict[str, Any] | None = None) -> None:
         return
     declared, ship_id = _checks_before_any_change(settings, token)
     _engine(settings)
+    _offsite_repository(declared)
     _image(declared, ship_id)
     _no_unsafe_data(declared)
     _owner_account(declared)
@@ -104,7 +105,8 @@ def _checks_before_any_change(settings: Settings, token: str | None) -> tuple[De
     owner = preflight.resolve_owner(settings)
     preflight.require_docker(settings)
     preflight.require_free_port(settings)
-    declared = Declared(settings, owner.uid, owner.gid, token)
+    offsite_files = preflight.offsite_for_host(settings, owner.uid, owner.gid)
+    declared = Declared(settings, owner.uid, owner.gid, token, offsite_files)
     preflight.require_dirs(declared)
     preflight.require_one_home(declared)
     preflight.require_own_stack(declared)
@@ -115,6 +117,20 @@ def _checks_before_any_change(settings: Settings, token: str | None) -> tuple[De
 def _engine(settings: Settings) -> None:
     if settings.install_docker:
         engine.docker_engine(name="Docker Engine and Compose v2")
+
+
+def _offsite_repository(declared: Declared) -> None:
+    """chroma_backup_repository: restic, and the repository opened (or created) with the
+    secrets before they replace the host's, and before the stack changes (docs/offsite-backups.md).
+    """
+    if declared.offsite is None:
+        return
+    offsite.restic_installed(name="restic (off-host backups)")
+    offsite.repository(
+        name=f"restic repository {declared.offsite.repository}, its secrets and offsite.json",
+        target=declared.offsite,
+        paths=declared.paths,
+    )
 
 
 def _image(declared: Declared, ship_id: str | None) -> None:

@@ -23,10 +23,13 @@ The config's keys (all written by the deploy, operations/offsite.py)::
 
 from __future__ import annotations
 
+import argparse
 import json
 import re
 import shlex
 import subprocess
+import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -63,11 +66,15 @@ class Offsite:
         return [f"project={self.values['project_name']}"]
 
 
-def sftp_command(repository: str, ssh_key: str, known_hosts: str) -> str | None:
+def sftp_command(
+    repository: str, ssh_key: str, known_hosts: str, log_file: str | None = None
+) -> str | None:
     """restic's ``sftp.command`` for an sftp: repository: the shipped key, the pinned host key.
 
     restic splits the option's value into words as a shell would; shlex.join
-    quotes each path, whatever it holds.
+    quotes each path, whatever it holds. ``log_file``: ssh writes its messages
+    there (``-E``): restic relays ssh's stderr only while it runs, and may exit
+    before "Host key verification failed" came through.
     """
     match = _SFTP_URL.fullmatch(repository) or _SFTP_SHORT.fullmatch(repository)
     if not match:
@@ -79,11 +86,11 @@ def sftp_command(repository: str, ssh_key: str, known_hosts: str) -> str | None:
         "ssh", "-i", ssh_key, "-o", f"UserKnownHostsFile={known_hosts}",
         "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes",
         "-o", "ConnectTimeout=15", "-o", "ServerAliveInterval=15", "-o", "ServerAliveCountMax=4",
-        *port, destination, "-s", "sftp",
+        *(["-E", log_file] if log_file else []), *port, destination, "-s", "sftp",
     ])  # fmt: skip
 
 
-def restic_args(offsite: Offsite, *args: str) -> list[str]:
+def restic_args(offsite: Offsite, *args: str, ssh_log: str | None = None) -> list[str]:
     """``restic --repository-file F --password-file F [-o sftp.command=...] ARGS...``."""
     argv = [
         RESTIC,
@@ -93,7 +100,9 @@ def restic_args(offsite: Offsite, *args: str) -> list[str]:
         "--cache-dir", CACHE_DIR,
     ]  # fmt: skip
     if offsite.values.get("ssh_key") and offsite.values.get("known_hosts"):
-        command = sftp_command(offsite.repository, offsite["ssh_key"], offsite["known_hosts"])
+        command = sftp_command(
+            offsite.repository, offsite["ssh_key"], offsite["known_hosts"], ssh_log
+        )
         if command:
             argv += ["-o", f"sftp.command={command}"]
     return [*argv, *args]
@@ -102,15 +111,23 @@ def restic_args(offsite: Offsite, *args: str) -> list[str]:
 def run_restic(
     offsite: Offsite, *args: str, timeout: float | None = None
 ) -> subprocess.CompletedProcess[str]:
-    """Run restic with the project's repository; stdout and stderr captured as text."""
-    return subprocess.run(
-        restic_args(offsite, *args),
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=timeout,
-    )
+    """Run restic with the project's repository; stdout and stderr captured as text.
+
+    What ssh said (an sftp: repository) comes first in ``stderr``, whole.
+    """
+    with tempfile.NamedTemporaryFile("r", prefix="chroma-restic-ssh-", suffix=".log") as log:
+        result = subprocess.run(
+            restic_args(offsite, *args, ssh_log=log.name),
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=timeout,
+        )
+        said = log.read()
+    if said:
+        result.stderr = said + (result.stderr or "")
+    return result
 
 
 # restic's words, in the order they are looked for (the first match names the fault).
@@ -141,3 +158,51 @@ def last_line(text: str) -> str:
     """restic's last non-empty line of output: what to quote in a one-line refusal."""
     lines = [line.strip() for line in (text or "").splitlines() if line.strip()]
     return lines[-1] if lines else ""
+
+
+# Where ssh's own words say more than the line the verdict matched first (its banner).
+_REASONS = {
+    "host key": re.compile(
+        r"Host key for .* has changed|No \S+ host key is known|Host key verification failed"
+    ),
+}
+
+
+def reason(result: subprocess.CompletedProcess[str]) -> str:
+    """The line of stderr that names the fault :func:`verdict` found, else the last one.
+
+    For an sftp: repository restic's own last line says only "unable to start the
+    sftp session"; ssh's line before it says why (refused, host key, no route).
+    """
+    found = verdict(result)
+    for name, words in VERDICTS:
+        if name == found:
+            words = _REASONS.get(name, words)
+            for line in (result.stderr or "").splitlines():
+                if words.search(line):
+                    return line.strip().removeprefix("subprocess ssh: ")
+    return last_line(result.stderr)
+
+
+def main(argv: list[str]) -> int:
+    """``chroma_restic.py verdict|init --config FILE``: the deploy's two calls (facts/offsite.py).
+
+    ``verdict`` opens the repository without a lock (``cat config``: it reads,
+    never writes) and prints ``{"verdict": ..., "reason": ...}``; ``init``
+    creates it and prints the same, exiting 1 when restic failed.
+    """
+    parser = argparse.ArgumentParser(prog="chroma_restic.py")
+    parser.add_argument("command", choices=("verdict", "init"))
+    parser.add_argument("--config", required=True)
+    args = parser.parse_args(argv)
+    offsite = Offsite.load(args.config)
+    if args.command == "verdict":
+        result = run_restic(offsite, "--no-lock", "cat", "config", timeout=300)
+    else:
+        result = run_restic(offsite, "init", timeout=300)
+    print(json.dumps({"verdict": verdict(result), "reason": reason(result)}))
+    return 0 if args.command == "verdict" or result.returncode == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

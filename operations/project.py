@@ -100,6 +100,13 @@ def _file_commands(resource: File, found: dict[str, Any] | None) -> Iterator[Any
     )
 
 
+def resource_commands(resource: Directory | File, found: dict[str, Any] | None) -> list[Any]:
+    """What :func:`paths` yields for one dir or file (nothing when it is as declared)."""
+    if isinstance(resource, Directory):
+        return list(_directory_commands(resource, found))
+    return list(_file_commands(resource, found))
+
+
 def acl_refusal(path: str) -> str:
     """What to do about an ACL on a declared path that this host cannot remove."""
     return (

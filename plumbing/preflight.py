@@ -14,6 +14,7 @@ from typing import Any
 from pyinfra import host
 
 from checks.compare import DriftItem, compose_inputs, foreign_containers, other_version
+from declaration.offsite import OffsiteTarget, offsite_target
 from declaration.resources import Declared, has_declared_type, stat_type
 from declaration.settings import Settings, SettingsError, load_settings
 from declaration.targets import stack_target
@@ -36,10 +37,12 @@ from facts.docker import DockerEngine, DockerImage
 from facts.project import ProjectFiles, SafetyState
 from facts.volumes import LegacyVolumes, legacy_volume_names
 from operations import backup_schedule, project
+from operations.offsite import RESTIC_READ
 from plumbing import host_state, pyinfra_internals
 from plumbing.host_state import Read
+from plumbing.lock import lock_dir
 from plumbing.refusal import refusal
-from plumbing.secrets import read_token
+from plumbing.secrets import read_backup_secrets, read_token
 
 
 @dataclass(frozen=True)
@@ -84,6 +87,17 @@ def token_for_host(settings: Settings) -> str | None:
         return read_token(settings)
     except SettingsError as error:
         raise refusal(host.name, str(error)) from None
+
+
+def offsite_for_host(settings: Settings, uid: int, gid: int) -> OffsiteTarget | None:
+    """The backup repository's files for this host, its secrets read here (never printed)."""
+    try:
+        secrets = read_backup_secrets(settings)
+    except SettingsError as error:
+        raise refusal(host.name, str(error)) from None
+    if secrets is None:
+        return None
+    return offsite_target(settings, uid, gid, host.name, lock_dir(settings.project_dir), secrets)
 
 
 def resolve_owner(settings: Settings) -> Owner:
@@ -496,11 +510,14 @@ def deploy_reads(settings: Settings, token: str | None) -> list[Read]:
     arguments, is read on its own: slower, never wrong. bench/bench_converge.py
     counts the commands of a no-op run.
     """
+    offsite = offsite_for_host(settings, 0, 0)
     reads: list[Read] = [
-        *state_reads(Declared(settings, 0, 0, token)),
+        *state_reads(Declared(settings, 0, 0, token, offsite)),
         (PortHolder, {"port": settings.port}),
         (DockerEngine, {}),
     ]
     if settings.auth_proxy:
         reads.append((DockerImage, {"ref": settings.proxy_image}))
+    if offsite:
+        reads.append(RESTIC_READ)
     return reads

@@ -1,4 +1,6 @@
-"""The auth token: read on the control machine, kept on the host in one 0600 file.
+"""The auth token and the backup repository's secrets: read on the control machine.
+
+Each is kept on the host in a 0600 file.
 
 pyinfra prints every command it runs, so the token never goes on a command
 line: it is read from an environment variable or a file here, uploaded as a
@@ -11,6 +13,7 @@ import os
 import re
 from pathlib import Path
 
+from declaration.offsite import OffsiteSecrets
 from declaration.settings import Settings, SettingsError
 
 TOKEN = re.compile(r"^[A-Za-z0-9._~+/=-]{16,256}$")
@@ -41,3 +44,43 @@ def read_token(settings: Settings) -> str:
             "characters of A-Z a-z 0-9 . _ ~ + / = -"
         )
     return token
+
+
+def _read_file(key: str, path: str, what: str) -> str:
+    """A control-machine file's text, or one line naming the key (never its content)."""
+    try:
+        text = Path(path).read_text()
+    except (OSError, UnicodeDecodeError) as error:
+        reason = error.strerror if isinstance(error, OSError) else "not text"
+        raise SettingsError(
+            f"{key}: {path!r} cannot be read ({reason}); name a readable file on the control "
+            f"machine that holds {what}"
+        ) from None
+    if not text.strip():
+        raise SettingsError(f"{key}: {path!r} is empty; it must hold {what}")
+    return text
+
+
+def read_backup_secrets(settings: Settings) -> OffsiteSecrets | None:
+    """chroma_backup_repository's password, SSH key and known_hosts, read here; never echoed.
+
+    None without a repository. The settings checked already which of the files the
+    repository needs (declaration/settings.py, _check_backup_repository).
+    """
+    if not settings.backup_repository or not settings.backup_password_file:
+        return None
+    password = _read_file(
+        "chroma_backup_password_file", settings.backup_password_file, "the repository's password"
+    )
+    ssh_key = known_hosts = None
+    if settings.backup_ssh_key:
+        ssh_key = _read_file(
+            "chroma_backup_ssh_key", settings.backup_ssh_key, "the private key for the repository"
+        )
+    if settings.backup_known_hosts:
+        known_hosts = _read_file(
+            "chroma_backup_known_hosts",
+            settings.backup_known_hosts,
+            "the repository host's known_hosts line(s) (ssh-keyscan HOST, checked)",
+        )
+    return OffsiteSecrets(settings.backup_repository, password, ssh_key, known_hosts)

@@ -17,6 +17,9 @@ command -v sshd >/dev/null || [ -x /usr/sbin/sshd ] || missing+=(openssh-server)
 # The fleet tests' SSH hosts (tests/harness/ssh_hosts.py) are reached with OpenSSH.
 command -v ssh-keyscan >/dev/null || missing+=(openssh-client)
 command -v git >/dev/null || missing+=(git)
+# The off-host backup tests (#23) read their repositories with restic here too; pinned to
+# the version the deploy installs on a Debian bookworm host.
+command -v restic >/dev/null || missing+=(restic=0.14.0-1+b5)
 # scripts/test.sh checks every shell file with it.
 command -v shellcheck >/dev/null || missing+=(shellcheck)
 if [ ${#missing[@]} -gt 0 ]; then

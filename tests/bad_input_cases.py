@@ -76,4 +76,35 @@ CASES = [
         {"chroma_cors_allow_origins": "*,http://app.example"},
         "either '*' alone or a list of origins, not both",
     ),
+    # The backup repository's files are read on the control machine, before any host changes.
+    (
+        {
+            "chroma_backup_repository": "/var/backups/kb-restic",
+            "chroma_backup_password_file": "/nonexistent/restic-password",
+        },
+        "chroma_backup_password_file: '/nonexistent/restic-password' cannot be read (No such "
+        "file or directory); name a readable file on the control machine that holds the "
+        "repository's password",
+    ),
+    (
+        {
+            "chroma_backup_repository": "sftp:restic@vault.example:/srv/restic/kb",
+            "chroma_backup_password_file": "/etc/hostname",
+            "chroma_backup_ssh_key": "/nonexistent/restic-ssh-key",
+            "chroma_backup_known_hosts": "/etc/hostname",
+        },
+        "chroma_backup_ssh_key: '/nonexistent/restic-ssh-key' cannot be read (No such file or "
+        "directory); name a readable file on the control machine that holds the private key "
+        "for the repository",
+    ),
+    (
+        {
+            "chroma_backup_repository": "sftp:restic@vault.example:/srv/restic/kb",
+            "chroma_backup_password_file": "/etc/hostname",
+            "chroma_backup_ssh_key": "/etc/hostname",
+            "chroma_backup_known_hosts": "/dev/null",
+        },
+        "chroma_backup_known_hosts: '/dev/null' is empty; it must hold the repository host's "
+        "known_hosts line(s) (ssh-keyscan HOST, checked)",
+    ),
 ]

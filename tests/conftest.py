@@ -104,15 +104,18 @@ def run_drift(
     return _run([sys.executable, "drift.py", inventory], data, extra, env, timeout)
 
 
-def converge(data: dict[str, Any], env: dict[str, str] | None = None, **where: Any) -> DeployRun:
+def converge(
+    data: dict[str, Any], env: dict[str, str] | None = None, *extra: str, **where: Any
+) -> DeployRun:
     """Deploy, then deploy again and assert the second run changed nothing.
 
+    ``extra``: more arguments for both runs (``-vvv``: the commands in the output).
     ``where``: run_deploy's ``deploy_file`` and ``cwd``, to run from elsewhere.
     """
-    first = run_deploy(data, env=env, **where)
+    first = run_deploy(data, *extra, env=env, **where)
     assert first.returncode == 0, first.output
     assert first.result["failed_hosts"] == []
-    second = run_deploy(data, env=env, **where)
+    second = run_deploy(data, *extra, env=env, **where)
     assert second.returncode == 0, second.output
     assert second.changed_operations == [], second.output
     assert second.result["totals"]["success"] == 0
@@ -342,6 +345,7 @@ FILE_SECONDS = {
     "test_drift.py": 220,
     "test_data_safety.py": 160,
     "test_backup_schedule.py": 150,
+    "test_offsite_repository.py": 150,
     "test_converge.py": 150,
     "test_bad_input.py": 150,
     "test_migration.py": 100,
@@ -368,3 +372,31 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     """
     if hasattr(config, "workerinput"):
         items.sort(key=lambda item: -FILE_SECONDS.get(item.path.name, 60))
+
+
+@pytest.fixture(scope="session")
+def sftp_server():
+    """A real sshd holding restic repositories over sftp (tests/harness/sftp_repository.py).
+
+    One small container per test process, removed when the session ends.
+    """
+    from harness.sftp_repository import remove_server, start_server
+
+    server = start_server()
+    yield server
+    remove_server(server)
+
+
+@pytest.fixture
+def sftp_repository(sftp_server):
+    """A fresh, uninitialised repository path on ``sftp_server``; removed after the test.
+
+    ``.url`` is the sftp: repository, ``.settings(password_file)`` the deploy's keys
+    (ssh key and pinned known_hosts included), ``.restic(password_file, *args)`` runs
+    restic from this machine against it.
+    """
+    from harness.sftp_repository import new_repository
+
+    repository = new_repository(sftp_server)
+    yield repository
+    repository.remove()

@@ -105,6 +105,11 @@ ABSENT: dict[str, tuple[Callable[[Any], bool], set[str]]] = {
     # The engine, not the CLI: a docker command alone is no Docker Engine.
     "docker.DockerEngine": (lambda f: f["dockerd"] is None, {"absent", "cli_only"}),
     "docker.DockerImage": (lambda f: f is None, {"absent", "daemon_down", "docker_absent"}),
+    # No answer from the host's tool: the deploy then reads the repository as unknown.
+    "offsite.ResticRepository": (
+        lambda f: f["verdict"] is None,
+        {"config_missing", "tool_not_uploaded"},
+    ),
     "project.ProjectFiles": (lambda f: f["dir"] is None, {"absent"}),
     "project.SafetyState": (lambda f: f["records"] == [] and f["aside"] == [], {"no_project_dir"}),
     # A Batch is absent where a part could not be read (it is then read alone).

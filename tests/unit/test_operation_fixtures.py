@@ -29,7 +29,7 @@ from pyinfra.api.util import get_kwargs_str
 from pyinfra.context import ctx_host
 from pyinfra.operations.util import files as files_util
 
-from declaration import resources, schedule, targets
+from declaration import offsite, resources, schedule, targets
 from plumbing.host_tools import TOOLS_DIR
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "operations"
@@ -112,7 +112,7 @@ KINDS = {
     kind.__name__: kind
     for kind in (resources.Directory, resources.File, resources.ComposeFile,
                  targets.StackTarget, targets.DataTarget, targets.HealthCheck, targets.CheckServer,
-                 schedule.BackupSchedule)
+                 schedule.BackupSchedule, offsite.OffsiteTarget)
 }  # fmt: skip
 
 
@@ -120,11 +120,12 @@ def typed(value: Any) -> Any:
     """A JSON value as the operation takes it: an object with a ``kind`` is that typed value.
 
     Its lists become tuples (the frozen values hold tuples); a list of typed values is a
-    tuple too (``resources``). Anything else stays as JSON gives it.
+    tuple too (``resources``), and a typed value inside one is built too (an
+    OffsiteTarget's dir and files). Anything else stays as JSON gives it.
     """
     if isinstance(value, dict) and "kind" in value:
-        fields = {k: tuple(v) if isinstance(v, list) else v for k, v in value.items()}
-        return KINDS[fields.pop("kind")](**fields)
+        fields = {k: _field(v) for k, v in value.items() if k != "kind"}
+        return KINDS[value["kind"]](**fields)
     if (
         isinstance(value, list)
         and value
@@ -132,6 +133,14 @@ def typed(value: Any) -> Any:
     ):
         return tuple(typed(item) for item in value)
     return value
+
+
+def _field(value: Any) -> Any:
+    """One field of a typed value: typed itself, else a list as a tuple."""
+    built = typed(value)
+    if built is not value:
+        return built
+    return tuple(value) if isinstance(value, list) else value
 
 
 def operation_arguments(args: dict[str, Any]) -> dict[str, Any]:
