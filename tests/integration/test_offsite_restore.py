@@ -1,0 +1,201 @@
+"""The disaster drill: a lost host's data restored from the off-host repository with one command.
+
+Host A is a converged stack holding 1,000 records with list, bool and float
+metadata in two databases, backed up to a restic repository in the backup
+program's layout (tests/offsite_repository.py makes the snapshot with restic
+until files/chroma_offsite.py lands). Host A is then lost: its stack is removed
+and its project dir never read again. Host B is a fresh project dir on this
+engine that the stack never ran on, holding only the project's off-host files
+(written by the test until the deploy ships them); one restore.py command
+restores it. Counts, ids and a checksum of every record's document, metadata and
+embedding, read with the real client, are equal; a second run changes nothing.
+The drill and the refusal of an unknown snapshot then run on host B's stack.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from conftest import DeployRun, base_data, compose_down, converge, run_deploy, sh
+from offsite_repository import PASSWORD, init_repository, take_snapshot, write_offsite
+
+pytestmark = [pytest.mark.docker, pytest.mark.slow]
+
+DATABASES = {"default_database": {"manuals": 300, "tickets": 200}, "archive": {"old": 500}}
+
+
+def client(port: int, database: str, create: bool = False):
+    import chromadb
+    from chromadb.config import Settings
+
+    if create and database != "default_database":
+        settings = Settings(
+            chroma_api_impl="chromadb.api.fastapi.FastAPI",
+            chroma_server_host="127.0.0.1",
+            chroma_server_http_port=port,
+        )
+        chromadb.AdminClient(settings).create_database(database)
+    return chromadb.HttpClient(host="127.0.0.1", port=port, database=database)
+
+
+def write_thousand(port: int) -> None:
+    """1,000 records in two databases: list, bool and float metadata, documents, embeddings."""
+    for database, collections in DATABASES.items():
+        chroma = client(port, database, create=True)
+        for name, count in collections.items():
+            collection = chroma.create_collection(name, embedding_function=None)
+            for start in range(0, count, 250):
+                chunk = range(start, min(start + 250, count))
+                collection.add(
+                    ids=[f"{name}-{i:04d}" for i in chunk],
+                    embeddings=[[i / 7, (i % 11) / 3, float(i % 5), 0.5] for i in chunk],
+                    metadatas=[
+                        {"tags": [name, f"t{i % 3}"], "ok": i % 2 == 0, "weight": i / 8, "n": i}
+                        for i in chunk
+                    ],
+                    documents=[f"{database}/{name} record {i}" for i in chunk],
+                )
+
+
+def checksums(port: int) -> dict[str, tuple[int, str, str]]:
+    """Per database/collection: count, sha256 of the ids, sha256 of every record's content."""
+    found = {}
+    for database in DATABASES:
+        chroma = client(port, database)
+        for listed in chroma.list_collections():
+            got = chroma.get_collection(listed.name, embedding_function=None).get(
+                include=["documents", "metadatas", "embeddings"]
+            )
+            rows = sorted(
+                zip(got["ids"], got["documents"], got["metadatas"],
+                    [[round(float(x), 5) for x in e] for e in got["embeddings"]], strict=True),
+            )  # fmt: skip
+            ids = hashlib.sha256("\n".join(r[0] for r in rows).encode()).hexdigest()
+            content = hashlib.sha256(json.dumps(rows, sort_keys=True).encode()).hexdigest()
+            found[f"{database}/{listed.name}"] = (len(rows), ids, content)
+    return found
+
+
+def container_id(name: str) -> str:
+    return sh(f"docker ps -q --no-trunc --filter name=^{name}-chroma-1$").stdout.strip()
+
+
+@dataclass
+class Disaster:
+    name: str
+    before: dict[str, tuple[int, str, str]]
+    host_b: Path
+    data_b: dict
+    metrics: Path
+    snapshot: str
+    first: DeployRun
+    second: DeployRun
+    seconds: tuple[float, float]
+
+
+@pytest.fixture(scope="module")
+def disaster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Disaster]:
+    import time
+
+    name = f"cdtest{uuid.uuid4().hex[:8]}"
+    base = tmp_path_factory.mktemp(name)
+    host_a, host_b, repository, metrics = (base / n for n in ("host-a", "host-b", "repo", "m"))
+    control = base / "control"
+    control.mkdir(mode=0o700)
+    (control / "restic-password").write_text(PASSWORD + "\n")
+    (control / "restic-password").chmod(0o600)
+    try:
+        data_a = base_data(host_a, name)
+        converge(data_a)
+        write_thousand(data_a["chroma_port"])
+        before = checksums(data_a["chroma_port"])
+        config = write_offsite(host_a, name, str(repository), "host-a", metrics)
+        init_repository(config)
+        snapshot = take_snapshot(config, "1.5.9")
+        compose_down(host_a)  # host A is lost: nothing of it is read again
+        data_b = base_data(
+            host_b, name, chroma_backup_repository=str(repository),
+            chroma_backup_password_file=str(control / "restic-password"),
+            chroma_restore_snapshot="latest",
+        )  # fmt: skip
+        write_offsite(host_b, name, str(repository), "host-b", metrics)
+        started = time.perf_counter()
+        first = run_deploy(data_b, deploy_file="restore.py")
+        middle = time.perf_counter()
+        second = run_deploy(data_b, deploy_file="restore.py")
+        seconds = (middle - started, time.perf_counter() - middle)
+        print(f"restore onto a new project dir: {seconds[0]:.1f} s, second run {seconds[1]:.1f} s")
+        yield Disaster(name, before, host_b, data_b, metrics, snapshot, first, second, seconds)
+    finally:
+        for project_dir in (host_a, host_b):
+            if (project_dir / "docker-compose.yml").exists():
+                compose_down(project_dir)
+        sh(f"docker rm -f $(docker ps -aq --filter label=com.docker.compose.project={name}) "
+           "2>/dev/null", check=False)  # fmt: skip
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def test_one_command_restores_a_lost_host_onto_one_the_stack_never_ran_on(disaster: Disaster):
+    first = disaster.first
+    assert first.returncode == 0, first.output
+    assert sum(count for count, _, _ in disaster.before.values()) == 1000
+    assert checksums(disaster.data_b["chroma_port"]) == disaster.before
+    # The empty data dir the project was converged with is moved aside, never deleted.
+    [aside] = disaster.host_b.glob("chroma_data.before-restore-*")
+    assert sorted(p.name for p in aside.iterdir()) == [".gitkeep"]
+    assert f"snapshot {disaster.snapshot[:8]} (taken on host-a at " in first.output
+    assert "Chroma 1.5.9) restored and checked against its manifest: 3 collections, 1000 " in (
+        first.output
+    )
+    assert "verified against its manifest" in first.output
+    assert not (disaster.host_b / ".chroma-deploy" / "restore-pending.json").exists()
+    second = disaster.second
+    assert second.returncode == 0, second.output
+    assert second.changed_operations == [], second.output
+    assert second.result["totals"]["success"] == 0
+
+
+def test_the_drill_restores_into_a_throwaway_server_and_never_touches_the_live_stack(
+    disaster: Disaster,
+):
+    live = container_id(disaster.name)
+    drill = run_deploy({**disaster.data_b, "chroma_restore_drill": "true"}, deploy_file="prove.py")
+    assert drill.returncode == 0, drill.output
+    passed = f"restore drill: pass: snapshot {disaster.snapshot[:8]} (taken on host-a "
+    assert passed in drill.output
+    assert "3 collections, 1000 records equal to its manifest" in drill.output
+    text = (disaster.metrics / f"{disaster.name}-drill.prom").read_text()
+    assert f'chroma_deploy_restore_drill_success{{project="{disaster.name}"}} 1\n' in text
+    assert "chroma_deploy_restore_drill_timestamp_seconds{" in text
+    assert container_id(disaster.name) == live
+    assert sh("docker ps -aq --filter label=chroma-deploy.restore-drill").stdout.strip() == ""
+    assert not (disaster.host_b / ".chroma-deploy" / "restore-drill").exists()
+    assert checksums(disaster.data_b["chroma_port"]) == disaster.before
+
+
+def test_an_unknown_snapshot_is_refused_with_one_line_and_the_stack_keeps_serving(
+    disaster: Disaster,
+):
+    live = container_id(disaster.name)
+    refused = run_deploy({**disaster.data_b, "chroma_restore_snapshot": "0123abcd"},
+                         deploy_file="restore.py")  # fmt: skip
+    assert refused.returncode == 1
+    lines = [line for line in refused.stderr.splitlines() if "chroma_restore_snapshot" in line]
+    assert len(lines) == 1, refused.output
+    assert lines[0].endswith(
+        f"@local: chroma_restore_snapshot: 0123abcd names no snapshot of project "
+        f"{disaster.name} (1 in the repository, the newest {disaster.snapshot[:8]} of "
+        + lines[0].split(" of ")[-1].split(")")[0]
+        + f"): nothing was changed; name one of them (restic snapshots --tag "
+        f"project={disaster.name}), or latest"
+    )
+    assert container_id(disaster.name) == live
+    assert checksums(disaster.data_b["chroma_port"]) == disaster.before
+    assert not list(disaster.host_b.glob(".chroma_data.restore-staging*"))
