@@ -5,8 +5,9 @@ repository (facts.snapshots.OffsiteSnapshots): an unknown id, an empty
 repository or a repository that does not open is refused with one line before
 anything changes, and the snapshot's ``chroma_version=`` tag names the version to
 restore on, as an archive's manifest does. On a host the stack never ran on
-(no compose file), the project is converged first, without a server
-(``chroma_stack(start=False)``): an empty Chroma never serves. Then the snapshot
+(no compose file), or one that cannot read the repository yet, the project is
+converged first, without a server (``chroma_stack(start=False)``, which ships
+restic and the repository's files): an empty Chroma never serves. Then the snapshot
 is restored beside the data dir, checked against its manifest, switched in
 with the current data dir moved aside, and the stack brought up on the
 snapshot's version and checked through the API (operations/offsite_restore.py).
@@ -28,7 +29,7 @@ from plumbing.host_tools import TOOLS_DIR
 from plumbing.preflight import Owner
 
 
-def snapshot_of(settings: Settings) -> dict | None:
+def snapshot_of(settings: Settings) -> dict:
     """The repository's reading of ``chroma_restore_snapshot`` on this host (or the drill's)."""
     wanted = settings.restore_snapshot or "latest"
     return host_state.read(
@@ -54,10 +55,10 @@ def settings_of_version(settings: Settings, version: str, key: str) -> tuple[Set
 def restore_from_repository(settings: Settings, owner: Owner, token: str | None) -> None:
     """Declare the whole restore of ``chroma_restore_snapshot`` on this host."""
     found = snapshot_of(settings)
-    if found and found["fault"]:
+    if found["fault"]:
         host_failure.refused(name="Snapshot of the off-host repository", message=found["fault"])
         return
-    chosen = found["chosen"] if found else None
+    chosen = found["chosen"]
     version = chosen["version"] if chosen else settings.version
     then, problem = settings_of_version(settings, version, "chroma_restore_snapshot")
     if problem:
@@ -67,8 +68,9 @@ def restore_from_repository(settings: Settings, owner: Owner, token: str | None)
     keep = f": keep chroma_version={version}" if version != settings.version else ""
     what = f"snapshot {chosen['short_id']}" if chosen else f"snapshot {settings.restore_snapshot}"
     compose_content = None
-    if not files["compose"]:
-        # Never ran here: converge the project on the snapshot's version, no server yet.
+    if not files["compose"] or not found["readable"]:
+        # Never ran here, or cannot read the repository yet: converge the project (restic,
+        # the repository's files) on the snapshot's version if known, and start no server.
         chroma_stack(overrides={"chroma_version": version}, start=False)
     else:
         locked_out = lock.take_project_lock(
@@ -112,8 +114,8 @@ def restore_from_repository(settings: Settings, owner: Owner, token: str | None)
 def restore_drill(settings: Settings, owner: Owner) -> None:
     """Declare prove.py's restore drill of this project's latest snapshot."""
     found = snapshot_of(settings)
-    if not found or not found["chosen"]:
-        message = (found or {}).get("fault") or (
+    if not found["chosen"]:
+        message = found["fault"] or (
             "chroma_restore_drill: this host cannot read the repository yet (no restic, or no "
             f"{offsite_restore.offsite_config(settings.project_dir)}): nothing was changed; "
             "deploy it with chroma_backup_repository set, then drill"

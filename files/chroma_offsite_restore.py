@@ -16,9 +16,10 @@ data aside, the unpublished server); standard library only.
 A snapshot (files/chroma_offsite.py backup) holds the staging dir it was taken
 from, ``<staging>/manifest.json`` (chroma_safety.manifest_of: collections,
 counts, id and content checksums, project, Chroma version) beside
-``<staging>/<data dir>/``, and is tagged ``project=<name>``, ``host=<host>``,
-``chroma_version=<v>``. Each refusal is one line on stderr that starts with the
-key it concerns and says that nothing was changed; exit 1.
+``<staging>/data/`` (the data dir, whatever its name), and is tagged
+``project=<name>``, ``host=<host>``, ``chroma_version=<v>``. Each refusal is one
+line on stderr that starts with the key it concerns and says that nothing was
+changed; exit 1.
 """
 
 from __future__ import annotations
@@ -142,13 +143,16 @@ def restore_into(offsite: restic.Offsite, snapshot: dict, work: str, data_dir: s
         if restic.verdict(done) != "ok":
             raise Refused(fault_line(f"restoring {describe(snapshot)}", done))
         root = f"{work}/{snapshot['paths'][0].lstrip('/')}"
-        copy, manifest_path = f"{root}/{data_dir}", f"{root}/manifest.json"
-        if not (os.path.isdir(copy) and os.path.isfile(manifest_path)):
+        manifest_path = f"{root}/manifest.json"
+        # files/chroma_offsite.py copies the data dir to data/ whatever its name.
+        copy = next((f"{root}/{name}" for name in ("data", os.path.basename(data_dir))
+                     if os.path.isdir(f"{root}/{name}")), None)  # fmt: skip
+        if copy is None or not os.path.isfile(manifest_path):
             held = ", ".join(sorted(os.listdir(root))) if os.path.isdir(root) else "nothing"
             raise Refused(
-                f"chroma_restore_snapshot: {describe(snapshot)} holds {held}, not manifest.json "
-                f"and {data_dir}/ (a snapshot of another data dir): {NOTHING}; name a snapshot "
-                "of this project's data dir"
+                f"chroma_restore_snapshot: {describe(snapshot)} holds {held or 'nothing'}, not "
+                f"manifest.json and data/ (not a snapshot chroma-deploy made of a data dir): "
+                f"{NOTHING}; name a snapshot of this project's data dir"
             )
         manifest = json.loads(Path(manifest_path).read_text())
         sqlite = f"{copy}/chroma.sqlite3"

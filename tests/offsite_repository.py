@@ -1,12 +1,12 @@
 """A restic repository and a project's off-host config as the deploy leaves them, for tests.
 
-Until the deploy ships them (operations/offsite.py), tests write the layout of
-/work/offsite-design.md themselves: the 0600 secrets in the project's secrets
-dir (0700) and ``.chroma-deploy/offsite.json``. :func:`take_snapshot` makes a
-snapshot the way files/chroma_offsite.py backup does: a staging dir holding
-``manifest.json`` (chroma_safety.manifest_of) beside a ``cp -a`` copy of the data
-dir, backed up with ``--host`` and the tags ``project=``, ``host=``,
-``chroma_version=``.
+Until the deploy ships them (operations/offsite.py), tests write its layout
+themselves: the 0600 secrets in ``.chroma-deploy/restic/`` (0700) and
+``.chroma-deploy/offsite.json`` (0600) naming them. :func:`take_snapshot` makes a
+snapshot the way files/chroma_offsite.py backup does, until that program is
+merged: a staging dir holding ``manifest.json`` (chroma_safety.manifest_of) beside
+``data/``, a ``cp -a`` copy of the data dir, backed up with ``--host`` and the tags
+``project=``, ``host=``, ``chroma_version=``.
 """
 
 from __future__ import annotations
@@ -35,12 +35,11 @@ def write_offsite(
     host: str,
     metrics_dir: Path,
     data_dir: str = "chroma_data",
-    secrets_dir: str = "secrets",
     password: str = PASSWORD,
 ) -> Path:
     """The secrets (0600) and offsite.json (0600) a deploy writes; the config's path."""
-    secrets = project_dir / secrets_dir
-    secrets.mkdir(parents=True, exist_ok=True)
+    secrets = project_dir / ".chroma-deploy" / "restic"
+    secrets.mkdir(parents=True, exist_ok=True, mode=0o700)
     secrets.chmod(0o700)
     for name, value in (("restic-repository", repository), ("restic-password", password)):
         path = secrets / name
@@ -50,7 +49,8 @@ def write_offsite(
     state.mkdir(exist_ok=True)
     config = {
         "project_dir": str(project_dir), "project_name": project_name,
-        "compose_file": f"{project_dir}/docker-compose.yml", "data_dir": data_dir,
+        "compose_file": f"{project_dir}/docker-compose.yml",
+        "data_dir": f"{project_dir}/{data_dir}",
         "host": host, "wait_timeout": 120,
         "repository_file": str(secrets / "restic-repository"),
         "password_file": str(secrets / "restic-password"), "ssh_key": None, "known_hosts": None,
@@ -87,10 +87,10 @@ def take_snapshot(config: Path, version: str, manifest: dict | None = None) -> s
     data_dir = offsite["data_dir"]
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
-    source = f"{offsite['project_dir']}/{data_dir}"
-    subprocess.run(["cp", "-a", "--reflink=auto", source, str(staging / data_dir)], check=True)
+    source = os.path.join(offsite["project_dir"], data_dir)  # the deploy writes it absolute
+    subprocess.run(["cp", "-a", "--reflink=auto", source, str(staging / "data")], check=True)
     found = manifest or manifest_of(
-        str(staging / data_dir / "chroma.sqlite3"), offsite["project_name"], version, None
+        str(staging / "data" / "chroma.sqlite3"), offsite["project_name"], version, None
     )
     (staging / "manifest.json").write_text(json.dumps(found, sort_keys=True))
     host = offsite["host"]

@@ -73,8 +73,9 @@ def untouched(site: dict) -> None:
     new = site["new"]
     assert sorted(os.listdir(new / "chroma_data")) == [".gitkeep"]
     assert sorted(p.name for p in new.iterdir()) == [".chroma-deploy", "chroma_data",
-                                                     "docker-compose.yml", "secrets"]  # fmt: skip
-    assert sorted(p.name for p in (new / ".chroma-deploy").iterdir()) == ["offsite.json"]
+                                                     "docker-compose.yml"]  # fmt: skip
+    assert sorted(p.name for p in (new / ".chroma-deploy").iterdir()) == ["offsite.json",
+                                                                          "restic"]  # fmt: skip
     assert docker_calls({"log": site["log"]}) == []
 
 
@@ -175,7 +176,7 @@ def test_a_snapshot_of_another_version_or_whose_files_differ_from_its_manifest_i
 
 def test_a_wrong_password_is_one_line_that_names_the_key(site: dict):
     take_snapshot(site["a"], "1.5.9")
-    (site["new"] / "secrets" / "restic-password").write_text("not the password\n")
+    (site["new"] / ".chroma-deploy" / "restic" / "restic-password").write_text("not the password\n")
     done = restore(site, "latest")
     assert done.returncode == 1
     assert done.stderr.splitlines() == [
