@@ -330,6 +330,7 @@ FILE_SECONDS = {
     "test_data_safety.py": 160,
     "test_converge.py": 150,
     "test_bad_input.py": 150,
+    "test_offsite_restore.py": 110,
     "test_migration.py": 100,
     "test_app.py": 90,
     "test_restore_refusals.py": 80,

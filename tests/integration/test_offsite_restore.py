@@ -16,14 +16,28 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
+import signal
+import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import DeployRun, base_data, compose_down, converge, run_deploy, sh
+from conftest import (
+    PYINFRA,
+    ROOT,
+    DeployRun,
+    base_data,
+    compose_down,
+    converge,
+    free_port,
+    run_deploy,
+    sh,
+)
 from offsite_repository import PASSWORD, init_repository, take_snapshot, write_offsite
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
@@ -102,8 +116,6 @@ class Disaster:
 
 @pytest.fixture(scope="module")
 def disaster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Disaster]:
-    import time
-
     name = f"cdtest{uuid.uuid4().hex[:8]}"
     base = tmp_path_factory.mktemp(name)
     host_a, host_b, repository, metrics = (base / n for n in ("host-a", "host-b", "repo", "m"))
@@ -134,7 +146,7 @@ def disaster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Disaster]:
         print(f"restore onto a new project dir: {seconds[0]:.1f} s, second run {seconds[1]:.1f} s")
         yield Disaster(name, before, host_b, data_b, metrics, snapshot, first, second, seconds)
     finally:
-        for project_dir in (host_a, host_b):
+        for project_dir in (host_a, host_b, base / "host-c"):
             if (project_dir / "docker-compose.yml").exists():
                 compose_down(project_dir)
         sh(f"docker rm -f $(docker ps -aq --filter label=com.docker.compose.project={name}) "
@@ -200,3 +212,41 @@ def test_an_unknown_snapshot_is_refused_with_one_line_and_the_stack_keeps_servin
     assert container_id(disaster.name) == live
     assert checksums(disaster.data_b["chroma_port"]) == disaster.before
     assert not list(disaster.host_b.glob(".chroma_data.restore-staging*"))
+
+
+def test_a_restore_killed_in_its_restore_step_resumes_and_never_serves_an_empty_database(
+    disaster: Disaster,
+):
+    """SIGKILL the whole run (one process group) a moment into the restore of a third host."""
+    host_c = disaster.host_b.parent / "host-c"
+    data_c = {**disaster.data_b, "chroma_project_dir": str(host_c), "chroma_port": free_port(),
+              "chroma_compose_project": disaster.name}  # fmt: skip
+    compose_down(disaster.host_b)  # host B is lost in its turn: one server per compose project
+    write_offsite(host_c, disaster.name, disaster.data_b["chroma_backup_repository"], "host-c",
+                  disaster.metrics)  # fmt: skip
+    args = [PYINFRA, "-y", "@local", "restore.py"]
+    for key, value in data_c.items():
+        args += ["--data", f"{key}={value}"]
+    process = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                               text=True, start_new_session=True)  # fmt: skip
+    assert process.stderr is not None
+    for line in process.stderr:
+        if "Starting operation: Restore snapshot" in line:
+            time.sleep(1.0)  # restic is reading the repository
+            break
+    killed = process.poll() is None
+    if killed:
+        os.killpg(process.pid, signal.SIGKILL)
+    process.stderr.close()
+    process.wait()
+    assert killed, "the run ended before its restore step"
+    assert container_id(disaster.name) == ""  # nothing serves the empty data dir
+    finished = run_deploy(data_c, deploy_file="restore.py")
+    assert finished.returncode == 0, finished.output
+    assert checksums(data_c["chroma_port"]) == disaster.before
+    # Whatever the killed run had moved is kept beside the data dir, never deleted.
+    for aside in host_c.glob("chroma_data.before-restore-*"):
+        assert sorted(p.name for p in aside.iterdir()) in ([".gitkeep"], [])
+    assert not (host_c / ".chroma_data.restore-staging").exists()
+    again = run_deploy(data_c, deploy_file="restore.py")
+    assert again.returncode == 0 and again.changed_operations == [], again.output
