@@ -8,8 +8,8 @@ data aside, the unpublished server); standard library only.
     chroma_offsite_restore.py snapshots --config C [--snapshot latest|ID]
     chroma_offsite_restore.py restore --config C --snapshot latest|ID [--version V]
                      --data-dir D --uid U --gid G --mode M --pending R --manifest-out F
-                     [--switch F] --project-dir P --project-name N --compose-file F
-                     --wait-timeout T
+                     [--switch F] [--url URL [--token-file F] --marker M]
+                     --project-dir P --project-name N --compose-file F --wait-timeout T
     chroma_offsite_restore.py drill --config C [--snapshot latest|ID] --image I:VERSION
                      --persist-path P --uid U --gid G [--env NAME=value ...] [--timeout S]
 
@@ -196,6 +196,10 @@ def restore(args: argparse.Namespace) -> int:
             f"repository's files were not on the host when it started): {NOTHING} to the data; "
             "run the same command again: it restores on the snapshot's version"
         )
+    if restored_already(args, snapshot):
+        print(f"{describe(snapshot)} was restored here and the server still holds what its "
+              "manifest says: nothing was changed")  # fmt: skip
+        return 0
     staging = f"{args.project_dir}/.{args.data_dir}.restore-staging"
     copy, manifest = restore_into(offsite, snapshot, staging, args.data_dir)
     try:
@@ -214,6 +218,28 @@ def restore(args: argparse.Namespace) -> int:
     aside = safety.switch_in(args, copy, f"snapshot {snapshot['id']}", safety.stamp())
     shutil.rmtree(staging, ignore_errors=True)  # what is left there: restic's parent dirs
     return 0 if aside else 1
+
+
+def restored_already(args: argparse.Namespace, snapshot: dict) -> bool:
+    """This snapshot was restored last, nothing is pending, and the server still holds it.
+
+    What the control machine checks while it plans, when it can read the repository
+    then (operations/offsite_restore.py); asked again here for a run that could not
+    (another chroma-deploy's host tools), so that data written since is never moved
+    aside by a restore that was done already.
+    """
+    if not (args.url and args.marker and os.path.isfile(args.marker)) or os.path.exists(
+        args.pending
+    ):
+        return False
+    try:
+        kept = json.loads(Path(args.manifest_out).read_text())
+        if kept.get("snapshot") != snapshot["id"]:
+            return False
+        live = inventory(Chroma(args.url, args.token_file), scopes_of(kept))
+    except Exception:  # no manifest, no answer: restore it
+        return False
+    return not safety.differences(kept["collections"], live["collections"])
 
 
 def stop_stack(args: argparse.Namespace) -> None:
@@ -340,6 +366,9 @@ def main() -> int:
                    "--project-dir", "--project-name", "--compose-file"):  # fmt: skip
         restored.add_argument(option, required=True)
     restored.add_argument("--version", help="the Chroma version this run prepared")
+    restored.add_argument("--url", help="where the stack answers: is it restored already?")
+    restored.add_argument("--token-file")
+    restored.add_argument("--marker", help="written once a restore was verified")
     restored.add_argument("--switch", help="the snapshot's version's compose file, checked")
     restored.add_argument("--wait-timeout", type=int, required=True)
     drilled = commands.add_parser("drill")

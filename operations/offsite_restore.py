@@ -117,7 +117,8 @@ def restore_snapshot(
     # record first). Each refusal is one line (host_failure.refusing).
     yield refusing(offsite_command(
         "restore", ("--config", offsite_config(project_dir)), ("--snapshot", chosen or snapshot),
-        ("--version", prepared_version), ("--data-dir", data_dir), ("--uid", uid),
+        ("--version", prepared_version), ("--url", url), ("--token-file", token_file),
+        ("--marker", marker), ("--data-dir", data_dir), ("--uid", uid),
         ("--gid", gid), ("--mode", mode), ("--pending", pending), ("--manifest-out", manifest),
         ("--switch", switch), ("--project-dir", project_dir), ("--project-name", project_name),
         ("--compose-file", live), ("--wait-timeout", wait_timeout),

@@ -20,6 +20,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -171,6 +172,34 @@ def test_one_command_restores_a_lost_host_onto_one_the_stack_never_ran_on(disast
     assert "verified against its manifest" in first.output
     assert not (disaster.host_b / ".chroma-deploy" / "restore-pending.json").exists()
     assert second.result["totals"]["success"] == 0
+
+
+def test_the_host_tool_asked_again_for_the_snapshot_it_restored_moves_nothing(
+    disaster: Disaster,
+):
+    """As a run that could not read the repository while it planned calls it (another
+    chroma-deploy's host tools on the host): the server still holds the snapshot."""
+    host_b, live = disaster.host_b, container_id(disaster.name)
+    asides = sorted(host_b.glob("chroma_data.before-restore-*"))
+    state = host_b / ".chroma-deploy"
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "files" / "chroma_offsite_restore.py"), "restore",
+         "--config", str(state / "offsite.json"), "--snapshot", "latest",
+         "--url", f"http://127.0.0.1:{disaster.data_b['chroma_port']}",
+         "--marker", str(state / "restored-snapshot"), "--data-dir", "chroma_data",
+         "--uid", str(os.getuid()), "--gid", str(os.getgid()), "--mode", "750",
+         "--pending", str(state / "restore-pending.json"),
+         "--manifest-out", str(state / "restored-snapshot.json"), "--project-dir", str(host_b),
+         "--project-name", disaster.name, "--compose-file", str(host_b / "docker-compose.yml"),
+         "--wait-timeout", "60"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1].endswith(
+        "was restored here and the server still holds what its manifest says: nothing was changed"
+    )
+    assert sorted(host_b.glob("chroma_data.before-restore-*")) == asides
+    assert container_id(disaster.name) == live
 
 
 def test_the_drill_restores_into_a_throwaway_server_and_never_touches_the_live_stack(
