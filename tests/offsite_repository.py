@@ -36,29 +36,34 @@ def write_offsite(
     metrics_dir: Path,
     data_dir: str = "chroma_data",
     password: str = PASSWORD,
+    root: Path | None = None,
 ) -> Path:
-    """The secrets (0600) and offsite.json (0600) a deploy writes; the config's path."""
-    secrets = project_dir / ".chroma-deploy" / "restic"
+    """The secrets (0600) and offsite.json (0600) a deploy writes; the config's path.
+
+    ``root``: write them under this dir instead (to copy into another host's /).
+    """
+    secrets = (root or Path("/")) / str(project_dir).lstrip("/") / ".chroma-deploy" / "restic"
     secrets.mkdir(parents=True, exist_ok=True, mode=0o700)
     secrets.chmod(0o700)
     for name, value in (("restic-repository", repository), ("restic-password", password)):
         path = secrets / name
         path.write_text(value + "\n")
         path.chmod(0o600)
-    state = project_dir / ".chroma-deploy"
+    state = secrets.parent
     state.mkdir(exist_ok=True)
+    named = project_dir / ".chroma-deploy" / "restic"  # where the host reads them
     config = {
         "project_dir": str(project_dir), "project_name": project_name,
         "compose_file": f"{project_dir}/docker-compose.yml",
         "data_dir": f"{project_dir}/{data_dir}",
         "host": host, "wait_timeout": 120,
-        "repository_file": str(secrets / "restic-repository"),
-        "password_file": str(secrets / "restic-password"), "ssh_key": None, "known_hosts": None,
+        "repository_file": str(named / "restic-repository"),
+        "password_file": str(named / "restic-password"), "ssh_key": None, "known_hosts": None,
         "keep": {"daily": 0, "weekly": 0, "monthly": 0}, "check_subset": "5%",
-        "lock_dir": str(state / "lock"),
+        "lock_dir": str(named.parent / "lock"),
         "metrics_file": str(metrics_dir / f"{project_name}-backup.prom"),
-        "status_file": str(state / "offsite-status.json"),
-        "staging_dir": str(state / "offsite-staging"),
+        "status_file": str(named.parent / "offsite-status.json"),
+        "staging_dir": str(named.parent / "offsite-staging"),
     }  # fmt: skip
     path = state / "offsite.json"
     path.write_text(json.dumps(config, indent=1))

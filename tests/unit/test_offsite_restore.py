@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -23,30 +24,48 @@ FILES = Path(__file__).resolve().parent.parent.parent / "files"
 PROJECT = "fx"
 
 
+@pytest.fixture(scope="module")
+def repository(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """One repository for the module (restic's calls are the cost): host A's snapshots.
+
+    In order: ``first``; ``older_version`` (tagged 0.6.3); ``differs`` (its manifest
+    lists no collection); ``newest`` (other segment bytes); then a newer snapshot of
+    another project, which is never this project's latest.
+    """
+    base = tmp_path_factory.mktemp("offsite")
+    repository, metrics = base / "repo", base / "metrics"
+    old = base / "host A" / 'it\'s a "project"'
+    (old / "chroma_data").mkdir(parents=True)
+    chroma_like_sqlite(old / "chroma_data" / "chroma.sqlite3").close()
+    (old / "chroma_data" / "segment.bin").write_bytes(b"vectors of host A")
+    config = write_offsite(old, PROJECT, str(repository), "hostA", metrics)
+    init_repository(config)
+    found = {"repository": repository, "metrics": metrics}
+    found["first"] = take_snapshot(config, "1.5.9")
+    found["older_version"] = take_snapshot(config, "0.6.3")
+    found["differs"] = take_snapshot(config, "1.5.9", {"collections": {}, "project": PROJECT})
+    (old / "chroma_data" / "segment.bin").write_bytes(b"host A, later")
+    found["newest"] = take_snapshot(config, "1.5.9")
+    take_snapshot(write_offsite(old, "other", str(repository), "hostC", metrics), "1.5.9")
+    return found
+
+
 @pytest.fixture
-def site(tmp_path: Path) -> dict:
-    """Host A's project (data, one snapshot made later by the test) and host B's, empty."""
+def site(repository: dict, tmp_path: Path) -> dict:
+    """Host B's project, the stack never run on it: an empty data dir, a compose file."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     (bin_dir / "docker").write_text(FAKE_DOCKER)
     (bin_dir / "docker").chmod(0o755)
-    repository = tmp_path / "repo"
-    metrics = tmp_path / "metrics"
-    old = tmp_path / "host A" / 'it\'s a "project"'
-    (old / "chroma_data").mkdir(parents=True)
-    chroma_like_sqlite(old / "chroma_data" / "chroma.sqlite3").close()
-    (old / "chroma_data" / "segment.bin").write_bytes(b"vectors of host A")
     new = tmp_path / "host B" / 'it\'s a "project"'
     (new / "chroma_data").mkdir(parents=True)
     (new / "chroma_data" / ".gitkeep").write_text("")
     (new / "docker-compose.yml").write_text("services: {}\n")
-    config_a = write_offsite(old, PROJECT, str(repository), "hostA", metrics)
-    config_b = write_offsite(new, PROJECT, str(repository), "hostB", metrics)
-    init_repository(config_a)
+    config = write_offsite(new, PROJECT, str(repository["repository"]), "hostB",
+                           repository["metrics"])  # fmt: skip
     log = tmp_path / "docker.log"
     env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "DOCKER_LOG": str(log)}
-    return {"old": old, "new": new, "a": config_a, "b": config_b, "env": env, "log": log,
-            "metrics": metrics, "repository": repository}  # fmt: skip
+    return {**repository, "new": new, "b": config, "env": env, "log": log}
 
 
 def program(site: dict, *args: str) -> subprocess.CompletedProcess[str]:
@@ -79,22 +98,25 @@ def untouched(site: dict) -> None:
     assert docker_calls({"log": site["log"]}) == []
 
 
-def test_an_empty_repository_and_an_unknown_snapshot_are_refused_with_one_line(site: dict):
+def test_no_snapshot_of_the_project_and_an_unknown_snapshot_are_refused_with_one_line(
+    site: dict,
+):
+    write_offsite(site["new"], "nobody", str(site["repository"]), "hostB", site["metrics"])
     done = restore(site, "latest")
     assert done.returncode == 1
     assert done.stderr.splitlines() == [
-        f"chroma_restore_snapshot: the repository holds no snapshot of project {PROJECT}: "
+        "chroma_restore_snapshot: the repository holds no snapshot of project nobody: "
         "nothing was changed; check chroma_backup_repository and chroma_compose_project (the "
         "project name the backups were tagged with)"
     ]
     untouched(site)
-    snapshot = take_snapshot(site["a"], "1.5.9")
+    write_offsite(site["new"], PROJECT, str(site["repository"]), "hostB", site["metrics"])
     done = restore(site, "0123abcd")
     assert done.returncode == 1
     [line] = done.stderr.splitlines()
     assert line.startswith(
-        f"chroma_restore_snapshot: 0123abcd names no snapshot of project {PROJECT} (1 in the "
-        f"repository, the newest {snapshot[:8]} of "
+        f"chroma_restore_snapshot: 0123abcd names no snapshot of project {PROJECT} (4 in the "
+        f"repository, the newest {site['newest'][:8]} of "
     )
     assert line.endswith(
         f"nothing was changed; name one of them (restic snapshots --tag project={PROJECT}), or "
@@ -106,13 +128,7 @@ def test_an_empty_repository_and_an_unknown_snapshot_are_refused_with_one_line(s
 def test_latest_is_the_projects_newest_from_any_host_and_is_switched_in_with_the_old_aside(
     site: dict,
 ):
-    first = take_snapshot(site["a"], "1.5.9")
-    (site["old"] / "chroma_data" / "segment.bin").write_bytes(b"host A, later")
-    newest = take_snapshot(site["a"], "1.5.9")
-    # Another project's newer snapshot in the same repository is not this project's latest.
-    other = write_offsite(site["old"], "other", str(site["repository"]), "hostC", site["metrics"])
-    take_snapshot(other, "1.5.9")
-    assert first != newest
+    newest, first = site["newest"], site["first"]
     done = restore(site, "latest")
     assert done.returncode == 0, done.stderr
     new = site["new"]
@@ -135,7 +151,7 @@ def test_latest_is_the_projects_newest_from_any_host_and_is_switched_in_with_the
     )
     assert lines[-1] == f"the data before the restore is in {aside}"
     assert steps(docker_calls({"log": site["log"]})) == ["compose stop"]  # only for the switch
-    # An id restores that snapshot (the older one), the restored data aside in its turn.
+    # An id restores that snapshot (the first one), the restored data aside in its turn.
     done = restore(site, first)
     assert done.returncode == 0, done.stderr
     assert (new / "chroma_data" / "segment.bin").read_bytes() == b"vectors of host A"
@@ -152,19 +168,17 @@ def listing(site: dict) -> str:
 def test_a_snapshot_of_another_version_or_whose_files_differ_from_its_manifest_is_refused(
     site: dict,
 ):
-    take_snapshot(site["a"], "0.6.3")
-    done = restore(site, "latest", "--version", "1.5.9")
+    done = restore(site, site["older_version"], "--version", "1.5.9")
     assert done.returncode == 1
     [line] = done.stderr.splitlines()
-    assert line.startswith("chroma_restore_snapshot: snapshot ")
+    assert line.startswith(f"chroma_restore_snapshot: snapshot {site['older_version']} ")
     assert line.endswith(
         "Chroma 0.6.3) was taken on Chroma 0.6.3, and this run prepared Chroma 1.5.9 (restic and "
         "the repository's files were not on the host when it started): nothing was changed to "
         "the data; run the same command again: it restores on the snapshot's version"
     )
     untouched(site)
-    take_snapshot(site["a"], "1.5.9", manifest={"collections": {}, "project": PROJECT})
-    done = restore(site, "latest")
+    done = restore(site, site["differs"])
     assert done.returncode == 1
     [line] = done.stderr.splitlines()
     assert "1.5.9) differ from its manifest (default_tenant/default_database/docs: not " in line
@@ -175,8 +189,7 @@ def test_a_snapshot_of_another_version_or_whose_files_differ_from_its_manifest_i
 
 
 def test_a_wrong_password_is_one_line_that_names_the_key(site: dict):
-    take_snapshot(site["a"], "1.5.9")
-    (site["new"] / ".chroma-deploy" / "restic" / "restic-password").write_text("not the password\n")
+    (site["new"] / ".chroma-deploy" / "restic" / "restic-password").write_text("not it\n")
     done = restore(site, "latest")
     assert done.returncode == 1
     assert done.stderr.splitlines() == [
@@ -184,28 +197,30 @@ def test_a_wrong_password_is_one_line_that_names_the_key(site: dict):
         "wrong password or no key found); nothing was changed: the password does not open the "
         "repository; name the file that holds the password the backups were made with"
     ]
-    assert "not the password" not in done.stdout + done.stderr
+    assert "not it" not in done.stdout + done.stderr
     untouched(site)
 
 
 def test_a_drill_that_cannot_start_the_snapshots_version_records_a_failure(site: dict):
-    take_snapshot(site["a"], "1.5.9")
     done = program(site, "drill", "--config", str(site["b"]), "--image", "chromadb/chroma:1.5.9",
                    "--persist-path", "/data", "--uid", str(os.getuid()),
                    "--gid", str(os.getgid()))  # fmt: skip
     assert done.returncode == 1
     metrics = site["metrics"] / f"{PROJECT}-drill.prom"
-    assert done.stderr.splitlines() == [
-        "restore drill: FAIL: chroma_image: chromadb/chroma:1.5.9, the version snapshot "
-        + done.stderr.split("the version snapshot ", 1)[1].split(" taken with")[0]
-        + " taken with, is not on this host; deploy it once, then drill again; the live stack "
-        f"was not touched; {metrics}"
-    ]
+    [line] = done.stderr.splitlines()
+    assert line.startswith(
+        f"restore drill: FAIL: chroma_image: chromadb/chroma:1.5.9, the version snapshot "
+        f"{site['newest']} (taken on hostA at "
+    )
+    assert line.endswith(
+        "Chroma 1.5.9) was taken with, is not on this host; deploy it once, then drill again; "
+        f"the live stack was not touched; {metrics}"
+    )
     text = metrics.read_text()
     assert f'chroma_deploy_restore_drill_success{{project="{PROJECT}"}} 0\n' in text
     stamp = [line for line in text.splitlines() if line.startswith(
         "chroma_deploy_restore_drill_timestamp_seconds")]  # fmt: skip
-    assert len(stamp) == 1 and abs(float(stamp[0].split()[-1]) - __import__("time").time()) < 60
+    assert len(stamp) == 1 and abs(float(stamp[0].split()[-1]) - time.time()) < 60
     assert not (site["new"] / ".chroma-deploy" / "restore-drill").exists()
     assert sorted(os.listdir(site["new"] / "chroma_data")) == [".gitkeep"]  # never touched
     assert "compose" not in " ".join(steps(docker_calls({"log": site["log"]})))
