@@ -320,6 +320,7 @@ def project_lock_held(project_dir: Path, holder: str) -> Iterator[None]:
 # one worker busy alone at the end. A file not listed counts as a minute.
 FILE_SECONDS = {
     "test_tamper_matrix.py": 750,
+    "test_offsite_restore.py": 460,
     "test_tamper_files.py": 400,
     "test_data_homes.py": 320,
     "test_interruption.py": 300,
@@ -330,7 +331,6 @@ FILE_SECONDS = {
     "test_data_safety.py": 160,
     "test_converge.py": 150,
     "test_bad_input.py": 150,
-    "test_offsite_restore.py": 110,
     "test_migration.py": 100,
     "test_app.py": 90,
     "test_restore_refusals.py": 80,

@@ -39,6 +39,7 @@ from conftest import (
     run_deploy,
     sh,
 )
+from harness.ssh_hosts import SshHost, private_host, remove_host
 from offsite_repository import PASSWORD, init_repository, take_snapshot, write_offsite
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
@@ -279,3 +280,48 @@ def test_a_restore_killed_in_its_restore_step_resumes_and_never_serves_an_empty_
     assert not (host_c / ".chroma_data.restore-staging").exists()
     again = run_deploy(data_c, deploy_file="restore.py")
     assert again.returncode == 0 and again.changed_operations == [], again.output
+
+
+BARE = SshHost("cdrestore1", 22231, "root", kind="bare")
+
+
+def test_a_bare_debian_host_is_restored_with_one_command(disaster: Disaster, tmp_path: Path):
+    """A fresh SSH host with no Docker, no image and no project (tests/harness/ssh_hosts.py).
+
+    The repository is a local path on it (a mounted disk: a copy of host A's). restic and
+    the project's repository files are put there by the test until the deploy ships them
+    (operations/offsite.py); everything else is the one restore.py command: the engine
+    installed, the image shipped, the project converged, the snapshot restored.
+    """
+    fleet = private_host(BARE, tmp_path)
+    try:
+        repository = disaster.data_b["chroma_backup_repository"]
+        fleet.ssh(BARE, "mkdir -p /mnt/backup")
+        sh(f"docker cp '{repository}' {BARE.name}:/mnt/backup/restic")
+        fleet.ssh(BARE, "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install "
+                        "-y -qq --no-install-recommends restic >/dev/null")  # fmt: skip
+        root = tmp_path / "root"
+        write_offsite(Path("/srv/chroma"), disaster.name, "/mnt/backup/restic", BARE.name,
+                      Path("/var/lib/chroma-deploy/metrics"), root=root)  # fmt: skip
+        sh(f"docker cp '{root}/srv' {BARE.name}:/")
+        inventory = fleet.write_inventory(tmp_path / "inventory.py",
+                                          shared={"chroma_image_source": "ship"})  # fmt: skip
+        data = {
+            "chroma_compose_project": disaster.name,
+            "chroma_backup_repository": "/mnt/backup/restic",
+            "chroma_backup_password_file": disaster.data_b["chroma_backup_password_file"],
+            "chroma_restore_snapshot": "latest",
+        }
+        started = time.perf_counter()
+        first = run_deploy(data, inventory=str(inventory), deploy_file="restore.py")
+        middle = time.perf_counter()
+        second = run_deploy(data, inventory=str(inventory), deploy_file="restore.py")
+        print(f"bare host: restore {middle - started:.1f} s, second run "
+              f"{time.perf_counter() - middle:.1f} s")  # fmt: skip
+        assert first.returncode == 0, first.output
+        assert second.returncode == 0, second.output
+        assert second.changed_operations == [], second.output
+        with fleet.forward(BARE, free_port(), 8000) as port:
+            assert checksums(port) == disaster.before
+    finally:
+        remove_host(BARE)
