@@ -3,6 +3,12 @@
 Writes a canary collection, takes the stack down and up again, reads the
 canary back and removes it. Each host passes (success) or fails with the
 reason: the seed's manual "Testing Data Persistence", made automatic.
+
+`--data chroma_restore_drill=true` runs the restore drill instead: the latest
+snapshot of the off-host repository restored into a throwaway dir and server on
+the host, checked against its manifest and removed; the live stack is not
+touched (deploys/offsite_restore.py, docs/offsite-backups.md). pyinfra's command
+line takes no options of a deploy file's own, hence a data key, not `--drill`.
 """
 
 import sys
@@ -22,6 +28,7 @@ if __name__ == "__main__":  # `python prove.py`: not a pyinfra run (pyinfra runs
     not_under_pyinfra("prove.py", sys.argv[1:])
 
 from declaration.resources import Declared  # noqa: E402
+from deploys.offsite_restore import restore_drill  # noqa: E402
 from operations import data_safety, host_failure  # noqa: E402
 from plumbing import lock, preflight, report  # noqa: E402
 
@@ -32,14 +39,16 @@ owner = preflight.resolve_owner(settings)
 locked_out = lock.take_project_lock(settings.project_dir, settings.lock_timeout, "prove.py")
 if locked_out:
     host_failure.refused(name="Project lock", message=locked_out)
-declared = Declared(settings, owner.uid, owner.gid)
-
-proof = data_safety.persistence_proof(
-    name=f"Persistence proof of {settings.compose_project}: canary, down, up, read back",
-    project_dir=settings.project_dir,
-    project_name=settings.compose_project,
-    url=declared.url,
-    token_file=declared.token_file,
-    wait_timeout=settings.wait_timeout,
-)
-report.show(proof)  # "persistence proof: pass"
+if settings.restore_drill:
+    restore_drill(settings, owner)
+else:
+    declared = Declared(settings, owner.uid, owner.gid)
+    proof = data_safety.persistence_proof(
+        name=f"Persistence proof of {settings.compose_project}: canary, down, up, read back",
+        project_dir=settings.project_dir,
+        project_name=settings.compose_project,
+        url=declared.url,
+        token_file=declared.token_file,
+        wait_timeout=settings.wait_timeout,
+    )
+    report.show(proof)  # "persistence proof: pass"

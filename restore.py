@@ -10,6 +10,10 @@ names the Chroma version it was taken with: the stack is restored on that
 version (the way back from an upgrade), and the run says which
 chroma_version to keep in the inventory. Running it again with the same
 archive changes nothing while the server still holds what it restored.
+
+`--data chroma_restore_snapshot=latest|ID` (with the chroma_backup_ keys) restores
+a snapshot of the off-host repository instead, onto this host or onto one the
+stack never ran on (deploys/offsite_restore.py, docs/offsite-backups.md).
 """
 
 import sys
@@ -33,6 +37,7 @@ from pyinfra import host  # noqa: E402
 from declaration.resources import Declared  # noqa: E402
 from declaration.settings import SettingsError, load_settings  # noqa: E402
 from declaration.versions import deployed_version  # noqa: E402
+from deploys.offsite_restore import restore_from_repository  # noqa: E402
 from facts.archive import BackupArchive  # noqa: E402
 from facts.project import ProjectFiles  # noqa: E402
 from operations import data_safety, host_failure, image  # noqa: E402
@@ -43,70 +48,78 @@ settings = preflight.settings_for_host()
 owner = preflight.resolve_owner(settings)
 token = preflight.token_for_host(settings)
 
-if not settings.restore_archive:
+if not (settings.restore_archive or settings.restore_snapshot):
     raise refusal(
         host.name,
-        "chroma_restore_archive: unset, and restore.py needs it; name the .tar.gz that "
-        "backup.py wrote, e.g. "
+        "chroma_restore_archive: unset, and restore.py needs it (or chroma_restore_snapshot); "
+        "name the .tar.gz that backup.py wrote, e.g. "
         "--data chroma_restore_archive=/var/backups/chroma-deploy/chroma-20260101T000000Z.tar.gz",
     )
 
-archive = settings.restore_archive
-declared_version = settings.version  # the inventory's: the one to keep, if the archive's differs
-
-# One run at a time per project: taken now, before any operation, held while this run lives.
-locked_out = lock.take_project_lock(settings.project_dir, settings.lock_timeout, "restore.py")
-if locked_out:
-    host_failure.refused(name="Project lock", message=locked_out)
-declared = Declared(settings, owner.uid, owner.gid, token)
-# Every check of the archive, now, while nothing on the host has changed: a refused
-# restore stops nothing and writes nothing (not the compose file of its version either).
-manifest, problem = data_safety.archive_problem(
-    archive, host_state.read(BackupArchive, archive=archive), settings.data_dir
-)
-archive_version = (manifest or {}).get("version")
-if archive_version and not problem:
-    # The data was written by that version and Chroma migrates forward only:
-    # restore it on the version it came from, with this host's other settings.
-    try:
-        then = load_settings({**host.data.dict(), "chroma_version": archive_version})
-    except SettingsError as error:
-        problem = (
-            f"chroma_restore_archive: its manifest names Chroma {archive_version!r}, and this "
-            f"host's settings do not fit that version ({error}): nothing was changed; restore "
-            "an archive of a version these settings fit, or fix the settings"
-        )
-if problem:
-    host_failure.refused(name=f"Restore {archive}", message=problem)
+if settings.restore_snapshot:
+    # From the off-host repository, onto this host or a new one (deploys/offsite_restore.py).
+    restore_from_repository(settings, owner, token)
 else:
-    files = host_state.read(ProjectFiles, project_dir=settings.project_dir)
-    deployed = deployed_version(files["compose"]["content"]) if files["compose"] else None
-    compose_content = None
-    if archive_version and archive_version != (deployed or settings.version):
-        settings = then
-        declared = Declared(settings, owner.uid, owner.gid, token)
-        compose_content = declared.compose_content
-        image.chroma_image(
-            name=f"Image {settings.image_ref} the archive was taken with",
-            stack=declared.stack_target,
-            version=settings.version,
-            source=settings.image_source,
-            build_dir=settings.image_build_dir,
-        )
-    keep = f": keep chroma_version={archive_version}" if archive_version != declared_version else ""
-    restored = data_safety.restore(
-        name=f"Restore {archive} into {settings.path(settings.data_dir)}"
-        + (f" on Chroma {archive_version}{keep}" if archive_version else ""),
-        project_dir=settings.project_dir,
-        project_name=settings.compose_project,
-        data_dir=settings.data_dir,
-        archive=archive,
-        uid=declared.uid,
-        gid=declared.gid,
-        mode=settings.data_dir_mode,
-        url=declared.url,
-        token_file=declared.token_file,
-        wait_timeout=settings.wait_timeout,
-        compose_content=compose_content,
+    archive = settings.restore_archive or ""  # set: checked above
+    declared_version = settings.version  # the inventory's: to keep, if the archive's differs
+
+    # One run at a time per project: taken now, before any operation, held while this run lives.
+    locked_out = lock.take_project_lock(settings.project_dir, settings.lock_timeout, "restore.py")
+    if locked_out:
+        host_failure.refused(name="Project lock", message=locked_out)
+    declared = Declared(settings, owner.uid, owner.gid, token)
+    # Every check of the archive, now, while nothing on the host has changed: a refused
+    # restore stops nothing and writes nothing (not the compose file of its version either).
+    manifest, problem = data_safety.archive_problem(
+        archive, host_state.read(BackupArchive, archive=archive), settings.data_dir
     )
-    report.show(restored)  # what was restored, where the data before it went
+    archive_version = (manifest or {}).get("version")
+    if archive_version and not problem:
+        # The data was written by that version and Chroma migrates forward only:
+        # restore it on the version it came from, with this host's other settings.
+        try:
+            then = load_settings({**host.data.dict(), "chroma_version": archive_version})
+        except SettingsError as error:
+            problem = (
+                f"chroma_restore_archive: its manifest names Chroma {archive_version!r}, and this "
+                f"host's settings do not fit that version ({error}): nothing was changed; restore "
+                "an archive of a version these settings fit, or fix the settings"
+            )
+    if problem:
+        host_failure.refused(name=f"Restore {archive}", message=problem)
+    else:
+        files = host_state.read(ProjectFiles, project_dir=settings.project_dir)
+        deployed = deployed_version(files["compose"]["content"]) if files["compose"] else None
+        compose_content = None
+        if archive_version and archive_version != (deployed or settings.version):
+            settings = then
+            declared = Declared(settings, owner.uid, owner.gid, token)
+            compose_content = declared.compose_content
+            image.chroma_image(
+                name=f"Image {settings.image_ref} the archive was taken with",
+                stack=declared.stack_target,
+                version=settings.version,
+                source=settings.image_source,
+                build_dir=settings.image_build_dir,
+            )
+        keep = (
+            f": keep chroma_version={archive_version}"
+            if archive_version != declared_version
+            else ""
+        )
+        restored = data_safety.restore(
+            name=f"Restore {archive} into {settings.path(settings.data_dir)}"
+            + (f" on Chroma {archive_version}{keep}" if archive_version else ""),
+            project_dir=settings.project_dir,
+            project_name=settings.compose_project,
+            data_dir=settings.data_dir,
+            archive=archive,
+            uid=declared.uid,
+            gid=declared.gid,
+            mode=settings.data_dir_mode,
+            url=declared.url,
+            token_file=declared.token_file,
+            wait_timeout=settings.wait_timeout,
+            compose_content=compose_content,
+        )
+        report.show(restored)  # what was restored, where the data before it went

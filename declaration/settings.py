@@ -880,6 +880,17 @@ class Settings:
             "chroma_backup_password_file=/etc/kb/restic-password",
         ),
     )
+    restore_drill: bool = key(
+        False,
+        _bool,
+        "prove.py runs the restore drill instead of the persistence proof: the latest snapshot "
+        "restored into a throwaway dir and container, checked against its manifest, removed.",
+        example="true",
+        example_with=(
+            "chroma_backup_repository=/mnt/backup/restic",
+            "chroma_backup_password_file=/etc/kb/restic-password",
+        ),
+    )
 
     @property
     def image_ref(self) -> str:
@@ -1085,6 +1096,11 @@ def _check_backup_repository(settings: Settings) -> None:
         raise SettingsError(
             "chroma_restore_snapshot: needs chroma_backup_repository (and its password file) to "
             "restore from; set them as the host that backed up had them"
+        )
+    if settings.restore_drill and not repository:
+        raise SettingsError(
+            "chroma_restore_drill: needs chroma_backup_repository (and its password file) to "
+            "restore the latest snapshot from; set them, or leave chroma_restore_drill unset"
         )
     if settings.restore_snapshot and settings.restore_archive:
         raise SettingsError(

@@ -42,10 +42,12 @@ DATA_DEFAULTS = dict(DEFAULTS)
 
 
 @deploy("Chroma stack", data_defaults=DATA_DEFAULTS)
-def chroma_stack(overrides: dict[str, Any] | None = None) -> None:
+def chroma_stack(overrides: dict[str, Any] | None = None, start: bool = True) -> None:
     """Converge one host's Chroma stack; ``overrides`` win over the host's data keys.
 
     One step per line, in the order README.md's "What a run declares" lists them.
+    ``start=False``: everything up to the compose file, no server (restore.py on a
+    host the stack never ran on: an empty Chroma would serve until the data is in).
     """
     settings = preflight.settings_for_host(overrides)
     token = preflight.token_for_host(settings)
@@ -63,6 +65,8 @@ def chroma_stack(overrides: dict[str, Any] | None = None) -> None:
     _gitignore(declared)
     version_change = _version_change(declared)
     compose = _compose_file(declared)
+    if not start:
+        return
     checked = _verified_before_publish(declared, version_change)
     up = _stack_up(declared, compose, restart)
     _published_answers(declared, up)

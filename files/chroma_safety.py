@@ -774,7 +774,6 @@ def restore(args: argparse.Namespace) -> int:
     only if it ran. A compose file for the archive's version (``--switch``) is put
     in place right after the data it reads, never before.
     """
-    target = f"{args.project_dir}/{args.data_dir}"
     staging = f"{args.project_dir}/.{args.data_dir}.restore-staging"
     unpacked = f"{staging}/{args.data_dir}"
     when = f"{stamp()}-{os.getpid()}"  # the pid: two restores in one second get two asides
@@ -794,20 +793,34 @@ def restore(args: argparse.Namespace) -> int:
         print(f"{args.archive} could not be unpacked into {staging}: nothing was changed",
               file=sys.stderr)  # fmt: skip
         return 1
+    if switch_in(args, unpacked, args.archive, when) is None:
+        return 1
+    os.rmdir(staging)
+    return 0
+
+
+def switch_in(args: argparse.Namespace, unpacked: str, source: str, when: str) -> str | None:
+    """Rename ``unpacked`` into the data dir, the current one aside: where it went, or None.
+
+    A pending record naming ``source`` and the aside is written before anything
+    moves, so a killed run is never taken for an empty server; a compose file for
+    the source's version (``--switch``) follows the data it reads, never before.
+    The stack is stopped already (restore; files/chroma_offsite_restore.py).
+    """
+    target = f"{args.project_dir}/{args.data_dir}"
     aside = f"{target}.before-restore-{when}"
-    write_json(Path(args.pending), {"archive": args.archive, "aside": aside})
+    write_json(Path(args.pending), {"archive": source, "aside": aside})
     try:
         if os.path.exists(target):
             os.rename(target, aside)
         os.rename(unpacked, target)
         if args.switch:
             os.replace(args.switch, args.compose_file)  # the version that reads the restored data
-        os.rmdir(staging)
     except OSError as error:  # the pending record says where everything is
         print(f"restore: {error}; the data before the restore is in {aside}", file=sys.stderr)
-        return 1
+        return None
     print(f"the data before the restore is in {aside}")
-    return 0
+    return aside
 
 
 def restored(args: argparse.Namespace) -> int:

@@ -199,6 +199,23 @@ def archive_problem(archive: str, found: dict, data_dir: str) -> tuple[dict | No
     return manifest, None
 
 
+def compose_switch(project_dir: str, compose_content: str, switch: str, uid: int, gid: int):
+    """The compose file of a backup's version, uploaded beside the live one and checked.
+
+    The restore's host tool renames it over the live file right after the data it reads.
+    """
+    q = shlex.quote
+    live = f"{project_dir}/{COMPOSE_FILE}"
+    check = ["docker", "compose", "--project-directory", project_dir, "-f", switch, "config",
+             "--quiet"]  # fmt: skip
+    rejected = f"the compose file for the archive's version was rejected by docker compose; {live} was left as it was"  # noqa: E501
+    yield FileUploadCommand(StringIO(compose_content), switch)
+    yield (
+        f"{shlex.join(check)} || {{ rm -f {q(switch)}; echo {q(rejected)} >&2; exit 1; }}; "
+        f"chown {uid}:{gid} {q(switch)} && chmod 640 {q(switch)}"
+    )
+
+
 @operation()
 def restore(
     project_dir: str,
@@ -254,19 +271,11 @@ def restore(
             return
     yield from upload_tools(project_dir)
     pending = f"{project_dir}/{STATE_DIR}/restore-pending.json"
-    q = shlex.quote
     # Its refusal, and an archive tar cannot unpack, are one line (host_failure.refusing).
     yield refusing(safety_command("space", ("--source", archive), ("--target", project_dir),
                                   ("--factor", 4)))  # fmt: skip
     if switch and compose_content is not None:
-        check = ["docker", "compose", "--project-directory", project_dir, "-f", switch, "config",
-                 "--quiet"]  # fmt: skip
-        rejected = f"the compose file for the archive's version was rejected by docker compose; {live} was left as it was"  # noqa: E501
-        yield FileUploadCommand(StringIO(compose_content), switch)
-        yield (
-            f"{shlex.join(check)} || {{ rm -f {q(switch)}; echo {q(rejected)} >&2; exit 1; }}; "
-            f"chown {uid}:{gid} {q(switch)} && chmod 640 {q(switch)}"
-        )
+        yield from compose_switch(project_dir, compose_content, switch, uid, gid)
     # Stop, unpack beside the data dir, switch by rename (the old data aside, a
     # pending record first), then the compose file for the archive's version, if any.
     # Its refusal, and an archive tar cannot unpack, are one line (host_failure.refusing).

@@ -15,7 +15,12 @@ from pathlib import Path
 from pyinfra.api import FileUploadCommand
 
 FILES = Path(__file__).resolve().parent.parent / "files"
-TOOL_FILES = ("chroma_inventory.py", "chroma_safety.py", "chroma_restic.py")
+TOOL_FILES = (
+    "chroma_inventory.py",
+    "chroma_safety.py",
+    "chroma_restic.py",
+    "chroma_offsite_restore.py",
+)
 TOOLS_DIR = (
     "/usr/local/lib/chroma-deploy/"
     + hashlib.sha256(b"".join((FILES / name).read_bytes() for name in TOOL_FILES)).hexdigest()[:12]
@@ -44,12 +49,15 @@ def upload_tools(project_dir: str) -> list:
     ]
 
 
-def safety_command(subcommand: str, *options: tuple[str, object]) -> str:
+def safety_command(
+    subcommand: str, *options: tuple[str, object], tool: str = "chroma_safety.py"
+) -> str:
     """``chroma_safety.py SUBCOMMAND --option value ...``; a None value leaves its option out.
 
-    True gives the option alone (a flag), False leaves it out.
+    True gives the option alone (a flag), False leaves it out. ``tool``: another of
+    TOOL_FILES that takes its arguments the same way.
     """
-    args = ["python3", f"{TOOLS_DIR}/chroma_safety.py", subcommand]
+    args = ["python3", f"{TOOLS_DIR}/{tool}", subcommand]
     for option, value in options:
         if value is None or value is False:
             continue

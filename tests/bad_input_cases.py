@@ -3,6 +3,11 @@
 CASES = [
     ({"chroma_port": 0}, "chroma_port: 0 is not allowed; use a whole number from 1 to 65535"),
     ({"chroma_port": 70000}, "chroma_port: 70000 is not allowed"),
+    (
+        {"chroma_restore_drill": "true"},
+        "chroma_restore_drill: needs chroma_backup_repository (and its password file) to restore "
+        "the latest snapshot from; set them, or leave chroma_restore_drill unset",
+    ),
     ({"chroma_port": "abc"}, "chroma_port: 'abc' is not allowed"),
     ({"chroma_project_dir": "relative/dir"}, "chroma_project_dir: 'relative/dir' is not allowed"),
     ({"chroma_project_dir": "/"}, "not the system dir /"),

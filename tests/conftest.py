@@ -336,6 +336,7 @@ def project_lock_held(project_dir: Path, holder: str) -> Iterator[None]:
 # one worker busy alone at the end. A file not listed counts as a minute.
 FILE_SECONDS = {
     "test_tamper_matrix.py": 750,
+    "test_offsite_restore.py": 460,
     "test_tamper_files.py": 400,
     "test_data_homes.py": 320,
     "test_interruption.py": 300,

@@ -417,6 +417,25 @@ def ensure_fleet(fresh: bool = False, hosts: tuple[SshHost, ...] = HOSTS) -> Fle
     return fleet
 
 
+def private_host(test_host: SshHost, directory: Path) -> Fleet:
+    """``test_host`` (not one of HOSTS) made afresh as its kind, for one test alone.
+
+    Its known_hosts and inventory are written in ``directory``, never the fleet's:
+    a test that runs beside test_fleet.py rewrites none of that file's files.
+    Remove it with :func:`remove_host`.
+    """
+    tags = build_images()
+    key, wrong_key = _ensure_keys()
+    image = tags[KINDS[test_host.kind].stage]
+    remove_host(test_host)
+    _create(test_host, image, f"{image}+{test_host.kind}",
+            key.with_suffix(".pub").read_text().strip())  # fmt: skip
+    fleet = Fleet((test_host,), key, wrong_key, directory / "known_hosts",
+                  directory / "inventory.py")  # fmt: skip
+    fleet.known_hosts.write_text(_host_key(test_host, time.monotonic() + 90) + "\n")
+    return fleet
+
+
 def write_known_hosts(fleet: Fleet) -> None:
     """known_hosts for every host, once each sshd and (where started) dockerd answer."""
     deadline = time.monotonic() + 90

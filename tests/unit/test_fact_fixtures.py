@@ -78,6 +78,7 @@ def _all_facts() -> set[str]:
 ABSENT: dict[str, tuple[Callable[[Any], bool], set[str]]] = {
     "accounts.Accounts": (lambda f: f["owner"] is None, {"no_such_owner"}),
     "archive.BackupArchive": (lambda f: f["archive"] is False, {"no_archive"}),
+    "snapshots.OffsiteSnapshots": (lambda f: f["readable"] is False, {"not_readable_yet"}),
     "accounts.UsedIds": (lambda f: f is None, {"no_getent"}),
     "chroma.ChromaHealth": (lambda f: f["reachable"] is False, {"down", "no_curl_down"}),
     "chroma.ChromaInventory": (

@@ -30,7 +30,7 @@ from pyinfra.context import ctx_host
 from pyinfra.operations.util import files as files_util
 
 from declaration import offsite, resources, schedule, targets
-from plumbing.host_tools import TOOLS_DIR
+from plumbing.host_tools import TOOL_FILES, TOOLS_DIR
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "operations"
 CASES = sorted(FIXTURES.glob("*/*.json"))
@@ -171,8 +171,10 @@ REWRITE = os.environ.get("CHROMA_DEPLOY_REWRITE_FIXTURES") == "1"
 def test_operation_yields_the_recorded_commands(case: Path):
     if REWRITE:
         # The tools dir is also a fact's argument (facts.chroma.ChromaInventory's tools_dir).
-        case.write_text(re.sub(r"/usr/local/lib/chroma-deploy/[0-9a-f]{12}", TOOLS_DIR,
-                               case.read_text()))  # fmt: skip
+        text = re.sub(r"/usr/local/lib/chroma-deploy/[0-9a-f]{12}", TOOLS_DIR, case.read_text())
+        # And the list of the tools (facts.cron.Cron's tools), which grows with TOOL_FILES.
+        tools = repr([f"{TOOLS_DIR}/{name}" for name in TOOL_FILES])
+        case.write_text(re.sub(r"tools=\[[^\]]*\]", lambda _: f"tools={tools}", text))
     fixture = json.loads(case.read_text())
     commands, noops, host = run_operation(case)
     if REWRITE and commands != fixture["commands"]:

@@ -1,0 +1,141 @@
+"""restore.py with chroma_restore_snapshot: a snapshot of the off-host repository, onto any host.
+
+The snapshot is resolved while pyinfra plans wherever the host can read the
+repository (facts.snapshots.OffsiteSnapshots): an unknown id, an empty
+repository or a repository that does not open is refused with one line before
+anything changes, and the snapshot's ``chroma_version=`` tag names the version to
+restore on, as an archive's manifest does. On a host the stack never ran on
+(no compose file), or one that cannot read the repository yet, the project is
+converged first, without a server (``chroma_stack(start=False)``, which ships
+restic and the repository's files): an empty Chroma never serves. Then the snapshot
+is restored beside the data dir, checked against its manifest, switched in
+with the current data dir moved aside, and the stack brought up on the
+snapshot's version and checked through the API (operations/offsite_restore.py).
+"""
+
+from __future__ import annotations
+
+from pyinfra import host
+
+from declaration.resources import Declared
+from declaration.settings import Settings, SettingsError, load_settings
+from declaration.versions import deployed_version
+from deploys.chroma import chroma_stack
+from facts.project import ProjectFiles
+from facts.snapshots import OffsiteSnapshots
+from operations import host_failure, image, offsite_restore
+from plumbing import host_state, lock, report
+from plumbing.host_tools import TOOLS_DIR
+from plumbing.preflight import Owner
+
+
+def snapshot_of(settings: Settings) -> dict:
+    """The repository's reading of ``chroma_restore_snapshot`` on this host (or the drill's)."""
+    wanted = settings.restore_snapshot or "latest"
+    return host_state.read(
+        OffsiteSnapshots, config=offsite_restore.offsite_config(settings.project_dir),
+        tools_dir=TOOLS_DIR, snapshot=wanted,
+    )  # fmt: skip
+
+
+def settings_of_version(settings: Settings, version: str, key: str) -> tuple[Settings, str | None]:
+    """This host's settings with ``chroma_version`` the snapshot's; or why they do not fit."""
+    if version == settings.version:
+        return settings, None
+    try:
+        return load_settings({**host.data.dict(), "chroma_version": version}), None
+    except SettingsError as error:
+        return settings, (
+            f"{key}: the snapshot was taken on Chroma {version!r}, and this host's settings do "
+            f"not fit that version ({error}): nothing was changed; restore a snapshot of a "
+            "version these settings fit, or fix the settings"
+        )
+
+
+def restore_from_repository(settings: Settings, owner: Owner, token: str | None) -> None:
+    """Declare the whole restore of ``chroma_restore_snapshot`` on this host."""
+    found = snapshot_of(settings)
+    if found["fault"]:
+        host_failure.refused(name="Snapshot of the off-host repository", message=found["fault"])
+        return
+    chosen = found["chosen"]
+    version = chosen["version"] if chosen else settings.version
+    then, problem = settings_of_version(settings, version, "chroma_restore_snapshot")
+    if problem:
+        host_failure.refused(name="Snapshot of the off-host repository", message=problem)
+        return
+    files = host_state.read(ProjectFiles, project_dir=settings.project_dir)
+    keep = f": keep chroma_version={version}" if version != settings.version else ""
+    what = f"snapshot {chosen['short_id']}" if chosen else f"snapshot {settings.restore_snapshot}"
+    compose_content = None
+    if not files["compose"] or not found["readable"]:
+        # Never ran here, or cannot read the repository yet: converge the project (restic,
+        # the repository's files) on the snapshot's version if known, and start no server.
+        chroma_stack(overrides={"chroma_version": version}, start=False)
+    else:
+        locked_out = lock.take_project_lock(
+            settings.project_dir, settings.lock_timeout, "restore.py"
+        )
+        if locked_out:
+            host_failure.refused(name="Project lock", message=locked_out)
+            return
+        files = host_state.read(ProjectFiles, project_dir=settings.project_dir)
+        deployed = deployed_version(files["compose"]["content"]) if files["compose"] else None
+        if version != (deployed or settings.version):
+            declared_then = Declared(then, owner.uid, owner.gid, token)
+            compose_content = declared_then.compose_content
+            image.chroma_image(
+                name=f"Image {then.image_ref} the snapshot was taken with",
+                stack=declared_then.stack_target,
+                version=then.version,
+                source=then.image_source,
+                build_dir=then.image_build_dir,
+            )
+    declared = Declared(then, owner.uid, owner.gid, token)
+    restored = offsite_restore.restore_snapshot(
+        name=f"Restore {what} into {then.path(then.data_dir)} on Chroma {version}{keep}",
+        project_dir=then.project_dir,
+        project_name=then.compose_project,
+        data_dir=then.data_dir,
+        snapshot=settings.restore_snapshot or "latest",
+        chosen=chosen["id"] if chosen else None,
+        prepared_version=None if chosen else version,
+        uid=declared.uid,
+        gid=declared.gid,
+        mode=then.data_dir_mode,
+        url=declared.url,
+        token_file=declared.token_file,
+        wait_timeout=then.wait_timeout,
+        compose_content=compose_content,
+    )
+    report.show(restored)  # the verification through the API
+
+
+def restore_drill(settings: Settings, owner: Owner) -> None:
+    """Declare prove.py's restore drill of this project's latest snapshot."""
+    found = snapshot_of(settings)
+    if not found["chosen"]:
+        message = found["fault"] or (
+            "chroma_restore_drill: this host cannot read the repository yet (no restic, or no "
+            f"{offsite_restore.offsite_config(settings.project_dir)}): nothing was changed; "
+            "deploy it with chroma_backup_repository set, then drill"
+        )
+        host_failure.refused(name="Restore drill", message=message)
+        return
+    chosen = found["chosen"]
+    then, problem = settings_of_version(settings, chosen["version"], "chroma_restore_drill")
+    if problem:
+        host_failure.refused(name="Restore drill", message=problem)
+        return
+    server = Declared(then, owner.uid, owner.gid).check_server
+    offsite_restore.restore_drill(
+        name=f"Restore drill of snapshot {chosen['short_id']}: a throwaway dir and server",
+        project_dir=settings.project_dir,
+        snapshot=chosen["id"],
+        image=server.image,
+        persist_path=server.persist_path,
+        environment=list(server.environment),
+        uid=server.uid,
+        gid=server.gid,
+        timeout=server.timeout,
+    )
