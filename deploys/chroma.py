@@ -134,6 +134,7 @@ def _offsite_repository(declared: Declared) -> None:
         name=f"restic repository {declared.offsite.repository}, its secrets and offsite.json",
         target=declared.offsite,
         paths=declared.paths,
+        create=not declared.settings.restore_snapshot,  # a restore never makes an empty one
     )
 
 

@@ -131,12 +131,14 @@ def _initialise(state: Any, host: Any, command: str, cleanup: str, target: Offsi
 
 
 @operation()
-def repository(target: OffsiteTarget, paths: tuple[Directory | File, ...]):
+def repository(target: OffsiteTarget, paths: tuple[Directory | File, ...], create: bool = True):
     """The repository's secrets and offsite.json on the host, once the repository opens with them.
 
     + target: declaration.offsite.OffsiteTarget (the files, where from, the repository)
     + paths: declaration.resources.Declared.paths (which holds ``target``'s): read as the
       deploy reads them all, in one command
+    + create: ``restic init`` when there is no repository. False for a restore (a
+      repository named with a typo must be refused, never created empty and restored from)
 
     Files whose content is as declared only get their owner and mode back. When any
     content differs or is missing, the new files go beside the old ones as
@@ -183,6 +185,14 @@ def repository(target: OffsiteTarget, paths: tuple[Directory | File, ...]):
     # Read once the candidates are on the host: pyinfra 3 runs an operation's commands as
     # its generator yields them (and a plan without -y stops at the first yield).
     opened = host.get_fact(ResticRepository, tools_dir=TOOLS_DIR, config=check)
+    if opened["verdict"] == "no repository" and not create:
+        yield cleanup
+        yield fail_host(
+            f"chroma_backup_repository: there is no restic repository at {target.repository} "
+            "to restore from (a restore never creates one): nothing was changed; name the "
+            "repository the backups went to"
+        )
+        return
     if opened["verdict"] == "no repository":
         init = shlex.join(["python3", f"{TOOLS_DIR}/chroma_restic.py", "init", "--config", check])
         yield FunctionCommand(_initialise, (init, cleanup, target), {})
