@@ -645,10 +645,10 @@ class Settings:
         example="/etc/kb/chroma-token",
     )
     proxy_image: str = key(
-        "chroma-deploy/auth-proxy:4",
+        "chroma-deploy/auth-proxy:5",
         _image_reference,
         "Image of the proxy, built on the host from files/build-proxy-image.sh when missing.",
-        example="registry.example/auth-proxy:4",
+        example="registry.example/auth-proxy:5",
     )
     secrets_dir: str = key(
         "secrets",

@@ -21,18 +21,21 @@ reads show their defaults in ``host.data`` while it runs.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from pyinfra import state
 from pyinfra.api import deploy
 from pyinfra.api.operation import OperationMeta
 from pyinfra.operations import server
+from pyinfra.operations.util import any_changed
 
-from declaration.resources import Declared
+from declaration.resources import Declared, TlsFiles
 from declaration.runtime import expected_runtime
 from declaration.settings import DEFAULTS, Settings
-from operations import engine, host_failure, image, migrate, project, stack, upgrade
+from operations import engine, host_failure, image, migrate, project, stack, tls, upgrade
 from plumbing import lock, preflight, report
+from plumbing.tls import check_address
 
 DATA_DEFAULTS = dict(DEFAULTS)
 
@@ -47,7 +50,7 @@ def chroma_stack(overrides: dict[str, Any] | None = None) -> None:
     token = preflight.token_for_host(settings)
     if not _project_lock(settings, token):
         return
-    declared, ship_id = _checks_before_any_change(settings, token)
+    declared, ship_id = _checks_before_any_change(settings, token, preflight.tls_for_host(settings))
     _engine(settings)
     _image(declared, ship_id)
     _no_unsafe_data(declared)
@@ -59,8 +62,10 @@ def chroma_stack(overrides: dict[str, Any] | None = None) -> None:
     version_change = _version_change(declared)
     compose = _compose_file(declared)
     checked = _verified_before_publish(declared, version_change)
+    # Before stack_up's check of the published port, which verifies the new certificate.
+    reloaded = _certificate_served(declared)
     up = _stack_up(declared, compose, restart)
-    _published_answers(declared, up)
+    _published_answers(declared, any_changed(up, reloaded) if reloaded else up.did_change)
     verified = _migration_verified(declared)
     # What a migration, an upgrade's backup and its verification found, at default verbosity.
     for step in (*moved, version_change, *checked, verified):
@@ -94,12 +99,14 @@ def _project_lock(settings: Settings, token: str | None) -> bool:
     return not locked_out
 
 
-def _checks_before_any_change(settings: Settings, token: str | None) -> tuple[Declared, str | None]:
+def _checks_before_any_change(
+    settings: Settings, token: str | None, tls: TlsFiles | None
+) -> tuple[Declared, str | None]:
     """The declaration for the host's owner, once every check passed; and the image to ship."""
     owner = preflight.resolve_owner(settings)
     preflight.require_docker(settings)
     preflight.require_free_port(settings)
-    declared = Declared(settings, owner.uid, owner.gid, token)
+    declared = Declared(settings, owner.uid, owner.gid, token, tls)
     preflight.require_dirs(declared)
     preflight.require_one_home(declared)
     preflight.require_own_stack(declared)
@@ -273,7 +280,22 @@ def _stack_up(declared: Declared, compose: OperationMeta, restart: list[str]) ->
     )
 
 
-def _published_answers(declared: Declared, up: OperationMeta) -> None:
+def _certificate_served(declared: Declared) -> OperationMeta | None:
+    """With TLS on: a certificate renewed or replaced reaches the running proxy by a reload."""
+    if not declared.tls_dir:
+        return None
+    settings = declared.settings
+    return tls.certificate_served(
+        name=f"The proxy serves the certificate in {declared.tls_dir}",
+        stack=declared.stack_target,
+        tls_dir=declared.tls_dir,
+        address=check_address(settings),
+        port=settings.port,
+        uid=declared.uid,
+    )
+
+
+def _published_answers(declared: Declared, changed: Callable[[], bool]) -> None:
     # Every up of a run (a start, a recreate, an upgrade's or a migration's switch) is
     # stack_up's: once it ran, Chroma must answer where clients reach it, before a
     # migration is verified there. A run that started nothing asks nothing more.
@@ -281,7 +303,7 @@ def _published_answers(declared: Declared, up: OperationMeta) -> None:
         name=f"Chroma answers on {declared.url}",
         stack=declared.stack_target,
         health=declared.health_check,
-        _if=up.did_change,
+        _if=changed,
     )
 
 

@@ -14,7 +14,7 @@ from typing import Any
 from pyinfra import host
 
 from checks.compare import DriftItem, compose_inputs, foreign_containers, other_version
-from declaration.resources import Declared, has_declared_type, stat_type
+from declaration.resources import Declared, TlsFiles, has_declared_type, stat_type
 from declaration.settings import Settings, SettingsError, load_settings
 from declaration.targets import stack_target
 from declaration.versions import data_version_problem
@@ -39,6 +39,7 @@ from plumbing import host_state, pyinfra_internals
 from plumbing.host_state import Read
 from plumbing.refusal import refusal
 from plumbing.secrets import read_token
+from plumbing.tls import files_for_host
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,14 @@ def token_for_host(settings: Settings) -> str | None:
         return None
     try:
         return read_token(settings)
+    except SettingsError as error:
+        raise refusal(host.name, str(error)) from None
+
+
+def tls_for_host(settings: Settings) -> TlsFiles | None:
+    """The proxy's certificate and key from the control machine (never printed); None: off."""
+    try:
+        return files_for_host(settings, host.name)
     except SettingsError as error:
         raise refusal(host.name, str(error)) from None
 
