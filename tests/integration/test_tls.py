@@ -9,6 +9,7 @@ request, and no key in any output, `docker inspect` or the process list.
 
 from __future__ import annotations
 
+import calendar
 import os
 import secrets
 import shutil
@@ -183,6 +184,26 @@ class Loop(threading.Thread):
                             self.failed.append(f"HTTP {answer.status_code}")
                     except httpx.HTTPError as error:
                         self.failed.append(repr(error))
+
+
+def test_drift_reports_a_certificate_due_for_renewal_and_its_end_as_a_metric(stack, tmp_path):
+    textfile = tmp_path / "chroma.prom"
+    clean = run_drift(stack.data, "--textfile", str(textfile), env=stack.env)
+    stack.outputs.append(clean.output)  # type: ignore[attr-defined]
+    assert clean.returncode == 0, clean.output
+    end = sh(f"openssl x509 -in '{stack.tls_dir / 'cert.pem'}' -noout -enddate").stdout
+    expected = calendar.timegm(
+        time.strptime(" ".join(end.split("=", 1)[1].split()), "%b %d %H:%M:%S %Y %Z")
+    )
+    metric = [
+        line for line in textfile.read_text().splitlines()
+        if line.startswith("chroma_deploy_tls_cert_expiry_timestamp_seconds{")
+    ]  # fmt: skip
+    assert len(metric) == 1 and float(metric[0].split()[-1]) == expected
+    # Renew days above the certificate's year: due for renewal, said by drift.
+    due = run_drift({**stack.data, "chroma_tls_renew_days": 400}, "--no-color", env=stack.env)
+    assert due.returncode != 0
+    assert "tls_certificate" in due.output and "valid beyond 400 days" in due.output
 
 
 def test_renewal_reaches_nginx_by_a_reload_without_a_failed_request(stack):
