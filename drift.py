@@ -31,7 +31,7 @@ import argparse
 import json
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -54,6 +54,7 @@ from facts.compose import ComposeStack, ContainerLayerData, NamedContainers  # n
 from facts.cron import Cron  # noqa: E402
 from facts.datahomes import DataHomes, data_elsewhere  # noqa: E402
 from facts.project import ProjectFiles, SafetyState  # noqa: E402
+from facts.tls import ProxyCertificate  # noqa: E402
 from facts.volumes import LegacyVolumes, legacy_volume_names  # noqa: E402
 from operations import project  # noqa: E402
 from operations.backup_schedule import cron_read  # noqa: E402
@@ -61,6 +62,7 @@ from operations.migrate import done_record  # noqa: E402
 from plumbing import cli, host_state, preflight  # noqa: E402
 from plumbing.deploy_file import stack_overrides as deploy_file_overrides  # noqa: E402
 from plumbing.host_tools import TOOLS_DIR  # noqa: E402
+from plumbing.tls import check_address, wanted_names  # noqa: E402
 from plumbing.version import version_line  # noqa: E402
 
 EXIT_OK, EXIT_ERROR, EXIT_DRIFT = 0, 1, 2
@@ -75,6 +77,7 @@ class HostReport:
     error: str | None = None
     checked_at: float = 0.0  # Unix time the check finished (metrics only, not in --json)
     duration_seconds: float = 0.0
+    tls_cert_expiry: float | None = None  # the proxy certificate's end (metrics only)
 
     @property
     def status(self) -> str:
@@ -165,7 +168,10 @@ def _check_host(host: Any, deploy_file: Path | None) -> HostReport:
     try:
         with ctx_host.use(host):
             if deploy_file is None:
-                report.items = compare(*gather(host))
+                declared, facts = gather(host)
+                report.items = compare(declared, facts)
+                if facts.certificate and facts.certificate["file"]:
+                    report.tls_cert_expiry = facts.certificate["file"]["not_after"]
             else:  # each stack the file declares for this host
                 for overrides in deploy_file_overrides(str(deploy_file.resolve())):
                     report.items += compare(*gather(host, overrides))
@@ -227,6 +233,20 @@ def gather(host: Any, overrides: dict[str, Any] | None = None) -> tuple[Declared
         cron=host_state.read(Cron, **cron_read()),
         schedule=declared_schedule(settings, host.name, TOOLS_DIR),
     )
+    if declared.tls_dir:
+        facts = replace(
+            facts,
+            certificate=host.get_fact(
+                ProxyCertificate,
+                tls_dir=declared.tls_dir,
+                address=check_address(settings),
+                port=settings.port,
+            ),
+            certificate_names=(
+                tuple(wanted_names(settings, host.name)) if settings.tls == "internal-ca" else None
+            ),
+            now=time.time(),
+        )
     return declared, facts
 
 
@@ -291,6 +311,7 @@ def render_metrics(reports: list[HostReport]) -> str:
                 kinds=[item.kind for item in report.items],
                 checked_at=report.checked_at,
                 duration_seconds=report.duration_seconds,
+                tls_cert_expiry=report.tls_cert_expiry,
             )
             for report in reports
         ]

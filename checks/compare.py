@@ -8,6 +8,7 @@ from :class:`declaration.resources.Declared`, the object deploy.py converges to.
 from __future__ import annotations
 
 import difflib
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -81,6 +82,11 @@ class HostFacts:
     # for this host, whose 'auto' minute is its inventory name's (declaration/schedule.py).
     cron: dict[str, Any] | None = None
     schedule: BackupSchedule | None = None
+    # With TLS on: the proxy's certificate (facts.tls.ProxyCertificate; None: not read), the
+    # names it must hold (internal-ca; None: not compared) and the time it is compared at.
+    certificate: dict[str, Any] | None = None
+    certificate_names: tuple[str, ...] | None = None
+    now: float = 0.0
 
 
 def _account(uid: int, name: str | None) -> str:
@@ -545,6 +551,33 @@ COMPARISONS: dict[type, Comparison] = {
 }
 
 
+def compare_certificate(declared: Declared, facts: HostFacts) -> list[DriftItem]:
+    """With TLS on: the proxy's certificate is readable, served, has the declared names, and
+    is not within chroma_tls_renew_days of its end (docs/drift.md, ``tls_certificate``)."""
+    if not declared.tls_dir or facts.certificate is None:
+        return []
+    path = f"{declared.tls_dir}/cert.pem"
+    file, served = facts.certificate["file"], facts.certificate["served"]
+    if file is None:
+        return [DriftItem("tls_certificate", path, "a certificate", "none readable")]
+    items = []
+    days = declared.settings.tls_renew_days
+    left = (file["not_after"] - facts.now) / 86400
+    if left < days:
+        expires = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(file["not_after"]))
+        items.append(
+            DriftItem("tls_certificate", path, f"valid beyond {days} days", f"ends {expires}")
+        )
+    names = facts.certificate_names
+    if names is not None and sorted(file["names"]) != sorted(names):
+        items.append(DriftItem("tls_certificate", path, ", ".join(names), ", ".join(file["names"])))
+    if served is not None and served != file["fingerprint"]:
+        items.append(
+            DriftItem("tls_certificate", "the proxy's port", f"serves {path}", "serves another")
+        )
+    return items
+
+
 def compare(declared: Declared, facts: HostFacts) -> list[DriftItem]:
     """Every difference between the host and its declared state; empty when none.
 
@@ -566,6 +599,7 @@ def compare(declared: Declared, facts: HostFacts) -> list[DriftItem]:
         *compare_safety(declared, facts),
         *compare_served_data(declared, facts),
         *compare_backup_schedule(declared, facts),
+        *compare_certificate(declared, facts),
     ]
 
 

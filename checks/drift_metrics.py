@@ -53,6 +53,7 @@ class HostResult:
     kinds: Sequence[str]  # one entry per drift item
     checked_at: float  # Unix time the check of this host finished
     duration_seconds: float
+    tls_cert_expiry: float | None = None  # Unix time the proxy's certificate ends (TLS on)
 
 
 def _finite(value: float) -> float:
@@ -109,7 +110,14 @@ def render(results: Sequence[HostResult], kinds: Sequence[str] = DRIFT_KINDS) ->
         "Seconds the host's last drift check took: connecting, reading facts, comparing.",
         ["host"],
     )
+    tls_expiry = _gauge(
+        "tls_cert_expiry_timestamp_seconds",
+        "Unix time at which the auth proxy's certificate ends (hosts with TLS on).",
+        ["host"],
+    )
     for result in results:
+        if result.tls_cert_expiry is not None:
+            tls_expiry.add_metric([result.host], _finite(result.tls_cert_expiry))
         if result.status not in STATUSES:
             raise ValueError(f"{result.host}: status {result.status!r} is not one of {STATUSES}")
         if result.status != "error":
@@ -121,7 +129,7 @@ def render(results: Sequence[HostResult], kinds: Sequence[str] = DRIFT_KINDS) ->
         check_success.add_metric([result.host], int(result.status != "error"))
         last_check.add_metric([result.host], _finite(result.checked_at))
         duration.add_metric([result.host], _finite(result.duration_seconds))
-    families = [drift_items, host_status, check_success, last_check, duration]
+    families = [drift_items, host_status, check_success, last_check, duration, tls_expiry]
     return generate_latest(_Families(families)).decode("utf-8")
 
 

@@ -90,6 +90,8 @@ def app_environment(settings: Settings) -> tuple[tuple[str, str], ...]:
     CHROMA_AUTH_TOKEN_FILE names (a path, never the token: `docker inspect` shows it).
     """
     host, port = ("auth-proxy", "8080") if settings.auth_proxy else ("chroma", "8000")
+    if settings.auth_proxy and settings.tls != "off":
+        port = "8081"  # the proxy's plain port on the stack's own network: 8080 speaks TLS
     environment = {
         "CHROMA_URL": f"http://{host}:{port}",
         "CHROMA_HOST": host,
@@ -139,6 +141,7 @@ def render_compose(settings: Settings, uid: int, gid: int, token_digest: str | N
             proxy_published_port=proxy_published_port(settings.bind_address, settings.port),
             secrets_dir=settings.secrets_dir,
             token_digest=token_digest or "",
+            tls=settings.auth_proxy and settings.tls != "off",
             app_enabled=settings.app_enabled,
             app_name=settings.app_name,
             app_image=settings.app_image or "",

@@ -36,6 +36,18 @@ def token_file_content(token: str) -> str:
 
 
 @dataclass(frozen=True)
+class TlsFiles:
+    """What the host's proxy gets with TLS on (made on the control machine, plumbing/tls.py):
+    the certificate (PEM, with its chain), its key (PEM, never shown), the trust anchor the
+    host's own checks verify it with, and the name they ask for."""
+
+    cert: str
+    key: str = field(repr=False)
+    ca: str
+    name: str
+
+
+@dataclass(frozen=True)
 class Directory:
     """A dir with its owner, group and mode, optionally with an empty ``.gitkeep``."""
 
@@ -127,6 +139,9 @@ class Declared:
     token: str | None = field(default=None, repr=False)
     # The off-host backup repository's files (declaration/offsite.py); None without one.
     offsite: OffsiteTarget | None = field(default=None, repr=False)
+    # The proxy's certificate and key (plumbing/tls.py), made on the control machine;
+    # None with chroma_tls=off, or where a step does not ship them (drift, backups).
+    tls: TlsFiles | None = field(default=None, repr=False)
 
     @cached_property
     def paths(self) -> tuple[Directory | File, ...]:
@@ -144,6 +159,15 @@ class Declared:
             paths.append(
                 File(self.token_file, uid, gid, "600", token_file_content(self.token), secret=True)
             )
+        if self.tls_dir and self.tls:
+            # A dir mounted into the proxy, not its files: a file mount keeps the old file
+            # when the deploy replaces it, and a new certificate must reach nginx by reload.
+            tls_dir, tls = self.tls_dir, self.tls
+            paths.append(Directory(tls_dir, uid, gid, "700"))
+            paths.append(File(f"{tls_dir}/cert.pem", uid, gid, "600", tls.cert))
+            paths.append(File(f"{tls_dir}/key.pem", uid, gid, "600", tls.key, secret=True))
+            paths.append(File(f"{tls_dir}/ca.pem", uid, gid, "600", tls.ca))
+            paths.append(File(f"{tls_dir}/name", uid, gid, "600", tls.name + "\n"))
         if self.log_file:
             paths.append(File(self.log_file, uid, gid, "640", feeds=("chroma",)))
         if self.offsite:
@@ -235,6 +259,13 @@ class Declared:
         return self.settings.path(self.settings.secrets_dir)
 
     @property
+    def tls_dir(self) -> str | None:
+        """The host's dir of the proxy's certificate and key (0700), mounted into the proxy."""
+        if self.settings.tls == "off" or not self.settings.auth_proxy:
+            return None
+        return f"{self.secrets_dir}/tls"
+
+    @property
     def services(self) -> list[str]:
         """The compose services the file declares, in order."""
         services = ["chroma"]
@@ -256,7 +287,8 @@ class Declared:
         if address in ("0.0.0.0", "::"):  # noqa: S104 - reaching, not binding
             address = "127.0.0.1"
         host = f"[{address}]" if ":" in address else address
-        return f"http://{host}:{self.settings.port}"
+        scheme = "https" if self.tls_dir else "http"
+        return f"{scheme}://{host}:{self.settings.port}"
 
     @cached_property
     def stack_target(self) -> StackTarget:
@@ -274,7 +306,7 @@ class Declared:
     @property
     def health_check(self) -> HealthCheck:
         """Through the published port, as clients reach it."""
-        return HealthCheck(self.url, self.line.heartbeat_path, self.token_file)
+        return HealthCheck(self.url, self.line.heartbeat_path, self.token_file, self.tls_dir)
 
     @property
     def check_server(self) -> CheckServer:

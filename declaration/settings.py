@@ -48,6 +48,7 @@ SYSTEM_DIRS = frozenset(
 
 ImageSource = Literal["pull", "build", "auto", "ship"]
 RestartPolicy = Literal["no", "always", "on-failure", "unless-stopped"]
+TlsMode = Literal["off", "files", "internal-ca", "acme"]
 
 _VERSION = re.compile(r"[0-9]+\.[0-9]+\.[0-9]+")
 _COMPOSE_PROJECT = re.compile(r"[a-z0-9][a-z0-9_-]*")
@@ -644,16 +645,71 @@ class Settings:
         example="/etc/kb/chroma-token",
     )
     proxy_image: str = key(
-        "chroma-deploy/auth-proxy:4",
+        "chroma-deploy/auth-proxy:5",
         _image_reference,
         "Image of the proxy, built on the host from files/build-proxy-image.sh when missing.",
-        example="registry.example/auth-proxy:4",
+        example="registry.example/auth-proxy:5",
     )
     secrets_dir: str = key(
         "secrets",
         _plain_name,
         "Dir (mode 0700, in the project dir) of the 0600 token file the proxy reads.",
         example="keys",
+    )
+    # TLS on the proxy (docs/security.md, "TLS").
+    tls: TlsMode = key(
+        "off",
+        _one_of(TlsMode),
+        "TLS on the auth proxy's published port: off (plain HTTP; beyond loopback only with "
+        "chroma_allow_plain_http), files (your certificate and key), internal-ca (a private CA "
+        "on the control machine issues one per host), acme (not built yet).",
+        example="internal-ca",
+        example_with=("chroma_auth_proxy=true", "chroma_tls_ca_dir=/etc/kb/ca"),
+    )
+    allow_plain_http: bool = key(
+        False,
+        _bool,
+        "Accept the proxy on a non-loopback address without TLS: the token crosses the network "
+        "in clear text (a VPN or a private link only).",
+        example="true",
+    )
+    tls_cert_file: str | None = key(
+        None,
+        _or_unset(_absolute_path),
+        "chroma_tls=files: the certificate (PEM, with its chain) on the control machine.",
+        example="/etc/kb/tls/cert.pem",
+        example_with=(
+            "chroma_auth_proxy=true",
+            "chroma_tls=files",
+            "chroma_tls_key_file=/etc/kb/tls/key.pem",
+        ),
+    )
+    tls_key_file: str | None = key(
+        None,
+        _or_unset(_absolute_path),
+        "chroma_tls=files: its private key (PEM) on the control machine; shipped 0600, never "
+        "printed.",
+        example="/etc/kb/tls/key.pem",
+        example_with=(
+            "chroma_auth_proxy=true",
+            "chroma_tls=files",
+            "chroma_tls_cert_file=/etc/kb/tls/cert.pem",
+        ),
+    )
+    tls_ca_dir: str | None = key(
+        None,
+        _or_unset(_absolute_path),
+        "chroma_tls=internal-ca: dir on the control machine of the private CA (created once, "
+        "kept: losing it means re-issuing every host's certificate); clients trust its ca.pem.",
+        example="/etc/kb/ca",
+        example_with=("chroma_auth_proxy=true", "chroma_tls=internal-ca"),
+    )
+    tls_renew_days: int = key(
+        30,
+        Check("whole number", "a whole number of days from 1 to 3650", _within(1, 3650)),
+        "A host certificate that expires within this many days is issued again (internal-ca) "
+        "and reported by drift.",
+        example="14",
     )
     # Running Chroma in production (server settings and container limits).
     cors_allow_origins: tuple[str, ...] = key(
@@ -1002,6 +1058,7 @@ def _check_together(settings: Settings) -> None:
             "authentication, beyond this machine; keep 127.0.0.1, set chroma_auth_proxy=true, "
             "or set chroma_allow_unauthenticated_public_port=true if a firewall protects it"
         )
+    _check_tls(settings)
     if settings.create_owner and (settings.owner is None or settings.owner.isdigit()):
         raise SettingsError(
             f"chroma_create_owner: true needs chroma_owner to name the account, got "
@@ -1017,6 +1074,53 @@ def _check_together(settings: Settings) -> None:
     if settings.app_name == "chroma":
         raise SettingsError(
             "chroma_app_name: 'chroma' is not allowed, the Chroma service uses it; choose another"
+        )
+
+
+def _check_tls(settings: Settings) -> None:
+    """TLS on the proxy, and no token in clear text beyond loopback (docs/security.md)."""
+    tls = settings.tls
+    if tls == "acme":
+        raise SettingsError(
+            "chroma_tls: 'acme' is not built yet; use chroma_tls=internal-ca or files"
+        )
+    if tls != "off" and not settings.auth_proxy:
+        raise SettingsError(
+            f"chroma_tls: {tls} needs chroma_auth_proxy=true (the proxy serves TLS); set it, "
+            "or chroma_tls=off"
+        )
+    files = (("chroma_tls_cert_file", settings.tls_cert_file),
+             ("chroma_tls_key_file", settings.tls_key_file))  # fmt: skip
+    for name, value in files:
+        if tls == "files" and not value:
+            raise SettingsError(
+                f"{name}: chroma_tls=files needs it; name the file on the control machine"
+            )
+        if value and tls != "files":
+            raise SettingsError(
+                f"{name}: only chroma_tls=files uses it, and chroma_tls is {tls}; set "
+                "chroma_tls=files, or leave it unset"
+            )
+    if tls == "internal-ca" and not settings.tls_ca_dir:
+        raise SettingsError(
+            "chroma_tls_ca_dir: chroma_tls=internal-ca needs it; name a dir on the control "
+            "machine for the private CA (created there once, keep it)"
+        )
+    if settings.tls_ca_dir and tls != "internal-ca":
+        raise SettingsError(
+            f"chroma_tls_ca_dir: only chroma_tls=internal-ca uses it, and chroma_tls is {tls}; "
+            "set chroma_tls=internal-ca, or leave it unset"
+        )
+    if (
+        settings.auth_proxy
+        and tls == "off"
+        and not ipaddress.ip_address(settings.bind_address).is_loopback
+        and not settings.allow_plain_http
+    ):
+        raise SettingsError(
+            f"chroma_tls: off would send the token in clear text to {settings.bind_address}; "
+            "set chroma_tls=internal-ca (or files), keep chroma_bind_address=127.0.0.1, or set "
+            "chroma_allow_plain_http=true if only a trusted network (a VPN) reaches it"
         )
 
 

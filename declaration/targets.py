@@ -60,17 +60,25 @@ class DataTarget:
 
 @dataclass(frozen=True)
 class HealthCheck:
-    """Where Chroma answers, seen from the host (through the proxy when it is on)."""
+    """Where Chroma answers, seen from the host (through the proxy when it is on).
+
+    ``tls_dir``: with TLS on, the host's dir of the proxy's certificate: its ``ca.pem``
+    verifies the answer for the name in its ``name`` file (curl --cacert, --resolve).
+    """
 
     url: str
     heartbeat_path: str
     token_file: str | None
+    tls_dir: str | None = None
 
     @property
     def read(self) -> dict[str, Any]:
         """ChromaHealth's arguments, as the deploy and drift both read it."""
-        return {"url": self.url, "heartbeat_path": self.heartbeat_path,
+        read = {"url": self.url, "heartbeat_path": self.heartbeat_path,
                 "token_file": self.token_file}  # fmt: skip
+        if self.tls_dir:
+            read["tls_dir"] = self.tls_dir
+        return read
 
 
 @dataclass(frozen=True)

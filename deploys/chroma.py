@@ -22,21 +22,24 @@ reads show their defaults in ``host.data`` while it runs.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from pyinfra import host, state
 from pyinfra.api import deploy
 from pyinfra.api.operation import OperationMeta
 from pyinfra.operations import server
+from pyinfra.operations.util import any_changed
 
-from declaration.resources import Declared
+from declaration.resources import Declared, TlsFiles
 from declaration.runtime import expected_runtime
 from declaration.schedule import declared_schedule
 from declaration.settings import DEFAULTS, Settings
-from operations import engine, host_failure, image, migrate, offsite, project, stack, upgrade
+from operations import engine, host_failure, image, migrate, offsite, project, stack, tls, upgrade
 from operations.backup_schedule import backup_schedule, cron_daemon
 from plumbing import lock, preflight, report
 from plumbing.host_tools import TOOLS_DIR
+from plumbing.tls import check_address
 
 DATA_DEFAULTS = dict(DEFAULTS)
 
@@ -53,7 +56,7 @@ def chroma_stack(overrides: dict[str, Any] | None = None, start: bool = True) ->
     token = preflight.token_for_host(settings)
     if not _project_lock(settings, token):
         return
-    declared, ship_id = _checks_before_any_change(settings, token)
+    declared, ship_id = _checks_before_any_change(settings, token, preflight.tls_for_host(settings))
     _engine(settings)
     _offsite_repository(declared)
     _image(declared, ship_id)
@@ -68,8 +71,10 @@ def chroma_stack(overrides: dict[str, Any] | None = None, start: bool = True) ->
     if not start:
         return
     checked = _verified_before_publish(declared, version_change)
+    # Before stack_up's check of the published port, which verifies the new certificate.
+    reloaded = _certificate_served(declared)
     up = _stack_up(declared, compose, restart)
-    _published_answers(declared, up)
+    _published_answers(declared, any_changed(up, reloaded) if reloaded else up.did_change)
     verified = _migration_verified(declared)
     _backup_schedule(settings)
     # What a migration, an upgrade's backup and its verification found, at default verbosity.
@@ -104,13 +109,15 @@ def _project_lock(settings: Settings, token: str | None) -> bool:
     return not locked_out
 
 
-def _checks_before_any_change(settings: Settings, token: str | None) -> tuple[Declared, str | None]:
+def _checks_before_any_change(
+    settings: Settings, token: str | None, tls: TlsFiles | None
+) -> tuple[Declared, str | None]:
     """The declaration for the host's owner, once every check passed; and the image to ship."""
     owner = preflight.resolve_owner(settings)
     preflight.require_docker(settings)
     preflight.require_free_port(settings)
     offsite_files = preflight.offsite_for_host(settings, owner.uid, owner.gid)
-    declared = Declared(settings, owner.uid, owner.gid, token, offsite_files)
+    declared = Declared(settings, owner.uid, owner.gid, token, offsite=offsite_files, tls=tls)
     preflight.require_dirs(declared)
     preflight.require_one_home(declared)
     preflight.require_own_stack(declared)
@@ -299,7 +306,22 @@ def _stack_up(declared: Declared, compose: OperationMeta, restart: list[str]) ->
     )
 
 
-def _published_answers(declared: Declared, up: OperationMeta) -> None:
+def _certificate_served(declared: Declared) -> OperationMeta | None:
+    """With TLS on: a certificate renewed or replaced reaches the running proxy by a reload."""
+    if not declared.tls_dir:
+        return None
+    settings = declared.settings
+    return tls.certificate_served(
+        name=f"The proxy serves the certificate in {declared.tls_dir}",
+        stack=declared.stack_target,
+        tls_dir=declared.tls_dir,
+        address=check_address(settings),
+        port=settings.port,
+        uid=declared.uid,
+    )
+
+
+def _published_answers(declared: Declared, changed: Callable[[], bool]) -> None:
     # Every up of a run (a start, a recreate, an upgrade's or a migration's switch) is
     # stack_up's: once it ran, Chroma must answer where clients reach it, before a
     # migration is verified there. A run that started nothing asks nothing more.
@@ -307,7 +329,7 @@ def _published_answers(declared: Declared, up: OperationMeta) -> None:
         name=f"Chroma answers on {declared.url}",
         stack=declared.stack_target,
         health=declared.health_check,
-        _if=up.did_change,
+        _if=changed,
     )
 
 

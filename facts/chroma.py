@@ -51,6 +51,8 @@ class ChromaHealth(FactBase[dict[str, Any]]):
     else its tag, because ``/api/v2/version`` answers "1.0.0" for every 1.x
     release. With ``token_file`` (the auth proxy's 0600 env file) its
     ``CHROMA_AUTH_TOKEN`` is sent as ``X-Chroma-Token``, fed to curl on stdin.
+    With ``tls_dir`` (TLS on the proxy) the heartbeat is asked over https, verified with
+    that dir's ``ca.pem`` for the name in its ``name`` file (curl only).
     """
 
     @staticmethod
@@ -64,12 +66,30 @@ class ChromaHealth(FactBase[dict[str, Any]]):
         heartbeat_path: str,
         container: str | None = None,
         token_file: str | None = None,
+        tls_dir: str | None = None,
     ) -> str:
         base = url.rstrip("/")
         heartbeat = shell_word(base + heartbeat_path)
         version = shell_word(base + "/api/v2/version")
         parts = urlsplit(base)
         port = parts.port or (443 if parts.scheme == "https" else 80)
+        tls = tls_args = ""
+        if tls_dir:
+            # Verified as a client verifies it: the CA (or the certificate itself), for
+            # the name the certificate holds, sent to the address the port is on.
+            address = parts.hostname or ""
+            address = f"[{address}]" if ":" in address else address
+            tls = (
+                f"tls_name=$(cat {shell_word(tls_dir + '/name')} 2>/dev/null); tls_host=$tls_name; "
+                'case $tls_name in *:*) tls_host="[$tls_name]";; esac; '
+            )
+            base_word = f'"https://$tls_host:{port}"'
+            heartbeat = base_word + shell_word(heartbeat_path)
+            version = base_word + shell_word("/api/v2/version")
+            tls_args = (
+                f" --cacert {shell_word(tls_dir + '/ca.pem')}"
+                f' --resolve "$tls_host:{port}:{address}"'
+            )
         # The token goes to curl on stdin as a header, read from its 0600 file:
         # it never appears on a command line or in this fact's output.
         header = (
@@ -80,13 +100,19 @@ class ChromaHealth(FactBase[dict[str, Any]]):
         auth = " -H @-" if token_file else ""
         raw_args = " ".join(shell_word(arg) for arg in (parts.hostname or "", port, heartbeat_path))
         raw_args += f" {shell_word(token_file)}" if token_file else ""
+        auth += tls_args
+        # Without curl, bash speaks plain HTTP only: over TLS that is no answer.
+        fallback = (
+            "echo 'no curl on the host to ask over https'"
+            if tls_dir
+            else f"timeout 5 bash -c {shell_word(_BASH_GET)} chroma-health {raw_args}"
+        )
         command = (
-            "if command -v curl >/dev/null 2>&1; then "
+            f"{tls}if command -v curl >/dev/null 2>&1; then "
             f"echo @@heartbeat; {header}curl -sS -m 5{auth}"
             f" -w '\\n@@meta\\n%{{http_code}} %{{time_total}}\\n' {heartbeat} 2>&1; "
             f"echo @@version; {header}curl -sS -m 5{auth} {version} 2>/dev/null; echo; "
-            f"else echo @@bash; timeout 5 bash -c {shell_word(_BASH_GET)} chroma-health {raw_args}"
-            " 2>&1; echo; fi; "
+            f"else echo @@bash; {fallback} 2>&1; echo; fi; "
         )
         if container:
             command += (

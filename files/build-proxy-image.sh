@@ -15,6 +15,13 @@
 # proxy: the healthcheck then means "Chroma answers through me", not "nginx runs".
 # The token is compared exactly (case-sensitive); only the scheme word "Bearer" is
 # matched in any case, as HTTP says.
+# CHROMA_TLS=on: the port speaks TLS only (Mozilla's "intermediate" profile: TLS 1.2 and
+# 1.3), with the certificate and key from the mounted dir /run/secrets/tls (cert.pem,
+# key.pem); plain HTTP on it gets 400 and is never served. A new certificate there is
+# taken by `nginx -s reload`, without a restart. /usr/local/bin/auth-proxy-health asks
+# /proxy-health as clients do: over TLS, verified with /run/secrets/tls/ca.pem for the
+# name in /run/secrets/tls/name, when TLS is on. Port 8081, never published, serves the
+# application service on the stack's network in plain HTTP (with the token).
 # Usage: build-proxy-image.sh TAG [WORK_DIR]
 set -euo pipefail
 
@@ -61,6 +68,32 @@ if [[ ! "$heartbeat" =~ ^/[A-Za-z0-9/_-]+$ ]]; then
   echo "auth-proxy: CHROMA_HEARTBEAT_PATH must be a path, not $heartbeat" >&2
   exit 1
 fi
+listen="listen 8080;"
+tls_lines=""
+if [ "${CHROMA_TLS:-off}" = on ]; then
+  for file in cert.pem key.pem; do
+    if [ ! -r "/run/secrets/tls/$file" ]; then
+      echo "auth-proxy: CHROMA_TLS=on needs /run/secrets/tls/$file" >&2
+      exit 1
+    fi
+  done
+  # 8081: plain HTTP for the application service on the stack's own network (never
+  # published): it reaches the proxy by name, not by the certificate's names.
+  listen="listen 8080 ssl; listen 8081;"
+  # Mozilla's "intermediate" configuration (ssl-config.mozilla.org, nginx, no dhparam:
+  # so no DHE suites). Plain HTTP on this port is error 497: refused with 400, not served.
+  tls_lines="ssl_certificate /run/secrets/tls/cert.pem;
+    ssl_certificate_key /run/secrets/tls/key.pem;
+    ssl_protocols TLSv1.2 TLSv1.3;
+    ssl_ecdh_curve X25519:prime256v1:secp384r1;
+    ssl_ciphers ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305;
+    ssl_prefer_server_ciphers off;
+    ssl_session_timeout 1d;
+    ssl_session_cache shared:TLS:10m;
+    ssl_session_tickets off;
+    error_page 497 =400 /plain-http-refused;
+    location = /plain-http-refused { internal; return 400 \"this port speaks TLS only: use https://\\n\"; }"
+fi
 # Docker's embedded DNS, in every container on a user-defined network.
 resolver=$(awk '$1 == "nameserver" {print $2; exit}' /etc/resolv.conf)
 resolver=${resolver:-127.0.0.11}
@@ -93,7 +126,8 @@ http {
   # Chroma is on a local bridge: a connection that takes longer is not coming.
   proxy_connect_timeout 3s;
   server {
-    listen 8080;
+    $listen
+    $tls_lines
     set \$chroma "$upstream";
     # Exact comparisons ("=" is case-sensitive); a map's string keys match in any case,
     # which let the token in upper or lower case through.
@@ -124,15 +158,33 @@ CONF
 unset token
 exec nginx -e stderr -c /run/nginx/nginx.conf -g 'daemon off;'
 ENTRYPOINT
+cat >"$ctx/health.sh" <<'HEALTH'
+#!/bin/bash
+# The proxy's healthcheck: Chroma's heartbeat through this proxy, as clients ask it
+# (over TLS, checked with the CA for the certificate's name, when CHROMA_TLS=on).
+set -euo pipefail
+if [ "${CHROMA_TLS:-off}" = on ]; then
+  name=$(cat /run/secrets/tls/name)
+  host=$name
+  [[ "$name" == *:* ]] && host="[$name]"
+  exec curl -fsS -o /dev/null -m 3 --cacert /run/secrets/tls/ca.pem \
+    --resolve "$host:8080:127.0.0.1" "https://$host:8080/proxy-health"
+fi
+exec 3<>/dev/tcp/127.0.0.1/8080
+printf 'GET /proxy-health HTTP/1.0\r\n\r\n' >&3
+read -r _ status _ <&3
+[ "$status" = 200 ]
+HEALTH
 cat >"$ctx/Dockerfile" <<DOCKERFILE
 FROM $base_tag
 RUN echo "deb $mirror bookworm main" > /etc/apt/sources.list \\
  && rm -f /etc/apt/sources.list.d/* \\
- && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nginx-light \\
+ && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nginx-light curl \\
  && rm -rf /var/lib/apt/lists/* && rm -f /etc/nginx/sites-enabled/default
 COPY entrypoint.sh /usr/local/bin/auth-proxy
-RUN chmod 0755 /usr/local/bin/auth-proxy
-EXPOSE 8080
+COPY health.sh /usr/local/bin/auth-proxy-health
+RUN chmod 0755 /usr/local/bin/auth-proxy /usr/local/bin/auth-proxy-health
+EXPOSE 8080 8081
 ENTRYPOINT ["/usr/local/bin/auth-proxy"]
 DOCKERFILE
 add_host=()

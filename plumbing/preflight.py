@@ -15,7 +15,7 @@ from pyinfra import host
 
 from checks.compare import DriftItem, compose_inputs, foreign_containers, other_version
 from declaration.offsite import OffsiteTarget, offsite_target
-from declaration.resources import Declared, has_declared_type, stat_type
+from declaration.resources import Declared, TlsFiles, has_declared_type, stat_type
 from declaration.settings import Settings, SettingsError, load_settings
 from declaration.targets import stack_target
 from declaration.versions import data_version_problem
@@ -43,6 +43,7 @@ from plumbing.host_state import Read
 from plumbing.lock import lock_dir
 from plumbing.refusal import refusal
 from plumbing.secrets import read_backup_secrets, read_token
+from plumbing.tls import files_for_host
 
 
 @dataclass(frozen=True)
@@ -98,6 +99,14 @@ def offsite_for_host(settings: Settings, uid: int, gid: int) -> OffsiteTarget | 
     if secrets is None:
         return None
     return offsite_target(settings, uid, gid, host.name, lock_dir(settings.project_dir), secrets)
+
+
+def tls_for_host(settings: Settings) -> TlsFiles | None:
+    """The proxy's certificate and key from the control machine (never printed); None: off."""
+    try:
+        return files_for_host(settings, host.name)
+    except SettingsError as error:
+        raise refusal(host.name, str(error)) from None
 
 
 def resolve_owner(settings: Settings) -> Owner:

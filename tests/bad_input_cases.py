@@ -112,4 +112,23 @@ CASES = [
         "chroma_backup_known_hosts: '/dev/null' is empty; it must hold the repository host's "
         "known_hosts line(s) (ssh-keyscan HOST, checked)",
     ),
+    (
+        {"chroma_auth_proxy": True, "chroma_bind_address": "0.0.0.0"},
+        "chroma_tls: off would send the token in clear text to 0.0.0.0; set chroma_tls=internal-ca "
+        "(or files), keep chroma_bind_address=127.0.0.1, or set chroma_allow_plain_http=true if "
+        "only a trusted network (a VPN) reaches it",
+    ),
+    ({"chroma_tls": "internal-ca"}, "chroma_tls: internal-ca needs chroma_auth_proxy=true"),
+    (
+        {"chroma_auth_proxy": True, "chroma_tls": "acme"},
+        "chroma_tls: 'acme' is not built yet; use chroma_tls=internal-ca or files",
+    ),
+    (
+        {"chroma_auth_proxy": True, "chroma_tls": "files"},
+        "chroma_tls_cert_file: chroma_tls=files needs it; name the file on the control machine",
+    ),
+    (
+        {"chroma_auth_proxy": True, "chroma_tls": "internal-ca"},
+        "chroma_tls_ca_dir: chroma_tls=internal-ca needs it",
+    ),
 ]

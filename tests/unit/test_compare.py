@@ -291,3 +291,31 @@ def test_a_data_dir_without_data_under_a_running_chroma_is_moved_data(declared, 
             "would serve an empty database)") in _items(declared, converged)  # fmt: skip
     converged.stack["containers"][0]["state"] = "exited"  # nothing serves it: only missing
     assert "data_dir_moved" not in kinds(declared, converged)
+
+
+def test_a_certificate_due_for_renewal_with_other_names_or_not_served_is_drift():
+    from checks.compare import compare_certificate
+
+    settings = load_settings(
+        {"chroma_auth_proxy": True, "chroma_tls": "internal-ca", "chroma_tls_ca_dir": "/ca"}
+    )
+    declared = Declared(settings, 0, 0, "t" * 16)
+    now = 1_800_000_000.0
+    good = {"fingerprint": "AA", "not_after": now + 90 * 86400, "names": ["localhost", "127.0.0.1"]}
+
+    def items(file, served="AA", names=("127.0.0.1", "localhost")):
+        facts = HostFacts({}, {}, {}, {}, [], certificate={"file": file, "served": served},
+                          certificate_names=names, now=now)  # fmt: skip
+        return [(item.kind, item.expected, item.actual) for item in compare_certificate(
+            declared, facts)]  # fmt: skip
+
+    assert items(good) == []
+    due = items({**good, "not_after": now + 10 * 86400})
+    assert due == [("tls_certificate", "valid beyond 30 days", "ends 2027-01-25T08:00:00Z")]
+    assert items(good, names=("db1", "localhost"))[0][1:] == ("db1, localhost",
+                                                             "localhost, 127.0.0.1")  # fmt: skip
+    assert items(good, served="BB")[0][2] == "serves another"
+    assert items(None)[0][2] == "none readable"
+    # TLS off: nothing to compare.
+    plain = Declared(load_settings({"chroma_auth_proxy": True}), 0, 0, "t" * 16)
+    assert compare_certificate(plain, HostFacts({}, {}, {}, {}, [], certificate={})) == []

@@ -31,10 +31,11 @@ FAMILIES = {
     "chroma_deploy_check_success": {"host"},
     "chroma_deploy_last_check_timestamp_seconds": {"host"},
     "chroma_deploy_check_duration_seconds": {"host"},
+    "chroma_deploy_tls_cert_expiry_timestamp_seconds": {"host"},
 }
 
 RESULTS = [
-    HostResult("@local", "ok", [], 1764340000.25, 0.5),
+    HostResult("@local", "ok", [], 1764340000.25, 0.5, tls_cert_expiry=1795876000.0),
     HostResult("db1.example.com", "drift", ["mode", "gitignore", "mode"], 1764340001.5, 1.75),
     HostResult("db2.example.com", "error", [], 1764340002.0, 0.0625),
 ]
@@ -293,4 +294,16 @@ def test_drift_reports_become_metrics_with_their_kinds_status_and_timing():
     assert value(families, "chroma_deploy_host_status", host="b", status="error") == 1
     assert value(families, "chroma_deploy_last_check_timestamp_seconds", host="a") == 12.5
     assert value(families, "chroma_deploy_check_duration_seconds", host="b") == 0.125
+    # Only hosts whose proxy serves TLS have a certificate end.
+    assert (
+        "chroma_deploy_tls_cert_expiry_timestamp_seconds"
+        not in drift.render_metrics(reports).split(
+            "# TYPE chroma_deploy_tls_cert_expiry_timestamp_seconds gauge"
+        )[1]
+    )
+    reports[0].tls_cert_expiry = 1795876000.0
+    families = parse(drift.render_metrics(reports))
+    assert value(families, "chroma_deploy_tls_cert_expiry_timestamp_seconds", host="a") == (
+        1795876000.0
+    )
     assert "checked_at" not in json.dumps(reports[0].as_dict()), "--json keeps its shape"

@@ -118,6 +118,7 @@ ABSENT: dict[str, tuple[Callable[[Any], bool], set[str]]] = {
         lambda f: f == [] or {"read": False, "value": None} in f,
         {"no_parts", "a_part_that_fails_is_read_again_alone"},
     ),
+    "tls.ProxyCertificate": (lambda f: f["file"] is None and f["served"] is None, {"absent"}),
     "volumes.LegacyVolumes": (lambda f: f == [], {"docker_absent", "no_names", "none"}),
 }
 

@@ -117,6 +117,34 @@ def test_public_bind_needs_an_explicit_yes():
     assert load_settings({"chroma_bind_address": "127.0.0.2"}).bind_address == "127.0.0.2"
 
 
+def test_plain_http_with_a_token_beyond_loopback_needs_an_explicit_yes():
+    public = {"chroma_auth_proxy": True, "chroma_bind_address": "0.0.0.0"}
+    with pytest.raises(SettingsError) as error:
+        load_settings(public)
+    assert "chroma_allow_plain_http=true" in str(error.value)
+    assert load_settings({**public, "chroma_allow_plain_http": True}).tls == "off"
+    assert load_settings({**public, "chroma_tls": "internal-ca", "chroma_tls_ca_dir": "/x"}).tls
+    # Loopback stays as before: no TLS, no extra key.
+    assert load_settings({"chroma_auth_proxy": True}).tls == "off"
+
+
+def test_tls_keys_go_with_their_mode():
+    proxy = {"chroma_auth_proxy": True}
+    for data, message in (
+        ({**proxy, "chroma_tls_ca_dir": "/x"}, "chroma_tls_ca_dir: only chroma_tls=internal-ca"),
+        ({**proxy, "chroma_tls_key_file": "/k"}, "chroma_tls_key_file: only chroma_tls=files"),
+        (
+            {**proxy, "chroma_tls": "files", "chroma_tls_cert_file": "/c"},
+            "chroma_tls_key_file: chroma_tls=files needs it",
+        ),
+        ({**proxy, "chroma_tls_renew_days": 0}, "chroma_tls_renew_days: 0 is not allowed"),
+    ):
+        with pytest.raises(SettingsError) as error:
+            load_settings(data)
+        assert message in str(error.value)
+        assert "\n" not in str(error.value)
+
+
 def test_docs_bad_input_table_lists_every_tested_message():
     sys.path.insert(0, str(ROOT / "tests"))
     from bad_input_cases import CASES

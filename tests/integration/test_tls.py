@@ -1,0 +1,285 @@
+"""TLS on the auth proxy (#25 section 1), on one shared stack: what clients see, and renewals.
+
+One Chroma 1.5.9 stack behind the proxy with chroma_tls=internal-ca: real openssl s_client
+(the protocol versions, the names), real curl (plain HTTP on the TLS port), the real
+chromadb client over TLS with the CA bundle and the token. Then a renewal and a switch to
+chroma_tls=files, each reaching nginx by a reload with the same containers and no failed
+request, and no key in any output, `docker inspect` or the process list.
+"""
+
+from __future__ import annotations
+
+import calendar
+import os
+import secrets
+import shutil
+import ssl
+import subprocess
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+from conftest import base_data, converge, run_deploy, run_drift, sh
+
+pytestmark = [pytest.mark.docker]
+
+
+class Stack:
+    """The shared stack: its data, the token's environment, paths and port."""
+
+    def __init__(self, base: Path) -> None:
+        self.name = f"cdtls{uuid.uuid4().hex[:8]}"
+        self.project_dir = base / "stack"
+        self.ca_dir = base / "ca"
+        self.token = secrets.token_hex(24)
+        self.env = {**os.environ, "CHROMA_AUTH_TOKEN": self.token}
+        self.data = base_data(
+            self.project_dir,
+            self.name,
+            chroma_auth_proxy=True,
+            chroma_tls="internal-ca",
+            chroma_tls_ca_dir=str(self.ca_dir),
+            # Not root: nginx then runs a master process, which reloads (as root it runs as
+            # one process, which cannot: operations/tls.py restarts it then).
+            chroma_owner=1234,
+            chroma_group=1234,
+        )
+        self.port = self.data["chroma_port"]
+        self.tls_dir = self.project_dir / "secrets" / "tls"
+
+    def container_ids(self) -> dict[str, str]:
+        ids = sh(
+            "docker ps --no-trunc --filter "
+            f"label=com.docker.compose.project={self.name} --format '{{{{.Names}}}} {{{{.ID}}}}'"
+        ).stdout.split("\n")
+        return dict(line.split() for line in ids if line.strip())
+
+    def served_fingerprint(self) -> str:
+        served = sh(
+            f"openssl s_client -connect 127.0.0.1:{self.port} </dev/null 2>/dev/null | "
+            "openssl x509 -noout -fingerprint -sha256"
+        ).stdout
+        return served.strip().split("=", 1)[1]
+
+    def file_fingerprint(self, path: Path) -> str:
+        read = sh(f"openssl x509 -in '{path}' -noout -fingerprint -sha256").stdout
+        return read.split("=")[1].strip()
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory):
+    base = tmp_path_factory.mktemp("tls")
+    shared = Stack(base)
+    first = converge(shared.data, env=shared.env)
+    shared.outputs = [first.output]  # type: ignore[attr-defined]
+    yield shared
+    if (shared.project_dir / "docker-compose.yml").exists() and not os.environ.get("TLS_KEEP"):
+        sh(f"cd '{shared.project_dir}' && docker compose down --timeout 5", check=False)
+    if not os.environ.get("TLS_KEEP"):
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def s_client(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["openssl", "s_client", "-connect", f"127.0.0.1:{stack.port}", *args],
+        input="", capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+
+
+def test_tls_1_2_and_1_3_only_with_the_host_names(stack):
+    ca = str(stack.ca_dir / "ca.pem")
+    # The client is let offer TLS 1.1 (SECLEVEL=0); the proxy must still refuse it.
+    old = s_client(stack, "-tls1_1", "-cipher", "DEFAULT:@SECLEVEL=0")
+    assert old.returncode != 0
+    # No cipher agreed (this client against a server that allows 1.1 says "New, TLSv1.0,
+    # Cipher is ECDHE-ECDSA-AES256-SHA" and "Protocol  : TLSv1.1").
+    assert "Cipher is (NONE)" in old.stdout, old.stdout + old.stderr
+    for version, flag in (("TLSv1.2", "-tls1_2"), ("TLSv1.3", "-tls1_3")):
+        new = s_client(stack, flag, "-CAfile", ca, "-verify_return_error")
+        assert new.returncode == 0, new.stdout + new.stderr
+        assert f"Protocol  : {version}" in new.stdout or f"New, {version}" in new.stdout
+        assert "Verify return code: 0 (ok)" in new.stdout
+    names = sh(
+        f"openssl s_client -connect 127.0.0.1:{stack.port} </dev/null 2>/dev/null | "
+        "openssl x509 -noout -ext subjectAltName"
+    ).stdout
+    # @local's name, and the loopback the host's own checks use.
+    assert "DNS:localhost" in names and "IP Address:127.0.0.1" in names
+    # The CA's key stays on the control machine; the keys are 0600.
+    assert oct((stack.ca_dir / "ca-key.pem").stat().st_mode & 0o777) == "0o600"
+    assert oct((stack.tls_dir / "key.pem").stat().st_mode & 0o777) == "0o600"
+    assert not list(stack.project_dir.rglob("ca-key.pem"))
+
+
+def test_plain_http_on_the_tls_port_is_refused(stack):
+    for header in ([], ["-H", f"X-Chroma-Token: {stack.token}"]):
+        plain = subprocess.run(
+            ["curl", "-sS", "-o", "-", "-w", "\n%{http_code}", *header,
+             f"http://127.0.0.1:{stack.port}/api/v2/heartbeat"],
+            capture_output=True, text=True, timeout=30, check=False,
+        )  # fmt: skip
+        body, _, status = plain.stdout.rpartition("\n")
+        assert status == "400", plain.stdout + plain.stderr
+        assert "nanosecond heartbeat" not in body
+        assert "speaks TLS only" in body
+
+
+def client(stack: Stack, ca: Path, host: str = "localhost"):
+    import chromadb
+    from chromadb.config import Settings
+
+    return chromadb.HttpClient(
+        host=host,
+        port=stack.port,
+        ssl=True,
+        headers={"X-Chroma-Token": stack.token},
+        settings=Settings(chroma_server_ssl_verify=str(ca)),
+    )
+
+
+def test_chromadb_client_over_tls_with_the_ca_and_the_token(stack):
+    tls_client = client(stack, stack.ca_dir / "ca.pem")
+    collection = tls_client.get_or_create_collection("tls", embedding_function=None)
+    ids = [f"r{i}" for i in range(20)]
+    collection.add(ids=ids, embeddings=[[float(i), 1.0] for i in range(20)])
+    assert sorted(collection.get(include=[])["ids"]) == sorted(ids)
+    assert collection.count() == 20
+    # Without the CA the client refuses the certificate.
+    with pytest.raises(Exception) as refused:
+        client(stack, Path("/etc/ssl/certs/ca-certificates.crt")).heartbeat()
+    chain, error = [], refused.value
+    while error is not None:
+        chain.append(repr(error))
+        error = error.__cause__ or error.__context__
+    assert "CERTIFICATE_VERIFY_FAILED" in " ".join(chain)
+
+
+class Loop(threading.Thread):
+    """Requests through the proxy over TLS until stopped: new and kept-alive connections."""
+
+    def __init__(self, stack: Stack, ca: Path) -> None:
+        super().__init__(daemon=True)
+        self.stack, self.ca = stack, ssl.create_default_context(cafile=str(ca))
+        self.done = threading.Event()
+        self.ok = 0
+        self.failed: list[str] = []
+
+    def run(self) -> None:
+        url = f"https://localhost:{self.stack.port}/api/v2/heartbeat"
+        headers = {"X-Chroma-Token": self.stack.token}
+        with httpx.Client(verify=self.ca, headers=headers, timeout=10) as kept:
+            while not self.done.is_set():
+                for use in (kept, None):
+                    try:
+                        if use is None:
+                            answer = httpx.get(url, verify=self.ca, headers=headers, timeout=10)
+                        else:
+                            answer = use.get(url)
+                        if answer.status_code == 200:
+                            self.ok += 1
+                        else:
+                            self.failed.append(f"HTTP {answer.status_code}")
+                    except httpx.HTTPError as error:
+                        self.failed.append(repr(error))
+
+
+def test_drift_reports_a_certificate_due_for_renewal_and_its_end_as_a_metric(stack, tmp_path):
+    textfile = tmp_path / "chroma.prom"
+    clean = run_drift(stack.data, "--textfile", str(textfile), env=stack.env)
+    stack.outputs.append(clean.output)  # type: ignore[attr-defined]
+    assert clean.returncode == 0, clean.output
+    end = sh(f"openssl x509 -in '{stack.tls_dir / 'cert.pem'}' -noout -enddate").stdout
+    expected = calendar.timegm(
+        time.strptime(" ".join(end.split("=", 1)[1].split()), "%b %d %H:%M:%S %Y %Z")
+    )
+    metric = [
+        line for line in textfile.read_text().splitlines()
+        if line.startswith("chroma_deploy_tls_cert_expiry_timestamp_seconds{")
+    ]  # fmt: skip
+    assert len(metric) == 1 and float(metric[0].split()[-1]) == expected
+    # Renew days above the certificate's year: due for renewal, said by drift.
+    due = run_drift({**stack.data, "chroma_tls_renew_days": 400}, "--no-color", env=stack.env)
+    assert due.returncode != 0
+    assert "tls_certificate" in due.output and "valid beyond 400 days" in due.output
+
+
+def test_renewal_reaches_nginx_by_a_reload_without_a_failed_request(stack):
+    # Renew days above the certificate's year: this run issues a new one.
+    issued = stack.ca_dir / "hosts" / "local" / "cert.pem"
+    old = stack.file_fingerprint(issued)
+    renew = {**stack.data, "chroma_tls_renew_days": 400}
+    before_ids = stack.container_ids()
+    loop = Loop(stack, stack.ca_dir / "ca.pem")
+    loop.start()
+    time.sleep(1)
+    result = run_deploy(renew, env=stack.env)
+    time.sleep(2)
+    loop.done.set()
+    loop.join(30)
+    stack.outputs.append(result.output)  # type: ignore[attr-defined]
+    assert result.returncode == 0, result.output
+    assert "reloading nginx in the proxy" in result.output
+    assert stack.file_fingerprint(issued) != old
+    assert stack.served_fingerprint() == stack.file_fingerprint(issued)
+    assert stack.container_ids() == before_ids
+    print(f"renewal: {loop.ok} requests during the deploy, {len(loop.failed)} failed")
+    assert loop.ok > 20
+    assert loop.failed == []
+    # With the default renew days the new certificate is kept: nothing changes.
+    again = run_deploy(stack.data, env=stack.env)
+    assert again.returncode == 0, again.output
+    assert again.changed_operations == [], again.output
+
+
+def test_files_mode_certificate_reaches_nginx_by_a_reload(stack, tmp_path):
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    sh(
+        f"openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 "
+        f"-subj /CN=kb.test -addext subjectAltName=DNS:kb.test "
+        f"-keyout '{key}' -out '{cert}' 2>/dev/null"
+    )
+    data = {key_: value for key_, value in stack.data.items() if key_ != "chroma_tls_ca_dir"}
+    data.update(chroma_tls="files", chroma_tls_cert_file=str(cert), chroma_tls_key_file=str(key))
+    before_ids = stack.container_ids()
+    result = run_deploy(data, env=stack.env)
+    stack.outputs.append(result.output)  # type: ignore[attr-defined]
+    assert result.returncode == 0, result.output
+    assert "reloading nginx in the proxy" in result.output
+    assert stack.served_fingerprint() == stack.file_fingerprint(cert)
+    assert stack.container_ids() == before_ids
+    # The host's checks ask for the certificate's own name (curl --resolve).
+    assert (stack.tls_dir / "name").read_text() == "kb.test\n"
+    again = run_deploy(data, env=stack.env)
+    assert again.changed_operations == [], again.output
+    # A client that trusts that certificate reaches Chroma by its name (real curl).
+    header = tmp_path / "header"
+    header.write_text(f"X-Chroma-Token: {stack.token}\n")
+    answer = sh(
+        f"curl -sS --cacert '{cert}' --resolve kb.test:{stack.port}:127.0.0.1 "
+        f"-H @'{header}' https://kb.test:{stack.port}/api/v2/heartbeat"
+    ).stdout
+    assert "nanosecond heartbeat" in answer
+    # Back to the internal CA for the tests after this one: a reload again.
+    back = run_deploy(stack.data, env=stack.env)
+    assert back.returncode == 0, back.output
+
+
+def test_no_key_in_any_output_inspect_or_process_list(stack):
+    keys = [
+        stack.tls_dir.joinpath("key.pem").read_text(),
+        stack.ca_dir.joinpath("ca-key.pem").read_text(),
+    ]
+    bodies = [line for key in keys for line in key.splitlines() if "PRIVATE KEY" not in line]
+    assert bodies
+    inspect = sh(
+        f"docker inspect $(docker ps -aq --filter label=com.docker.compose.project={stack.name})"
+    ).stdout
+    processes = sh("ps auxww").stdout
+    drift = run_drift(stack.data, "-vvv", env=stack.env)
+    for text in (*stack.outputs, inspect, processes, drift.output):  # type: ignore[attr-defined]
+        for line in bodies:
+            assert line not in text
+        assert stack.token not in text
