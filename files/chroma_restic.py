@@ -19,6 +19,8 @@ The config's keys (all written by the deploy, operations/offsite.py)::
     repository_file, password_file, ssh_key (or null), known_hosts (or null),
     keep: {daily, weekly, monthly}, check_subset, lock_dir, metrics_file,
     status_file, staging_dir
+    and, read by chroma_offsite.py when present: lock_timeout (chroma_lock_timeout,
+    300), restic_lock_wait (seconds to wait for another restic's lock, 300)
 """
 
 from __future__ import annotations

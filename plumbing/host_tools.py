@@ -15,7 +15,12 @@ from pathlib import Path
 from pyinfra.api import FileUploadCommand
 
 FILES = Path(__file__).resolve().parent.parent / "files"
-TOOL_FILES = ("chroma_inventory.py", "chroma_safety.py", "chroma_restic.py")
+TOOL_FILES = (
+    "chroma_inventory.py",
+    "chroma_safety.py",
+    "chroma_restic.py",
+    "chroma_offsite.py",
+)
 TOOLS_DIR = (
     "/usr/local/lib/chroma-deploy/"
     + hashlib.sha256(b"".join((FILES / name).read_bytes() for name in TOOL_FILES)).hexdigest()[:12]
