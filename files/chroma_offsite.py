@@ -56,6 +56,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -480,7 +481,13 @@ def record(offsite: Offsite, status: dict, result: dict, exit_code: int, error: 
 
 
 def backup(args: argparse.Namespace) -> int:
-    offsite = Offsite.load(args.config)
+    try:
+        offsite = Offsite.load(args.config)
+    except (OSError, ValueError) as error:
+        print(f"{socket.gethostname()}: chroma_backup_repository: {args.config} cannot be read "
+              f"({type(error).__name__}: {error}); nothing was backed up: run deploy.py with "
+              "chroma_backup_repository set, which writes it", file=sys.stderr)  # fmt: skip
+        return 1
     os.umask(0o077)  # the staging copy and the status file: the owner's only
     started = time.monotonic()
     status_file = Path(offsite["status_file"])
