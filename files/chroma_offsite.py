@@ -60,6 +60,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -243,12 +244,14 @@ def summary_of(stdout: str) -> dict:
 # --- compose -----------------------------------------------------------------------------
 
 
+def compose_args(offsite: Offsite, *args: str) -> list[str]:
+    return ["docker", "compose", "--project-directory", offsite["project_dir"],
+            "-f", offsite["compose_file"], *args]  # fmt: skip
+
+
 def compose(offsite: Offsite, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["docker", "compose", "--project-directory", offsite["project_dir"],
-         "-f", offsite["compose_file"], *args],
-        stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False,
-    )  # fmt: skip
+    return subprocess.run(compose_args(offsite, *args), stdin=subprocess.DEVNULL,
+                          capture_output=True, text=True, check=False)  # fmt: skip
 
 
 def running_services(offsite: Offsite) -> list[str]:
@@ -287,16 +290,60 @@ def stopped_marker(offsite: Offsite) -> Path:
     return Path(offsite["staging_dir"]).with_name("offsite-stopped.json")
 
 
-def start_again(offsite: Offsite, services: list[str]) -> str | None:
-    """``compose start --wait`` what this run (or a killed one) stopped: None, or why not."""
+def chroma_heartbeats(offsite: Offsite) -> list[str]:
+    """The heartbeat URL at each address the started chroma container has (none yet: [])."""
+    listed = compose(offsite, "ps", "--quiet", SERVICE)
+    urls = []
+    for container in listed.stdout.split() if listed.returncode == 0 else []:
+        found = subprocess.run(
+            ["docker", "inspect", "--format",
+             "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}", container],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        urls += [f"http://{address}:8000/api/v2/heartbeat" for address in found.stdout.split()]
+    return urls
+
+
+def answers(urls: list[str]) -> bool:
+    for url in urls:
+        try:
+            with urllib.request.urlopen(url, timeout=0.5):  # noqa: S310 - http to the container
+                return True
+        except Exception:  # noqa: S112 - not up yet, or an address the host cannot reach
+            continue
+    return False
+
+
+def start_again(offsite: Offsite, services: list[str]) -> tuple[str | None, float]:
+    """``compose start --wait`` what this run (or a killed one) stopped: why not, and when.
+
+    Returns (None, or compose's last line) and the moment Chroma served again: the
+    first answer of its heartbeat at the container's address, which comes before
+    compose's health check says so (it probes every few seconds), or, where the host
+    cannot reach that address (Chroma behind the auth proxy, on an internal network),
+    the moment ``start --wait`` returned.
+    """
     if not services:
-        return None
-    done = compose(offsite, "start", "--wait", "--wait-timeout", str(offsite["wait_timeout"]),
-                   *services)  # fmt: skip
-    if done.returncode != 0:
-        return last_line(done.stderr) or "no output"
+        return None, time.monotonic()
+    starting = subprocess.Popen(
+        compose_args(offsite, "start", "--wait", "--wait-timeout", str(offsite["wait_timeout"]),
+                     *services),
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    answered, urls, next_look = None, [], 0.0
+    while starting.poll() is None:
+        if answered is None and SERVICE in services:
+            if not urls and time.monotonic() >= next_look:
+                urls, next_look = chroma_heartbeats(offsite), time.monotonic() + 0.5
+            if urls and answers(urls):
+                answered = time.monotonic()
+        time.sleep(0.05)
+    stderr = starting.stderr.read() if starting.stderr else ""
+    ended = time.monotonic()
+    if starting.returncode != 0:
+        return last_line(stderr) or "no output", ended
     stopped_marker(offsite).unlink(missing_ok=True)
-    return None
+    return None, answered or ended
 
 
 # --- the run -----------------------------------------------------------------------------
@@ -312,7 +359,7 @@ def copy_stopped(offsite: Offsite, data_dir: str, staging: Path, result: dict) -
         write_json(stopped_marker(offsite), {"services": running, "since": now_iso()})
         done = compose(offsite, "stop", *stop)
         if done.returncode != 0:
-            problem = start_again(offsite, running)
+            problem, _ = start_again(offsite, running)
             started_again = "" if problem is None else f" and Chroma did not start: {problem}"
             raise Fault("chroma_project_dir",
                         f"docker compose stop {SERVICE} failed ({last_line(done.stderr)}); "
@@ -320,8 +367,8 @@ def copy_stopped(offsite: Offsite, data_dir: str, staging: Path, result: dict) -
                         "run again")  # fmt: skip
     copied = subprocess.run(["cp", "-a", "--reflink=auto", data_dir, str(staging / "data")],
                             capture_output=True, text=True, check=False)  # fmt: skip
-    problem = start_again(offsite, running)
-    result["downtime_seconds"] = round(time.monotonic() - started, 3) if stop else 0.0
+    problem, serving = start_again(offsite, running)
+    result["downtime_seconds"] = round(serving - started, 3) if stop else 0.0
     if copied.returncode != 0:
         raise Fault("chroma_data_dir",
                     f"the staging copy of {data_dir} failed ({last_line(copied.stderr)}); "
@@ -339,7 +386,7 @@ def back_up(offsite: Offsite, status: dict, result: dict) -> None:
     chroma_is_serving = "Chroma kept serving"
     marker = stopped_marker(offsite)
     if marker.exists():  # a run killed while Chroma was stopped: serve first
-        problem = start_again(offsite, json.loads(marker.read_text())["services"])
+        problem, _ = start_again(offsite, json.loads(marker.read_text())["services"])
         if problem is not None:
             raise Fault("chroma_project_dir",
                         f"Chroma, stopped by a backup that was killed, did not start again "
@@ -445,8 +492,9 @@ def metrics_text(offsite: Offsite, status: dict) -> str:
     for name, help_text, field in METRICS:
         value = status.get(field)
         value = float(value) if isinstance(value, int | float) else 0.0
+        shown = str(int(value)) if value.is_integer() else repr(value)
         lines += [f"# HELP {METRIC}_{name} {help_text}", f"# TYPE {METRIC}_{name} gauge",
-                  f"{METRIC}_{name}{{{labels}}} {value:.17g}"]  # fmt: skip
+                  f"{METRIC}_{name}{{{labels}}} {shown}"]  # fmt: skip
     return "\n".join(lines) + "\n"
 
 

@@ -36,6 +36,8 @@ if words[:1] == ["ps"] and "--services" in words:
     print("chroma\\nauth-proxy")
 elif words[:1] == ["ps"]:
     print("c0ffee")
+elif words[:1] == ["inspect"] and "NetworkSettings" in words[2]:
+    pass  # no address the host reaches: the run waits for compose's own --wait
 elif words[:1] == ["inspect"]:
     print("chromadb/chroma:1.5.9")
 elif words[:1] == ["config"]:
