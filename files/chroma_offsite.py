@@ -268,8 +268,7 @@ def running_services(offsite: Offsite) -> list[str]:
 def chroma_version(offsite: Offsite) -> str:
     """The running chroma container's image tag, else the compose file's: what wrote the data."""
     images = []
-    listed = compose(offsite, "ps", "--all", "--quiet", SERVICE)
-    for container in listed.stdout.split() if listed.returncode == 0 else []:
+    for container in chroma_containers(offsite):
         inspected = subprocess.run(
             ["docker", "inspect", "--format", "{{.Config.Image}}", container],
             capture_output=True, text=True, check=False,
@@ -290,11 +289,15 @@ def stopped_marker(offsite: Offsite) -> Path:
     return Path(offsite["staging_dir"]).with_name("offsite-stopped.json")
 
 
-def chroma_heartbeats(offsite: Offsite) -> list[str]:
+def chroma_containers(offsite: Offsite) -> list[str]:
+    listed = compose(offsite, "ps", "--all", "--quiet", SERVICE)
+    return listed.stdout.split() if listed.returncode == 0 else []
+
+
+def chroma_heartbeats(containers: list[str]) -> list[str]:
     """The heartbeat URL at each address the started chroma container has (none yet: [])."""
-    listed = compose(offsite, "ps", "--quiet", SERVICE)
     urls = []
-    for container in listed.stdout.split() if listed.returncode == 0 else []:
+    for container in containers:
         found = subprocess.run(
             ["docker", "inspect", "--format",
              "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}", container],
@@ -314,14 +317,17 @@ def answers(urls: list[str]) -> bool:
     return False
 
 
-def start_again(offsite: Offsite, services: list[str]) -> tuple[str | None, float]:
+def start_again(
+    offsite: Offsite, services: list[str], containers: list[str] | None = None
+) -> tuple[str | None, float]:
     """``compose start --wait`` what this run (or a killed one) stopped: why not, and when.
 
     Returns (None, or compose's last line) and the moment Chroma served again: the
     first answer of its heartbeat at the container's address, which comes before
     compose's health check says so (it probes every few seconds), or, where the host
     cannot reach that address (Chroma behind the auth proxy, on an internal network),
-    the moment ``start --wait`` returned.
+    the moment ``start --wait`` returned. ``containers``: chroma's, listed before the
+    stop (the same ids after ``start``), so the downtime pays for no listing.
     """
     if not services:
         return None, time.monotonic()
@@ -334,7 +340,8 @@ def start_again(offsite: Offsite, services: list[str]) -> tuple[str | None, floa
     while starting.poll() is None:
         if answered is None and SERVICE in services:
             if not urls and time.monotonic() >= next_look:
-                urls, next_look = chroma_heartbeats(offsite), time.monotonic() + 0.5
+                containers = containers or chroma_containers(offsite)
+                urls, next_look = chroma_heartbeats(containers), time.monotonic() + 0.5
             if urls and answers(urls):
                 answered = time.monotonic()
         time.sleep(0.05)
@@ -353,6 +360,7 @@ def copy_stopped(offsite: Offsite, data_dir: str, staging: Path, result: dict) -
     """Stop chroma, ``cp -a --reflink=auto`` the data dir, start it again: the downtime."""
     running = running_services(offsite)
     stop = [SERVICE] if SERVICE in running else []
+    containers = chroma_containers(offsite) if stop else []
     started = time.monotonic()
     if stop:
         # Written first: a run killed while Chroma is down is undone by the next one.
@@ -367,7 +375,7 @@ def copy_stopped(offsite: Offsite, data_dir: str, staging: Path, result: dict) -
                         "run again")  # fmt: skip
     copied = subprocess.run(["cp", "-a", "--reflink=auto", data_dir, str(staging / "data")],
                             capture_output=True, text=True, check=False)  # fmt: skip
-    problem, serving = start_again(offsite, running)
+    problem, serving = start_again(offsite, running, containers)
     result["downtime_seconds"] = round(serving - started, 3) if stop else 0.0
     if copied.returncode != 0:
         raise Fault("chroma_data_dir",
