@@ -422,3 +422,29 @@ def test_the_project_lock_held_by_another_run_is_waited_for_then_named(host: dic
                           "the project is locked by another run for more than 1 s")  # fmt: skip
     assert holder in line
     assert docker_steps(host) == []
+
+
+def test_a_week_after_the_last_check_the_repository_is_read_and_a_damaged_pack_is_reported(
+    host: dict,
+):
+    config = configure(host["project_dir"], "fx", "web-1", host["repository"], host["tmp"],
+                       check_subset="100%")  # fmt: skip
+    first = offsite(host, config)
+    assert first.returncode == 0, first.stderr
+    checked = metrics(config)["chroma_deploy_backup_last_check_timestamp_seconds"]
+    # A pack of the repository damaged on its disk, and the last check 8 days ago.
+    pack = max((host["repository"] / "data").rglob("*"), key=lambda p: p.stat().st_size)
+    pack.write_bytes(b"\0" * pack.stat().st_size)
+    status_file = host["project_dir"] / ".chroma-deploy" / "offsite-status.json"
+    status = json.loads(status_file.read_text())
+    status["last_check"] = time.time() - 8 * 24 * 3600
+    status_file.write_text(json.dumps(status))
+    (host["data_dir"] / "segment.bin").write_bytes(b"changed")
+    done = offsite(host, config)
+    line = assert_refused(host, done, "chroma_backup_repository",
+                          "restic check --read-data-subset 100% did not pass")  # fmt: skip
+    assert "was written and nothing was deleted" in line
+    found = metrics(config)
+    assert found["chroma_deploy_backup_last_check_success"] == 0
+    assert found["chroma_deploy_backup_last_check_timestamp_seconds"] > checked
+    assert found["chroma_deploy_backup_snapshots"] == 2  # the backup itself was written
