@@ -528,7 +528,11 @@ def record(offsite: Offsite, status: dict, result: dict, exit_code: int, error: 
     status_file.parent.mkdir(parents=True, exist_ok=True)
     write_json(status_file, status)
     metrics = Path(offsite["metrics_file"])
-    metrics.parent.mkdir(parents=True, exist_ok=True)
+    umask = os.umask(0o022)  # node_exporter, another user, must reach the file: not 0700 dirs
+    try:
+        metrics.parent.mkdir(parents=True, exist_ok=True)
+    finally:
+        os.umask(umask)
     tmp = metrics.with_name(f".{metrics.name}.{os.getpid()}.tmp")
     tmp.write_text(metrics_text(offsite, status))
     tmp.chmod(0o644)  # node_exporter reads it; it holds no secret

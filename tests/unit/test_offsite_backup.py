@@ -105,6 +105,10 @@ def snapshots(config: Path, *filters: str) -> list[dict]:
     return json.loads(listed.stdout) or []
 
 
+def status_mode(host: dict) -> int:
+    return (host["project_dir"] / ".chroma-deploy/offsite-status.json").stat().st_mode & 0o777
+
+
 def metrics(config: Path) -> dict[str, float]:
     """The textfile, read by prometheus_client's own parser: one sample per metric."""
     path = json.loads(config.read_text())["metrics_file"]
@@ -146,6 +150,9 @@ def test_a_backup_stops_chroma_only_for_the_copy_and_uploads_a_tagged_snapshot_w
     assert (copy / "segment.bin").read_bytes() == (host["data_dir"] / "segment.bin").read_bytes()
     status = json.loads((host["project_dir"] / ".chroma-deploy/offsite-status.json").read_text())
     assert status["last_snapshot"] == snapshot["short_id"] and status["last_exit_code"] == 0
+    prom = Path(json.loads(host["config"].read_text())["metrics_file"])
+    assert (prom.stat().st_mode & 0o777, prom.parent.stat().st_mode & 0o777) == (0o644, 0o755)
+    assert status_mode(host) == 0o600
     first = metrics(host["config"])
     assert first["chroma_deploy_backup_last_exit_code"] == 0
     assert first["chroma_deploy_backup_snapshots"] == 1
