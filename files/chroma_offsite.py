@@ -399,6 +399,12 @@ def back_up(offsite: Offsite, status: dict, result: dict) -> None:
             raise Fault("chroma_project_dir",
                         f"Chroma, stopped by a backup that was killed, did not start again "
                         f"({problem}); nothing was backed up: run deploy.py")  # fmt: skip
+    if not os.path.isfile(offsite["compose_file"]):
+        # Without it Chroma could not be stopped, and a copy of a live database is no backup.
+        raise Fault("chroma_project_dir",
+                    f"{offsite['compose_file']} is not there, so Chroma cannot be stopped for a "
+                    "consistent copy; nothing was backed up: run deploy.py, then back up "
+                    "again")  # fmt: skip
     if not os.path.isdir(data_dir):
         raise Fault("chroma_data_dir", f"{data_dir} is not there; nothing was backed up: "
                     "deploy the project first")  # fmt: skip

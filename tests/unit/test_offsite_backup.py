@@ -455,3 +455,11 @@ def test_a_week_after_the_last_check_the_repository_is_read_and_a_damaged_pack_i
     assert found["chroma_deploy_backup_last_check_success"] == 0
     assert found["chroma_deploy_backup_last_check_timestamp_seconds"] > checked
     assert found["chroma_deploy_backup_snapshots"] == 2  # the backup itself was written
+
+
+def test_without_the_compose_file_nothing_is_copied_from_a_live_chroma(host: dict):
+    (host["project_dir"] / "docker-compose.yml").unlink()
+    done = offsite(host)
+    line = assert_refused(host, done, "chroma_project_dir", "docker-compose.yml is not there")
+    assert "Chroma cannot be stopped for a consistent copy" in line
+    assert docker_steps(host) == [] and snapshots(host["config"]) == []
