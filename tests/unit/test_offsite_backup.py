@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -26,29 +27,42 @@ from test_chroma_safety import chroma_like_sqlite
 FILES = Path(__file__).resolve().parent.parent.parent / "files"
 PASSWORD = "correct horse battery staple"
 
-FAKE_DOCKER = f"""#!{sys.executable}
-import json, os, sys, time
-args = sys.argv[1:]
-with open(os.environ["DOCKER_LOG"], "a") as log:
-    log.write(json.dumps(args) + "\\n")
-words = args[args.index("-f") + 2:] if args[:1] == ["compose"] else args
-if words[:1] == ["ps"] and "--services" in words:
-    print("chroma\\nauth-proxy")
-elif words[:1] == ["ps"]:
-    print("c0ffee")
-elif words[:1] == ["inspect"] and "NetworkSettings" in words[2]:
-    pass  # no address the host reaches: the run waits for compose's own --wait
-elif words[:1] == ["inspect"]:
-    print("chromadb/chroma:1.5.9")
-elif words[:1] == ["config"]:
-    print(json.dumps({{"services": {{"chroma": {{"image": "chromadb/chroma:1.5.9"}}}}}}))
-elif words[:1] == ["stop"]:
-    time.sleep(float(os.environ.get("STOP_SLEEP", "0")))
+# A shell script, not Python: a run calls docker about ten times, and Python's start-up
+# on a busy machine would cost the suite half a minute. Logs each call's arguments on a
+# line, tab-separated (no path here holds a tab).
+FAKE_DOCKER = """#!/bin/sh
+printf '%s\t' "$@" >>"$DOCKER_LOG"; printf '\n' >>"$DOCKER_LOG"
+if [ "$1" = compose ]; then
+    while [ "$1" != -f ]; do shift; done
+    shift 2
+fi
+case $1 in
+    ps) case " $* " in *" --services "*) printf 'chroma\nauth-proxy\n' ;; *) echo c0ffee ;; esac ;;
+    # No address the host reaches: the run waits for compose's own --wait.
+    inspect) case $* in *NetworkSettings*) ;; *) echo chromadb/chroma:1.5.9 ;; esac ;;
+    config) echo '{"services": {"chroma": {"image": "chromadb/chroma:1.5.9"}}}' ;;
+    stop) sleep "${STOP_SLEEP:-0}" ;;
+esac
 """
 
 
+@pytest.fixture(scope="module")
+def empty_repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One ``restic init`` (its key's scrypt is calibrated: seconds here), copied per test."""
+    repository = tmp_path_factory.mktemp("template") / "repo"
+    init_repository(repository, PASSWORD)
+    return repository
+
+
+def repository_copy(template: Path, where: Path) -> Path:
+    """A repository of its own (restic's files are content-addressed: the copies share its id,
+    and so a cache dir, without ever naming one file with two contents)."""
+    shutil.copytree(template, where)
+    return where
+
+
 @pytest.fixture
-def host(tmp_path: Path) -> dict:
+def host(tmp_path: Path, empty_repository: Path) -> dict:
     """A project dir (a hostile name), its data, a repository, a stand-in docker, a config."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
@@ -60,8 +74,7 @@ def host(tmp_path: Path) -> dict:
     chroma_like_sqlite(data_dir / "chroma.sqlite3").close()
     (data_dir / "segment.bin").write_bytes(os.urandom(256 * 1024))
     (project_dir / "docker-compose.yml").write_text("services: {}\n")
-    repository = tmp_path / "repo"
-    init_repository(repository, PASSWORD)
+    repository = repository_copy(empty_repository, tmp_path / "repo")
     env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}",
            "DOCKER_LOG": str(tmp_path / "docker.log")}  # fmt: skip
     config = configure(project_dir, "fx", "web-1", repository, tmp_path)
@@ -91,7 +104,7 @@ def docker_steps(host: dict) -> list[str]:
     log = Path(host["env"]["DOCKER_LOG"])
     steps = []
     for line in log.read_text().splitlines() if log.exists() else []:
-        args = json.loads(line)
+        args = line.split("\t")[:-1]
         if args[0] == "compose" and args[args.index("-f") + 2] in ("stop", "start"):
             words = args[args.index("-f") + 2 :]
             steps.append(" ".join(w for w in words if not w.startswith("--") and
@@ -295,7 +308,7 @@ def test_a_full_repository_disk_fails_the_upload_with_chroma_serving_and_nothing
     tmpfs(disk, "6m")
     try:
         repository = disk / "repo"
-        init_repository(repository, PASSWORD)
+        repository_copy(host["repository"], repository)  # still empty
         config = configure(host["project_dir"], "fx", "web-1", repository, host["tmp"])
         first = offsite(host, config)
         assert first.returncode == 0, first.stderr
