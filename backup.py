@@ -3,7 +3,9 @@
 Chroma is stopped only while the manifest (collections, counts, id checksums,
 read from chroma.sqlite3) is taken and tar reads the data dir; the archive gets
 a .sha256 and that .json manifest, which restore.py verifies against.
-Archives go to chroma_backup_dir.
+Archives go to chroma_backup_dir. With chroma_backup_repository set, the backup
+is a restic snapshot instead (files/chroma_offsite.py, the program the host's
+schedule runs): Chroma stops only for a local copy, uploaded while it serves.
 """
 
 import sys
@@ -23,7 +25,7 @@ if __name__ == "__main__":  # `python backup.py`: not a pyinfra run (pyinfra run
     not_under_pyinfra("backup.py", sys.argv[1:])
 
 from declaration.resources import Declared  # noqa: E402
-from operations import data_safety, host_failure, migrate  # noqa: E402
+from operations import data_safety, host_failure, migrate, offsite_backup  # noqa: E402
 from plumbing import lock, preflight, report  # noqa: E402
 
 settings = preflight.settings_for_host()
@@ -44,14 +46,21 @@ migrate.data_safety_guard(
     allow_empty=settings.allow_empty_data_dir,
 )
 
-backup = data_safety.backup(
-    name=f"Back up {settings.path(settings.data_dir)} to {settings.backup_dir}",
-    project_dir=settings.project_dir,
-    project_name=settings.compose_project,
-    data_dir=settings.data_dir,
-    backup_dir=settings.backup_dir,
-    keep=settings.backup_keep,
-    wait_timeout=settings.wait_timeout,
-    version=settings.version,
-)
-report.show(backup)  # where the archive went, what was pruned
+if settings.backup_repository:
+    # The program the host's schedule runs: a local copy, then the upload to the repository.
+    backup = offsite_backup.offsite_backup(
+        name=f"Back up {settings.path(settings.data_dir)} to chroma_backup_repository",
+        project_dir=settings.project_dir,
+    )
+else:
+    backup = data_safety.backup(
+        name=f"Back up {settings.path(settings.data_dir)} to {settings.backup_dir}",
+        project_dir=settings.project_dir,
+        project_name=settings.compose_project,
+        data_dir=settings.data_dir,
+        backup_dir=settings.backup_dir,
+        keep=settings.backup_keep,
+        wait_timeout=settings.wait_timeout,
+        version=settings.version,
+    )
+report.show(backup)  # where the archive (or the snapshot) went; what was pruned

@@ -30,6 +30,8 @@ STATE_DIR = ".chroma-deploy"
 RESTIC_DIR = f"{STATE_DIR}/restic"
 CONFIG = f"{STATE_DIR}/offsite.json"
 METRICS_DIR = "/var/lib/chroma-deploy/metrics"
+BACKUP_PROGRAM = "chroma_offsite.py"  # files/: the backup cron and backup.py both run
+RESTIC_LOCK_WAIT = 300  # seconds a backup waits for another restic's lock on the repository
 # The secrets, by the key they come from (its name without chroma_backup_), and their file.
 SECRET_FILES = (
     ("repository", "restic-repository"),
@@ -85,6 +87,17 @@ class OffsiteTarget:
         return (self.directory, *self.files)
 
 
+def config_path(project_dir: str) -> str:
+    """offsite.json of the project: every host program and entry reads it from here."""
+    return f"{project_dir}/{CONFIG}"
+
+
+def backup_argv(tools_dir: str, project_dir: str) -> list[str]:
+    """The backup program's command: what backup.py runs and what cron's entry runs."""
+    return ["python3", f"{tools_dir}/{BACKUP_PROGRAM}", "backup", "--config",
+            config_path(project_dir)]  # fmt: skip
+
+
 def config_values(
     settings: Settings, host: str, lock_dir: str, paths: dict[str, str | None]
 ) -> dict[str, Any]:
@@ -110,6 +123,8 @@ def config_values(
         "metrics_file": f"{METRICS_DIR}/{settings.compose_project}-backup.prom",
         "status_file": settings.path(f"{STATE_DIR}/offsite-status.json"),
         "staging_dir": settings.path(f"{STATE_DIR}/offsite-staging"),
+        "lock_timeout": settings.lock_timeout,
+        "restic_lock_wait": RESTIC_LOCK_WAIT,
     }
 
 

@@ -17,15 +17,13 @@ import itertools
 import shlex
 from dataclasses import dataclass
 
+from declaration.offsite import BACKUP_PROGRAM, backup_argv, config_path
 from declaration.settings import Settings
 
 # The PATH of Debian's root login: finds docker (also under /usr/local/bin), restic, python3.
 CRON_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 LOG_DIR = "/var/log/chroma-deploy"
 CRON_USER = "root"
-# In the project dir, beside the pending/done records (plumbing.host_tools.STATE_DIR).
-OFFSITE_CONFIG = ".chroma-deploy/offsite.json"
-PROGRAM = "chroma_offsite.py"
 AUTO_HOUR = 3
 
 
@@ -71,10 +69,6 @@ def auto_minute(host_name: str) -> int:
     return int.from_bytes(hashlib.sha256(host_name.encode()).digest()[:8], "big") % 60
 
 
-def config_path(project_dir: str) -> str:
-    return f"{project_dir}/{OFFSITE_CONFIG}"
-
-
 def log_path(compose_project: str) -> str:
     """Where a scheduled run's output goes: root's, outside the project's logs dir (owned by
     the container's user, where drift would report a root-owned file)."""
@@ -83,9 +77,7 @@ def log_path(compose_project: str) -> str:
 
 def backup_command(project_dir: str, compose_project: str, tools_dir: str) -> str:
     """What cron runs: the host program, with the PATH it needs and its output logged."""
-    program = shlex.join(
-        ["python3", f"{tools_dir}/{PROGRAM}", "backup", "--config", config_path(project_dir)]
-    )
+    program = shlex.join(backup_argv(tools_dir, project_dir))
     return f"PATH={CRON_PATH} {program} >>{shlex.quote(log_path(compose_project))} 2>&1"
 
 
@@ -114,7 +106,7 @@ def is_ours(line: str, project_dir: str) -> bool:
     stripped = line.strip()
     if stripped == marker(cron_name(project_dir)):
         return True
-    if not stripped or stripped.startswith("#") or PROGRAM not in stripped:
+    if not stripped or stripped.startswith("#") or BACKUP_PROGRAM not in stripped:
         return False
     try:
         words = shlex.split(stripped)

@@ -13,12 +13,14 @@ repository is reached with the shipped key and the pinned known_hosts file only
 restic 0.14 (Debian bookworm) exits 1 for most failures; :func:`verdict` tells
 them apart by restic's own words on stderr.
 
+lock_timeout is chroma_lock_timeout, the seconds a backup waits for the project lock;
+restic_lock_wait the seconds it waits for another restic's lock on the repository.
 The config's keys (all written by the deploy, operations/offsite.py)::
 
     project_dir, project_name, compose_file, data_dir, host, wait_timeout,
     repository_file, password_file, ssh_key (or null), known_hosts (or null),
     keep: {daily, weekly, monthly}, check_subset, lock_dir, metrics_file,
-    status_file, staging_dir
+    status_file, staging_dir, lock_timeout, restic_lock_wait
 """
 
 from __future__ import annotations

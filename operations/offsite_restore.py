@@ -17,6 +17,7 @@ from pyinfra import host
 from pyinfra.api import operation
 from pyinfra.facts.files import File
 
+from declaration.offsite import config_path
 from facts.chroma import ChromaInventory
 from facts.project import ProjectFiles
 from operations.data_safety import compose_switch
@@ -28,9 +29,7 @@ from plumbing.host_tools import STATE_DIR, TOOLS_DIR, safety_command, upload_too
 TOOL = "chroma_offsite_restore.py"
 
 
-def offsite_config(project_dir: str) -> str:
-    """The project's off-host backup config, as the deploy writes it (offsite-design.md)."""
-    return f"{project_dir}/{STATE_DIR}/offsite.json"
+offsite_config = config_path  # the project's off-host backup config, as the deploy writes it
 
 
 def offsite_command(subcommand: str, *options: tuple[str, object]) -> str:

@@ -20,6 +20,7 @@ TOOL_FILES = (
     "chroma_safety.py",
     "chroma_restic.py",
     "chroma_offsite_restore.py",
+    "chroma_offsite.py",
 )
 TOOLS_DIR = (
     "/usr/local/lib/chroma-deploy/"

@@ -30,7 +30,9 @@ from conftest import (
     sh,
 )
 
-from declaration.schedule import LOG_DIR, PROGRAM, auto_minute, config_path, cron_name, marker
+from declaration.offsite import BACKUP_PROGRAM as PROGRAM
+from declaration.offsite import config_path
+from declaration.schedule import LOG_DIR, auto_minute, cron_name, marker
 from facts.cron import SUPERVISOR_PATH, Cron
 from operations.backup_schedule import cron_read
 from plumbing.host_tools import TOOL_FILES, TOOLS_DIR

@@ -17,12 +17,12 @@ from pathlib import Path
 
 import pytest
 
+from declaration.offsite import BACKUP_PROGRAM as PROGRAM
+from declaration.offsite import config_path
 from declaration.schedule import (
     AUTO_HOUR,
-    PROGRAM,
     auto_minute,
     backup_command,
-    config_path,
     cron_name,
     declared_schedule,
     entry_state,
