@@ -76,6 +76,8 @@ def _run(
         timeout=timeout,
         env=env or os.environ.copy(),
     )
+    if _COST_FILE:  # the stack starts (stack_up's step line) this run waited for
+        _cost_add("stack starts", (completed.stdout + completed.stderr).count(" s for healthy"))
     return DeployRun(completed.returncode, completed.stdout, completed.stderr)
 
 
@@ -311,6 +313,109 @@ def project_lock_held(project_dir: Path, holder: str) -> Iterator[None]:
         fcntl.flock(held, fcntl.LOCK_EX)
         (directory / "holder").write_text(f"{holder}\n")
         yield
+
+
+# With CHROMA_DEPLOY_TEST_COST=<file>, one JSON line per test and phase (setup, call,
+# teardown) appended to the file: wall and CPU seconds (this process, and the programs it
+# ran and waited for: pyinfra, drift.py, docker), the machine's busy and idle CPU seconds
+# from /proc/stat over the same time, the programs started by kind, the seconds spent in
+# pyinfra and drift.py runs and in sleeps, and the stack starts the deploys reported.
+# Where a test's time goes, read without changing what it does (docs/testing.md).
+_COST_FILE = os.environ.get("CHROMA_DEPLOY_TEST_COST")
+_cost: dict[str, float] = {}
+
+
+def _cost_add(key: str, amount: float = 1) -> None:
+    _cost[key] = _cost.get(key, 0) + amount
+
+
+def _program_kind(args: Any) -> str:
+    words = [str(a) for a in args] if isinstance(args, (list, tuple)) else [str(args)]
+    line = " ".join(words)
+    first = Path(words[0]).name if words else ""
+    if first == "pyinfra":
+        return "pyinfra --dry" if "--dry" in words else "pyinfra"
+    for entry in ("drift.py", "rollout.py", "prove.py"):
+        if entry in words[:3]:
+            return entry.removesuffix(".py")
+    if "compose" in line and (" up" in line or " run" in line):
+        return "docker compose up"
+    if "docker" in line or first == "docker":
+        return "docker"
+    return "other"
+
+
+if _COST_FILE:
+    import subprocess as _subprocess
+
+    class _CountedPopen(_subprocess.Popen):  # type: ignore[type-arg]
+        def __init__(self, args: Any, *rest: Any, **kwargs: Any) -> None:
+            self._cost_kind = _program_kind(args)
+            self._cost_begun = time.monotonic()
+            self._cost_done = False
+            _cost_add(f"runs: {self._cost_kind}")
+            super().__init__(args, *rest, **kwargs)
+
+        def wait(self, timeout: float | None = None) -> int:
+            code = super().wait(timeout)
+            if not self._cost_done:
+                self._cost_done = True
+                _cost_add(f"seconds: {self._cost_kind}", time.monotonic() - self._cost_begun)
+            return code
+
+    _subprocess.Popen = _CountedPopen  # type: ignore[misc]
+    _real_sleep = time.sleep
+
+    def _counted_sleep(seconds: float) -> None:
+        _cost_add("seconds: sleep", seconds)
+        _real_sleep(seconds)
+
+    time.sleep = _counted_sleep  # type: ignore[assignment]
+
+
+def _machine_cpu() -> tuple[float, float]:
+    """Busy and idle CPU seconds of the whole machine since boot (/proc/stat)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]
+    tick = os.sysconf("SC_CLK_TCK")
+    return (sum(fields[:8]) - idle) / tick, idle / tick
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_setup(item: pytest.Item) -> Iterator[None]:
+    yield from _measured(item, "setup")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    yield from _measured(item, "call")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_teardown(item: pytest.Item) -> Iterator[None]:
+    yield from _measured(item, "teardown")
+
+
+def _measured(item: pytest.Item, phase: str) -> Iterator[None]:
+    if not _COST_FILE:
+        yield
+        return
+    _cost.clear()
+    times, busy, idle, begun = os.times(), *_machine_cpu(), time.monotonic()
+    yield
+    after = os.times()
+    busy_after, idle_after = _machine_cpu()
+    entry = {
+        "test": item.nodeid, "phase": phase,
+        "wall": round(time.monotonic() - begun, 2),
+        "cpu_self": round(after.user + after.system - times.user - times.system, 2),
+        "cpu_children": round(after.children_user + after.children_system
+                              - times.children_user - times.children_system, 2),
+        "machine_busy": round(busy_after - busy, 2), "machine_idle": round(idle_after - idle, 2),
+        **{key: round(value, 2) for key, value in sorted(_cost.items())},
+    }  # fmt: skip
+    with open(_COST_FILE, "a") as out:
+        out.write(json.dumps(entry) + "\n")
 
 
 # About how long each real-engine file takes in CI, in seconds (docs/testing.md, "How long
