@@ -12,6 +12,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -113,6 +114,97 @@ def _forkserver_path() -> str:
     return _forkserver["path"]
 
 
+class ForkedRun:
+    """A command the fork server runs, as much of a ``subprocess.Popen`` as the tests use:
+    ``pid`` (its session's too: ``os.killpg`` ends it and what it started), ``stdout`` and
+    ``stderr`` (text, universal newlines; None when not asked for), ``poll()``, ``wait()``."""
+
+    def __init__(self, args: list[str], cwd: Path, env: dict[str, str], pipes: tuple[bool, bool]):
+        import socket
+
+        self.args = args
+        self.returncode: int | None = None
+        self.cpu = 0.0
+        self._kind = _program_kind(args)
+        self._begun = time.monotonic()
+        _cost_add(f"runs: {self._kind}")
+        self._connection = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        ends = [os.open(os.devnull, os.O_RDONLY)]
+        readers: list[int | None] = []
+        for piped in pipes:
+            if piped:
+                read, write = os.pipe()
+                readers.append(read)
+                ends.append(write)
+            else:
+                readers.append(None)
+                ends.append(os.open(os.devnull, os.O_WRONLY))
+        try:
+            self._connection.connect(_forkserver_path())
+            request = json.dumps({"argv": args, "cwd": str(cwd), "env": env}).encode()
+            socket.send_fds(self._connection, [request], ends)
+        finally:
+            for fd in ends:
+                os.close(fd)
+        self.pid = int(self._connection.recv(64))
+        self.stdout, self.stderr = (
+            None if fd is None else open(fd, encoding="utf-8", newline=None)  # noqa: SIM115
+            for fd in readers
+        )
+
+    def _answered(self, answer: bytes) -> int:
+        if answer:
+            code, cpu = answer.split()
+            self.returncode, self.cpu = int(code), float(cpu)
+        else:  # the connection closed without an answer: killed by a signal
+            self.returncode = -9
+        self._connection.close()
+        _cost_add(f"seconds: {self._kind}", time.monotonic() - self._begun)
+        return self.returncode
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            self._connection.setblocking(False)
+            try:
+                return self._answered(self._connection.recv(64))
+            except BlockingIOError:
+                return None
+            finally:
+                if self.returncode is None:
+                    self._connection.setblocking(True)
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        if self.returncode is None:
+            self._connection.settimeout(timeout)
+            try:
+                return self._answered(self._connection.recv(64))
+            except TimeoutError:
+                raise subprocess.TimeoutExpired(self.args, timeout or 0) from None
+        return self.returncode
+
+    def kill(self) -> None:
+        """SIGKILL to the run's whole session, as killing its process group does."""
+        import signal
+
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.pid, signal.SIGKILL)
+
+
+def start_command(
+    args: list[str], cwd: Path, env: dict[str, str], stdout: bool = True, stderr: bool = True
+) -> ForkedRun | subprocess.Popen[str]:
+    """Start a command in a session of its own, its output piped (or thrown away): through
+    the fork server when it runs the command, else as a process."""
+    if _forked(args):
+        return ForkedRun(args, cwd, env, (stdout, stderr))
+    return subprocess.Popen(
+        args, cwd=cwd, env=env, text=True, start_new_session=True,
+        stdout=subprocess.PIPE if stdout else subprocess.DEVNULL,
+        stderr=subprocess.PIPE if stderr else subprocess.DEVNULL,
+    )  # fmt: skip
+
+
 def run_command(
     args: list[str], cwd: Path, env: dict[str, str], timeout: float
 ) -> subprocess.CompletedProcess[str]:
@@ -122,60 +214,19 @@ def run_command(
         return subprocess.run(
             args, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env
         )
-    import selectors
-    import signal
-    import socket
+    run = ForkedRun(args, cwd, env, (True, True))
+    assert run.stdout is not None and run.stderr is not None
+    from concurrent.futures import wait
 
-    kind = _program_kind(args)
-    _cost_add(f"runs: {kind}")
-    begun = time.monotonic()
-    connection = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    out_read, out_write = os.pipe()
-    err_read, err_write = os.pipe()
-    null = os.open(os.devnull, os.O_RDONLY)
-    try:
-        connection.connect(_forkserver_path())
-        request = json.dumps({"argv": args, "cwd": str(cwd), "env": env}).encode()
-        socket.send_fds(connection, [request], [null, out_write, err_write])
-    finally:
-        for fd in (null, out_write, err_write):
-            os.close(fd)
-    pid = int(connection.recv(64))
-    chunks: dict[int, list[bytes]] = {out_read: [], err_read: []}
-    with selectors.DefaultSelector() as selector:
-        for fd in chunks:
-            selector.register(fd, selectors.EVENT_READ)
-        open_fds = len(chunks)
-        while open_fds:
-            left = begun + timeout - time.monotonic()
-            ready = selector.select(max(left, 0))
-            if not ready:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(pid, signal.SIGKILL)
-                for fd in chunks:
-                    os.close(fd)
-                connection.close()
-                raise subprocess.TimeoutExpired(args, timeout)
-            for key, _ in ready:
-                data = os.read(key.fd, 65536)
-                if data:
-                    chunks[key.fd].append(data)
-                else:
-                    selector.unregister(key.fd)
-                    open_fds -= 1
-    for fd in chunks:
-        os.close(fd)
-    answer = connection.recv(64)
-    connection.close()
-    returncode, cpu = (int(answer.split()[0]), float(answer.split()[1])) if answer else (-9, 0)
-    _cost_add(f"seconds: {kind}", time.monotonic() - begun)
-    _cost_add("cpu_forked", cpu)
-    # As text=True reads them: UTF-8 here, universal newlines.
-    out, err = (
-        b"".join(chunks[fd]).decode().replace("\r\n", "\n").replace("\r", "\n")
-        for fd in (out_read, err_read)
-    )
-    return subprocess.CompletedProcess(args, returncode, out, err)
+    with ThreadPoolExecutor(2) as pool:  # until the run and all it started closed their output
+        reads = [pool.submit(run.stdout.read), pool.submit(run.stderr.read)]
+        if wait(reads, timeout=timeout).not_done:
+            run.kill()
+            raise subprocess.TimeoutExpired(args, timeout)
+    out, err = (read.result() for read in reads)
+    run.stdout.close()
+    run.stderr.close()
+    return subprocess.CompletedProcess(args, run.wait(timeout), out, err)
 
 
 def run_deploy(
@@ -470,6 +521,18 @@ if _COST_FILE:
     time.sleep = _counted_sleep  # type: ignore[assignment]
 
 
+def _forked_cpu() -> float:
+    """CPU seconds of the runs the fork server started and reaped (killed ones too)."""
+    server = _forkserver.get("process")
+    if server is None:
+        return 0.0
+    try:
+        fields = Path(f"/proc/{server.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[13]) + int(fields[14])) / os.sysconf("SC_CLK_TCK")  # cutime, cstime
+
+
 def _machine_cpu() -> tuple[float, float]:
     """Busy and idle CPU seconds of the whole machine since boot (/proc/stat)."""
     fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
@@ -499,8 +562,10 @@ def _measured(item: pytest.Item, phase: str) -> Iterator[None]:
         return
     _cost.clear()
     times, busy, idle, begun = os.times(), *_machine_cpu(), time.monotonic()
+    forked = _forked_cpu()
     yield
     after = os.times()
+    _cost_add("cpu_forked", _forked_cpu() - forked)
     busy_after, idle_after = _machine_cpu()
     entry = {
         "test": item.nodeid, "phase": phase,

@@ -51,7 +51,8 @@ def _child(connection: socket.socket, request: dict, fds: list[int]) -> None:
     """In the forked child: become the command, run it, report its exit code; never returns."""
     code = 1
     try:
-        os.setsid()
+        os.setsid()  # before the pid is known: a kill of its group reaches the whole run
+        connection.send(str(os.getpid()).encode())
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         for target, fd in enumerate(fds):
             os.dup2(fd, target)
@@ -59,7 +60,6 @@ def _child(connection: socket.socket, request: dict, fds: list[int]) -> None:
         os.chdir(request["cwd"])
         os.environ.clear()
         os.environ.update(request["env"])
-        connection.send(str(os.getpid()).encode())
         argv = request["argv"]
         if os.path.basename(argv[0]) == "pyinfra":
             sys.argv = list(argv)
