@@ -586,11 +586,11 @@ def _measured(item: pytest.Item, phase: str) -> Iterator[None]:
 # the longest go first and the last handed out are short: a long file handed out late keeps
 # one worker busy alone at the end. A file not listed counts as a minute.
 FILE_SECONDS = {
-    "test_tamper_matrix.py": 750,
-    "test_tamper_files.py": 400,
+    "test_tamper_matrix.py": 400,
     "test_data_homes.py": 320,
-    "test_interruption.py": 300,
     "test_fleet.py": 270,
+    "test_tamper_files.py": 240,
+    "test_interruption.py": 210,
     "test_proxy_faults.py": 240,
     "test_upgrade.py": 240,
     "test_drift.py": 220,
