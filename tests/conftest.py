@@ -588,7 +588,7 @@ def _measured(item: pytest.Item, phase: str) -> Iterator[None]:
 FILE_SECONDS = {
     "test_tamper_matrix.py": 400,
     "test_data_homes.py": 320,
-    "test_fleet.py": 270,
+    "test_fleet.py": 500,  # with test_rollout.py (SAME_WORKER)
     "test_tamper_files.py": 240,
     "test_interruption.py": 210,
     "test_proxy_faults.py": 240,
@@ -614,10 +614,35 @@ FILE_SECONDS = {
 }
 
 
+# Files one pytest-xdist worker runs as one, in collection order: test_rollout.py rolls
+# out over the SSH hosts test_fleet.py made (a second project on each), so it runs in
+# test_fleet.py's worker, after it, and not beside it on the same hosts.
+SAME_WORKER = {"tests/integration/test_rollout.py": "tests/integration/test_fleet.py"}
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """``--dist loadfile``, with the files of SAME_WORKER handed out together."""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class Together(LoadFileScheduling):  # type: ignore[misc]
+        def _split_scope(self, nodeid: str) -> str:
+            scope = super()._split_scope(nodeid)
+            return SAME_WORKER.get(scope, scope)
+
+    return Together(config, log)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Under pytest-xdist only, the files longest first (each file's tests in their order).
 
     In one process the files keep their order: test_rollout.py uses test_fleet.py's hosts.
     """
     if hasattr(config, "workerinput"):
-        items.sort(key=lambda item: -FILE_SECONDS.get(item.path.name, 60))
+        # A file of SAME_WORKER goes where its partner goes (the sort keeps their order).
+        def seconds(item: pytest.Item) -> int:
+            name = SAME_WORKER.get(f"tests/integration/{item.path.name}", item.path.name)
+            return FILE_SECONDS.get(name.rsplit("/", 1)[-1], 60)
+
+        items.sort(key=lambda item: -seconds(item))
