@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -11,6 +12,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,15 +70,163 @@ def _run(
     for key, value in data.items():
         args += ["--data", f"{key}={value}"]
     args += list(extra)
-    completed = subprocess.run(
-        args,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env or os.environ.copy(),
-    )
+    completed = run_command(args, cwd, env or os.environ.copy(), timeout)
+    if _COST_FILE:  # the stack starts (stack_up's step line) this run waited for
+        _cost_add("stack starts", (completed.stdout + completed.stderr).count(" s for healthy"))
     return DeployRun(completed.returncode, completed.stdout, completed.stderr)
+
+
+# pyinfra and the project's Python entry files are started by tests/harness/forkserver.py,
+# which imported pyinfra once (about 0.7 s of CPU saved a run, on a suite bound by its two
+# cores); CHROMA_DEPLOY_TEST_FORK=0 starts each as a process of its own.
+_FORK = os.environ.get("CHROMA_DEPLOY_TEST_FORK", "1") != "0"
+_forkserver: dict[str, Any] = {}
+
+
+def _forked(args: list[str]) -> bool:
+    """A command the fork server runs: pyinfra, or python with one of the repo's files."""
+    if not _FORK:
+        return False
+    if args[0] == PYINFRA:
+        return True
+    return args[0] == sys.executable and len(args) > 1 and (ROOT / args[1]).parent == ROOT
+
+
+def _forkserver_path() -> str:
+    """The socket of this process's fork server, started on first use."""
+    server = _forkserver.get("process")
+    if server is None or server.poll() is not None:
+        import tempfile
+
+        path = os.path.join(tempfile.mkdtemp(prefix="cdfork"), "socket")
+        _forkserver["process"] = subprocess.Popen(
+            [sys.executable, str(ROOT / "tests" / "harness" / "forkserver.py"), path],
+            cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            start_new_session=True,
+        )  # fmt: skip
+        _forkserver["path"] = path
+        for _ in range(1200):
+            if os.path.exists(path):
+                break
+            time.sleep(0.05)
+        else:
+            raise AssertionError("the fork server did not start (tests/harness/forkserver.py)")
+    return _forkserver["path"]
+
+
+class ForkedRun:
+    """A command the fork server runs, as much of a ``subprocess.Popen`` as the tests use:
+    ``pid`` (its session's too: ``os.killpg`` ends it and what it started), ``stdout`` and
+    ``stderr`` (text, universal newlines; None when not asked for), ``poll()``, ``wait()``."""
+
+    def __init__(self, args: list[str], cwd: Path, env: dict[str, str], pipes: tuple[bool, bool]):
+        import socket
+
+        self.args = args
+        self.returncode: int | None = None
+        self.cpu = 0.0
+        self._kind = _program_kind(args)
+        self._begun = time.monotonic()
+        _cost_add(f"runs: {self._kind}")
+        self._connection = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        ends = [os.open(os.devnull, os.O_RDONLY)]
+        readers: list[int | None] = []
+        for piped in pipes:
+            if piped:
+                read, write = os.pipe()
+                readers.append(read)
+                ends.append(write)
+            else:
+                readers.append(None)
+                ends.append(os.open(os.devnull, os.O_WRONLY))
+        try:
+            self._connection.connect(_forkserver_path())
+            request = json.dumps({"argv": args, "cwd": str(cwd), "env": env}).encode()
+            socket.send_fds(self._connection, [request], ends)
+        finally:
+            for fd in ends:
+                os.close(fd)
+        self.pid = int(self._connection.recv(64))
+        self.stdout, self.stderr = (
+            None if fd is None else open(fd, encoding="utf-8", newline=None)  # noqa: SIM115
+            for fd in readers
+        )
+
+    def _answered(self, answer: bytes) -> int:
+        if answer:
+            code, cpu = answer.split()
+            self.returncode, self.cpu = int(code), float(cpu)
+        else:  # the connection closed without an answer: killed by a signal
+            self.returncode = -9
+        self._connection.close()
+        _cost_add(f"seconds: {self._kind}", time.monotonic() - self._begun)
+        return self.returncode
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            self._connection.setblocking(False)
+            try:
+                return self._answered(self._connection.recv(64))
+            except BlockingIOError:
+                return None
+            finally:
+                if self.returncode is None:
+                    self._connection.setblocking(True)
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        if self.returncode is None:
+            self._connection.settimeout(timeout)
+            try:
+                return self._answered(self._connection.recv(64))
+            except TimeoutError:
+                raise subprocess.TimeoutExpired(self.args, timeout or 0) from None
+        return self.returncode
+
+    def kill(self) -> None:
+        """SIGKILL to the run's whole session, as killing its process group does."""
+        import signal
+
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.pid, signal.SIGKILL)
+
+
+def start_command(
+    args: list[str], cwd: Path, env: dict[str, str], stdout: bool = True, stderr: bool = True
+) -> ForkedRun | subprocess.Popen[str]:
+    """Start a command in a session of its own, its output piped (or thrown away): through
+    the fork server when it runs the command, else as a process."""
+    if _forked(args):
+        return ForkedRun(args, cwd, env, (stdout, stderr))
+    return subprocess.Popen(
+        args, cwd=cwd, env=env, text=True, start_new_session=True,
+        stdout=subprocess.PIPE if stdout else subprocess.DEVNULL,
+        stderr=subprocess.PIPE if stderr else subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+def run_command(
+    args: list[str], cwd: Path, env: dict[str, str], timeout: float
+) -> subprocess.CompletedProcess[str]:
+    """``subprocess.run(args, capture_output=True, text=True)``, through the fork server
+    when it runs the command; killed (its whole session) at the timeout."""
+    if not _forked(args):
+        return subprocess.run(
+            args, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env
+        )
+    run = ForkedRun(args, cwd, env, (True, True))
+    assert run.stdout is not None and run.stderr is not None
+    from concurrent.futures import wait
+
+    with ThreadPoolExecutor(2) as pool:  # until the run and all it started closed their output
+        reads = [pool.submit(run.stdout.read), pool.submit(run.stderr.read)]
+        if wait(reads, timeout=timeout).not_done:
+            run.kill()
+            raise subprocess.TimeoutExpired(args, timeout)
+    out, err = (read.result() for read in reads)
+    run.stdout.close()
+    run.stderr.close()
+    return subprocess.CompletedProcess(args, run.wait(timeout), out, err)
 
 
 def run_deploy(
@@ -329,18 +479,135 @@ def project_lock_held(project_dir: Path, holder: str) -> Iterator[None]:
         yield
 
 
+# With CHROMA_DEPLOY_TEST_COST=<file>, one JSON line per test and phase (setup, call,
+# teardown) appended to the file: wall and CPU seconds (this process, and the programs it
+# ran and waited for: pyinfra, drift.py, docker), the machine's busy and idle CPU seconds
+# from /proc/stat over the same time, the programs started by kind, the seconds spent in
+# pyinfra and drift.py runs and in sleeps, and the stack starts the deploys reported.
+# Where a test's time goes, read without changing what it does (docs/testing.md).
+_COST_FILE = os.environ.get("CHROMA_DEPLOY_TEST_COST")
+_cost: dict[str, float] = {}
+
+
+def _cost_add(key: str, amount: float = 1) -> None:
+    _cost[key] = _cost.get(key, 0) + amount
+
+
+def _program_kind(args: Any) -> str:
+    words = [str(a) for a in args] if isinstance(args, (list, tuple)) else [str(args)]
+    line = " ".join(words)
+    first = Path(words[0]).name if words else ""
+    if first == "pyinfra":
+        return "pyinfra --dry" if "--dry" in words else "pyinfra"
+    for entry in ("drift.py", "rollout.py", "prove.py"):
+        if entry in words[:3]:
+            return entry.removesuffix(".py")
+    if "compose" in line and (" up" in line or " run" in line):
+        return "docker compose up"
+    if "docker" in line or first == "docker":
+        return "docker"
+    return "other"
+
+
+if _COST_FILE:
+    import subprocess as _subprocess
+
+    class _CountedPopen(_subprocess.Popen):  # type: ignore[type-arg]
+        def __init__(self, args: Any, *rest: Any, **kwargs: Any) -> None:
+            self._cost_kind = _program_kind(args)
+            self._cost_begun = time.monotonic()
+            self._cost_done = False
+            _cost_add(f"runs: {self._cost_kind}")
+            super().__init__(args, *rest, **kwargs)
+
+        def wait(self, timeout: float | None = None) -> int:
+            code = super().wait(timeout)
+            if not self._cost_done:
+                self._cost_done = True
+                _cost_add(f"seconds: {self._cost_kind}", time.monotonic() - self._cost_begun)
+            return code
+
+    _subprocess.Popen = _CountedPopen  # type: ignore[misc]
+    _real_sleep = time.sleep
+
+    def _counted_sleep(seconds: float) -> None:
+        _cost_add("seconds: sleep", seconds)
+        _real_sleep(seconds)
+
+    time.sleep = _counted_sleep  # type: ignore[assignment]
+
+
+def _forked_cpu() -> float:
+    """CPU seconds of the runs the fork server started and reaped (killed ones too)."""
+    server = _forkserver.get("process")
+    if server is None:
+        return 0.0
+    try:
+        fields = Path(f"/proc/{server.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[13]) + int(fields[14])) / os.sysconf("SC_CLK_TCK")  # cutime, cstime
+
+
+def _machine_cpu() -> tuple[float, float]:
+    """Busy and idle CPU seconds of the whole machine since boot (/proc/stat)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]
+    tick = os.sysconf("SC_CLK_TCK")
+    return (sum(fields[:8]) - idle) / tick, idle / tick
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_setup(item: pytest.Item) -> Iterator[None]:
+    yield from _measured(item, "setup")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    yield from _measured(item, "call")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_teardown(item: pytest.Item) -> Iterator[None]:
+    yield from _measured(item, "teardown")
+
+
+def _measured(item: pytest.Item, phase: str) -> Iterator[None]:
+    if not _COST_FILE:
+        yield
+        return
+    _cost.clear()
+    times, busy, idle, begun = os.times(), *_machine_cpu(), time.monotonic()
+    forked = _forked_cpu()
+    yield
+    after = os.times()
+    _cost_add("cpu_forked", _forked_cpu() - forked)
+    busy_after, idle_after = _machine_cpu()
+    entry = {
+        "test": item.nodeid, "phase": phase,
+        "wall": round(time.monotonic() - begun, 2),
+        "cpu_self": round(after.user + after.system - times.user - times.system, 2),
+        "cpu_children": round(after.children_user + after.children_system
+                              - times.children_user - times.children_system, 2),
+        "machine_busy": round(busy_after - busy, 2), "machine_idle": round(idle_after - idle, 2),
+        **{key: round(value, 2) for key, value in sorted(_cost.items())},
+    }  # fmt: skip
+    with open(_COST_FILE, "a") as out:
+        out.write(json.dumps(entry) + "\n")
+
+
 # About how long each real-engine file takes in CI, in seconds (docs/testing.md, "How long
 # each file takes"; only their order matters). pytest-xdist hands whole files to its two
 # workers in collection order (scripts/test.sh: --dist loadfile --no-loadscope-reorder), so
 # the longest go first and the last handed out are short: a long file handed out late keeps
 # one worker busy alone at the end. A file not listed counts as a minute.
 FILE_SECONDS = {
-    "test_tamper_matrix.py": 750,
+    "test_tamper_matrix.py": 400,
     "test_offsite_restore.py": 460,
-    "test_tamper_files.py": 400,
     "test_data_homes.py": 320,
-    "test_interruption.py": 300,
-    "test_fleet.py": 270,
+    "test_fleet.py": 500,  # with test_rollout.py (SAME_WORKER)
+    "test_tamper_files.py": 240,
+    "test_interruption.py": 210,
     "test_proxy_faults.py": 240,
     "test_upgrade.py": 240,
     "test_drift.py": 220,
@@ -366,13 +633,38 @@ FILE_SECONDS = {
 }
 
 
+# Files one pytest-xdist worker runs as one, in collection order: test_rollout.py rolls
+# out over the SSH hosts test_fleet.py made (a second project on each), so it runs in
+# test_fleet.py's worker, after it, and not beside it on the same hosts.
+SAME_WORKER = {"tests/integration/test_rollout.py": "tests/integration/test_fleet.py"}
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """``--dist loadfile``, with the files of SAME_WORKER handed out together."""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class Together(LoadFileScheduling):  # type: ignore[misc]
+        def _split_scope(self, nodeid: str) -> str:
+            scope = super()._split_scope(nodeid)
+            return SAME_WORKER.get(scope, scope)
+
+    return Together(config, log)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Under pytest-xdist only, the files longest first (each file's tests in their order).
 
     In one process the files keep their order: test_rollout.py uses test_fleet.py's hosts.
     """
     if hasattr(config, "workerinput"):
-        items.sort(key=lambda item: -FILE_SECONDS.get(item.path.name, 60))
+        # A file of SAME_WORKER goes where its partner goes (the sort keeps their order).
+        def seconds(item: pytest.Item) -> int:
+            name = SAME_WORKER.get(f"tests/integration/{item.path.name}", item.path.name)
+            return FILE_SECONDS.get(name.rsplit("/", 1)[-1], 60)
+
+        items.sort(key=lambda item: -seconds(item))
 
 
 @pytest.fixture(scope="session")

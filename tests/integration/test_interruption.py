@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import time
 
 import pytest
@@ -18,6 +17,7 @@ from conftest import (
     read_records,
     run_deploy,
     sh,
+    start_command,
     write_records,
 )
 
@@ -40,10 +40,9 @@ def killed_deploy(data: dict, step: int, delay: float, deploy_file: str = "deplo
     args = [PYINFRA, "-y", "@local", deploy_file]
     for key, value in data.items():
         args += ["--data", f"{key}={value}"]
-    process = subprocess.Popen(
-        args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-        start_new_session=True,
-    )  # fmt: skip
+    # A session of its own (conftest.start_command: through the fork server, which saves
+    # each of these runs pyinfra's start-up), so the kill reaches all it started.
+    process = start_command(args, ROOT, os.environ.copy(), stdout=False)
     assert process.stderr is not None
     started = 0
     reached = False

@@ -38,7 +38,7 @@ from conftest import (
     wait_for_heartbeat,
     write_records,
 )
-from test_tamper_matrix import IMAGE_REPO, Row, Stack, _report, _run_row, _stack
+from test_tamper_matrix import IMAGE_REPO, Row, Stack, _report, _run_rows, _stack, runs
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -135,8 +135,10 @@ class FileRow(Row):
 HAS_SETFACL = shutil.which("setfacl") is not None
 
 ROWS = (
-    FileRow("data dir setgid", lambda s: sh(f"chmod g+s '{s.path('chroma_data')}'")),
-    FileRow("project dir setgid", lambda s: sh(f"chmod g+s '{s.project_dir}'")),
+    FileRow("data dir setgid", lambda s: sh(f"chmod g+s '{s.path('chroma_data')}'"),
+            batch="modes", finds=("mode {p}/chroma_data",)),
+    FileRow("project dir setgid", lambda s: sh(f"chmod g+s '{s.project_dir}'"),
+            batch="modes", finds=("mode {p}",)),
     # Without the acl package (this machine) the deploy refuses; with it, setfacl -b repairs.
     FileRow("data dir default ACL", _default_acl,
             resolve=None if HAS_SETFACL else _remove_acl,
@@ -170,16 +172,19 @@ ROWS = (
             says="chroma_project_dir: {p}/compose.yaml is read by a plain docker compose in {p}"),
     FileRow("chroma.sqlite3 owned by another uid",
             lambda s: os.chown(s.path("chroma_data/chroma.sqlite3"), 4242, 4243),
-            restart_after=True),
+            restart_after=True, batch="modes", finds=("owner {p}/chroma_data/chroma.sqlite3",)),
     FileRow("chroma.sqlite3 read-only for its owner",
-            lambda s: s.path("chroma_data/chroma.sqlite3").chmod(0o444), restart_after=True),
+            lambda s: s.path("chroma_data/chroma.sqlite3").chmod(0o444), restart_after=True,
+            batch="owners", finds=("owner {p}/chroma_data/chroma.sqlite3",)),
     FileRow("data dir moved aside while Chroma runs", _move_data_dir_away,
             resolve=_move_data_dir_back,
             says="chroma_allow_empty_data_dir: {p}/chroma_data holds no Chroma data while the "
                  "running {name}-chroma-1 serves the data it opened there"),
-    FileRow("compose file world-writable", lambda s: s.path("docker-compose.yml").chmod(0o666)),
+    FileRow("compose file world-writable", lambda s: s.path("docker-compose.yml").chmod(0o666),
+            batch="modes", finds=("mode {p}/docker-compose.yml",)),
     FileRow("compose file owned by another uid",
-            lambda s: os.chown(s.path("docker-compose.yml"), 4242, -1)),
+            lambda s: os.chown(s.path("docker-compose.yml"), 4242, -1),
+            batch="owners", finds=("owner {p}/docker-compose.yml",)),
 )  # fmt: skip
 
 
@@ -203,14 +208,19 @@ def _refusal_said(stack: Stack, row: FileRow) -> Callable[[Stack], Any] | None:
     return check_then_resolve
 
 
-@pytest.mark.parametrize("row", ROWS, ids=[row.name for row in ROWS])
+RUNS = runs(ROWS)
+
+
+@pytest.mark.parametrize("rows", RUNS, ids=[" + ".join(row.name for row in run) for run in RUNS])
 def test_drift_and_the_deploy_agree_on_the_files_around_the_stack(
-    stack: Stack, row: FileRow
+    stack: Stack, rows: tuple[FileRow, ...]
 ) -> None:
     port = stack.data["chroma_port"]
     before = len(read_records(port)["tamper_files"])
-    _run_row(stack, Row(row.name, row.tamper, _refusal_said(stack, row)))
-    if row.restart_after:
+    _run_rows(stack, tuple(
+        Row(row.name, row.tamper, _refusal_said(stack, row), row.batch, row.finds) for row in rows
+    ))  # fmt: skip
+    if any(row.restart_after for row in rows):
         # The server needs to write the file: harmless until it starts again, then a crash loop.
         sh(f"docker restart -t 5 {stack.container('chroma')}")
         wait_for_heartbeat(port)

@@ -26,12 +26,13 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import PYINFRA, ROOT, base_data, compose_down, run_deploy, sh
+from conftest import PYINFRA, ROOT, base_data, compose_down, run_command, run_deploy, sh
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -65,30 +66,28 @@ class Stack:
     def path(self, relative: str) -> Path:
         return self.project_dir / relative
 
-    def _start(self, *command: str) -> subprocess.Popen[str]:
+    def _run(self, *command: str) -> subprocess.CompletedProcess[str]:
         args = list(command)
         for key, value in self.data.items():
             args += ["--data", f"{key}={value}"]
-        return subprocess.Popen(
-            args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=self.env
-        )
+        return run_command(args, ROOT, self.env, 600)
 
     def check(self) -> tuple[tuple[int, list[str]], tuple[int, list[str]]]:
         """drift.py's verdict and `pyinfra --dry`'s plan, read side by side (both only read).
 
         ``(drift exit, drift items), (dry-run exit, operations that would change)``.
         """
-        drift = self._start(sys.executable, "drift.py", "@local", "--json")
-        dry = self._start(PYINFRA, "--dry", "--json", "@local", "deploy.py")
-        drift_out, drift_err = drift.communicate(timeout=600)
-        dry_out, dry_err = dry.communicate(timeout=600)
-        assert drift.returncode in (0, 2), drift_out + drift_err
-        items = json.loads(drift_out)["hosts"]["@local"]["items"]
+        with ThreadPoolExecutor(2) as pool:
+            drifting = pool.submit(self._run, sys.executable, "drift.py", "@local", "--json")
+            dry = self._run(PYINFRA, "--dry", "--json", "@local", "deploy.py")
+            drift = drifting.result()
+        assert drift.returncode in (0, 2), drift.stdout + drift.stderr
+        items = json.loads(drift.stdout)["hosts"]["@local"]["items"]
         verdict = (drift.returncode, [f"{item['kind']} {item['resource']}" for item in items])
         if dry.returncode != 0:
-            lines = [line for line in dry_err.splitlines() if line.strip()]
+            lines = [line for line in dry.stderr.splitlines() if line.strip()]
             return verdict, (dry.returncode, lines[-2:])
-        plan = json.loads(dry_out)["plan"]
+        plan = json.loads(dry.stdout)["plan"]
         return verdict, (0, [op["name"] for op in plan if op["hosts_with_change"]])
 
     def deploy(self) -> None:
@@ -334,22 +333,42 @@ class Row:
     tamper: Callable[[Stack], Any]
     # How the user resolves a row the deploy refuses (None: the deploy repairs it).
     resolve: Callable[[Stack], Any] | None = None
+    # Rows with the same batch are tampered at once, checked by one drift and one dry
+    # run and repaired by one deploy: each changes a path no other row of its batch
+    # touches, each is repaired by a command of its own (operations/project.py yields
+    # one per difference), none is refused, none restarts a container. ``finds``: the
+    # drift items ("kind resource", {p} the project dir) that must name this row's tamper,
+    # so that in a batch each row is seen on its own.
+    batch: str = ""
+    finds: tuple[str, ...] = ()
 
 
 ROWS = (
-    Row("project dir mode", lambda s: s.project_dir.chmod(0o755)),
-    Row("data dir mode", lambda s: s.path("chroma_data").chmod(0o700)),
-    Row("data dir owner: unknown uid", lambda s: os.chown(s.path("chroma_data"), 4242, -1)),
-    Row("fallback dir group", lambda s: os.chown(s.path("chroma_db"), -1, 4243)),
-    Row("logs dir removed", lambda s: sh(f"rm -r '{s.path('logs')}'")),
-    Row(".gitkeep removed", lambda s: s.path("chroma_data/.gitkeep").unlink()),
-    Row(".gitignore line removed", lambda s: _gitignore_without(s, "logs/*")),
-    Row(".gitignore block out of order", _gitignore_out_of_order),
-    Row("compose name: edited", _edit_compose_name),
+    Row("project dir mode", lambda s: s.project_dir.chmod(0o755),
+        batch="files", finds=("mode {p}",)),
+    Row("data dir mode", lambda s: s.path("chroma_data").chmod(0o700),
+        batch="files and the compose file", finds=("mode {p}/chroma_data",)),
+    Row("data dir owner: unknown uid", lambda s: os.chown(s.path("chroma_data"), 4242, -1),
+        batch="files", finds=("owner {p}/chroma_data",)),
+    Row("fallback dir group", lambda s: os.chown(s.path("chroma_db"), -1, 4243),
+        batch="files", finds=("group {p}/chroma_db",)),
+    Row("logs dir removed", lambda s: sh(f"rm -r '{s.path('logs')}'"),
+        batch="files", finds=("missing {p}/logs",)),
+    Row(".gitkeep removed", lambda s: s.path("chroma_data/.gitkeep").unlink(),
+        batch="files", finds=("missing {p}/chroma_data/.gitkeep",)),
+    Row(".gitignore line removed", lambda s: _gitignore_without(s, "logs/*"),
+        batch="files", finds=("gitignore {p}/.gitignore",)),
+    Row(".gitignore block out of order", _gitignore_out_of_order,
+        batch="files and the compose file", finds=("gitignore {p}/.gitignore",)),
+    Row("compose name: edited", _edit_compose_name,
+        batch="files and the compose file", finds=("compose_file {p}/docker-compose.yml",)),
     Row("compose file removed", lambda s: s.path("docker-compose.yml").unlink()),
-    Row("secrets dir mode", lambda s: s.path("secrets").chmod(0o755)),
-    Row("token file mode", lambda s: _token_file(s).chmod(0o644)),
-    Row("token file owner", lambda s: os.chown(_token_file(s), 4242, -1)),
+    Row("secrets dir mode", lambda s: s.path("secrets").chmod(0o755),
+        batch="files", finds=("mode {p}/secrets",)),
+    Row("token file mode", lambda s: _token_file(s).chmod(0o644),
+        batch="files", finds=("mode {p}/secrets/chroma-token.env",)),
+    Row("token file owner", lambda s: os.chown(_token_file(s), 4242, -1),
+        batch="files and the compose file", finds=("owner {p}/secrets/chroma-token.env",)),
     Row("token file content", lambda s: _token_file(s).write_text(f"CHROMA_AUTH_TOKEN={_token()}")),
     Row("token file removed", lambda s: _token_file(s).unlink()),
     Row("new token on the control machine", _new_token_on_the_control_machine),
@@ -388,39 +407,70 @@ def _assert_clean(stack: Stack, when: str) -> None:
     stack.clean = True
 
 
-def _run_row(stack: Stack, row: Row) -> None:
+def _run_rows(stack: Stack, rows: tuple[Row, ...]) -> None:
+    """One row, or a batch of rows (Row.batch) tampered at once: drift names each row's
+    tamper, the dry run plans a change, one deploy repairs them all, and then drift and
+    the dry run find nothing."""
+    name = " + ".join(row.name for row in rows)
+    assert len(rows) == 1 or all(row.batch and row.resolve is None for row in rows), name
     if not stack.clean:  # the first row, or an earlier row failed: repair, then start clean
         stack.deploy()
-        _assert_clean(stack, f"before {row.name!r}")
+        _assert_clean(stack, f"before {name!r}")
     stack.clean = False
     before = stack.count_records()
-    row.tamper(stack)
+    for row in rows:
+        row.tamper(stack)
     (drift, items), (plan_rc, planned) = stack.check()
-    entry = {"row": row.name, "drift_exit": drift, "drift_items": items,
+    entry = {"row": name, "drift_exit": drift, "drift_items": items,
              "plan_exit": plan_rc, "planned": planned, "records_before": before}  # fmt: skip
     stack.log.append(entry)
-    assert drift == 2, f"{row.name}: drift exit {drift} ({items}) though the host was tampered"
-    if row.resolve is None:
-        assert plan_rc == 0 and planned, f"{row.name}: drift {items}, but the dry run plans none"
+    assert drift == 2, f"{name}: drift exit {drift} ({items}) though the host was tampered"
+    for row in rows:
+        unnamed = [f for f in (x.format(p=stack.project_dir) for x in row.finds) if f not in items]
+        assert not unnamed, f"{row.name}: drift did not name {unnamed} (it found {items})"
+    resolve = rows[0].resolve
+    if resolve is None:
+        assert plan_rc == 0 and planned, f"{name}: drift {items}, but the dry run plans none"
         stack.deploy()
     else:
         # The deploy refuses this host: the dry run shows the refusing operation as a
         # change (it fails when run), and the real run fails with one line.
-        assert plan_rc == 1 or planned, f"{row.name}: drift {items}, dry run: {planned}"
+        assert plan_rc == 1 or planned, f"{name}: drift {items}, dry run: {planned}"
         refused = run_deploy(stack.data, env=stack.env)
         assert refused.returncode == 1, refused.output
         entry["refused"] = [line for line in refused.stderr.splitlines() if "@local" in line][-1:]
-        row.resolve(stack)
+        resolve(stack)
         stack.deploy()
-    _assert_clean(stack, f"after repairing {row.name!r}")
+    _assert_clean(stack, f"after repairing {name!r}")
     entry["after"] = "clean"
     entry["records_after"] = stack.count_records()
     assert before == entry["records_after"] == stack.records, entry
 
 
-@pytest.mark.parametrize("row", ROWS, ids=[row.name for row in ROWS])
-def test_drift_and_the_deploy_agree_after_each_tamper(stack: Stack, row: Row) -> None:
-    _run_row(stack, row)
+def _run_row(stack: Stack, row: Row) -> None:
+    _run_rows(stack, (row,))
+
+
+def runs(rows: tuple[Row, ...]) -> list[tuple[Row, ...]]:
+    """The rows as they run: each batch at its first row's place, the others alone."""
+    batches: dict[str, list[Row]] = {}
+    order: list[list[Row]] = []
+    for row in rows:
+        if row.batch and row.batch in batches:
+            batches[row.batch].append(row)
+            continue
+        order.append([row])
+        if row.batch:
+            batches[row.batch] = order[-1]
+    return [tuple(run) for run in order]
+
+
+RUNS = runs(ROWS)
+
+
+@pytest.mark.parametrize("rows", RUNS, ids=[" + ".join(row.name for row in run) for run in RUNS])
+def test_drift_and_the_deploy_agree_after_each_tamper(stack: Stack, rows: tuple[Row, ...]) -> None:
+    _run_rows(stack, rows)
 
 
 ROWS_0X = (
