@@ -50,5 +50,6 @@ else:
         url=declared.url,
         token_file=declared.token_file,
         wait_timeout=settings.wait_timeout,
+        tls_dir=declared.tls_dir,
     )
     report.show(proof)  # "persistence proof: pass"

@@ -121,5 +121,6 @@ else:
             token_file=declared.token_file,
             wait_timeout=settings.wait_timeout,
             compose_content=compose_content,
+            tls_dir=declared.tls_dir,
         )
         report.show(restored)  # what was restored, where the data before it went

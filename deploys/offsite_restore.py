@@ -107,6 +107,7 @@ def restore_from_repository(settings: Settings, owner: Owner, token: str | None)
         token_file=declared.token_file,
         wait_timeout=then.wait_timeout,
         compose_content=compose_content,
+        tls_dir=declared.tls_dir,
     )
     report.show(restored)  # the verification through the API
 

@@ -188,6 +188,8 @@ class ChromaInventory(FactBase[dict[str, Any]]):
     (it is uploaded by the first operation that needs it) or the server does
     not answer; the caller must then act as if the data differed. The
     inventory is files/chroma_inventory.py's: ``{"collections": {...}}``.
+    ``tls_dir``: with chroma_tls on, the host's dir of the proxy's ca.pem and
+    name, which verify the https url (chroma_inventory.py --tls-dir).
     """
 
     @staticmethod
@@ -195,10 +197,16 @@ class ChromaInventory(FactBase[dict[str, Any]]):
         return {"live": None, "manifest": None}
 
     def command(
-        self, url: str, tools_dir: str, token_file: str | None = None, manifest: str | None = None
+        self,
+        url: str,
+        tools_dir: str,
+        token_file: str | None = None,
+        manifest: str | None = None,
+        tls_dir: str | None = None,
     ) -> str:
         tool = f"{tools_dir}/chroma_inventory.py"
         token = f" --token-file {shell_word(token_file)}" if token_file else ""
+        token += f" --tls-dir {shell_word(tls_dir)}" if tls_dir else ""
         scopes = ""
         read_manifest = ""
         if manifest:

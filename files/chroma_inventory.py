@@ -5,9 +5,12 @@ Runs on the host with the standard library only, so backups, restores,
 migrations and the persistence proof verify data the same way on @local and
 over SSH, from either side of a change:
 
-    python3 chroma_inventory.py URL [--token-file FILE] [--scope T/D ...] [--scopes-from JSON]
-    python3 chroma_inventory.py URL [--token-file FILE] --canary write|read|delete NAME
-    python3 chroma_inventory.py URL [--token-file FILE] --vector-sample [--scopes-from-sqlite DB]
+    python3 chroma_inventory.py URL [--token-file FILE] [--tls-dir DIR] [--scope T/D ...]
+                                [--scopes-from JSON]
+    python3 chroma_inventory.py URL [--token-file FILE] [--tls-dir DIR]
+                                --canary write|read|delete NAME
+    python3 chroma_inventory.py URL [--token-file FILE] [--tls-dir DIR] --vector-sample
+                                [--scopes-from-sqlite DB]
     python3 chroma_inventory.py sqlite:/path/to/chroma.sqlite3
 
 Prints one JSON document: ``{"collections": {"TENANT/DATABASE/NAME": {"count": N,
@@ -27,6 +30,11 @@ The SQLite side reads a private copy of the database and its write-ahead log,
 so committed entries that Chroma has not checkpointed yet are seen, and the
 original (a legacy volume, a stopped server's data dir) is never opened.
 The token, when given, is read from its 0600 file and sent as X-Chroma-Token.
+With ``--tls-dir`` (the host's ``<secrets>/tls``, where the deploy writes the
+proxy's ``ca.pem`` and ``name``), an https URL's certificate is verified
+against that CA for that name, while the connection goes to the URL's address:
+the published port is reached at 127.0.0.1, which the certificate of
+chroma_tls=files need not name (as curl --cacert --resolve does).
 Exit codes: 0 done, 1 the server or the file could not be read.
 """
 
@@ -35,10 +43,13 @@ from __future__ import annotations
 import argparse
 import contextlib
 import hashlib
+import http.client
 import json
 import os
 import shutil
+import socket
 import sqlite3
+import ssl
 import struct
 import sys
 import tempfile
@@ -90,11 +101,55 @@ def summary(records: dict[str, tuple[object, object]]) -> dict:
     }
 
 
+class NamedHTTPSConnection(http.client.HTTPSConnection):
+    """A TLS connection to the URL's address that verifies the certificate for another name."""
+
+    def __init__(self, host: str, *, server_name: str, context: ssl.SSLContext, **kwargs):
+        super().__init__(host, context=context, **kwargs)
+        self.server_name, self.tls_context = server_name, context
+
+    def connect(self) -> None:
+        self.sock = socket.create_connection(
+            (self.host, self.port), self.timeout, self.source_address
+        )
+        # check_hostname is on (create_default_context): the handshake fails unless the
+        # certificate chains to the CA and names server_name.
+        self.sock = self.tls_context.wrap_socket(self.sock, server_hostname=self.server_name)
+
+
+class NamedHTTPSHandler(urllib.request.HTTPSHandler):
+    def __init__(self, context: ssl.SSLContext, server_name: str):
+        super().__init__(context=context)
+        self.tls_context, self.server_name = context, server_name
+
+    def https_open(self, req: urllib.request.Request):  # type: ignore[override]
+        return self.do_open(self.connection, req)
+
+    def connection(self, host: str, **kwargs) -> NamedHTTPSConnection:
+        return NamedHTTPSConnection(
+            host, server_name=self.server_name, context=self.tls_context, **kwargs
+        )
+
+
 class Chroma:
-    def __init__(self, url: str, token_file: str | None):
+    def __init__(self, url: str, token_file: str | None, tls_dir: str | None = None):
         if not url.startswith(("http://", "https://")):
             raise ValueError(f"{url!r} is not an http(s) URL")
         self.url = url.rstrip("/")
+        self.opener = urllib.request.build_opener()
+        if tls_dir:
+            if not url.startswith("https://"):
+                raise ValueError(f"{url!r} is not an https URL, and --tls-dir was given")
+            context = ssl.create_default_context(cafile=os.path.join(tls_dir, "ca.pem"))
+            with open(os.path.join(tls_dir, "name")) as named:
+                server_name = named.read().strip()
+            if not server_name:
+                raise ValueError(f"{tls_dir}/name is empty")
+            # No proxy from the environment: the connection goes to the URL's own address
+            # (the host's published port), never through a tunnel.
+            self.opener = urllib.request.build_opener(
+                urllib.request.ProxyHandler({}), NamedHTTPSHandler(context, server_name)
+            )
         self.headers = {"Content-Type": "application/json"}
         if token_file:
             with open(token_file) as secret:
@@ -104,11 +159,11 @@ class Chroma:
 
     def call(self, method: str, path: str, body: object = None) -> object:
         data = None if body is None else json.dumps(body).encode()
-        # The scheme was checked in __init__: only http(s) reaches urlopen.
+        # The scheme was checked in __init__: only http(s) reaches the opener.
         request = urllib.request.Request(  # noqa: S310
             self.url + path, data=data, headers=self.headers, method=method
         )
-        with urllib.request.urlopen(request, timeout=60) as answer:  # noqa: S310
+        with self.opener.open(request, timeout=60) as answer:
             text = answer.read().decode()
         return json.loads(text) if text else None
 
@@ -375,6 +430,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("url", help="http(s) URL of the server, or sqlite:PATH of a stopped one")
     parser.add_argument("--token-file")
+    parser.add_argument("--tls-dir", help="the proxy's ca.pem and name: verify https with them")
     parser.add_argument("--scope", action="append", default=[], help="TENANT/DATABASE")
     parser.add_argument(
         "--scopes-from",
@@ -391,7 +447,7 @@ def main() -> int:
         if args.url.startswith("sqlite:"):
             print(json.dumps(sqlite_inventory(args.url.removeprefix("sqlite:")), sort_keys=True))
             return 0
-        chroma = Chroma(args.url, args.token_file)
+        chroma = Chroma(args.url, args.token_file, args.tls_dir)
         if args.canary:
             print(json.dumps(canary(chroma, *args.canary)))
         elif args.vector_sample:

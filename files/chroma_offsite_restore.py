@@ -8,7 +8,7 @@ data aside, the unpublished server); standard library only.
     chroma_offsite_restore.py snapshots --config C [--snapshot latest|ID]
     chroma_offsite_restore.py restore --config C --snapshot latest|ID [--version V]
                      --data-dir D --uid U --gid G --mode M --pending R --manifest-out F
-                     [--switch F] [--url URL [--token-file F] --marker M]
+                     [--switch F] [--url URL [--token-file F] [--tls-dir T] --marker M]
                      --project-dir P --project-name N --compose-file F --wait-timeout T
     chroma_offsite_restore.py drill --config C [--snapshot latest|ID] --image I:VERSION
                      --persist-path P --uid U --gid G [--env NAME=value ...] [--timeout S]
@@ -236,7 +236,7 @@ def restored_already(args: argparse.Namespace, snapshot: dict) -> bool:
         kept = json.loads(Path(args.manifest_out).read_text())
         if kept.get("snapshot") != snapshot["id"]:
             return False
-        live = inventory(Chroma(args.url, args.token_file), scopes_of(kept))
+        live = inventory(Chroma(args.url, args.token_file, args.tls_dir), scopes_of(kept))
     except Exception:  # no manifest, no answer: restore it
         return False
     return not safety.differences(kept["collections"], live["collections"])
@@ -368,6 +368,7 @@ def main() -> int:
     restored.add_argument("--version", help="the Chroma version this run prepared")
     restored.add_argument("--url", help="where the stack answers: is it restored already?")
     restored.add_argument("--token-file")
+    restored.add_argument("--tls-dir", help="the proxy's ca.pem and name: verify --url with them")
     restored.add_argument("--marker", help="written once a restore was verified")
     restored.add_argument("--switch", help="the snapshot's version's compose file, checked")
     restored.add_argument("--wait-timeout", type=int, required=True)

@@ -7,13 +7,13 @@ values as arguments (never pasted into a shell string). Standard library only.
     chroma_safety.py stage --record R --kind volume|layer --subject S --source SRC
                      --data-dir D --uid U --gid G --mode M [--container C ...]
                      [--compose-file F --project-dir P]
-    chroma_safety.py verify --record R --url URL [--token-file F] --data-dir D
+    chroma_safety.py verify --record R --url URL [--token-file F] [--tls-dir T] --data-dir D
                      [--compose-file F --project-dir P]
     chroma_safety.py verify --record R --image I --persist-path P --uid U --gid G
                      --data-dir D [--env NAME=value ...] [--compose-file F --project-dir P]
     chroma_safety.py prune --dir D --project P --keep K --version V
     chroma_safety.py space --source PATH --target DIR [--factor N]
-    chroma_safety.py compare --manifest FILE --url URL [--token-file F]
+    chroma_safety.py compare --manifest FILE --url URL [--token-file F] [--tls-dir T]
     chroma_safety.py rehearse --record R --data-dir D --image I --persist-path P --work-dir W
                      --uid U --gid G --compose-file F --project-dir P [--env NAME=value ...]
     chroma_safety.py verify-upgrade --record R --data-dir D --image I --persist-path P
@@ -25,11 +25,15 @@ values as arguments (never pasted into a shell string). Standard library only.
     chroma_safety.py restore --project-dir P --project-name N --compose-file F --wait-timeout T
                      --archive A --data-dir D --uid U --gid G --mode M --pending R
                      [--switch F] [--verdict FILE]
-    chroma_safety.py restored --manifest FILE --url URL [--token-file F] --marker M
+    chroma_safety.py restored --manifest FILE --url URL [--token-file F] [--tls-dir T] --marker M
                      --pending R --archive A --target D
-    chroma_safety.py prove --url URL [--token-file F] --project-dir P --project-name N
+    chroma_safety.py prove --url URL [--token-file F] [--tls-dir T] --project-dir P --project-name N
                      --compose-file F --wait-timeout T [--verdict FILE]
-    chroma_safety.py sample-vectors --url URL [--token-file F] --sqlite DB --out FILE --version V
+    chroma_safety.py sample-vectors --url URL [--token-file F] [--tls-dir T] --sqlite DB --out FILE
+                     --version V
+
+``--tls-dir``: with chroma_tls on, the host's ``<secrets>/tls`` (the proxy's
+``ca.pem`` and ``name``), which verify the https URL (chroma_inventory.Chroma).
 
 Exit codes: 0 done (or match), 1 error (nothing was changed by the failing
 step; say what), 3 verification mismatch (handled: see ``verify``).
@@ -64,6 +68,7 @@ from chroma_inventory import (
 )
 
 MARGIN_BYTES = 64 * 1024 * 1024
+TLS_DIR_HELP = "the proxy's ca.pem and name (<secrets>/tls): verify the https URL with them"
 
 
 class Refused(Exception):
@@ -329,9 +334,10 @@ def verify(args: argparse.Namespace) -> int:
                               "must never open one data dir")  # fmt: skip
             url = serve_unpublished(f"chroma-deploy-migration-check-{os.getpid()}", label,
                                     args.data_dir, args)  # fmt: skip
+            tls_dir = None  # plain http on its bridge address
         else:
-            url = args.url
-        after = inventory(Chroma(url, args.token_file), scopes_of(before))
+            url, tls_dir = args.url, args.tls_dir
+        after = inventory(Chroma(url, args.token_file, tls_dir), scopes_of(before))
     except Exception as error:
         print(
             f"could not verify {record['kind']} {record['subject']}: {type(error).__name__}: "
@@ -428,7 +434,7 @@ def compare(args: argparse.Namespace) -> int:
     """The running server against a manifest: 0 equal, 3 different, 1 not readable."""
     expected = json.loads(Path(args.manifest).read_text())
     try:
-        after = inventory(Chroma(args.url, args.token_file), scopes_of(expected))
+        after = inventory(Chroma(args.url, args.token_file, args.tls_dir), scopes_of(expected))
     except Exception as error:
         print(f"could not read the server: {type(error).__name__}: {error}", file=sys.stderr)
         return 1
@@ -842,7 +848,7 @@ def restored(args: argparse.Namespace) -> int:
 
 def prove(args: argparse.Namespace) -> int:
     """Write a canary, ``down``, ``up --wait``, read it back, remove it: pass or fail."""
-    chroma = Chroma(args.url, args.token_file)
+    chroma = Chroma(args.url, args.token_file, args.tls_dir)
     name = "chroma-deploy-canary"
     found = None
     try:
@@ -874,7 +880,9 @@ def sample_vectors(args: argparse.Namespace) -> int:
     if not os.path.isfile(args.sqlite):
         return 0
     try:
-        sample = vector_sample(Chroma(args.url, args.token_file), sqlite_scopes(args.sqlite))
+        sample = vector_sample(
+            Chroma(args.url, args.token_file, args.tls_dir), sqlite_scopes(args.sqlite)
+        )
     except Exception as error:
         print(f"chroma_inventory: {args.url}: {type(error).__name__}: {error}", file=sys.stderr)
         print(f"Chroma {args.version} did not answer: the upgrade's verification compares no "
@@ -901,6 +909,7 @@ def main() -> int:
     url.add_argument("--url", help="the published server's")
     url.add_argument("--image", help="start this image on the data dir, unpublished")
     checked.add_argument("--token-file")
+    checked.add_argument("--tls-dir", help=TLS_DIR_HELP)
     checked.add_argument("--persist-path")
     checked.add_argument("--uid", type=int)
     checked.add_argument("--gid", type=int)
@@ -921,6 +930,7 @@ def main() -> int:
     for option in ("--manifest", "--url"):
         compared.add_argument(option, required=True)
     compared.add_argument("--token-file")
+    compared.add_argument("--tls-dir", help=TLS_DIR_HELP)
     rehearsed = commands.add_parser("rehearse")
     for option in ("--record", "--data-dir", "--image", "--persist-path", "--work-dir",
                    "--compose-file", "--project-dir"):  # fmt: skip
@@ -958,6 +968,7 @@ def main() -> int:
     proved = commands.add_parser("prove")
     proved.add_argument("--url", required=True)
     proved.add_argument("--token-file")
+    proved.add_argument("--tls-dir", help=TLS_DIR_HELP)
     stack_commands.append(proved)
     for sub in stack_commands:
         for option in ("--project-dir", "--project-name", "--compose-file"):
@@ -968,10 +979,12 @@ def main() -> int:
     for option in ("--manifest", "--url", "--marker", "--pending", "--archive", "--target"):
         checked_restore.add_argument(option, required=True)
     checked_restore.add_argument("--token-file")
+    checked_restore.add_argument("--tls-dir", help=TLS_DIR_HELP)
     sampled = commands.add_parser("sample-vectors")
     for option in ("--url", "--sqlite", "--out", "--version"):
         sampled.add_argument(option, required=True)
     sampled.add_argument("--token-file")
+    sampled.add_argument("--tls-dir", help=TLS_DIR_HELP)
     args = parser.parse_args()
     # Lines in the order they happen, between the outputs of the programs run here.
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]

@@ -39,7 +39,12 @@ from plumbing.host_tools import (
 
 @operation(is_idempotent=False)
 def persistence_proof(
-    project_dir: str, project_name: str, url: str, token_file: str | None, wait_timeout: int
+    project_dir: str,
+    project_name: str,
+    url: str,
+    token_file: str | None,
+    wait_timeout: int,
+    tls_dir: str | None = None,
 ):
     """Write a canary, ``down``, ``up --wait``, read it back, remove it: pass or fail.
 
@@ -48,12 +53,19 @@ def persistence_proof(
     + url: where Chroma answers on the host
     + token_file: the auth proxy's token file, if any
     + wait_timeout: seconds for ``up --wait``
+    + tls_dir: with chroma_tls on, the host's dir of the proxy's ca.pem and name,
+      which verify the https url (files/chroma_inventory.py --tls-dir)
     """
     yield from upload_tools(project_dir)
     yield safety_command(
-        "prove", ("--url", url), ("--token-file", token_file),
+        "prove", ("--url", url), ("--token-file", token_file), ("--tls-dir", tls_dir),
         *stack_options(project_dir, project_name, wait_timeout),
     )  # fmt: skip
+
+
+def inventory_tls(tls_dir: str | None) -> dict[str, str]:
+    """ChromaInventory's tls_dir argument: given only with TLS on, as HealthCheck.read does."""
+    return {"tls_dir": tls_dir} if tls_dir else {}
 
 
 def stack_options(project_dir: str, project_name: str, wait_timeout: int) -> tuple:
@@ -229,6 +241,7 @@ def restore(
     token_file: str | None,
     wait_timeout: int,
     compose_content: str | None = None,
+    tls_dir: str | None = None,
 ):
     """Restore ``archive`` into the data dir, after moving the current data aside.
 
@@ -250,6 +263,8 @@ def restore(
     + wait_timeout: seconds for ``up --wait``
     + compose_content: the compose file for the archive's version, when the
       deployed one is another version; None keeps the compose file
+    + tls_dir: with chroma_tls on, the host's dir of the proxy's ca.pem and name,
+      which verify the https url (files/chroma_inventory.py --tls-dir)
     """
     stem = archive.removesuffix(".tar.gz")
     marker = restore_marker(project_dir, archive)
@@ -263,7 +278,7 @@ def restore(
     if switch is None and host_state.read(File, path=marker):
         found = host_state.read(
             ChromaInventory, url=url, tools_dir=TOOLS_DIR, token_file=token_file,
-            manifest=f"{stem}.json",
+            manifest=f"{stem}.json", **inventory_tls(tls_dir),
         )  # fmt: skip
         live_inventory, manifest = found["live"], found["manifest"]
         if live_inventory and manifest and live_inventory["collections"] == manifest["collections"]:
@@ -287,6 +302,7 @@ def restore(
     yield compose_up(project_dir, project_name, wait_timeout)
     yield safety_command(
         "restored", ("--manifest", f"{stem}.json"), ("--url", url), ("--token-file", token_file),
+        ("--tls-dir", tls_dir),
         ("--marker", marker), ("--pending", pending), ("--archive", archive),
         ("--target", f"{project_dir}/{data_dir}"),
     )  # fmt: skip

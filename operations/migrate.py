@@ -244,7 +244,7 @@ def verify_migration(data: DataTarget, health: HealthCheck):
     stack and leaves a ``failed-*`` record that blocks later deploys.
 
     + data: the declared data dir
-    + health: where Chroma answers (its url and token file)
+    + health: where Chroma answers (its url, token file and TLS dir)
     """
     project_dir, data_dir = data.project_dir, data.path
     state = host_state.read(SafetyState, project_dir=project_dir, data_dir=data.name)
@@ -256,7 +256,8 @@ def verify_migration(data: DataTarget, health: HealthCheck):
     for name in pending:
         yield safety_command(
             "verify", ("--record", f"{project_dir}/{STATE_DIR}/{name}"), ("--url", health.url),
-            ("--token-file", health.token_file), ("--data-dir", data_dir),
+            ("--token-file", health.token_file), ("--tls-dir", health.tls_dir),
+            ("--data-dir", data_dir),
             ("--compose-file", f"{project_dir}/{COMPOSE_FILE}"), ("--project-dir", project_dir),
         )  # fmt: skip
 

@@ -20,7 +20,7 @@ from pyinfra.facts.files import File
 from declaration.offsite import config_path
 from facts.chroma import ChromaInventory
 from facts.project import ProjectFiles
-from operations.data_safety import compose_switch
+from operations.data_safety import compose_switch, inventory_tls
 from operations.host_failure import refusing
 from operations.stack import COMPOSE_FILE, compose_up
 from plumbing import host_state
@@ -57,6 +57,7 @@ def restore_snapshot(
     token_file: str | None,
     wait_timeout: int,
     compose_content: str | None = None,
+    tls_dir: str | None = None,
 ):
     """Restore ``snapshot`` into the data dir, after moving the current data aside.
 
@@ -78,6 +79,8 @@ def restore_snapshot(
     + wait_timeout: seconds for ``up --wait``
     + compose_content: the compose file for the snapshot's version, when the
       deployed one is another version; None keeps the compose file
+    + tls_dir: with chroma_tls on, the host's dir of the proxy's ca.pem and name,
+      which verify the https url (files/chroma_inventory.py --tls-dir)
     """
     live = f"{project_dir}/{COMPOSE_FILE}"
     manifest = restored_manifest(project_dir)
@@ -97,7 +100,7 @@ def restore_snapshot(
     ):
         found = host_state.read(
             ChromaInventory, url=url, tools_dir=TOOLS_DIR, token_file=token_file,
-            manifest=manifest,
+            manifest=manifest, **inventory_tls(tls_dir),
         )  # fmt: skip
         live_inventory, kept = found["live"], found["manifest"]
         if (
@@ -117,6 +120,7 @@ def restore_snapshot(
     yield refusing(offsite_command(
         "restore", ("--config", offsite_config(project_dir)), ("--snapshot", chosen or snapshot),
         ("--version", prepared_version), ("--url", url), ("--token-file", token_file),
+        ("--tls-dir", tls_dir),
         ("--marker", marker), ("--data-dir", data_dir), ("--uid", uid),
         ("--gid", gid), ("--mode", mode), ("--pending", pending), ("--manifest-out", manifest),
         ("--switch", switch), ("--project-dir", project_dir), ("--project-name", project_name),
@@ -125,6 +129,7 @@ def restore_snapshot(
     yield compose_up(project_dir, project_name, wait_timeout)
     yield safety_command(
         "restored", ("--manifest", manifest), ("--url", url), ("--token-file", token_file),
+        ("--tls-dir", tls_dir),
         ("--marker", marker), ("--pending", pending),
         ("--archive", f"snapshot {chosen[:8] if chosen else snapshot}"),
         ("--target", f"{project_dir}/{data_dir}"),

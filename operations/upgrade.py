@@ -65,7 +65,8 @@ def version_change(
     + backup_dir: where the pre-upgrade backup goes
     + rehearsal: the new version as the rehearsal starts it (chroma_upgrade_rehearsal),
       or None to skip it
-    + health: where the old server answers (its url and token file), for the vector sample
+    + health: where the old server answers (its url, token file and TLS dir), for the vector
+      sample
     """
     project_dir, project_name, wait_timeout = (
         stack.project_dir,
@@ -73,7 +74,6 @@ def version_change(
         stack.wait_timeout,
     )
     data_dir = data.name
-    url, token_file = (health.url, health.token_file) if health else (None, None)
     found = _deployed_and_data(project_dir, project_name, data_dir, version)
     if isinstance(found, str):
         yield fail_host(found)
@@ -114,8 +114,8 @@ def version_change(
     old = label
     record = pending_record(project_dir, "upgrade")
     yield from upload_tools(project_dir)
-    if url:
-        yield _vector_sample_command(project_dir, data_dir, old, url, token_file)
+    if health:
+        yield _vector_sample_command(project_dir, data_dir, old, health)
     # The stack stays stopped from the manifest to the switch: stack_up starts the
     # new version, so no write can land after the backup was taken.
     fields = {"kind": "upgrade", "subject": old, "from": old, "to": version}
@@ -177,9 +177,7 @@ def vectors_file(project_dir: str) -> str:
     return f"{project_dir}/{STATE_DIR}/upgrade-vectors.json"
 
 
-def _vector_sample_command(
-    project_dir: str, data_dir: str, old: str, url: str, token_file: str | None
-) -> str:
+def _vector_sample_command(project_dir: str, data_dir: str, old: str, health: HealthCheck) -> str:
     """Read the old server's vectors of a sample of records, right before the backup stops it.
 
     A client that changes a sampled record's vector between this read and the
@@ -188,7 +186,8 @@ def _vector_sample_command(
     it compared no vectors (files/chroma_safety.py sample-vectors).
     """
     return safety_command(
-        "sample-vectors", ("--url", url), ("--token-file", token_file),
+        "sample-vectors", ("--url", health.url), ("--token-file", health.token_file),
+        ("--tls-dir", health.tls_dir),
         ("--sqlite", f"{project_dir}/{data_dir}/chroma.sqlite3"),
         ("--out", vectors_file(project_dir)), ("--version", old),
     )  # fmt: skip

@@ -157,6 +157,56 @@ def test_chromadb_client_over_tls_with_the_ca_and_the_token(stack):
     assert "CERTIFICATE_VERIFY_FAILED" in " ".join(chain)
 
 
+def records(stack: Stack) -> dict[str, list[str]]:
+    """Every collection's sorted record ids, read by the real client over TLS."""
+    tls_client = client(stack, stack.ca_dir / "ca.pem")
+    return {
+        found.name: sorted(
+            tls_client.get_collection(found.name, embedding_function=None).get(include=[])["ids"]
+        )
+        for found in tls_client.list_collections()
+    }
+
+
+def test_proof_backup_and_restore_read_chroma_through_the_tls_port(stack, tmp_path):
+    # The host tools read Chroma at https://127.0.0.1:<port> with the CA and the name the
+    # deploy wrote in secrets/tls (files/chroma_inventory.py): the proof's canary, the
+    # restore's verification against the manifest, and the fact that sees it done.
+    written = client(stack, stack.ca_dir / "ca.pem").get_or_create_collection(
+        "kept", embedding_function=None
+    )
+    ids = [f"kept-{i}" for i in range(12)]
+    written.upsert(ids=ids, embeddings=[[float(i), 2.0] for i in range(12)],
+                   documents=[f"kept record {i}" for i in range(12)])  # fmt: skip
+    before = records(stack)
+    assert before["kept"] == sorted(ids)
+    proof = run_deploy(stack.data, deploy_file="prove.py", env=stack.env, timeout=600)
+    stack.outputs.append(proof.output)  # type: ignore[attr-defined]
+    assert proof.returncode == 0, proof.output
+    assert "persistence proof: pass" in proof.output
+    assert records(stack) == before
+    data = {**stack.data, "chroma_backup_dir": str(tmp_path / "backups")}
+    backup = run_deploy(data, deploy_file="backup.py", env=stack.env, timeout=600)
+    stack.outputs.append(backup.output)  # type: ignore[attr-defined]
+    assert backup.returncode == 0, backup.output
+    archive = next((tmp_path / "backups").glob(f"{stack.name}-*.tar.gz"))
+    kept = client(stack, stack.ca_dir / "ca.pem").get_collection("kept", embedding_function=None)
+    kept.delete(ids=ids[:5])
+    assert records(stack) != before
+    restore = {**data, "chroma_restore_archive": str(archive)}
+    restored = run_deploy(restore, deploy_file="restore.py", env=stack.env, timeout=600)
+    stack.outputs.append(restored.output)  # type: ignore[attr-defined]
+    assert restored.returncode == 0, restored.output
+    assert f"restored {archive}: verified against its manifest" in restored.output
+    assert records(stack) == before
+    # The same archive again: the fact reads the server over TLS and finds it restored.
+    again = run_deploy(restore, deploy_file="restore.py", env=stack.env, timeout=600)
+    assert again.returncode == 0, again.output
+    assert again.result["totals"]["success"] == 0, again.output
+    print(f"records: {sum(map(len, before.values()))} before the proof and the backup, "
+          f"{sum(map(len, records(stack).values()))} after the restore")  # fmt: skip
+
+
 class Loop(threading.Thread):
     """Requests through the proxy over TLS until stopped: new and kept-alive connections."""
 
