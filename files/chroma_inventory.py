@@ -118,6 +118,8 @@ class NamedHTTPSConnection(http.client.HTTPSConnection):
 
 
 class NamedHTTPSHandler(urllib.request.HTTPSHandler):
+    """urllib's https through NamedHTTPSConnection: its errors stay urllib's (HTTPError, 404)."""
+
     def __init__(self, context: ssl.SSLContext, server_name: str):
         super().__init__(context=context)
         self.tls_context, self.server_name = context, server_name

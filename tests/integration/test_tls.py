@@ -10,6 +10,7 @@ request, and no key in any output, `docker inspect` or the process list.
 from __future__ import annotations
 
 import calendar
+import json
 import os
 import secrets
 import shutil
@@ -205,6 +206,63 @@ def test_proof_backup_and_restore_read_chroma_through_the_tls_port(stack, tmp_pa
     assert again.result["totals"]["success"] == 0, again.output
     print(f"records: {sum(map(len, before.values()))} before the proof and the backup, "
           f"{sum(map(len, records(stack).values()))} after the restore")  # fmt: skip
+
+
+def host_tool(*args: str) -> subprocess.CompletedProcess[str]:
+    """One of files/'s host tools, run as the operations run it on the host."""
+    return subprocess.run(
+        ["python3", str(Path(__file__).resolve().parents[2] / "files" / args[0]), *args[1:]],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+
+
+def test_a_migrations_verification_and_the_vector_sample_read_through_the_tls_port(stack, tmp_path):
+    # A migration's check: the copied data's inventory (here the data dir's own, read from
+    # a copy of its SQLite file) against the server through the published TLS port.
+    written = client(stack, stack.ca_dir / "ca.pem").get_or_create_collection(
+        "checked", embedding_function=None
+    )
+    written.upsert(ids=[f"checked-{i}" for i in range(8)],
+                   embeddings=[[float(i), 3.0] for i in range(8)])  # fmt: skip
+    data_dir = stack.project_dir / "chroma_data"
+    sqlite = f"sqlite:{data_dir}/chroma.sqlite3"
+    before = json.loads(host_tool("chroma_inventory.py", sqlite).stdout)
+    assert before["collections"]["default_tenant/default_database/checked"]["count"] == 8
+    counted = sum(item["count"] for item in before["collections"].values())
+    record = tmp_path / "migration-pending.json"
+    record.write_text(json.dumps({"kind": "volume", "subject": "tls-check", "before": before}))
+    common = ["--record", str(record), "--url", f"https://127.0.0.1:{stack.port}",
+              "--token-file", str(stack.project_dir / "secrets" / "chroma-token.env"),
+              "--data-dir", str(data_dir), "--project-dir", str(stack.project_dir),
+              "--compose-file", str(stack.project_dir / "docker-compose.yml")]  # fmt: skip
+    # Without the proxy's CA it cannot read the server: the record stays pending.
+    unverified = host_tool("chroma_safety.py", "verify", *common)
+    assert unverified.returncode == 1
+    assert "CERTIFICATE_VERIFY_FAILED" in unverified.stderr
+    assert "nothing was changed" in unverified.stderr and record.exists()
+    verified = host_tool("chroma_safety.py", "verify", *common, "--tls-dir", str(stack.tls_dir))
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    assert (
+        f"volume tls-check verified: {len(before['collections'])} collections, {counted} records"
+        in verified.stdout
+    )
+    assert (tmp_path / "migrated-tls-check.json").exists() and not record.exists()
+    # An upgrade's vector sample of the old server, read through the same port.
+    out = tmp_path / "vectors.json"
+    sampled = host_tool(
+        "chroma_safety.py", "sample-vectors", "--url", f"https://127.0.0.1:{stack.port}",
+        "--token-file", str(stack.project_dir / "secrets" / "chroma-token.env"),
+        "--tls-dir", str(stack.tls_dir), "--sqlite", str(data_dir / "chroma.sqlite3"),
+        "--out", str(out), "--version", "1.5.9",
+    )  # fmt: skip
+    assert sampled.returncode == 0, sampled.stderr
+    assert "vectors of a sample of records read from Chroma 1.5.9" in sampled.stdout
+    sample = json.loads(out.read_text())["collections"]
+    assert {key: len(ids) for key, ids in sample.items()} == {
+        key: min(item["count"], 64) for key, item in before["collections"].items()
+    }
+    print(f"migration check over TLS: {counted} records in {len(before['collections'])} "
+          "collections, equal; vector sample of them read")  # fmt: skip
 
 
 class Loop(threading.Thread):
