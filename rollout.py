@@ -156,12 +156,9 @@ def heartbeat(host: Any) -> StepResult:
             settings = preflight.settings_for_host()
             owner = preflight.resolve_owner(settings)
             declared = Declared(settings, owner.uid, owner.gid)
+            # HealthCheck.read: with TLS on, the proxy's CA and name too.
             health = host.get_fact(
-                ChromaHealth,
-                url=declared.url,
-                heartbeat_path=declared.line.heartbeat_path,
-                container=declared.chroma_container,
-                token_file=declared.token_file,
+                ChromaHealth, container=declared.chroma_container, **declared.health_check.read
             )
     except ConnectError as error:
         return StepResult(ok=False, reason=f"cannot connect: {error}")

@@ -72,12 +72,9 @@ def read_heartbeat(host: Any, settings: Settings) -> dict[str, Any]:
     declared = Declared(settings, 0, 0)
     host.connect(show_errors=False, raise_exceptions=True)
     with ctx_host.use(host):
+        # HealthCheck.read: with TLS on, the proxy's CA and name too.
         return host.get_fact(
-            ChromaHealth,
-            url=declared.url,
-            heartbeat_path=declared.line.heartbeat_path,
-            container=declared.chroma_container,
-            token_file=declared.token_file,
+            ChromaHealth, container=declared.chroma_container, **declared.health_check.read
         )
 
 

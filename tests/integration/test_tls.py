@@ -16,6 +16,7 @@ import secrets
 import shutil
 import ssl
 import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -263,6 +264,20 @@ def test_a_migrations_verification_and_the_vector_sample_read_through_the_tls_po
     }
     print(f"migration check over TLS: {counted} records in {len(before['collections'])} "
           "collections, equal; vector sample of them read")  # fmt: skip
+
+
+def test_up_shs_summary_reads_the_heartbeat_through_the_tls_port(stack):
+    # scripts/up.sh's closing lines, after a converge: the heartbeat as the deploy reads it.
+    root = Path(__file__).resolve().parents[2]
+    data = [item for key, value in stack.data.items() for item in ("--data", f"{key}={value}")]
+    said = subprocess.run(
+        [sys.executable, "-m", "plumbing.summary", "-y", "@local", "deploy.py", *data],
+        cwd=root, env={**stack.env, "PYTHONPATH": str(root)},
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert said.returncode == 0, said.stderr
+    assert "Chroma 1.5.9 is up and healthy" in said.stderr
+    assert f"URL:          https://127.0.0.1:{stack.port}" in said.stderr
 
 
 class Loop(threading.Thread):
