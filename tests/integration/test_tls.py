@@ -2,7 +2,9 @@
 
 One Chroma 1.5.9 stack behind the proxy with chroma_tls=internal-ca: real openssl s_client
 (the protocol versions, the names), real curl (plain HTTP on the TLS port), the real
-chromadb client over TLS with the CA bundle and the token. Then a renewal and a switch to
+chromadb client over TLS with the CA bundle and the token; the host's own reads of Chroma
+through the TLS port (prove.py, backup.py and restore.py, a migration's check, an upgrade's
+vector sample, up.sh's summary). Then a renewal and a switch to
 chroma_tls=files, each reaching nginx by a reload with the same containers and no failed
 request, and no key in any output, `docker inspect` or the process list.
 """
