@@ -5,7 +5,8 @@ repository (facts.snapshots.OffsiteSnapshots): an unknown id, an empty
 repository or a repository that does not open is refused with one line before
 anything changes, and the snapshot's ``chroma_version=`` tag names the version to
 restore on, as an archive's manifest does. On a host the stack never ran on
-(no compose file), or one that cannot read the repository yet, the project is
+(no compose file), or one that cannot read the repository yet (also one whose
+offsite.json names another repository than the command does), the project is
 converged first, without a server (``chroma_stack(start=False)``, which ships
 restic and the repository's files): an empty Chroma never serves. Then the snapshot
 is restored beside the data dir, checked against its manifest, switched in
@@ -23,8 +24,8 @@ from declaration.versions import deployed_version
 from deploys.chroma import chroma_stack
 from facts.project import ProjectFiles
 from facts.snapshots import OffsiteSnapshots
-from operations import host_failure, image, offsite_restore
-from plumbing import host_state, lock, report
+from operations import host_failure, image, offsite_restore, project
+from plumbing import host_state, lock, preflight, report
 from plumbing.host_tools import TOOLS_DIR
 from plumbing.preflight import Owner
 
@@ -36,6 +37,22 @@ def snapshot_of(settings: Settings) -> dict:
         OffsiteSnapshots, config=offsite_restore.offsite_config(settings.project_dir),
         tools_dir=TOOLS_DIR, snapshot=wanted,
     )  # fmt: skip
+
+
+def declared_files_in_place(settings: Settings, owner: Owner) -> bool:
+    """Whether the host's repository secrets and offsite.json are the ones this run declares.
+
+    When they are not (the command names another repository, or another password),
+    what the host's own config reads is some other repository's answer, not this one's.
+    """
+    target = preflight.offsite_for_host(settings, owner.uid, owner.gid)
+    if target is None:  # not with chroma_restore_snapshot: the settings require a repository
+        return False
+    found = project.path_states(target.files)
+    return all(
+        (state := found.get(resource.path)) is not None and state["sha256"] == resource.sha256
+        for resource in target.files
+    )
 
 
 def settings_of_version(settings: Settings, version: str, key: str) -> tuple[Settings, str | None]:
@@ -55,6 +72,10 @@ def settings_of_version(settings: Settings, version: str, key: str) -> tuple[Set
 def restore_from_repository(settings: Settings, owner: Owner, token: str | None) -> None:
     """Declare the whole restore of ``chroma_restore_snapshot`` on this host."""
     found = snapshot_of(settings)
+    if found["readable"] and not declared_files_in_place(settings, owner):
+        # The host reads another repository than the one named: decide once this run's
+        # files are in place (operations/offsite.py opens the named one first, or refuses).
+        found = OffsiteSnapshots.default()
     if found["fault"]:
         host_failure.refused(name="Snapshot of the off-host repository", message=found["fault"])
         return

@@ -603,7 +603,7 @@ def _measured(item: pytest.Item, phase: str) -> Iterator[None]:
 # one worker busy alone at the end. A file not listed counts as a minute.
 FILE_SECONDS = {
     "test_tamper_matrix.py": 400,
-    "test_offsite_restore.py": 460,
+    "test_offsite_restore.py": 400,
     "test_data_homes.py": 320,
     "test_fleet.py": 500,  # with test_rollout.py (SAME_WORKER)
     "test_tamper_files.py": 240,

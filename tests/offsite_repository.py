@@ -2,11 +2,12 @@
 
 Until the deploy ships them (operations/offsite.py), tests write its layout
 themselves: the 0600 secrets in ``.chroma-deploy/restic/`` (0700) and
-``.chroma-deploy/offsite.json`` (0600) naming them. :func:`take_snapshot` makes a
-snapshot the way files/chroma_offsite.py backup does, until that program is
-merged: a staging dir holding ``manifest.json`` (chroma_safety.manifest_of) beside
-``data/``, a ``cp -a`` copy of the data dir, backed up with ``--host`` and the tags
-``project=``, ``host=``, ``chroma_version=``.
+``.chroma-deploy/offsite.json`` (0600) naming them. :func:`take_snapshot` runs the
+real backup program, files/chroma_offsite.py backup, with a stand-in ``docker``
+that answers as a stopped stack of the given Chroma version (its compose file's
+image): cp, the manifest, the lock and restic are the program's own. Only a
+forged snapshot (a manifest that does not match its files, which no backup
+writes) is made by hand, in the same layout.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ if str(FILES) not in sys.path:
     sys.path.insert(0, str(FILES))
 
 import chroma_restic  # noqa: E402
-from chroma_safety import manifest_of  # noqa: E402
 
 PASSWORD = "correct horse battery staple, not on any command line"
 
@@ -81,23 +81,47 @@ def init_repository(config: Path) -> None:
     assert done.returncode == 0, done.stderr
 
 
-def take_snapshot(config: Path, version: str, manifest: dict | None = None) -> str:
-    """A snapshot of the config's data dir in the backup program's layout; its id.
+# A stopped stack of one version: no container runs, the compose file names the image.
+STAND_IN_DOCKER = """#!/bin/sh
+case " $* " in
+    *" config "*) printf '{"services": {"chroma": {"image": "chromadb/chroma:%s"}}}\\n' \\
+                      "$CHROMA_VERSION" ;;
+esac
+"""
 
-    ``manifest``: written instead of the one read from the copy (a snapshot whose
-    files and manifest disagree).
+
+def take_snapshot(config: Path, version: str, manifest: dict | None = None) -> str:
+    """A snapshot of the config's data dir, by files/chroma_offsite.py backup; its id.
+
+    ``manifest``: a forged snapshot instead, in the program's layout, whose manifest
+    is this one (a snapshot whose files and manifest disagree).
     """
     offsite = chroma_restic.Offsite.load(str(config))
+    if manifest is not None:
+        return _forged_snapshot(config, offsite, version, manifest)
+    Path(offsite["compose_file"]).touch()
+    bin_dir = Path(offsite["staging_dir"]).with_name("stand-in-bin")
+    bin_dir.mkdir(exist_ok=True)
+    (bin_dir / "docker").write_text(STAND_IN_DOCKER)
+    (bin_dir / "docker").chmod(0o755)
+    done = subprocess.run(
+        [sys.executable, str(FILES / "chroma_offsite.py"), "backup", "--config", str(config)],
+        capture_output=True, text=True, timeout=300,
+        env={**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "CHROMA_VERSION": version},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr + done.stdout
+    status = json.loads(Path(offsite["status_file"]).read_text())
+    return str(status["last_snapshot"])
+
+
+def _forged_snapshot(config: Path, offsite: chroma_restic.Offsite, version: str,
+                     manifest: dict) -> str:  # fmt: skip
     staging = Path(offsite["staging_dir"])
-    data_dir = offsite["data_dir"]
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
-    source = os.path.join(offsite["project_dir"], data_dir)  # the deploy writes it absolute
+    source = os.path.join(offsite["project_dir"], offsite["data_dir"])
     subprocess.run(["cp", "-a", "--reflink=auto", source, str(staging / "data")], check=True)
-    found = manifest or manifest_of(
-        str(staging / "data" / "chroma.sqlite3"), offsite["project_name"], version, None
-    )
-    (staging / "manifest.json").write_text(json.dumps(found, sort_keys=True))
+    (staging / "manifest.json").write_text(json.dumps(manifest, sort_keys=True))
     host = offsite["host"]
     done = restic(
         config, "backup", "--json", "--host", host, "--tag", f"project={offsite['project_name']}",

@@ -238,6 +238,53 @@ def test_an_unreachable_repository_host_is_refused(stack: Stack):
     stack.serving_unchanged()
 
 
+def test_a_restore_from_a_repository_that_does_not_exist_is_refused_and_creates_none(
+    stack: Stack, tmp_path: Path
+):
+    """restore.py onto a new project dir, naming a repository path where there is none (a
+    typo): one line, before any Chroma; restic init never runs, nothing appears there."""
+    from harness.sftp_repository import new_repository
+
+    typo = new_repository(stack.repository.server)
+    name = f"cdtest{uuid.uuid4().hex[:8]}"
+    new_dir = tmp_path / "new-host"
+    data = base_data(new_dir, name, chroma_restore_snapshot="latest",
+                     **typo.settings(stack.password))  # fmt: skip
+    refused = run_deploy(data, deploy_file="restore.py")
+    assert refused.returncode != 0
+    assert _refusals(refused) == [
+        f"@local: chroma_backup_repository: there is no restic repository at {typo.url} to "
+        "restore from (a restore never creates one): nothing was changed; name the repository "
+        "the backups went to"
+    ]
+    assert typo.server.exec(f"test -e {typo.path}", check=False).returncode != 0
+    assert not (new_dir / "docker-compose.yml").exists()
+    assert sh(f"docker ps -aq --filter label=com.docker.compose.project={name}").stdout == ""
+    stack.serving_unchanged()
+
+
+def test_a_restore_naming_another_repository_reads_that_one_not_the_hosts_old_one(
+    stack: Stack,
+):
+    """restore.py on a host whose offsite.json names another repository (this stack's): the
+    snapshot is looked for where the command says, so a typo is refused as there is none."""
+    from harness.sftp_repository import new_repository
+
+    before = stack.host_files()
+    typo = new_repository(stack.repository.server)
+    data = {**stack.data, "chroma_backup_repository": typo.url, "chroma_restore_snapshot": "latest"}
+    refused = run_deploy(data, deploy_file="restore.py")
+    assert refused.returncode != 0
+    assert _refusals(refused) == [
+        f"@local: chroma_backup_repository: there is no restic repository at {typo.url} to "
+        "restore from (a restore never creates one): nothing was changed; name the repository "
+        "the backups went to"
+    ]
+    assert typo.server.exec(f"test -e {typo.path}", check=False).returncode != 0
+    assert stack.host_files() == before
+    stack.serving_unchanged()
+
+
 def _drift_items(data: dict[str, Any]) -> set[tuple[str, str]]:
     document = json.loads(run_drift(data, "--json").stdout)
     return {(item["kind"], item["resource"]) for item in document["hosts"]["@local"]["items"]}

@@ -1,15 +1,17 @@
 """The disaster drill: a lost host's data restored from the off-host repository with one command.
 
-Host A is a converged stack holding 1,000 records with list, bool and float
-metadata in two databases, backed up to a restic repository in the backup
-program's layout (tests/offsite_repository.py makes the snapshot with restic
-until files/chroma_offsite.py lands). Host A is then lost: its stack is removed
-and its project dir never read again. Host B is a fresh project dir on this
-engine that the stack never ran on, holding only the project's off-host files
-(written by the test until the deploy ships them); one restore.py command
-restores it. Counts, ids and a checksum of every record's document, metadata and
-embedding, read with the real client, are equal; a second run changes nothing.
-The drill and the refusal of an unknown snapshot then run on host B's stack.
+Host A is a converged stack with ``chroma_backup_repository`` set (an sftp:
+repository on tests/harness/sftp_repository.py's sshd, created by the deploy),
+holding 1,000 records with list, bool and float metadata in two databases;
+backup.py takes its snapshot with the real backup program
+(files/chroma_offsite.py). Host A is then lost: its stack is removed and its
+project dir never read again. Host B is a fresh project dir on this engine that
+the stack never ran on; one restore.py command (the repository keys and
+``chroma_restore_snapshot=latest``) ships restic's files, converges without a
+server, restores and verifies. Counts, ids and a checksum of every record's
+document, metadata and embedding, read with the real client, are equal; a
+second run changes nothing. The drill and the refusal of an unknown snapshot
+then run on host B's stack; a bare Debian SSH host is restored the same way.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -26,6 +29,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import (
@@ -40,7 +44,8 @@ from conftest import (
     sh,
 )
 from harness.ssh_hosts import SshHost, private_host, remove_host
-from offsite_repository import PASSWORD, init_repository, take_snapshot, write_offsite
+
+from declaration.offsite import METRICS_DIR
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -109,7 +114,7 @@ class Disaster:
     before: dict[str, tuple[int, str, str]]
     host_b: Path
     data_b: dict
-    metrics: Path
+    repository: Any  # harness.sftp_repository.SftpRepository
     snapshot: str
     first: DeployRun
     second: DeployRun
@@ -117,42 +122,48 @@ class Disaster:
 
 
 @pytest.fixture(scope="module")
-def disaster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Disaster]:
+def disaster(sftp_server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Disaster]:
+    from harness.sftp_repository import new_repository
+
     name = f"cdtest{uuid.uuid4().hex[:8]}"
     base = tmp_path_factory.mktemp(name)
-    host_a, host_b, repository, metrics = (base / n for n in ("host-a", "host-b", "repo", "m"))
+    host_a, host_b = base / "host-a", base / "host-b"
+    repository = new_repository(sftp_server)
     control = base / "control"
     control.mkdir(mode=0o700)
-    (control / "restic-password").write_text(PASSWORD + "\n")
-    (control / "restic-password").chmod(0o600)
+    password = control / "restic-password"
+    password.write_text(secrets.token_urlsafe(24) + "\n")
+    password.chmod(0o600)
+    offsite = repository.settings(password)
     try:
-        data_a = base_data(host_a, name)
-        converge(data_a)
+        data_a = base_data(host_a, name, chroma_backup_schedule="off", **offsite)
+        converge(data_a)  # creates the repository, ships restic's files
         write_thousand(data_a["chroma_port"])
         before = checksums(data_a["chroma_port"])
-        config = write_offsite(host_a, name, str(repository), "host-a", metrics)
-        init_repository(config)
-        snapshot = take_snapshot(config, "1.5.9")
+        backup = run_deploy(data_a, deploy_file="backup.py", timeout=600)
+        assert backup.returncode == 0, backup.output
+        [taken] = json.loads(repository.restic(password, "snapshots", "--json").stdout)
+        assert f"@local: snapshot {taken['short_id']} of {name} written: 1000 records" in (
+            backup.output
+        )
         compose_down(host_a)  # host A is lost: nothing of it is read again
-        data_b = base_data(
-            host_b, name, chroma_backup_repository=str(repository),
-            chroma_backup_password_file=str(control / "restic-password"),
-            chroma_restore_snapshot="latest",
-        )  # fmt: skip
-        write_offsite(host_b, name, str(repository), "host-b", metrics)
+        data_b = base_data(host_b, name, chroma_restore_snapshot="latest", **offsite)
         started = time.perf_counter()
         first = run_deploy(data_b, deploy_file="restore.py")
         middle = time.perf_counter()
         second = run_deploy(data_b, deploy_file="restore.py")
         seconds = (middle - started, time.perf_counter() - middle)
         print(f"restore onto a new project dir: {seconds[0]:.1f} s, second run {seconds[1]:.1f} s")
-        yield Disaster(name, before, host_b, data_b, metrics, snapshot, first, second, seconds)
+        yield Disaster(
+            name, before, host_b, data_b, repository, taken["id"], first, second, seconds
+        )
     finally:
         for project_dir in (host_a, host_b, base / "host-c"):
             if (project_dir / "docker-compose.yml").exists():
                 compose_down(project_dir)
         sh(f"docker rm -f $(docker ps -aq --filter label=com.docker.compose.project={name}) "
            "2>/dev/null", check=False)  # fmt: skip
+        repository.remove()
         shutil.rmtree(base, ignore_errors=True)
 
 
@@ -166,7 +177,7 @@ def test_one_command_restores_a_lost_host_onto_one_the_stack_never_ran_on(disast
     # The empty data dir the project was converged with is moved aside, never deleted.
     [aside] = disaster.host_b.glob("chroma_data.before-restore-*")
     assert sorted(p.name for p in aside.iterdir()) == [".gitkeep"]
-    assert f"snapshot {disaster.snapshot[:8]} (taken on host-a at " in first.output
+    assert f"snapshot {disaster.snapshot[:8]} (taken on @local at " in first.output
     assert "Chroma 1.5.9) restored and checked against its manifest: 3 collections, 1000 " in (
         first.output
     )
@@ -209,10 +220,10 @@ def test_the_drill_restores_into_a_throwaway_server_and_never_touches_the_live_s
     live = container_id(disaster.name)
     drill = run_deploy({**disaster.data_b, "chroma_restore_drill": "true"}, deploy_file="prove.py")
     assert drill.returncode == 0, drill.output
-    passed = f"restore drill: pass: snapshot {disaster.snapshot[:8]} (taken on host-a "
+    passed = f"restore drill: pass: snapshot {disaster.snapshot[:8]} (taken on @local "
     assert passed in drill.output
     assert "3 collections, 1000 records equal to its manifest" in drill.output
-    text = (disaster.metrics / f"{disaster.name}-drill.prom").read_text()
+    text = (Path(METRICS_DIR) / f"{disaster.name}-drill.prom").read_text()
     assert f'chroma_deploy_restore_drill_success{{project="{disaster.name}"}} 1\n' in text
     assert "chroma_deploy_restore_drill_timestamp_seconds{" in text
     assert container_id(disaster.name) == live
@@ -252,8 +263,6 @@ def test_a_restore_killed_in_its_restore_step_resumes_and_never_serves_an_empty_
     data_c = {**disaster.data_b, "chroma_project_dir": str(host_c), "chroma_port": free_port(),
               "chroma_compose_project": disaster.name}  # fmt: skip
     compose_down(disaster.host_b)  # host B is lost in its turn: one server per compose project
-    write_offsite(host_c, disaster.name, disaster.data_b["chroma_backup_repository"], "host-c",
-                  disaster.metrics)  # fmt: skip
     args = [PYINFRA, "-y", "@local", "restore.py"]
     for key, value in data_c.items():
         args += ["--data", f"{key}={value}"]
@@ -286,31 +295,21 @@ BARE = SshHost("cdrestore1", 22231, "root", kind="bare")
 
 
 def test_a_bare_debian_host_is_restored_with_one_command(disaster: Disaster, tmp_path: Path):
-    """A fresh SSH host with no Docker, no image and no project (tests/harness/ssh_hosts.py).
+    """A fresh SSH host with nothing of the stack (tests/harness/ssh_hosts.py, kind "bare").
 
-    The repository is a local path on it (a mounted disk: a copy of host A's). restic and
-    the project's repository files are put there by the test until the deploy ships them
-    (operations/offsite.py); everything else is the one restore.py command: the engine
-    installed, the image shipped, the project converged, the snapshot restored.
+    No Docker, no restic, no image, no project dir: the one restore.py command with the
+    repository's keys (the sftp: repository host A backed up to, its key and pinned host
+    key shipped from this control machine) does all of it; the test touches nothing on
+    the host but to read the restored data through an SSH tunnel.
     """
     fleet = private_host(BARE, tmp_path)
     try:
-        repository = disaster.data_b["chroma_backup_repository"]
-        fleet.ssh(BARE, "mkdir -p /mnt/backup")
-        sh(f"docker cp '{repository}' {BARE.name}:/mnt/backup/restic")
-        fleet.ssh(BARE, "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install "
-                        "-y -qq --no-install-recommends restic >/dev/null")  # fmt: skip
-        root = tmp_path / "root"
-        write_offsite(Path("/srv/chroma"), disaster.name, "/mnt/backup/restic", BARE.name,
-                      Path("/var/lib/chroma-deploy/metrics"), root=root)  # fmt: skip
-        sh(f"docker cp '{root}/srv' {BARE.name}:/")
         inventory = fleet.write_inventory(tmp_path / "inventory.py",
                                           shared={"chroma_image_source": "ship"})  # fmt: skip
         data = {
             "chroma_compose_project": disaster.name,
-            "chroma_backup_repository": "/mnt/backup/restic",
-            "chroma_backup_password_file": disaster.data_b["chroma_backup_password_file"],
             "chroma_restore_snapshot": "latest",
+            **disaster.repository.settings(disaster.data_b["chroma_backup_password_file"]),
         }
         started = time.perf_counter()
         first = run_deploy(data, inventory=str(inventory), deploy_file="restore.py")
@@ -319,6 +318,8 @@ def test_a_bare_debian_host_is_restored_with_one_command(disaster: Disaster, tmp
         print(f"bare host: restore {middle - started:.1f} s, second run "
               f"{time.perf_counter() - middle:.1f} s")  # fmt: skip
         assert first.returncode == 0, first.output
+        assert f"snapshot {disaster.snapshot[:8]} (taken on @local at " in first.output
+        assert "verified against its manifest" in first.output
         assert second.returncode == 0, second.output
         assert second.changed_operations == [], second.output
         with fleet.forward(BARE, free_port(), 8000) as port:

@@ -1,8 +1,9 @@
 """files/chroma_offsite_restore.py with real restic on a local repository and a stand-in docker.
 
-The snapshots are made in the backup program's layout (tests/offsite_repository.py)
-from a Chroma-like chroma.sqlite3 with two databases; the project dir's name holds a
-space and both quotes. The stand-in docker (test_host_programs.py's) logs each call:
+The snapshots are taken by the backup program, files/chroma_offsite.py backup
+(tests/offsite_repository.py; only the one whose manifest lies is forged, in its
+layout), from a Chroma-like chroma.sqlite3 with two databases; the project dir's
+name holds a space and both quotes. The stand-in docker (test_host_programs.py's) logs each call:
 a restore must stop the stack only for the switch, and a refusal must stop nothing.
 """
 
