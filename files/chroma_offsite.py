@@ -249,6 +249,21 @@ def compose_args(offsite: Offsite, *args: str) -> list[str]:
             "-f", offsite["compose_file"], *args]  # fmt: skip
 
 
+def compose_env(project_dir: str) -> list[str]:
+    """The COMPOSE_ variables the project's .env sets (as facts/project.py reads them).
+
+    compose obeys them over ``-f`` and the file's ``name:``: with COMPOSE_PROJECT_NAME
+    it lists another project, so Chroma would not be stopped and a live database copied.
+    """
+    try:
+        text = Path(project_dir, ".env").read_text(errors="replace")
+    except OSError:
+        return []
+    found = (re.match(r"\s*(?:export\s+)?(COMPOSE_[A-Za-z0-9_]*)\s*=", line)
+             for line in text.splitlines())  # fmt: skip
+    return sorted({match.group(1) for match in found if match})
+
+
 def compose(offsite: Offsite, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(compose_args(offsite, *args), stdin=subprocess.DEVNULL,
                           capture_output=True, text=True, check=False)  # fmt: skip
@@ -393,6 +408,13 @@ def back_up(offsite: Offsite, status: dict, result: dict) -> None:
     data_dir = os.path.join(offsite["project_dir"], offsite["data_dir"])
     chroma_is_serving = "Chroma kept serving"
     marker = stopped_marker(offsite)
+    names = compose_env(offsite["project_dir"])
+    if names:
+        raise Fault("chroma_project_dir",
+                    f"{offsite['project_dir']}/.env sets {names[0]}, which docker compose obeys "
+                    "over the project's compose file (the backup would stop nothing and copy a "
+                    "live database); nothing was stopped or uploaded: remove that line "
+                    "(chroma-deploy never edits your .env), then run again")  # fmt: skip
     if marker.exists():  # a run killed while Chroma was stopped: serve first
         problem, _ = start_again(offsite, json.loads(marker.read_text())["services"])
         if problem is not None:

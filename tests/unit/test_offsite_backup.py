@@ -33,6 +33,9 @@ PASSWORD = "correct horse battery staple"
 FAKE_DOCKER = """#!/bin/sh
 printf '%s\t' "$@" >>"$DOCKER_LOG"; printf '\n' >>"$DOCKER_LOG"
 if [ "$1" = compose ]; then
+    # As real compose: a COMPOSE_PROJECT_NAME in the project's .env wins over the file's
+    # name, and that other project runs nothing.
+    grep -qs '^COMPOSE_PROJECT_NAME=' "$3/.env" && exit 0
     while [ "$1" != -f ]; do shift; done
     shift 2
 fi
@@ -477,3 +480,15 @@ def test_without_the_compose_file_nothing_is_copied_from_a_live_chroma(host: dic
     line = assert_refused(host, done, "chroma_project_dir", "docker-compose.yml is not there")
     assert "Chroma cannot be stopped for a consistent copy" in line
     assert docker_steps(host) == [] and snapshots(host["config"]) == []
+
+
+# --- attacks (h3): a copy of a live database, an interrupted copy, an empty data dir ------
+
+
+def test_a_compose_project_name_in_the_env_is_refused_not_copied_live(host: dict):
+    """Cron's run as backup.py's: compose would list another project and stop nothing."""
+    (host["project_dir"] / ".env").write_text("COMPOSE_PROJECT_NAME=elsewhere\n")
+    done = offsite(host)
+    line = assert_refused(host, done, "chroma_project_dir", ".env sets COMPOSE_PROJECT_NAME")
+    assert "nothing was stopped or uploaded" in line
+    assert snapshots(host["config"]) == []
