@@ -82,6 +82,25 @@ class Fault(Exception):
         self.key = key
 
 
+class Interrupted(Fault):
+    """SIGTERM, SIGINT or SIGHUP (a timeout, a shutdown, Ctrl-C): undo, record, then stop."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__("chroma_backup_repository", name)
+        self.name = name
+
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+
+def _interrupted(number: int, _frame: object) -> None:
+    """The first stop signal raises where the run is, so Chroma is started again at once
+    (not by the next scheduled run, a day later); the next ones wait for that undo."""
+    for each in STOP_SIGNALS:
+        signal.signal(each, lambda *_: None)
+    raise Interrupted(signal.Signals(number).name)
+
+
 def now_iso(seconds: float | None = None) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
 
@@ -377,19 +396,24 @@ def copy_stopped(offsite: Offsite, data_dir: str, staging: Path, result: dict) -
     stop = [SERVICE] if SERVICE in running else []
     containers = chroma_containers(offsite) if stop else []
     started = time.monotonic()
-    if stop:
-        # Written first: a run killed while Chroma is down is undone by the next one.
-        write_json(stopped_marker(offsite), {"services": running, "since": now_iso()})
-        done = compose(offsite, "stop", *stop)
-        if done.returncode != 0:
-            problem, _ = start_again(offsite, running)
-            started_again = "" if problem is None else f" and Chroma did not start: {problem}"
-            raise Fault("chroma_project_dir",
-                        f"docker compose stop {SERVICE} failed ({last_line(done.stderr)}); "
-                        f"nothing was copied{started_again}: check docker on the host, then "
-                        "run again")  # fmt: skip
-    copied = subprocess.run(["cp", "-a", "--reflink=auto", data_dir, str(staging / "data")],
-                            capture_output=True, text=True, check=False)  # fmt: skip
+    try:
+        if stop:
+            # Written first: a run killed while Chroma is down is undone by the next one.
+            write_json(stopped_marker(offsite), {"services": running, "since": now_iso()})
+            done = compose(offsite, "stop", *stop)
+            if done.returncode != 0:
+                problem, _ = start_again(offsite, running)
+                started_again = "" if problem is None else f" and Chroma did not start: {problem}"
+                raise Fault("chroma_project_dir",
+                            f"docker compose stop {SERVICE} failed ({last_line(done.stderr)}); "
+                            f"nothing was copied{started_again}: check docker on the host, then "
+                            "run again")  # fmt: skip
+        copied = subprocess.run(["cp", "-a", "--reflink=auto", data_dir, str(staging / "data")],
+                                capture_output=True, text=True, check=False)  # fmt: skip
+    except Interrupted:
+        if stop:  # subprocess.run killed the stop or the cp it waited for
+            start_again(offsite, running, containers)
+        raise
     problem, serving = start_again(offsite, running, containers)
     result["downtime_seconds"] = round(serving - started, 3) if stop else 0.0
     if copied.returncode != 0:
@@ -584,9 +608,18 @@ def backup(args: argparse.Namespace) -> int:
         status = json.loads(status_file.read_text())
     result: dict = {}
     exit_code, error = 0, ""
+    for each in STOP_SIGNALS:
+        signal.signal(each, _interrupted)
     try:
         with project_lock(offsite):
             back_up(offsite, status, result)
+    except Interrupted as stopped:
+        exit_code = 1
+        written = (f"snapshot {result['snapshot']} was written" if "snapshot" in result
+                   else "no snapshot was written")  # fmt: skip
+        error = (f"{offsite['host']}: {stopped.key}: the backup was stopped by {stopped.name}; "
+                 f"{written}, Chroma was started again (or kept serving) and the earlier "
+                 "snapshots are intact: the next run tries again")  # fmt: skip
     except Fault as fault:
         exit_code, error = 1, f"{offsite['host']}: {fault.key}: {fault}"
     except Exception as failure:
@@ -594,6 +627,8 @@ def backup(args: argparse.Namespace) -> int:
         error = (f"{offsite['host']}: chroma_backup_repository: the backup failed "
                  f"({type(failure).__name__}: {failure}); run again, and report it if it "
                  "stays")  # fmt: skip
+    for each in STOP_SIGNALS:  # the run is over: its record is written whole
+        signal.signal(each, lambda *_: None)
     result["duration_seconds"] = round(time.monotonic() - started, 3)
     error = redacted(offsite, error)
     record(offsite, status, result, exit_code, error)

@@ -492,3 +492,25 @@ def test_a_compose_project_name_in_the_env_is_refused_not_copied_live(host: dict
     line = assert_refused(host, done, "chroma_project_dir", ".env sets COMPOSE_PROJECT_NAME")
     assert "nothing was stopped or uploaded" in line
     assert snapshots(host["config"]) == []
+
+
+def test_a_run_terminated_while_chroma_is_stopped_starts_it_again_and_says_so(host: dict):
+    """SIGTERM (a timeout, a shutdown), SIGINT (Ctrl-C) or SIGHUP during the copy."""
+    for number, sent in enumerate((signal.SIGTERM, signal.SIGINT, signal.SIGHUP), 1):
+        run = subprocess.Popen(
+            [sys.executable, str(FILES / "chroma_offsite.py"), "backup", "--config",
+             str(host["config"])], env={**host["env"], "STOP_SLEEP": "30"},
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        deadline = time.monotonic() + 30
+        while len(docker_steps(host)) < 2 * number - 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        run.send_signal(sent)
+        _, stderr = run.communicate(timeout=60)
+        # Chroma is started at once, not at the next scheduled run (a day later).
+        assert docker_steps(host)[-2:] == ["stop chroma", "start chroma auth-proxy"], sent
+        done = subprocess.CompletedProcess(run.args, run.returncode, "", stderr)
+        line = assert_refused(host, done, "chroma_backup_repository",
+                              f"the backup was stopped by {sent.name}")  # fmt: skip
+        assert "Chroma was started again" in line
+    assert snapshots(host["config"]) == []
