@@ -454,6 +454,14 @@ def back_up(offsite: Offsite, status: dict, result: dict) -> None:
     if not os.path.isdir(data_dir):
         raise Fault("chroma_data_dir", f"{data_dir} is not there; nothing was backed up: "
                     "deploy the project first")  # fmt: skip
+    if not os.path.isfile(os.path.join(data_dir, "chroma.sqlite3")):
+        # Emptied, or never opened: its snapshot would restore as an empty database (and
+        # become `latest`), and with a keep set it would forget a good snapshot.
+        raise Fault("chroma_data_dir",
+                    f"{data_dir} has no chroma.sqlite3 (Chroma never opened it, or it was "
+                    "emptied); Chroma was not stopped and nothing was uploaded or forgotten: "
+                    "a snapshot of it would restore as an empty database; deploy the project "
+                    "(or restore it), then back up again")  # fmt: skip
     if staging.exists():
         shutil.rmtree(staging)  # our own copy from a killed run, never data
     need = tree_size(data_dir)

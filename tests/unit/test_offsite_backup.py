@@ -344,6 +344,7 @@ def test_no_room_for_the_staging_copy_is_refused_before_chroma_is_stopped(host: 
     try:
         project_dir = small / "project"
         (project_dir / "chroma_data").mkdir(parents=True)
+        chroma_like_sqlite(project_dir / "chroma_data" / "chroma.sqlite3").close()
         (project_dir / "chroma_data" / "segment.bin").write_bytes(os.urandom(1024 * 1024))
         (project_dir / "docker-compose.yml").write_text("services: {}\n")
         host["config"] = configure(project_dir, "fx", "web-1", host["repository"], host["tmp"])
@@ -514,3 +515,20 @@ def test_a_run_terminated_while_chroma_is_stopped_starts_it_again_and_says_so(ho
                               f"the backup was stopped by {sent.name}")  # fmt: skip
         assert "Chroma was started again" in line
     assert snapshots(host["config"]) == []
+
+
+def test_a_data_dir_chroma_never_opened_is_no_backup_and_forgets_no_good_one(host: dict):
+    """Wiped (or never opened): an empty snapshot would be `latest`, and prune the real ones."""
+    config = configure(host["project_dir"], "fx", "web-1", host["repository"], host["tmp"],
+                       keep={"daily": 1})  # fmt: skip
+    first = offsite(host, config)
+    assert first.returncode == 0, first.stderr
+    assert "2 records" in first.stdout
+    good = snapshots(config)
+    for item in host["data_dir"].iterdir():
+        item.unlink()
+    done = offsite(host, config)
+    line = assert_refused(host, done, "chroma_data_dir", "has no chroma.sqlite3")
+    assert "nothing was uploaded or forgotten" in line
+    assert snapshots(config) == good  # the one good snapshot is still there
+    assert docker_steps(host) == ["stop chroma", "start chroma auth-proxy"]
