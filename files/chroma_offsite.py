@@ -439,6 +439,17 @@ def back_up(offsite: Offsite, status: dict, result: dict) -> None:
                     "over the project's compose file (the backup would stop nothing and copy a "
                     "live database); nothing was stopped or uploaded: remove that line "
                     "(chroma-deploy never edits your .env), then run again")  # fmt: skip
+    # A verification that did not match blocks backup.py and deploy.py (operations/migrate.py
+    # data_safety_guard) until the user acts; so it blocks the schedule's run too.
+    state_dir = Path(offsite["project_dir"], ".chroma-deploy")
+    failed = sorted(path.name for path in state_dir.glob("failed-*"))
+    if failed:
+        raise Fault("chroma_accept_failed_verification",
+                    f"{len(failed)} verification(s) failed on this host ({', '.join(failed)} "
+                    f"in {state_dir}); nothing was stopped or uploaded (a snapshot of unverified "
+                    "data would be the newest, and with a keep set forget good ones): restore the "
+                    "backup or the copy it names, or deploy with "
+                    "chroma_accept_failed_verification=true to go on as it is")  # fmt: skip
     if marker.exists():  # a run killed while Chroma was stopped: serve first
         problem, _ = start_again(offsite, json.loads(marker.read_text())["services"])
         if problem is not None:

@@ -532,3 +532,15 @@ def test_a_data_dir_chroma_never_opened_is_no_backup_and_forgets_no_good_one(hos
     assert "nothing was uploaded or forgotten" in line
     assert snapshots(config) == good  # the one good snapshot is still there
     assert docker_steps(host) == ["stop chroma", "start chroma auth-proxy"]
+
+
+def test_a_failed_verification_blocks_the_scheduled_backup_as_it_blocks_backup_py(host: dict):
+    """Unverified data as the newest snapshot would be `latest`, and a keep forgets good ones."""
+    state = host["project_dir"] / ".chroma-deploy"
+    state.mkdir(exist_ok=True)
+    (state / "failed-upgrade-20261207T000000Z.json").write_text("{}\n")
+    done = offsite(host)
+    line = assert_refused(host, done, "chroma_accept_failed_verification",
+                          "1 verification(s) failed on this host (failed-upgrade-")  # fmt: skip
+    assert "nothing was stopped or uploaded" in line
+    assert docker_steps(host) == [] and snapshots(host["config"]) == []
