@@ -544,3 +544,37 @@ def test_a_failed_verification_blocks_the_scheduled_backup_as_it_blocks_backup_p
                           "1 verification(s) failed on this host (failed-upgrade-")  # fmt: skip
     assert "nothing was stopped or uploaded" in line
     assert docker_steps(host) == [] and snapshots(host["config"]) == []
+
+
+def declared_host(machine: str) -> str:
+    """offsite.json's host as `pyinfra @local deploy.py` declares it on ``machine``.
+
+    Run in a UTS namespace of its own, whose host name is ``machine``: another machine,
+    as far as the declaration can tell.
+    """
+    code = (
+        "import json; from declaration.offsite import OffsiteSecrets, offsite_target; "
+        "from declaration.settings import load_settings; "
+        "s = load_settings({'chroma_backup_repository': '/mnt/backup', "
+        "'chroma_backup_password_file': '/etc/pw'}); "
+        "t = offsite_target(s, 0, 0, '@local', '/run/lock/x', "
+        "OffsiteSecrets(repository='/mnt/backup', password='pw\\n')); "
+        "print(json.loads(t.config.content)['host'])"
+    )
+    done = subprocess.run(
+        ["unshare", "--uts", "sh", "-c", 'hostname "$1" && exec "$2" -c "$3"', "sh", machine,
+         sys.executable, code], cwd=FILES.parent, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    return done.stdout.strip()
+
+
+def test_two_machines_deployed_as_at_local_never_forget_each_others_snapshots(host: dict):
+    """Defaults (project chroma in /srv/chroma) and pyinfra @local on two machines, one
+    repository: each machine's retention must keep the other's snapshots."""
+    first, second = declared_host("vm-a"), declared_host("vm-b")
+    for machine in (first, second):
+        config = configure(host["project_dir"], "fx", machine, host["repository"], host["tmp"],
+                           keep={"daily": 1})  # fmt: skip
+        done = offsite(host, config)
+        assert done.returncode == 0, done.stderr
+    assert sorted(s["hostname"] for s in snapshots(config)) == ["vm-a", "vm-b"]
