@@ -319,6 +319,31 @@ def chroma_version(offsite: Offsite) -> str:
     return "unknown"
 
 
+def holders(path: str) -> list[str]:
+    """``pid N (comm)`` of each process that has ``path`` open, a container's too.
+
+    By device and inode (a container's process names the file by its own mount):
+    after ``compose stop chroma`` nobody may hold the database, or Chroma was not
+    really stopped (its service renamed by hand, another stack on the data dir) and a
+    copy would be of a live database. Processes this user cannot see are not listed.
+    """
+    try:
+        wanted = os.stat(path)
+    except OSError:
+        return []
+    found = []
+    for pid in (name for name in os.listdir("/proc") if name.isdigit()):
+        with contextlib.suppress(OSError):
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                with contextlib.suppress(OSError):
+                    held = os.stat(f"/proc/{pid}/fd/{fd}")
+                    if (held.st_dev, held.st_ino) == (wanted.st_dev, wanted.st_ino):
+                        comm = Path(f"/proc/{pid}/comm").read_text().strip()
+                        found.append(f"pid {pid} ({comm})")
+                        break
+    return found
+
+
 def stopped_marker(offsite: Offsite) -> Path:
     return Path(offsite["staging_dir"]).with_name("offsite-stopped.json")
 
@@ -408,6 +433,16 @@ def copy_stopped(offsite: Offsite, data_dir: str, staging: Path, result: dict) -
                             f"docker compose stop {SERVICE} failed ({last_line(done.stderr)}); "
                             f"nothing was copied{started_again}: check docker on the host, then "
                             "run again")  # fmt: skip
+        live = holders(os.path.join(data_dir, "chroma.sqlite3"))
+        if live:
+            problem = start_again(offsite, running, containers)[0] if stop else None
+            started_again = "" if problem is None else f"; Chroma did not start: {problem}"
+            raise Fault("chroma_project_dir",
+                        f"after docker compose stop {SERVICE}, {data_dir}/chroma.sqlite3 is still "
+                        f"open by {', '.join(live[:3])}: another server holds this data dir (the "
+                        "compose file edited by hand, another stack on it); nothing was copied "
+                        f"or uploaded{started_again}: run drift.py and deploy.py, then back up "
+                        "again")  # fmt: skip
         copied = subprocess.run(["cp", "-a", "--reflink=auto", data_dir, str(staging / "data")],
                                 capture_output=True, text=True, check=False)  # fmt: skip
     except Interrupted:

@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -578,3 +579,18 @@ def test_two_machines_deployed_as_at_local_never_forget_each_others_snapshots(ho
         done = offsite(host, config)
         assert done.returncode == 0, done.stderr
     assert sorted(s["hostname"] for s in snapshots(config)) == ["vm-a", "vm-b"]
+
+
+def test_a_chroma_that_still_holds_the_database_after_the_stop_is_never_copied(host: dict):
+    """Chroma not really stopped (its service renamed in an edited compose file, a second
+    stack on the data dir): the copy of a live database would be a snapshot that lies."""
+    live = sqlite3.connect(host["data_dir"] / "chroma.sqlite3")  # as a serving Chroma holds it
+    try:
+        live.execute("SELECT count(*) FROM embeddings").fetchone()
+        done = offsite(host)
+    finally:
+        live.close()
+    line = assert_refused(host, done, "chroma_project_dir", "chroma.sqlite3 is still open")
+    assert f"pid {os.getpid()}" in line and "nothing was copied or uploaded" in line
+    assert docker_steps(host) == ["stop chroma", "start chroma auth-proxy"]  # serving again
+    assert snapshots(host["config"]) == []
