@@ -20,6 +20,7 @@ does); drift.py compares them as it compares every declared file.
 from __future__ import annotations
 
 import json
+import socket
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -128,6 +129,18 @@ def config_values(
     }
 
 
+def snapshot_host(inventory_name: str) -> str:
+    """The name this host's snapshots carry (restic's ``--host``, the ``host=`` tag).
+
+    The inventory's name, except pyinfra's ``@local``, which is no machine's name:
+    two machines each deployed with ``@local`` and the defaults (project chroma in
+    /srv/chroma) into one repository would be one host and one path to restic, and
+    each one's ``forget --host @local`` would forget the other's snapshots. ``@local``
+    is the machine this runs on, so its own host name is the name.
+    """
+    return socket.gethostname() if inventory_name == "@local" else inventory_name
+
+
 def offsite_target(
     settings: Settings, uid: int, gid: int, host: str, lock_dir: str, secrets: OffsiteSecrets
 ) -> OffsiteTarget:
@@ -142,6 +155,7 @@ def offsite_target(
         if content is not None:
             paths[name] = path = f"{directory.path}/{file_name}"
             files.append(File(path, uid, gid, "600", content, secret=True))
+    host = snapshot_host(host)
     values = config_values(settings, host, lock_dir, paths)
     config = File(
         settings.path(CONFIG), uid, gid, "600", json.dumps(values, indent=2) + "\n", secret=True

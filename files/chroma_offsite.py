@@ -82,6 +82,25 @@ class Fault(Exception):
         self.key = key
 
 
+class Interrupted(Fault):
+    """SIGTERM, SIGINT or SIGHUP (a timeout, a shutdown, Ctrl-C): undo, record, then stop."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__("chroma_backup_repository", name)
+        self.name = name
+
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+
+def _interrupted(number: int, _frame: object) -> None:
+    """The first stop signal raises where the run is, so Chroma is started again at once
+    (not by the next scheduled run, a day later); the next ones wait for that undo."""
+    for each in STOP_SIGNALS:
+        signal.signal(each, lambda *_: None)
+    raise Interrupted(signal.Signals(number).name)
+
+
 def now_iso(seconds: float | None = None) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
 
@@ -249,6 +268,21 @@ def compose_args(offsite: Offsite, *args: str) -> list[str]:
             "-f", offsite["compose_file"], *args]  # fmt: skip
 
 
+def compose_env(project_dir: str) -> list[str]:
+    """The COMPOSE_ variables the project's .env sets (as facts/project.py reads them).
+
+    compose obeys them over ``-f`` and the file's ``name:``: with COMPOSE_PROJECT_NAME
+    it lists another project, so Chroma would not be stopped and a live database copied.
+    """
+    try:
+        text = Path(project_dir, ".env").read_text(errors="replace")
+    except OSError:
+        return []
+    found = (re.match(r"\s*(?:export\s+)?(COMPOSE_[A-Za-z0-9_]*)\s*=", line)
+             for line in text.splitlines())  # fmt: skip
+    return sorted({match.group(1) for match in found if match})
+
+
 def compose(offsite: Offsite, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(compose_args(offsite, *args), stdin=subprocess.DEVNULL,
                           capture_output=True, text=True, check=False)  # fmt: skip
@@ -283,6 +317,31 @@ def chroma_version(offsite: Offsite) -> str:
         if re.fullmatch(r"[0-9]+\.[0-9]+\.[0-9]+", tag):
             return tag
     return "unknown"
+
+
+def holders(path: str) -> list[str]:
+    """``pid N (comm)`` of each process that has ``path`` open, a container's too.
+
+    By device and inode (a container's process names the file by its own mount):
+    after ``compose stop chroma`` nobody may hold the database, or Chroma was not
+    really stopped (its service renamed by hand, another stack on the data dir) and a
+    copy would be of a live database. Processes this user cannot see are not listed.
+    """
+    try:
+        wanted = os.stat(path)
+    except OSError:
+        return []
+    found = []
+    for pid in (name for name in os.listdir("/proc") if name.isdigit()):
+        with contextlib.suppress(OSError):
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                with contextlib.suppress(OSError):
+                    held = os.stat(f"/proc/{pid}/fd/{fd}")
+                    if (held.st_dev, held.st_ino) == (wanted.st_dev, wanted.st_ino):
+                        comm = Path(f"/proc/{pid}/comm").read_text().strip()
+                        found.append(f"pid {pid} ({comm})")
+                        break
+    return found
 
 
 def stopped_marker(offsite: Offsite) -> Path:
@@ -362,19 +421,34 @@ def copy_stopped(offsite: Offsite, data_dir: str, staging: Path, result: dict) -
     stop = [SERVICE] if SERVICE in running else []
     containers = chroma_containers(offsite) if stop else []
     started = time.monotonic()
-    if stop:
-        # Written first: a run killed while Chroma is down is undone by the next one.
-        write_json(stopped_marker(offsite), {"services": running, "since": now_iso()})
-        done = compose(offsite, "stop", *stop)
-        if done.returncode != 0:
-            problem, _ = start_again(offsite, running)
-            started_again = "" if problem is None else f" and Chroma did not start: {problem}"
+    try:
+        if stop:
+            # Written first: a run killed while Chroma is down is undone by the next one.
+            write_json(stopped_marker(offsite), {"services": running, "since": now_iso()})
+            done = compose(offsite, "stop", *stop)
+            if done.returncode != 0:
+                problem, _ = start_again(offsite, running)
+                started_again = "" if problem is None else f" and Chroma did not start: {problem}"
+                raise Fault("chroma_project_dir",
+                            f"docker compose stop {SERVICE} failed ({last_line(done.stderr)}); "
+                            f"nothing was copied{started_again}: check docker on the host, then "
+                            "run again")  # fmt: skip
+        live = holders(os.path.join(data_dir, "chroma.sqlite3"))
+        if live:
+            problem = start_again(offsite, running, containers)[0] if stop else None
+            started_again = "" if problem is None else f"; Chroma did not start: {problem}"
             raise Fault("chroma_project_dir",
-                        f"docker compose stop {SERVICE} failed ({last_line(done.stderr)}); "
-                        f"nothing was copied{started_again}: check docker on the host, then "
-                        "run again")  # fmt: skip
-    copied = subprocess.run(["cp", "-a", "--reflink=auto", data_dir, str(staging / "data")],
-                            capture_output=True, text=True, check=False)  # fmt: skip
+                        f"after docker compose stop {SERVICE}, {data_dir}/chroma.sqlite3 is still "
+                        f"open by {', '.join(live[:3])}: another server holds this data dir (the "
+                        "compose file edited by hand, another stack on it); nothing was copied "
+                        f"or uploaded{started_again}: run drift.py and deploy.py, then back up "
+                        "again")  # fmt: skip
+        copied = subprocess.run(["cp", "-a", "--reflink=auto", data_dir, str(staging / "data")],
+                                capture_output=True, text=True, check=False)  # fmt: skip
+    except Interrupted:
+        if stop:  # subprocess.run killed the stop or the cp it waited for
+            start_again(offsite, running, containers)
+        raise
     problem, serving = start_again(offsite, running, containers)
     result["downtime_seconds"] = round(serving - started, 3) if stop else 0.0
     if copied.returncode != 0:
@@ -393,6 +467,24 @@ def back_up(offsite: Offsite, status: dict, result: dict) -> None:
     data_dir = os.path.join(offsite["project_dir"], offsite["data_dir"])
     chroma_is_serving = "Chroma kept serving"
     marker = stopped_marker(offsite)
+    names = compose_env(offsite["project_dir"])
+    if names:
+        raise Fault("chroma_project_dir",
+                    f"{offsite['project_dir']}/.env sets {names[0]}, which docker compose obeys "
+                    "over the project's compose file (the backup would stop nothing and copy a "
+                    "live database); nothing was stopped or uploaded: remove that line "
+                    "(chroma-deploy never edits your .env), then run again")  # fmt: skip
+    # A verification that did not match blocks backup.py and deploy.py (operations/migrate.py
+    # data_safety_guard) until the user acts; so it blocks the schedule's run too.
+    state_dir = Path(offsite["project_dir"], ".chroma-deploy")
+    failed = sorted(path.name for path in state_dir.glob("failed-*"))
+    if failed:
+        raise Fault("chroma_accept_failed_verification",
+                    f"{len(failed)} verification(s) failed on this host ({', '.join(failed)} "
+                    f"in {state_dir}); nothing was stopped or uploaded (a snapshot of unverified "
+                    "data would be the newest, and with a keep set forget good ones): restore the "
+                    "backup or the copy it names, or deploy with "
+                    "chroma_accept_failed_verification=true to go on as it is")  # fmt: skip
     if marker.exists():  # a run killed while Chroma was stopped: serve first
         problem, _ = start_again(offsite, json.loads(marker.read_text())["services"])
         if problem is not None:
@@ -408,6 +500,14 @@ def back_up(offsite: Offsite, status: dict, result: dict) -> None:
     if not os.path.isdir(data_dir):
         raise Fault("chroma_data_dir", f"{data_dir} is not there; nothing was backed up: "
                     "deploy the project first")  # fmt: skip
+    if not os.path.isfile(os.path.join(data_dir, "chroma.sqlite3")):
+        # Emptied, or never opened: its snapshot would restore as an empty database (and
+        # become `latest`), and with a keep set it would forget a good snapshot.
+        raise Fault("chroma_data_dir",
+                    f"{data_dir} has no chroma.sqlite3 (Chroma never opened it, or it was "
+                    "emptied); Chroma was not stopped and nothing was uploaded or forgotten: "
+                    "a snapshot of it would restore as an empty database; deploy the project "
+                    "(or restore it), then back up again")  # fmt: skip
     if staging.exists():
         shutil.rmtree(staging)  # our own copy from a killed run, never data
     need = tree_size(data_dir)
@@ -562,9 +662,18 @@ def backup(args: argparse.Namespace) -> int:
         status = json.loads(status_file.read_text())
     result: dict = {}
     exit_code, error = 0, ""
+    for each in STOP_SIGNALS:
+        signal.signal(each, _interrupted)
     try:
         with project_lock(offsite):
             back_up(offsite, status, result)
+    except Interrupted as stopped:
+        exit_code = 1
+        written = (f"snapshot {result['snapshot']} was written" if "snapshot" in result
+                   else "no snapshot was written")  # fmt: skip
+        error = (f"{offsite['host']}: {stopped.key}: the backup was stopped by {stopped.name}; "
+                 f"{written}, Chroma was started again (or kept serving) and the earlier "
+                 "snapshots are intact: the next run tries again")  # fmt: skip
     except Fault as fault:
         exit_code, error = 1, f"{offsite['host']}: {fault.key}: {fault}"
     except Exception as failure:
@@ -572,6 +681,8 @@ def backup(args: argparse.Namespace) -> int:
         error = (f"{offsite['host']}: chroma_backup_repository: the backup failed "
                  f"({type(failure).__name__}: {failure}); run again, and report it if it "
                  "stays")  # fmt: skip
+    for each in STOP_SIGNALS:  # the run is over: its record is written whole
+        signal.signal(each, lambda *_: None)
     result["duration_seconds"] = round(time.monotonic() - started, 3)
     error = redacted(offsite, error)
     record(offsite, status, result, exit_code, error)

@@ -36,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import chroma_restic as restic
 import chroma_safety as safety
 from chroma_inventory import Chroma, inventory, scopes_of, sqlite_inventory
+from chroma_offsite import compose_env
 from chroma_safety import Refused
 
 NOTHING = "nothing was changed"
@@ -188,6 +189,16 @@ def restore(args: argparse.Namespace) -> int:
     anything changes (the next run reads the snapshot first and prepares its version).
     """
     offsite = restic.Offsite.load(args.config)
+    names = compose_env(args.project_dir)
+    if names:
+        # compose obeys it over -f: `stop` would stop another project, and the data dir
+        # would be switched under a Chroma that still serves it.
+        raise Refused(
+            f"chroma_project_dir: {args.project_dir}/.env sets {names[0]}, which docker compose "
+            f"obeys over {args.compose_file} (the restore would stop another project and switch "
+            f"the data under a running Chroma): {NOTHING}; remove that line (chroma-deploy never "
+            "edits your .env), then run again"
+        )
     snapshot = resolve(offsite, args.snapshot)
     if args.version and snapshot["version"] != args.version:
         raise Refused(

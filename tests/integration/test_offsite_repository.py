@@ -15,6 +15,7 @@ import json
 import re
 import secrets
 import shutil
+import socket
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -159,7 +160,7 @@ def test_converge_creates_the_repository_and_ships_its_secrets_0600(stack: Stack
     assert stat(config_path)[2] == "600"
     config = json.loads(config_path.read_text())
     assert set(config) == _documented_config_keys()
-    assert config["host"] == "@local"
+    assert config["host"] == socket.gethostname()  # @local is no machine's name
     assert config["project_name"] == stack.data["chroma_compose_project"]
     assert Path(config["password_file"]).read_text() == stack.password.read_text()
     # The host's own files open the repository (as the backup program will read them).

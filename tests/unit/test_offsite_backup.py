@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -33,6 +34,9 @@ PASSWORD = "correct horse battery staple"
 FAKE_DOCKER = """#!/bin/sh
 printf '%s\t' "$@" >>"$DOCKER_LOG"; printf '\n' >>"$DOCKER_LOG"
 if [ "$1" = compose ]; then
+    # As real compose: a COMPOSE_PROJECT_NAME in the project's .env wins over the file's
+    # name, and that other project runs nothing.
+    grep -qs '^COMPOSE_PROJECT_NAME=' "$3/.env" && exit 0
     while [ "$1" != -f ]; do shift; done
     shift 2
 fi
@@ -341,6 +345,7 @@ def test_no_room_for_the_staging_copy_is_refused_before_chroma_is_stopped(host: 
     try:
         project_dir = small / "project"
         (project_dir / "chroma_data").mkdir(parents=True)
+        chroma_like_sqlite(project_dir / "chroma_data" / "chroma.sqlite3").close()
         (project_dir / "chroma_data" / "segment.bin").write_bytes(os.urandom(1024 * 1024))
         (project_dir / "docker-compose.yml").write_text("services: {}\n")
         host["config"] = configure(project_dir, "fx", "web-1", host["repository"], host["tmp"])
@@ -477,3 +482,115 @@ def test_without_the_compose_file_nothing_is_copied_from_a_live_chroma(host: dic
     line = assert_refused(host, done, "chroma_project_dir", "docker-compose.yml is not there")
     assert "Chroma cannot be stopped for a consistent copy" in line
     assert docker_steps(host) == [] and snapshots(host["config"]) == []
+
+
+# --- attacks (h3): a copy of a live database, an interrupted copy, an empty data dir ------
+
+
+def test_a_compose_project_name_in_the_env_is_refused_not_copied_live(host: dict):
+    """Cron's run as backup.py's: compose would list another project and stop nothing."""
+    (host["project_dir"] / ".env").write_text("COMPOSE_PROJECT_NAME=elsewhere\n")
+    done = offsite(host)
+    line = assert_refused(host, done, "chroma_project_dir", ".env sets COMPOSE_PROJECT_NAME")
+    assert "nothing was stopped or uploaded" in line
+    assert snapshots(host["config"]) == []
+
+
+def test_a_run_terminated_while_chroma_is_stopped_starts_it_again_and_says_so(host: dict):
+    """SIGTERM (a timeout, a shutdown), SIGINT (Ctrl-C) or SIGHUP during the copy."""
+    for number, sent in enumerate((signal.SIGTERM, signal.SIGINT, signal.SIGHUP), 1):
+        run = subprocess.Popen(
+            [sys.executable, str(FILES / "chroma_offsite.py"), "backup", "--config",
+             str(host["config"])], env={**host["env"], "STOP_SLEEP": "30"},
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        deadline = time.monotonic() + 30
+        while len(docker_steps(host)) < 2 * number - 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        run.send_signal(sent)
+        _, stderr = run.communicate(timeout=60)
+        # Chroma is started at once, not at the next scheduled run (a day later).
+        assert docker_steps(host)[-2:] == ["stop chroma", "start chroma auth-proxy"], sent
+        done = subprocess.CompletedProcess(run.args, run.returncode, "", stderr)
+        line = assert_refused(host, done, "chroma_backup_repository",
+                              f"the backup was stopped by {sent.name}")  # fmt: skip
+        assert "Chroma was started again" in line
+    assert snapshots(host["config"]) == []
+
+
+def test_a_data_dir_chroma_never_opened_is_no_backup_and_forgets_no_good_one(host: dict):
+    """Wiped (or never opened): an empty snapshot would be `latest`, and prune the real ones."""
+    config = configure(host["project_dir"], "fx", "web-1", host["repository"], host["tmp"],
+                       keep={"daily": 1})  # fmt: skip
+    first = offsite(host, config)
+    assert first.returncode == 0, first.stderr
+    assert "2 records" in first.stdout
+    good = snapshots(config)
+    for item in host["data_dir"].iterdir():
+        item.unlink()
+    done = offsite(host, config)
+    line = assert_refused(host, done, "chroma_data_dir", "has no chroma.sqlite3")
+    assert "nothing was uploaded or forgotten" in line
+    assert snapshots(config) == good  # the one good snapshot is still there
+    assert docker_steps(host) == ["stop chroma", "start chroma auth-proxy"]
+
+
+def test_a_failed_verification_blocks_the_scheduled_backup_as_it_blocks_backup_py(host: dict):
+    """Unverified data as the newest snapshot would be `latest`, and a keep forgets good ones."""
+    state = host["project_dir"] / ".chroma-deploy"
+    state.mkdir(exist_ok=True)
+    (state / "failed-upgrade-20261207T000000Z.json").write_text("{}\n")
+    done = offsite(host)
+    line = assert_refused(host, done, "chroma_accept_failed_verification",
+                          "1 verification(s) failed on this host (failed-upgrade-")  # fmt: skip
+    assert "nothing was stopped or uploaded" in line
+    assert docker_steps(host) == [] and snapshots(host["config"]) == []
+
+
+def declared_host(machine: str) -> str:
+    """offsite.json's host as `pyinfra @local deploy.py` declares it on ``machine``.
+
+    Run in a UTS namespace of its own, whose host name is ``machine``: another machine,
+    as far as the declaration can tell.
+    """
+    code = (
+        "import json; from declaration.offsite import OffsiteSecrets, offsite_target; "
+        "from declaration.settings import load_settings; "
+        "s = load_settings({'chroma_backup_repository': '/mnt/backup', "
+        "'chroma_backup_password_file': '/etc/pw'}); "
+        "t = offsite_target(s, 0, 0, '@local', '/run/lock/x', "
+        "OffsiteSecrets(repository='/mnt/backup', password='pw\\n')); "
+        "print(json.loads(t.config.content)['host'])"
+    )
+    done = subprocess.run(
+        ["unshare", "--uts", "sh", "-c", 'hostname "$1" && exec "$2" -c "$3"', "sh", machine,
+         sys.executable, code], cwd=FILES.parent, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    return done.stdout.strip()
+
+
+def test_two_machines_deployed_as_at_local_never_forget_each_others_snapshots(host: dict):
+    """Defaults (project chroma in /srv/chroma) and pyinfra @local on two machines, one
+    repository: each machine's retention must keep the other's snapshots."""
+    first, second = declared_host("vm-a"), declared_host("vm-b")
+    for machine in (first, second):
+        config = configure(host["project_dir"], "fx", machine, host["repository"], host["tmp"],
+                           keep={"daily": 1})  # fmt: skip
+        done = offsite(host, config)
+        assert done.returncode == 0, done.stderr
+    assert sorted(s["hostname"] for s in snapshots(config)) == ["vm-a", "vm-b"]
+
+
+def test_a_chroma_that_still_holds_the_database_after_the_stop_is_never_copied(host: dict):
+    """Chroma not really stopped (its service renamed in an edited compose file, a second
+    stack on the data dir): the copy of a live database would be a snapshot that lies."""
+    live = sqlite3.connect(host["data_dir"] / "chroma.sqlite3")  # as a serving Chroma holds it
+    try:
+        live.execute("SELECT count(*) FROM embeddings").fetchone()
+        done = offsite(host)
+    finally:
+        live.close()
+    line = assert_refused(host, done, "chroma_project_dir", "chroma.sqlite3 is still open")
+    assert f"pid {os.getpid()}" in line and "nothing was copied or uploaded" in line
+    assert docker_steps(host) == ["stop chroma", "start chroma auth-proxy"]  # serving again
+    assert snapshots(host["config"]) == []

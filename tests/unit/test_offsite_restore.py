@@ -225,3 +225,19 @@ def test_a_drill_that_cannot_start_the_snapshots_version_records_a_failure(site:
     assert not (site["new"] / ".chroma-deploy" / "restore-drill").exists()
     assert sorted(os.listdir(site["new"] / "chroma_data")) == [".gitkeep"]  # never touched
     assert "compose" not in " ".join(steps(docker_calls({"log": site["log"]})))
+
+
+def test_a_compose_project_name_in_the_env_is_refused_before_the_data_moves(site: dict):
+    """compose obeys .env over -f: `stop` would stop another project, and the data dir would
+    be switched under a Chroma still serving it (the restore of an existing host)."""
+    env = site["new"] / ".env"
+    env.write_text("export COMPOSE_PROJECT_NAME=elsewhere\n")
+    try:
+        done = restore(site, "latest")
+    finally:
+        env.unlink()
+    assert done.returncode == 1
+    [line] = done.stderr.splitlines()
+    assert line.startswith(f"chroma_project_dir: {site['new']}/.env sets COMPOSE_PROJECT_NAME, ")
+    assert "nothing was changed" in line
+    untouched(site)
