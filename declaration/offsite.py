@@ -126,6 +126,7 @@ def config_values(
         "staging_dir": settings.path(f"{STATE_DIR}/offsite-staging"),
         "lock_timeout": settings.lock_timeout,
         "restic_lock_wait": RESTIC_LOCK_WAIT,
+        "allow_empty_data_dir": settings.allow_empty_data_dir,
     }
 
 

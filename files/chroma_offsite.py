@@ -531,6 +531,17 @@ def back_up(offsite: Offsite, status: dict, result: dict) -> None:
         manifest = manifest_of(str(staging / "data" / "chroma.sqlite3"), project, version, None)
         write_json(staging / "manifest.json", manifest)
         result["records"] = sum(item["count"] for item in manifest["collections"].values())
+        previous = status.get("last_records")
+        if (not result["records"] and isinstance(previous, int) and previous > 0
+                and not offsite.values.get("allow_empty_data_dir")):  # fmt: skip
+            # An emptied data dir that Chroma opened again: its snapshot would become
+            # `latest`, and with a keep set each night's would push a good one out.
+            raise Fault("chroma_data_dir",
+                        f"{data_dir} holds no records, and the last snapshot "
+                        f"({status.get('last_snapshot')}) held {previous}: the data dir was "
+                        "emptied or replaced; nothing was uploaded or forgotten: restore the "
+                        "data (restore.py), or, if emptying it was meant, deploy with "
+                        "chroma_allow_empty_data_dir=true")  # fmt: skip
         uploaded = restic(
             offsite, "backup", "--json", "--host", host,
             "--tag", f"project={project}", "--tag", f"host={host}",

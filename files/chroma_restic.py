@@ -14,13 +14,15 @@ restic 0.14 (Debian bookworm) exits 1 for most failures; :func:`verdict` tells
 them apart by restic's own words on stderr.
 
 lock_timeout is chroma_lock_timeout, the seconds a backup waits for the project lock;
-restic_lock_wait the seconds it waits for another restic's lock on the repository.
+restic_lock_wait the seconds it waits for another restic's lock on the repository;
+allow_empty_data_dir is chroma_allow_empty_data_dir (a backup of no records after one of
+some is refused without it).
 The config's keys (all written by the deploy, operations/offsite.py)::
 
     project_dir, project_name, compose_file, data_dir, host, wait_timeout,
     repository_file, password_file, ssh_key (or null), known_hosts (or null),
     keep: {daily, weekly, monthly}, check_subset, lock_dir, metrics_file,
-    status_file, staging_dir, lock_timeout, restic_lock_wait
+    status_file, staging_dir, lock_timeout, restic_lock_wait, allow_empty_data_dir
 """
 
 from __future__ import annotations

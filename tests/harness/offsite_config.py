@@ -34,6 +34,7 @@ def write_offsite(
     lock_timeout: int = 300,
     restic_lock_wait: int = 300,
     check_subset: str = "5%",
+    allow_empty_data_dir: bool = False,
 ) -> Path:
     """Write the secrets (0600, in a 0700 dir) and offsite.json (0600); return its path."""
     secrets = project_dir / "secrets"
@@ -67,6 +68,7 @@ def write_offsite(
         ),
         "status_file": str(state / "offsite-status.json"),
         "staging_dir": str(state / "offsite-staging"),
+        "allow_empty_data_dir": allow_empty_data_dir,
     }
     path = state / "offsite.json"
     path.unlink(missing_ok=True)

@@ -535,6 +535,34 @@ def test_a_data_dir_chroma_never_opened_is_no_backup_and_forgets_no_good_one(hos
     assert docker_steps(host) == ["stop chroma", "start chroma auth-proxy"]
 
 
+def test_a_data_dir_emptied_and_opened_again_is_no_backup_and_forgets_no_good_one(host: dict):
+    """Emptied, then Chroma made a new database: no records after a snapshot that had some.
+
+    Each night's empty snapshot would be `latest`, and with a keep each one pushes a good
+    one out. Refused (after the copy, before the upload) unless chroma_allow_empty_data_dir.
+    """
+    config = configure(host["project_dir"], "fx", "web-1", host["repository"], host["tmp"],
+                       keep={"daily": 1})  # fmt: skip
+    first = offsite(host, config)
+    assert first.returncode == 0, first.stderr
+    assert "2 records" in first.stdout
+    good = snapshots(config)
+    db = sqlite3.connect(host["data_dir"] / "chroma.sqlite3")
+    with db:
+        db.execute("DELETE FROM embedding_metadata")
+        db.execute("DELETE FROM embeddings")
+    db.close()  # the backup refuses a database another process holds open
+    done = offsite(host, config)
+    line = assert_refused(host, done, "chroma_data_dir", "holds no records, and the last snapshot")
+    assert "held 2" in line and "nothing was uploaded or forgotten" in line
+    assert snapshots(config) == good
+    allowed = configure(host["project_dir"], "fx", "web-1", host["repository"], host["tmp"],
+                        keep={"daily": 1}, allow_empty_data_dir=True)  # fmt: skip
+    meant = offsite(host, allowed)
+    assert meant.returncode == 0, meant.stderr
+    assert "0 records" in meant.stdout
+
+
 def test_a_failed_verification_blocks_the_scheduled_backup_as_it_blocks_backup_py(host: dict):
     """Unverified data as the newest snapshot would be `latest`, and a keep forgets good ones."""
     state = host["project_dir"] / ".chroma-deploy"
