@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime
 import fcntl
+import hashlib
 import ipaddress
 import os
 import re
@@ -205,7 +206,10 @@ def _ca(ca_dir: Path) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
         assert isinstance(key, ec.EllipticCurvePrivateKey)
         return cert, key
     key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"chroma-deploy CA {ca_dir}")])
+    # A common name holds at most 64 characters, and a CA dir's path can be longer: the
+    # name says whose CA it is by a digest of the dir (ca.pem's own path names the dir).
+    digest = hashlib.sha256(str(ca_dir).encode()).hexdigest()[:16]
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"chroma-deploy CA {digest}")])
     now = datetime.datetime.now(datetime.UTC)
     cert = (
         x509.CertificateBuilder()
