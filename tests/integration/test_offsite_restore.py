@@ -22,6 +22,7 @@ import os
 import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -143,9 +144,10 @@ def disaster(sftp_server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         backup = run_deploy(data_a, deploy_file="backup.py", timeout=600)
         assert backup.returncode == 0, backup.output
         [taken] = json.loads(repository.restic(password, "snapshots", "--json").stdout)
-        assert f"@local: snapshot {taken['short_id']} of {name} written: 1000 records" in (
-            backup.output
-        )
+        # Named by the machine, not by @local (declaration/offsite.py snapshot_host).
+        assert taken["hostname"] == socket.gethostname()
+        said = f"{taken['hostname']}: snapshot {taken['short_id']} of {name} written: 1000 records"
+        assert said in backup.output
         compose_down(host_a)  # host A is lost: nothing of it is read again
         data_b = base_data(host_b, name, chroma_restore_snapshot="latest", **offsite)
         started = time.perf_counter()
@@ -177,7 +179,7 @@ def test_one_command_restores_a_lost_host_onto_one_the_stack_never_ran_on(disast
     # The empty data dir the project was converged with is moved aside, never deleted.
     [aside] = disaster.host_b.glob("chroma_data.before-restore-*")
     assert sorted(p.name for p in aside.iterdir()) == [".gitkeep"]
-    assert f"snapshot {disaster.snapshot[:8]} (taken on @local at " in first.output
+    assert f"snapshot {disaster.snapshot[:8]} (taken on {socket.gethostname()} at " in first.output
     assert "Chroma 1.5.9) restored and checked against its manifest: 3 collections, 1000 " in (
         first.output
     )
@@ -220,7 +222,9 @@ def test_the_drill_restores_into_a_throwaway_server_and_never_touches_the_live_s
     live = container_id(disaster.name)
     drill = run_deploy({**disaster.data_b, "chroma_restore_drill": "true"}, deploy_file="prove.py")
     assert drill.returncode == 0, drill.output
-    passed = f"restore drill: pass: snapshot {disaster.snapshot[:8]} (taken on @local "
+    passed = (
+        f"restore drill: pass: snapshot {disaster.snapshot[:8]} (taken on {socket.gethostname()} "
+    )
     assert passed in drill.output
     assert "3 collections, 1000 records equal to its manifest" in drill.output
     text = (Path(METRICS_DIR) / f"{disaster.name}-drill.prom").read_text()
@@ -318,7 +322,9 @@ def test_a_bare_debian_host_is_restored_with_one_command(disaster: Disaster, tmp
         print(f"bare host: restore {middle - started:.1f} s, second run "
               f"{time.perf_counter() - middle:.1f} s")  # fmt: skip
         assert first.returncode == 0, first.output
-        assert f"snapshot {disaster.snapshot[:8]} (taken on @local at " in first.output
+        assert (
+            f"snapshot {disaster.snapshot[:8]} (taken on {socket.gethostname()} at " in first.output
+        )
         assert "verified against its manifest" in first.output
         assert second.returncode == 0, second.output
         assert second.changed_operations == [], second.output
