@@ -32,7 +32,7 @@ PASSWORD = "correct horse battery staple"
 # on a busy machine would cost the suite half a minute. Logs each call's arguments on a
 # line, tab-separated (no path here holds a tab).
 FAKE_DOCKER = """#!/bin/sh
-printf '%s\t' "$@" >>"$DOCKER_LOG"; printf '\n' >>"$DOCKER_LOG"
+line=$(printf '%s\t' "$@"); printf '%s\n' "$line" >>"$DOCKER_LOG"
 if [ "$1" = compose ]; then
     # As real compose: a COMPOSE_PROJECT_NAME in the project's .env wins over the file's
     # name, and that other project runs nothing.
@@ -110,7 +110,8 @@ def docker_steps(host: dict) -> list[str]:
     # Whole lines only: a test polls this while the stand-in is still writing its line.
     for line in log.read_text().split("\n")[:-1] if log.exists() else []:
         args = line.split("\t")[:-1]
-        if args[0] == "compose" and args[args.index("-f") + 2] in ("stop", "start"):
+        verb = args.index("-f") + 2 if "-f" in args else len(args)
+        if args and args[0] == "compose" and verb < len(args) and args[verb] in ("stop", "start"):
             words = args[args.index("-f") + 2 :]
             steps.append(" ".join(w for w in words if not w.startswith("--") and
                                   not w.isdigit()))  # fmt: skip
