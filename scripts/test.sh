@@ -15,28 +15,41 @@ if [ "$#" -gt 0 ]; then
   mypy
   exec pytest "$@"
 fi
-# The fixture tests first, in one process: they take seconds, and some import
-# pyinfra's CLI, whose gevent monkey-patching pytest-xdist's workers do not survive.
-# mypy runs beside them (from a fresh clone it takes as long, mostly reading files);
-# its verdict is waited for before any real-engine test starts.
-typecheck_log=$(mktemp)
-mypy >"$typecheck_log" 2>&1 &
+# Step 1, three at once: the tests marked serial (they stop or restart the engine, watch
+# all of it, or must win a race), mypy, and the unit tests that need no engine (fixtures,
+# and real restic on local repositories: a wall-bound minute, mostly waiting on restic).
+# None of the unit tests started here touches the engine (tests/unit marked docker run in
+# step 2; a stand-in docker serves the others), so the serial tests may stop it; the race
+# test comes last in its run (test_upgrade.py), after mypy and the unit tests are done.
+# The unit tests run in one process: some import pyinfra's CLI, whose gevent
+# monkey-patching pytest-xdist's workers do not survive.
+# mypy's and the unit tests' output is printed after the serial tests', whole.
+# DOCKER_HOST names no engine, so a unit test that needs one fails here, every time,
+# instead of now and then when a serial test has stopped it.
+logs=$(mktemp -d)
+mypy >"$logs/mypy" 2>&1 &
 typecheck=$!
-trap 'kill "$typecheck" 2>/dev/null || true; rm -f "$typecheck_log"' EXIT
-pytest tests/unit
+DOCKER_HOST=unix:///nonexistent/no-engine-for-unit-tests.sock \
+  pytest -m "not docker" tests/unit >"$logs/unit" 2>&1 &
+unit=$!
+trap 'kill "$typecheck" "$unit" 2>/dev/null || true; rm -rf "$logs"' EXIT
+serial_status=0
+pytest -m serial tests/integration || serial_status=$?
 typecheck_status=0
 wait "$typecheck" || typecheck_status=$?
-cat "$typecheck_log"
-rm -f "$typecheck_log"
+unit_status=0
+wait "$unit" || unit_status=$?
+cat "$logs/mypy" "$logs/unit"
+rm -rf "$logs"
 trap - EXIT
-if [ "$typecheck_status" -ne 0 ]; then
-  exit "$typecheck_status"
-fi
-# The real-engine tests two files at a time (pytest-xdist, a file per process, so
-# a file's module fixtures stay in one process), the longest files first
-# (tests/conftest.py FILE_SECONDS; --no-loadscope-reorder keeps that order), so that
-# both processes finish together; then, alone, those marked serial: they stop the
-# engine, compare all of it before and after, or must win a race that a busy
-# machine would lose.
-pytest -n 2 --dist loadfile --no-loadscope-reorder -m "not serial" tests/integration
-exec pytest -m serial tests/integration
+for status in "$typecheck_status" "$unit_status" "$serial_status"; do
+  if [ "$status" -ne 0 ]; then
+    exit "$status"
+  fi
+done
+# Step 2: the unit tests that read the real engine, then the real-engine tests two files
+# at a time (pytest-xdist, a file per process, so a file's module fixtures stay in one
+# process), the longest files first (tests/conftest.py FILE_SECONDS;
+# --no-loadscope-reorder keeps that order), so that both processes finish together.
+pytest -m docker tests/unit
+exec pytest -n 2 --dist loadfile --no-loadscope-reorder -m "not serial" tests/integration
