@@ -329,7 +329,7 @@ class Declared:
         )
         return CheckServer(
             self.settings.image_ref, self.line.persist_path, environment, self.uid, self.gid,
-            self.settings.wait_timeout,
+            self.settings.wait_timeout, self.settings.stop_grace_seconds,
         )  # fmt: skip
 
     @property

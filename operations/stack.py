@@ -210,7 +210,7 @@ def stack_up(
         )
         return
     if data:
-        yield from _rescue_layer_data(found, data)
+        yield from _rescue_layer_data(found, data, stack.stop_grace)
     # Only the paused ones: `compose unpause` of the whole project fails on a container
     # that is not paused (one of the pair behind the proxy).
     paused = [container["name"] for container in found["containers"]
@@ -291,7 +291,7 @@ def published_answers(stack: StackTarget, health: HealthCheck):
     )
 
 
-def _rescue_layer_data(stack: dict, data: DataTarget):
+def _rescue_layer_data(stack: dict, data: DataTarget, stop_grace: int):
     """Copy data a container keeps in its own layer before ``up`` recreates it."""
     exposed = exposed_containers(stack, data.path, data.persist_path)
     if not exposed:
@@ -312,5 +312,5 @@ def _rescue_layer_data(stack: dict, data: DataTarget):
     yield from upload_tools(data.project_dir)
     yield stage_command(
         data.project_dir, "layer", container, source, data.path, data.uid, data.gid, data.mode,
-        [container], compose_file=f"{data.project_dir}/{COMPOSE_FILE}",
+        [container], compose_file=f"{data.project_dir}/{COMPOSE_FILE}", stop_grace=stop_grace,
     )  # fmt: skip
