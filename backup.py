@@ -62,5 +62,6 @@ else:
         keep=settings.backup_keep,
         wait_timeout=settings.wait_timeout,
         version=settings.version,
+        stop_grace=settings.stop_grace_seconds,
     )
 report.show(backup)  # where the archive (or the snapshot) went; what was pruned

@@ -120,6 +120,7 @@ def render_compose(settings: Settings, uid: int, gid: int, token_digest: str | N
             project=settings.compose_project,
             image_ref=settings.image_ref,
             restart_policy=settings.restart_policy,
+            stop_grace=settings.stop_grace_seconds,
             user=f"{uid}:{gid}",
             uid=uid,
             gid=gid,

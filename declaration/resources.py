@@ -20,7 +20,7 @@ from declaration.gitignore import gitignore_lines
 from declaration.render import published_port, render_compose, server_environment
 from declaration.settings import Settings
 from declaration.targets import CheckServer, DataTarget, HealthCheck, StackTarget, stack_target
-from declaration.versions import VersionLine, version_line
+from declaration.versions import MIGRATION_MODE, VersionLine, version_line
 
 if TYPE_CHECKING:
     from declaration.offsite import OffsiteTarget
@@ -322,14 +322,20 @@ class Declared:
         return self._server(listen=True) if self.settings.upgrade_rehearsal else None
 
     def _server(self, listen: bool) -> CheckServer:
+        """The server's environment, but on 1.x migrating its schema (``apply``) whatever
+        chroma_env says: a check server is the one start chroma-deploy makes after its
+        backup (and rehearsal), where an upgrade's migration belongs; a stack whose own
+        server validates (``CHROMA_SQLITEDB__MIGRATION_MODE=validate``) refuses it after."""
         environment = tuple(
             f"{name}={value}"
             for name, value in server_environment(self.settings)
-            if listen or name != "CHROMA_LISTEN_ADDRESS"
+            if (listen or name != "CHROMA_LISTEN_ADDRESS") and name != MIGRATION_MODE
         )
+        if self.line.name == "1.x":
+            environment += (f"{MIGRATION_MODE}=apply",)
         return CheckServer(
             self.settings.image_ref, self.line.persist_path, environment, self.uid, self.gid,
-            self.settings.wait_timeout,
+            self.settings.wait_timeout, self.settings.stop_grace_seconds,
         )  # fmt: skip
 
     @property

@@ -193,6 +193,8 @@ _absolute_project_dir = _ProjectDir("path", "an absolute path such as /srv/chrom
 _absolute_path = Check("path", "an absolute path without '..'")
 _port = Check("whole number", "a whole number from 1 to 65535", _within(1, 65535))
 _seconds = Check("whole number", "a whole number of seconds from 10 to 3600", _within(10, 3600))
+# chroma_stop_grace_seconds' default, also the typed targets' (declaration/targets.py).
+STOP_GRACE_SECONDS = 60
 _keep = Check(
     "whole number",
     "a whole number of backups from 0 (keep all) to 10000",
@@ -552,6 +554,14 @@ class Settings:
         _seconds,
         "Seconds `docker compose up --wait` may take to reach healthy.",
         example="300",
+    )
+    stop_grace_seconds: int = key(
+        STOP_GRACE_SECONDS,
+        _seconds,
+        "Seconds Chroma has to flush and exit after SIGTERM before it is killed, in every "
+        "stop (compose stop_grace_period; Docker's default is 10): a server killed mid-flush "
+        "can corrupt a segment.",
+        example="120",
     )
     # Who owns the data: a name, or a numeric id (--data and inventories give it as an int).
     owner: str | None = key(

@@ -20,18 +20,25 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from declaration.settings import STOP_GRACE_SECONDS
+
 if TYPE_CHECKING:
     from declaration.settings import Settings
 
 
 @dataclass(frozen=True)
 class StackTarget:
-    """The compose project a step acts on, the Chroma image it runs, how long ``up`` waits."""
+    """The compose project a step acts on, the Chroma image it runs, how long ``up`` waits.
+
+    ``stop_grace``: the seconds a stop gives Chroma after SIGTERM (chroma_stop_grace_seconds),
+    for the stops that do not go through the compose file (``docker stop``).
+    """
 
     project_dir: str
     project_name: str
     image: str
     wait_timeout: int
+    stop_grace: int = STOP_GRACE_SECONDS
 
     @property
     def read(self) -> dict[str, Any]:
@@ -85,7 +92,8 @@ class HealthCheck:
 class CheckServer:
     """A Chroma server files/chroma_safety.py starts on data to check it, with no port published.
 
-    ``environment``: its ``NAME=value`` lines; ``timeout``: seconds it has to answer.
+    ``environment``: its ``NAME=value`` lines; ``timeout``: seconds it has to answer;
+    ``stop_grace``: seconds it has after SIGTERM when it is stopped (it opened live data).
     """
 
     image: str
@@ -94,10 +102,12 @@ class CheckServer:
     uid: int
     gid: int
     timeout: int
+    stop_grace: int = STOP_GRACE_SECONDS
 
 
 def stack_target(settings: Settings) -> StackTarget:
     """The settings' compose project (the pre-flight checks read it before the owner is known)."""
     return StackTarget(
-        settings.project_dir, settings.compose_project, settings.image_ref, settings.wait_timeout
-    )
+        settings.project_dir, settings.compose_project, settings.image_ref, settings.wait_timeout,
+        settings.stop_grace_seconds,
+    )  # fmt: skip

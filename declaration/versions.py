@@ -55,11 +55,13 @@ _MANAGED = (
     ("CHROMA_SERVER_AUTHZ_", "Chroma's own auth is not used; use chroma_auth_proxy"),
     ("CHROMA_SERVER_AUTH_", "Chroma's own auth is not used; use chroma_auth_proxy"),
 )
+# Chroma 1.x's sqlitedb.migration_mode: "apply" (its default) migrates the schema forward
+# when it starts; "validate" refuses to start on data with a migration pending (tried on
+# 1.5.9: it exits with MigrationError(UnappliedMigrationsFound), also on an empty data dir).
+MIGRATION_MODE = "CHROMA_SQLITEDB__MIGRATION_MODE"
 # Chroma 1.x reads CHROMA_<key>, "__" for nesting, of its config file (figment). The
 # single-node keys it has that chroma-deploy does not set from a key of its own:
-_1X_KNOWN = frozenset(
-    {"CHROMA_ALLOW_RESET", "CHROMA_SQLITEDB__HASH_TYPE", "CHROMA_SQLITEDB__MIGRATION_MODE"}
-)
+_1X_KNOWN = frozenset({"CHROMA_ALLOW_RESET", "CHROMA_SQLITEDB__HASH_TYPE", MIGRATION_MODE})
 _1X_INSTEAD = (
     *_MANAGED,
     ("CHROMA_MAX_PAYLOAD_SIZE_BYTES", "use chroma_max_payload_bytes"),

@@ -220,7 +220,9 @@ def _data_homes(declared: Declared) -> tuple[OperationMeta, OperationMeta]:
         adopt_volume=settings.adopt_volume,
     )
     migrate.stop_leftover_checks(
-        name="Check servers a killed run left on the data dir, stopped", data=data
+        name="Check servers a killed run left on the data dir, stopped",
+        data=data,
+        stop_grace=settings.stop_grace_seconds,
     )
     taken = migrate.take_over_data(
         name="Data this project's Chroma serves from elsewhere (copied, never deleted)",

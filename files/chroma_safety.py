@@ -6,22 +6,23 @@ values as arguments (never pasted into a shell string). Standard library only.
 
     chroma_safety.py stage --record R --kind volume|layer --subject S --source SRC
                      --data-dir D --uid U --gid G --mode M [--container C ...]
-                     [--compose-file F --project-dir P]
+                     [--compose-file F --project-dir P] [--stop-grace S]
     chroma_safety.py verify --record R --url URL [--token-file F] [--tls-dir T] --data-dir D
                      [--compose-file F --project-dir P]
     chroma_safety.py verify --record R --image I --persist-path P --uid U --gid G
                      --data-dir D [--env NAME=value ...] [--compose-file F --project-dir P]
+                     [--stop-grace S]
     chroma_safety.py prune --dir D --project P --keep K --version V
     chroma_safety.py space --source PATH --target DIR [--factor N]
     chroma_safety.py compare --manifest FILE --url URL [--token-file F] [--tls-dir T]
     chroma_safety.py rehearse --record R --data-dir D --image I --persist-path P --work-dir W
                      --uid U --gid G --compose-file F --project-dir P [--env NAME=value ...]
     chroma_safety.py verify-upgrade --record R --data-dir D --image I --persist-path P
-                     --uid U --gid G [--vectors FILE] [--env NAME=value ...]
+                     --uid U --gid G [--vectors FILE] [--env NAME=value ...] [--stop-grace S]
     chroma_safety.py backup --project-dir P --project-name N --compose-file F --wait-timeout T
                      --data-dir D --backup-dir B --version V [--before-version V]
                      [--no-restart] [--record R --field NAME=value ... --skip-without-data]
-                     [--verdict FILE]
+                     [--verdict FILE] [--stop-grace S]
     chroma_safety.py restore --project-dir P --project-name N --compose-file F --wait-timeout T
                      --archive A --data-dir D --uid U --gid G --mode M --pending R
                      [--switch F] [--verdict FILE]
@@ -34,6 +35,10 @@ values as arguments (never pasted into a shell string). Standard library only.
 
 ``--tls-dir``: with chroma_tls on, the host's ``<secrets>/tls`` (the proxy's
 ``ca.pem`` and ``name``), which verify the https URL (chroma_inventory.Chroma).
+
+``--stop-grace``: the seconds a ``docker stop`` made here gives a server after SIGTERM
+(chroma_stop_grace_seconds): the containers not stopped through the compose file, whose
+stop_grace_period compose applies itself. Without it, a container's own stop timeout.
 
 Exit codes: 0 done (or match), 1 error (nothing was changed by the failing
 step; say what), 3 verification mismatch (handled: see ``verify``).
@@ -69,6 +74,7 @@ from chroma_inventory import (
 
 MARGIN_BYTES = 64 * 1024 * 1024
 TLS_DIR_HELP = "the proxy's ca.pem and name (<secrets>/tls): verify the https URL with them"
+STOP_GRACE_HELP = "seconds a docker stop gives a server after SIGTERM (chroma_stop_grace_seconds)"
 
 
 class Refused(Exception):
@@ -95,6 +101,11 @@ def docker(*args: str, check: bool = True) -> str:
     if check and done.returncode != 0:
         raise Refused(f"docker {' '.join(args[:2])} failed: {done.stderr.strip()[:300]}")
     return done.stdout
+
+
+def stop_time(grace: int | None) -> list[str]:
+    """``docker stop``'s ``--time``: the declared grace, else the container's own timeout."""
+    return [] if grace is None else ["--time", str(grace)]
 
 
 def compose(project_dir: str | None, compose_file: str | None, *args: str) -> None:
@@ -166,7 +177,7 @@ def layer_holds_records(source: str) -> bool:
     return bool(found["collections"])
 
 
-def stop_users(policies: dict[str, str]) -> None:
+def stop_users(policies: dict[str, str], grace: int | None) -> None:
     """Stop the containers for the copy, after turning their restart policy off.
 
     A container with ``restart: always`` would come back after a reboot or an
@@ -176,7 +187,7 @@ def stop_users(policies: dict[str, str]) -> None:
     for container_id in policies:
         docker("update", "--restart=no", container_id, check=False)
     if policies:
-        docker("stop", *policies, check=False)
+        docker("stop", *stop_time(grace), *policies, check=False)
     running = docker("ps", "-q", "--no-trunc", *(f"--filter=id={i}" for i in policies))
     if policies and running.strip():
         raise Refused(f"containers still running after docker stop: {running.split()}")
@@ -235,7 +246,7 @@ def stage(args: argparse.Namespace) -> int:
     if "policies" not in record:
         record["policies"] = restart_policies(args.container)
         write_json(record_path, record)
-    stop_users(record["policies"])  # again on a resumed run: they must stay down
+    stop_users(record["policies"], args.stop_grace)  # again on a resumed run: they stay down
     compose(args.project_dir, args.compose_file, "stop")  # ours must not hold the old dir
     if staging.exists():
         shutil.rmtree(staging)  # our own half copy from a killed run, never user data
@@ -327,13 +338,13 @@ def verify(args: argparse.Namespace) -> int:
         if args.image:
             # Before `up` publishes it: the server is started on the copy where only this
             # check reaches it, so no client's write can make the comparison differ.
-            stop_unpublished(label)  # one a killed run left on this data dir
+            stop_unpublished(label, args.stop_grace)  # one a killed run left on this data dir
             others = servers_on(args.data_dir)
             if others:
                 raise Refused(f"{', '.join(others)} runs on {args.data_dir}, and two servers "
                               "must never open one data dir")  # fmt: skip
             url = serve_unpublished(f"chroma-deploy-migration-check-{os.getpid()}", label,
-                                    args.data_dir, args)  # fmt: skip
+                                    args.data_dir, args, args.stop_grace)  # fmt: skip
             tls_dir = None  # plain http on its bridge address
         else:
             url, tls_dir = args.url, args.tls_dir
@@ -347,7 +358,7 @@ def verify(args: argparse.Namespace) -> int:
         return 1
     finally:
         if args.image:
-            stop_unpublished(label)
+            stop_unpublished(label, args.stop_grace)
     found = differences(before["collections"], after["collections"])
     counts = sum(item["count"] for item in after["collections"].values())
     if not found:
@@ -523,15 +534,20 @@ def rehearse(args: argparse.Namespace) -> int:
     return 3
 
 
-def serve_unpublished(name: str, label: str, data_dir: str, args: argparse.Namespace) -> str:
+def serve_unpublished(
+    name: str, label: str, data_dir: str, args: argparse.Namespace, grace: int | None = None
+) -> str:
     """Start ``args.image`` on ``data_dir`` as the data's owner, no port published: its URL.
 
     Only the host reaches it, at its bridge address; Refused with the server's
     last words when it does not answer within ``args.timeout`` seconds.
     """
     env = [item for pair in args.env for item in ("-e", pair)]
+    # Its own stop timeout as well: a leftover a killed run left is stopped (migrate's
+    # stop_leftover_checks) as gently as this run would have stopped it.
+    timeout = [] if grace is None else ["--stop-timeout", str(grace)]
     docker("run", "-d", "--name", name, "--label", label, "--user", f"{args.uid}:{args.gid}",
-           "--cap-drop", "ALL", "--security-opt", "no-new-privileges:true",
+           "--cap-drop", "ALL", "--security-opt", "no-new-privileges:true", *timeout,
            "-v", f"{data_dir}:{args.persist_path}", *env, args.image)  # fmt: skip
     address = docker("inspect", "-f", "{{.NetworkSettings.IPAddress}}", name).strip()
     url = f"http://{address}:8000"
@@ -558,10 +574,14 @@ def servers_on(data_dir: str) -> list[str]:
     return found
 
 
-def stop_unpublished(label: str) -> None:
-    """Stop (SIGTERM, as compose would) and remove this check's containers, also a killed run's."""
+def stop_unpublished(label: str, grace: int | None = None) -> None:
+    """Stop (SIGTERM, as compose would) and remove this check's containers, also a killed run's.
+
+    One on the live data dir gets the grace the stack's own server gets (``grace``);
+    None: its own stop timeout (a drill's throwaway copy).
+    """
     for container in docker("ps", "-aq", "--filter", f"label={label}").split():
-        docker("stop", "--time", "30", container, check=False)
+        docker("stop", *stop_time(grace), container, check=False)
         docker("rm", container, check=False)
 
 
@@ -589,7 +609,7 @@ def verify_upgrade(args: argparse.Namespace) -> int:
     sample = json.loads(vectors.read_text()) if vectors and vectors.is_file() else None
     transition = f"upgrade {record['from']} -> {record['to']}"
     label = f"chroma-deploy.upgrade-check={args.data_dir}"
-    stop_unpublished(label)  # one a killed run left on this data dir
+    stop_unpublished(label, args.stop_grace)  # one a killed run left on this data dir
     others = servers_on(args.data_dir)
     if others:
         print(f"could not verify {transition}: {', '.join(others)} runs on {args.data_dir}, and "
@@ -598,7 +618,7 @@ def verify_upgrade(args: argparse.Namespace) -> int:
         return 1
     try:
         chroma = Chroma(serve_unpublished(f"chroma-deploy-upgrade-check-{os.getpid()}", label,
-                                          args.data_dir, args), None)  # fmt: skip
+                                          args.data_dir, args, args.stop_grace), None)  # fmt: skip
         after = inventory(chroma, scopes_of(before))
         now = sampled_vectors_now(chroma, sample) if sample else None
     except Exception as error:
@@ -607,7 +627,7 @@ def verify_upgrade(args: argparse.Namespace) -> int:
               file=sys.stderr)  # fmt: skip
         return 1
     finally:
-        stop_unpublished(label)
+        stop_unpublished(label, args.stop_grace)
     found = differences(before["collections"], after["collections"])
     if sample is not None and now is not None:
         found += vector_differences(sample, now)
@@ -731,7 +751,8 @@ def backup(args: argparse.Namespace) -> int:
     else:
         label = f"label=com.docker.compose.project={args.project_name}"
         by_label = docker("ps", "-q", "--no-trunc", "--filter", label).split()
-        if by_label and shown(["docker", "stop", *by_label], stdout=subprocess.DEVNULL):
+        stop = ["docker", "stop", *stop_time(args.stop_grace), *by_label]
+        if by_label and shown(stop, stdout=subprocess.DEVNULL):
             return 1
 
     def start_again() -> int:
@@ -918,6 +939,7 @@ def main() -> int:
     for sub in (staged, checked):
         sub.add_argument("--compose-file")
         sub.add_argument("--project-dir")
+        sub.add_argument("--stop-grace", type=int, help=STOP_GRACE_HELP)
     pruned = commands.add_parser("prune")
     for option in ("--dir", "--project", "--version"):
         pruned.add_argument(option, required=True)
@@ -947,6 +969,7 @@ def main() -> int:
     checked_upgrade.add_argument("--timeout", type=int, default=120)
     checked_upgrade.add_argument("--env", action="append", default=[], help="NAME=value")
     checked_upgrade.add_argument("--vectors", help="chroma_inventory.py --vector-sample's answer")
+    checked_upgrade.add_argument("--stop-grace", type=int, help=STOP_GRACE_HELP)
     stack_commands = []
     backed_up = commands.add_parser("backup")
     for option in ("--data-dir", "--backup-dir", "--version"):
@@ -957,6 +980,7 @@ def main() -> int:
     backed_up.add_argument("--field", action="append", default=[], help="NAME=value, in --record")
     backed_up.add_argument("--skip-without-data", action="store_true",
                            help="no chroma.sqlite3: say so and back up nothing")  # fmt: skip
+    backed_up.add_argument("--stop-grace", type=int, help=STOP_GRACE_HELP)
     stack_commands.append(backed_up)
     restored_into = commands.add_parser("restore")
     for option in ("--archive", "--data-dir", "--mode", "--pending"):

@@ -104,6 +104,7 @@ def backup(
     keep: int,
     wait_timeout: int,
     version: str,
+    stop_grace: int | None = None,
 ):
     """A consistent archive of the data dir, with a checksum and a manifest of counts.
 
@@ -117,6 +118,8 @@ def backup(
     + wait_timeout: seconds for ``up --wait`` after the archive is written
     + version: the declared chroma_version; the manifest records the release that
       wrote the data (data_version), this one only when nothing says which
+    + stop_grace: chroma_stop_grace_seconds, for a stop without the compose file (its
+      containers found by label); with the file, compose applies its stop_grace_period
     """
     files = host_state.read(ProjectFiles, project_dir=project_dir)
     if files["env_compose"]:
@@ -130,7 +133,10 @@ def backup(
         return
     written_by = data_version(project_dir, data_dir) or version
     yield from upload_tools(project_dir)
-    yield backup_command(project_dir, project_name, data_dir, backup_dir, wait_timeout, written_by)
+    yield backup_command(
+        project_dir, project_name, data_dir, backup_dir, wait_timeout, written_by,
+        ("--stop-grace", stop_grace),
+    )  # fmt: skip
     if keep:
         # The one deletion chroma-deploy does, and only when chroma_backup_keep asks.
         yield safety_command(

@@ -124,12 +124,12 @@ def copy_legacy_volume(
     yield stage_command(
         project_dir, "volume", volume["name"], volume["mountpoint"], data_dir, data.uid,
         data.gid, data.mode, [u["name"] for u in volume["users"]],
-        compose_file=f"{project_dir}/{COMPOSE_FILE}",
+        compose_file=f"{project_dir}/{COMPOSE_FILE}", stop_grace=stack.stop_grace,
     )  # fmt: skip
 
 
 @operation()
-def stop_leftover_checks(data: DataTarget):
+def stop_leftover_checks(data: DataTarget, stop_grace: int | None = None):
     """Stop and remove the unpublished check servers a killed run left on the data dir.
 
     files/chroma_safety.py starts them itself (a verification before ``up``
@@ -137,6 +137,8 @@ def stop_leftover_checks(data: DataTarget):
     running, and ``up`` must never start a second server beside it.
 
     + data: the declared data dir
+    + stop_grace: seconds each gets after SIGTERM (chroma_stop_grace_seconds: it has the live
+      data open); None: the stop timeout it was started with
     """
     left = sorted(
         {m["name"] for m in leftover_checks(host_state.read(DataHomes, data_dir=data.path))}
@@ -145,7 +147,8 @@ def stop_leftover_checks(data: DataTarget):
         host.noop("no check server a killed run left on the data dir")
         return
     for name in left:
-        yield shlex.join(["docker", "stop", "--time", "30", name])
+        grace = [] if stop_grace is None else ["--time", str(stop_grace)]
+        yield shlex.join(["docker", "stop", *grace, name])
         yield shlex.join(["docker", "rm", name])
 
 
@@ -190,7 +193,7 @@ def take_over_data(stack: StackTarget, data: DataTarget):
     yield stage_command(
         project_dir, kind, source["volume"] if kind == "volume" else source["source"],
         source["source"], data_dir, data.uid, data.gid, data.mode, users,
-        compose_file=f"{project_dir}/{COMPOSE_FILE}",
+        compose_file=f"{project_dir}/{COMPOSE_FILE}", stop_grace=stack.stop_grace,
     )  # fmt: skip
 
 
@@ -231,6 +234,7 @@ def verify_copy_before_publish(data: DataTarget, server: CheckServer):
             ("--uid", server.uid), ("--gid", server.gid), ("--timeout", server.timeout),
             ("--env", server.environment), ("--data-dir", data_dir),
             ("--compose-file", f"{project_dir}/{COMPOSE_FILE}"), ("--project-dir", project_dir),
+            ("--stop-grace", server.stop_grace),
         )  # fmt: skip
 
 

@@ -148,8 +148,10 @@ def stack_up(
     layer (the seed's compose file on a 1.x image) has that data copied into
     the data dir first (migrate.stage_command, verified after the start).
 
-    + stack: the compose project, its chroma image (to notice a tag that moved) and
-      the seconds to wait for healthy
+    + stack: the compose project, its chroma image (to notice a tag that moved),
+      the seconds to wait for healthy, and the stop grace: a restart or recreate stops
+      the old container with it (``--timeout``), not with the timeout it was created with
+      (Docker's 10 s for one made before chroma_stop_grace_seconds)
     + port: the published host port, to refuse one another program holds
     + file_changed: the compose file is being replaced in this run
     + data: the declared data dir, to rescue data a container keeps outside it
@@ -162,7 +164,7 @@ def stack_up(
       recreated, never "No change"
     """
     project_dir, project_name, image = stack.project_dir, stack.project_name, stack.image
-    wait_timeout = stack.wait_timeout
+    wait_timeout, grace = stack.wait_timeout, ("--timeout", str(stack.stop_grace))
     found = host_state.read(ComposeStack, **stack.read)
     problems = stack_problems(found, image, runtime)
     unreachable = False
@@ -188,9 +190,9 @@ def stack_up(
     if stale_mounts:
         # Stop and start, not recreate: the container and its layer stay, the mount is new.
         yield step(f"restarting {', '.join(stale_mounts)}: a file it bind-mounts was created anew")
-        yield compose_command(project_dir, "restart", *sorted(set(restart or [])))
+        yield compose_command(project_dir, "restart", *grace, *sorted(set(restart or [])))
         if not problems and not file_changed:
-            yield compose_up(project_dir, project_name, wait_timeout)  # waits for healthy
+            yield compose_up(project_dir, project_name, wait_timeout, *grace)  # waits for healthy
             return
     if not problems and not file_changed:
         services = ", ".join(sorted(found["declared_hashes"]))
@@ -210,7 +212,7 @@ def stack_up(
         )
         return
     if data:
-        yield from _rescue_layer_data(found, data)
+        yield from _rescue_layer_data(found, data, stack.stop_grace)
     # Only the paused ones: `compose unpause` of the whole project fails on a container
     # that is not paused (one of the pair behind the proxy).
     paused = [container["name"] for container in found["containers"]
@@ -224,7 +226,7 @@ def stack_up(
             f"removing {', '.join(extras)}: more containers of a service than the file declares"
             " (docker compose --scale), on the same data dir"
         )
-    extra = ["--remove-orphans"]
+    extra = ["--remove-orphans", *grace]
     # Only the declared services' containers: an orphan of ours is removed, not a
     # reason to recreate Chroma (preflight refuses a container the deploy did not make).
     declared = [
@@ -291,7 +293,7 @@ def published_answers(stack: StackTarget, health: HealthCheck):
     )
 
 
-def _rescue_layer_data(stack: dict, data: DataTarget):
+def _rescue_layer_data(stack: dict, data: DataTarget, stop_grace: int):
     """Copy data a container keeps in its own layer before ``up`` recreates it."""
     exposed = exposed_containers(stack, data.path, data.persist_path)
     if not exposed:
@@ -312,5 +314,5 @@ def _rescue_layer_data(stack: dict, data: DataTarget):
     yield from upload_tools(data.project_dir)
     yield stage_command(
         data.project_dir, "layer", container, source, data.path, data.uid, data.gid, data.mode,
-        [container], compose_file=f"{data.project_dir}/{COMPOSE_FILE}",
+        [container], compose_file=f"{data.project_dir}/{COMPOSE_FILE}", stop_grace=stop_grace,
     )  # fmt: skip

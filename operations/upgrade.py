@@ -123,7 +123,7 @@ def version_change(
         project_dir, project_name, data_dir, backup_dir, wait_timeout, old,
         ("--before-version", version), ("--no-restart", True),
         ("--record", record), ("--field", [f"{key}={value}" for key, value in fields.items()]),
-        ("--skip-without-data", True),
+        ("--skip-without-data", True), ("--stop-grace", stack.stop_grace),
     )  # fmt: skip
     if rehearsal:
         # No record (no data was backed up): the rehearsal has nothing to compare and says nothing.
@@ -221,6 +221,7 @@ def verify_before_publish(data: DataTarget, server: CheckServer, upgrading: bool
         ("--image", server.image), ("--persist-path", server.persist_path),
         ("--uid", server.uid), ("--gid", server.gid), ("--timeout", server.timeout),
         ("--env", server.environment), ("--vectors", vectors_file(project_dir)),
+        ("--stop-grace", server.stop_grace),
     )  # fmt: skip
     yield from upload_tools(project_dir)
     yield check  # no record (an upgrade of a data dir with no data yet): nothing to verify

@@ -80,12 +80,17 @@ def pending_record(project_dir: str, kind: str = "migration") -> str:
 def stage_command(
     project_dir: str, kind: str, subject: str, source: str, data_dir: str,
     uid: int, gid: int, mode: str, containers: list[str], compose_file: str,
+    stop_grace: int | None = None,
 ) -> str:  # fmt: skip
-    """Copy data the new stack would not see into the data dir (chroma_safety.py stage)."""
+    """Copy data the new stack would not see into the data dir (chroma_safety.py stage).
+
+    ``stop_grace``: the seconds its ``docker stop`` of ``containers`` gives each after
+    SIGTERM (chroma_stop_grace_seconds); they are not stopped through our compose file.
+    """
     record = pending_record(project_dir, "rescue" if kind == "layer" else "migration")
     return safety_command(
         "stage", ("--record", record), ("--kind", kind), ("--subject", subject),
         ("--source", source), ("--data-dir", data_dir), ("--uid", uid), ("--gid", gid),
         ("--mode", mode), ("--container", containers), ("--compose-file", compose_file),
-        ("--project-dir", project_dir),
+        ("--project-dir", project_dir), ("--stop-grace", stop_grace),
     )  # fmt: skip

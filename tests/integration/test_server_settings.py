@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import httpx
 import pytest
@@ -36,6 +37,7 @@ def test_1x_server_settings_limits_and_log_rotation(project):
         chroma_log_max_size="1m",
         chroma_log_max_files=3,
         chroma_env="CHROMA_ALLOW_RESET=true",
+        chroma_stop_grace_seconds=37,
     )  # fmt: skip
     port = data["chroma_port"]
     converge(data)  # and a second run changes nothing
@@ -60,17 +62,35 @@ def test_1x_server_settings_limits_and_log_rotation(project):
     assert found["HostConfig"]["LogConfig"] == {
         "Type": "json-file", "Config": {"max-file": "3", "max-size": "1m"},
     }  # fmt: skip
+    assert found["Config"]["StopTimeout"] == data["chroma_stop_grace_seconds"]
     chroma_client(port).reset()  # CHROMA_ALLOW_RESET reached the server
 
-    # A key changed in the inventory is drift until the next deploy applies it.
-    changed = dict(data, chroma_cpus="1")
+    # A key changed in the inventory is drift until the next deploy applies it: a limit,
+    # and the stop grace (the compose file's stop_grace_period).
+    changed = dict(data, chroma_cpus="1", chroma_stop_grace_seconds=41)
     result = run_drift(changed, "--json")
     assert result.returncode == 2, result.output
     kinds = {item["kind"] for item in json.loads(result.stdout)["hosts"]["@local"]["items"]}
     assert "compose_file" in kinds
-    converge(changed)
-    assert inspect(f"{name}-chroma-1")["HostConfig"]["NanoCpus"] == 1_000_000_000
+    since = time.time()
+    converge(changed)  # recreates Chroma: a real stop, made by chroma-deploy
+    now = inspect(f"{name}-chroma-1")
+    assert now["HostConfig"]["NanoCpus"] == 1_000_000_000
+    assert now["Config"]["StopTimeout"] == changed["chroma_stop_grace_seconds"]
     assert run_drift(changed).returncode == 0
+    # The old container was stopped by SIGTERM and exited on its own within its grace: no
+    # SIGKILL (signal 9, exit code 137), which is what a server killed mid-flush gets.
+    events = sh(
+        f"docker events --since {since:.3f} --until {time.time():.3f} --format '{{{{json .}}}}' "
+        f"--filter container={found['Id']} --filter event=kill --filter event=die"
+    ).stdout.splitlines()
+    said = [json.loads(event)["Actor"]["Attributes"] for event in events]
+    actions = [json.loads(event)["Action"] for event in events]
+    seen = [(a, s.get("signal"), s.get("exitCode")) for a, s in zip(actions, said, strict=True)]
+    assert ("kill", "15", None) in seen, seen
+    assert [action for action, signal, _ in seen if signal == "9"] == [], seen
+    exits = [code for action, _, code in seen if action == "die"]
+    assert len(exits) == 1 and exits[0] != "137", seen
 
 
 def test_0x_cors_and_telemetry_off_by_default(project):

@@ -194,6 +194,15 @@ def _edit_compose_name(stack: Stack) -> None:
     path.write_text(text.replace(f'\nname: "{stack.name}"\n', f'\nname: "{stack.name}x"\n', 1))
 
 
+def _edit_compose_stop_grace(stack: Stack) -> None:
+    """Docker's 10 s instead of the declared grace: a stop would kill Chroma mid-flush."""
+    path = stack.path("docker-compose.yml")
+    text = path.read_text()
+    declared = re.search(r"\n    stop_grace_period: \"[0-9]+s\"\n", text)
+    assert declared, "the compose file declares no stop_grace_period"
+    path.write_text(text.replace(declared[0], '\n    stop_grace_period: "10s"\n', 1))
+
+
 def _token_file(stack: Stack) -> Path:
     return stack.path("secrets/chroma-token.env")
 
@@ -362,6 +371,8 @@ ROWS = (
         batch="files and the compose file", finds=("gitignore {p}/.gitignore",)),
     Row("compose name: edited", _edit_compose_name,
         batch="files and the compose file", finds=("compose_file {p}/docker-compose.yml",)),
+    Row("compose stop grace: edited", _edit_compose_stop_grace,
+        batch="files", finds=("compose_file {p}/docker-compose.yml",)),
     Row("compose file removed", lambda s: s.path("docker-compose.yml").unlink()),
     Row("secrets dir mode", lambda s: s.path("secrets").chmod(0o755),
         batch="files", finds=("mode {p}/secrets",)),

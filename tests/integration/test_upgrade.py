@@ -31,6 +31,8 @@ from conftest import (
     wait_for_heartbeat,
 )
 
+from declaration.versions import MIGRATION_MODE
+
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
 
@@ -49,11 +51,20 @@ def test_upgrade_from_0_6_keeps_every_record_and_a_downgrade_is_refused(project,
         )
     before = read_records(port)
 
-    upgraded = converge(dict(data, chroma_version="1.5.9"))
+    # The new server validates its schema (it refuses a migration it would make itself):
+    # the rehearsal and the verification before publishing are the starts that migrate.
+    validating = dict(data, chroma_version="1.5.9", chroma_env=f"{MIGRATION_MODE}=validate")
+    upgraded = converge(validating)
     checked = "Upgraded data verified by the new version before the stack is published"
     assert checked in upgraded.changed_operations  # before `up`, never after it
     assert "Migrated data verified on the bind mount" not in upgraded.changed_operations
     assert read_records(port) == before
+    env = json.loads(
+        subprocess.check_output(
+            ["docker", "inspect", "--format", "{{json .Config.Env}}", f"{name}-chroma-1"]
+        )
+    )
+    assert f"{MIGRATION_MODE}=validate" in env
     chroma = yaml.safe_load((project_dir / "docker-compose.yml").read_text())["services"]["chroma"]
     assert chroma["volumes"][0]["source"] == "./chroma_data"
     assert chroma["volumes"][0]["target"] == "/data"

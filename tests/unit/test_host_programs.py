@@ -169,6 +169,23 @@ def test_a_backup_starts_the_stack_again_and_records_composes_verdict_as_the_fac
     assert lines[0] == hashlib.sha256(compose).hexdigest()
 
 
+def test_a_backup_without_the_compose_file_stops_its_containers_with_the_declared_grace(
+    host: dict,
+):
+    """Found by their compose label, stopped by `docker stop`: with --stop-grace, not with
+    the timeout each container was made with (Docker's 10 s), then started again."""
+    project_dir = host["project_dir"]
+    Path(f"{project_dir}/docker-compose.yml").unlink()
+    done = safety(host, "backup", *stack_options(host), "--data-dir", "chroma_data",
+                  "--backup-dir", str(host["backups"]), "--version", "1.5.9",
+                  "--stop-grace", "75")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    calls = docker_calls(host)
+    assert steps(calls) == ["ps", "stop", "start"]
+    assert calls[1] == ["stop", "--time", "75", *IDS]
+    assert calls[2] == ["start", *IDS]
+
+
 def test_a_backup_that_fails_starts_the_stack_again_and_leaves_no_archive(host: dict):
     project_dir, backups = host["project_dir"], host["backups"]
     Path(f"{project_dir}/chroma_data").rename(f"{project_dir}/elsewhere")  # tar finds nothing

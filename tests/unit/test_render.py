@@ -8,8 +8,9 @@ import pytest
 import yaml
 
 from declaration.render import render_compose, server_environment
+from declaration.resources import Declared
 from declaration.settings import load_settings
-from declaration.versions import version_line
+from declaration.versions import MIGRATION_MODE, version_line
 
 
 def _render(**data):
@@ -118,6 +119,32 @@ def test_behind_the_proxy_chroma_is_alone_on_an_internal_network_the_host_has_no
     settings = load_settings({"chroma_project_dir": "/srv/chroma", "chroma_auth_proxy": True,
                               "chroma_version": version})  # fmt: skip
     assert dict(server_environment(settings)) == chroma["environment"]
+
+
+@pytest.mark.parametrize("version", ["1.5.9", "0.6.3"])
+def test_the_stop_grace_is_the_chroma_services_stop_grace_period(version):
+    """Compose gives it the container (Config.StopTimeout): every stop of it waits as long."""
+    compose = _render(chroma_version=version, chroma_stop_grace_seconds=75)
+    assert compose["services"]["chroma"]["stop_grace_period"] == "75s"
+    default = load_settings({"chroma_project_dir": "/srv/chroma"}).stop_grace_seconds
+    assert _render()["services"]["chroma"]["stop_grace_period"] == f"{default}s"
+
+
+def test_a_check_server_on_1x_migrates_while_the_stacks_server_may_validate():
+    """The rehearsal and the verification before publishing are the starts after the backup
+    that apply an upgrade's schema migration, whatever chroma_env sets for the stack."""
+    env = {"chroma_env": {MIGRATION_MODE: "validate"}}
+    settings = load_settings({"chroma_project_dir": "/srv/chroma", **env})
+    declared = Declared(settings, 1000, 1001)
+    assert _render(**env)["services"]["chroma"]["environment"][MIGRATION_MODE] == "validate"
+    for server in (declared.check_server, declared.rehearsal):
+        assert server is not None
+        modes = [item for item in server.environment if item.startswith(f"{MIGRATION_MODE}=")]
+        assert modes == [f"{MIGRATION_MODE}=apply"]
+        assert server.stop_grace == settings.stop_grace_seconds
+    old = Declared(load_settings({"chroma_project_dir": "/srv/chroma",
+                                  "chroma_version": "0.6.3"}), 1000, 1001)  # fmt: skip
+    assert not any(MIGRATION_MODE in item for item in old.check_server.environment)
 
 
 def test_without_the_proxy_there_is_no_network_of_our_own():
