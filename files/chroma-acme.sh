@@ -99,7 +99,8 @@ run_lego() {
   if lego "${lego_args[@]}" "$@" >"$acme_dir/lego.log" 2>&1; then
     return 0
   fi
-  reason=$(grep -v '^[[:space:]]*$' "$acme_dir/lego.log" | tail -n 1 | tr -s '\t ' ' ' || true)
+  reason=$(grep -v '^[[:space:]]*$' "$acme_dir/lego.log" | tail -n 1 | tr -s '\t ' ' ' \
+    | sed -E 's#^[0-9]{4}/[0-9]{2}/[0-9]{2} [0-9:]{8} ##' || true)
   fail "chroma_tls: lego could not get a certificate for ${conf[domains]} from ${conf[directory]} (${reason:-no output}); port 80 of each name must reach port ${conf[http_port]} of this host (lego's output: $acme_dir/lego.log)"
 }
 
