@@ -13,17 +13,19 @@ from facts.tls import _read_x509
 class AcmeCertificate(FactBase[dict[str, Any]]):
     """lego, files/chroma-acme.sh at ``program``, and the certificate it installed.
 
-    ``{"lego": bool, "program": bool, "log_dir": bool, "issued": str or None, "file":
-    {"fingerprint": str, "not_after": int, "names": [str]} or None}``. ``lego``: the
-    command is on the PATH; ``program``: the file is there; ``log_dir``: the dir the
-    schedule logs to exists; ``issued``: the CA and names the program last installed a
-    certificate from (``<acme_dir>/issued``), None when it never did; ``file``: the
+    ``{"lego": bool, "program": bool, "log_dir": bool, "issued": str or None,
+    "issued_fingerprint": str or None, "file": {"fingerprint": str, "not_after": int,
+    "names": [str]} or None}``. ``lego``: the command is on the PATH; ``program``: the file
+    is there; ``log_dir``: the dir the schedule logs to exists; ``issued``: the CA and names
+    the program last installed a certificate from, and ``issued_fingerprint`` that
+    certificate's SHA-256 (``<acme_dir>/issued``), None when it never did; ``file``: the
     certificate in ``tls_dir`` (None: none readable, or no openssl on the host).
     """
 
     @staticmethod
     def default() -> dict[str, Any]:
-        return {"lego": False, "program": False, "log_dir": False, "issued": None, "file": None}
+        return {"lego": False, "program": False, "log_dir": False, "issued": None,
+                "issued_fingerprint": None, "file": None}  # fmt: skip
 
     def command(self, acme_dir: str, tls_dir: str, program: str, log_dir: str) -> str:
         cert = shell_word(f"{tls_dir}/cert.pem")
@@ -44,6 +46,7 @@ class AcmeCertificate(FactBase[dict[str, Any]]):
         result["log_dir"] = any(line.strip() == "yes" for line in found.get("log_dir", []))
         issued = [line.strip() for line in found.get("issued", []) if line.strip()]
         result["issued"] = issued[0] if issued else None
+        result["issued_fingerprint"] = issued[1] if len(issued) > 1 else None
         file = _read_x509(found.get("file", []))
         if file.get("fingerprint") and file.get("not_after") is not None:
             result["file"] = file

@@ -73,7 +73,11 @@ install_certificate() {
   for to in key.pem cert.pem ca.pem name; do
     mv -f "$tls_dir/.$to.new" "$tls_dir/$to"
   done
-  printf '%s %s\n' "${conf[directory]}" "${conf[domains]}" >"$acme_dir/issued"
+  # What it installed: the CA and names, then the certificate's fingerprint (the deploy asks
+  # for a new one when the file there is another: a certificate of another mode left in place).
+  { printf '%s %s\n' "${conf[directory]}" "${conf[domains]}"
+    openssl x509 -in "$tls_dir/cert.pem" -noout -fingerprint -sha256 | cut -d= -f2
+  } >"$acme_dir/issued"
 }
 
 reload_proxy() {

@@ -47,6 +47,8 @@ def _why_new(target: AcmeTarget, found: dict) -> str | None:
         return f"the one there names {', '.join(file['names']) or 'nothing'}"
     if found["issued"] != target.issued:
         return "the one there is not from this CA"
+    if found["issued_fingerprint"] != file["fingerprint"]:
+        return "the one there is not the one lego installed"
     if file["not_after"] <= time.time():
         ended = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(file["not_after"]))
         return f"the one there ended at {ended}"

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import base_data, converge, free_port, run_drift, sh
+from conftest import base_data, converge, free_port, run_deploy, run_drift, sh
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -336,3 +336,26 @@ def test_the_schedule_renews_it_and_nginx_reloads_it_in_the_same_container(acme)
         assert not any(line in text for line in body)
         assert stack.token not in text
     assert shlex.quote(str(stack.project_dir / "secrets" / "acme")) in command
+
+
+def test_leaving_acme_takes_the_renewal_out_of_roots_crontab(acme, tmp_path):
+    stack, _ = acme
+    marker = f"# pyinfra-name=chroma-deploy acme {stack.project_dir}"
+    assert marker in sh("crontab -l -u root").stdout
+    data = {key: value for key, value in stack.data.items() if not key.startswith("chroma_acme_")}
+    data.update(chroma_tls="internal-ca", chroma_tls_ca_dir=str(tmp_path / "ca"))
+    before_ids = stack.container_ids()
+    switched = run_deploy(data, env=stack.env)
+    assert switched.returncode == 0, switched.output
+    crontab = sh("crontab -l -u root").stdout
+    assert marker not in crontab
+    assert f"chroma-acme.sh renew {stack.project_dir}/secrets/acme" not in crontab
+    # The internal CA's certificate is served now, by a reload: the same containers.
+    assert stack.served_fingerprint() == stack.file_fingerprint()
+    assert (
+        "chroma-deploy CA"
+        in sh(f"openssl x509 -in '{stack.tls_dir}/cert.pem' -noout -issuer").stdout
+    )
+    assert stack.container_ids() == before_ids
+    # lego's account and certificates are kept (root's, 0700).
+    assert (stack.project_dir / "secrets" / "acme" / "acme.conf").exists()
