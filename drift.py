@@ -62,7 +62,7 @@ from operations.migrate import done_record  # noqa: E402
 from plumbing import cli, host_state, preflight  # noqa: E402
 from plumbing.deploy_file import stack_overrides as deploy_file_overrides  # noqa: E402
 from plumbing.host_tools import TOOLS_DIR  # noqa: E402
-from plumbing.tls import check_address, wanted_names  # noqa: E402
+from plumbing.tls import check_address, declared_names  # noqa: E402
 from plumbing.version import version_line  # noqa: E402
 
 EXIT_OK, EXIT_ERROR, EXIT_DRIFT = 0, 1, 2
@@ -243,7 +243,7 @@ def gather(host: Any, overrides: dict[str, Any] | None = None) -> tuple[Declared
                 port=settings.port,
             ),
             certificate_names=(
-                tuple(wanted_names(settings, host.name)) if settings.tls == "internal-ca" else None
+                tuple(found) if (found := declared_names(settings, host.name)) else None
             ),
             now=time.time(),
         )

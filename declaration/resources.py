@@ -23,6 +23,7 @@ from declaration.targets import CheckServer, DataTarget, HealthCheck, StackTarge
 from declaration.versions import MIGRATION_MODE, VersionLine, version_line
 
 if TYPE_CHECKING:
+    from declaration.acme import AcmeTarget
     from declaration.offsite import OffsiteTarget
 
 # The compose file's mode: the owner writes it, the group may read it, others nothing.
@@ -142,6 +143,8 @@ class Declared:
     # The proxy's certificate and key (plumbing/tls.py), made on the control machine;
     # None with chroma_tls=off, or where a step does not ship them (drift, backups).
     tls: TlsFiles | None = field(default=None, repr=False)
+    # chroma_tls=acme: what the host needs to obtain its certificate itself (declaration/acme.py).
+    acme: AcmeTarget | None = field(default=None, repr=False)
 
     @cached_property
     def paths(self) -> tuple[Directory | File, ...]:
@@ -168,6 +171,8 @@ class Declared:
             paths.append(File(f"{tls_dir}/key.pem", uid, gid, "600", tls.key, secret=True))
             paths.append(File(f"{tls_dir}/ca.pem", uid, gid, "600", tls.ca))
             paths.append(File(f"{tls_dir}/name", uid, gid, "600", tls.name + "\n"))
+        if self.acme:
+            paths += self.acme.resources
         if self.log_file:
             paths.append(File(self.log_file, uid, gid, "640", feeds=("chroma",)))
         if self.offsite:

@@ -70,6 +70,13 @@ _IMAGE_REF = re.compile(
 _ORIGIN = re.compile(r"https?://[A-Za-z0-9.-]+(?::[0-9]{1,5})?")
 _OTEL_URL = re.compile(r"https?://[A-Za-z0-9.-]+(?::[0-9]{1,5})?(?:/[A-Za-z0-9._/-]*)?")
 _ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]*")
+_ACME_URL = re.compile(r"https://[A-Za-z0-9.-]+(?::[0-9]{1,5})?(?:/[A-Za-z0-9._~/-]*)?")
+_EMAIL = re.compile(r"[A-Za-z0-9._+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
+_DNS_NAME = re.compile(
+    r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*"
+)
+LETS_ENCRYPT = "https://acme-v02.api.letsencrypt.org/directory"
+_ACME_NEEDS = ("chroma_auth_proxy=true", "chroma_tls=acme", "chroma_acme_email=ops@example.org")
 
 
 class SettingsError(ValueError):
@@ -341,6 +348,39 @@ def _origins(value: Any) -> tuple[str, ...]:
     if "*" in value and len(value) > 1:
         raise ValueError("either '*' alone or a list of origins, not both")
     return tuple(value)
+
+
+def _acme_directory(value: Any) -> str:
+    if not isinstance(value, str) or not _ACME_URL.fullmatch(value):
+        raise ValueError("an https URL of an ACME directory, e.g. " + LETS_ENCRYPT)
+    return value
+
+
+def _email(value: Any) -> str:
+    if not isinstance(value, str) or not _EMAIL.fullmatch(value):
+        raise ValueError("an email address such as ops@example.org")
+    return value
+
+
+def _dns_names(value: Any) -> tuple[str, ...]:
+    if value in (None, "", [], ()):
+        return ()
+    if isinstance(value, str):
+        value = [part.strip() for part in value.split(",") if part.strip()]
+    if not isinstance(value, (list, tuple)) or not all(
+        isinstance(name, str) and _DNS_NAME.fullmatch(name) and not _is_address(name)
+        for name in value
+    ):
+        raise ValueError("a list of DNS names such as ['kb.example.org'] (no address, no '*')")
+    return tuple(dict.fromkeys(name.lower() for name in value))
+
+
+def _is_address(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
 
 
 def _otel_url(value: Any) -> str:
@@ -672,7 +712,8 @@ class Settings:
         _one_of(TlsMode),
         "TLS on the auth proxy's published port: off (plain HTTP; beyond loopback only with "
         "chroma_allow_plain_http), files (your certificate and key), internal-ca (a private CA "
-        "on the control machine issues one per host), acme (not built yet).",
+        "on the control machine issues one per host), acme (an ACME CA such as Let's Encrypt, "
+        "by HTTP-01, with lego on the host).",
         example="internal-ca",
         example_with=("chroma_auth_proxy=true", "chroma_tls_ca_dir=/etc/kb/ca"),
     )
@@ -717,9 +758,49 @@ class Settings:
     tls_renew_days: int = key(
         30,
         Check("whole number", "a whole number of days from 1 to 3650", _within(1, 3650)),
-        "A host certificate that expires within this many days is issued again (internal-ca) "
-        "and reported by drift.",
+        "A host certificate that expires within this many days is issued again (internal-ca; "
+        "acme: by the host's schedule) and reported by drift.",
         example="14",
+    )
+    # chroma_tls=acme: lego on the host (docs/security.md, "ACME").
+    acme_directory: str = key(
+        LETS_ENCRYPT,
+        _acme_directory,
+        "chroma_tls=acme: the ACME CA's directory URL (Let's Encrypt's production one by "
+        "default; its staging one, or a private ACME CA).",
+        example="https://acme-staging-v02.api.letsencrypt.org/directory",
+        example_with=_ACME_NEEDS,
+    )
+    acme_email: str | None = key(
+        None,
+        _or_unset(_email),
+        "chroma_tls=acme: the ACME account's contact address (lego registers with it).",
+        example="ops@example.org",
+        example_with=("chroma_auth_proxy=true", "chroma_tls=acme"),
+    )
+    acme_domains: tuple[str, ...] = key(
+        (),
+        _dns_names,
+        "chroma_tls=acme: the certificate's DNS names, each resolving to the host (the CA asks "
+        "each at port 80); unset: the inventory's host name.",
+        example='["kb.example.org"]',
+        example_with=_ACME_NEEDS,
+    )
+    acme_http_port: int = key(
+        80,
+        _port,
+        "chroma_tls=acme: the host port lego answers HTTP-01 on while it runs; the CA asks port "
+        "80: another only where port 80 is forwarded to it.",
+        example="8080",
+        example_with=_ACME_NEEDS,
+    )
+    acme_ca_file: str | None = key(
+        None,
+        _or_unset(_absolute_path),
+        "chroma_tls=acme: PEM bundle on the control machine that the ACME server's own HTTPS "
+        "certificate verifies with (a private ACME CA); unset: the host's trust store.",
+        example="/etc/kb/acme-ca.pem",
+        example_with=_ACME_NEEDS,
     )
     # Running Chroma in production (server settings and container limits).
     cors_allow_origins: tuple[str, ...] = key(
@@ -1090,10 +1171,6 @@ def _check_together(settings: Settings) -> None:
 def _check_tls(settings: Settings) -> None:
     """TLS on the proxy, and no token in clear text beyond loopback (docs/security.md)."""
     tls = settings.tls
-    if tls == "acme":
-        raise SettingsError(
-            "chroma_tls: 'acme' is not built yet; use chroma_tls=internal-ca or files"
-        )
     if tls != "off" and not settings.auth_proxy:
         raise SettingsError(
             f"chroma_tls: {tls} needs chroma_auth_proxy=true (the proxy serves TLS); set it, "
@@ -1121,6 +1198,7 @@ def _check_tls(settings: Settings) -> None:
             f"chroma_tls_ca_dir: only chroma_tls=internal-ca uses it, and chroma_tls is {tls}; "
             "set chroma_tls=internal-ca, or leave it unset"
         )
+    _check_acme(settings)
     if (
         settings.auth_proxy
         and tls == "off"
@@ -1132,6 +1210,28 @@ def _check_tls(settings: Settings) -> None:
             "set chroma_tls=internal-ca (or files), keep chroma_bind_address=127.0.0.1, or set "
             "chroma_allow_plain_http=true if only a trusted network (a VPN) reaches it"
         )
+
+
+def _check_acme(settings: Settings) -> None:
+    """chroma_tls=acme: the account's address, and lego's HTTP-01 port apart from the proxy's."""
+    if settings.tls == "acme" and not settings.acme_email:
+        raise SettingsError(
+            "chroma_acme_email: chroma_tls=acme needs it (lego registers the ACME account with "
+            "it); set chroma_acme_email=<your address>"
+        )
+    if settings.tls == "acme" and settings.acme_http_port == settings.port:
+        raise SettingsError(
+            f"chroma_acme_http_port: {settings.port} is chroma_port, where the proxy listens; "
+            "lego answers HTTP-01 on a port of its own: keep 80, or name a free port"
+        )
+    if settings.tls == "acme":
+        return
+    for name in ("acme_directory", "acme_email", "acme_domains", "acme_http_port", "acme_ca_file"):
+        if getattr(settings, name) != DEFAULTS[PREFIX + name]:
+            raise SettingsError(
+                f"chroma_{name}: only chroma_tls=acme uses it, and chroma_tls is {settings.tls}; "
+                "set chroma_tls=acme, or leave it unset"
+            )
 
 
 def _keys(data: Mapping[str, Any]) -> list[str]:

@@ -36,6 +36,7 @@ from declaration.runtime import expected_runtime
 from declaration.schedule import declared_schedule
 from declaration.settings import DEFAULTS, Settings
 from operations import engine, host_failure, image, migrate, offsite, project, stack, tls, upgrade
+from operations.acme import acme_certificate, acme_renewal_schedule
 from operations.backup_schedule import backup_schedule, cron_daemon
 from plumbing import lock, preflight, report
 from plumbing.host_tools import TOOLS_DIR
@@ -68,6 +69,7 @@ def chroma_stack(overrides: dict[str, Any] | None = None, start: bool = True) ->
     _gitignore(declared)
     version_change = _version_change(declared)
     compose = _compose_file(declared)
+    _acme_certificate(declared)
     if not start:
         return
     checked = _verified_before_publish(declared, version_change)
@@ -77,6 +79,7 @@ def chroma_stack(overrides: dict[str, Any] | None = None, start: bool = True) ->
     _published_answers(declared, any_changed(up, reloaded) if reloaded else up.did_change)
     verified = _migration_verified(declared)
     _backup_schedule(settings)
+    _acme_schedule(declared)
     # What a migration, an upgrade's backup and its verification found, at default verbosity.
     for step in (*moved, version_change, *checked, verified):
         report.show(step)
@@ -118,6 +121,7 @@ def _checks_before_any_change(
     preflight.require_free_port(settings)
     offsite_files = preflight.offsite_for_host(settings, owner.uid, owner.gid)
     declared = Declared(settings, owner.uid, owner.gid, token, offsite=offsite_files, tls=tls)
+    declared = preflight.with_acme(declared)
     preflight.require_dirs(declared)
     preflight.require_one_home(declared)
     preflight.require_own_stack(declared)
@@ -320,6 +324,26 @@ def _certificate_served(declared: Declared) -> OperationMeta | None:
         address=check_address(settings),
         port=settings.port,
         uid=declared.uid,
+    )
+
+
+def _acme_certificate(declared: Declared) -> None:
+    """chroma_tls=acme: the host obtains its certificate (lego) before the proxy needs it."""
+    if declared.acme:
+        acme_certificate(
+            name=f"Certificate for {' '.join(declared.acme.domains)} from an ACME CA (lego)",
+            target=declared.acme,
+        )
+
+
+def _acme_schedule(declared: Declared) -> None:
+    """chroma_tls=acme: root's crontab renews the certificate; removed when no longer acme."""
+    if declared.acme:
+        cron_daemon(name="cron running (it renews the ACME certificate)")
+    acme_renewal_schedule(
+        name=f"ACME renewal of {declared.settings.project_dir} in root's crontab",
+        project_dir=declared.settings.project_dir,
+        target=declared.acme,
     )
 
 

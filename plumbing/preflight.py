@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from pyinfra import host
@@ -43,7 +43,7 @@ from plumbing.host_state import Read
 from plumbing.lock import lock_dir
 from plumbing.refusal import refusal
 from plumbing.secrets import read_backup_secrets, read_token
-from plumbing.tls import files_for_host
+from plumbing.tls import acme_for_host, files_for_host
 
 
 @dataclass(frozen=True)
@@ -107,6 +107,20 @@ def tls_for_host(settings: Settings) -> TlsFiles | None:
         return files_for_host(settings, host.name)
     except SettingsError as error:
         raise refusal(host.name, str(error)) from None
+
+
+def with_acme(declared: Declared) -> Declared:
+    """chroma_tls=acme: the declaration with what the host needs to obtain its certificate."""
+    if not declared.tls_dir:
+        return declared
+    settings = declared.settings
+    try:
+        target = acme_for_host(
+            settings, host.name, declared.uid, declared.gid, declared.secrets_dir, declared.tls_dir
+        )
+    except SettingsError as error:
+        raise refusal(host.name, str(error)) from None
+    return declared if target is None else replace(declared, acme=target)
 
 
 def resolve_owner(settings: Settings) -> Owner:

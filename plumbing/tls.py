@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from declaration.acme import AcmeTarget
 from declaration.resources import TlsFiles
 from declaration.settings import Settings, SettingsError
 
@@ -70,6 +71,75 @@ def files_for_host(settings: Settings, host_name: str) -> TlsFiles | None:
     if settings.tls == "internal-ca":
         return _issued_files(settings, host_name)
     return None
+
+
+def acme_domains(settings: Settings, host_name: str) -> list[str]:
+    """chroma_tls=acme: the certificate's DNS names; unset, the inventory's host name.
+
+    SettingsError: a host known by no DNS name (``@local``, an address): an ACME CA asks
+    each name over the network, so the names must be given.
+    """
+    if settings.acme_domains:
+        return list(settings.acme_domains)
+    if host_name.startswith("@") or _is_ip(host_name) or "." not in host_name:
+        raise SettingsError(
+            f"chroma_acme_domains: {host_name} is not a DNS name an ACME CA can reach; set "
+            "chroma_acme_domains to the host's public DNS names (each must resolve to it)"
+        )
+    return [host_name.lower()]
+
+
+def declared_names(settings: Settings, host_name: str) -> list[str] | None:
+    """The names the proxy's certificate must hold (drift compares), or None: not ours to say
+    (chroma_tls=files: your certificate's own names; off)."""
+    if settings.tls == "internal-ca":
+        return wanted_names(settings, host_name)
+    if settings.tls == "acme":
+        try:
+            return acme_domains(settings, host_name)
+        except SettingsError:
+            return None
+    return None
+
+
+def acme_for_host(
+    settings: Settings, host_name: str, uid: int, gid: int, secrets_dir: str, tls_dir: str
+) -> AcmeTarget | None:
+    """chroma_tls=acme: what the host needs to obtain its certificate; None: another mode.
+
+    SettingsError: no DNS name for the host, or chroma_acme_ca_file unreadable or no PEM.
+    """
+    if settings.tls != "acme":
+        return None
+    assert settings.acme_email
+    domains = acme_domains(settings, host_name)
+    bundle = None
+    if settings.acme_ca_file:
+        raw = _read("chroma_acme_ca_file", settings.acme_ca_file)
+        try:
+            x509.load_pem_x509_certificates(raw)
+        except ValueError:
+            raise SettingsError(
+                f"chroma_acme_ca_file: {settings.acme_ca_file!r} holds no PEM certificate; "
+                "name the CA bundle the ACME server's HTTPS certificate verifies with"
+            ) from None
+        bundle = raw.decode()
+    return AcmeTarget(
+        project_dir=settings.project_dir,
+        compose_project=settings.compose_project,
+        compose_file=settings.compose_path,
+        secrets_dir=secrets_dir,
+        tls_dir=tls_dir,
+        directory=settings.acme_directory,
+        email=settings.acme_email,
+        domains=tuple(domains),
+        http_port=settings.acme_http_port,
+        renew_days=settings.tls_renew_days,
+        uid=uid,
+        gid=gid,
+        host_name=host_name,
+        ca_bundle=bundle,
+    )
 
 
 def names_of(cert: x509.Certificate) -> list[str]:

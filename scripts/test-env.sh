@@ -20,6 +20,11 @@ command -v git >/dev/null || missing+=(git)
 # The off-host backup tests (#23) read their repositories with restic here too; pinned to
 # the version the deploy installs on a Debian bookworm host.
 command -v restic >/dev/null || missing+=(restic=0.14.0-1+b5)
+# chroma_tls=acme (#25): the deploy installs Debian's lego where missing; its test issues
+# and renews against pebble, Let's Encrypt's ACME test server, on loopback. Pinned to
+# Debian bookworm's.
+command -v lego >/dev/null || missing+=(lego=4.9.1-1)
+command -v pebble >/dev/null || missing+=(pebble=2.4.0+ds1-2+b4)
 # scripts/test.sh checks every shell file with it.
 command -v shellcheck >/dev/null || missing+=(shellcheck)
 if [ ${#missing[@]} -gt 0 ]; then

@@ -121,7 +121,28 @@ CASES = [
     ({"chroma_tls": "internal-ca"}, "chroma_tls: internal-ca needs chroma_auth_proxy=true"),
     (
         {"chroma_auth_proxy": True, "chroma_tls": "acme"},
-        "chroma_tls: 'acme' is not built yet; use chroma_tls=internal-ca or files",
+        "chroma_acme_email: chroma_tls=acme needs it (lego registers the ACME account with it); "
+        "set chroma_acme_email=<your address>",
+    ),
+    (
+        {
+            "chroma_auth_proxy": True,
+            "chroma_tls": "acme",
+            "chroma_acme_email": "ops@example.org",
+            "chroma_acme_http_port": 8000,
+        },
+        "chroma_acme_http_port: 8000 is chroma_port, where the proxy listens; lego answers "
+        "HTTP-01 on a port of its own: keep 80, or name a free port",
+    ),
+    (
+        {"chroma_acme_domains": "kb.example.org"},
+        "chroma_acme_domains: only chroma_tls=acme uses it, and chroma_tls is off; set "
+        "chroma_tls=acme, or leave it unset",
+    ),
+    (
+        {"chroma_acme_domains": "10.0.0.5"},
+        "chroma_acme_domains: '10.0.0.5' is not allowed; use a list of DNS names such as "
+        "['kb.example.org'] (no address, no '*')",
     ),
     (
         {"chroma_auth_proxy": True, "chroma_tls": "files"},

@@ -77,6 +77,7 @@ def _all_facts() -> set[str]:
 # an absent one as present, fails here.
 ABSENT: dict[str, tuple[Callable[[Any], bool], set[str]]] = {
     "accounts.Accounts": (lambda f: f["owner"] is None, {"no_such_owner"}),
+    "acme.AcmeCertificate": (lambda f: not f["lego"] and f["file"] is None, {"absent"}),
     "archive.BackupArchive": (lambda f: f["archive"] is False, {"no_archive"}),
     "snapshots.OffsiteSnapshots": (lambda f: f["readable"] is False, {"not_readable_yet"}),
     "accounts.UsedIds": (lambda f: f is None, {"no_getent"}),

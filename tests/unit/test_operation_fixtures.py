@@ -29,8 +29,10 @@ from pyinfra.api.util import get_kwargs_str
 from pyinfra.context import ctx_host
 from pyinfra.operations.util import files as files_util
 
-from declaration import offsite, resources, schedule, targets
+from declaration import acme, offsite, resources, schedule, targets
 from plumbing.host_tools import TOOL_FILES, TOOLS_DIR
+
+PROGRAM_DIR = acme.PROGRAM_PATH.rsplit("/", 1)[0]
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "operations"
 CASES = sorted(FIXTURES.glob("*/*.json"))
@@ -112,7 +114,7 @@ KINDS = {
     kind.__name__: kind
     for kind in (resources.Directory, resources.File, resources.ComposeFile,
                  targets.StackTarget, targets.DataTarget, targets.HealthCheck, targets.CheckServer,
-                 schedule.BackupSchedule, offsite.OffsiteTarget)
+                 schedule.BackupSchedule, offsite.OffsiteTarget, acme.AcmeTarget)
 }  # fmt: skip
 
 
@@ -172,6 +174,8 @@ def test_operation_yields_the_recorded_commands(case: Path):
     if REWRITE:
         # The tools dir is also a fact's argument (facts.chroma.ChromaInventory's tools_dir).
         text = re.sub(r"/usr/local/lib/chroma-deploy/[0-9a-f]{12}", TOOLS_DIR, case.read_text())
+        # files/chroma-acme.sh's dir is named by its own content (declaration/acme.py).
+        text = re.sub(r"/usr/local/lib/chroma-deploy/acme-[0-9a-f]{12}", PROGRAM_DIR, text)
         # And the list of the tools (facts.cron.Cron's tools), which grows with TOOL_FILES.
         tools = repr([f"{TOOLS_DIR}/{name}" for name in TOOL_FILES])
         case.write_text(re.sub(r"tools=\[[^\]]*\]", lambda _: f"tools={tools}", text))
