@@ -274,3 +274,40 @@ def test_the_schedule_writes_the_reports_metrics_from_cron(stack):
     assert samples["chroma_deploy_orphaned_segment_bytes"] == 0
     assert samples["chroma_deploy_data_bytes"] > 0
     print(textfile.read_text())
+
+
+def test_0_6_3_leaks_too_and_a_vacuum_killed_after_it_ran_is_verified_by_the_next(project):
+    """0.6.3 (seen on the real image) keeps a deleted collection's dir as well; its vacuum
+    is ``chroma utils vacuum``. A run SIGKILLed right after the vacuum, Chroma stopped, is
+    finished by the next: started, compared with the inventory taken before."""
+    project_dir, name = project
+    data = base_data(project_dir, name, chroma_version="0.6.3",
+                     chroma_backup_dir=str(project_dir.parent / "backups"))  # fmt: skip
+    converge(data)
+    port, data_dir = data["chroma_port"], project_dir / "chroma_data"
+    add(port, "keep")
+    add(port, "gone")
+    chroma_client(port).delete_collection("gone")
+    leaked = segment_dirs(data_dir) - named_segments(data_dir)
+    assert leaked, "0.6.3 left no segment dir behind"
+    code, found = report(data)
+    assert code == 2
+    assert [o["name"] for o in found["report"]["orphans"]] == sorted(leaked)
+    kept = everything(port)
+    size_before = (data_dir / "chroma.sqlite3").stat().st_size
+    command = shlex.split(repair_command(Declared(load_settings(data), 0, 0), "vacuum"))
+    command[1] = str(ROOT / "files" / "chroma_maintain.py")
+    killed = subprocess.run(command, env={**os.environ, "CHROMA_DEPLOY_MAINTAIN_KILL_AT": "vacuumed"},
+                            capture_output=True, text=True, timeout=300, check=False)  # fmt: skip
+    assert killed.returncode == -9, killed.stdout + killed.stderr
+    assert "step: vacuumed" in killed.stdout
+    assert (project_dir / ".chroma-deploy/maintain-pending.json").exists()
+    assert (data_dir / "chroma.sqlite3").stat().st_size < size_before  # it did run
+
+    done = maintain(data, "--apply", "vacuum")
+    output = done.stdout + done.stderr
+    assert done.returncode in (0, 2), output
+    assert "resuming the vacuum a killed run left" in output
+    assert f"{RECORDS} records before and after" in output
+    assert not (project_dir / ".chroma-deploy/maintain-pending.json").exists()
+    assert everything(port) == kept
