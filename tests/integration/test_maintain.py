@@ -297,8 +297,9 @@ def test_0_6_3_leaks_too_and_a_vacuum_killed_after_it_ran_is_verified_by_the_nex
     size_before = (data_dir / "chroma.sqlite3").stat().st_size
     command = shlex.split(repair_command(Declared(load_settings(data), 0, 0), "vacuum"))
     command[1] = str(ROOT / "files" / "chroma_maintain.py")
-    killed = subprocess.run(command, env={**os.environ, "CHROMA_DEPLOY_MAINTAIN_KILL_AT": "vacuumed"},
-                            capture_output=True, text=True, timeout=300, check=False)  # fmt: skip
+    env = {**os.environ, "CHROMA_DEPLOY_MAINTAIN_KILL_AT": "vacuumed"}
+    killed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300,
+                            check=False)  # fmt: skip
     assert killed.returncode == -9, killed.stdout + killed.stderr
     assert "step: vacuumed" in killed.stdout
     assert (project_dir / ".chroma-deploy/maintain-pending.json").exists()
