@@ -219,16 +219,28 @@ def write_metrics(path: Path, reports: list[HostReport]) -> None:
     write_textfile(path, render(numbers))
 
 
-def apply(args: argparse.Namespace) -> int:
-    """The repair: one pyinfra run of this file on the same hosts and data (its exit code)."""
+def to_repair(reports: list[HostReport], what: str) -> list[str]:
+    """The hosts the repair runs on: for orphans, those with orphans or a run of it left
+    unfinished (a vacuum is run wherever it is asked for: it also purges 1.x's log)."""
+    if what == "vacuum":
+        return [report.name for report in reports]
+    return [
+        report.name
+        for report in reports
+        if any(item["kind"] == "orphaned_segments" for item in report.findings)
+        or (report.report or {}).get("unfinished") == "orphans"
+    ]
+
+
+def apply(args: argparse.Namespace, hosts: list[str]) -> int:
+    """The repair: one pyinfra run of this file on ``hosts``, with the same data (its code)."""
     command = [sys.executable, "-m", "pyinfra", "-y", args.inventory, str(Path(__file__).resolve()),
                "--data", f"chroma_maintain_apply={args.apply}"]  # fmt: skip
     for pair in args.data:
         command += ["--data", pair]
     for directory in args.group_data:
         command += ["--group-data", directory]
-    if args.limit:
-        command += ["--limit", ",".join(args.limit)]
+    command += ["--limit", ",".join(hosts)]
     # pyinfra's lines go to stderr under --json: stdout holds the one document.
     stdout = sys.stderr if args.json else None
     return subprocess.run(command, check=False, stdin=subprocess.DEVNULL, stdout=stdout).returncode
@@ -263,8 +275,13 @@ def main(argv: list[str]) -> int:
         if exit_code(reports) == EXIT_ERROR:
             print("maintain.py: a host could not be read; nothing was repaired", file=sys.stderr)
             return EXIT_ERROR
+        hosts = to_repair(reports, args.apply)
+        if not hosts:
+            print(f"maintain.py: no host has {args.apply} to repair; nothing was changed",
+                  file=sys.stderr)  # fmt: skip
+            return exit_code(reports)
         sys.stdout.flush()
-        if apply(args) != 0:
+        if apply(args, hosts) != 0:
             return EXIT_ERROR
         state = cli.load_state(args.inventory, args.data, args.group_data, args.limit)
         reports = report_once(args, state, "after")

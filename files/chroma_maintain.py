@@ -182,7 +182,10 @@ def report(data_dir: str, backup_target: str | None, mem_limit: int | None) -> d
     if not os.path.isdir(data_dir):
         raise Refused(f"{data_dir} is not a directory: deploy first")
     sqlite = os.path.join(data_dir, "chroma.sqlite3")
-    result: dict = {"data_dir": data_dir, "collections": [], "orphans": []}
+    result: dict = {"data_dir": data_dir, "collections": [], "orphans": [], "unfinished": None}
+    pending = os.path.join(os.path.dirname(data_dir.rstrip("/")), STATE_DIR, PENDING)
+    with contextlib.suppress(OSError, ValueError, KeyError, TypeError), open(pending) as handle:
+        result["unfinished"] = str(json.load(handle)["what"])
     if os.path.isfile(sqlite):
         with private_copy(sqlite) as db:
             named = segment_ids(db)
@@ -227,6 +230,10 @@ def finding(kind: str, size: int, message: str) -> dict:
 def findings(found: dict) -> list[dict]:
     """What the report asks a person (or ``--apply``) to act on: kind, bytes, one line."""
     items = []
+    if found["unfinished"]:
+        message = (f"a killed maintain.py run left its {found['unfinished']} unfinished: "
+                   f"maintain.py --apply {found['unfinished']} finishes it")  # fmt: skip
+        items.append(finding("unfinished_repair", 0, message))
     orphaned = found["orphaned_bytes"]
     if found["orphans"]:
         message = (f"{len(found['orphans'])} orphaned segment dir(s) hold {orphaned} bytes: "
@@ -465,13 +472,16 @@ def finish(args: argparse.Namespace, record: dict, record_path: str, started: fl
     reached("started")
     differs = served(args, record["before"])
     if differs:
+        undone = ""
         if record["what"] == "orphans":
             stop(args)
             undo_moves(record)
             start(args)
-        raise Refused("the served data differs from the inventory taken before: "
-                      + "; ".join(differs[:5]) + "; the moved dirs were put back "
-                      "and the backup is kept: restore it if records are missing")  # fmt: skip
+            undone = "the moved dirs were put back; "
+        os.replace(record_path, record_path.replace("pending", "failed"))
+        raise Refused("chroma_data_dir: the served data differs from the inventory taken before "
+                      f"the {record['what']}: " + "; ".join(differs[:5]) + f"; {undone}the "
+                      "backup taken before is kept: restore it if records are missing")  # fmt: skip
     records = counts(record["before"])
     data_dir = os.path.join(args.project_dir, args.data_dir)
     if record["what"] == "orphans":
@@ -506,7 +516,11 @@ def apply(args: argparse.Namespace) -> int:
     os.makedirs(state, exist_ok=True)
     record_path = os.path.join(state, PENDING)
     if os.path.exists(record_path):
+        with open(record_path) as handle:
+            unfinished = json.load(handle)["what"]
         resume(args, record_path)
+        if unfinished == args.what:  # what was asked for is done now
+            return 0
     if args.what == "vacuum":
         check_vacuum_space(data_dir)  # before anything stops
     started = time.monotonic()

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ROOT, base_data, chroma_client, converge, sh
+from conftest import ROOT, base_data, chroma_client, converge, run_drift, sh
 from prometheus_client.parser import text_string_to_metric_families
 
 from declaration.resources import Declared
@@ -180,6 +180,9 @@ def test_a_run_killed_between_moves_is_finished_by_the_next(stack):
     pending = json.loads((data_dir.parent / ".chroma-deploy/maintain-pending.json").read_text())
     assert {Path(move[0]).name for move in pending["moves"]} == leaked
     assert sh(f"docker ps -q --filter name={name}-chroma-1").stdout.strip() == ""  # stopped
+    _code, found = report(data)
+    assert found["report"]["unfinished"] == "orphans"
+    assert found["findings"][0]["kind"] == "unfinished_repair"
 
     done = maintain(data, "--apply", "orphans")
     assert done.returncode in (0, 2), done.stdout + done.stderr
@@ -274,6 +277,17 @@ def test_the_schedule_writes_the_reports_metrics_from_cron(stack):
     assert samples["chroma_deploy_orphaned_segment_bytes"] == 0
     assert samples["chroma_deploy_data_bytes"] > 0
     print(textfile.read_text())
+    # drift.py --textfile writes the same families beside its own.
+    drift_file = Path(data["chroma_backup_dir"]).parent / "drift.prom"
+    checked = run_drift(data, "--textfile", str(drift_file))
+    assert checked.returncode == 0, checked.output
+    drift_samples = {
+        s.name: s.value
+        for family in text_string_to_metric_families(drift_file.read_text())
+        for s in family.samples
+    }
+    assert drift_samples["chroma_deploy_records"] == found["report"]["records"]
+    assert drift_samples["chroma_deploy_check_success"] == 1
 
 
 def test_0_6_3_leaks_too_and_a_vacuum_killed_after_it_ran_is_verified_by_the_next(project):

@@ -185,3 +185,22 @@ def test_the_json_document_fits_the_published_schema(tmp_path):
     assert document["exit_code"] == 1
     assert document["hosts"]["web-1"]["status"] == "findings"
     assert "web-1: 1 collection(s), 2000 record(s)" in maintain.render_text(reports)
+
+
+def test_drift_textfile_holds_the_maintenance_families_beside_its_own(tmp_path):
+    import drift
+
+    project = tmp_path / "p"
+    project.mkdir()
+    chroma_data_dir(project / "chroma_data", records=2000, deleted=0)
+    reports = [
+        drift.HostReport("web-1", checked_at=1.0, duration_seconds=0.5,
+                         maintenance=run_report(project), project="kb"),
+        drift.HostReport("web-2", error="cannot connect", checked_at=1.0),
+    ]  # fmt: skip
+    found = samples(drift.render_metrics(reports))
+    labels = (("host", "web-1"), ("project", "kb"))
+    assert found[("chroma_deploy_records", labels)] == 2000
+    assert found[("chroma_deploy_check_success", (("host", "web-1"),))] == 1
+    assert not any(name == "chroma_deploy_records" and ("host", "web-2") in key
+                   for name, key in found)  # fmt: skip
