@@ -364,6 +364,7 @@ def stop(args: argparse.Namespace) -> None:
     safety, _ = _safety()
     if safety.shown(safety.compose_args(args, "stop")) != 0:
         raise Refused("docker compose stop failed; nothing was changed")
+    args.stopped = True  # a failure from here on starts the stack again (main)
 
 
 def start(args: argparse.Namespace) -> None:
@@ -579,15 +580,19 @@ def main() -> int:
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
     if args.command == "report":
         return run_report(args)
+    args.stopped = False
     try:
         return apply(args)
     except Refused as refusal:
-        print(refusal, file=sys.stderr)
-        return 1
+        said = str(refusal)
     except (OSError, sqlite3.Error, ValueError) as error:
-        print(f"maintain {args.what}: {type(error).__name__}: {error}; "
-              "the pending record says what was done: run again", file=sys.stderr)  # fmt: skip
-        return 1
+        said = (f"maintain {args.what}: {type(error).__name__}: {error}; the pending record "
+                "says what was done: run again")  # fmt: skip
+    if args.stopped:  # serve again: moved orphans are unused, a failed vacuum rolled back
+        with contextlib.suppress(Refused, OSError):
+            start(args)
+    print(said, file=sys.stderr)
+    return 1
 
 
 if __name__ == "__main__":
