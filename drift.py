@@ -47,12 +47,16 @@ from pyinfra.context import ctx_host  # noqa: E402
 
 from checks.compare import DriftItem, HostFacts, compare, exposed_containers  # noqa: E402
 from checks.drift_metrics import HostResult, render, write_textfile  # noqa: E402
+from checks.maintain_metrics import HostNumbers  # noqa: E402
+from checks.maintain_metrics import render as render_maintenance  # noqa: E402
 from declaration.resources import Declared  # noqa: E402
 from declaration.schedule import declared_schedule  # noqa: E402
+from deploys.maintenance import report_read  # noqa: E402
 from facts.chroma import ChromaHealth  # noqa: E402
 from facts.compose import ComposeStack, ContainerLayerData, NamedContainers  # noqa: E402
 from facts.cron import Cron  # noqa: E402
 from facts.datahomes import DataHomes, data_elsewhere  # noqa: E402
+from facts.maintenance import MaintenanceReport  # noqa: E402
 from facts.project import ProjectFiles, SafetyState  # noqa: E402
 from facts.tls import ProxyCertificate  # noqa: E402
 from facts.volumes import LegacyVolumes, legacy_volume_names  # noqa: E402
@@ -78,6 +82,8 @@ class HostReport:
     checked_at: float = 0.0  # Unix time the check finished (metrics only, not in --json)
     duration_seconds: float = 0.0
     tls_cert_expiry: float | None = None  # the proxy certificate's end (metrics only)
+    maintenance: dict[str, Any] | None = None  # maintain.py's report (--textfile only)
+    project: str = ""
 
     @property
     def status(self) -> str:
@@ -146,11 +152,20 @@ def load_state(args: argparse.Namespace) -> State:
         raise UsageError(f"drift.py: {error}") from None
 
 
-def check_host(host: Any, deploy_file: Path | None = None) -> HostReport:
-    """Connect, read the facts, compare, and time it. Never raises: errors go into the report."""
+def check_host(host: Any, deploy_file: Path | None = None, maintenance: bool = False) -> HostReport:
+    """Connect, read the facts, compare, and time it. Never raises: errors go into the report.
+
+    ``maintenance`` (--textfile): also maintain.py's report, for its metrics (one command
+    more; none when the host lacks this chroma-deploy's tools: drift puts nothing there).
+    """
     started = time.monotonic()
     try:
         report = _check_host(host, deploy_file)
+        if maintenance and not report.error:
+            with ctx_host.use(host):
+                settings = preflight.settings_for_host()
+                found = host.get_fact(MaintenanceReport, **report_read(settings))
+            report.maintenance, report.project = found["report"], settings.compose_project
     except Exception as error:  # one host's fault is that host's error, never the whole check's
         report = HostReport(host.name, error=f"{type(error).__name__}: {error}".splitlines()[0])
     report.duration_seconds = time.monotonic() - started
@@ -250,9 +265,11 @@ def gather(host: Any, overrides: dict[str, Any] | None = None) -> tuple[Declared
     return declared, facts
 
 
-def check_all(state: State, deploy_file: Path | None = None) -> list[HostReport]:
+def check_all(
+    state: State, deploy_file: Path | None = None, maintenance: bool = False
+) -> list[HostReport]:
     hosts = [host for host in state.inventory if state.is_host_in_limit(host)]
-    greenlets = [gevent.spawn(check_host, host, deploy_file) for host in hosts]
+    greenlets = [gevent.spawn(check_host, host, deploy_file, maintenance) for host in hosts]
     gevent.joinall(greenlets)
     return [greenlet.get() for greenlet in greenlets]
 
@@ -303,6 +320,11 @@ def render_json(reports: list[HostReport]) -> str:
 
 
 def render_metrics(reports: list[HostReport]) -> str:
+    numbers = [HostNumbers(r.name, r.project, r.maintenance) for r in reports if r.maintenance]
+    return render_drift_metrics(reports) + (render_maintenance(numbers) if numbers else "")
+
+
+def render_drift_metrics(reports: list[HostReport]) -> str:
     return render(
         [
             HostResult(
@@ -325,7 +347,7 @@ def main(argv: list[str]) -> int:
     except UsageError as error:
         print(error, file=sys.stderr)
         return EXIT_ERROR
-    reports = check_all(state, args.deploy)
+    reports = check_all(state, args.deploy, maintenance=args.textfile is not None)
     if args.json:
         print(render_json(reports))
     else:

@@ -17,7 +17,8 @@ import itertools
 import shlex
 from dataclasses import dataclass
 
-from declaration.offsite import BACKUP_PROGRAM, backup_argv, config_path
+from declaration.offsite import BACKUP_PROGRAM, METRICS_DIR, backup_argv, config_path
+from declaration.runtime import memory_bytes
 from declaration.settings import Settings
 
 # The PATH of Debian's root login: finds docker (also under /usr/local/bin), restic, python3.
@@ -155,3 +156,70 @@ def _entry(line: str) -> tuple[list[int | str], str]:
     a field that is a number by its value (``05`` is ``5``), the command as written."""
     *fields, command = line.split(None, 5)
     return [int(field) if field.isdigit() else field for field in fields], command
+
+
+# --- chroma_maintain_schedule: the read-only maintenance report into a metrics file ------
+
+
+def maintain_cron_name(project_dir: str) -> str:
+    """The report's entry: its own marker, so it never passes for the backup's."""
+    return f"chroma-deploy maintain {project_dir}"
+
+
+def maintain_textfile(compose_project: str) -> str:
+    """Beside the off-host backup's metrics (node_exporter's textfile dir can point here)."""
+    return f"{METRICS_DIR}/{compose_project}-maintain.prom"
+
+
+def maintain_command(settings: Settings, host_name: str, tools_dir: str) -> str:
+    """What cron runs: files/chroma_maintain.py report, its metrics to the textfile; the
+    JSON on stdout is dropped (the metrics say it), a failure's line goes to the log."""
+    target = settings.project_dir if settings.backup_repository else settings.backup_dir
+    argv = ["python3", f"{tools_dir}/chroma_maintain.py", "report",
+            "--project-dir", settings.project_dir, "--data-dir", settings.data_dir,
+            "--backup-target", target,
+            "--textfile", maintain_textfile(settings.compose_project),
+            "--host", host_name, "--project-name", settings.compose_project]  # fmt: skip
+    limit = memory_bytes(settings.mem_limit)
+    if limit:
+        argv += ["--mem-limit", str(limit)]
+    log = f"{LOG_DIR}/{settings.compose_project}-maintain.log"
+    return f"PATH={CRON_PATH} {shlex.join(argv)} >/dev/null 2>>{shlex.quote(log)}"
+
+
+def declared_maintain_schedule(
+    settings: Settings, host_name: str, tools_dir: str
+) -> BackupSchedule | None:
+    """This project's report entry, or None (``chroma_maintain_schedule=off``, the default).
+
+    'auto' is hourly, at the minute the backup's 'auto' takes (declaration: auto_minute).
+    """
+    if settings.maintain_schedule == "off":
+        return None
+    if settings.maintain_schedule == "auto":
+        fields = [str(auto_minute(host_name)), "*", "*", "*", "*"]
+    else:
+        fields = settings.maintain_schedule.split()
+    minute, hour, day_of_month, month, day_of_week = fields
+    return BackupSchedule(
+        cron_name=maintain_cron_name(settings.project_dir),
+        minute=minute,
+        hour=hour,
+        day_of_month=day_of_month,
+        month=month,
+        day_of_week=day_of_week,
+        command=maintain_command(settings, host_name, tools_dir),
+    )
+
+
+def maintain_entry_state(crontab: list[str] | None, wanted: BackupSchedule | None,
+                         project_dir: str) -> str:  # fmt: skip
+    """``absent``, ``ok`` (the marker, the wanted line right below) or ``changed``."""
+    lines = [line.strip() for line in crontab or []]
+    name = marker(maintain_cron_name(project_dir))
+    if name not in lines:
+        return "absent"
+    below = lines.index(name) + 1
+    if wanted is not None and below < len(lines) and _entry(lines[below]) == _entry(wanted.line):
+        return "ok"
+    return "changed"

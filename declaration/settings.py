@@ -49,6 +49,7 @@ SYSTEM_DIRS = frozenset(
 ImageSource = Literal["pull", "build", "auto", "ship"]
 RestartPolicy = Literal["no", "always", "on-failure", "unless-stopped"]
 TlsMode = Literal["off", "files", "internal-ca", "acme"]
+MaintainRepair = Literal["orphans", "vacuum"]
 
 _VERSION = re.compile(r"[0-9]+\.[0-9]+\.[0-9]+")
 _COMPOSE_PROJECT = re.compile(r"[a-z0-9][a-z0-9_-]*")
@@ -1037,6 +1038,22 @@ class Settings:
             "chroma_backup_repository=/mnt/backup/restic",
             "chroma_backup_password_file=/etc/kb/restic-password",
         ),
+    )
+    # maintain.py (docs/maintenance.md).
+    maintain_apply: MaintainRepair | None = key(
+        None,
+        _or_unset(_one_of(MaintainRepair)),
+        "The repair maintain.py's pyinfra run makes (set by maintain.py --apply, not by hand): "
+        "'orphans' or 'vacuum'; unset: none.",
+        example="orphans",
+    )
+    maintain_schedule: str = key(
+        "off",
+        _cron_schedule,
+        "When the host writes maintain.py's read-only report as Prometheus metrics "
+        "(/var/lib/chroma-deploy/metrics/<project>-maintain.prom): five cron fields, 'auto' "
+        "(hourly at minute MM, MM from the host name) or 'off'.",
+        example="auto",
     )
 
     @property

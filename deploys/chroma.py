@@ -33,11 +33,11 @@ from pyinfra.operations.util import any_changed
 
 from declaration.resources import Declared, TlsFiles
 from declaration.runtime import expected_runtime
-from declaration.schedule import declared_schedule
+from declaration.schedule import declared_maintain_schedule, declared_schedule
 from declaration.settings import DEFAULTS, Settings
 from operations import engine, host_failure, image, migrate, offsite, project, stack, tls, upgrade
 from operations.acme import acme_certificate, acme_renewal_schedule
-from operations.backup_schedule import backup_schedule, cron_daemon
+from operations.backup_schedule import backup_schedule, cron_daemon, maintain_schedule
 from plumbing import lock, preflight, report
 from plumbing.host_tools import TOOLS_DIR
 from plumbing.tls import check_address
@@ -366,12 +366,18 @@ def _backup_schedule(settings: Settings) -> None:
     With no repository, or the schedule off, this project's entry is removed if there.
     """
     schedule = declared_schedule(settings, host.name, TOOLS_DIR)
-    if schedule is not None:
+    maintenance = declared_maintain_schedule(settings, host.name, TOOLS_DIR)  # maintain.py
+    if schedule is not None or maintenance is not None:
         cron_daemon(name="cron running (it runs the scheduled backups)")
     backup_schedule(
         name=f"Scheduled backup of {settings.project_dir} in root's crontab",
         project_dir=settings.project_dir,
         schedule=schedule,
+    )
+    maintain_schedule(
+        name=f"Scheduled maintenance report of {settings.project_dir} in root's crontab",
+        project_dir=settings.project_dir,
+        schedule=maintenance,
     )
 
 

@@ -19,7 +19,16 @@ from pyinfra import host
 from pyinfra.api import FileUploadCommand, operation
 from pyinfra.operations import server
 
-from declaration.schedule import CRON_USER, LOG_DIR, BackupSchedule, entry_state, project_lines
+from declaration.schedule import (
+    CRON_USER,
+    LOG_DIR,
+    BackupSchedule,
+    entry_state,
+    maintain_cron_name,
+    maintain_entry_state,
+    marker,
+    project_lines,
+)
 from facts.cron import SUPERVISOR_PATH, Cron
 from plumbing import host_state
 from plumbing.host_tools import TOOL_FILES, TOOLS_DIR, upload_tools
@@ -27,6 +36,7 @@ from plumbing.report import step
 
 FILES_DIR = Path(__file__).resolve().parent.parent / "files"
 CRON_LOG = "/var/log/chroma-deploy-cron.log"
+MAINTAIN_PROGRAM = "chroma_maintain.py"
 
 # Until Debian's cron wrote its pid file naming a live cron: started, not only launched.
 _WAIT_FOR_CRON = (
@@ -127,6 +137,49 @@ def backup_schedule(project_dir: str, schedule: BackupSchedule | None):
         return
     if state == "untidy":
         yield _remove(ours)
+    yield from server.crontab._inner(
+        command=schedule.command,
+        user=CRON_USER,
+        cron_name=schedule.cron_name,
+        minute=schedule.minute,
+        hour=schedule.hour,
+        day_of_month=schedule.day_of_month,
+        month=schedule.month,
+        day_of_week=schedule.day_of_week,
+    )
+
+
+@operation()
+def maintain_schedule(project_dir: str, schedule: BackupSchedule | None):
+    """This project's maintenance-report entry as declared; removed when ``schedule`` is None.
+
+    chroma_maintain_schedule: the host writes maintain.py's read-only report as
+    Prometheus metrics itself (files/chroma_maintain.py report --textfile). Found by
+    its own marker (declaration.schedule.maintain_cron_name); written by pyinfra's
+    crontab operation, which updates the line below the marker in place.
+
+    + project_dir: the project's dir, which names the entry
+    + schedule: the entry (declaration.schedule.declared_maintain_schedule); None: none
+    """
+    cron = host_state.read(Cron, **cron_read())
+    state = maintain_entry_state(cron["lines"], schedule, project_dir)
+    name = marker(maintain_cron_name(project_dir))
+    if schedule is None:
+        if state == "absent":
+            host.noop(f"no maintenance report of {project_dir} in root's crontab (none declared)")
+            return
+        lines = [line.strip() for line in cron["lines"]]
+        below = lines[lines.index(name) + 1 : lines.index(name) + 2]
+        yield _remove([name, *[line for line in below if MAINTAIN_PROGRAM in line]])
+        return
+    if cron["missing_tools"]:
+        yield from upload_tools(project_dir)
+    if not cron["log_dir"]:
+        yield f"mkdir -p -m 0750 {LOG_DIR}"
+    if state == "ok":
+        if not cron["missing_tools"] and cron["log_dir"]:
+            host.noop(f"root's crontab reports on {project_dir} at '{schedule.fields}'")
+        return
     yield from server.crontab._inner(
         command=schedule.command,
         user=CRON_USER,

@@ -21,6 +21,7 @@ TOOL_FILES = (
     "chroma_restic.py",
     "chroma_offsite_restore.py",
     "chroma_offsite.py",
+    "chroma_maintain.py",
 )
 TOOLS_DIR = (
     "/usr/local/lib/chroma-deploy/"

@@ -98,3 +98,22 @@ def succeeded_output(state: Any, host: Any, op_hash: str) -> list[str]:
     if not meta.is_complete() or not meta.did_succeed():
         return []
     return list(meta.stdout_lines)
+
+
+def run_commands_outside_operation(state: Any, host: Any, commands: list[Any]) -> str | None:
+    """Run shell strings and file uploads on ``host`` now, in order; None, or what failed.
+
+    maintain.py's report puts chroma-deploy's host tools in place this way when they
+    are missing: outside a pyinfra run, with the run's connector arguments.
+    """
+    global_kwargs, _ = pop_global_arguments(state, host, {})
+    connector_kwargs = {k: v for k, v in global_kwargs.items() if k in CONNECTOR_ARGUMENT_KEYS}
+    for command in commands:
+        if isinstance(command, str):
+            ok, output = run_outside_operation(state, host, command)
+            said = " ".join(line.strip() for line in output.stderr_lines if line.strip())
+        else:
+            ok, said = bool(command.execute(state, host, dict(connector_kwargs))), ""
+        if not ok:
+            return said or f"{command!r} failed"
+    return None

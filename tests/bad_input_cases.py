@@ -9,6 +9,10 @@ CASES = [
         "the latest snapshot from; set them, or leave chroma_restore_drill unset",
     ),
     ({"chroma_port": "abc"}, "chroma_port: 'abc' is not allowed"),
+    (
+        {"chroma_maintain_apply": "x"},
+        "chroma_maintain_apply: 'x' is not allowed; use one of orphans, vacuum",
+    ),
     ({"chroma_project_dir": "relative/dir"}, "chroma_project_dir: 'relative/dir' is not allowed"),
     ({"chroma_project_dir": "/"}, "not the system dir /"),
     ({"chroma_project_dir": "/etc"}, "not the system dir /etc"),

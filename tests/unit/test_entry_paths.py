@@ -36,6 +36,11 @@ CASES = {
     "backup.py from a project with its own packages": ("project", [PYINFRA], "backup.py"),
     "restore.py from a project with its own packages": ("project", [PYINFRA], "restore.py"),
     "prove.py from a project with its own packages": ("project", [PYINFRA], "prove.py"),
+    "maintain.py --apply's run from a project with its own packages": (
+        "project",
+        [PYINFRA],
+        "maintain.py",
+    ),
     "python -m pyinfra (rollout.py's step) from a project with its own packages": (
         "project",
         [sys.executable, "-m", "pyinfra"],

@@ -11,7 +11,15 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-ENTRY_POINTS = ("deploy.py", "drift.py", "backup.py", "restore.py", "prove.py", "rollout.py")
+ENTRY_POINTS = (
+    "deploy.py",
+    "drift.py",
+    "backup.py",
+    "restore.py",
+    "prove.py",
+    "rollout.py",
+    "maintain.py",
+)
 
 
 @pytest.mark.parametrize("entry", ENTRY_POINTS)

@@ -112,6 +112,11 @@ ABSENT: dict[str, tuple[Callable[[Any], bool], set[str]]] = {
         lambda f: f["verdict"] is None,
         {"config_missing", "tool_not_uploaded"},
     ),
+    # No report: the tool is not on the host yet (maintain.py puts it there), or no data dir.
+    "maintenance.MaintenanceReport": (
+        lambda f: f["report"] is None,
+        {"tool_not_uploaded", "no_data_dir"},
+    ),
     "project.ProjectFiles": (lambda f: f["dir"] is None, {"absent"}),
     "project.SafetyState": (lambda f: f["records"] == [] and f["aside"] == [], {"no_project_dir"}),
     # A Batch is absent where a part could not be read (it is then read alone).

@@ -1,0 +1,105 @@
+"""maintain.py --apply's pyinfra run: lock, guard, room, backup, then the repair.
+
+maintain.py runs ``pyinfra -y INVENTORY maintain.py --data chroma_maintain_apply=WHAT``;
+pyinfra then runs maintain.py for each host, which calls :func:`maintenance`. In order:
+the project lock (one run at a time, as deploy.py and backup.py take it); the
+data-safety guard (a failed verification or a data dir left empty blocks it, as
+it blocks backup.py); for a vacuum, the room it needs, refused in one line before
+anything stops; the backup (a snapshot when chroma_backup_repository is set, else
+a local archive: backup.py's own operations); the repair (operations/maintenance.py).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pyinfra import host
+
+from declaration.resources import Declared
+from declaration.runtime import memory_bytes
+from declaration.settings import Settings
+from facts.maintenance import MaintenanceReport
+from operations import data_safety, host_failure, migrate, offsite_backup
+from operations.maintenance import repair, repair_command
+from plumbing import lock, preflight, report
+from plumbing.host_tools import TOOLS_DIR
+
+
+def report_read(settings: Settings) -> dict[str, Any]:
+    """MaintenanceReport's arguments for this host: the same for maintain.py's report."""
+    return {
+        "tools_dir": TOOLS_DIR,
+        "project_dir": settings.project_dir,
+        "data_dir": settings.data_dir,
+        "backup_target": settings.project_dir
+        if settings.backup_repository
+        else settings.backup_dir,
+        "mem_limit": memory_bytes(settings.mem_limit) or None,
+    }
+
+
+def vacuum_refusal(found: dict[str, Any]) -> str | None:
+    """Why a vacuum must not start here (one line), or None: checked before anything stops."""
+    report_ = found["report"]
+    if not found["tool"] or report_ is None:
+        return None  # the host program checks again before it stops Chroma
+    if report_["disk_free_bytes"] >= report_["vacuum_needs_bytes"]:
+        return None
+    return (
+        f"chroma_data_dir: a vacuum needs {report_['vacuum_needs_bytes']} bytes free on "
+        f"{report_['data_dir']}'s disk and {report_['disk_free_bytes']} are; nothing was "
+        "stopped or backed up: free space there, then run maintain.py --apply vacuum again"
+    )
+
+
+def maintenance() -> None:
+    settings = preflight.settings_for_host()
+    what = settings.maintain_apply
+    if what is None:
+        host_failure.refused(
+            name="Maintenance",
+            message="chroma_maintain_apply: not set; run `python maintain.py INVENTORY --apply "
+            "orphans` (or vacuum), which sets it",
+        )
+        return
+    owner = preflight.resolve_owner(settings)
+    locked_out = lock.take_project_lock(settings.project_dir, settings.lock_timeout, "maintain.py")
+    if locked_out:
+        host_failure.refused(name="Project lock", message=locked_out)
+        return
+    declared = Declared(settings, owner.uid, owner.gid)
+    if what == "vacuum":
+        refused = vacuum_refusal(host.get_fact(MaintenanceReport, **report_read(settings)))
+        if refused:
+            host_failure.refused(name="Room for the vacuum", message=refused)
+            return
+    migrate.data_safety_guard(
+        name="No failed verification, no data dir left empty beside a copy of it",
+        data=declared.data_target,
+        accept_failed=settings.accept_failed_verification,
+        allow_empty=settings.allow_empty_data_dir,
+    )
+    if settings.backup_repository:
+        backup = offsite_backup.offsite_backup(
+            name=f"Back up {settings.path(settings.data_dir)} to chroma_backup_repository",
+            project_dir=settings.project_dir,
+        )
+    else:
+        backup = data_safety.backup(
+            name=f"Back up {settings.path(settings.data_dir)} to {settings.backup_dir}",
+            project_dir=settings.project_dir,
+            project_name=settings.compose_project,
+            data_dir=settings.data_dir,
+            backup_dir=settings.backup_dir,
+            keep=settings.backup_keep,
+            wait_timeout=settings.wait_timeout,
+            version=settings.version,
+        )
+    report.show(backup)
+    report.show(
+        repair(
+            name=f"Maintenance of {settings.path(settings.data_dir)}: {what}, verified",
+            project_dir=settings.project_dir,
+            command=repair_command(declared, what),
+        )
+    )
