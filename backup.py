@@ -25,16 +25,13 @@ if __name__ == "__main__":  # `python backup.py`: not a pyinfra run (pyinfra run
     not_under_pyinfra("backup.py", sys.argv[1:])
 
 from declaration.resources import Declared  # noqa: E402
-from operations import data_safety, host_failure, migrate, offsite_backup  # noqa: E402
-from plumbing import lock, preflight, report  # noqa: E402
+from operations import data_safety, migrate, offsite_backup  # noqa: E402
+from plumbing import preflight, report  # noqa: E402
 
 settings = preflight.settings_for_host()
 owner = preflight.resolve_owner(settings)
 
-# One run at a time per project: taken now, before any operation, held while this run lives.
-locked_out = lock.take_project_lock(settings.project_dir, settings.lock_timeout, "backup.py")
-if locked_out:
-    host_failure.refused(name="Project lock", message=locked_out)
+preflight.hold_project_lock(settings, "backup.py")
 
 # A backup starts the stack again after tar: on a host a failed verification stopped
 # and blocked, that would serve data nobody verified, and with chroma_backup_keep

@@ -29,16 +29,13 @@ if __name__ == "__main__":  # `python prove.py`: not a pyinfra run (pyinfra runs
 
 from declaration.resources import Declared  # noqa: E402
 from deploys.offsite_restore import restore_drill  # noqa: E402
-from operations import data_safety, host_failure  # noqa: E402
-from plumbing import lock, preflight, report  # noqa: E402
+from operations import data_safety  # noqa: E402
+from plumbing import preflight, report  # noqa: E402
 
 settings = preflight.settings_for_host()
 owner = preflight.resolve_owner(settings)
 
-# One run at a time per project: taken now, before any operation, held while this run lives.
-locked_out = lock.take_project_lock(settings.project_dir, settings.lock_timeout, "prove.py")
-if locked_out:
-    host_failure.refused(name="Project lock", message=locked_out)
+preflight.hold_project_lock(settings, "prove.py")
 if settings.restore_drill:
     restore_drill(settings, owner)
 else:

@@ -35,13 +35,11 @@ if __name__ == "__main__":  # `python restore.py`: not a pyinfra run (pyinfra ru
 from pyinfra import host  # noqa: E402
 
 from declaration.resources import Declared  # noqa: E402
-from declaration.settings import SettingsError, load_settings  # noqa: E402
-from declaration.versions import deployed_version  # noqa: E402
+from deploys.backup_version import image_of_version, settings_of_version  # noqa: E402
 from deploys.offsite_restore import restore_from_repository  # noqa: E402
 from facts.archive import BackupArchive  # noqa: E402
-from facts.project import ProjectFiles  # noqa: E402
-from operations import data_safety, host_failure, image  # noqa: E402
-from plumbing import host_state, lock, preflight, report  # noqa: E402
+from operations import data_safety, host_failure  # noqa: E402
+from plumbing import host_state, preflight, report  # noqa: E402
 from plumbing.refusal import refusal  # noqa: E402
 
 settings = preflight.settings_for_host()
@@ -63,10 +61,7 @@ else:
     archive = settings.restore_archive or ""  # set: checked above
     declared_version = settings.version  # the inventory's: to keep, if the archive's differs
 
-    # One run at a time per project: taken now, before any operation, held while this run lives.
-    locked_out = lock.take_project_lock(settings.project_dir, settings.lock_timeout, "restore.py")
-    if locked_out:
-        host_failure.refused(name="Project lock", message=locked_out)
+    preflight.hold_project_lock(settings, "restore.py")
     declared = Declared(settings, owner.uid, owner.gid, token)
     # Every check of the archive, now, while nothing on the host has changed: a refused
     # restore stops nothing and writes nothing (not the compose file of its version either).
@@ -77,31 +72,20 @@ else:
     if archive_version and not problem:
         # The data was written by that version and Chroma migrates forward only:
         # restore it on the version it came from, with this host's other settings.
-        try:
-            then = load_settings({**host.data.dict(), "chroma_version": archive_version})
-        except SettingsError as error:
-            problem = (
-                f"chroma_restore_archive: its manifest names Chroma {archive_version!r}, and this "
-                f"host's settings do not fit that version ({error}): nothing was changed; restore "
-                "an archive of a version these settings fit, or fix the settings"
-            )
+        then, problem = settings_of_version(
+            settings, archive_version, "chroma_restore_archive", "its manifest names", "an archive"
+        )
     if problem:
         host_failure.refused(name=f"Restore {archive}", message=problem)
     else:
-        files = host_state.read(ProjectFiles, project_dir=settings.project_dir)
-        deployed = deployed_version(files["compose"]["content"]) if files["compose"] else None
         compose_content = None
-        if archive_version and archive_version != (deployed or settings.version):
-            settings = then
-            declared = Declared(settings, owner.uid, owner.gid, token)
-            compose_content = declared.compose_content
-            image.chroma_image(
-                name=f"Image {settings.image_ref} the archive was taken with",
-                stack=declared.stack_target,
-                version=settings.version,
-                source=settings.image_source,
-                build_dir=settings.image_build_dir,
+        if archive_version:
+            then_declared = Declared(then, owner.uid, owner.gid, token)
+            compose_content = image_of_version(
+                settings, then_declared, "the archive was taken with"
             )
+            if compose_content is not None:
+                settings, declared = then, then_declared
         keep = (
             f": keep chroma_version={archive_version}"
             if archive_version != declared_version

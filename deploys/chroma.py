@@ -35,10 +35,10 @@ from declaration.resources import Declared, TlsFiles
 from declaration.runtime import expected_runtime
 from declaration.schedule import declared_maintain_schedule, declared_schedule
 from declaration.settings import DEFAULTS, Settings
-from operations import engine, host_failure, image, migrate, offsite, project, stack, tls, upgrade
+from operations import engine, image, migrate, offsite, project, stack, tls, upgrade
 from operations.acme import acme_certificate, acme_renewal_schedule
 from operations.backup_schedule import backup_schedule, cron_daemon, maintain_schedule
-from plumbing import lock, preflight, report
+from plumbing import preflight, report
 from plumbing.host_tools import TOOLS_DIR
 from plumbing.tls import check_address
 
@@ -104,12 +104,7 @@ def _project_lock(settings: Settings, token: str | None) -> bool:
     changed (plumbing/host_state.py). A no-op run costs the host this one command.
     """
     reads = preflight.deploy_reads(settings, token)
-    locked_out = lock.take_project_lock(
-        settings.project_dir, settings.lock_timeout, "deploy.py", reads=reads
-    )
-    if locked_out:
-        host_failure.refused(name="Project lock", message=locked_out)
-    return not locked_out
+    return preflight.hold_project_lock(settings, "deploy.py", reads)
 
 
 def _checks_before_any_change(

@@ -21,7 +21,7 @@ from declaration.settings import Settings
 from facts.maintenance import MaintenanceReport
 from operations import data_safety, host_failure, migrate, offsite_backup
 from operations.maintenance import repair, repair_command
-from plumbing import lock, preflight, report
+from plumbing import preflight, report
 from plumbing.host_tools import TOOLS_DIR
 
 
@@ -63,9 +63,7 @@ def maintenance() -> None:
         )
         return
     owner = preflight.resolve_owner(settings)
-    locked_out = lock.take_project_lock(settings.project_dir, settings.lock_timeout, "maintain.py")
-    if locked_out:
-        host_failure.refused(name="Project lock", message=locked_out)
+    if not preflight.hold_project_lock(settings, "maintain.py"):
         return
     declared = Declared(settings, owner.uid, owner.gid)
     if what == "vacuum":

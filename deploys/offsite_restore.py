@@ -16,16 +16,14 @@ snapshot's version and checked through the API (operations/offsite_restore.py).
 
 from __future__ import annotations
 
-from pyinfra import host
-
 from declaration.resources import Declared
-from declaration.settings import Settings, SettingsError, load_settings
-from declaration.versions import deployed_version
+from declaration.settings import Settings
+from deploys.backup_version import image_of_version, settings_of_version
 from deploys.chroma import chroma_stack
 from facts.project import ProjectFiles
 from facts.snapshots import OffsiteSnapshots
-from operations import host_failure, image, offsite_restore, project
-from plumbing import host_state, lock, preflight, report
+from operations import host_failure, offsite_restore, project
+from plumbing import host_state, preflight, report
 from plumbing.host_tools import TOOLS_DIR
 from plumbing.preflight import Owner
 
@@ -55,18 +53,9 @@ def declared_files_in_place(settings: Settings, owner: Owner) -> bool:
     )
 
 
-def settings_of_version(settings: Settings, version: str, key: str) -> tuple[Settings, str | None]:
-    """This host's settings with ``chroma_version`` the snapshot's; or why they do not fit."""
-    if version == settings.version:
-        return settings, None
-    try:
-        return load_settings({**host.data.dict(), "chroma_version": version}), None
-    except SettingsError as error:
-        return settings, (
-            f"{key}: the snapshot was taken on Chroma {version!r}, and this host's settings do "
-            f"not fit that version ({error}): nothing was changed; restore a snapshot of a "
-            "version these settings fit, or fix the settings"
-        )
+def snapshot_settings(settings: Settings, version: str, key: str) -> tuple[Settings, str | None]:
+    """This host's settings on the snapshot's Chroma version; or why they do not fit."""
+    return settings_of_version(settings, version, key, "the snapshot was taken on", "a snapshot")
 
 
 def restore_from_repository(settings: Settings, owner: Owner, token: str | None) -> None:
@@ -81,7 +70,7 @@ def restore_from_repository(settings: Settings, owner: Owner, token: str | None)
         return
     chosen = found["chosen"]
     version = chosen["version"] if chosen else settings.version
-    then, problem = settings_of_version(settings, version, "chroma_restore_snapshot")
+    then, problem = snapshot_settings(settings, version, "chroma_restore_snapshot")
     if problem:
         host_failure.refused(name="Snapshot of the off-host repository", message=problem)
         return
@@ -94,24 +83,11 @@ def restore_from_repository(settings: Settings, owner: Owner, token: str | None)
         # the repository's files) on the snapshot's version if known, and start no server.
         chroma_stack(overrides={"chroma_version": version}, start=False)
     else:
-        locked_out = lock.take_project_lock(
-            settings.project_dir, settings.lock_timeout, "restore.py"
-        )
-        if locked_out:
-            host_failure.refused(name="Project lock", message=locked_out)
+        if not preflight.hold_project_lock(settings, "restore.py"):
             return
-        files = host_state.read(ProjectFiles, project_dir=settings.project_dir)
-        deployed = deployed_version(files["compose"]["content"]) if files["compose"] else None
-        if version != (deployed or settings.version):
-            declared_then = Declared(then, owner.uid, owner.gid, token)
-            compose_content = declared_then.compose_content
-            image.chroma_image(
-                name=f"Image {then.image_ref} the snapshot was taken with",
-                stack=declared_then.stack_target,
-                version=then.version,
-                source=then.image_source,
-                build_dir=then.image_build_dir,
-            )
+        compose_content = image_of_version(
+            settings, Declared(then, owner.uid, owner.gid, token), "the snapshot was taken with"
+        )
     declared = Declared(then, owner.uid, owner.gid, token)
     restored = offsite_restore.restore_snapshot(
         name=f"Restore {what} into {then.path(then.data_dir)} on Chroma {version}{keep}",
@@ -145,7 +121,7 @@ def restore_drill(settings: Settings, owner: Owner) -> None:
         host_failure.refused(name="Restore drill", message=message)
         return
     chosen = found["chosen"]
-    then, problem = settings_of_version(settings, chosen["version"], "chroma_restore_drill")
+    then, problem = snapshot_settings(settings, chosen["version"], "chroma_restore_drill")
     if problem:
         host_failure.refused(name="Restore drill", message=problem)
         return

@@ -36,11 +36,11 @@ from facts.datahomes import (
 from facts.docker import DockerEngine, DockerImage
 from facts.project import ProjectFiles, SafetyState
 from facts.volumes import LegacyVolumes, legacy_volume_names
-from operations import backup_schedule, project
+from operations import backup_schedule, host_failure, project
 from operations.offsite import RESTIC_READ
 from plumbing import host_state, pyinfra_internals
 from plumbing.host_state import Read
-from plumbing.lock import lock_dir
+from plumbing.lock import lock_dir, take_project_lock
 from plumbing.refusal import refusal
 from plumbing.secrets import read_backup_secrets, read_token
 from plumbing.tls import acme_for_host, files_for_host
@@ -121,6 +121,20 @@ def with_acme(declared: Declared) -> Declared:
     except SettingsError as error:
         raise refusal(host.name, str(error)) from None
     return declared if target is None else replace(declared, acme=target)
+
+
+def hold_project_lock(settings: Settings, command: str, reads: list[Read] | None = None) -> bool:
+    """Take this host's project lock for the whole run; else refuse the host in one line.
+
+    One run at a time per project: taken before any operation, held while this run
+    lives (plumbing/lock.py). ``command`` names the run for whoever waits for it;
+    ``reads`` as take_project_lock's. False when another run holds it: the caller then
+    declares nothing more that would change the host.
+    """
+    locked_out = take_project_lock(settings.project_dir, settings.lock_timeout, command, reads)
+    if locked_out:
+        host_failure.refused(name="Project lock", message=locked_out)
+    return not locked_out
 
 
 def resolve_owner(settings: Settings) -> Owner:
