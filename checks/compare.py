@@ -596,11 +596,8 @@ def compare_clients(declared: Declared, facts: HostFacts) -> list[DriftItem]:
     elif found["file"] != _sha256(declared, path):
         # The same names and roles, another token: a rotation or a revocation not deployed.
         items.append(DriftItem("tokens", path, "the declared tokens", "another token"))
-    if (
-        found["loaded"] is not None
-        and found["file"] is not None
-        and (found["loaded"] != found["file"])
-    ):
+    # The file as declared, and the proxy loaded another (a reload that did not happen).
+    if not items and found["loaded"] is not None and found["loaded"] != found["file"]:
         items.append(
             DriftItem("tokens", "the proxy", f"serves the clients in {path}", "serves another set")
         )

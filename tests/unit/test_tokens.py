@@ -134,3 +134,46 @@ def test_clients_need_the_proxy_and_a_tokens_dir():
         load_settings({"chroma_auth_proxy": True, "chroma_tokens": {"a": "read"}})
     with pytest.raises(SettingsError, match=r"^chroma_tokens: clients need chroma_auth_proxy=true"):
         load_settings({"chroma_tokens": {"a": "read"}, "chroma_tokens_dir": "/etc/kb/tokens"})
+
+
+def test_the_clients_file_compares_each_token_exactly_and_names_no_token_in_comments(tmp_path):
+    clients = clients_for_host(settings(tmp_path / "tokens"))
+    assert clients is not None
+    conf = clients.conf()
+    for client in clients.clients:
+        rule = (f'if ($chroma_token = "{client.token}") '
+                f'{{ set $client "{client.name}"; set $role "{client.role}"; }}')  # fmt: skip
+        assert conf.count(rule) == 1
+    comments = [line for line in conf.splitlines() if line.startswith("#")]
+    assert [line for line in comments if line.startswith("# client ")] == [
+        f"# client {line}" for line in clients.declared
+    ]
+    assert not any(client.token in "\n".join(comments) for client in clients.clients)
+    # No regular expression, no map: nothing that could match in another letter case.
+    assert "~" not in conf.replace(clients.host_tools, "") and "map " not in conf
+
+
+def test_drift_names_the_clients_that_differ_and_a_set_the_proxy_did_not_load(tmp_path):
+    from checks.compare import HostFacts, compare_clients
+    from declaration.resources import Declared
+
+    declared_settings = settings(tmp_path / "tokens")
+    clients = clients_for_host(declared_settings)
+    declared = Declared(declared_settings, 0, 0, clients.host_tools if clients else None,
+                        clients=clients)  # fmt: skip
+    sha = next(p for p in declared.paths if p.path == declared.clients_file).sha256
+    assert clients is not None and sha
+    base = {"data_dirs": {}, "project_files": {}, "stack": {}, "health": {}, "legacy_volumes": []}
+    same = {"clients": clients.declared, "file": sha, "loaded": sha}
+    assert compare_clients(declared, HostFacts(**base, proxy_clients=same)) == []
+    revoked = [line for line in clients.declared if not line.startswith("ops ")]
+    items = compare_clients(
+        declared, HostFacts(**base, proxy_clients={**same, "clients": revoked, "file": "0" * 64})
+    )
+    assert [(i.kind, i.actual) for i in items] == [("tokens", ", ".join(revoked))]
+    rotated = compare_clients(declared, HostFacts(**base, proxy_clients={**same, "file": "1" * 64}))
+    assert [(i.kind, i.expected, i.actual) for i in rotated] == [
+        ("tokens", "the declared tokens", "another token")
+    ]
+    stale = compare_clients(declared, HostFacts(**base, proxy_clients={**same, "loaded": "2" * 64}))
+    assert [(i.resource, i.actual) for i in stale] == [("the proxy", "serves another set")]
