@@ -36,19 +36,9 @@ from declaration.resources import Declared, File, TlsFiles
 from declaration.runtime import expected_runtime
 from declaration.schedule import declared_schedule
 from declaration.settings import DEFAULTS, Settings
-from operations import (
-    engine,
-    host_failure,
-    image,
-    migrate,
-    offsite,
-    project,
-    stack,
-    tls,
-    tokens,
-    upgrade,
-)  # fmt: skip
+from operations import engine, host_failure, image, migrate, offsite, project, stack, tls, upgrade
 from operations.backup_schedule import backup_schedule, cron_daemon
+from operations.tokens import clients_served
 from plumbing import lock, preflight, report
 from plumbing.host_tools import TOOLS_DIR
 from plumbing.tls import check_address
@@ -351,7 +341,7 @@ def _clients_served(declared: Declared) -> OperationMeta | None:
         if isinstance(path, File) and path.path == declared.clients_file
     )  # fmt: skip
     assert clients_file.sha256
-    return tokens.clients_served(
+    return clients_served(
         name=f"The proxy has loaded the clients in {declared.clients_file}",
         stack=declared.stack_target,
         proxy_dir=declared.proxy_dir,

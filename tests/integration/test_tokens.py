@@ -166,10 +166,19 @@ RANK = {"read": 1, "write": 2, "admin": 3}
 
 
 def ask(stack: Stack, token: str | None, what: str, collection_id: str) -> httpx.Response:
+    return ask_with(stack, token, what, collection_id, stack.token("ops"))
+
+
+def ask_with(
+    stack: Stack, token: str | None, what: str, collection_id: str, admin: str
+) -> httpx.Response:
+    """One request of kind ``what``; ``admin``'s token makes what it needs first."""
     _, method, path, body = next(endpoint for endpoint in ENDPOINTS if endpoint[0] == what)
     name = f"m{uuid.uuid4().hex[:10]}"
     if what == "delete collection":  # a collection of its own to delete
-        stack.client("ops").create_collection(name, embedding_function=None)
+        made = httpx.post(f"{stack.url}{API}/collections", json={"name": name},
+                          headers={"X-Chroma-Token": admin}, timeout=30)  # fmt: skip
+        assert made.status_code == 200, made.text
     path = path.replace("{id}", collection_id).replace("{name}", name)
     if body is not None:
         body = json.loads(json.dumps(body).replace("{name}", name))
@@ -363,6 +372,42 @@ def test_no_token_in_any_output_inspect_process_list_or_log(stack):
     for text in (*stack.outputs, inspect, processes, logs, audit):
         for token in tokens:
             assert token not in text
+
+
+def test_roles_on_chroma_0_6_3(project):
+    """0.6.3 serves the same /api/v2 paths (its /openapi.json): the same roles hold."""
+    project_dir, name = project
+    tokens_dir = project_dir.parent / "tokens"
+    data = base_data(
+        project_dir, name, chroma_version="0.6.3", chroma_auth_proxy=True,
+        chroma_tokens=json.dumps({"dashboard": "read", "ingest": "write", "ops": "admin"}),
+        chroma_tokens_dir=str(tokens_dir), chroma_owner=1234, chroma_group=1234,
+    )  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if k != "CHROMA_AUTH_TOKEN"}
+    converge(data, env=env)
+    old = Stack.__new__(Stack)
+    old.url, old.tokens_dir, old.seen_tokens = (
+        f"http://127.0.0.1:{data['chroma_port']}",
+        tokens_dir,
+        set(),
+    )
+    tokens = {name: old.token(name) for name in ("dashboard", "ingest", "ops")}
+    created = httpx.post(f"{old.url}{API}/collections", json={"name": "old-roles"},
+                         headers={"X-Chroma-Token": tokens["ingest"]}, timeout=30)  # fmt: skip
+    assert created.status_code == 200, created.text
+    collection_id = created.json()["id"]
+    roles = {"dashboard": "read", "ingest": "write", "ops": "admin"}
+    seen: dict[str, dict[str, int]] = {}
+    for what in ("heartbeat", "get", "query", "count", "add", "create collection", "reset",
+                 "create tenant", "openapi.json"):  # fmt: skip
+        for client, role in roles.items():
+            if client == "ops" and what == "reset":
+                continue
+            answer = ask_with(old, tokens[client], what, collection_id, tokens["ops"])
+            seen.setdefault(what, {})[client] = answer.status_code
+            wanted = 200 if RANK[role] >= RANK[NEEDS[what]] else 403
+            assert answer.status_code == wanted, (client, what, answer.text)
+    print(f"0.6.3: {seen}")
 
 
 def test_admins_reset_passes_and_empties_chroma(stack):
