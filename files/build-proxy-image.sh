@@ -166,6 +166,19 @@ http {
     location / {
       if (\$client = "") { return 401 "missing or unknown token\n"; }
       if (\$role_ok = 0) { return 403 "this request needs role \$need; client \$client has role \$role\n"; }
+      # While a reload drains (auth-proxy-reload), each answer closes its connection: a
+      # kept-alive connection left idle in an old worker would be closed under a request.
+      error_page 418 = @draining;
+      if (-f /run/nginx/draining) { return 418; }
+      proxy_pass http://\$chroma;
+      proxy_http_version 1.1;
+      proxy_set_header Host \$host;
+      proxy_set_header Authorization "";
+      proxy_set_header X-Chroma-Token "";
+      proxy_read_timeout 300s;
+    }
+    location @draining {
+      keepalive_timeout 0;
       proxy_pass http://\$chroma;
       proxy_http_version 1.1;
       proxy_set_header Host \$host;
@@ -209,11 +222,18 @@ exit $?
 ENTRYPOINT
 cat >"$ctx/reload.sh" <<'RELOAD'
 #!/bin/bash
-# A new clients file reaches nginx: copied, checked by nginx -t, then a graceful reload
-# (new workers take it, the old ones finish their requests). A file nginx refuses leaves
-# the loaded one in place, and this exits 1.
+# A new clients file (or certificate) reaches nginx: copied, checked by nginx -t, then a
+# graceful reload (new workers take it, the old ones finish their requests). A file nginx
+# refuses leaves the loaded one in place, and this exits 1. For a second before and after
+# the reload every answer closes its connection (/run/nginx/draining): an old worker
+# closes its idle kept-alive connections when it stops, and a request a client sent on one
+# at that moment would get no answer (seen: 1 in 3,500 with httpx, 4 in 9,400 with
+# http.client, 4 threads back to back, before this drain).
 set -euo pipefail
 umask 077
+trap 'rm -f /run/nginx/draining' EXIT
+: >/run/nginx/draining
+sleep 1
 cp /run/nginx/clients.conf /run/nginx/clients.conf.old
 cp /run/secrets/proxy/clients.conf /run/nginx/clients.conf.new
 mv -f /run/nginx/clients.conf.new /run/nginx/clients.conf
@@ -224,6 +244,7 @@ if ! nginx -q -t -c /run/nginx/nginx.conf; then
 fi
 nginx -q -s reload -c /run/nginx/nginx.conf
 /usr/local/bin/auth-proxy-loaded
+sleep 1
 RELOAD
 cat >"$ctx/loaded.sh" <<'LOADED'
 #!/bin/bash
