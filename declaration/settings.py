@@ -708,7 +708,7 @@ class Settings:
             _within(0, 2592000),
         ),
         "After a client's token file gets a new value, its old value stays valid this long "
-        "(dropped by the first deploy after that; drift reports it until then).",
+        "(left out by the first deploy after that; drift reports an old value kept past it).",
         example="3600",
     )
     proxy_image: str = key(
@@ -720,7 +720,8 @@ class Settings:
     secrets_dir: str = key(
         "secrets",
         _plain_name,
-        "Dir (mode 0700, in the project dir) of the 0600 token file the proxy reads.",
+        "Dir (mode 0700, in the project dir) of the host's 0600 secret files: the proxy's "
+        "clients, the host's checks' and the application's tokens, the TLS key.",
         example="keys",
     )
     # TLS on the proxy (docs/security.md, "TLS").

@@ -325,14 +325,15 @@ def test_rotation_revocation_and_overlap_end_by_reload_without_a_failed_request(
     assert loop.failed == []
     assert loop.ok >= 2000
     assert stack.container_ids() == before_ids
-    # The overlap's end: with 0 seconds of overlap the old value goes at the next deploy.
-    ended = stack.deploy({**revoke, "chroma_token_overlap_seconds": 0})
+    # The overlap's end (0 seconds: the old value goes at the next deploy), and ops back
+    # with its kept token file: the module's declaration from here on.
+    stack.data["chroma_token_overlap_seconds"] = 0
+    ended = stack.deploy()
     assert "reloading nginx in the proxy" in ended.output
-    assert (status(stack, new_ingest), status(stack, old_ingest)) == (200, 401)
+    assert (status(stack, new_ingest), status(stack, old_ingest), status(stack, ops)) == (
+        200, 401, 200
+    )  # fmt: skip
     assert stack.container_ids() == before_ids
-    # Back to the module's declaration: ops comes back with its kept token file.
-    stack.deploy()
-    assert status(stack, ops) == 200
 
 
 def test_audit_log_says_who_deleted_a_collection(stack):
@@ -425,8 +426,10 @@ def test_roles_on_chroma_0_6_3(project):
                 continue
             answer = ask_with(old, tokens[client], what, collection_id, tokens["ops"])
             seen.setdefault(what, {})[client] = answer.status_code
-            wanted = 200 if RANK[role] >= RANK[NEEDS[what]] else 403
-            assert answer.status_code == wanted, (client, what, answer.text)
+            if RANK[role] >= RANK[NEEDS[what]]:
+                assert answer.status_code in (200, 201), (client, what, answer.text)
+            else:
+                assert answer.status_code == 403, (client, what, answer.text)
     print(f"0.6.3: {seen}")
 
 
