@@ -396,13 +396,15 @@ def test_no_token_in_any_output_inspect_process_list_or_log(stack):
 
 
 def test_roles_on_chroma_0_6_3(project):
-    """0.6.3 serves the same /api/v2 paths (its /openapi.json): the same roles hold."""
+    """0.6.3 serves the same /api/v2 paths (its /openapi.json): the same roles hold. Its
+    logs rotate at 1k keeping 3 files: the audit log too (renamed, reopened by nginx)."""
     project_dir, name = project
     tokens_dir = project_dir.parent / "tokens"
     data = base_data(
         project_dir, name, chroma_version="0.6.3", chroma_auth_proxy=True,
         chroma_tokens=json.dumps({"dashboard": "read", "ingest": "write", "ops": "admin"}),
         chroma_tokens_dir=str(tokens_dir), chroma_owner=1234, chroma_group=1234,
+        chroma_log_max_size="1k", chroma_log_max_files=3,
     )  # fmt: skip
     env = {k: v for k, v in os.environ.items() if k != "CHROMA_AUTH_TOKEN"}
     converge(data, env=env)
@@ -431,6 +433,21 @@ def test_roles_on_chroma_0_6_3(project):
             else:
                 assert answer.status_code == 403, (client, what, answer.text)
     print(f"0.6.3: {seen}")
+    # The audit log, past 1k: rotated within the entrypoint's 5 s check, 3 files at most.
+    audit = project_dir / "logs" / "proxy"
+    deadline = time.monotonic() + 15
+    while not (audit / "audit.log.1").exists() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert (audit / "audit.log.1").exists()
+    status(old, tokens["dashboard"])  # after the rename: nginx writes the reopened file
+    time.sleep(0.5)
+    files = sorted(path.name for path in audit.glob("audit.log*"))
+    assert files[0] == "audit.log" and len(files) <= 3, files
+    lines = [line for name in files for line in (audit / name).read_text().splitlines()]
+    assert all(json.loads(line)["client"] in ("", "chroma-deploy", *roles) for line in lines)
+    assert json.loads((audit / "audit.log").read_text().splitlines()[-1])["path"] == (
+        "/api/v2/heartbeat"
+    )
 
 
 def test_admins_reset_passes_and_empties_chroma(stack):
