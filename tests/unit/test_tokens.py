@@ -177,3 +177,22 @@ def test_drift_names_the_clients_that_differ_and_a_set_the_proxy_did_not_load(tm
     ]
     stale = compare_clients(declared, HostFacts(**base, proxy_clients={**same, "loaded": "2" * 64}))
     assert [(i.resource, i.actual) for i in stale] == [("the proxy", "serves another set")]
+
+
+def test_the_application_gets_a_client_and_a_token_file_of_its_own(tmp_path):
+    from declaration.resources import Declared
+
+    app = {"chroma_app_enabled": True, "chroma_app_image": "registry.example/kb:1.2",
+           "chroma_app_name": "kb-agent"}  # fmt: skip
+    declared_settings = settings(tmp_path / "tokens", **app)
+    clients = clients_for_host(declared_settings)
+    assert clients is not None
+    agent = next(client for client in clients.clients if client.name == "kb-agent")
+    assert agent.role == "write" and clients.app == agent.token
+    assert (tmp_path / "tokens" / "kb-agent.token").read_text().strip() == agent.token
+    declared = Declared(declared_settings, 0, 0, clients.host_tools, clients=clients)
+    files = {path.path: path for path in declared.paths}
+    app_file = files["/srv/chroma/secrets/app/chroma-token.env"]
+    assert app_file.mode == "600" and app_file.content == f"CHROMA_AUTH_TOKEN={agent.token}\n"
+    # Its dir holds its token only; the host's checks' token is another client's.
+    assert files["/srv/chroma/secrets/chroma-token.env"].content != app_file.content
