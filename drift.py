@@ -59,6 +59,7 @@ from facts.datahomes import DataHomes, data_elsewhere  # noqa: E402
 from facts.maintenance import MaintenanceReport  # noqa: E402
 from facts.project import ProjectFiles, SafetyState  # noqa: E402
 from facts.tls import ProxyCertificate  # noqa: E402
+from facts.tokens import ProxyClients as FactProxyClients  # noqa: E402
 from facts.volumes import LegacyVolumes, legacy_volume_names  # noqa: E402
 from operations import project  # noqa: E402
 from operations.backup_schedule import cron_read  # noqa: E402
@@ -203,9 +204,11 @@ def gather(host: Any, overrides: dict[str, Any] | None = None) -> tuple[Declared
     compose would give the declared services that have no container.
     """
     settings = preflight.settings_for_host(overrides)
-    token = preflight.token_for_host(settings)
+    clients = preflight.clients_for_host(settings)
+    token = clients.host_tools if clients else None
     offsite = preflight.offsite_for_host(settings, 0, 0)
-    expected = Declared(settings, 0, 0, token, offsite)  # where things are: the same for any owner
+    # Where things are: the same for any owner.
+    expected = Declared(settings, 0, 0, token, offsite, clients=clients)
     names = legacy_volume_names(settings.legacy_volumes, settings.adopt_volume)
     stack_read = preflight.stack_read(settings)
     health_read = preflight.health_read(expected)
@@ -214,7 +217,7 @@ def gather(host: Any, overrides: dict[str, Any] | None = None) -> tuple[Declared
     host_state.prefetch(preflight.state_reads(expected))
     owner = preflight.resolve_owner(settings)
     offsite = preflight.offsite_for_host(settings, owner.uid, owner.gid)
-    declared = Declared(settings, owner.uid, owner.gid, token, offsite)
+    declared = Declared(settings, owner.uid, owner.gid, token, offsite, clients=clients)
     stack = host_state.read(ComposeStack, **stack_read)
     paths = host_state.read(paths_fact, **paths_read)
     volumes = host_state.read(LegacyVolumes, names=names)
@@ -248,6 +251,10 @@ def gather(host: Any, overrides: dict[str, Any] | None = None) -> tuple[Declared
         cron=host_state.read(Cron, **cron_read()),
         schedule=declared_schedule(settings, host.name, TOOLS_DIR),
     )
+    if declared.proxy_dir:
+        facts = replace(
+            facts, proxy_clients=host_state.read(FactProxyClients, proxy_dir=declared.proxy_dir)
+        )
     if declared.tls_dir:
         facts = replace(
             facts,

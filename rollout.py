@@ -61,7 +61,7 @@ from fleet.plan import (  # noqa: E402
     select_canaries,
 )
 from plumbing import cli, preflight  # noqa: E402
-from plumbing.secrets import read_token  # noqa: E402
+from plumbing.tokens import clients_for_host  # noqa: E402
 from plumbing.version import version_line  # noqa: E402
 
 
@@ -110,7 +110,7 @@ def check_settings(state: State) -> None:
         try:
             settings = load_settings(host.data)
             if settings.auth_proxy:
-                read_token(settings)  # checked, never kept or printed
+                clients_for_host(settings)  # checked, never kept or printed
         except SettingsError as error:
             raise UsageError(f"{host.name}: {error}") from None
 

@@ -87,6 +87,9 @@ class HostFacts:
     certificate: dict[str, Any] | None = None
     certificate_names: tuple[str, ...] | None = None
     now: float = 0.0
+    # With the proxy: its clients file's names, roles and digests, and the digest of the
+    # set the proxy loaded (facts.tokens.ProxyClients; None: not read). Never a token.
+    proxy_clients: dict[str, Any] | None = None
 
 
 def _account(uid: int, name: str | None) -> str:
@@ -578,6 +581,36 @@ def compare_certificate(declared: Declared, facts: HostFacts) -> list[DriftItem]
     return items
 
 
+def compare_clients(declared: Declared, facts: HostFacts) -> list[DriftItem]:
+    """With the proxy: the clients on the host and the set the proxy loaded are the declared
+    ones (docs/drift.md, ``tokens``); names and roles only, never a token."""
+    if declared.clients is None or facts.proxy_clients is None:
+        return []
+    found, wanted = facts.proxy_clients, declared.clients.declared
+    path = declared.clients_file
+    items = []
+    if found["clients"] is None:
+        return [DriftItem("tokens", path, ", ".join(wanted), "no clients file")]
+    if found["clients"] != wanted:
+        items.append(DriftItem("tokens", path, ", ".join(wanted), ", ".join(found["clients"])))
+    elif found["file"] != _sha256(declared, path):
+        # The same names and roles, another token: a rotation or a revocation not deployed.
+        items.append(DriftItem("tokens", path, "the declared tokens", "another token"))
+    # The file as declared, and the proxy loaded another (a reload that did not happen).
+    if not items and found["loaded"] is not None and found["loaded"] != found["file"]:
+        items.append(
+            DriftItem("tokens", "the proxy", f"serves the clients in {path}", "serves another set")
+        )
+    return items
+
+
+def _sha256(declared: Declared, path: str) -> str | None:
+    for resource in declared.paths:
+        if isinstance(resource, File) and resource.path == path:
+            return resource.sha256
+    return None
+
+
 def compare(declared: Declared, facts: HostFacts) -> list[DriftItem]:
     """Every difference between the host and its declared state; empty when none.
 
@@ -600,6 +633,7 @@ def compare(declared: Declared, facts: HostFacts) -> list[DriftItem]:
         *compare_served_data(declared, facts),
         *compare_backup_schedule(declared, facts),
         *compare_certificate(declared, facts),
+        *compare_clients(declared, facts),
     ]
 
 

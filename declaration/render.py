@@ -46,6 +46,14 @@ def _environment() -> jinja2.Environment:
     return env
 
 
+def size_bytes(size: str) -> int:
+    """A size as the settings write it (``10m``, ``512k``, ``1g``, ``100``) in bytes."""
+    units = {"b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+    if size[-1] in units:
+        return int(size[:-1]) * units[size[-1]]
+    return int(size)
+
+
 def published_port(bind_address: str, port: int) -> str:
     """The `ports:` entry: host address, host port, container port 8000."""
     host = f"[{bind_address}]" if ":" in bind_address else bind_address
@@ -105,11 +113,11 @@ def app_environment(settings: Settings) -> tuple[tuple[str, str], ...]:
     return tuple(environment.items())
 
 
-def render_compose(settings: Settings, uid: int, gid: int, token_digest: str | None = None) -> str:
+def render_compose(settings: Settings, uid: int, gid: int) -> str:
     """The compose file for these settings, the container running as uid:gid.
 
-    ``token_digest``: a digest of the proxy's token file (Declared.token_digest),
-    so that a new token recreates the containers that read it.
+    The proxy's clients are a file in a mounted dir, not its config: a new token
+    reaches nginx by a reload (operations/tokens.py), with no container recreated.
     """
     line = version_line(settings.version)
     return (
@@ -141,7 +149,7 @@ def render_compose(settings: Settings, uid: int, gid: int, token_digest: str | N
             proxy_image=settings.proxy_image,
             proxy_published_port=proxy_published_port(settings.bind_address, settings.port),
             secrets_dir=settings.secrets_dir,
-            token_digest=token_digest or "",
+            audit_max_bytes=size_bytes(settings.log_max_size),
             tls=settings.auth_proxy and settings.tls != "off",
             app_enabled=settings.app_enabled,
             app_name=settings.app_name,

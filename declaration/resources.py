@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING
 
+from declaration.clients import ProxyClients
 from declaration.gitignore import gitignore_lines
 from declaration.render import published_port, render_compose, server_environment
 from declaration.settings import Settings
@@ -145,6 +146,9 @@ class Declared:
     tls: TlsFiles | None = field(default=None, repr=False)
     # chroma_tls=acme: what the host needs to obtain its certificate itself (declaration/acme.py).
     acme: AcmeTarget | None = field(default=None, repr=False)
+    # The proxy's clients and their tokens (plumbing/tokens.py); None where a step does
+    # not ship them (backups, a restore), or without the proxy.
+    clients: ProxyClients | None = field(default=None, repr=False)
 
     @cached_property
     def paths(self) -> tuple[Directory | File, ...]:
@@ -162,6 +166,21 @@ class Declared:
             paths.append(
                 File(self.token_file, uid, gid, "600", token_file_content(self.token), secret=True)
             )
+        if self.clients and self.proxy_dir:
+            # A dir mounted into the proxy (read-write: the proxy writes there the digest of
+            # the set it loaded), so a new set reaches nginx by a reload.
+            paths.append(Directory(self.proxy_dir, uid, gid, "700"))
+            paths.append(File(self.clients_file, uid, gid, "600", self.clients.conf(), secret=True))
+            paths.append(Directory(self.audit_dir, uid, gid, settings.data_dir_mode))
+        if self.clients and self.app_secrets_dir and self.clients.app:
+            # The application's own dir: its token only, never the proxy's or the key's.
+            paths.append(Directory(self.app_secrets_dir, uid, gid, "700"))
+            paths.append(
+                File(
+                    f"{self.app_secrets_dir}/chroma-token.env", uid, gid, "600",
+                    token_file_content(self.clients.app), secret=True,
+                )
+            )  # fmt: skip
         if self.tls_dir and self.tls:
             # A dir mounted into the proxy, not its files: a file mount keeps the old file
             # when the deploy replaces it, and a new certificate must reach nginx by reload.
@@ -231,22 +250,7 @@ class Declared:
 
     @cached_property
     def compose_content(self) -> str:
-        return render_compose(self.settings, self.uid, self.gid, self.token_digest)
-
-    @property
-    def token_digest(self) -> str | None:
-        """A short digest of the token file, written into the compose file on the proxy.
-
-        The proxy reads its token when it starts. With the digest in its service's
-        config, a new token changes that config, and compose recreates exactly the
-        containers that read the file (and Chroma, which lives in the proxy's network
-        namespace); a run killed between the file and the restart is repaired by the
-        next one. Salted and cut to 16 hex digits: it tells versions apart, not tokens.
-        """
-        if not (self.token_file and self.token):
-            return None
-        salted = "chroma-deploy token file\n" + token_file_content(self.token)
-        return hashlib.sha256(salted.encode()).hexdigest()[:16]
+        return render_compose(self.settings, self.uid, self.gid)
 
     @property
     def published_port(self) -> str:
@@ -258,6 +262,29 @@ class Declared:
         if not self.settings.auth_proxy:
             return None
         return self.settings.path(f"{self.settings.secrets_dir}/chroma-token.env")
+
+    @property
+    def proxy_dir(self) -> str | None:
+        """The host's dir of the proxy's clients file (0700), mounted into the proxy."""
+        if not self.settings.auth_proxy:
+            return None
+        return f"{self.secrets_dir}/proxy"
+
+    @property
+    def clients_file(self) -> str:
+        return f"{self.secrets_dir}/proxy/clients.conf"
+
+    @property
+    def audit_dir(self) -> str:
+        """Where the proxy writes its audit log (audit.log, rotated), in the logs dir."""
+        return self.settings.path(f"{self.settings.logs_dir}/proxy")
+
+    @property
+    def app_secrets_dir(self) -> str | None:
+        """The application service's dir of its own token file, behind the proxy."""
+        if not (self.settings.auth_proxy and self.settings.app_enabled):
+            return None
+        return f"{self.secrets_dir}/app"
 
     @property
     def secrets_dir(self) -> str:

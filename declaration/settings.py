@@ -50,6 +50,7 @@ ImageSource = Literal["pull", "build", "auto", "ship"]
 RestartPolicy = Literal["no", "always", "on-failure", "unless-stopped"]
 TlsMode = Literal["off", "files", "internal-ca", "acme"]
 MaintainRepair = Literal["orphans", "vacuum"]
+Role = Literal["read", "write", "admin"]
 
 _VERSION = re.compile(r"[0-9]+\.[0-9]+\.[0-9]+")
 _COMPOSE_PROJECT = re.compile(r"[a-z0-9][a-z0-9_-]*")
@@ -78,6 +79,9 @@ _DNS_NAME = re.compile(
 )
 LETS_ENCRYPT = "https://acme-v02.api.letsencrypt.org/directory"
 _ACME_NEEDS = ("chroma_auth_proxy=true", "chroma_tls=acme", "chroma_acme_email=ops@example.org")
+_CLIENT_NAME = re.compile(r"[a-z0-9_-]{1,64}")
+# The host's own checks and tools (the heartbeat, prove.py, a restore's verification).
+HOST_TOOLS_CLIENT = "chroma-deploy"
 
 
 class SettingsError(ValueError):
@@ -424,6 +428,38 @@ def _environment_map(value: Any) -> tuple[tuple[str, str], ...]:
     return tuple(sorted((name, str(v)) for name, v in value.items()))
 
 
+def _tokens(value: Any) -> tuple[tuple[str, str], ...]:
+    """chroma_tokens: client name -> role, as a mapping, JSON or ``name=role,name=role``."""
+    if not value:
+        return ()
+    if isinstance(value, tuple) and all(isinstance(pair, tuple) for pair in value):
+        value = dict(value)
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            value = (
+                json.loads(text)
+                if text.startswith("{")
+                else dict(part.split("=", 1) for part in text.split(",") if part.strip())
+            )
+        except ValueError:
+            raise ValueError(_TOKENS_ALLOWED) from None
+    if not isinstance(value, Mapping):
+        raise ValueError(_TOKENS_ALLOWED)
+    pairs = {str(name).strip(): role for name, role in value.items()}
+    for name, role in pairs.items():
+        if not _CLIENT_NAME.fullmatch(name):
+            raise _Said(f"client names of 1 to 64 of a-z 0-9 _ - (not {name!r}); {_TOKENS_ALLOWED}")
+        if name == HOST_TOOLS_CLIENT:
+            raise _Said(f"another client name: {name!r} is the host's own checks' client")
+        if role not in get_args(Role):
+            raise _Said(f"a role of read, write or admin for {name!r} (not {role!r})")
+    return tuple(sorted(pairs.items()))
+
+
+_TOKENS_ALLOWED = 'a mapping of client name to read, write or admin, e.g. {"dashboard": "read"}'
+
+
 def _env_name(value: Any) -> str:
     if not isinstance(value, str) or not _ENV_NAME.fullmatch(value):
         raise ValueError("an environment variable name such as CHROMA_AUTH_TOKEN")
@@ -695,16 +731,48 @@ class Settings:
         "File on the control machine holding the token; wins over the environment variable.",
         example="/etc/kb/chroma-token",
     )
+    tokens: tuple[tuple[str, str], ...] = key(
+        (),
+        _tokens,
+        "A token per client, with a role: client name ([a-z0-9_-]) -> read (get, query, count, "
+        "search), write (read, records and collections) or admin (everything: reset, tenants, "
+        "databases, /docs). Values live in chroma_tokens_dir. The token of chroma_auth_token_env "
+        "or chroma_auth_token_file, when given, is client `default` (role write unless named "
+        "here).",
+        written_as=dict[str, Role],
+        example='{"ingest": "write", "dashboard": "read"}',
+        example_with=("chroma_auth_proxy=true", "chroma_tokens_dir=/etc/kb/tokens"),
+    )
+    tokens_dir: str | None = key(
+        None,
+        _or_unset(_absolute_path),
+        "Dir (0700) on the control machine of one 0600 `<client>.token` per client, generated "
+        "when missing; also the application service's and the host's own checks' tokens.",
+        example="/etc/kb/tokens",
+        example_with=("chroma_auth_proxy=true",),
+    )
+    token_overlap_seconds: int = key(
+        86400,
+        Check(
+            "whole number",
+            "a whole number of seconds from 0 to 2592000 (30 days)",
+            _within(0, 2592000),
+        ),
+        "After a client's token file gets a new value, its old value stays valid this long "
+        "(left out by the first deploy after that; drift reports an old value kept past it).",
+        example="3600",
+    )
     proxy_image: str = key(
-        "chroma-deploy/auth-proxy:5",
+        "chroma-deploy/auth-proxy:7",
         _image_reference,
         "Image of the proxy, built on the host from files/build-proxy-image.sh when missing.",
-        example="registry.example/auth-proxy:5",
+        example="registry.example/auth-proxy:7",
     )
     secrets_dir: str = key(
         "secrets",
         _plain_name,
-        "Dir (mode 0700, in the project dir) of the 0600 token file the proxy reads.",
+        "Dir (mode 0700, in the project dir) of the host's 0600 secret files: the proxy's "
+        "clients, the host's checks' and the application's tokens, the TLS key.",
         example="keys",
     )
     # TLS on the proxy (docs/security.md, "TLS").
@@ -1167,6 +1235,7 @@ def _check_together(settings: Settings) -> None:
             "or set chroma_allow_unauthenticated_public_port=true if a firewall protects it"
         )
     _check_tls(settings)
+    _check_tokens(settings)
     if settings.create_owner and (settings.owner is None or settings.owner.isdigit()):
         raise SettingsError(
             f"chroma_create_owner: true needs chroma_owner to name the account, got "
@@ -1249,6 +1318,30 @@ def _check_acme(settings: Settings) -> None:
                 f"chroma_{name}: only chroma_tls=acme uses it, and chroma_tls is {settings.tls}; "
                 "set chroma_tls=acme, or leave it unset"
             )
+
+
+def _check_tokens(settings: Settings) -> None:
+    """A token per client (docs/security.md, "Clients and roles")."""
+    if settings.tokens and not settings.auth_proxy:
+        raise SettingsError(
+            "chroma_tokens: clients need chroma_auth_proxy=true (the proxy checks their tokens); "
+            "set it, or leave chroma_tokens unset"
+        )
+    if settings.tokens and not settings.tokens_dir:
+        raise SettingsError(
+            "chroma_tokens_dir: chroma_tokens needs it; name a dir on the control machine for "
+            "the clients' token files (created 0700, each token generated there when missing)"
+        )
+    if settings.tokens_dir and not settings.auth_proxy:
+        raise SettingsError(
+            "chroma_tokens_dir: only the auth proxy uses it, and chroma_auth_proxy is false; set "
+            "chroma_auth_proxy=true, or leave chroma_tokens_dir unset"
+        )
+    if settings.app_enabled and settings.app_name == HOST_TOOLS_CLIENT and settings.tokens_dir:
+        raise SettingsError(
+            f"chroma_app_name: {HOST_TOOLS_CLIENT!r} is the host's own checks' client name; "
+            "choose another"
+        )
 
 
 def _keys(data: Mapping[str, Any]) -> list[str]:

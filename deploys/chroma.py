@@ -31,13 +31,15 @@ from pyinfra.api.operation import OperationMeta
 from pyinfra.operations import server
 from pyinfra.operations.util import any_changed
 
-from declaration.resources import Declared, TlsFiles
+from declaration.clients import ProxyClients
+from declaration.resources import Declared, File, TlsFiles
 from declaration.runtime import expected_runtime
 from declaration.schedule import declared_maintain_schedule, declared_schedule
 from declaration.settings import DEFAULTS, Settings
 from operations import engine, image, migrate, offsite, project, stack, tls, upgrade
 from operations.acme import acme_certificate, acme_renewal_schedule
 from operations.backup_schedule import backup_schedule, cron_daemon, maintain_schedule
+from operations.tokens import clients_served
 from plumbing import preflight, report
 from plumbing.host_tools import TOOLS_DIR
 from plumbing.tls import check_address
@@ -54,10 +56,13 @@ def chroma_stack(overrides: dict[str, Any] | None = None, start: bool = True) ->
     host the stack never ran on: an empty Chroma would serve until the data is in).
     """
     settings = preflight.settings_for_host(overrides)
-    token = preflight.token_for_host(settings)
-    if not _project_lock(settings, token):
+    clients = preflight.clients_for_host(settings)
+    token = clients.host_tools if clients else None
+    if not _project_lock(settings, token, clients):
         return
-    declared, ship_id = _checks_before_any_change(settings, token, preflight.tls_for_host(settings))
+    declared, ship_id = _checks_before_any_change(
+        settings, clients, preflight.tls_for_host(settings)
+    )
     _engine(settings)
     _offsite_repository(declared)
     _image(declared, ship_id)
@@ -75,8 +80,11 @@ def chroma_stack(overrides: dict[str, Any] | None = None, start: bool = True) ->
     checked = _verified_before_publish(declared, version_change)
     # Before stack_up's check of the published port, which verifies the new certificate.
     reloaded = _certificate_served(declared)
+    # Before stack_up too: its check of the published port uses the host's own token.
+    clients_reloaded = _clients_served(declared)
     up = _stack_up(declared, compose, restart)
-    _published_answers(declared, any_changed(up, reloaded) if reloaded else up.did_change)
+    reloads = [op for op in (reloaded, clients_reloaded) if op]
+    _published_answers(declared, any_changed(up, *reloads) if reloads else up.did_change)
     verified = _migration_verified(declared)
     _backup_schedule(settings)
     _acme_schedule(declared)
@@ -95,7 +103,7 @@ def _changing(op: OperationMeta) -> bool:
     return op.will_change if state.should_check_for_changes() else False
 
 
-def _project_lock(settings: Settings, token: str | None) -> bool:
+def _project_lock(settings: Settings, token: str | None, clients: ProxyClients | None) -> bool:
     """One run at a time per project, held while this run lives; False: another run holds it.
 
     The host's whole state is read in the same command once the lock is held, so the
@@ -103,19 +111,22 @@ def _project_lock(settings: Settings, token: str | None) -> bool:
     the middle of; they and the operations read from it for as long as nothing has
     changed (plumbing/host_state.py). A no-op run costs the host this one command.
     """
-    reads = preflight.deploy_reads(settings, token)
+    reads = preflight.deploy_reads(settings, token, clients)
     return preflight.hold_project_lock(settings, "deploy.py", reads)
 
 
 def _checks_before_any_change(
-    settings: Settings, token: str | None, tls: TlsFiles | None
+    settings: Settings, clients: ProxyClients | None, tls: TlsFiles | None
 ) -> tuple[Declared, str | None]:
     """The declaration for the host's owner, once every check passed; and the image to ship."""
     owner = preflight.resolve_owner(settings)
     preflight.require_docker(settings)
     preflight.require_free_port(settings)
     offsite_files = preflight.offsite_for_host(settings, owner.uid, owner.gid)
-    declared = Declared(settings, owner.uid, owner.gid, token, offsite=offsite_files, tls=tls)
+    token = clients.host_tools if clients else None
+    declared = Declared(
+        settings, owner.uid, owner.gid, token, offsite=offsite_files, tls=tls, clients=clients
+    )
     declared = preflight.with_acme(declared)
     preflight.require_dirs(declared)
     preflight.require_one_home(declared)
@@ -339,6 +350,25 @@ def _acme_schedule(declared: Declared) -> None:
         name=f"ACME renewal of {declared.settings.project_dir} in root's crontab",
         project_dir=declared.settings.project_dir,
         target=declared.acme,
+    )
+
+
+def _clients_served(declared: Declared) -> OperationMeta | None:
+    """With the proxy: a client added, revoked or rotated reaches nginx by a reload."""
+    if not (declared.clients and declared.proxy_dir):
+        return None
+    clients_file = next(
+        path for path in declared.paths
+        if isinstance(path, File) and path.path == declared.clients_file
+    )  # fmt: skip
+    assert clients_file.sha256
+    return clients_served(
+        name=f"The proxy has loaded the clients in {declared.clients_file}",
+        stack=declared.stack_target,
+        proxy_dir=declared.proxy_dir,
+        sha256=clients_file.sha256,
+        image=declared.settings.proxy_image,
+        uid=declared.uid,
     )
 
 

@@ -3,17 +3,25 @@
 # Chroma (chroma_auth_proxy=true): Debian's nginx on the same local Debian
 # base as the Chroma image, so no container registry is needed.
 #
-# The token never enters the image or a command line: at start the entrypoint
-# reads it from /run/secrets/chroma-token.env (a 0600 file on the host, mounted
-# read-only) and writes the nginx config into the container's tmpfs. It runs as
-# the stack's owner on a read-only root filesystem; only /run is writable (tmpfs).
+# No token enters the image, a command line or the environment: the clients (token ->
+# client name and role) are nginx lines in /run/secrets/proxy/clients.conf, a 0600 file in
+# a dir mounted from the host, included by the nginx config the entrypoint writes into the
+# container's tmpfs. A new clients file is taken by /usr/local/bin/auth-proxy-reload
+# (nginx -t, then nginx -s reload: no restart); the digest of the one loaded is written to
+# /run/secrets/proxy/loaded. Each request needs a role (read, write, admin: the map in
+# /etc/nginx/chroma-deploy-roles.conf); no or an unknown token gets 401, a role too low
+# 403 naming the role needed. One JSON line per request goes to
+# /var/log/chroma-proxy/audit.log (the project's logs/proxy), rotated at
+# CHROMA_AUDIT_MAX_BYTES keeping CHROMA_AUDIT_MAX_FILES files, as Docker rotates the
+# containers' own logs. It runs as the stack's owner on a read-only root filesystem; only
+# /run is writable (tmpfs), besides those two mounted dirs.
 # CHROMA_UPSTREAM says where Chroma listens: chroma:8000 on the stack's internal
 # network, the only network Chroma is on (the proxy is then the only way in). The
 # name is resolved again every few seconds (Docker's DNS), so a Chroma that restarts
 # on another address is found again without restarting the proxy.
 # GET /proxy-health answers Chroma's own heartbeat (CHROMA_HEARTBEAT_PATH) through the
 # proxy: the healthcheck then means "Chroma answers through me", not "nginx runs".
-# The token is compared exactly (case-sensitive); only the scheme word "Bearer" is
+# Tokens are compared exactly (case-sensitive); only the scheme word "Bearer" is
 # matched in any case, as HTTP says.
 # CHROMA_TLS=on: the port speaks TLS only (Mozilla's "intermediate" profile: TLS 1.2 and
 # 1.3), with the certificate and key from the mounted dir /run/secrets/tls (cert.pem,
@@ -49,13 +57,12 @@ ctx=$(mktemp -d "${TMPDIR:-/tmp}/chroma-proxy-build.XXXXXX")
 trap 'rm -rf "$ctx"' EXIT
 cat >"$ctx/entrypoint.sh" <<'ENTRYPOINT'
 #!/bin/bash
-# Reads the token from its secret file and starts nginx. Refuses to start
-# without a token rather than serve Chroma unauthenticated.
+# Loads the clients file (token -> client, role) and starts nginx; rotates the audit log.
+# Refuses to start without a client rather than serve Chroma unauthenticated.
 set -euo pipefail
-token_file=/run/secrets/chroma-token.env
-token=$(sed -n 's/^CHROMA_AUTH_TOKEN=//p' "$token_file" 2>/dev/null | tr -d '\r\n' || true)
-if [ ${#token} -lt 16 ] || [ ${#token} -gt 256 ] || [[ ! "$token" =~ ^[A-Za-z0-9._~+/=-]+$ ]]; then
-  echo "auth-proxy: $token_file must hold a token of 16 to 256 characters [A-Za-z0-9._~+/=-]" >&2
+clients=/run/secrets/proxy/clients.conf
+if ! grep -q '^if (\$chroma_token = "' "$clients" 2>/dev/null; then
+  echo "auth-proxy: $clients must hold the clients' tokens (chroma-deploy writes it)" >&2
   exit 1
 fi
 upstream=${CHROMA_UPSTREAM:-chroma:8000}
@@ -66,6 +73,12 @@ fi
 heartbeat=${CHROMA_HEARTBEAT_PATH:-/api/v2/heartbeat}
 if [[ ! "$heartbeat" =~ ^/[A-Za-z0-9/_-]+$ ]]; then
   echo "auth-proxy: CHROMA_HEARTBEAT_PATH must be a path, not $heartbeat" >&2
+  exit 1
+fi
+max_bytes=${CHROMA_AUDIT_MAX_BYTES:-10485760}
+max_files=${CHROMA_AUDIT_MAX_FILES:-5}
+if [[ ! "$max_bytes" =~ ^[0-9]+$ ]] || [[ ! "$max_files" =~ ^[1-9][0-9]*$ ]]; then
+  echo "auth-proxy: CHROMA_AUDIT_MAX_BYTES and CHROMA_AUDIT_MAX_FILES must be numbers" >&2
   exit 1
 fi
 listen="listen 8080;"
@@ -92,7 +105,7 @@ if [ "${CHROMA_TLS:-off}" = on ]; then
     ssl_session_cache shared:TLS:10m;
     ssl_session_tickets off;
     error_page 497 =400 /plain-http-refused;
-    location = /plain-http-refused { internal; return 400 \"this port speaks TLS only: use https://\\n\"; }"
+    location = /plain-http-refused { internal; access_log off; return 400 \"this port speaks TLS only: use https://\\n\"; }"
 fi
 # Docker's embedded DNS, in every container on a user-defined network.
 resolver=$(awk '$1 == "nameserver" {print $2; exit}' /etc/resolv.conf)
@@ -105,6 +118,9 @@ if [ "$(id -u)" = 0 ]; then
 fi
 mkdir -p /run/nginx
 umask 077
+# nginx reads a copy: what it loaded stays known (its digest in /run/secrets/proxy/loaded),
+# and a reload takes a new file only after nginx -t accepts it (auth-proxy-reload).
+cp "$clients" /run/nginx/clients.conf
 cat > /run/nginx/nginx.conf <<CONF
 $process_lines
 worker_processes 1;
@@ -112,13 +128,15 @@ pid /run/nginx/nginx.pid;
 error_log stderr warn;
 events { worker_connections 256; }
 http {
-  access_log off;
   client_body_temp_path /run/nginx/body;
   proxy_temp_path /run/nginx/proxy;
   fastcgi_temp_path /run/nginx/fastcgi;
   uwsgi_temp_path /run/nginx/uwsgi;
   scgi_temp_path /run/nginx/scgi;
   client_max_body_size 256m;
+  # The roles (which role each request needs), the audit log's format: static, in the image.
+  include /etc/nginx/chroma-deploy-roles.conf;
+  access_log /var/log/chroma-proxy/audit.log audit;
   # A variable in proxy_pass makes nginx resolve the name when it is used (cached for
   # valid=), not once at start: a Chroma restarted on another address is found again.
   resolver $resolver valid=2s ipv6=off;
@@ -129,14 +147,16 @@ http {
     $listen
     $tls_lines
     set \$chroma "$upstream";
-    # Exact comparisons ("=" is case-sensitive); a map's string keys match in any case,
-    # which let the token in upper or lower case through.
-    set \$token_ok 0;
-    set \$bearer "";
-    if (\$http_x_chroma_token = "$token") { set \$token_ok 1; }
-    if (\$http_authorization ~* "^bearer +(.+)\$") { set \$bearer \$1; }
-    if (\$bearer = "$token") { set \$token_ok 1; }
+    # X-Chroma-Token, else Authorization: Bearer (the scheme word in any case). Each client's
+    # token is compared exactly, letter case included ("=" in an if): a map's string keys
+    # match in any case, which let a token in upper or lower case through.
+    set \$chroma_token \$http_x_chroma_token;
+    if (\$chroma_token = "") { set \$chroma_token \$bearer_token; }
+    set \$client "";
+    set \$role "";
+    include /run/nginx/clients.conf;
     location = /proxy-health {
+      access_log off;
       proxy_pass http://\$chroma$heartbeat;
       proxy_http_version 1.1;  # Chroma 0.6 answers HTTP/1.0, nginx's default, with 400
       proxy_set_header Authorization "";
@@ -144,7 +164,21 @@ http {
       proxy_read_timeout 3s;
     }
     location / {
-      if (\$token_ok = 0) { return 401 "missing or wrong token\n"; }
+      if (\$client = "") { return 401 "missing or unknown token\n"; }
+      if (\$role_ok = 0) { return 403 "this request needs role \$need; client \$client has role \$role\n"; }
+      # While a reload drains (auth-proxy-reload), each answer closes its connection: a
+      # kept-alive connection left idle in an old worker would be closed under a request.
+      error_page 418 = @draining;
+      if (-f /run/nginx/draining) { return 418; }
+      proxy_pass http://\$chroma;
+      proxy_http_version 1.1;
+      proxy_set_header Host \$host;
+      proxy_set_header Authorization "";
+      proxy_set_header X-Chroma-Token "";
+      proxy_read_timeout 300s;
+    }
+    location @draining {
+      keepalive_timeout 0;
       proxy_pass http://\$chroma;
       proxy_http_version 1.1;
       proxy_set_header Host \$host;
@@ -155,9 +189,106 @@ http {
   }
 }
 CONF
-unset token
-exec nginx -e stderr -c /run/nginx/nginx.conf -g 'daemon off;'
+nginx -q -t -c /run/nginx/nginx.conf
+/usr/local/bin/auth-proxy-loaded
+nginx -e stderr -c /run/nginx/nginx.conf -g 'daemon off;' &
+nginx_pid=$!
+trap 'kill -TERM "$nginx_pid" 2>/dev/null || true' TERM INT
+trap 'kill -QUIT "$nginx_pid" 2>/dev/null || true' QUIT
+# The audit log is rotated like the containers' json-file logs: at CHROMA_AUDIT_MAX_BYTES,
+# keeping CHROMA_AUDIT_MAX_FILES files (audit.log, audit.log.1, ...), checked every 5 s;
+# nginx reopens it (USR1) and loses no line.
+audit=/var/log/chroma-proxy/audit.log
+while kill -0 "$nginx_pid" 2>/dev/null; do
+  size=$(stat -c %s "$audit" 2>/dev/null || echo 0)
+  if [ "$size" -ge "$max_bytes" ] && [ "$max_bytes" -gt 0 ]; then
+    if [ "$max_files" -le 1 ]; then
+      : >"$audit"
+    else
+      rm -f "$audit.$((max_files - 1))"
+      for ((i = max_files - 2; i >= 1; i--)); do
+        [ -e "$audit.$i" ] && mv -f "$audit.$i" "$audit.$((i + 1))"
+      done
+      mv -f "$audit" "$audit.1"
+      nginx -q -s reopen -c /run/nginx/nginx.conf || true
+    fi
+  fi
+  sleep 5 &
+  wait $! || true
+done
+set +e
+wait "$nginx_pid"
+exit $?
 ENTRYPOINT
+cat >"$ctx/reload.sh" <<'RELOAD'
+#!/bin/bash
+# A new clients file (or certificate) reaches nginx: copied, checked by nginx -t, then a
+# graceful reload (new workers take it, the old ones finish their requests). A file nginx
+# refuses leaves the loaded one in place, and this exits 1. For a second before and after
+# the reload every answer closes its connection (/run/nginx/draining): an old worker
+# closes its idle kept-alive connections when it stops, and a request a client sent on one
+# at that moment would get no answer (seen: 1 in 3,500 with httpx, 4 in 9,400 with
+# http.client, 4 threads back to back, before this drain).
+set -euo pipefail
+umask 077
+trap 'rm -f /run/nginx/draining' EXIT
+: >/run/nginx/draining
+sleep 1
+cp /run/nginx/clients.conf /run/nginx/clients.conf.old
+cp /run/secrets/proxy/clients.conf /run/nginx/clients.conf.new
+mv -f /run/nginx/clients.conf.new /run/nginx/clients.conf
+if ! nginx -q -t -c /run/nginx/nginx.conf; then
+  mv -f /run/nginx/clients.conf.old /run/nginx/clients.conf
+  echo "auth-proxy-reload: nginx does not accept the new clients file; the loaded one stays" >&2
+  exit 1
+fi
+nginx -q -s reload -c /run/nginx/nginx.conf
+/usr/local/bin/auth-proxy-loaded
+sleep 1
+RELOAD
+cat >"$ctx/loaded.sh" <<'LOADED'
+#!/bin/bash
+# Writes the digest of the clients file nginx loaded (its sha256, as the deploy computes
+# the file's) where the host reads it: /run/secrets/proxy/loaded. Never a token.
+set -euo pipefail
+umask 077
+sha256sum /run/nginx/clients.conf | cut -d' ' -f1 >/run/secrets/proxy/.loaded.new
+mv -f /run/secrets/proxy/.loaded.new /run/secrets/proxy/loaded
+LOADED
+cat >"$ctx/roles.conf" <<'ROLES'
+# Which role a request needs (docs/security.md, "Clients and roles"), from its method and
+# the path as the client sent it ($request_uri: what Chroma routes on, not nginx's decoded
+# $uri). Anything not listed needs admin. Regular expressions match letter case exactly.
+# Chroma 1.x and 0.6 serve the same /api/v2 paths (read from each image's /openapi.json).
+map "$request_method $request_uri" $need {
+  default admin;
+  "~^(GET|HEAD) /api/v2/" read;
+  "~^POST /api/v2/tenants/[^/?]+/databases/[^/?]+/collections/[^/?]+/(get|query|count|search)(\?|$)" read;
+  "~^POST /api/v2/tenants/[^/?]+/databases/[^/?]+/collections/[^/?]+/(add|update|upsert|delete|fork)(\?|$)" write;
+  "~^POST /api/v2/tenants/[^/?]+/databases/[^/?]+/collections(\?|$)" write;
+  "~^(PUT|DELETE) /api/v2/tenants/[^/?]+/databases/[^/?]+/collections/[^/?]+(\?|$)" write;
+}
+# Whether the client's role covers it: read < write < admin.
+map "$role:$need" $role_ok {
+  default 0;
+  "read:read" 1;
+  "write:read" 1;
+  "write:write" 1;
+  "admin:read" 1;
+  "admin:write" 1;
+  "admin:admin" 1;
+}
+# The token of Authorization: Bearer, the scheme word in any case, the token as sent.
+map $http_authorization $bearer_token {
+  default "";
+  "~*^bearer +(?<bearer>.+)$" $bearer;
+}
+# One JSON line per request: who (the client's name, never its token), with which role,
+# what, the answer, its size and time, from where.
+log_format audit escape=json '{"time":"$time_iso8601","client":"$client","role":"$role",'
+  '"method":"$request_method","path":"$request_uri","status":$status,'
+  '"bytes":$body_bytes_sent,"duration":$request_time,"remote":"$remote_addr"}';
+ROLES
 cat >"$ctx/health.sh" <<'HEALTH'
 #!/bin/bash
 # The proxy's healthcheck: Chroma's heartbeat through this proxy, as clients ask it
@@ -183,7 +314,12 @@ RUN echo "deb $mirror bookworm main" > /etc/apt/sources.list \\
  && rm -rf /var/lib/apt/lists/* && rm -f /etc/nginx/sites-enabled/default
 COPY entrypoint.sh /usr/local/bin/auth-proxy
 COPY health.sh /usr/local/bin/auth-proxy-health
-RUN chmod 0755 /usr/local/bin/auth-proxy /usr/local/bin/auth-proxy-health
+COPY reload.sh /usr/local/bin/auth-proxy-reload
+COPY loaded.sh /usr/local/bin/auth-proxy-loaded
+COPY roles.conf /etc/nginx/chroma-deploy-roles.conf
+RUN chmod 0755 /usr/local/bin/auth-proxy /usr/local/bin/auth-proxy-health \\
+      /usr/local/bin/auth-proxy-reload /usr/local/bin/auth-proxy-loaded \\
+ && chmod 0644 /etc/nginx/chroma-deploy-roles.conf
 EXPOSE 8080 8081
 ENTRYPOINT ["/usr/local/bin/auth-proxy"]
 DOCKERFILE

@@ -241,7 +241,11 @@ def stack_up(
         # recreated Chroma too).
         or (container["image"] == image and image_moved(found, container))
         or hardening_problems(container)
+        # A container the new file changes is recreated by up alone (its config hash
+        # differs): its differences are no reason to recreate the others (a new proxy
+        # config recreated Chroma too).
         or (runtime and container["service"] in runtime
+            and container["config_hash"] == found["declared_hashes"][container["service"]]
             and runtime_differences(container, runtime[container["service"]]))
         for container in declared
     ):  # fmt: skip

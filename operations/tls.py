@@ -54,7 +54,8 @@ def certificate_served(stack: StackTarget, tls_dir: str, address: str, port: int
         yield compose_command(stack.project_dir, "restart", "auth-proxy")
         return
     yield step(f"reloading nginx in the proxy: {tls_dir}/cert.pem is not the one it serves")
+    # auth-proxy-reload (files/build-proxy-image.sh): nginx -t, then the reload, with a
+    # second's drain of kept-alive connections on each side of it.
     yield compose_command(
-        stack.project_dir, "exec", "-T", "auth-proxy", "nginx", "-q", "-s", "reload",
-        "-c", "/run/nginx/nginx.conf",
-    )  # fmt: skip
+        stack.project_dir, "exec", "-T", "auth-proxy", "/usr/local/bin/auth-proxy-reload"
+    )

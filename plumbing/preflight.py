@@ -14,6 +14,7 @@ from typing import Any
 from pyinfra import host
 
 from checks.compare import DriftItem, compose_inputs, foreign_containers, other_version
+from declaration.clients import ProxyClients
 from declaration.offsite import OffsiteTarget, offsite_target
 from declaration.resources import Declared, TlsFiles, has_declared_type, stat_type
 from declaration.settings import Settings, SettingsError, load_settings
@@ -35,6 +36,7 @@ from facts.datahomes import (
 )
 from facts.docker import DockerEngine, DockerImage
 from facts.project import ProjectFiles, SafetyState
+from facts.tokens import ProxyClients as FactProxyClients
 from facts.volumes import LegacyVolumes, legacy_volume_names
 from operations import backup_schedule, host_failure, project
 from operations.offsite import RESTIC_READ
@@ -42,8 +44,9 @@ from plumbing import host_state, pyinfra_internals
 from plumbing.host_state import Read
 from plumbing.lock import lock_dir, take_project_lock
 from plumbing.refusal import refusal
-from plumbing.secrets import read_backup_secrets, read_token
+from plumbing.secrets import read_backup_secrets
 from plumbing.tls import acme_for_host, files_for_host
+from plumbing.tokens import clients_for_host as read_clients
 
 
 @dataclass(frozen=True)
@@ -80,14 +83,19 @@ def settings_for_host(overrides: dict[str, Any] | None = None) -> Settings:
         raise refusal(host.name, str(error)) from None
 
 
-def token_for_host(settings: Settings) -> str | None:
-    """The auth token from the control machine when the proxy is on (never printed)."""
-    if not settings.auth_proxy:
-        return None
+def clients_for_host(settings: Settings) -> ProxyClients | None:
+    """The proxy's clients and their tokens from the control machine (never printed)."""
     try:
-        return read_token(settings)
+        return read_clients(settings)
     except SettingsError as error:
         raise refusal(host.name, str(error)) from None
+
+
+def token_for_host(settings: Settings) -> str | None:
+    """The token the host's own checks and tools use, when the proxy is on (never printed):
+    today's single token, or with chroma_tokens_dir the ``chroma-deploy`` client's."""
+    clients = clients_for_host(settings)
+    return clients.host_tools if clients else None
 
 
 def offsite_for_host(settings: Settings, uid: int, gid: int) -> OffsiteTarget | None:
@@ -536,10 +544,13 @@ def state_reads(where: Declared) -> list[Read]:
         (SafetyState, {"project_dir": settings.project_dir, "data_dir": settings.data_dir}),
         (ChromaHealth, health_read(where)),
         (Cron, backup_schedule.cron_read()),
+        *([(FactProxyClients, {"proxy_dir": where.proxy_dir})] if where.proxy_dir else []),
     ]
 
 
-def deploy_reads(settings: Settings, token: str | None) -> list[Read]:
+def deploy_reads(
+    settings: Settings, token: str | None, clients: ProxyClients | None = None
+) -> list[Read]:
     """The facts a deploy of ``settings`` reads, with the arguments its steps read them with.
 
     Read in one command once the project lock is held (plumbing/lock.py,
@@ -549,7 +560,7 @@ def deploy_reads(settings: Settings, token: str | None) -> list[Read]:
     """
     offsite = offsite_for_host(settings, 0, 0)
     reads: list[Read] = [
-        *state_reads(Declared(settings, 0, 0, token, offsite)),
+        *state_reads(Declared(settings, 0, 0, token, offsite, clients=clients)),
         (PortHolder, {"port": settings.port}),
         (DockerEngine, {}),
     ]

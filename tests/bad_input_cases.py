@@ -156,4 +156,15 @@ CASES = [
         {"chroma_auth_proxy": True, "chroma_tls": "internal-ca"},
         "chroma_tls_ca_dir: chroma_tls=internal-ca needs it",
     ),
+    # A token per client (#25): a bad client name, a role that is not one of the three.
+    (
+        {"chroma_auth_proxy": True, "chroma_tokens": '{"Dash Board": "read"}'},
+        "chroma_tokens: {'Dash Board': 'read'} is not allowed; use client names of 1 to 64 of "
+        "a-z 0-9 _ - (not 'Dash Board')",
+    ),
+    (
+        {"chroma_auth_proxy": True, "chroma_tokens": "dashboard=reader"},
+        "chroma_tokens: 'dashboard=reader' is not allowed; use a role of read, write or admin "
+        "for 'dashboard' (not 'reader')",
+    ),
 ]

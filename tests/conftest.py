@@ -611,6 +611,7 @@ FILE_SECONDS = {
     "test_proxy_faults.py": 240,
     "test_upgrade.py": 240,
     "test_drift.py": 220,
+    "test_tokens.py": 170,
     "test_data_safety.py": 160,
     "test_backup_schedule.py": 150,
     "test_offsite_repository.py": 150,

@@ -159,19 +159,21 @@ def test_a_second_deploy_changes_nothing_and_drift_is_clean(stack):
 
 @pytest.mark.parametrize("stack", ["auth-proxy"], indirect=True)
 def test_app_sees_a_new_token_file_and_keeps_working(stack):
-    """The secrets dir is mounted, not the file: the deploy replaces the file (a new inode),
-    and a file mount would keep showing the old one. The app reads it for every connection.
-    A new token recreates the proxy (its compose config carries the file's digest), and
-    compose restarts the app, which depends on it: it comes back healthy on the new token.
+    """Its own dir (secrets/app) is mounted, not the file: the deploy replaces the file (a
+    new inode), and a file mount would keep showing the old one. The app reads it for every
+    connection. A new token reaches the proxy by a reload of its clients file (#25), with
+    no container recreated: the app keeps running and works on the new token.
     """
-    token_file = stack.project_dir / "secrets" / "chroma-token.env"
+    token_file = stack.project_dir / "secrets" / "app" / "chroma-token.env"
     in_app = f"docker exec {stack.app} sha256sum /run/secrets/chroma-deploy/chroma-token.env"
     new_env = {**stack.env, "CHROMA_AUTH_TOKEN": secrets.token_urlsafe(24)}
+    proxy_id = sh(f"docker inspect -f '{{{{.Id}}}}' {stack.name}-auth-proxy-1").stdout
     rotated = run_deploy(stack.data, env=new_env)
     assert rotated.returncode == 0, rotated.output
-    # The token file is rewritten, and the proxy (which reads it at start) recreated.
+    # The token files are rewritten, and nginx reloads the new clients file.
     assert any("data dirs and files" in name for name in rotated.changed_operations)
-    assert any(name.endswith("up and healthy") for name in rotated.changed_operations)
+    assert any("has loaded the clients" in name for name in rotated.changed_operations)
+    assert sh(f"docker inspect -f '{{{{.Id}}}}' {stack.name}-auth-proxy-1").stdout == proxy_id
     host_digest = sh(f"sha256sum '{token_file}'").stdout.split()[0]
     assert sh(in_app).stdout.split()[0] == host_digest
     state = stack.inspect()["State"]

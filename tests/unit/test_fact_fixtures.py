@@ -97,6 +97,7 @@ ABSENT: dict[str, tuple[Callable[[Any], bool], set[str]]] = {
     ),
     "compose.NamedContainers": (lambda f: f == {}, {"none"}),
     "cron.Cron": (lambda f: f["cron"] is None, {"absent"}),
+    "tokens.ProxyClients": (lambda f: f["clients"] is None, {"absent"}),
     "compose.PortHolder": (lambda f: f["listener"] is None, {"free"}),
     "datahomes.DataHomes": (lambda f: f["mounts"] == [], {"docker_absent"}),
     "datahomes.DataSchema": (lambda f: f["levels"] is None, {"no_database", "no_python3"}),

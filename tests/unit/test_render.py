@@ -83,10 +83,11 @@ def test_app_service_goes_through_the_proxy_with_a_token_file_path_not_the_token
     assert environment["CHROMA_URL"] == "http://auth-proxy:8080"
     assert (environment["CHROMA_HOST"], environment["CHROMA_PORT"]) == ("auth-proxy", "8080")
     secrets = agent["volumes"][2]
-    assert (secrets["source"], secrets["read_only"]) == ("./secrets", True)
+    # Its own dir: its token file only, never the proxy's clients or the TLS key (#25).
+    assert (secrets["source"], secrets["read_only"]) == ("./secrets/app", True)
     assert environment["CHROMA_AUTH_TOKEN_FILE"] == f"{secrets['target']}/chroma-token.env"
-    proxy_file = compose["services"]["auth-proxy"]["volumes"][0]["source"]
-    assert proxy_file == f"{secrets['source']}/chroma-token.env"  # the same file as the proxy's
+    proxy_dir = compose["services"]["auth-proxy"]["volumes"][0]["source"]
+    assert proxy_dir == "./secrets/proxy" and not proxy_dir.startswith(secrets["source"])
     assert agent["depends_on"] == {
         "chroma": {"condition": "service_healthy"},
         "auth-proxy": {"condition": "service_healthy"},
@@ -115,7 +116,10 @@ def test_behind_the_proxy_chroma_is_alone_on_an_internal_network_the_host_has_no
     assert internal["driver_opts"] == {"com.docker.network.bridge.inhibit_ipv4": "true"}
     heartbeat = version_line(version).heartbeat_path
     assert proxy["environment"] == {"CHROMA_UPSTREAM": "chroma:8000",
-                                    "CHROMA_HEARTBEAT_PATH": heartbeat}  # fmt: skip
+                                    "CHROMA_HEARTBEAT_PATH": heartbeat,
+                                    # The audit log rotates as the containers' logs (10m, 5).
+                                    "CHROMA_AUDIT_MAX_BYTES": str(10 * 1024 * 1024),
+                                    "CHROMA_AUDIT_MAX_FILES": "5"}  # fmt: skip
     settings = load_settings({"chroma_project_dir": "/srv/chroma", "chroma_auth_proxy": True,
                               "chroma_version": version})  # fmt: skip
     assert dict(server_environment(settings)) == chroma["environment"]
