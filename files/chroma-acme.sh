@@ -93,7 +93,9 @@ reload_proxy() {
     say "proxy restarted (it runs as root: one nginx process, which cannot reload)"
     return 0
   fi
-  "${compose[@]}" exec -T auth-proxy nginx -q -s reload -c /run/nginx/nginx.conf
+  # auth-proxy-reload (files/build-proxy-image.sh): nginx -t, then the reload, with a
+  # second's drain of kept-alive connections on each side of it, as the deploy reloads.
+  "${compose[@]}" exec -T auth-proxy /usr/local/bin/auth-proxy-reload
   say "nginx in the proxy reloaded"
 }
 
