@@ -124,6 +124,13 @@ def snapshots(config: Path, *filters: str) -> list[dict]:
     return json.loads(listed.stdout) or []
 
 
+def latest_manifest(host: dict) -> dict:
+    staging = json.loads(host["config"].read_text())["staging_dir"]
+    return json.loads(
+        restic_on(host["config"], "dump", "latest", f"{staging}/manifest.json").stdout
+    )
+
+
 def status_mode(host: dict) -> int:
     return (host["project_dir"] / ".chroma-deploy/offsite-status.json").stat().st_mode & 0o777
 
@@ -151,7 +158,8 @@ def test_a_backup_stops_chroma_only_for_the_copy_and_uploads_a_tagged_snapshot_w
     assert len(found) == 1
     snapshot = found[0]
     assert snapshot["hostname"] == "web-1"
-    assert sorted(snapshot["tags"]) == ["chroma_version=1.5.9", "host=web-1", "project=fx"]
+    assert sorted(snapshot["tags"]) == ["chroma_version=1.5.9", "host=web-1", "project=fx",
+                                       "records=2"]  # fmt: skip
     assert done.stdout.startswith(f"web-1: snapshot {snapshot['short_id']} of fx written: ")
     staging = json.loads(host["config"].read_text())["staging_dir"]
     assert snapshot["paths"] == [staging]
@@ -191,6 +199,36 @@ def test_a_backup_stops_chroma_only_for_the_copy_and_uploads_a_tagged_snapshot_w
     # Checked 7 days ago at most: not again.
     assert (second["chroma_deploy_backup_last_check_timestamp_seconds"]
             == first["chroma_deploy_backup_last_check_timestamp_seconds"])  # fmt: skip
+    # The database's bytes are the same: its collections are the last run's, not read again.
+    status_file = host["project_dir"] / ".chroma-deploy/offsite-status.json"
+    assert json.loads(status_file.read_text())["last_manifest"] == "reused"
+    assert latest_manifest(host)["collections"] == manifest["collections"]
+
+    # A document rewritten in place, the file's size and mtime kept: read again, and uploaded.
+    database = host["data_dir"] / "chroma.sqlite3"
+    before = database.stat()
+    with sqlite3.connect(database) as db:
+        db.execute("UPDATE embedding_metadata SET string_value = 'HELLO' WHERE "
+                   "string_value = 'hello'")  # fmt: skip
+    db.close()
+    os.utime(database, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert database.stat().st_size == before.st_size
+    third = offsite(host)
+    assert third.returncode == 0, third.stderr
+    assert json.loads(status_file.read_text())["last_manifest"] == "read"
+    changed = latest_manifest(host)["collections"]["default_tenant/default_database/docs"]
+    assert (
+        changed["content_sha256"]
+        != (manifest["collections"]["default_tenant/default_database/docs"]["content_sha256"])
+    )
+    sys.path.insert(0, str(FILES))
+    from chroma_restic import Offsite, restic_args
+
+    uploaded = subprocess.run(
+        restic_args(Offsite.load(str(host["config"])), "dump", "latest",
+                    f"{staging}/data/chroma.sqlite3"), capture_output=True, check=True,
+    )  # fmt: skip
+    assert uploaded.stdout == database.read_bytes()  # the new bytes, not the last snapshot's
 
 
 def test_retention_forgets_only_this_projects_snapshots_of_this_host_in_a_shared_repository(
