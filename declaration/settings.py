@@ -1089,7 +1089,7 @@ class Settings:
         None,
         _or_unset(_snapshot_id),
         "The snapshot restore.py restores from chroma_backup_repository: 'latest' (this "
-        "project's newest) or a snapshot id.",
+        "project's newest that holds records, this host's own first) or a snapshot id.",
         example="latest",
         example_with=(
             "chroma_backup_repository=/mnt/backup/restic",

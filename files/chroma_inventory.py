@@ -366,16 +366,29 @@ def _read_sqlite(db: sqlite3.Connection) -> dict:
         )
     }
     records: dict[str, dict[str, list]] = {key: {} for key in collections}
-    by_row: dict[int, list] = {}
-    for row_id, collection, record_id in db.execute(
+    rows: list[tuple[int, str, str]] = db.execute(
         "SELECT e.id, s.collection, e.embedding_id FROM embeddings e "
         "JOIN segments s ON e.segment_id = s.id WHERE s.scope = 'METADATA'"
-    ):
+    ).fetchall()
+    by_row: dict[int, list] = {}
+    for row_id, collection, record_id in rows:
         entry: list = [None, {}]
         records.setdefault(collection, {})[record_id] = entry
         by_row[row_id] = entry
+    # A collection of SAMPLE_FROM records or more checksums the content of a sample only:
+    # only the sample's metadata rows are read (the rest would be read and thrown away).
+    totals = {collection: len(found) for collection, found in records.items()}
+    only = ""
+    if any(total >= SAMPLE_FROM for total in totals.values()):
+        db.execute("CREATE TEMP TABLE wanted (id INTEGER PRIMARY KEY)")
+        db.executemany("INSERT OR IGNORE INTO temp.wanted VALUES (?)", (
+            (row_id,) for row_id, collection, record_id in rows
+            if _sampled(record_id, totals[collection])))  # fmt: skip
+        only = " WHERE id IN (SELECT id FROM temp.wanted)"
+    columns = "id, key, string_value, int_value, float_value, bool_value"
+    # Constants only in the text of these queries (no value from the data or a user).
     for row_id, key, *values in db.execute(
-        "SELECT id, key, string_value, int_value, float_value, bool_value FROM embedding_metadata"
+        f"SELECT {columns} FROM embedding_metadata{only}"  # noqa: S608
     ):
         entry = by_row.get(row_id)
         if entry is None:
@@ -389,8 +402,7 @@ def _read_sqlite(db: sqlite3.Connection) -> dict:
     ).fetchone()
     if has_arrays:  # 1.x keeps list values one row per item, in their order
         for row_id, key, *values in db.execute(
-            "SELECT id, key, string_value, int_value, float_value, bool_value "
-            "FROM embedding_metadata_array ORDER BY rowid"
+            f"SELECT {columns} FROM embedding_metadata_array{only} ORDER BY rowid"  # noqa: S608
         ):
             entry = by_row.get(row_id)
             if entry is not None:

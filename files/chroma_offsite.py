@@ -21,11 +21,13 @@ A run, in order, each step before the next:
 4. stops the chroma service (only it: a proxy in front of it keeps running),
    copies the data dir into the staging dir (``cp -a --reflink=auto``) and
    starts it again with ``compose start --wait``: the same containers, so
-   compose's recorded verdict stays true. The downtime is this copy only;
+   compose's recorded verdict stays true. The downtime is this copy only, until
+   Chroma's heartbeat answers; compose's verdict is waited for after step 5;
 5. writes the manifest (chroma_safety.manifest_of: counts, id and content
-   checksums per tenant/database/collection) from the copy, and uploads the
-   staging dir with ``restic backup`` while Chroma serves; the copy is removed
-   after, whatever happened;
+   checksums per tenant/database/collection) from the copy, or reuses the last
+   one when the bytes it is read from are the same (manifest_for), and uploads
+   the staging dir with ``restic backup`` while Chroma serves; the copy is
+   removed after, whatever happened;
 6. with a keep set, ``restic forget --prune`` of this project's snapshots of
    this host only (``--tag project=`` and ``--host``): a repository shared with
    other projects and hosts loses nothing of theirs;
@@ -51,6 +53,7 @@ import argparse
 import contextlib
 import ctypes
 import fcntl
+import hashlib
 import json
 import os
 import re
@@ -66,12 +69,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from chroma_restic import VERDICTS, Offsite, last_line, restic_args, verdict
-from chroma_safety import MARGIN_BYTES, manifest_of, tree_size, write_json
+from chroma_safety import MARGIN_BYTES, manifest_of, stamp, tree_size, write_json
 
 CHECK_EVERY = 7 * 24 * 3600  # seconds between two `restic check --read-data-subset`
 LOCK_RETRY = 5  # seconds between two tries while another restic holds the repository
 SERVICE = "chroma"  # the compose service that opens the data dir
 METRIC = "chroma_deploy_backup"
+MANIFEST_MEMO = "offsite-manifest-memo.json"  # beside the status file: manifest_for
 
 
 class Fault(Exception):
@@ -283,6 +287,11 @@ def compose_env(project_dir: str) -> list[str]:
     return sorted({match.group(1) for match in found if match})
 
 
+def docker(args: list[str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["docker", *args], stdin=subprocess.DEVNULL, capture_output=True,
+                          text=True, check=False)  # fmt: skip
+
+
 def compose(offsite: Offsite, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(compose_args(offsite, *args), stdin=subprocess.DEVNULL,
                           capture_output=True, text=True, check=False)  # fmt: skip
@@ -323,7 +332,7 @@ def holders(path: str) -> list[str]:
     """``pid N (comm)`` of each process that has ``path`` open, a container's too.
 
     By device and inode (a container's process names the file by its own mount):
-    after ``compose stop chroma`` nobody may hold the database, or Chroma was not
+    after the stop of chroma nobody may hold the database, or Chroma was not
     really stopped (its service renamed by hand, another stack on the data dir) and a
     copy would be of a live database. Processes this user cannot see are not listed.
     """
@@ -376,61 +385,96 @@ def answers(urls: list[str]) -> bool:
     return False
 
 
+def start_services(offsite: Offsite, services: list[str]) -> subprocess.Popen[str]:
+    """``compose start --wait`` of ``services``, running: :func:`served`, then :func:`started`."""
+    return subprocess.Popen(
+        compose_args(offsite, "start", "--wait", "--wait-timeout", str(offsite["wait_timeout"]),
+                     *services),
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+
+def served(
+    offsite: Offsite, starting: subprocess.Popen[str], containers: list[str] | None
+) -> float:
+    """The moment Chroma served again: its heartbeat's first answer at the container's address.
+
+    That comes before compose's health check says so (it probes every few
+    seconds); where the host cannot reach that address (Chroma behind the auth
+    proxy, on an internal network), the moment ``start --wait`` returned.
+    ``containers``: chroma's, listed before the stop (the same ids after ``start``),
+    so the downtime pays for no listing.
+    """
+    urls: list[str] = []
+    next_look = 0.0
+    while starting.poll() is None:
+        if not urls and time.monotonic() >= next_look:
+            containers = containers or chroma_containers(offsite)
+            urls, next_look = chroma_heartbeats(containers), time.monotonic() + 0.5
+        if urls and answers(urls):
+            return time.monotonic()
+        time.sleep(0.05)
+    return time.monotonic()
+
+
+def started(offsite: Offsite, starting: subprocess.Popen[str]) -> str | None:
+    """Waits for ``start --wait`` (every service healthy): None, or compose's last line.
+
+    The stopped marker goes only once compose said so.
+    """
+    _, stderr = starting.communicate()
+    if starting.returncode != 0:
+        return last_line(stderr or "") or "no output"
+    stopped_marker(offsite).unlink(missing_ok=True)
+    return None
+
+
 def start_again(
     offsite: Offsite, services: list[str], containers: list[str] | None = None
 ) -> tuple[str | None, float]:
     """``compose start --wait`` what this run (or a killed one) stopped: why not, and when.
 
-    Returns (None, or compose's last line) and the moment Chroma served again: the
-    first answer of its heartbeat at the container's address, which comes before
-    compose's health check says so (it probes every few seconds), or, where the host
-    cannot reach that address (Chroma behind the auth proxy, on an internal network),
-    the moment ``start --wait`` returned. ``containers``: chroma's, listed before the
-    stop (the same ids after ``start``), so the downtime pays for no listing.
+    Returns (None, or compose's last line) and the moment Chroma served again
+    (:func:`served`).
     """
     if not services:
         return None, time.monotonic()
-    starting = subprocess.Popen(
-        compose_args(offsite, "start", "--wait", "--wait-timeout", str(offsite["wait_timeout"]),
-                     *services),
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    answered, urls, next_look = None, [], 0.0
-    while starting.poll() is None:
-        if answered is None and SERVICE in services:
-            if not urls and time.monotonic() >= next_look:
-                containers = containers or chroma_containers(offsite)
-                urls, next_look = chroma_heartbeats(containers), time.monotonic() + 0.5
-            if urls and answers(urls):
-                answered = time.monotonic()
-        time.sleep(0.05)
-    stderr = starting.stderr.read() if starting.stderr else ""
-    ended = time.monotonic()
-    if starting.returncode != 0:
-        return last_line(stderr) or "no output", ended
-    stopped_marker(offsite).unlink(missing_ok=True)
-    return None, answered or ended
+    starting = start_services(offsite, services)
+    serving = served(offsite, starting, containers) if SERVICE in services else time.monotonic()
+    return started(offsite, starting), serving
 
 
 # --- the run -----------------------------------------------------------------------------
 
 
-def copy_stopped(offsite: Offsite, data_dir: str, staging: Path, result: dict) -> None:
-    """Stop chroma, ``cp -a --reflink=auto`` the data dir, start it again: the downtime."""
+def copy_stopped(
+    offsite: Offsite, data_dir: str, staging: Path, result: dict
+) -> subprocess.Popen[str] | None:
+    """Stop chroma, ``cp -a --reflink=auto`` the data dir, start it again: the downtime.
+
+    Returns once Chroma serves again (:func:`served`), with ``compose start --wait``
+    still running: the caller reads and uploads the copy meanwhile, and then waits
+    for it (:func:`started`): compose's health check probes every few seconds, and
+    the upload need not wait for its verdict.
+    """
     running = running_services(offsite)
     stop = [SERVICE] if SERVICE in running else []
     containers = chroma_containers(offsite) if stop else []
-    started = time.monotonic()
+    stopped_at = time.monotonic()
     try:
         if stop:
             # Written first: a run killed while Chroma is down is undone by the next one.
             write_json(stopped_marker(offsite), {"services": running, "since": now_iso()})
-            done = compose(offsite, "stop", *stop)
+            # docker's stop of the containers compose made for the service (their own stop
+            # signal and timeout, as compose's stop sends them), not compose's: compose loads
+            # the project first, a part of a second here, and inside the downtime.
+            done = (docker(["stop", *containers]) if containers
+                    else compose(offsite, "stop", *stop))  # fmt: skip
             if done.returncode != 0:
                 problem, _ = start_again(offsite, running)
                 started_again = "" if problem is None else f" and Chroma did not start: {problem}"
                 raise Fault("chroma_project_dir",
-                            f"docker compose stop {SERVICE} failed ({last_line(done.stderr)}); "
+                            f"the stop of {SERVICE} failed ({last_line(done.stderr)}); "
                             f"nothing was copied{started_again}: check docker on the host, then "
                             "run again")  # fmt: skip
         live = holders(os.path.join(data_dir, "chroma.sqlite3"))
@@ -438,7 +482,7 @@ def copy_stopped(offsite: Offsite, data_dir: str, staging: Path, result: dict) -
             problem = start_again(offsite, running, containers)[0] if stop else None
             started_again = "" if problem is None else f"; Chroma did not start: {problem}"
             raise Fault("chroma_project_dir",
-                        f"after docker compose stop {SERVICE}, {data_dir}/chroma.sqlite3 is still "
+                        f"after the stop of {SERVICE}, {data_dir}/chroma.sqlite3 is still "
                         f"open by {', '.join(live[:3])}: another server holds this data dir (the "
                         "compose file edited by hand, another stack on it); nothing was copied "
                         f"or uploaded{started_again}: run drift.py and deploy.py, then back up "
@@ -449,19 +493,90 @@ def copy_stopped(offsite: Offsite, data_dir: str, staging: Path, result: dict) -
         if stop:  # subprocess.run killed the stop or the cp it waited for
             start_again(offsite, running, containers)
         raise
-    problem, serving = start_again(offsite, running, containers)
-    result["downtime_seconds"] = round(serving - started, 3) if stop else 0.0
+    if stop and containers:
+        # The same containers, started by docker at once; compose's start of what was
+        # running (nothing left to start) then waits for its health verdict.
+        docker(["start", *containers])
+    starting = start_services(offsite, running) if running else None
+    serving = served(offsite, starting, containers) if starting and stop else time.monotonic()
+    result["downtime_seconds"] = round(serving - stopped_at, 3) if stop else 0.0
     if copied.returncode != 0:
+        problem = started(offsite, starting) if starting else None
+        started_again = "" if problem is None else f"; Chroma did not start: {problem}"
         raise Fault("chroma_data_dir",
                     f"the staging copy of {data_dir} failed ({last_line(copied.stderr)}); "
-                    "nothing was uploaded: free space or fix what cp says, then run "
-                    "again")  # fmt: skip
-    if problem is not None:
-        result["start_problem"] = problem
+                    f"nothing was uploaded{started_again}: free space or fix what cp says, "
+                    "then run again")  # fmt: skip
+    return starting
+
+
+def file_sha256(path: Path) -> str | None:
+    """sha256 of a file's bytes, or None when there is no such file."""
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as handle:
+            while chunk := handle.read(1 << 20):
+                digest.update(chunk)
+    except FileNotFoundError:
+        return None
+    return digest.hexdigest()
+
+
+def manifest_for(offsite: Offsite, copy: Path, project: str, version: str, result: dict) -> dict:
+    """The copy's manifest (chroma_safety.manifest_of), its collections reused when they must
+    be the same.
+
+    The collections (counts, id and content checksums) are a function of three
+    things only: the bytes of the copy's ``chroma.sqlite3`` and of its ``-wal``
+    (chroma_inventory reads nothing else) and the inventory's own code. The last
+    run's collections are kept beside the status file with the sha256 of each;
+    when all three digests are the same again, so are the collections, and reading
+    every record again (seconds per 100,000) is skipped. A digest, not a size and
+    mtime: a file rewritten with its size and mtime kept is read again.
+
+    restic decides by size and mtime (``--ignore-inode --ignore-ctime``) whether to
+    read a file again. Where the database's bytes changed but its size and mtime
+    are those of the last run's copy, restic would keep the old bytes under the new
+    manifest; the copy's mtime is then set to now, so restic reads it.
+    """
+    sqlite = copy / "chroma.sqlite3"
+    files = [sqlite, sqlite.with_name("chroma.sqlite3-wal")]
+    key = {
+        "sqlite": file_sha256(sqlite),
+        "wal": file_sha256(files[1]),
+        "inventory": file_sha256(Path(__file__).with_name("chroma_inventory.py")),
+    }
+    stats = [[path.stat().st_size, path.stat().st_mtime_ns] if path.exists() else None
+             for path in files]  # fmt: skip
+    memo_file = Path(offsite["status_file"]).with_name(MANIFEST_MEMO)
+    memo: dict = {}
+    with contextlib.suppress(OSError, ValueError):
+        memo = json.loads(memo_file.read_text())
+    if memo.get("key") == key and isinstance(memo.get("collections"), dict):
+        result["manifest"] = "reused"
+        return {"collections": memo["collections"], "project": project, "version": version,
+                "created": stamp()}  # fmt: skip
+    last = memo.get("stats") if isinstance(memo.get("stats"), list) else []
+    for path, now, before in zip(files, stats, [*last, None, None][:2], strict=True):
+        if now is not None and now == before:  # new bytes under the last copy's size and mtime
+            os.utime(path)
+            now[1] = path.stat().st_mtime_ns
+    manifest = manifest_of(str(sqlite), project, version, None)
+    write_json(memo_file, {"key": key, "stats": stats, "collections": manifest["collections"]})
+    result["manifest"] = "read"
+    return manifest
+
+
+def mark(result: dict, step: str) -> None:
+    """The seconds since the last mark, as ``step`` (the status file's last_steps_seconds)."""
+    now = time.monotonic()
+    result.setdefault("steps", {})[step] = round(now - result.get("marked", now), 3)
+    result["marked"] = now
 
 
 def back_up(offsite: Offsite, status: dict, result: dict) -> None:
     """Steps 2 to 7 of the module's docstring; a Fault stops at the first that fails."""
+    result["marked"] = time.monotonic()
     project, host = offsite["project_name"], offsite["host"]
     staging = Path(offsite["staging_dir"])
     data_dir = os.path.join(offsite["project_dir"], offsite["data_dir"])
@@ -520,15 +635,21 @@ def back_up(offsite: Offsite, status: dict, result: dict) -> None:
                     "run again")  # fmt: skip
     # Removes only stale locks (a killed run's); it opens the repository, so a wrong
     # password, no repository or an unreachable host stops the run before Chroma does.
+    mark(result, "checks")
     opened = restic(offsite, "unlock")
+    mark(result, "unlock")
     if opened.returncode != 0:
         raise restic_fault(offsite, opened, "the repository could not be opened",
                            f"nothing was stopped or uploaded and {chroma_is_serving}")  # fmt: skip
     version = chroma_version(offsite)
+    mark(result, "version")
     staging.mkdir(mode=0o700)
+    starting = None
     try:
-        copy_stopped(offsite, data_dir, staging, result)
-        manifest = manifest_of(str(staging / "data" / "chroma.sqlite3"), project, version, None)
+        starting = copy_stopped(offsite, data_dir, staging, result)
+        mark(result, "copy")
+        manifest = manifest_for(offsite, staging / "data", project, version, result)
+        mark(result, "manifest")
         write_json(staging / "manifest.json", manifest)
         result["records"] = sum(item["count"] for item in manifest["collections"].values())
         previous = status.get("last_records")
@@ -545,13 +666,19 @@ def back_up(offsite: Offsite, status: dict, result: dict) -> None:
         uploaded = restic(
             offsite, "backup", "--json", "--host", host,
             "--tag", f"project={project}", "--tag", f"host={host}",
-            "--tag", f"chroma_version={version}",
+            "--tag", f"chroma_version={version}", "--tag", f"records={result['records']}",
             # cp -a keeps each file's mtime: an unchanged file is not read again, though its
             # inode and ctime are new in every copy.
             "--ignore-inode", "--ignore-ctime", str(staging),
         )  # fmt: skip
+        mark(result, "upload")
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+        problem = started(offsite, starting) if starting else None
+        mark(result, "healthy")
+        if problem is not None:
+            result["start_problem"] = problem
+            chroma_is_serving = f"Chroma did not start again after the copy ({problem})"
     summary = summary_of(uploaded.stdout)
     if uploaded.returncode != 0 or not summary.get("snapshot_id"):
         raise restic_fault(offsite, uploaded, "the upload failed",
@@ -574,12 +701,15 @@ def back_up(offsite: Offsite, status: dict, result: dict) -> None:
             raise restic_fault(offsite, pruned, f"snapshot {summary['snapshot_id']} was "
                                "written but old ones were not forgotten",
                                "nothing was deleted")  # fmt: skip
+    mark(result, "forget")
     listed = restic(offsite, "snapshots", "--json", "--host", host, "--tag", f"project={project}")
+    mark(result, "snapshots")
     with contextlib.suppress(ValueError, TypeError):
         result["snapshots"] = len(json.loads(listed.stdout) or [])
     if time.time() - float(status.get("last_check") or 0) >= CHECK_EVERY:
         subset = str(offsite.values.get("check_subset") or "5%")
         checked = restic(offsite, "check", "--read-data-subset", subset)
+        mark(result, "check")
         result.update(check=time.time(), check_ok=checked.returncode == 0)
         if checked.returncode != 0:
             raise restic_fault(offsite, checked, f"restic check --read-data-subset {subset} "
@@ -630,12 +760,14 @@ def record(offsite: Offsite, status: dict, result: dict, exit_code: int, error: 
         last_run=time.time(), last_exit_code=exit_code, last_error=error,
         last_duration_seconds=result["duration_seconds"],
         last_downtime_seconds=result.get("downtime_seconds", 0.0),
+        last_steps_seconds=result.get("steps", {}),
     )  # fmt: skip
     if "success" in result:
         status.update(last_success=result["success"], last_snapshot=result["snapshot"],
                       last_size_bytes=result["size_bytes"],
                       last_added_bytes=result["added_bytes"],
                       last_records=result.get("records"),
+                      last_manifest=result.get("manifest"),
                       chroma_version=result["version"])  # fmt: skip
     if "snapshots" in result:
         status["snapshots"] = result["snapshots"]

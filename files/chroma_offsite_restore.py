@@ -25,6 +25,7 @@ changed; exit 1.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -78,12 +79,57 @@ def snapshots(offsite: restic.Offsite) -> list[dict]:
             "id": item["id"], "short_id": item.get("short_id") or item["id"][:8],
             "time": item["time"], "hostname": item.get("hostname", ""),
             "paths": item.get("paths") or [], "version": tags_of.get("chroma_version"),
+            "records": int(tags_of["records"]) if tags_of.get("records", "").isdigit() else None,
         })  # fmt: skip
     return sorted(found, key=lambda snapshot: snapshot["time"])
 
 
+def records_of(offsite: restic.Offsite, snapshot: dict) -> int:
+    """The records a snapshot's manifest counts: its ``records=`` tag, else its manifest read.
+
+    Snapshots made before the backup program tagged them have no tag: their
+    ``manifest.json`` is read from the repository (one ``restic dump``); one that
+    cannot be read counts none.
+    """
+    if snapshot.get("records") is None:
+        snapshot["records"] = 0
+        if len(snapshot["paths"]) == 1:
+            manifest = f"{snapshot['paths'][0]}/manifest.json"
+            dumped = restic.run_restic(offsite, "dump", snapshot["id"], manifest, timeout=900)
+            if restic.verdict(dumped) not in ("ok", "failed"):  # "failed": no manifest in it
+                raise Refused(fault_line(f"reading the manifest of {describe(snapshot)}", dumped))
+            with contextlib.suppress(ValueError, TypeError, AttributeError, KeyError):
+                snapshot["records"] = sum(int(item["count"]) for item in json.loads(
+                    dumped.stdout)["collections"].values())  # fmt: skip
+    return snapshot["records"]
+
+
+def latest(offsite: restic.Offsite, found: list[dict]) -> dict:
+    """``latest``: the newest snapshot of the project that holds records, this host's first.
+
+    A snapshot of no records (a data dir emptied before the check that now refuses
+    its backup) would restore as an empty database: never latest. This host's own
+    snapshots come first: on a host that backs the project up, latest is what it
+    saved, not another host's backup of the same project name; on a new machine
+    (none of its own) it is the newest of any host.
+    """
+    host = offsite["host"]
+    mine = [snapshot for snapshot in found if snapshot["hostname"] == host]
+    others = [snapshot for snapshot in found if snapshot["hostname"] != host]
+    for snapshot in [*reversed(mine), *reversed(others)]:
+        if records_of(offsite, snapshot) > 0:
+            return snapshot
+    project, newest = offsite["project_name"], found[-1]
+    raise Refused(
+        f"chroma_restore_snapshot: none of the {len(found)} snapshots of project {project} holds "
+        f"a record (the newest {newest['short_id']} of {newest['time'][:19]}Z), so latest names "
+        f"none: {NOTHING}; to restore an empty database, name its id (restic snapshots --tag "
+        f"project={project})"
+    )
+
+
 def resolve(offsite: restic.Offsite, wanted: str, found: list[dict] | None = None) -> dict:
-    """The snapshot ``wanted`` names ("latest": this project's newest, from any host)."""
+    """The snapshot ``wanted`` names (``latest``: :func:`latest`)."""
     project = offsite["project_name"]
     found = snapshots(offsite) if found is None else found
     if not found:
@@ -93,7 +139,7 @@ def resolve(offsite: restic.Offsite, wanted: str, found: list[dict] | None = Non
             "name the backups were tagged with)"
         )
     if wanted == "latest":
-        return found[-1]
+        return latest(offsite, found)
     matches = [snapshot for snapshot in found if snapshot["id"].startswith(wanted)]
     if len(matches) != 1:
         newest = found[-1]

@@ -45,7 +45,8 @@ def test_backup_py_writes_a_snapshot_whose_manifest_and_data_match_the_served_re
     assert done.returncode == 0, done.output
     [snapshot] = json.loads(restic_on(config, "snapshots", "--json").stdout)
     assert f"@local: snapshot {snapshot['short_id']} of {name} written: 100 records" in done.output
-    assert sorted(snapshot["tags"]) == ["chroma_version=1.5.9", "host=@local", f"project={name}"]
+    assert sorted(snapshot["tags"]) == ["chroma_version=1.5.9", "host=@local", f"project={name}",
+                                        "records=100"]  # fmt: skip
 
     # Chroma serves the same records, and the stack is still the one declared.
     assert read_records(port) == before

@@ -7,6 +7,7 @@ files and a real closed port.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import socket
 import sqlite3
@@ -209,3 +210,39 @@ def test_a_swapped_vector_is_named_and_float_spellings_are_not_a_difference():
         f"{key}: mix-4 returns the vector mix-2 had",
         f"{key}: mix-5 returns another vector",
     ]
+
+
+def test_a_sampled_collection_read_from_sqlite_checksums_as_the_api_side_does(tmp_path):
+    """At SAMPLE_FROM records the content checksum covers a sample, and only the sample's
+    metadata rows are read from SQLite: the same checksums as the API side's summary()."""
+    sys.path.insert(0, str(FILES))
+    from chroma_inventory import SAMPLE_FROM, sqlite_inventory, summary
+
+    path = tmp_path / "chroma.sqlite3"
+    chroma_like_sqlite(path).close()
+    expected = {}
+    with sqlite3.connect(path) as db:
+        db.execute("INSERT INTO collections VALUES ('c3', 'big', 'd1')")
+        db.execute("INSERT INTO segments VALUES ('s3', 'METADATA', 'c3')")
+        ids = [f"r{n:06d}" for n in range(SAMPLE_FROM)]
+        db.executemany("INSERT INTO embeddings VALUES (?, 's3', ?)",
+                       ((10 + n, record_id) for n, record_id in enumerate(ids)))  # fmt: skip
+        db.executemany("INSERT INTO embedding_metadata VALUES (?, ?, ?, ?, ?, ?)", (
+            row for n in range(SAMPLE_FROM) for row in (
+                (10 + n, "chroma:document", f"doc {n}", None, None, None),
+                (10 + n, "w", None, None, n / 8, None))))  # fmt: skip
+        db.executemany("INSERT INTO embedding_metadata_array VALUES (?, 'tags', ?, NULL, NULL, "
+                       "NULL)", ((10 + n, tag) for n in range(0, SAMPLE_FROM, 7)
+                                 for tag in ("b", "a")))  # fmt: skip
+        for n, record_id in enumerate(ids):
+            metadata: dict = {"w": n / 8}
+            if n % 7 == 0:
+                metadata["tags"] = ["b", "a"]
+            expected[record_id] = (f"doc {n}", metadata)
+    db.close()
+    found = sqlite_inventory(str(path))["collections"]["default_tenant/default_database/big"]
+    assert found == summary(expected)
+    changed = dict(expected)
+    sampled = next(i for i in ids if hashlib.sha256(i.encode()).hexdigest()[0] == "0")
+    changed[sampled] = ("another document", expected[sampled][1])
+    assert summary(changed)["content_sha256"] != found["content_sha256"]  # the sample counts

@@ -31,6 +31,10 @@ PASSWORD = "correct horse battery staple"
 # A shell script, not Python: a run calls docker about ten times, and Python's start-up
 # on a busy machine would cost the suite half a minute. Logs each call's arguments on a
 # line, tab-separated (no path here holds a tab).
+# A backup's stop and start: docker's own of chroma's container (its id listed before), then
+# compose's start of what ran, which waits for the services' health.
+STOPPED_FOR_THE_COPY = ["stop chroma", "start chroma", "start chroma auth-proxy"]
+
 FAKE_DOCKER = """#!/bin/sh
 line=$(printf '%s\t' "$@"); printf '%s\n' "$line" >>"$DOCKER_LOG"
 if [ "$1" = compose ]; then
@@ -104,12 +108,20 @@ def offsite(host: dict, config: Path | None = None, **env: str) -> subprocess.Co
 
 
 def docker_steps(host: dict) -> list[str]:
-    """Each compose call by its verb and services: ``stop chroma``, ``start chroma ...``."""
+    """Each stop and start by its verb and services: ``stop chroma``, ``start chroma ...``.
+
+    compose's by the services it names; docker's by the containers, c0ffee (chroma's,
+    as the stand-in lists it) named ``chroma``.
+    """
     log = Path(host["env"]["DOCKER_LOG"])
     steps = []
     # Whole lines only: a test polls this while the stand-in is still writing its line.
     for line in log.read_text().split("\n")[:-1] if log.exists() else []:
         args = line.split("\t")[:-1]
+        if args and args[0] in ("stop", "start"):
+            named = ["chroma" if word == "c0ffee" else word for word in args[1:]]
+            steps.append(" ".join([args[0], *named]))
+            continue
         verb = args.index("-f") + 2 if "-f" in args else len(args)
         if args and args[0] == "compose" and verb < len(args) and args[verb] in ("stop", "start"):
             words = args[args.index("-f") + 2 :]
@@ -122,6 +134,13 @@ def snapshots(config: Path, *filters: str) -> list[dict]:
     listed = restic_on(config, "snapshots", "--json", *filters)
     assert listed.returncode == 0, listed.stderr
     return json.loads(listed.stdout) or []
+
+
+def latest_manifest(host: dict) -> dict:
+    staging = json.loads(host["config"].read_text())["staging_dir"]
+    return json.loads(
+        restic_on(host["config"], "dump", "latest", f"{staging}/manifest.json").stdout
+    )
 
 
 def status_mode(host: dict) -> int:
@@ -146,12 +165,13 @@ def test_a_backup_stops_chroma_only_for_the_copy_and_uploads_a_tagged_snapshot_w
     assert done.returncode == 0, done.stderr
     assert done.stderr == ""
     # Only the chroma service stops; what ran before is started again, waited for.
-    assert docker_steps(host) == ["stop chroma", "start chroma auth-proxy"]
+    assert docker_steps(host) == STOPPED_FOR_THE_COPY
     found = snapshots(host["config"])
     assert len(found) == 1
     snapshot = found[0]
     assert snapshot["hostname"] == "web-1"
-    assert sorted(snapshot["tags"]) == ["chroma_version=1.5.9", "host=web-1", "project=fx"]
+    assert sorted(snapshot["tags"]) == ["chroma_version=1.5.9", "host=web-1", "project=fx",
+                                       "records=2"]  # fmt: skip
     assert done.stdout.startswith(f"web-1: snapshot {snapshot['short_id']} of fx written: ")
     staging = json.loads(host["config"].read_text())["staging_dir"]
     assert snapshot["paths"] == [staging]
@@ -191,6 +211,36 @@ def test_a_backup_stops_chroma_only_for_the_copy_and_uploads_a_tagged_snapshot_w
     # Checked 7 days ago at most: not again.
     assert (second["chroma_deploy_backup_last_check_timestamp_seconds"]
             == first["chroma_deploy_backup_last_check_timestamp_seconds"])  # fmt: skip
+    # The database's bytes are the same: its collections are the last run's, not read again.
+    status_file = host["project_dir"] / ".chroma-deploy/offsite-status.json"
+    assert json.loads(status_file.read_text())["last_manifest"] == "reused"
+    assert latest_manifest(host)["collections"] == manifest["collections"]
+
+    # A document rewritten in place, the file's size and mtime kept: read again, and uploaded.
+    database = host["data_dir"] / "chroma.sqlite3"
+    before = database.stat()
+    with sqlite3.connect(database) as db:
+        db.execute("UPDATE embedding_metadata SET string_value = 'HELLO' WHERE "
+                   "string_value = 'hello'")  # fmt: skip
+    db.close()
+    os.utime(database, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert database.stat().st_size == before.st_size
+    third = offsite(host)
+    assert third.returncode == 0, third.stderr
+    assert json.loads(status_file.read_text())["last_manifest"] == "read"
+    changed = latest_manifest(host)["collections"]["default_tenant/default_database/docs"]
+    assert (
+        changed["content_sha256"]
+        != (manifest["collections"]["default_tenant/default_database/docs"]["content_sha256"])
+    )
+    sys.path.insert(0, str(FILES))
+    from chroma_restic import Offsite, restic_args
+
+    uploaded = subprocess.run(
+        restic_args(Offsite.load(str(host["config"])), "dump", "latest",
+                    f"{staging}/data/chroma.sqlite3"), capture_output=True, check=True,
+    )  # fmt: skip
+    assert uploaded.stdout == database.read_bytes()  # the new bytes, not the last snapshot's
 
 
 def test_retention_forgets_only_this_projects_snapshots_of_this_host_in_a_shared_repository(
@@ -295,7 +345,7 @@ def test_another_restics_exclusive_lock_is_waited_for_then_named_with_chroma_ser
                           "the repository is locked by another restic")  # fmt: skip
     assert f"locked exclusively by PID {holder.pid}" in line
     assert waited >= 2  # restic_lock_wait: tried again before giving up
-    assert docker_steps(host) == ["stop chroma", "start chroma auth-proxy"]  # serving again
+    assert docker_steps(host) == STOPPED_FOR_THE_COPY  # serving again
     assert len(snapshots(host["config"])) == 1
     again = offsite(host)  # the lock is gone: the next run writes its snapshot
     assert again.returncode == 0, again.stderr
@@ -328,7 +378,7 @@ def test_a_full_repository_disk_fails_the_upload_with_chroma_serving_and_nothing
         line = assert_refused(host, done, "chroma_backup_repository",
                               "the repository's disk is full")  # fmt: skip
         assert "no snapshot was written, the earlier ones are intact" in line
-        assert docker_steps(host) == ["stop chroma", "start chroma auth-proxy"]  # serving again
+        assert docker_steps(host) == STOPPED_FOR_THE_COPY  # serving again
         assert len(snapshots(config)) == 1
         filler.unlink()
         again = offsite(host, config)
@@ -398,7 +448,7 @@ def test_a_run_killed_during_the_upload_leaves_no_upload_running_and_the_next_ru
     assert uploading, "restic backup never started"
     run.kill()
     run.wait()
-    assert docker_steps(host) == ["stop chroma", "start chroma auth-proxy"]  # Chroma serves
+    assert docker_steps(host) == STOPPED_FOR_THE_COPY  # Chroma serves
     deadline = time.monotonic() + 10
     while any(Path(f"/proc/{pid}").exists() for pid in uploading) and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -427,8 +477,8 @@ def test_a_run_killed_while_chroma_is_stopped_is_undone_by_the_next_run_first(ho
     run.wait()
     done = offsite(host)
     assert done.returncode == 0, done.stderr
-    assert docker_steps(host) == ["stop chroma", "start chroma auth-proxy", "stop chroma",
-                                  "start chroma auth-proxy"]  # fmt: skip
+    # The next run starts Chroma first (compose), then stops it for its own copy.
+    assert docker_steps(host) == ["stop chroma", "start chroma auth-proxy", *STOPPED_FOR_THE_COPY]
 
 
 def test_the_project_lock_held_by_another_run_is_waited_for_then_named(host: dict):
@@ -533,7 +583,7 @@ def test_a_data_dir_chroma_never_opened_is_no_backup_and_forgets_no_good_one(hos
     line = assert_refused(host, done, "chroma_data_dir", "has no chroma.sqlite3")
     assert "nothing was uploaded or forgotten" in line
     assert snapshots(config) == good  # the one good snapshot is still there
-    assert docker_steps(host) == ["stop chroma", "start chroma auth-proxy"]
+    assert docker_steps(host) == STOPPED_FOR_THE_COPY
 
 
 def test_a_data_dir_emptied_and_opened_again_is_no_backup_and_forgets_no_good_one(host: dict):

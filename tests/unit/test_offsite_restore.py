@@ -241,3 +241,49 @@ def test_a_compose_project_name_in_the_env_is_refused_before_the_data_moves(site
     assert line.startswith(f"chroma_project_dir: {site['new']}/.env sets COMPOSE_PROJECT_NAME, ")
     assert "nothing was changed" in line
     untouched(site)
+
+
+def test_latest_is_the_newest_snapshot_with_records_and_this_hosts_own_first(tmp_path: Path):
+    """Host B's snapshot, then host A's, then host A's newest of no records (made before the
+    backup program tagged snapshots with their records: its manifest is read). Latest, on
+    host B: its own; on host C (a new machine): host A's with records, not the empty one."""
+    repository, metrics = tmp_path / "repo", tmp_path / "metrics"
+    configs = {}
+    for host in ("hostA", "hostB", "hostC"):
+        project_dir = tmp_path / host / "project"
+        (project_dir / "chroma_data").mkdir(parents=True)
+        chroma_like_sqlite(project_dir / "chroma_data" / "chroma.sqlite3").close()
+        configs[host] = write_offsite(project_dir, PROJECT, str(repository), host, metrics)
+    init_repository(configs["hostA"])
+    own = take_snapshot(configs["hostB"], "1.5.9")
+    records = take_snapshot(configs["hostA"], "1.5.9")
+    take_snapshot(configs["hostA"], "1.5.9", {"collections": {}, "project": PROJECT})
+
+    def chosen(host: str, project: str = PROJECT) -> dict:
+        config = configs[host]
+        if project != PROJECT:
+            config = write_offsite(config.parent.parent, project, str(repository), host, metrics)
+        done = subprocess.run(
+            [sys.executable, str(FILES / "chroma_offsite_restore.py"), "snapshots", "--config",
+             str(config), "--snapshot", "latest"], capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout)
+
+    assert chosen("hostB")["chosen"]["short_id"] == own
+    found = chosen("hostC")
+    assert [s["records"] for s in found["snapshots"]] == [2, 2, 0]  # the last: no tag, read
+    assert found["chosen"]["short_id"] == records
+    # A project whose only snapshot holds no record: latest names none, in one line.
+    empty = take_snapshot(
+        write_offsite(configs["hostA"].parent.parent, "empty", str(repository), "hostA", metrics),
+        "1.5.9", {"collections": {}, "project": "empty"},
+    )  # fmt: skip
+    refused = chosen("hostC", "empty")
+    assert refused["chosen"] is None
+    assert refused["fault"] == (
+        f"chroma_restore_snapshot: none of the 1 snapshots of project empty holds a record (the "
+        f"newest {empty[:8]} of {refused['snapshots'][0]['time'][:19]}Z), so latest names none: "
+        "nothing was changed; to restore an empty database, name its id (restic snapshots --tag "
+        "project=empty)"
+    )
