@@ -27,7 +27,9 @@ aggregate queries over it: its cost does not grow with the records beyond theirs
   collection (hnswlib's layout: the vector, the level-0 links and a label).
 
 ``apply`` runs with the project lock held by maintain.py's pyinfra run, after its
-backup. It stops the stack, takes the inventory of the stopped server
+backup, which leaves the stack stopped (a local archive: one stop for both; the
+downtime is counted from the chroma container's stop). It stops the stack (a no-op
+then; a failure from here on starts it again), takes the inventory of the stopped server
 (chroma_inventory.sqlite_inventory), writes a pending record
 (``<project>/.chroma-deploy/maintain-pending.json``) before anything moves, does
 the repair, starts the stack and compares the served data with that inventory.
