@@ -7,6 +7,11 @@ data-safety guard (a failed verification or a data dir left empty blocks it, as
 it blocks backup.py); for a vacuum, the room it needs, refused in one line before
 anything stops; the backup (a snapshot when chroma_backup_repository is set, else
 a local archive: backup.py's own operations); the repair (operations/maintenance.py).
+The local archive leaves the stack stopped (``no_restart``, as an upgrade's backup
+does): the repair goes on with it, so Chroma stops once per run, and no write lands
+between the backup and the repair. A failed backup starts it again and the host's
+run ends there: nothing is repaired. Its pruning comes after the repair. A snapshot
+(chroma_backup_repository) uploads while Chroma serves, so it starts it again first.
 """
 
 from __future__ import annotations
@@ -92,6 +97,7 @@ def maintenance() -> None:
             keep=settings.backup_keep,
             wait_timeout=settings.wait_timeout,
             version=settings.version,
+            no_restart=True,  # the repair goes on with the stack this backup stopped
         )
     report.show(backup)
     report.show(
@@ -101,3 +107,15 @@ def maintenance() -> None:
             command=repair_command(declared, what),
         )
     )
+    if settings.backup_keep and not settings.backup_repository:
+        report.show(
+            data_safety.prune_backups(
+                name=f"Keep the newest {settings.backup_keep} backups in {settings.backup_dir}",
+                project_dir=settings.project_dir,
+                project_name=settings.compose_project,
+                data_dir=settings.data_dir,
+                backup_dir=settings.backup_dir,
+                keep=settings.backup_keep,
+                version=settings.version,
+            )
+        )

@@ -27,7 +27,9 @@ aggregate queries over it: its cost does not grow with the records beyond theirs
   collection (hnswlib's layout: the vector, the level-0 links and a label).
 
 ``apply`` runs with the project lock held by maintain.py's pyinfra run, after its
-backup. It stops the stack, takes the inventory of the stopped server
+backup, which leaves the stack stopped (a local archive: one stop for both; the
+downtime is counted from the chroma container's stop). It stops the stack (a no-op
+then; a failure from here on starts it again), takes the inventory of the stopped server
 (chroma_inventory.sqlite_inventory), writes a pending record
 (``<project>/.chroma-deploy/maintain-pending.json``) before anything moves, does
 the repair, starts the stack and compares the served data with that inventory.
@@ -41,6 +43,7 @@ Exit codes: 0 done (or nothing to do), 1 error or refusal (one line on stderr).
 from __future__ import annotations
 
 import argparse
+import calendar
 import contextlib
 import json
 import os
@@ -367,6 +370,38 @@ def stop(args: argparse.Namespace) -> None:
     args.stopped = True  # a failure from here on starts the stack again (main)
 
 
+def stopped_since(args: argparse.Namespace) -> float | None:
+    """When the chroma service's container stopped (epoch seconds), or None while it runs.
+
+    maintain.py's backup leaves the stack stopped for the repair (as an upgrade's backup
+    does): the downtime the repair reports is counted from that stop, and a failure
+    from here on must start the stack again as if the repair had stopped it.
+    """
+    safety, _ = _safety()
+    listed = subprocess.run(safety.compose_args(args, "ps", "--all", "--quiet", "chroma"),
+                            capture_output=True, text=True, check=False)  # fmt: skip
+    ids = listed.stdout.split()
+    if listed.returncode != 0 or not ids:
+        return None
+    state = safety.docker("inspect", "-f", "{{.State.Running}} {{.State.FinishedAt}}", ids[0],
+                          check=False).split()  # fmt: skip
+    found = re.fullmatch(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?Z", state[1]) if (
+        len(state) == 2 and state[0] == "false") else None  # fmt: skip
+    if not found:
+        return None
+    since = calendar.timegm(time.strptime(found[1], "%Y-%m-%dT%H:%M:%S"))
+    return since + float(found[2] or 0) if since > 0 else None  # 0001-01-01: never ran
+
+
+def stop_counting(args: argparse.Namespace) -> float:
+    """Stop the stack (a no-op if the backup left it stopped); the ``time.monotonic()``
+    its downtime began: when the chroma container stopped, else now."""
+    since = stopped_since(args)
+    began = time.monotonic() - max(0.0, time.time() - since) if since else time.monotonic()
+    stop(args)
+    return began
+
+
 def start(args: argparse.Namespace) -> None:
     safety, _ = _safety()
     if not safety.start_stack(args):
@@ -457,12 +492,14 @@ def sqlite_total(data_dir: str) -> int:
     return file_size(sqlite) + file_size(sqlite + "-wal")
 
 
-def check_vacuum_space(data_dir: str) -> None:
+def check_vacuum_space(data_dir: str, stopped: bool) -> None:
     need = sqlite_total(data_dir) + MARGIN_BYTES
     free = shutil.disk_usage(data_dir).free
     if free < need:
+        # Stopped already: by the backup, whose archive may have taken the room; main starts it.
+        state = "Chroma was started again" if stopped else "Chroma was not stopped"
         raise Refused(f"chroma_data_dir: a vacuum needs {need} bytes free on {data_dir}'s disk "
-                      f"and {free} are; Chroma was not stopped: free space there, then run "
+                      f"and {free} are; {state}: free space there, then run "
                       "maintain.py --apply vacuum again")  # fmt: skip
 
 
@@ -505,10 +542,10 @@ def resume(args: argparse.Namespace, record_path: str) -> int:
     with open(record_path) as handle:
         record = json.load(handle)
     print(f"resuming the {record['what']} a killed run left ({record_path})")
-    stop(args)
+    began = stop_counting(args)
     if record["what"] == "orphans":
         do_moves(record)
-    return finish(args, record, record_path, time.monotonic())
+    return finish(args, record, record_path, began)
 
 
 def apply(args: argparse.Namespace) -> int:
@@ -522,10 +559,10 @@ def apply(args: argparse.Namespace) -> int:
         resume(args, record_path)
         if unfinished == args.what:  # what was asked for is done now
             return 0
+    args.stopped = stopped_since(args) is not None  # by the backup: any failure starts it
     if args.what == "vacuum":
-        check_vacuum_space(data_dir)  # before anything stops
-    started = time.monotonic()
-    stop(args)
+        check_vacuum_space(data_dir, args.stopped)  # before anything (more) stops
+    started = stop_counting(args)
     reached("stopped")
     _, inventory = _safety()
     if args.what == "orphans":

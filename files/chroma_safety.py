@@ -781,6 +781,8 @@ def backup(args: argparse.Namespace) -> int:
     name = os.path.basename(f"{stem}.tar.gz")
     with open(f"{stem}.sha256", "w") as checksum:
         if shown(["sha256sum", name], cwd=args.backup_dir, stdout=checksum) != 0:
+            if args.no_restart:  # no backup to go on from: serve again, as on any failure
+                start_again()
             return 1
     print(f"backup written: {stem}.tar.gz")
     if args.record:

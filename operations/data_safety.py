@@ -105,6 +105,7 @@ def backup(
     wait_timeout: int,
     version: str,
     stop_grace: int | None = None,
+    no_restart: bool = False,
 ):
     """A consistent archive of the data dir, with a checksum and a manifest of counts.
 
@@ -120,6 +121,10 @@ def backup(
       wrote the data (data_version), this one only when nothing says which
     + stop_grace: chroma_stop_grace_seconds, for a stop without the compose file (its
       containers found by label); with the file, compose applies its stop_grace_period
+    + no_restart: leave the stack stopped after a backup written and checksummed, for a
+      next step that needs it stopped (maintain.py --apply: one stop for the backup and
+      the repair, no write in between); a failed backup starts it again all the same.
+      Its pruning is then left to :func:`prune_backups`, after that next step
     """
     files = host_state.read(ProjectFiles, project_dir=project_dir)
     if files["env_compose"]:
@@ -135,14 +140,33 @@ def backup(
     yield from upload_tools(project_dir)
     yield backup_command(
         project_dir, project_name, data_dir, backup_dir, wait_timeout, written_by,
-        ("--stop-grace", stop_grace),
+        ("--stop-grace", stop_grace), ("--no-restart", no_restart),
     )  # fmt: skip
+    if keep and not no_restart:  # else the caller prunes after its next step (prune_backups)
+        yield prune_command(backup_dir, project_name, keep, written_by)
+
+
+def prune_command(backup_dir: str, project_name: str, keep: int, version: str) -> str:
+    # The one deletion chroma-deploy does, and only when chroma_backup_keep asks.
+    return safety_command(
+        "prune", ("--dir", backup_dir), ("--project", project_name), ("--keep", keep),
+        ("--version", version),
+    )  # fmt: skip
+
+
+@operation(is_idempotent=False)
+def prune_backups(project_dir: str, project_name: str, data_dir: str, backup_dir: str,
+                  keep: int, version: str):  # fmt: skip
+    """A ``no_restart`` backup's pruning, once the stack it left stopped serves again.
+
+    Apart from the backup so that a failed prune never leaves the stack stopped.
+
+    + project_dir, project_name, data_dir, backup_dir, keep, version: as :func:`backup`'s
+    """
     if keep:
-        # The one deletion chroma-deploy does, and only when chroma_backup_keep asks.
-        yield safety_command(
-            "prune", ("--dir", backup_dir), ("--project", project_name), ("--keep", keep),
-            ("--version", written_by),
-        )  # fmt: skip
+        yield from upload_tools(project_dir)
+        written_by = data_version(project_dir, data_dir) or version
+        yield prune_command(backup_dir, project_name, keep, written_by)
 
 
 def data_version(project_dir: str, data_dir: str) -> str | None:

@@ -186,11 +186,16 @@ def test_a_backup_without_the_compose_file_stops_its_containers_with_the_declare
     assert calls[2] == ["start", *IDS]
 
 
-def test_a_backup_that_fails_starts_the_stack_again_and_leaves_no_archive(host: dict):
+@pytest.mark.parametrize("leave_stopped", [[], ["--no-restart"]], ids=["backup", "no-restart"])
+def test_a_backup_that_fails_starts_the_stack_again_and_leaves_no_archive(
+    host: dict, leave_stopped: list[str]
+):
+    """--no-restart (an upgrade's, maintain.py's) leaves it stopped only after a backup."""
     project_dir, backups = host["project_dir"], host["backups"]
     Path(f"{project_dir}/chroma_data").rename(f"{project_dir}/elsewhere")  # tar finds nothing
     done = safety(host, "backup", *stack_options(host), "--data-dir", "chroma_data",
-                  "--backup-dir", str(backups), "--version", "1.5.9")  # fmt: skip
+                  "--backup-dir", str(backups), "--version", "1.5.9",
+                  *leave_stopped)  # fmt: skip
     assert done.returncode == 1
     assert done.stderr.splitlines()[-1] == "the backup failed; the stack was started again"
     assert steps(docker_calls(host))[:2] == ["compose stop", "compose up"]
