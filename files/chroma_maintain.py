@@ -364,7 +364,7 @@ def stop(args: argparse.Namespace) -> None:
     safety, _ = _safety()
     if safety.shown(safety.compose_args(args, "stop")) != 0:
         raise Refused("docker compose stop failed; nothing was changed")
-    args.stopped = True  # a failure from here on starts the stack again (main)
+    args.stopped, args.serving = True, False  # a failure from here on starts it again (main)
 
 
 def start(args: argparse.Namespace) -> None:
@@ -372,6 +372,7 @@ def start(args: argparse.Namespace) -> None:
     if not safety.start_stack(args):
         raise Refused(f"docker compose up did not get the stack healthy in {args.wait_timeout} s; "
                       "see `docker compose logs chroma` in the project dir")  # fmt: skip
+    args.serving = True
 
 
 def served(args: argparse.Namespace, before: dict) -> list[str]:
@@ -505,6 +506,10 @@ def resume(args: argparse.Namespace, record_path: str) -> int:
     with open(record_path) as handle:
         record = json.load(handle)
     print(f"resuming the {record['what']} a killed run left ({record_path})")
+    if "before" not in record:  # killed between its stop and its inventory: nothing changed
+        start(args)
+        os.unlink(record_path)
+        return 0
     stop(args)
     if record["what"] == "orphans":
         do_moves(record)
@@ -518,13 +523,19 @@ def apply(args: argparse.Namespace) -> int:
     record_path = os.path.join(state, PENDING)
     if os.path.exists(record_path):
         with open(record_path) as handle:
-            unfinished = json.load(handle)["what"]
+            unfinished = json.load(handle)
         resume(args, record_path)
-        if unfinished == args.what:  # what was asked for is done now
+        # What was asked for is done now; a vacuum killed before it ran is run again,
+        # a run killed before its inventory had done nothing but stop the stack.
+        if (unfinished["what"] == args.what and "before" in unfinished
+                and unfinished.get("vacuumed", True)):  # fmt: skip
             return 0
     if args.what == "vacuum":
         check_vacuum_space(data_dir)  # before anything stops
     started = time.monotonic()
+    # Said before the stop: a run killed from here on leaves a record the report shows
+    # and the next run finishes (at least, starts the stack again).
+    write_json(record_path, {"what": args.what})
     stop(args)
     reached("stopped")
     _, inventory = _safety()
@@ -532,6 +543,7 @@ def apply(args: argparse.Namespace) -> int:
         record = plan_orphans(args, data_dir)
         if record is None:
             start(args)
+            os.unlink(record_path)
             print("orphans: no orphaned segment dirs; nothing was moved")
             return 0
         write_json(record_path, record)
@@ -541,17 +553,19 @@ def apply(args: argparse.Namespace) -> int:
         sqlite = os.path.join(data_dir, "chroma.sqlite3")
         if not os.path.isfile(sqlite):
             start(args)
+            os.unlink(record_path)
             print("vacuum: no chroma.sqlite3 yet; nothing to vacuum")
             return 0
         record = {"what": "vacuum", "before": inventory.sqlite_inventory(sqlite),
                   "sqlite_bytes": sqlite_total(data_dir)}  # fmt: skip
-        write_json(record_path, record)
+        write_json(record_path, dict(record, vacuumed=False))
         reached("recorded")
         safety, _ = _safety()
         if safety.shown(vacuum_argv(args), stdout=subprocess.DEVNULL) != 0:
             start(args)
             raise Refused("the image's chroma vacuum failed (its output is above); SQLite "
                           "rolled it back, the stack was started again")  # fmt: skip
+        write_json(record_path, record)  # it ran: a resume verifies, it does not run again
         reached("vacuumed")
     return finish(args, record, record_path, started)
 
@@ -580,7 +594,7 @@ def main() -> int:
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
     if args.command == "report":
         return run_report(args)
-    args.stopped = False
+    args.stopped = args.serving = False
     try:
         return apply(args)
     except Refused as refusal:
@@ -591,6 +605,10 @@ def main() -> int:
     if args.stopped:  # serve again: moved orphans are unused, a failed vacuum rolled back
         with contextlib.suppress(Refused, OSError):
             start(args)
+    record_path = os.path.join(args.project_dir, STATE_DIR, PENDING)
+    with contextlib.suppress(OSError, ValueError, KeyError), open(record_path) as handle:
+        if args.serving and "before" not in json.load(handle):  # failed, nothing changed
+            os.unlink(record_path)
     print(said, file=sys.stderr)
     return 1
 
