@@ -56,6 +56,9 @@ import time
 from collections.abc import Iterator
 
 SEGMENT_DIR = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+# What Chroma's HNSW segment dir holds (hnswlib's four files; 0.x adds its pickle).
+HNSW_FILES = {"header.bin", "data_level0.bin", "length.bin", "link_lists.bin",
+              "index_metadata.pickle"}  # fmt: skip
 MARGIN_BYTES = 64 * 1024 * 1024  # as chroma_safety.check_space
 HNSW_M = 16  # hnswlib's and Chroma's default max_neighbors
 LABEL_BYTES = 8
@@ -112,8 +115,17 @@ def segment_ids(db: sqlite3.Connection) -> set[str]:
     return {row[0] for row in db.execute("SELECT id FROM segments")}
 
 
+def hnsw_files_only(path: str) -> bool:
+    """Whether ``path`` holds nothing but an HNSW segment's files: a UUID-named dir of
+    another tool (other files, subdirs) is never called an orphan, nor moved."""
+    with contextlib.suppress(OSError), os.scandir(path) as entries:
+        return all(e.is_file(follow_symlinks=False) and e.name in HNSW_FILES for e in entries)
+    return False
+
+
 def orphaned_dirs(data_dir: str, named: set[str]) -> list[dict]:
-    """Dirs named like a segment that ``segments`` does not name, with their bytes."""
+    """Dirs named like a segment, holding only HNSW files, that ``segments`` does not
+    name, with their bytes."""
     found = []
     with os.scandir(data_dir) as entries:
         for entry in entries:
@@ -121,6 +133,7 @@ def orphaned_dirs(data_dir: str, named: set[str]) -> list[dict]:
                 entry.is_dir(follow_symlinks=False)
                 and SEGMENT_DIR.fullmatch(entry.name)
                 and entry.name not in named
+                and hnsw_files_only(entry.path)
             ):
                 found.append({"name": entry.name, "bytes": tree_size(entry.path)})
     return sorted(found, key=lambda item: item["name"])

@@ -97,3 +97,22 @@ def test_a_run_killed_right_after_the_stop_is_reported_and_started_by_the_next(s
     assert not (project_dir / ".chroma-deploy/maintain-pending.json").exists()
     assert running(name)
     assert everything(port) == kept
+
+
+def test_a_dir_named_like_a_segment_holding_other_files_is_not_an_orphan(stack):
+    """A UUID-named dir of another tool in the data dir (not hnswlib's files): the report
+    must not call it an orphaned segment, and --apply orphans must leave it where it is."""
+    data, project_dir, _name = stack
+    foreign = project_dir / "chroma_data" / "0b7e6f3c-1d2a-4c5b-9e8f-7a6b5c4d3e2f"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("another tool's file\n")
+    try:
+        found = report(data)[1]
+        assert found["report"]["orphans"] == [], found["report"]["orphans"]
+        done = maintain(data, "--apply", "orphans")
+        assert done.returncode in (0, 2), done.stdout + done.stderr
+        assert (foreign / "notes.txt").read_text() == "another tool's file\n"
+    finally:
+        if foreign.exists():
+            (foreign / "notes.txt").unlink()
+            foreign.rmdir()
