@@ -59,6 +59,9 @@ import time
 from collections.abc import Iterator
 
 SEGMENT_DIR = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+# What Chroma's HNSW segment dir holds (hnswlib's four files; 0.x adds its pickle).
+HNSW_FILES = {"header.bin", "data_level0.bin", "length.bin", "link_lists.bin",
+              "index_metadata.pickle"}  # fmt: skip
 MARGIN_BYTES = 64 * 1024 * 1024  # as chroma_safety.check_space
 HNSW_M = 16  # hnswlib's and Chroma's default max_neighbors
 LABEL_BYTES = 8
@@ -115,8 +118,17 @@ def segment_ids(db: sqlite3.Connection) -> set[str]:
     return {row[0] for row in db.execute("SELECT id FROM segments")}
 
 
+def hnsw_files_only(path: str) -> bool:
+    """Whether ``path`` holds nothing but an HNSW segment's files: a UUID-named dir of
+    another tool (other files, subdirs) is never called an orphan, nor moved."""
+    with contextlib.suppress(OSError), os.scandir(path) as entries:
+        return all(e.is_file(follow_symlinks=False) and e.name in HNSW_FILES for e in entries)
+    return False
+
+
 def orphaned_dirs(data_dir: str, named: set[str]) -> list[dict]:
-    """Dirs named like a segment that ``segments`` does not name, with their bytes."""
+    """Dirs named like a segment, holding only HNSW files, that ``segments`` does not
+    name, with their bytes."""
     found = []
     with os.scandir(data_dir) as entries:
         for entry in entries:
@@ -124,6 +136,7 @@ def orphaned_dirs(data_dir: str, named: set[str]) -> list[dict]:
                 entry.is_dir(follow_symlinks=False)
                 and SEGMENT_DIR.fullmatch(entry.name)
                 and entry.name not in named
+                and hnsw_files_only(entry.path)
             ):
                 found.append({"name": entry.name, "bytes": tree_size(entry.path)})
     return sorted(found, key=lambda item: item["name"])
@@ -367,7 +380,7 @@ def stop(args: argparse.Namespace) -> None:
     safety, _ = _safety()
     if safety.shown(safety.compose_args(args, "stop")) != 0:
         raise Refused("docker compose stop failed; nothing was changed")
-    args.stopped = True  # a failure from here on starts the stack again (main)
+    args.stopped, args.serving = True, False  # a failure from here on starts it again (main)
 
 
 def stopped_since(args: argparse.Namespace) -> float | None:
@@ -407,6 +420,7 @@ def start(args: argparse.Namespace) -> None:
     if not safety.start_stack(args):
         raise Refused(f"docker compose up did not get the stack healthy in {args.wait_timeout} s; "
                       "see `docker compose logs chroma` in the project dir")  # fmt: skip
+    args.serving = True
 
 
 def served(args: argparse.Namespace, before: dict) -> list[str]:
@@ -542,6 +556,10 @@ def resume(args: argparse.Namespace, record_path: str) -> int:
     with open(record_path) as handle:
         record = json.load(handle)
     print(f"resuming the {record['what']} a killed run left ({record_path})")
+    if "before" not in record:  # killed between its stop and its inventory: nothing changed
+        start(args)
+        os.unlink(record_path)
+        return 0
     began = stop_counting(args)
     if record["what"] == "orphans":
         do_moves(record)
@@ -555,13 +573,19 @@ def apply(args: argparse.Namespace) -> int:
     record_path = os.path.join(state, PENDING)
     if os.path.exists(record_path):
         with open(record_path) as handle:
-            unfinished = json.load(handle)["what"]
+            unfinished = json.load(handle)
         resume(args, record_path)
-        if unfinished == args.what:  # what was asked for is done now
+        # What was asked for is done now; a vacuum killed before it ran is run again,
+        # a run killed before its inventory had done nothing but stop the stack.
+        if (unfinished["what"] == args.what and "before" in unfinished
+                and unfinished.get("vacuumed", True)):  # fmt: skip
             return 0
     args.stopped = stopped_since(args) is not None  # by the backup: any failure starts it
     if args.what == "vacuum":
         check_vacuum_space(data_dir, args.stopped)  # before anything (more) stops
+    # Said before the stop: a run killed from here on leaves a record the report shows
+    # and the next run finishes (at least, starts the stack again).
+    write_json(record_path, {"what": args.what})
     started = stop_counting(args)
     reached("stopped")
     _, inventory = _safety()
@@ -569,6 +593,7 @@ def apply(args: argparse.Namespace) -> int:
         record = plan_orphans(args, data_dir)
         if record is None:
             start(args)
+            os.unlink(record_path)
             print("orphans: no orphaned segment dirs; nothing was moved")
             return 0
         write_json(record_path, record)
@@ -578,17 +603,19 @@ def apply(args: argparse.Namespace) -> int:
         sqlite = os.path.join(data_dir, "chroma.sqlite3")
         if not os.path.isfile(sqlite):
             start(args)
+            os.unlink(record_path)
             print("vacuum: no chroma.sqlite3 yet; nothing to vacuum")
             return 0
         record = {"what": "vacuum", "before": inventory.sqlite_inventory(sqlite),
                   "sqlite_bytes": sqlite_total(data_dir)}  # fmt: skip
-        write_json(record_path, record)
+        write_json(record_path, dict(record, vacuumed=False))
         reached("recorded")
         safety, _ = _safety()
         if safety.shown(vacuum_argv(args), stdout=subprocess.DEVNULL) != 0:
             start(args)
             raise Refused("the image's chroma vacuum failed (its output is above); SQLite "
                           "rolled it back, the stack was started again")  # fmt: skip
+        write_json(record_path, record)  # it ran: a resume verifies, it does not run again
         reached("vacuumed")
     return finish(args, record, record_path, started)
 
@@ -617,7 +644,7 @@ def main() -> int:
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
     if args.command == "report":
         return run_report(args)
-    args.stopped = False
+    args.stopped = args.serving = False
     try:
         return apply(args)
     except Refused as refusal:
@@ -628,6 +655,10 @@ def main() -> int:
     if args.stopped:  # serve again: moved orphans are unused, a failed vacuum rolled back
         with contextlib.suppress(Refused, OSError):
             start(args)
+    record_path = os.path.join(args.project_dir, STATE_DIR, PENDING)
+    with contextlib.suppress(OSError, ValueError, KeyError), open(record_path) as handle:
+        if args.serving and "before" not in json.load(handle):  # failed, nothing changed
+            os.unlink(record_path)
     print(said, file=sys.stderr)
     return 1
 
