@@ -133,6 +133,7 @@ CASES = [
             "chroma_auth_proxy": True,
             "chroma_tls": "acme",
             "chroma_acme_email": "ops@example.org",
+            "chroma_port": 8000,  # the test's base data names a free port of its own
             "chroma_acme_http_port": 8000,
         },
         "chroma_acme_http_port: 8000 is chroma_port, where the proxy listens; lego answers "

@@ -20,6 +20,8 @@ from __future__ import annotations
 import os
 import shutil
 import struct
+import subprocess
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -117,7 +119,23 @@ def _compose_symlink(stack: Stack) -> None:
 
 
 def _move_data_dir_away(stack: Stack) -> None:
+    """Moved while Chroma runs and serves: once a row before has restarted it, its health
+    must be past "starting" first (a Chroma still starting may not have opened the dir,
+    and the guard rightly leaves such a one alone: checks/compare.py served_without_data)."""
+    container = f"{stack.name}-chroma-1"
+    deadline = time.monotonic() + 120
+    while _health(container) != "healthy":
+        assert time.monotonic() < deadline, f"{container} is not healthy after 120 s"
+        time.sleep(0.5)
     stack.path("chroma_data").rename(stack.project_dir.parent / "moved-chroma_data")
+
+
+def _health(container: str) -> str:
+    done = subprocess.run(
+        ["docker", "inspect", "-f", "{{.State.Health.Status}}", container],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    return done.stdout.strip()
 
 
 def _move_data_dir_back(stack: Stack) -> None:
