@@ -126,19 +126,25 @@ def hnsw_files_only(path: str) -> bool:
     return False
 
 
-def orphaned_dirs(data_dir: str, named: set[str]) -> list[dict]:
-    """Dirs named like a segment, holding only HNSW files, that ``segments`` does not
-    name, with their bytes."""
-    found = []
+def segment_like_dirs(data_dir: str) -> set[str]:
+    """The names of the data dir's dirs named like a segment (a UUID)."""
     with os.scandir(data_dir) as entries:
-        for entry in entries:
-            if (
-                entry.is_dir(follow_symlinks=False)
-                and SEGMENT_DIR.fullmatch(entry.name)
-                and entry.name not in named
-                and hnsw_files_only(entry.path)
-            ):
-                found.append({"name": entry.name, "bytes": tree_size(entry.path)})
+        return {
+            entry.name
+            for entry in entries
+            if entry.is_dir(follow_symlinks=False) and SEGMENT_DIR.fullmatch(entry.name)
+        }
+
+
+def orphaned_dirs(data_dir: str, named: set[str], listed: set[str] | None = None) -> list[dict]:
+    """Dirs named like a segment, holding only HNSW files, that ``segments`` does not
+    name, with their bytes. ``listed``: only these (the dirs seen before ``named`` was read)."""
+    candidates = segment_like_dirs(data_dir) if listed is None else listed
+    found = [
+        {"name": name, "bytes": tree_size(os.path.join(data_dir, name))}
+        for name in candidates
+        if name not in named and hnsw_files_only(os.path.join(data_dir, name))
+    ]
     return sorted(found, key=lambda item: item["name"])
 
 
@@ -203,12 +209,17 @@ def report(data_dir: str, backup_target: str | None, mem_limit: int | None) -> d
     with contextlib.suppress(OSError, ValueError, KeyError, TypeError), open(pending) as handle:
         result["unfinished"] = str(json.load(handle)["what"])
     if os.path.isfile(sqlite):
+        # The dirs are listed before the database is copied: a collection made between the
+        # two has its segment row committed before its first flush makes its dir, so every
+        # dir listed is named by the copy if it is a live segment's (listed after the copy,
+        # a new collection's dir looked like an orphan: the attack's row 6).
+        listed = segment_like_dirs(data_dir)
         with private_copy(sqlite) as db:
             named = segment_ids(db)
             page_size = db.execute("PRAGMA page_size").fetchone()[0]
             freelist = db.execute("PRAGMA freelist_count").fetchone()[0]
             result["collections"] = collections(db)
-        result["orphans"] = orphaned_dirs(data_dir, named)
+        result["orphans"] = orphaned_dirs(data_dir, named, listed)
     else:
         page_size = freelist = 0
     data_bytes = tree_size(data_dir)

@@ -204,3 +204,36 @@ def test_drift_textfile_holds_the_maintenance_families_beside_its_own(tmp_path):
     assert found[("chroma_deploy_check_success", (("host", "web-1"),))] == 1
     assert not any(name == "chroma_deploy_records" and ("host", "web-2") in key
                    for name, key in found)  # fmt: skip
+
+
+def test_a_collection_made_while_the_report_reads_is_no_orphan(tmp_path, monkeypatch):
+    """The attack's row 6: the dirs were listed after the database was copied, so a
+    collection made in between (its segment row, then its first flush's dir) was reported
+    as an orphan. Listed first, a dir the copy does not name is a real orphan."""
+    import contextlib
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("chroma_maintain_under_test", PROGRAM)
+    assert spec and spec.loader
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    project = tmp_path / "p"
+    project.mkdir()
+    data = project / "chroma_data"
+    _named, orphan = chroma_data_dir(data, records=10, deleted=0)
+    copy, new = tool.private_copy, str(uuid.uuid4())
+
+    @contextlib.contextmanager
+    def copy_then_a_new_collection(path):
+        with copy(path) as db:
+            live = sqlite3.connect(data / "chroma.sqlite3")
+            live.execute("INSERT INTO segments VALUES (?, 'hnsw', 'VECTOR', 'c2')", (new,))
+            live.commit()
+            live.close()
+            (data / new).mkdir()
+            (data / new / "header.bin").write_bytes(b"hnsw")
+            yield db
+
+    monkeypatch.setattr(tool, "private_copy", copy_then_a_new_collection)
+    found = tool.report(str(data), None, None)
+    assert [item["name"] for item in found["orphans"]] == [orphan]
