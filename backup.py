@@ -25,7 +25,7 @@ if __name__ == "__main__":  # `python backup.py`: not a pyinfra run (pyinfra run
     not_under_pyinfra("backup.py", sys.argv[1:])
 
 from declaration.resources import Declared  # noqa: E402
-from operations import data_safety, migrate, offsite_backup  # noqa: E402
+from deploys.backup_run import guarded_backup  # noqa: E402
 from plumbing import preflight, report  # noqa: E402
 
 settings = preflight.settings_for_host()
@@ -33,32 +33,5 @@ owner = preflight.resolve_owner(settings)
 
 preflight.hold_project_lock(settings, "backup.py")
 
-# A backup starts the stack again after tar: on a host a failed verification stopped
-# and blocked, that would serve data nobody verified, and with chroma_backup_keep
-# each such archive would prune a good one. So backup.py is blocked as deploy.py is.
-migrate.data_safety_guard(
-    name="No failed verification, no data dir left empty beside a copy of it",
-    data=Declared(settings, owner.uid, owner.gid).data_target,
-    accept_failed=settings.accept_failed_verification,
-    allow_empty=settings.allow_empty_data_dir,
-)
-
-if settings.backup_repository:
-    # The program the host's schedule runs: a local copy, then the upload to the repository.
-    backup = offsite_backup.offsite_backup(
-        name=f"Back up {settings.path(settings.data_dir)} to chroma_backup_repository",
-        project_dir=settings.project_dir,
-    )
-else:
-    backup = data_safety.backup(
-        name=f"Back up {settings.path(settings.data_dir)} to {settings.backup_dir}",
-        project_dir=settings.project_dir,
-        project_name=settings.compose_project,
-        data_dir=settings.data_dir,
-        backup_dir=settings.backup_dir,
-        keep=settings.backup_keep,
-        wait_timeout=settings.wait_timeout,
-        version=settings.version,
-        stop_grace=settings.stop_grace_seconds,
-    )
+backup = guarded_backup(Declared(settings, owner.uid, owner.gid))
 report.show(backup)  # where the archive (or the snapshot) went; what was pruned

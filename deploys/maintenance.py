@@ -23,8 +23,9 @@ from pyinfra import host
 from declaration.resources import Declared
 from declaration.runtime import memory_bytes
 from declaration.settings import Settings
+from deploys.backup_run import guarded_backup
 from facts.maintenance import MaintenanceReport
-from operations import data_safety, host_failure, migrate, offsite_backup
+from operations import data_safety, host_failure
 from operations.maintenance import repair, repair_command
 from plumbing import preflight, report
 from plumbing.host_tools import TOOLS_DIR
@@ -76,29 +77,8 @@ def maintenance() -> None:
         if refused:
             host_failure.refused(name="Room for the vacuum", message=refused)
             return
-    migrate.data_safety_guard(
-        name="No failed verification, no data dir left empty beside a copy of it",
-        data=declared.data_target,
-        accept_failed=settings.accept_failed_verification,
-        allow_empty=settings.allow_empty_data_dir,
-    )
-    if settings.backup_repository:
-        backup = offsite_backup.offsite_backup(
-            name=f"Back up {settings.path(settings.data_dir)} to chroma_backup_repository",
-            project_dir=settings.project_dir,
-        )
-    else:
-        backup = data_safety.backup(
-            name=f"Back up {settings.path(settings.data_dir)} to {settings.backup_dir}",
-            project_dir=settings.project_dir,
-            project_name=settings.compose_project,
-            data_dir=settings.data_dir,
-            backup_dir=settings.backup_dir,
-            keep=settings.backup_keep,
-            wait_timeout=settings.wait_timeout,
-            version=settings.version,
-            no_restart=True,  # the repair goes on with the stack this backup stopped
-        )
+    # The repair goes on with the stack a local archive's backup left stopped.
+    backup = guarded_backup(declared, no_restart=True)
     report.show(backup)
     report.show(
         repair(
