@@ -322,12 +322,12 @@ def sqlite_inventory(path: str) -> dict:
     of the file and its ``-wal`` is read, so committed entries not yet
     checkpointed count, and the original is never opened (nor changed).
     """
-    with _private_copy(path) as db:
+    with private_copy(path) as db:
         return _read_sqlite(db)
 
 
 @contextlib.contextmanager
-def _private_copy(path: str) -> Iterator[sqlite3.Connection]:
+def private_copy(path: str) -> Iterator[sqlite3.Connection]:
     """A connection to a copy of ``path`` and its ``-wal``, removed afterwards."""
     if not os.path.isfile(path):
         raise OSError(f"{path}: no such file")
@@ -350,7 +350,7 @@ def sqlite_scopes(path: str) -> list[str]:
     taken while the server writes may be torn: then only the default scope.
     """
     try:
-        with _private_copy(path) as db:
+        with private_copy(path) as db:
             rows = db.execute("SELECT tenant_id, name FROM databases").fetchall()
     except (OSError, sqlite3.Error):
         return [DEFAULT_SCOPE]

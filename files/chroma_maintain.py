@@ -56,7 +56,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 
 SEGMENT_DIR = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 # What Chroma's HNSW segment dir holds (hnswlib's four files; 0.x adds its pickle).
@@ -99,19 +98,13 @@ def file_size(path: str) -> int:
         return 0
 
 
-@contextlib.contextmanager
-def private_copy(path: str) -> Iterator[sqlite3.Connection]:
-    """A connection to a copy of ``path`` and its ``-wal`` (chroma_inventory's way)."""
-    with tempfile.TemporaryDirectory(prefix="chroma-maintain-") as work:
-        copy = os.path.join(work, "chroma.sqlite3")
-        shutil.copyfile(path, copy)
-        if os.path.exists(path + "-wal"):
-            shutil.copyfile(path + "-wal", copy + "-wal")
-        db = sqlite3.connect(copy)
-        try:
-            yield db
-        finally:
-            db.close()
+def private_copy(path: str) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+    """A connection to a copy of ``path`` and its ``-wal``: chroma_inventory's, beside this
+    tool in its dir (the tools are uploaded together)."""
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import chroma_inventory
+
+    return chroma_inventory.private_copy(path)
 
 
 def segment_ids(db: sqlite3.Connection) -> set[str]:
@@ -379,7 +372,7 @@ def write_json(path: str, value: dict) -> None:
     os.replace(tmp, path)
 
 
-def _safety():  # imported here: the report runs without the other tools
+def _safety():  # imported when used: the report needs only chroma_inventory
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     import chroma_inventory
     import chroma_safety
