@@ -134,13 +134,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.deploy is not None and not args.deploy.is_file():
         raise UsageError(f"drift.py: --deploy {args.deploy}: no such file")
-    # Refused before any host is checked, not after a long fleet check.
-    if args.textfile is not None and args.textfile.is_dir():
-        raise UsageError(f"drift.py: --textfile {args.textfile} is a directory: name a file")
-    if args.textfile is not None and not args.textfile.parent.is_dir():
-        raise UsageError(
-            f"drift.py: --textfile {args.textfile}: {args.textfile.parent} is not a directory"
-        )
+    problem = cli.textfile_problem(args.textfile)
+    if problem:
+        raise UsageError(f"drift.py: {problem}")
     return args
 
 

@@ -83,6 +83,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
+    from plumbing import cli
     from plumbing.version import version_line
 
     parser = _Parser(
@@ -105,12 +106,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                              "(backup first, Chroma stopped, verified after)")  # fmt: skip
     parser.add_argument("--version", action="version", version=version_line())
     args = parser.parse_args(argv)
-    if args.textfile is not None and args.textfile.is_dir():
-        raise UsageError(f"maintain.py: --textfile {args.textfile} is a directory: name a file")
-    if args.textfile is not None and not args.textfile.parent.is_dir():
-        raise UsageError(
-            f"maintain.py: --textfile {args.textfile}: {args.textfile.parent} is not a directory"
-        )
+    problem = cli.textfile_problem(args.textfile)
+    if problem:
+        raise UsageError(f"maintain.py: {problem}")
     if any(pair.startswith("chroma_maintain_apply=") for pair in args.data):
         raise UsageError("maintain.py: give --apply, not --data chroma_maintain_apply")
     return args

@@ -31,6 +31,16 @@ class CommandLineError(Exception):
     """Bad command-line input, found before any host is touched. The message is one line."""
 
 
+def textfile_problem(path: Path | None) -> str | None:
+    """Why ``--textfile PATH`` could not be written (said before any host is read, not
+    after a long fleet check), or None."""
+    if path is not None and path.is_dir():
+        return f"--textfile {path} is a directory: name a file"
+    if path is not None and not path.parent.is_dir():
+        return f"--textfile {path}: {path.parent} is not a directory"
+    return None
+
+
 def parse_data(pairs: Iterable[str]) -> dict[str, Any]:
     """``KEY=VALUE`` pairs, each value read as pyinfra's ``--data`` reads it; the last
     pair of a key wins, as in pyinfra."""
