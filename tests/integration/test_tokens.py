@@ -314,7 +314,9 @@ def test_rotation_revocation_and_overlap_end_by_reload_without_a_failed_request(
     assert (status(stack, new_ingest), status(stack, old_ingest)) == (200, 200)
     # A revocation: the name taken out of chroma_tokens.
     revoke = {**stack.data, "chroma_tokens": json.dumps({"dashboard": "read", "ingest": "write"})}
-    revoked = stack.deploy(revoke, "-vvv")  # every command in the output: no token in any
+    revoked = stack.deploy(
+        revoke, "-vvv", twice=True
+    )  # every command in the output: no token in any
     assert "reloading nginx in the proxy" in revoked.output
     assert status(stack, ops) == 401
     time.sleep(1)
@@ -328,7 +330,7 @@ def test_rotation_revocation_and_overlap_end_by_reload_without_a_failed_request(
     # The overlap's end (0 seconds: the old value goes at the next deploy), and ops back
     # with its kept token file: the module's declaration from here on.
     stack.data["chroma_token_overlap_seconds"] = 0
-    ended = stack.deploy()
+    ended = stack.deploy(twice=True)
     assert "reloading nginx in the proxy" in ended.output
     assert (status(stack, new_ingest), status(stack, old_ingest), status(stack, ops)) == (
         200, 401, 200
