@@ -58,6 +58,7 @@ from facts.cron import Cron  # noqa: E402
 from facts.datahomes import DataHomes, data_elsewhere  # noqa: E402
 from facts.maintenance import MaintenanceReport  # noqa: E402
 from facts.project import ProjectFiles, SafetyState  # noqa: E402
+from facts.schema_guard import SchemaRefusal, not_serving  # noqa: E402
 from facts.tls import ProxyCertificate  # noqa: E402
 from facts.tokens import ProxyClients as FactProxyClients  # noqa: E402
 from facts.volumes import LegacyVolumes, legacy_volume_names  # noqa: E402
@@ -247,6 +248,10 @@ def gather(host: Any, overrides: dict[str, Any] | None = None) -> tuple[Declared
         cron=host_state.read(Cron, **cron_read()),
         schedule=declared_schedule(settings, host.name, TOOLS_DIR),
     )
+    # Why a chroma container that is not running healthy stopped: one command more, then only.
+    stopped = not_serving(stack["containers"]) if declared.validates else None
+    if stopped:
+        facts = replace(facts, schema_refusal=host_state.read(SchemaRefusal, container=stopped))
     if declared.proxy_dir:
         facts = replace(
             facts, proxy_clients=host_state.read(FactProxyClients, proxy_dir=declared.proxy_dir)

@@ -90,6 +90,9 @@ class HostFacts:
     # With the proxy: its clients file's names, roles and digests, and the digest of the
     # set the proxy loaded (facts.tokens.ProxyClients; None: not read). Never a token.
     proxy_clients: dict[str, Any] | None = None
+    # The chroma container that is not running healthy: whether its schema guard refused
+    # its last start (facts.schema_guard.SchemaRefusal; None: not read).
+    schema_refusal: dict[str, Any] | None = None
 
 
 def _account(uid: int, name: str | None) -> str:
@@ -253,6 +256,18 @@ def _container_items(
     return items
 
 
+def schema_refused(container: dict[str, Any], version: str) -> DriftItem:
+    """The chroma container's last start, refused by its schema guard, and what to do."""
+    image = container["image"]
+    tag = image.rsplit(":", 1)[-1] if ":" in image.rsplit("/", 1)[-1] else version
+    return DriftItem(
+        "schema_refused", container["name"], "starts on its data",
+        f"{image} refused to start: the data's schema lacks migrations it would apply (it "
+        f"validates its schema), so the data is as it was; run the deploy with "
+        f"chroma_version={tag} so chroma-deploy backs up, rehearses and applies them",
+    )  # fmt: skip
+
+
 def _published(container: dict[str, Any]) -> list[str]:
     return sorted(f"{port['host_ip']}:{port['host_port']}" for port in container["ports"])
 
@@ -294,9 +309,14 @@ def compare_stack(declared: Declared, facts: HostFacts) -> list[DriftItem]:
         ]
         for container in containers:
             name = container["name"]
-            items += _container_items(
+            found = _container_items(
                 container, hashes.get(service), stack.get("would_recreate", [])
             )
+            if service == "chroma" and (facts.schema_refusal or {}).get("refused"):
+                # Why it is not running, instead of that it is not: one line that says what to do.
+                kept = [i for i in found if i.kind not in ("container_state", "container_health")]
+                found = [schema_refused(container, settings.version), *kept]
+            items += found
             items += [
                 DriftItem("container_runtime", f"{name} {what}", wanted, actual)
                 for what, wanted, actual in runtime_differences(container, runtime[service])

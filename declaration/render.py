@@ -13,7 +13,7 @@ from pathlib import Path
 import jinja2
 
 from declaration.settings import Settings
-from declaration.versions import version_line
+from declaration.versions import MIGRATION_MODE, version_line
 
 TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
 COMPOSE_TEMPLATE = "docker-compose.yml.j2"
@@ -69,9 +69,16 @@ def server_environment(settings: Settings) -> tuple[tuple[str, str], ...]:
     """The Chroma server's environment: the version line's own, then the server keys.
 
     Each key goes under the name its version line reads (checked by the settings).
+    On 1.x the server validates its schema (``validate``: it refuses to start on data
+    with a migration pending instead of migrating it one way); chroma-deploy's own
+    starts after a backup apply them (declaration/resources.py ``_server``), and a
+    first start's schema is made before it (operations/schema.py). chroma_env may
+    set ``apply``.
     """
     line = version_line(settings.version)
     environment = dict(line.environment)
+    if line.name == "1.x":
+        environment[MIGRATION_MODE] = "validate"
     if line.name == "0.x":
         environment["ANONYMIZED_TELEMETRY"] = "True" if settings.telemetry else "False"
     if settings.cors_allow_origins:

@@ -341,6 +341,12 @@ class Declared:
         return HealthCheck(self.url, self.line.heartbeat_path, self.token_file, self.tls_dir)
 
     @property
+    def validates(self) -> bool:
+        """The stack's own server refuses data with a schema migration pending: 1.x, with
+        ``CHROMA_SQLITEDB__MIGRATION_MODE=validate`` (the default; chroma_env may say apply)."""
+        return dict(server_environment(self.settings)).get(MIGRATION_MODE) == "validate"
+
+    @property
     def check_server(self) -> CheckServer:
         """The declared server as a check starts it on the data dir, with no port published.
 

@@ -36,7 +36,7 @@ from declaration.resources import Declared, File, TlsFiles
 from declaration.runtime import expected_runtime
 from declaration.schedule import declared_maintain_schedule, declared_schedule
 from declaration.settings import DEFAULTS, Settings
-from operations import engine, image, migrate, offsite, project, stack, tls, upgrade
+from operations import engine, image, migrate, offsite, project, schema, stack, tls, upgrade
 from operations.acme import acme_certificate, acme_renewal_schedule
 from operations.backup_schedule import backup_schedule, cron_daemon, maintain_schedule
 from operations.tokens import clients_served
@@ -78,6 +78,7 @@ def chroma_stack(overrides: dict[str, Any] | None = None, start: bool = True) ->
     if not start:
         return
     checked = _verified_before_publish(declared, version_change)
+    _schema_in_place(declared)
     # Before stack_up's check of the published port, which verifies the new certificate.
     reloaded = _certificate_served(declared)
     # Before stack_up too: its check of the published port uses the host's own token.
@@ -304,6 +305,18 @@ def _verified_before_publish(
     return checked, copy_checked
 
 
+def _schema_in_place(declared: Declared) -> None:
+    """On 1.x the server validates its schema, and so refuses a data dir with none: a new
+    stack's (or an emptied) data dir gets it first, from the same image (operations/schema.py)."""
+    if declared.validates:
+        schema.schema_in_place(
+            name="Chroma's schema in the data dir before its server validates it",
+            stack=declared.stack_target,
+            data=declared.data_target,
+            server=declared.check_server,
+        )
+
+
 def _stack_up(declared: Declared, compose: OperationMeta, restart: list[str]) -> OperationMeta:
     settings = declared.settings
     return stack.stack_up(
@@ -315,6 +328,7 @@ def _stack_up(declared: Declared, compose: OperationMeta, restart: list[str]) ->
         runtime=expected_runtime(declared.compose_content, settings.project_dir),
         health=declared.health_check,
         data=declared.data_target,
+        schema_guard=declared.validates,
     )
 
 

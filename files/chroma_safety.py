@@ -19,6 +19,8 @@ values as arguments (never pasted into a shell string). Standard library only.
                      --uid U --gid G --compose-file F --project-dir P [--env NAME=value ...]
     chroma_safety.py verify-upgrade --record R --data-dir D --image I --persist-path P
                      --uid U --gid G [--vectors FILE] [--env NAME=value ...] [--stop-grace S]
+    chroma_safety.py init-schema --data-dir D --image I --persist-path P --uid U --gid G
+                     [--env NAME=value ...] [--stop-grace S]
     chroma_safety.py backup --project-dir P --project-name N --compose-file F --wait-timeout T
                      --data-dir D --backup-dir B --version V [--before-version V]
                      [--no-restart] [--record R --field NAME=value ... --skip-without-data]
@@ -53,10 +55,12 @@ import json
 import os
 import re
 import shutil
+import sqlite3
 import subprocess
 import sys
 import time
 from pathlib import Path
+from urllib.parse import quote
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from chroma_inventory import (
@@ -456,7 +460,7 @@ def compare(args: argparse.Namespace) -> int:
     return 0
 
 
-def wait_for_heartbeat(url: str, seconds: int) -> bool:
+def wait_for_heartbeat(url: str, seconds: int, pause: float = 0.5) -> bool:
     import urllib.request
 
     deadline = time.monotonic() + seconds
@@ -465,7 +469,7 @@ def wait_for_heartbeat(url: str, seconds: int) -> bool:
             with urllib.request.urlopen(f"{url}/api/v2/heartbeat", timeout=3):  # noqa: S310
                 return True
         except OSError:
-            time.sleep(0.5)
+            time.sleep(pause)
     return False
 
 
@@ -535,7 +539,12 @@ def rehearse(args: argparse.Namespace) -> int:
 
 
 def serve_unpublished(
-    name: str, label: str, data_dir: str, args: argparse.Namespace, grace: int | None = None
+    name: str,
+    label: str,
+    data_dir: str,
+    args: argparse.Namespace,
+    grace: int | None = None,
+    pause: float = 0.5,
 ) -> str:
     """Start ``args.image`` on ``data_dir`` as the data's owner, no port published: its URL.
 
@@ -551,7 +560,7 @@ def serve_unpublished(
            "-v", f"{data_dir}:{args.persist_path}", *env, args.image)  # fmt: skip
     address = docker("inspect", "-f", "{{.NetworkSettings.IPAddress}}", name).strip()
     url = f"http://{address}:8000"
-    if address and wait_for_heartbeat(url, args.timeout):
+    if address and wait_for_heartbeat(url, args.timeout, pause):
         return url
     logs = subprocess.run(["docker", "logs", "--tail", "5", name], capture_output=True,
                           text=True, check=False)  # fmt: skip
@@ -656,6 +665,62 @@ def verify_upgrade(args: argparse.Namespace) -> int:
           f"{record.get('backup')} with restore.py (it holds every write, on {record['from']}), "
           f"then see {failed}", file=sys.stderr)  # fmt: skip
     return 3
+
+
+def has_schema(database: Path) -> bool:
+    """Whether ``database`` records a migration: a server made its schema (read-only).
+
+    False when there is no file, or no ``migrations`` table or no row in it (a 1.x server
+    that validates and refused an empty data dir leaves such a file). Any other fault
+    of the file is Refused: a schema is never made over a database that cannot be read.
+    """
+    if not database.is_file():
+        return False
+    try:
+        with contextlib.closing(
+            sqlite3.connect(f"file:{quote(str(database))}?mode=ro", uri=True)
+        ) as db:
+            return bool(db.execute("SELECT COUNT(*) FROM migrations").fetchone()[0])
+    except sqlite3.OperationalError as error:
+        if "no such table" in str(error):
+            return False
+        raise Refused(f"cannot read {database}: {error}; nothing was changed") from None
+    except sqlite3.Error as error:
+        raise Refused(f"cannot read {database}: {error}; nothing was changed") from None
+
+
+def init_schema(args: argparse.Namespace) -> int:
+    """Make a first start's schema with the image in ``apply`` mode, before the stack validates.
+
+    The stack's own 1.x server validates its schema (sqlitedb.migration_mode), which
+    also refuses a data dir with no schema: every migration is pending there. So
+    before the first ``up`` the same image starts on the data dir as its owner, with
+    no port published and the check servers' ``--env`` (``apply``), and is stopped as
+    soon as it answers: it commits its migrations before it listens. A database
+    with a schema is never opened here, and neither is a data dir a container mounts.
+    """
+    database = Path(args.data_dir) / "chroma.sqlite3"
+    if has_schema(database):
+        print(f"{database} has its schema already")
+        return 0
+    label = f"chroma-deploy.schema-init={args.data_dir}"
+    stop_unpublished(label, args.stop_grace)  # one a killed run left on this data dir
+    others = servers_on(args.data_dir)
+    if others:
+        raise Refused(f"{', '.join(others)} runs on {args.data_dir}, and two servers "
+                      "must never open one data dir; nothing was changed: stop it and deploy "
+                      "again")  # fmt: skip
+    started = time.monotonic()
+    try:
+        serve_unpublished(f"chroma-deploy-schema-init-{os.getpid()}", label, args.data_dir, args,
+                          args.stop_grace, pause=0.1)  # fmt: skip
+    finally:
+        stop_unpublished(label, args.stop_grace)
+    if not has_schema(database):
+        raise Refused(f"{args.image} answered on {args.data_dir} but made no schema there")
+    print(f"Chroma's schema made in {args.data_dir} by {args.image} (apply), before the stack "
+          f"validates it ({time.monotonic() - started:.1f} s)")  # fmt: skip
+    return 0
 
 
 def compose_args(args: argparse.Namespace, *words: str) -> list[str]:
@@ -972,6 +1037,14 @@ def main() -> int:
     checked_upgrade.add_argument("--env", action="append", default=[], help="NAME=value")
     checked_upgrade.add_argument("--vectors", help="chroma_inventory.py --vector-sample's answer")
     checked_upgrade.add_argument("--stop-grace", type=int, help=STOP_GRACE_HELP)
+    initialised = commands.add_parser("init-schema")
+    for option in ("--data-dir", "--image", "--persist-path"):
+        initialised.add_argument(option, required=True)
+    initialised.add_argument("--uid", type=int, required=True)
+    initialised.add_argument("--gid", type=int, required=True)
+    initialised.add_argument("--timeout", type=int, default=120)
+    initialised.add_argument("--env", action="append", default=[], help="NAME=value")
+    initialised.add_argument("--stop-grace", type=int, help=STOP_GRACE_HELP)
     stack_commands = []
     backed_up = commands.add_parser("backup")
     for option in ("--data-dir", "--backup-dir", "--version"):
@@ -1016,7 +1089,8 @@ def main() -> int:
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
     steps = {"stage": stage, "verify": verify, "prune": prune, "space": space,
              "compare": compare, "rehearse": rehearse,
-             "verify-upgrade": verify_upgrade, "backup": backup, "restore": restore,
+             "verify-upgrade": verify_upgrade, "init-schema": init_schema,
+             "backup": backup, "restore": restore,
              "restored": restored, "prove": prove, "sample-vectors": sample_vectors}  # fmt: skip
     try:
         return steps[args.command](args)

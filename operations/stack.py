@@ -35,6 +35,7 @@ from facts.compose import (
 )
 from facts.project import ProjectFiles
 from operations.host_failure import fail_host
+from operations.schema import up_or_refused
 from plumbing import host_state
 from plumbing.host_tools import stage_command, upload_tools
 from plumbing.pyinfra_internals import is_executing
@@ -140,6 +141,7 @@ def stack_up(
     restart: list[str] | None = None,
     runtime: dict | None = None,
     health: HealthCheck | None = None,
+    schema_guard: bool = False,
 ):
     """Bring the stack up (``up -d --wait``) only when needed.
 
@@ -162,6 +164,8 @@ def stack_up(
     + health: where Chroma answers (ChromaHealth's arguments): a stack that looks
       converged but does not answer there (a container taken off its network) is
       recreated, never "No change"
+    + schema_guard: Chroma validates its schema (1.x): an ``up`` that fails because it refused
+      the data says so in one line (operations/schema.py up_or_refused)
     """
     project_dir, project_name, image = stack.project_dir, stack.project_name, stack.image
     wait_timeout, grace = stack.wait_timeout, ("--timeout", str(stack.stop_grace))
@@ -251,7 +255,11 @@ def stack_up(
     ):  # fmt: skip
         extra.append("--force-recreate")
     yield step(f"starting {project_name}, waiting up to {wait_timeout} s for healthy")
-    yield compose_up(project_dir, project_name, wait_timeout, *extra)
+    up = compose_up(project_dir, project_name, wait_timeout, *extra)
+    if schema_guard and data:
+        yield up_or_refused(up, f"{project_name}-chroma-1", image, data.path)
+    else:
+        yield up
 
 
 @operation()

@@ -25,10 +25,13 @@ from declaration.versions import (
     migrates,
     spelled_levels,
 )
+from facts.compose import ComposeStack
 from facts.datahomes import DataHomes, DataSchema, is_ours
 from facts.project import ProjectFiles, SafetyState
+from facts.schema_guard import SchemaRefusal, not_serving
 from operations.data_safety import backup_command
 from operations.host_failure import fail_host
+from operations.schema import schema_less
 from operations.stack import COMPOSE_FILE
 from plumbing import host_state
 from plumbing.host_tools import (
@@ -37,6 +40,7 @@ from plumbing.host_tools import (
     safety_command,
     upload_tools,
 )
+from plumbing.report import step
 
 
 @operation()
@@ -80,6 +84,17 @@ def version_change(
         return
     old, levels = found
     if old and Version(version) < Version(old):
+        if levels and _refused_image(stack):
+            # The schema guard: the image named by hand never opened the data, and says why.
+            yield fail_host(
+                f"chroma_version: Chroma {old} (docker-compose.yml names it, chroma_version "
+                f"says {version}) refused to start on {project_dir}/{data_dir}: the data's "
+                f"schema lacks migrations {old} would apply, and it validates its schema, so "
+                f"the data is as it was; nothing was changed: deploy with chroma_version={old} "
+                "so chroma-deploy backs up, rehearses and applies them, or set the compose "
+                "file's image back"
+            )
+            return
         yield fail_host(
             f"chroma_version: {version} is older than the {old} deployed, and Chroma "
             "migrates its data forward only; keep chroma_version=" + old + ", or restore an "
@@ -95,9 +110,12 @@ def version_change(
         )
         return
     migrating = migrates(version, levels) if levels else False
+    # Its own server refused the data (an unknown release's migrations, say): only an
+    # upgrade, with its backup and rehearsal, applies them.
+    refused = bool(levels) and old == version and _refused_image(stack)
     if old and old != version:
         label = old  # the pinned version that has been serving the data
-    elif migrating is True or (migrating is None and old is None):
+    elif refused or migrating is True or (migrating is None and old is None):
         # The release that wrote the data, read from it: the compose file may be gone,
         # name an unpinned image (the seed's :latest), or name this version over data
         # that no server of it has opened yet (another data dir named, a hand-run server).
@@ -113,6 +131,11 @@ def version_change(
         return
     old = label
     record = pending_record(project_dir, "upgrade")
+    if refused:
+        yield step(
+            f"Chroma {version} refused to start on {where}: the data's schema lacks migrations "
+            "it would apply; chroma-deploy backs the data up, rehearses and applies them"
+        )
     yield from upload_tools(project_dir)
     if health:
         yield _vector_sample_command(project_dir, data_dir, old, health)
@@ -164,6 +187,8 @@ def _deployed_and_data(
     if old == version and served:
         return old, None
     schema = host_state.read(DataSchema, data_dir=f"{project_dir}/{data_dir}")
+    if schema_less(schema):
+        return old, None  # a server that validates left it on an empty data dir: no data yet
     if schema["levels"] is None:
         return (
             f"chroma_version: cannot read which Chroma version wrote {project_dir}/{data_dir}"
@@ -171,6 +196,17 @@ def _deployed_and_data(
             "on the host, or check the file, then deploy again"
         )
     return old, schema["levels"]
+
+
+def _refused_image(stack: StackTarget) -> str | None:
+    """The image of this project's chroma container when its last start was refused by the
+    schema guard (facts.schema_guard), else None. Read only for a container that is not
+    running healthy: one that serves has opened its data."""
+    containers = host_state.read(ComposeStack, **stack.read)["containers"]
+    stopped = not_serving(containers)
+    if stopped and host_state.read(SchemaRefusal, container=stopped)["refused"]:
+        return next(str(c["image"]) for c in containers if c["name"] == stopped)
+    return None
 
 
 def vectors_file(project_dir: str) -> str:

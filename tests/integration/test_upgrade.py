@@ -3,10 +3,13 @@ moved; a live writer does not fail it, and the vector sample catches swapped vec
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
 import secrets
 import shutil
+import sqlite3
 import struct
 import subprocess
 import sys
@@ -26,12 +29,17 @@ from conftest import (
     chroma_client,
     converge,
     free_port,
+    read_fact,
     read_records,
     run_deploy,
+    run_drift,
+    sh,
     wait_for_heartbeat,
+    write_records,
 )
 
 from declaration.versions import MIGRATION_MODE
+from facts.schema_guard import SchemaRefusal
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -51,9 +59,9 @@ def test_upgrade_from_0_6_keeps_every_record_and_a_downgrade_is_refused(project,
         )
     before = read_records(port)
 
-    # The new server validates its schema (it refuses a migration it would make itself):
-    # the rehearsal and the verification before publishing are the starts that migrate.
-    validating = dict(data, chroma_version="1.5.9", chroma_env=f"{MIGRATION_MODE}=validate")
+    # The new server validates its schema (the default on 1.x: it refuses a migration it
+    # would make itself): the rehearsal and the verification before publishing migrate.
+    validating = dict(data, chroma_version="1.5.9")
     upgraded = converge(validating)
     checked = "Upgraded data verified by the new version before the stack is published"
     assert checked in upgraded.changed_operations  # before `up`, never after it
@@ -396,3 +404,95 @@ def test_behind_the_auth_proxy_the_vectors_are_sampled_with_the_token(project, t
     assert sorted(client.get_collection("kept", embedding_function=None).get()["ids"]) == sorted(
         f"k{i}" for i in range(40)
     )
+
+
+@pytest.fixture
+def hand_set_image():
+    """The 1.5.9 build under a newer tag: an image set by hand in the compose file (the test's
+    own tag, removed after it; the image itself keeps its 1.5.9 tag)."""
+    tag = "chromadb/chroma:1.99.1"
+    subprocess.run(["docker", "tag", "chromadb/chroma:1.5.9", tag], check=True)
+    yield tag
+    subprocess.run(["docker", "image", "rm", tag], capture_output=True)
+
+
+def test_the_schema_guard_refuses_data_an_image_would_migrate_and_the_upgrade_applies_it(
+    project, tmp_path, hand_set_image
+):
+    """1.x validates its schema by default. A new stack still starts (its schema is made
+    first, and the compose file does not change between runs); an image set by hand on data
+    it would migrate refuses to start, and drift and the deploy each say so in one line,
+    the data untouched; chroma-deploy's upgrade, after its backup and rehearsal, applies it."""
+    project_dir, name = project
+    data = base_data(project_dir, name, chroma_backup_dir=str(tmp_path / "backups"))
+    port = data["chroma_port"]
+    first = converge(data)
+    assert "Chroma's schema in the data dir before its server validates it" in (
+        first.changed_operations
+    )
+    made = re.findall(r"before the stack validates it \(([\d.]+) s\)", first.output)
+    assert len(made) == 1, first.output
+    print(f"schema made in {made[0]} s")  # the first start's cost: in the test's log
+    env = json.loads(
+        subprocess.check_output(
+            ["docker", "inspect", "--format", "{{json .Config.Env}}", f"{name}-chroma-1"]
+        )
+    )
+    assert f"{MIGRATION_MODE}=validate" in env
+    write_records(port, per_collection=40)
+    before = read_records(port)
+
+    # The data one migration behind the image, as a release older than it left it: sysdb
+    # migration 10 (collections.description) undone, and its row gone.
+    compose_file = project_dir / "docker-compose.yml"
+    sh(f"docker compose -f {compose_file} stop")
+    database = project_dir / "chroma_data" / "chroma.sqlite3"
+    with sqlite3.connect(database) as db:
+        assert db.execute("SELECT MAX(version) FROM migrations WHERE dir = 'sysdb'").fetchone() == (
+            10,
+        )
+        db.execute("DELETE FROM migrations WHERE dir = 'sysdb' AND version = 10")
+        db.execute("ALTER TABLE collections DROP COLUMN description")
+    db.close()
+    digest = hashlib.sha256(database.read_bytes()).hexdigest()
+    # The image changed by hand, and the stack started by hand.
+    compose_file.write_text(
+        compose_file.read_text().replace("chromadb/chroma:1.5.9", hand_set_image)
+    )
+    sh(f"docker compose -f {compose_file} up -d")
+    deadline = time.monotonic() + 60
+    while not read_fact(SchemaRefusal, container=f"{name}-chroma-1")["refused"]:
+        assert time.monotonic() < deadline, "1.99.1 did not refuse the data"
+        time.sleep(1)
+    assert hashlib.sha256(database.read_bytes()).hexdigest() == digest  # refused, not migrated
+
+    drift = run_drift(data, "--no-color")
+    assert drift.returncode == 2, drift.output
+    lines = [line for line in drift.output.splitlines() if "schema_refused" in line]
+    assert len(lines) == 1, drift.output
+    assert f"{name}-chroma-1: starts on its data -> {hand_set_image} refused to start" in lines[0]
+    assert "run the deploy with chroma_version=1.99.1 so chroma-deploy backs up" in lines[0]
+
+    refused = run_deploy(data)  # chroma_version still says 1.5.9
+    assert refused.returncode == 1
+    said = click.unstyle(refused.output)
+    assert (
+        said.count(
+            "@local: chroma_version: Chroma 1.99.1 (docker-compose.yml names it, "
+            "chroma_version says 1.5.9) refused to start on"
+        )
+        == 1
+    ), said
+    assert "deploy with chroma_version=1.99.1 so chroma-deploy backs up" in said
+    assert hashlib.sha256(database.read_bytes()).hexdigest() == digest
+
+    applied = converge(dict(data, chroma_version="1.99.1"))
+    assert "Chroma 1.99.1 refused to start on" in applied.output  # the deploy says why
+    assert "upgrade 1.5.9 -> 1.99.1 verified before it was published" in applied.output
+    assert read_records(port) == before
+    with sqlite3.connect(f"file:{database}?mode=ro", uri=True) as db:
+        assert db.execute("SELECT MAX(version) FROM migrations WHERE dir = 'sysdb'").fetchone() == (
+            10,
+        )
+    db.close()
+    assert len(list((tmp_path / "backups").glob(f"{name}-*-before-1.99.1.tar.gz"))) == 1

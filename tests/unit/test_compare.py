@@ -6,6 +6,7 @@ import ast
 import copy
 import json
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from checks import compare as compare_module
 from checks.compare import HostFacts, compare
 from declaration.resources import Declared
 from declaration.settings import load_settings
+from declaration.versions import MIGRATION_MODE
 
 FACTS = Path(__file__).resolve().parent.parent / "fixtures" / "facts"
 ROOT = "/tmp/fx/stack"
@@ -48,6 +50,8 @@ def converged(declared: Declared) -> HostFacts:
     stack = recorded("compose.ComposeStack", "running")
     for container in stack["containers"]:  # recorded before the hardening: as deployed now
         container.update(cap_drop=["ALL"], security_opt=["no-new-privileges:true"])
+        # And before the schema guard: the server validates its schema (declaration/render.py).
+        container["env"][MIGRATION_MODE] = "validate"
     return HostFacts(
         data_dirs=data_dirs,
         project_files=files,
@@ -99,6 +103,27 @@ def test_edited_compose_file_has_a_diff_and_hides_the_config_hash_item(declared,
     items = compare(declared, converged)
     assert [i.kind for i in items] == ["compose_file"]
     assert "-      retries: 20\n+      retries: 2\n" in (items[0].diff or "")
+
+
+def test_a_start_the_schema_guard_refused_is_one_item_that_says_what_to_do(declared, converged):
+    """Instead of "restarting": the image refused data it would migrate, and the way out."""
+    container = converged.stack["containers"][0]
+    container.update(state="restarting", health=None, ports=[],
+                     config_hash=converged.stack["declared_hashes"]["chroma"])  # fmt: skip
+    assert [i.kind for i in compare(declared, converged)] == ["container_state", "port"]
+    refusal = {"refused": True, "said": "MigrationError(UnappliedMigrationsFound)"}
+    items = compare(declared, replace(converged, schema_refusal=refusal))
+    assert [(i.kind, i.resource) for i in items] == [
+        ("schema_refused", "fx-chroma-1"), ("port", "fx-chroma-1"),
+    ]  # fmt: skip
+    assert items[0].actual.startswith("chromadb/chroma:1.5.9 refused to start: the data's schema")
+    assert items[0].actual.endswith(
+        "run the deploy with chroma_version=1.5.9 so chroma-deploy backs up, rehearses and "
+        "applies them"
+    )
+    container["image"] = "chromadb/chroma:1.6.0"  # set by hand: the way out names it
+    items = compare(declared, replace(converged, schema_refusal=refusal))
+    assert "chroma_version=1.6.0 so" in items[0].actual
 
 
 def test_container_problems(declared, converged):

@@ -96,6 +96,8 @@ ABSENT: dict[str, tuple[Callable[[Any], bool], set[str]]] = {
         {"docker_absent", "no_container", "other_service"},
     ),
     "compose.NamedContainers": (lambda f: f == {}, {"none"}),
+    # Not refused: no such container, or its last start was not refused.
+    "schema_guard.SchemaRefusal": (lambda f: not f["refused"], {"no_such_container", "started"}),
     "cron.Cron": (lambda f: f["cron"] is None, {"absent"}),
     "tokens.ProxyClients": (lambda f: f["clients"] is None, {"absent"}),
     "compose.PortHolder": (lambda f: f["listener"] is None, {"free"}),

@@ -134,6 +134,24 @@ def test_the_stop_grace_is_the_chroma_services_stop_grace_period(version):
     assert _render()["services"]["chroma"]["stop_grace_period"] == f"{default}s"
 
 
+def test_the_stacks_server_validates_its_schema_on_1x_unless_chroma_env_says_apply():
+    """The schema guard: on 1.x an image changed by hand refuses data it would migrate.
+
+    chroma_env's value wins (``apply`` turns it off); 0.x has no such key and gets none.
+    """
+    settings = load_settings({"chroma_project_dir": "/srv/chroma"})
+    assert _render()["services"]["chroma"]["environment"][MIGRATION_MODE] == "validate"
+    assert Declared(settings, 1000, 1001).validates
+    off = {"chroma_env": {MIGRATION_MODE: "apply"}}
+    assert _render(**off)["services"]["chroma"]["environment"][MIGRATION_MODE] == "apply"
+    settings = load_settings({"chroma_project_dir": "/srv/chroma", **off})
+    assert not Declared(settings, 1000, 1001).validates
+    old = _render(chroma_version="0.6.3")["services"]["chroma"]["environment"]
+    assert MIGRATION_MODE not in old
+    settings = load_settings({"chroma_project_dir": "/srv/chroma", "chroma_version": "0.6.3"})
+    assert not Declared(settings, 1000, 1001).validates
+
+
 def test_a_check_server_on_1x_migrates_while_the_stacks_server_may_validate():
     """The rehearsal and the verification before publishing are the starts after the backup
     that apply an upgrade's schema migration, whatever chroma_env sets for the stack."""

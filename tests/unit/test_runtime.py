@@ -14,6 +14,7 @@ from checks.runtime import runtime_differences
 from declaration.resources import Declared
 from declaration.runtime import expected_runtime, memory_bytes, nano_cpus
 from declaration.settings import load_settings
+from declaration.versions import MIGRATION_MODE
 
 FACTS = Path(__file__).resolve().parent.parent / "fixtures" / "facts"
 ROOT = "/tmp/fx/stack"
@@ -30,9 +31,11 @@ def declared_for(**data: object) -> Declared:
 
 @pytest.fixture
 def running() -> dict:
-    """The recorded chroma container of a converged stack, hardened as deployed now."""
+    """The recorded chroma container of a converged stack, hardened and validating its
+    schema (declaration/render.py) as deployed now."""
     container = recorded("compose.ComposeStack", "running")["containers"][0]
     container.update(cap_drop=["ALL"], security_opt=["no-new-privileges:true"])
+    container["env"][MIGRATION_MODE] = "validate"
     return container
 
 

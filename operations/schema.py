@@ -1,0 +1,100 @@
+"""A data dir's first schema, made before the stack's own server validates it (Chroma 1.x).
+
+On 1.x the stack's server runs with ``CHROMA_SQLITEDB__MIGRATION_MODE=validate``
+(declaration/render.py): an image changed by hand refuses to start on data it
+would migrate one way, instead of migrating it. ``validate`` also refuses a data
+dir with no schema yet (every migration is pending there; tried on 1.5.9). So
+before ``up``, a data dir without one gets it from the same image in ``apply``
+mode: files/chroma_safety.py init-schema starts it unpublished and stops it as
+soon as it answers. Data that has a schema is never opened here: its migrations
+are applied only by chroma-deploy's upgrade, after its backup and rehearsal.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pyinfra import host
+from pyinfra.api import FunctionCommand, operation
+from pyinfra.api.util import print_host_combined_output
+
+from declaration.targets import CheckServer, DataTarget, StackTarget
+from declaration.versions import spelled_levels
+from facts.compose import ComposeStack
+from facts.datahomes import DataSchema
+from facts.project import SafetyState
+from facts.schema_guard import SchemaRefusal
+from operations.host_failure import log_refusal, refusing
+from plumbing import host_state
+from plumbing.host_tools import safety_command, upload_tools
+from plumbing.pyinfra_internals import run_outside_operation
+
+
+def schema_less(schema: dict) -> bool:
+    """DataSchema's answer for a chroma.sqlite3 that holds no schema (no migration recorded):
+    what a validating server that refused an empty data dir leaves behind."""
+    return schema["levels"] is None and "no such table" in (schema["error"] or "")
+
+
+@operation()
+def schema_in_place(stack: StackTarget, data: DataTarget, server: CheckServer):
+    """The data dir holds Chroma's schema before the stack's validating server starts on it.
+
+    A data dir with no ``chroma.sqlite3`` (a new stack, a data dir emptied), or one
+    with no migration recorded in it, gets its schema from ``server`` (the declared
+    image, ``apply``), started and stopped by files/chroma_safety.py init-schema. A
+    running healthy server of the stack has its schema: a no-op run reads nothing more.
+
+    + stack: the compose project, to see whether its chroma container serves the data
+    + data: the declared data dir
+    + server: the declared server as a check starts it (``apply``, no port published)
+    """
+    project_dir, data_dir = data.project_dir, data.name
+    state = host_state.read(SafetyState, project_dir=project_dir, data_dir=data_dir)
+    if state["data_has_sqlite"]:
+        containers = host_state.read(ComposeStack, **stack.read)["containers"]
+        if any(
+            c["service"] == "chroma" and c["state"] == "running" and c["health"] == "healthy"
+            for c in containers
+        ):
+            host.noop(f"{data.path} holds the schema Chroma serves")
+            return
+        schema = host_state.read(DataSchema, data_dir=data.path)
+        if not schema_less(schema):
+            found = spelled_levels(schema["levels"]) or f"not read: {schema['error']}"
+            host.noop(f"{data.path} holds a database with a schema ({found})")
+            return
+    yield from upload_tools(project_dir)
+    yield refusing(
+        safety_command(
+            "init-schema", ("--data-dir", data.path), ("--image", server.image),
+            ("--persist-path", server.persist_path), ("--uid", server.uid),
+            ("--gid", server.gid), ("--timeout", server.timeout),
+            ("--env", server.environment), ("--stop-grace", server.stop_grace),
+        ),
+        show_output=True,
+    )  # fmt: skip
+
+
+def up_or_refused(command: str, container: str, image: str, data_path: str) -> FunctionCommand:
+    """``command`` (stack_up's ``up --wait``); when it fails because the chroma container's
+    schema guard refused the data, that is the host's one line (else compose's own output)."""
+    return FunctionCommand(_run_up, (command, container, image, data_path), {})
+
+
+def _run_up(
+    state: Any, host: Any, command: str, container: str, image: str, data_path: str
+) -> bool:
+    ok, output = run_outside_operation(state, host, command)
+    if ok:
+        return True
+    if not host.get_fact(SchemaRefusal, container=container)["refused"]:
+        print_host_combined_output(host, output)  # as pyinfra shows a failed command
+        return False
+    return log_refusal(
+        state, host,
+        f"chroma_version: {image} refused to start on {data_path}: the data's schema lacks "
+        "migrations it would apply (its server validates its schema), so the data is as it "
+        "was; nothing was changed: deploy again, and chroma-deploy backs it up, rehearses and "
+        "applies them",
+    )  # fmt: skip
