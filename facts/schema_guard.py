@@ -22,13 +22,15 @@ REFUSAL = "UnappliedMigrationsFound"
 
 
 class SchemaRefusal(FactBase[dict[str, Any]]):
-    """The log line of ``container``'s last start that says its schema guard refused the data.
+    """The line of ``container``'s last words that says its schema guard refused the data.
 
-    ``{"refused": bool, "said": the line (None: not refused)}``. Only the log since the
-    container's last start counts (``State.StartedAt``): a refusal before chroma-deploy
-    applied the migrations is history, not the state. Not refused when Docker or the
-    container is absent. Read only for a chroma container that is not running healthy:
-    a no-op run never asks.
+    ``{"refused": bool, "said": the line (None: not refused)}``. Only the end of its log
+    counts (the last 20 lines: a refusal is 5): a container that ran after a refusal
+    (chroma-deploy applied the migrations) has said more since, and one in a restart loop
+    between two starts still shows its last refusal (its log since ``State.StartedAt`` is
+    empty until the new start prints it). Not refused when Docker or the container is
+    absent. Read only for a chroma container that is not running healthy: a no-op run
+    never asks.
     """
 
     @staticmethod
@@ -36,12 +38,10 @@ class SchemaRefusal(FactBase[dict[str, Any]]):
         return {"refused": False, "said": None}
 
     def command(self, container: str) -> str:
-        name = shell_word(container)
-        started = shell_word("{{.State.StartedAt}}")
         return (
             "command -v docker >/dev/null 2>&1 || exit 0; "
-            f"since=$(docker inspect --format {started} {name} 2>/dev/null) || exit 0; "
-            f'docker logs --since "$since" {name} 2>&1 | grep -m 1 -F {shell_word(REFUSAL)}; true'
+            f"docker logs --tail 20 {shell_word(container)} 2>&1"
+            f" | grep -m 1 -F {shell_word(REFUSAL)}; true"
         )
 
     def process(self, output: list[str]) -> dict[str, Any]:

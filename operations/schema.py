@@ -12,6 +12,7 @@ are applied only by chroma-deploy's upgrade, after its backup and rehearsal.
 
 from __future__ import annotations
 
+import shlex
 from typing import Any
 
 from pyinfra import host
@@ -51,12 +52,11 @@ def schema_in_place(stack: StackTarget, data: DataTarget, server: CheckServer):
     """
     project_dir, data_dir = data.project_dir, data.name
     state = host_state.read(SafetyState, project_dir=project_dir, data_dir=data_dir)
+    stopped: list[str] = []
     if state["data_has_sqlite"]:
         containers = host_state.read(ComposeStack, **stack.read)["containers"]
-        if any(
-            c["service"] == "chroma" and c["state"] == "running" and c["health"] == "healthy"
-            for c in containers
-        ):
+        ours = [c for c in containers if c["service"] == "chroma" and not c.get("oneoff")]
+        if any(c["state"] == "running" and c["health"] == "healthy" for c in ours):
             host.noop(f"{data.path} holds the schema Chroma serves")
             return
         schema = host_state.read(DataSchema, data_dir=data.path)
@@ -64,6 +64,11 @@ def schema_in_place(stack: StackTarget, data: DataTarget, server: CheckServer):
             found = spelled_levels(schema["levels"]) or f"not read: {schema['error']}"
             host.noop(f"{data.path} holds a database with a schema ({found})")
             return
+        # The stack's own server that refused that empty database restarts under its policy,
+        # serving nothing: stopped, so that one server opens the data dir (stack_up starts it).
+        stopped = [c["name"] for c in ours if c["state"] != "running"]
+    if stopped:
+        yield shlex.join(["docker", "stop", "--time", str(stack.stop_grace), *stopped])
     yield from upload_tools(project_dir)
     yield refusing(
         safety_command(

@@ -102,7 +102,11 @@ ABSENT: dict[str, tuple[Callable[[Any], bool], set[str]]] = {
     "tokens.ProxyClients": (lambda f: f["clients"] is None, {"absent"}),
     "compose.PortHolder": (lambda f: f["listener"] is None, {"free"}),
     "datahomes.DataHomes": (lambda f: f["mounts"] == [], {"docker_absent"}),
-    "datahomes.DataSchema": (lambda f: f["levels"] is None, {"no_database", "no_python3"}),
+    # No schema: no database, no python3 to read it, or a database with no migration recorded.
+    "datahomes.DataSchema": (
+        lambda f: f["levels"] is None,
+        {"no_database", "no_python3", "schema_less"},
+    ),
     "datadirs.DataDirs": (
         lambda f: all(v is None for v in f.values()),
         {"all_missing", "no_paths"},
