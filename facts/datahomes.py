@@ -43,9 +43,11 @@ def is_ours(mount: dict[str, Any], project_name: str) -> bool:
 
 
 # The unpublished servers chroma-deploy's own checks start on a data dir
-# (files/chroma_safety.py verify, verify-upgrade): one a killed run left is stopped by
-# the next run (migrate.stop_leftover_checks), not refused as another server.
-CHECK_PREFIXES = ("chroma-deploy-migration-check-", "chroma-deploy-upgrade-check-")
+# (files/chroma_safety.py verify, verify-upgrade, init-schema): one a killed run left is
+# stopped by the next run (migrate.stop_leftover_checks), not refused as another server.
+CHECK_PREFIXES = (
+    "chroma-deploy-migration-check-", "chroma-deploy-upgrade-check-", "chroma-deploy-schema-init-"
+)  # fmt: skip
 
 
 def leftover_checks(homes: dict[str, Any]) -> list[dict[str, Any]]:
