@@ -19,9 +19,10 @@ from pyinfra import host
 from pyinfra.api import FunctionCommand, operation
 from pyinfra.api.util import print_host_combined_output
 
+from checks.compare import exposed_containers
 from declaration.targets import CheckServer, DataTarget, StackTarget
 from declaration.versions import spelled_levels
-from facts.compose import ComposeStack
+from facts.compose import ComposeStack, ContainerLayerData
 from facts.datahomes import DataSchema
 from facts.project import SafetyState
 from facts.schema_guard import SchemaRefusal
@@ -52,21 +53,27 @@ def schema_in_place(stack: StackTarget, data: DataTarget, server: CheckServer):
     """
     project_dir, data_dir = data.project_dir, data.name
     state = host_state.read(SafetyState, project_dir=project_dir, data_dir=data_dir)
-    stopped: list[str] = []
+    found = host_state.read(ComposeStack, **stack.read)
+    ours = [c for c in found["containers"] if c["service"] == "chroma" and not c.get("oneoff")]
     if state["data_has_sqlite"]:
-        containers = host_state.read(ComposeStack, **stack.read)["containers"]
-        ours = [c for c in containers if c["service"] == "chroma" and not c.get("oneoff")]
         if any(c["state"] == "running" and c["health"] == "healthy" for c in ours):
             host.noop(f"{data.path} holds the schema Chroma serves")
             return
         schema = host_state.read(DataSchema, data_dir=data.path)
         if not schema_less(schema):
-            found = spelled_levels(schema["levels"]) or f"not read: {schema['error']}"
-            host.noop(f"{data.path} holds a database with a schema ({found})")
+            levels = spelled_levels(schema["levels"]) or f"not read: {schema['error']}"
+            host.noop(f"{data.path} holds a database with a schema ({levels})")
             return
-        # The stack's own server that refused that empty database restarts under its policy,
-        # serving nothing: stopped, so that one server opens the data dir (stack_up starts it).
-        stopped = [c["name"] for c in ours if c["state"] != "running"]
+    else:
+        exposed = exposed_containers(found, data.path, data.persist_path)
+        if exposed and host_state.read(ContainerLayerData, containers=exposed):
+            # stack_up copies it into the data dir before its `up` (the seed's mistake).
+            host.noop(f"the data in a container's own layer is copied into {data.path} first")
+            return
+    # The stack's own server on that data dir (one that refused it restarts under its
+    # policy; one whose data dir was moved away serves the old one): stopped, so that one
+    # server opens the data dir. stack_up starts it again.
+    stopped = [c["name"] for c in ours if c["state"] in ("running", "restarting")]
     if stopped:
         yield shlex.join(["docker", "stop", "--time", str(stack.stop_grace), *stopped])
     yield from upload_tools(project_dir)
