@@ -147,7 +147,8 @@ def test_container_restarting(stack):
     project_dir, _, data = stack
     assert drift_json(data)[0] == 0
     run_edited_then_restore(
-        project_dir, {'CHROMA_PERSIST_PATH: "/data"': 'CHROMA_PERSIST_PATH: "/data"\n'
+        # After the environment's last line (the 1.x server's schema guard).
+        project_dir, {'MIGRATION_MODE: "validate"': 'MIGRATION_MODE: "validate"\n'
                       '    entrypoint: ["/bin/bash", "-c", "exit 3"]'},
         wait=False,
     )  # fmt: skip
@@ -226,9 +227,13 @@ def test_tag_moved_to_another_image(stack, tmp_path):
 
 def test_named_volume_and_wrong_target_are_mount_drift(stack):
     project_dir, name, _data = stack
+    # Started by hand, as the seed did: migrating its empty database (the stack's own 1.x
+    # server validates its schema, and refuses an empty one).
+    applying = {'MIGRATION_MODE: "validate"': 'MIGRATION_MODE: "apply"'}
     named = {
         '      - type: bind\n        source: "./chroma_data"\n        target: "/data"\n'
         "        bind:\n          create_host_path: false\n": "      - chroma_vol:/data\n",
+        **applying,
     }
     # A top-level volumes: key, as the seed's BEFORE state had.
     # Not named like a legacy volume (chroma_legacy_volumes), which the deploy would
@@ -246,7 +251,7 @@ def test_named_volume_and_wrong_target_are_mount_drift(stack):
     problems = [i["actual"] for i in found["hosts"]["@local"]["items"] if i["kind"] == "mount"]
     assert any(f"named volume '{name}_chroma_vol'" in p for p in problems)
 
-    seed_target = {'target: "/data"': 'target: "/chroma/chroma"'}
+    seed_target = {'target: "/data"': 'target: "/chroma/chroma"', **applying}
     found = cycle(stack, lambda d, n, data: run_edited_then_restore(d, seed_target), {"mount"})
     problems = [i["actual"] for i in found["hosts"]["@local"]["items"] if i["kind"] == "mount"]
     assert any("nothing is mounted at the persist path /data" in p for p in problems)
