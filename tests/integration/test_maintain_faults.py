@@ -99,6 +99,36 @@ def test_a_run_killed_right_after_the_stop_is_reported_and_started_by_the_next(s
     assert everything(port) == kept
 
 
+def test_a_run_killed_between_its_backup_and_its_repair_is_reported_and_finished(
+    stack, monkeypatch
+):
+    """Killed after the backup left Chroma stopped and before the repair did anything (the
+    host program dies as it starts; a vacuum, which runs wherever it is asked for): before,
+    no record said so and the report found nothing while Chroma stayed down; the record
+    written before the backup says it."""
+    data, project_dir, name = stack
+    port = data["chroma_port"]
+    kept = everything(port)
+    monkeypatch.setenv("CHROMA_DEPLOY_MAINTAIN_KILL_AT", "apply")
+    killed = maintain(data, "--apply", "vacuum")
+    monkeypatch.delenv("CHROMA_DEPLOY_MAINTAIN_KILL_AT")
+    assert killed.returncode == 1, killed.stdout + killed.stderr
+    assert "@local: Killed" in killed.stderr, killed.stderr  # the host program, at its start
+    assert not running(name)
+
+    code, found = report(data)
+    assert code == 2, found
+    assert found["report"]["unfinished"] == "vacuum"
+    assert found["findings"][0]["kind"] == "unfinished_repair"
+
+    done = maintain(data, "--apply", "vacuum")
+    output = done.stdout + done.stderr
+    assert done.returncode in (0, 2), output
+    assert not (project_dir / ".chroma-deploy/maintain-pending.json").exists()
+    assert running(name)
+    assert everything(port) == kept
+
+
 def test_a_dir_named_like_a_segment_holding_other_files_is_not_an_orphan(stack):
     """A UUID-named dir of another tool in the data dir (not hnswlib's files): the report
     must not call it an orphaned segment, and --apply orphans must leave it where it is."""
