@@ -375,7 +375,12 @@ cat >"$ctx/health.sh" <<'HEALTH'
 #!/bin/bash
 # The proxy's healthcheck: Chroma's heartbeat through this proxy, as clients ask it
 # (over TLS, checked with the CA for the certificate's name, when CHROMA_TLS=on).
+# Chroma's name must resolve first: one that does not (Chroma stopped, or cut off from
+# the internal network) fails at once, as nginx's own lookup of it did before image :8,
+# rather than after nginx's 3 s attempt to reach the address it last had.
 set -euo pipefail
+upstream=${CHROMA_UPSTREAM:-chroma:8000}
+getent ahostsv4 "${upstream%:*}" >/dev/null
 if [ "${CHROMA_TLS:-off}" = on ]; then
   name=$(cat /run/secrets/tls/name)
   host=$name

@@ -12,7 +12,7 @@ import time
 import chromadb
 import httpx
 import pytest
-from conftest import base_data, converge, run_deploy, run_drift, sh
+from conftest import base_data, converge, move_chroma, run_deploy, run_drift, sh
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -74,27 +74,10 @@ def started_at(container: str) -> str:
     return sh(f"docker inspect -f '{{{{.State.StartedAt}}}}' {container}").stdout.strip()
 
 
-def address_on(container: str, network: str) -> str:
-    return sh(f"docker inspect -f '{{{{(index .NetworkSettings.Networks \"{network}\")"
-              f".IPAddress}}}}' {container}").stdout.strip()  # fmt: skip
-
-
 def move_and_time(name: str, port: int, headers: dict[str, str]) -> tuple[str, str, float]:
-    """Chroma stopped, its address taken by another container, Chroma started again on a
-    new one (as after a reboot or a recreate); seconds from its start until the published
-    port answers again through the proxy. The old address and the new."""
-    chroma, network = f"{name}-chroma-1", f"{name}_internal"
-    old = address_on(chroma, network)
-    sh(f"docker stop -t 10 {chroma}")
-    try:
-        sh(f"docker run -d --name {name}-holder --network {network} "
-           "--entrypoint sleep chroma-deploy/debian-base:bookworm 300")  # fmt: skip
-        begun = time.monotonic()
-        sh(f"docker start {chroma}")
-    finally:
-        sh(f"docker rm -f {name}-holder", check=False)
-    new = address_on(chroma, network)
-    assert new != old, f"Chroma kept its address {old}: nothing to find again"
+    """Chroma started again on a new address (conftest.move_chroma); seconds from its start
+    until the published port answers again through the proxy. The old address and the new."""
+    old, new, begun = move_chroma(name)
     while time.monotonic() - begun < HEALTHCHECK_SECONDS:
         if heartbeat(port, headers) == 200:
             return old, new, time.monotonic() - begun
