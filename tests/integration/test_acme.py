@@ -319,14 +319,11 @@ def test_the_schedule_renews_it_and_nginx_reloads_it_in_the_same_container(acme)
         f"records {count} before, {after} after"
     )
     assert loop.ok + loop.failures >= 2000
-    assert loop.failed["new"] == []
-    # Known limit of `nginx -s reload` (docs/security.md): the old worker closes its idle
-    # kept-alive connections at once, and a request sent on one at that instant gets no
-    # answer (seen about once in five reloads here). At most that one, and nothing else.
-    assert loop.failed["kept"] in (
-        [],
-        ["RemoteProtocolError('Server disconnected without sending a response.')"],
-    )
+    # The old worker closes its idle kept-alive connections when it stops; auth-proxy-reload
+    # drains them first (each answer closes its connection for a second on each side), so a
+    # request on the kept-alive one meets no such close either (before the drain: about one
+    # in five renewals here).
+    assert loop.failed == {"new": [], "kept": []}
     assert after == count == 10
     # The key reached no output: the deploy's, the schedule's log, lego's own.
     key = (stack.tls_dir / "key.pem").read_text()
