@@ -27,13 +27,14 @@ import chromadb
 import httpx
 import pytest
 from conftest import base_data, converge, move_chroma, run_deploy, run_drift, sh
+from harness.proxy_stack import ServedStack
 
 pytestmark = [pytest.mark.docker]
 
 API = "/api/v2/tenants/default_tenant/databases/default_database"
 
 
-class Stack:
+class Stack(ServedStack):
     """The shared stack: its data, the legacy token's environment, the tokens dir, its port."""
 
     def __init__(self, base: Path) -> None:
@@ -68,13 +69,6 @@ class Stack:
         return chromadb.HttpClient(
             host="127.0.0.1", port=self.port, headers={"X-Chroma-Token": token}
         )
-
-    def container_ids(self) -> dict[str, str]:
-        ids = sh(
-            "docker ps --no-trunc --filter "
-            f"label=com.docker.compose.project={self.name} --format '{{{{.Names}}}} {{{{.ID}}}}'"
-        ).stdout.split("\n")
-        return dict(line.split() for line in ids if line.strip())
 
     def deploy(self, data: dict[str, Any] | None = None, *extra: str, twice: bool = False) -> Any:
         """A deploy (``twice``: the converge, whose second run changes nothing)."""
