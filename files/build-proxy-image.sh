@@ -21,7 +21,7 @@
 # connection per request cost 1 to 3 ms), and such a block takes its address once, at start
 # or reload (Debian bookworm's nginx 1.22 has no `server ... resolve`, new in 1.27.3). So
 # the entrypoint resolves the name itself (getent: Docker's DNS) at start, waiting until it
-# resolves, and again every 5 s: a Chroma restarted or recreated on another address is
+# resolves, and again every second: a Chroma restarted or recreated on another address is
 # written into /run/nginx/upstream.conf and loaded by auth-proxy-reload (the same drain as
 # a new clients file), or, as root, by a restart of nginx inside the container (one nginx
 # process cannot reload), without restarting the proxy's container or a deploy.
@@ -79,10 +79,18 @@ fi
 upstream_host=${upstream%:*}
 upstream_port=${upstream##*:}
 # Chroma's IPv4 address now (Docker's DNS), or nothing while the name does not resolve (a
-# Chroma stopped, starting, or cut off from the network): the address in use is then kept.
+# Chroma stopped, starting, or cut off from the network). The name is asked as an absolute
+# one (a trailing dot): Docker's DNS answers it, and the host's DNS search domains, which
+# Docker copies into the container, are never tried (chroma.<site domain> is not Chroma).
 resolve_chroma() {
-  getent ahostsv4 "$upstream_host" 2>/dev/null | awk 'NR == 1 {print $1}' || true
+  local name=$upstream_host
+  [[ "$name" =~ ^[0-9.]+$ ]] || name="${name%.}."
+  getent ahostsv4 "$name" 2>/dev/null | awk 'NR == 1 {print $1}' || true
 }
+# Where nginx sends requests while Chroma's name does not resolve: nothing listens there,
+# so clients get 502 at once (as before image :8, whose nginx asked Docker's DNS per
+# request), never whatever container Docker gave Chroma's freed address.
+nowhere=127.0.0.1:1
 heartbeat=${CHROMA_HEARTBEAT_PATH:-/api/v2/heartbeat}
 if [[ ! "$heartbeat" =~ ^/[A-Za-z0-9/_-]+$ ]]; then
   echo "auth-proxy: CHROMA_HEARTBEAT_PATH must be a path, not $heartbeat" >&2
@@ -138,7 +146,9 @@ if [ -z "$address" ]; then
     address=$(resolve_chroma)
   done
 fi
-echo "server $address:$upstream_port max_fails=0;" >/run/nginx/upstream.conf
+target="$address:$upstream_port"
+last=$address
+echo "server $target max_fails=0;" >/run/nginx/upstream.conf
 # nginx reads a copy: what it loaded stays known (its digest in /run/secrets/proxy/loaded),
 # and a reload takes a new file only after nginx -t accepts it (auth-proxy-reload).
 cp "$clients" /run/nginx/clients.conf
@@ -230,26 +240,34 @@ trap 'kill -QUIT "$nginx_pid" 2>/dev/null || true' QUIT
 # keeping CHROMA_AUDIT_MAX_FILES files (audit.log, audit.log.1, ...), checked every 5 s;
 # nginx reopens it (USR1) and loses no line.
 audit=/var/log/chroma-proxy/audit.log
-# Chroma moved (restarted or recreated on another address of the internal network): nginx
-# takes the new address. With a master process, by auth-proxy-reload (the same drain as a
-# new clients file: no failed request); as root nginx is one process, which cannot reload:
-# it is stopped and started again here (the proxy's container stays; the old address is
-# gone anyway). A name that does not resolve keeps the address in use.
+# Chroma moved (restarted or recreated on another address of the internal network), or its
+# name stopped resolving (then nowhere, above): nginx takes the new target. With a master
+# process, by auth-proxy-reload (the same drain as a new clients file: no failed request); as
+# root nginx is one process, which cannot reload: it is stopped and started again here (the
+# proxy's container stays; the old address is gone anyway). Checked every second: Docker may
+# give a stopped Chroma's address to another container at once.
 follow_chroma() {
-  local now
+  local now next said
   now=$(resolve_chroma)
-  if [ -z "$now" ] || [ "$now" = "$address" ]; then
+  next=${now:+$now:$upstream_port}
+  next=${next:-$nowhere}
+  if [ "$next" = "$target" ]; then
     return 0
   fi
+  # Said of the last address Chroma had (not of nowhere): where it was, and where it is.
+  said="Chroma moved from $last to $now"
+  [ "$now" = "$last" ] && said="Chroma is back on $now"
+  [ "$next" = "$nowhere" ] && said="$upstream_host does not resolve (Chroma stopped?): requests get 502 until it does"
   if [ "$(id -u)" != 0 ]; then
-    if /usr/local/bin/auth-proxy-reload upstream "$now:$upstream_port"; then
-      echo "auth-proxy: Chroma moved from $address to $now: nginx reloaded" >&2
-      address=$now
+    if /usr/local/bin/auth-proxy-reload upstream "$next"; then
+      echo "auth-proxy: $said: nginx reloaded" >&2
+      target=$next
+      last=${now:-$last}
     fi
     return 0
   fi
   cp /run/nginx/upstream.conf /run/nginx/upstream.conf.old
-  echo "server $now:$upstream_port max_fails=0;" >/run/nginx/upstream.conf
+  echo "server $next max_fails=0;" >/run/nginx/upstream.conf
   if ! nginx -q -t -c /run/nginx/nginx.conf; then
     mv -f /run/nginx/upstream.conf.old /run/nginx/upstream.conf
     return 0
@@ -257,11 +275,15 @@ follow_chroma() {
   kill -QUIT "$nginx_pid" 2>/dev/null || true
   wait "$nginx_pid" || true
   start_nginx
-  echo "auth-proxy: Chroma moved from $address to $now: nginx restarted" >&2
-  address=$now
+  echo "auth-proxy: $said: nginx restarted" >&2
+  target=$next
+  last=${now:-$last}
 }
+turn=0
 while kill -0 "$nginx_pid" 2>/dev/null; do
-  size=$(stat -c %s "$audit" 2>/dev/null || echo 0)
+  turn=$((turn + 1))
+  size=0
+  [ $((turn % 5)) = 0 ] && size=$(stat -c %s "$audit" 2>/dev/null || echo 0)
   if [ "$size" -ge "$max_bytes" ] && [ "$max_bytes" -gt 0 ]; then
     if [ "$max_files" -le 1 ]; then
       : >"$audit"
@@ -275,7 +297,7 @@ while kill -0 "$nginx_pid" 2>/dev/null; do
     fi
   fi
   follow_chroma
-  sleep 5 &
+  sleep 1 &
   wait $! || true
 done
 set +e
@@ -380,7 +402,9 @@ cat >"$ctx/health.sh" <<'HEALTH'
 # rather than after nginx's 3 s attempt to reach the address it last had.
 set -euo pipefail
 upstream=${CHROMA_UPSTREAM:-chroma:8000}
-getent ahostsv4 "${upstream%:*}" >/dev/null
+name=${upstream%:*}
+[[ "$name" =~ ^[0-9.]+$ ]] || name="${name%.}."  # absolute, as the entrypoint asks it
+getent ahostsv4 "$name" >/dev/null
 if [ "${CHROMA_TLS:-off}" = on ]; then
   name=$(cat /run/secrets/tls/name)
   host=$name
