@@ -40,7 +40,26 @@ def health(container: str) -> str:
     return sh(f"docker inspect -f '{{{{.State.Health.Status}}}}' {container}").stdout.strip()
 
 
-def test_a_stopped_chroma_s_address_taken_by_another_server_gets_no_request(project):
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    """One stack behind the proxy (as root) for both tests, holding collection ``kept``;
+    each test leaves its Chroma running again. Its name, published port and token."""
+    project_dir = tmp_path_factory.mktemp("attack") / "stack"
+    name = f"cdtest{os.urandom(4).hex()}"
+    token = secrets.token_urlsafe(24)
+    data = base_data(project_dir, name, chroma_auth_proxy=True)
+    port = data["chroma_port"]
+    try:
+        converge(data, env={**os.environ, "CHROMA_AUTH_TOKEN": token})
+        client = chromadb.HttpClient(host="127.0.0.1", port=port,
+                                     headers={"X-Chroma-Token": token})  # fmt: skip
+        client.create_collection("kept", embedding_function=None).add(ids=["a"], embeddings=[[1.0]])
+        yield name, port, token
+    finally:
+        sh(f"cd '{project_dir}' && docker compose down --timeout 5", check=False)
+
+
+def test_a_stopped_chroma_s_address_taken_by_another_server_gets_no_request(stack):
     """Chroma is stopped; another Chroma (another project's, a rehearsal, anything started
     on the stack's internal network) gets the address Docker freed, the lowest one. Before
     :8, nginx asked Docker's DNS each 2 s and answered 502 (image :7: 32 of 32 in 8 s);
@@ -49,13 +68,7 @@ def test_a_stopped_chroma_s_address_taken_by_another_server_gets_no_request(proj
     for up to 5 s after it started on a new address. :9 points nginx nowhere within its
     loop's second (and nginx's restart) of the name going: a request in those first 2 s
     may still reach the other server, as one in :7's 2 s DNS cache could; none after."""
-    project_dir, name = project
-    token = secrets.token_urlsafe(24)
-    data = base_data(project_dir, name, chroma_auth_proxy=True)
-    port = data["chroma_port"]
-    converge(data, env={**os.environ, "CHROMA_AUTH_TOKEN": token})
-    client = chromadb.HttpClient(host="127.0.0.1", port=port, headers={"X-Chroma-Token": token})
-    client.create_collection("kept", embedding_function=None).add(ids=["a"], embeddings=[[1.0]])
+    name, port, token = stack
     assert collections(port, token) == ["kept"]
     proxy, chroma = f"{name}-auth-proxy-1", f"{name}-chroma-1"
     old = chroma_address(name)
@@ -99,20 +112,14 @@ def test_a_stopped_chroma_s_address_taken_by_another_server_gets_no_request(proj
     assert wrong == 0 and after == 0, (wrong, after, seen)
 
 
-def test_a_host_named_chroma_in_the_search_domain_takes_no_request(project):
+def test_a_host_named_chroma_in_the_search_domain_takes_no_request(stack):
     """Docker copies the host's ``search`` line into each container's resolv.conf. nginx's
     own resolver (before :8) asked for ``chroma`` as it is; getent (glibc) tries the name as
     it is (Docker's ndots:0) and, when that fails (Chroma stopped), in each search domain:
     ``chroma.<domain>``, a machine of the site's DNS (here: a container with that alias on
     the stack's default network, which Docker's DNS answers the same way), is then where
     the proxy moves and sends every request, until Chroma is started again."""
-    project_dir, name = project
-    token = secrets.token_urlsafe(24)
-    data = base_data(project_dir, name, chroma_auth_proxy=True)
-    port = data["chroma_port"]
-    converge(data, env={**os.environ, "CHROMA_AUTH_TOKEN": token})
-    client = chromadb.HttpClient(host="127.0.0.1", port=port, headers={"X-Chroma-Token": token})
-    client.create_collection("kept", embedding_function=None).add(ids=["a"], embeddings=[[1.0]])
+    name, port, token = stack
     proxy = f"{name}-auth-proxy-1"
     # A host whose /etc/resolv.conf says `search corp.example` (Docker copies it).
     resolv = sh(f"docker inspect -f '{{{{.ResolvConfPath}}}}' {proxy}").stdout.strip()
