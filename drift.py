@@ -33,7 +33,7 @@ import sys
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import gevent
 
@@ -69,7 +69,6 @@ from plumbing import cli, host_state, preflight  # noqa: E402
 from plumbing.deploy_file import stack_overrides as deploy_file_overrides  # noqa: E402
 from plumbing.host_tools import TOOLS_DIR  # noqa: E402
 from plumbing.tls import check_address, declared_names  # noqa: E402
-from plumbing.version import version_line  # noqa: E402
 
 EXIT_OK, EXIT_ERROR, EXIT_DRIFT = 0, 1, 2
 
@@ -105,30 +104,19 @@ class UsageError(Exception):
     """Bad command-line input: one line, exit 1."""
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        raise UsageError(f"drift.py: {message} (see --help)")
-
-
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = _Parser(
-        prog="drift.py",
-        description="Report every difference between hosts and their declared state.",
-        epilog="exit codes: 0 no drift, 2 drift on at least one host, 1 error (wins over drift)",
+    parser = cli.entry_parser(
+        "drift.py",
+        "Report every difference between hosts and their declared state.",
+        "exit codes: 0 no drift, 2 drift on at least one host, 1 error (wins over drift)",
+        lambda message: UsageError(f"drift.py: {message}"),
+        limit="check only these hosts (repeatable)",
     )
-    parser.add_argument("inventory", help="@local, inventory.py, host1,host2 or @ssh/host")
-    parser.add_argument("--data", action="append", default=[], metavar="KEY=VALUE",
-                        help="override data, as pyinfra's --data")  # fmt: skip
-    parser.add_argument("--group-data", action="append", default=[], metavar="DIR",
-                        help="more group data, as pyinfra's --group-data")  # fmt: skip
-    parser.add_argument("--limit", action="append", default=[], metavar="HOST",
-                        help="check only these hosts (repeatable)")  # fmt: skip
     parser.add_argument("--json", action="store_true", help="print one JSON document")
     parser.add_argument("--no-color", action="store_true", help="plain text output")
     parser.add_argument("--textfile", type=Path, metavar="PATH",
                         help="also write Prometheus metrics to PATH (node_exporter textfile "
                              "collector), atomically")  # fmt: skip
-    parser.add_argument("--version", action="version", version=version_line())
     parser.add_argument("--deploy", type=Path, metavar="FILE",
                         help="check what this deploy file declares (its chroma_stack() "
                              "overrides) instead of deploy.py")  # fmt: skip

@@ -34,7 +34,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent
 if sys.path[:1] != [str(ROOT)]:  # once, though pyinfra runs this file for every host
@@ -77,34 +77,22 @@ class UsageError(Exception):
     """Bad command-line input: one line, exit 1."""
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        raise UsageError(f"maintain.py: {message} (see --help)")
-
-
 def parse_args(argv: list[str]) -> argparse.Namespace:
     from plumbing import cli
-    from plumbing.version import version_line
 
-    parser = _Parser(
-        prog="maintain.py",
-        description="Report what a live Chroma leaks and what it will run out of; repair it.",
-        epilog="exit codes: 0 nothing to do, 2 findings on at least one host, 1 error",
+    parser = cli.entry_parser(
+        "maintain.py",
+        "Report what a live Chroma leaks and what it will run out of; repair it.",
+        "exit codes: 0 nothing to do, 2 findings on at least one host, 1 error",
+        lambda message: UsageError(f"maintain.py: {message}"),
+        limit="only these hosts (repeatable)",
     )
-    parser.add_argument("inventory", help="@local, inventory.py, host1,host2 or @ssh/host")
-    parser.add_argument("--data", action="append", default=[], metavar="KEY=VALUE",
-                        help="override data, as pyinfra's --data")  # fmt: skip
-    parser.add_argument("--group-data", action="append", default=[], metavar="DIR",
-                        help="more group data, as pyinfra's --group-data")  # fmt: skip
-    parser.add_argument("--limit", action="append", default=[], metavar="HOST",
-                        help="only these hosts (repeatable)")  # fmt: skip
     parser.add_argument("--json", action="store_true", help="print one JSON document")
     parser.add_argument("--textfile", type=Path, metavar="PATH",
                         help="also write Prometheus metrics to PATH, atomically")  # fmt: skip
     parser.add_argument("--apply", choices=("orphans", "vacuum"),
                         help="repair: move orphaned segment dirs aside, or vacuum SQLite "
                              "(backup first, Chroma stopped, verified after)")  # fmt: skip
-    parser.add_argument("--version", action="version", version=version_line())
     args = parser.parse_args(argv)
     problem = cli.textfile_problem(args.textfile)
     if problem:

@@ -30,7 +30,7 @@ import sys
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import gevent
 
@@ -62,25 +62,16 @@ from fleet.plan import (  # noqa: E402
 )
 from plumbing import cli, preflight  # noqa: E402
 from plumbing.tokens import clients_for_host  # noqa: E402
-from plumbing.version import version_line  # noqa: E402
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        raise UsageError(f"{message} (see --help)")
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = _Parser(
-        prog="rollout.py",
-        description="Deploy to the canary, prove it, then the other hosts batch by batch.",
-        epilog="exit codes: 0 every host deployed and proven, 1 a host failed or bad input",
+    parser = cli.entry_parser(
+        "rollout.py",
+        "Deploy to the canary, prove it, then the other hosts batch by batch.",
+        "exit codes: 0 every host deployed and proven, 1 a host failed or bad input",
+        UsageError,
+        every_run=" (given to every run)",
     )
-    parser.add_argument("inventory", help="inventory.py, @local, host1,host2 or @ssh/host")
-    parser.add_argument("--data", action="append", default=[], metavar="KEY=VALUE",
-                        help="override data, as pyinfra's --data (given to every run)")  # fmt: skip
-    parser.add_argument("--group-data", action="append", default=[], metavar="DIR",
-                        help="more group data, as pyinfra's --group-data (every run)")  # fmt: skip
     parser.add_argument("--canary", action="extend", nargs="+", default=[], metavar="HOST",
                         help="the canary host(s) (default: the inventory's first)")  # fmt: skip
     parser.add_argument("--batch", default="1", metavar="N|P%",
@@ -89,7 +80,6 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--max-failures", type=int, default=0, metavar="K",
                         help="hosts after the canary that may fail before the rollout halts "
                              "(default 0; a failed canary always halts)")  # fmt: skip
-    parser.add_argument("--version", action="version", version=version_line())
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     return parser.parse_args(argv)
 

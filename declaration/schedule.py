@@ -82,6 +82,13 @@ def backup_command(project_dir: str, compose_project: str, tools_dir: str) -> st
     return f"PATH={CRON_PATH} {program} >>{shlex.quote(log_path(compose_project))} 2>&1"
 
 
+def _schedule(name: str, fields: list[str], command: str) -> BackupSchedule:
+    """An entry from its marker name, the five cron fields (as validated by the settings)
+    and its command."""
+    minute, hour, day_of_month, month, day_of_week = fields
+    return BackupSchedule(name, minute, hour, day_of_month, month, day_of_week, command)
+
+
 def declared_schedule(settings: Settings, host_name: str, tools_dir: str) -> BackupSchedule | None:
     """This project's entry, or None: no repository set, or ``chroma_backup_schedule=off``."""
     if not settings.backup_repository or settings.backup_schedule == "off":
@@ -90,16 +97,8 @@ def declared_schedule(settings: Settings, host_name: str, tools_dir: str) -> Bac
         fields = [str(auto_minute(host_name)), str(AUTO_HOUR), "*", "*", "*"]
     else:
         fields = settings.backup_schedule.split()
-    minute, hour, day_of_month, month, day_of_week = fields
-    return BackupSchedule(
-        cron_name=cron_name(settings.project_dir),
-        minute=minute,
-        hour=hour,
-        day_of_month=day_of_month,
-        month=month,
-        day_of_week=day_of_week,
-        command=backup_command(settings.project_dir, settings.compose_project, tools_dir),
-    )
+    command = backup_command(settings.project_dir, settings.compose_project, tools_dir)
+    return _schedule(cron_name(settings.project_dir), fields, command)
 
 
 def is_ours(line: str, project_dir: str) -> bool:
@@ -200,16 +199,8 @@ def declared_maintain_schedule(
         fields = [str(auto_minute(host_name)), "*", "*", "*", "*"]
     else:
         fields = settings.maintain_schedule.split()
-    minute, hour, day_of_month, month, day_of_week = fields
-    return BackupSchedule(
-        cron_name=maintain_cron_name(settings.project_dir),
-        minute=minute,
-        hour=hour,
-        day_of_month=day_of_month,
-        month=month,
-        day_of_week=day_of_week,
-        command=maintain_command(settings, host_name, tools_dir),
-    )
+    command = maintain_command(settings, host_name, tools_dir)
+    return _schedule(maintain_cron_name(settings.project_dir), fields, command)
 
 
 def maintain_entry_state(crontab: list[str] | None, wanted: BackupSchedule | None,

@@ -763,10 +763,10 @@ class Settings:
         example="3600",
     )
     proxy_image: str = key(
-        "chroma-deploy/auth-proxy:7",
+        "chroma-deploy/auth-proxy:9",
         _image_reference,
         "Image of the proxy, built on the host from files/build-proxy-image.sh when missing.",
-        example="registry.example/auth-proxy:7",
+        example="registry.example/auth-proxy:9",
     )
     secrets_dir: str = key(
         "secrets",

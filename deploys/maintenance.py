@@ -26,7 +26,7 @@ from declaration.settings import Settings
 from deploys.backup_run import guarded_backup
 from facts.maintenance import MaintenanceReport
 from operations import data_safety, host_failure
-from operations.maintenance import repair, repair_command
+from operations.maintenance import begin, repair, repair_command
 from plumbing import preflight, report
 from plumbing.host_tools import TOOLS_DIR
 
@@ -77,6 +77,14 @@ def maintenance() -> None:
         if refused:
             host_failure.refused(name="Room for the vacuum", message=refused)
             return
+    # Recorded first: a run killed after the backup stopped the stack is then reported.
+    report.show(
+        begin(
+            name=f"Maintenance of {settings.path(settings.data_dir)}: {what}, recorded as begun",
+            project_dir=settings.project_dir,
+            what=what,
+        )
+    )
     # The repair goes on with the stack a local archive's backup left stopped.
     backup = guarded_backup(declared, no_restart=True)
     report.show(backup)

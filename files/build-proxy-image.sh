@@ -16,9 +16,15 @@
 # containers' own logs. It runs as the stack's owner on a read-only root filesystem; only
 # /run is writable (tmpfs), besides those two mounted dirs.
 # CHROMA_UPSTREAM says where Chroma listens: chroma:8000 on the stack's internal
-# network, the only network Chroma is on (the proxy is then the only way in). The
-# name is resolved again every few seconds (Docker's DNS), so a Chroma that restarts
-# on another address is found again without restarting the proxy.
+# network, the only network Chroma is on (the proxy is then the only way in). nginx keeps
+# its connections to Chroma open between requests (an upstream block with keepalive: a new
+# connection per request cost 1 to 3 ms), and such a block takes its address once, at start
+# or reload (Debian bookworm's nginx 1.22 has no `server ... resolve`, new in 1.27.3). So
+# the entrypoint resolves the name itself (getent: Docker's DNS) at start, waiting until it
+# resolves, and again every second: a Chroma restarted or recreated on another address is
+# written into /run/nginx/upstream.conf and loaded by auth-proxy-reload (the same drain as
+# a new clients file), or, as root, by a restart of nginx inside the container (one nginx
+# process cannot reload), without restarting the proxy's container or a deploy.
 # GET /proxy-health answers Chroma's own heartbeat (CHROMA_HEARTBEAT_PATH) through the
 # proxy: the healthcheck then means "Chroma answers through me", not "nginx runs".
 # Tokens are compared exactly (case-sensitive); only the scheme word "Bearer" is
@@ -70,6 +76,21 @@ if [[ ! "$upstream" =~ ^[A-Za-z0-9.-]+:[0-9]+$ ]]; then
   echo "auth-proxy: CHROMA_UPSTREAM must be host:port, not $upstream" >&2
   exit 1
 fi
+upstream_host=${upstream%:*}
+upstream_port=${upstream##*:}
+# Chroma's IPv4 address now (Docker's DNS), or nothing while the name does not resolve (a
+# Chroma stopped, starting, or cut off from the network). The name is asked as an absolute
+# one (a trailing dot): Docker's DNS answers it, and the host's DNS search domains, which
+# Docker copies into the container, are never tried (chroma.<site domain> is not Chroma).
+resolve_chroma() {
+  local name=$upstream_host
+  [[ "$name" =~ ^[0-9.]+$ ]] || name="${name%.}."
+  getent ahostsv4 "$name" 2>/dev/null | awk 'NR == 1 {print $1}' || true
+}
+# Where nginx sends requests while Chroma's name does not resolve: nothing listens there,
+# so clients get 502 at once (as before image :8, whose nginx asked Docker's DNS per
+# request), never whatever container Docker gave Chroma's freed address.
+nowhere=127.0.0.1:1
 heartbeat=${CHROMA_HEARTBEAT_PATH:-/api/v2/heartbeat}
 if [[ ! "$heartbeat" =~ ^/[A-Za-z0-9/_-]+$ ]]; then
   echo "auth-proxy: CHROMA_HEARTBEAT_PATH must be a path, not $heartbeat" >&2
@@ -107,9 +128,6 @@ if [ "${CHROMA_TLS:-off}" = on ]; then
     error_page 497 =400 /plain-http-refused;
     location = /plain-http-refused { internal; access_log off; return 400 \"this port speaks TLS only: use https://\\n\"; }"
 fi
-# Docker's embedded DNS, in every container on a user-defined network.
-resolver=$(awk '$1 == "nameserver" {print $2; exit}' /etc/resolv.conf)
-resolver=${resolver:-127.0.0.11}
 # As root (a stack owned by root) with no capabilities, nginx can neither chown its
 # temp dirs to another user nor switch users: one process, as root, owning them.
 process_lines=""
@@ -118,6 +136,19 @@ if [ "$(id -u)" = 0 ]; then
 fi
 mkdir -p /run/nginx
 umask 077
+# The proxy may start before Chroma (compose starts them together): nginx needs the address.
+trap 'exit 143' TERM INT
+address=$(resolve_chroma)
+if [ -z "$address" ]; then
+  echo "auth-proxy: waiting until $upstream_host resolves (Chroma starting?)" >&2
+  until [ -n "$address" ]; do
+    sleep 1
+    address=$(resolve_chroma)
+  done
+fi
+target="$address:$upstream_port"
+last=$address
+echo "server $target max_fails=0;" >/run/nginx/upstream.conf
 # nginx reads a copy: what it loaded stays known (its digest in /run/secrets/proxy/loaded),
 # and a reload takes a new file only after nginx -t accepts it (auth-proxy-reload).
 cp "$clients" /run/nginx/clients.conf
@@ -137,16 +168,20 @@ http {
   # The roles (which role each request needs), the audit log's format: static, in the image.
   include /etc/nginx/chroma-deploy-roles.conf;
   access_log /var/log/chroma-proxy/audit.log audit;
-  # A variable in proxy_pass makes nginx resolve the name when it is used (cached for
-  # valid=), not once at start: a Chroma restarted on another address is found again.
-  resolver $resolver valid=2s ipv6=off;
-  resolver_timeout 3s;
+  # Chroma's address (the loop below rewrites it when Chroma moves), with idle connections
+  # kept for the next requests. max_fails=0: a Chroma that restarts is never skipped. nginx
+  # closes an idle one after 4 s, before Chroma would (uvicorn's keep-alive in 0.6 is 5 s),
+  # so nginx never sends a request on a connection Chroma is closing.
+  upstream chroma_upstream {
+    include /run/nginx/upstream.conf;
+    keepalive 16;
+    keepalive_timeout 4s;
+  }
   # Chroma is on a local bridge: a connection that takes longer is not coming.
   proxy_connect_timeout 3s;
   server {
     $listen
     $tls_lines
-    set \$chroma "$upstream";
     # X-Chroma-Token, else Authorization: Bearer (the scheme word in any case). Each client's
     # token is compared exactly, letter case included ("=" in an if): a map's string keys
     # match in any case, which let a token in upper or lower case through.
@@ -157,8 +192,9 @@ http {
     include /run/nginx/clients.conf;
     location = /proxy-health {
       access_log off;
-      proxy_pass http://\$chroma$heartbeat;
+      proxy_pass http://chroma_upstream$heartbeat;
       proxy_http_version 1.1;  # Chroma 0.6 answers HTTP/1.0, nginx's default, with 400
+      proxy_set_header Connection "";  # the connection to Chroma is kept for the next
       proxy_set_header Authorization "";
       proxy_set_header X-Chroma-Token "";
       proxy_read_timeout 3s;
@@ -170,8 +206,9 @@ http {
       # kept-alive connection left idle in an old worker would be closed under a request.
       error_page 418 = @draining;
       if (-f /run/nginx/draining) { return 418; }
-      proxy_pass http://\$chroma;
+      proxy_pass http://chroma_upstream;
       proxy_http_version 1.1;
+      proxy_set_header Connection "";
       proxy_set_header Host \$host;
       proxy_set_header Authorization "";
       proxy_set_header X-Chroma-Token "";
@@ -179,8 +216,9 @@ http {
     }
     location @draining {
       keepalive_timeout 0;
-      proxy_pass http://\$chroma;
+      proxy_pass http://chroma_upstream;
       proxy_http_version 1.1;
+      proxy_set_header Connection "";
       proxy_set_header Host \$host;
       proxy_set_header Authorization "";
       proxy_set_header X-Chroma-Token "";
@@ -191,16 +229,61 @@ http {
 CONF
 nginx -q -t -c /run/nginx/nginx.conf
 /usr/local/bin/auth-proxy-loaded
-nginx -e stderr -c /run/nginx/nginx.conf -g 'daemon off;' &
-nginx_pid=$!
+start_nginx() {
+  nginx -e stderr -c /run/nginx/nginx.conf -g 'daemon off;' &
+  nginx_pid=$!
+}
+start_nginx
 trap 'kill -TERM "$nginx_pid" 2>/dev/null || true' TERM INT
 trap 'kill -QUIT "$nginx_pid" 2>/dev/null || true' QUIT
 # The audit log is rotated like the containers' json-file logs: at CHROMA_AUDIT_MAX_BYTES,
 # keeping CHROMA_AUDIT_MAX_FILES files (audit.log, audit.log.1, ...), checked every 5 s;
 # nginx reopens it (USR1) and loses no line.
 audit=/var/log/chroma-proxy/audit.log
+# Chroma moved (restarted or recreated on another address of the internal network), or its
+# name stopped resolving (then nowhere, above): nginx takes the new target. With a master
+# process, by auth-proxy-reload (the same drain as a new clients file: no failed request); as
+# root nginx is one process, which cannot reload: it is stopped and started again here (the
+# proxy's container stays; the old address is gone anyway). Checked every second: Docker may
+# give a stopped Chroma's address to another container at once.
+follow_chroma() {
+  local now next said
+  now=$(resolve_chroma)
+  next=${now:+$now:$upstream_port}
+  next=${next:-$nowhere}
+  if [ "$next" = "$target" ]; then
+    return 0
+  fi
+  # Said of the last address Chroma had (not of nowhere): where it was, and where it is.
+  said="Chroma moved from $last to $now"
+  [ "$now" = "$last" ] && said="Chroma is back on $now"
+  [ "$next" = "$nowhere" ] && said="$upstream_host does not resolve (Chroma stopped?): requests get 502 until it does"
+  if [ "$(id -u)" != 0 ]; then
+    if /usr/local/bin/auth-proxy-reload upstream "$next"; then
+      echo "auth-proxy: $said: nginx reloaded" >&2
+      target=$next
+      last=${now:-$last}
+    fi
+    return 0
+  fi
+  cp /run/nginx/upstream.conf /run/nginx/upstream.conf.old
+  echo "server $next max_fails=0;" >/run/nginx/upstream.conf
+  if ! nginx -q -t -c /run/nginx/nginx.conf; then
+    mv -f /run/nginx/upstream.conf.old /run/nginx/upstream.conf
+    return 0
+  fi
+  kill -QUIT "$nginx_pid" 2>/dev/null || true
+  wait "$nginx_pid" || true
+  start_nginx
+  echo "auth-proxy: $said: nginx restarted" >&2
+  target=$next
+  last=${now:-$last}
+}
+turn=0
 while kill -0 "$nginx_pid" 2>/dev/null; do
-  size=$(stat -c %s "$audit" 2>/dev/null || echo 0)
+  turn=$((turn + 1))
+  size=0
+  [ $((turn % 5)) = 0 ] && size=$(stat -c %s "$audit" 2>/dev/null || echo 0)
   if [ "$size" -ge "$max_bytes" ] && [ "$max_bytes" -gt 0 ]; then
     if [ "$max_files" -le 1 ]; then
       : >"$audit"
@@ -213,7 +296,8 @@ while kill -0 "$nginx_pid" 2>/dev/null; do
       nginx -q -s reopen -c /run/nginx/nginx.conf || true
     fi
   fi
-  sleep 5 &
+  follow_chroma
+  sleep 1 &
   wait $! || true
 done
 set +e
@@ -229,17 +313,37 @@ cat >"$ctx/reload.sh" <<'RELOAD'
 # closes its idle kept-alive connections when it stops, and a request a client sent on one
 # at that moment would get no answer (seen: 1 in 3,500 with httpx, 4 in 9,400 with
 # http.client, 4 threads back to back, before this drain).
+# `auth-proxy-reload upstream ADDRESS:PORT` (the entrypoint's loop, when Chroma moved)
+# loads that address for Chroma the same way. One reload at a time (a lock).
 set -euo pipefail
 umask 077
+what=clients.conf
+label="clients file"
+line=""
+if [ "${1:-}" = upstream ]; then
+  if [[ ! "${2:-}" =~ ^[0-9.]+:[0-9]+$ ]]; then
+    echo "auth-proxy-reload: upstream needs ADDRESS:PORT, not ${2:-nothing}" >&2
+    exit 2
+  fi
+  what=upstream.conf
+  label="address for Chroma"
+  line="server $2 max_fails=0;"
+fi
+exec 9>/run/nginx/reload.lock
+flock 9
 trap 'rm -f /run/nginx/draining' EXIT
 : >/run/nginx/draining
 sleep 1
-cp /run/nginx/clients.conf /run/nginx/clients.conf.old
-cp /run/secrets/proxy/clients.conf /run/nginx/clients.conf.new
-mv -f /run/nginx/clients.conf.new /run/nginx/clients.conf
+cp "/run/nginx/$what" "/run/nginx/$what.old"
+if [ "$what" = upstream.conf ]; then
+  echo "$line" >"/run/nginx/$what.new"
+else
+  cp /run/secrets/proxy/clients.conf "/run/nginx/$what.new"
+fi
+mv -f "/run/nginx/$what.new" "/run/nginx/$what"
 if ! nginx -q -t -c /run/nginx/nginx.conf; then
-  mv -f /run/nginx/clients.conf.old /run/nginx/clients.conf
-  echo "auth-proxy-reload: nginx does not accept the new clients file; the loaded one stays" >&2
+  mv -f "/run/nginx/$what.old" "/run/nginx/$what"
+  echo "auth-proxy-reload: nginx does not accept the new $label; the loaded one stays" >&2
   exit 1
 fi
 nginx -q -s reload -c /run/nginx/nginx.conf
@@ -293,7 +397,14 @@ cat >"$ctx/health.sh" <<'HEALTH'
 #!/bin/bash
 # The proxy's healthcheck: Chroma's heartbeat through this proxy, as clients ask it
 # (over TLS, checked with the CA for the certificate's name, when CHROMA_TLS=on).
+# Chroma's name must resolve first: one that does not (Chroma stopped, or cut off from
+# the internal network) fails at once, as nginx's own lookup of it did before image :8,
+# rather than after nginx's 3 s attempt to reach the address it last had.
 set -euo pipefail
+upstream=${CHROMA_UPSTREAM:-chroma:8000}
+name=${upstream%:*}
+[[ "$name" =~ ^[0-9.]+$ ]] || name="${name%.}."  # absolute, as the entrypoint asks it
+getent ahostsv4 "$name" >/dev/null
 if [ "${CHROMA_TLS:-off}" = on ]; then
   name=$(cat /run/secrets/tls/name)
   host=$name

@@ -31,7 +31,8 @@ backup, which leaves the stack stopped (a local archive: one stop for both; the
 downtime is counted from the chroma container's stop). It stops the stack (a no-op
 then; a failure from here on starts it again), takes the inventory of the stopped server
 (chroma_inventory.sqlite_inventory), writes a pending record
-(``<project>/.chroma-deploy/maintain-pending.json``) before anything moves, does
+(``<project>/.chroma-deploy/maintain-pending.json``; ``begin`` wrote a first one
+before the backup stopped the stack) before anything moves, does
 the repair, starts the stack and compares the served data with that inventory.
 A run killed at any step is finished by the next ``apply`` from the record: moves
 left half-way are completed (orphans), a vacuum SQLite rolled back or finished
@@ -570,7 +571,21 @@ def resume(args: argparse.Namespace, record_path: str) -> int:
     return finish(args, record, record_path, began)
 
 
+def begin(args: argparse.Namespace) -> int:
+    """Record the repair as begun, before the backup that stops the stack: a run killed
+    between that backup and the repair then leaves a record the report shows (the stack
+    stopped, nothing repaired) and the next --apply starts it. A record already there (a
+    killed run's) is kept: the apply finishes it first."""
+    state = os.path.join(args.project_dir, STATE_DIR)
+    os.makedirs(state, exist_ok=True)
+    record_path = os.path.join(state, PENDING)
+    if not os.path.exists(record_path):
+        write_json(record_path, {"what": args.what, "begun": True})
+    return 0
+
+
 def apply(args: argparse.Namespace) -> int:
+    reached("apply")
     data_dir = os.path.join(args.project_dir, args.data_dir)
     state = os.path.join(args.project_dir, STATE_DIR)
     os.makedirs(state, exist_ok=True)
@@ -578,12 +593,16 @@ def apply(args: argparse.Namespace) -> int:
     if os.path.exists(record_path):
         with open(record_path) as handle:
             unfinished = json.load(handle)
-        resume(args, record_path)
-        # What was asked for is done now; a vacuum killed before it ran is run again,
-        # a run killed before its inventory had done nothing but stop the stack.
-        if (unfinished["what"] == args.what and "before" in unfinished
-                and unfinished.get("vacuumed", True)):  # fmt: skip
-            return 0
+        # A record `begin` wrote (this run's, before its backup, or a killed run's) says
+        # nothing was repaired yet: the stack the backup stopped stays stopped, and the
+        # repair goes on (the record is overwritten below).
+        if not unfinished.get("begun"):
+            resume(args, record_path)
+            # What was asked for is done now; a vacuum killed before it ran is run again,
+            # a run killed before its inventory had done nothing but stop the stack.
+            if (unfinished["what"] == args.what and "before" in unfinished
+                    and unfinished.get("vacuumed", True)):  # fmt: skip
+                return 0
     args.stopped = stopped_since(args) is not None  # by the backup: any failure starts it
     if args.what == "vacuum":
         check_vacuum_space(data_dir, args.stopped)  # before anything (more) stops
@@ -629,7 +648,10 @@ def main() -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     reported = commands.add_parser("report")
     applied = commands.add_parser("apply")
-    applied.add_argument("--what", choices=("orphans", "vacuum"), required=True)
+    begun = commands.add_parser("begin")
+    for sub in (applied, begun):
+        sub.add_argument("--what", choices=("orphans", "vacuum"), required=True)
+    begun.add_argument("--project-dir", required=True)
     for sub in (reported, applied):
         sub.add_argument("--project-dir", required=True)
         sub.add_argument("--data-dir", required=True)
@@ -648,6 +670,8 @@ def main() -> int:
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
     if args.command == "report":
         return run_report(args)
+    if args.command == "begin":
+        return begin(args)
     args.stopped = args.serving = False
     try:
         return apply(args)

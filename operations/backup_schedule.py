@@ -12,6 +12,7 @@ cron that already runs is left as it is.
 from __future__ import annotations
 
 import shlex
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -126,27 +127,9 @@ def backup_schedule(project_dir: str, schedule: BackupSchedule | None):
             return
         yield _remove(ours)
         return
-    # What the line needs on the host: a new tools dir (another chroma-deploy) is uploaded.
-    if cron["missing_tools"]:
-        yield from upload_tools(project_dir)
-    if not cron["log_dir"]:
-        yield f"mkdir -p -m 0750 {LOG_DIR}"
-    if state == "ok":
-        if not cron["missing_tools"] and cron["log_dir"]:
-            host.noop(f"root's crontab backs up {project_dir} at '{schedule.fields}'")
-        return
-    if state == "untidy":
-        yield _remove(ours)
-    yield from server.crontab._inner(
-        command=schedule.command,
-        user=CRON_USER,
-        cron_name=schedule.cron_name,
-        minute=schedule.minute,
-        hour=schedule.hour,
-        day_of_month=schedule.day_of_month,
-        month=schedule.month,
-        day_of_week=schedule.day_of_week,
-    )
+    untidy = ours if state == "untidy" else []
+    noop = f"root's crontab backs up {project_dir} at '{schedule.fields}'"
+    yield from _declare_entry(cron, project_dir, schedule, state, untidy, noop)
 
 
 @operation()
@@ -172,14 +155,32 @@ def maintain_schedule(project_dir: str, schedule: BackupSchedule | None):
         below = lines[lines.index(name) + 1 : lines.index(name) + 2]
         yield _remove([name, *[line for line in below if MAINTAIN_PROGRAM in line]])
         return
+    noop = f"root's crontab reports on {project_dir} at '{schedule.fields}'"
+    yield from _declare_entry(cron, project_dir, schedule, state, [], noop)
+
+
+def _declare_entry(
+    cron: dict[str, Any],
+    project_dir: str,
+    schedule: BackupSchedule,
+    state: str,
+    untidy: list[str],
+    noop: str,
+) -> Iterator[Any]:
+    """A declared entry's commands, for both entries: what its line needs on the host (a
+    new tools dir, another chroma-deploy's, is uploaded; the log dir), then ``untidy``
+    lines of ours removed and the entry written by pyinfra's crontab operation, unless
+    ``state`` is "ok" (then ``noop`` is said)."""
     if cron["missing_tools"]:
         yield from upload_tools(project_dir)
     if not cron["log_dir"]:
         yield f"mkdir -p -m 0750 {LOG_DIR}"
     if state == "ok":
         if not cron["missing_tools"] and cron["log_dir"]:
-            host.noop(f"root's crontab reports on {project_dir} at '{schedule.fields}'")
+            host.noop(noop)
         return
+    if untidy:
+        yield _remove(untidy)
     yield from server.crontab._inner(
         command=schedule.command,
         user=CRON_USER,

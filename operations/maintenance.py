@@ -30,6 +30,28 @@ def repair_command(declared: Declared, what: str) -> str:
     )  # fmt: skip
 
 
+def begin_command(project_dir: str, what: str) -> str:
+    """``chroma_maintain.py begin --what WHAT``: the record written before the backup."""
+    return safety_command("begin", ("--what", what), ("--project-dir", project_dir),
+                          tool="chroma_maintain.py")  # fmt: skip
+
+
+@operation(is_idempotent=False)
+def begin(project_dir: str, what: str):
+    """Record the repair as begun before the backup stops the stack.
+
+    A local archive's backup leaves the stack stopped for the repair (one stop for
+    both): a run killed between the two would leave Chroma stopped with no record, and
+    the report would say nothing. With this record the report says the repair is
+    unfinished, and the next --apply starts the stack.
+
+    + project_dir: the project dir (its record's dir, and its tools' upload names)
+    + what: "orphans" or "vacuum"
+    """
+    yield from upload_tools(project_dir)
+    yield refusing(begin_command(project_dir, what))
+
+
 @operation(is_idempotent=False)
 def repair(project_dir: str, command: str):
     """Move the orphaned segment dirs aside, or vacuum chroma.sqlite3, verified.

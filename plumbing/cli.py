@@ -12,14 +12,15 @@ read them here, so the settings they check are the ones the deploy converges to
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import io
 import logging
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from pyinfra.api import Config, Inventory, State
 from pyinfra.context import ctx_config, ctx_inventory, ctx_state
@@ -29,6 +30,46 @@ INVENTORY_FORMS = "give an inventory file, @local, @ssh/HOST or host1,host2"
 
 class CommandLineError(Exception):
     """Bad command-line input, found before any host is touched. The message is one line."""
+
+
+class _EntryParser(argparse.ArgumentParser):
+    """argparse that raises instead of printing usage and exiting: each entry point says a
+    bad argument in its own one line (its name in front) and exits with its own code."""
+
+    def __init__(self, *args: Any, failure: Callable[[str], Exception], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._failure = failure
+
+    def error(self, message: str) -> NoReturn:
+        raise self._failure(f"{message} (see --help)")
+
+
+def entry_parser(
+    prog: str,
+    description: str,
+    epilog: str,
+    failure: Callable[[str], Exception],
+    *,
+    limit: str | None = None,
+    every_run: str = "",
+) -> argparse.ArgumentParser:
+    """The arguments every entry point that reads an inventory shares, spelled once:
+    INVENTORY, ``--data`` and ``--group-data`` as pyinfra reads them (load_state),
+    ``--limit`` when ``limit`` gives its help, and ``--version``. ``failure`` makes the
+    exception a bad argument raises from its one-line message; ``every_run`` is added to
+    the help of --data and --group-data (rollout.py hands them to every pyinfra run)."""
+    from plumbing.version import version_line
+
+    parser = _EntryParser(prog=prog, description=description, epilog=epilog, failure=failure)
+    parser.add_argument("inventory", help="@local, inventory.py, host1,host2 or @ssh/host")
+    parser.add_argument("--data", action="append", default=[], metavar="KEY=VALUE",
+                        help=f"override data, as pyinfra's --data{every_run}")  # fmt: skip
+    parser.add_argument("--group-data", action="append", default=[], metavar="DIR",
+                        help=f"more group data, as pyinfra's --group-data{every_run}")  # fmt: skip
+    if limit is not None:
+        parser.add_argument("--limit", action="append", default=[], metavar="HOST", help=limit)
+    parser.add_argument("--version", action="version", version=version_line())
+    return parser
 
 
 def textfile_problem(path: Path | None) -> str | None:

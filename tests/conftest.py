@@ -327,6 +327,31 @@ def wait_for_heartbeat(port: int) -> None:
     raise AssertionError(f"no heartbeat on port {port}")
 
 
+def chroma_address(name: str) -> str:
+    """Chroma's address on the stack's internal network (behind the auth proxy)."""
+    network = f"{name}_internal"
+    return sh(f"docker inspect -f '{{{{(index .NetworkSettings.Networks \"{network}\")"
+              f".IPAddress}}}}' {name}-chroma-1").stdout.strip()  # fmt: skip
+
+
+def move_chroma(name: str) -> tuple[str, str, float]:
+    """Chroma stopped, its address taken by another container, Chroma started again on a
+    new one (as after a reboot or a recreate), the same container: the old address, the
+    new, and when it was started (time.monotonic)."""
+    old = chroma_address(name)
+    sh(f"docker stop -t 10 {name}-chroma-1")
+    try:
+        sh(f"docker run -d --name {name}-holder --network {name}_internal "
+           "--entrypoint sleep chroma-deploy/debian-base:bookworm 300")  # fmt: skip
+        begun = time.monotonic()
+        sh(f"docker start {name}-chroma-1")
+    finally:
+        sh(f"docker rm -f {name}-holder", check=False)
+    new = chroma_address(name)
+    assert new != old, f"Chroma kept its address {old}: nothing to find again"
+    return old, new, begun
+
+
 def compose_down(project_dir: Path) -> None:
     sh(f"cd '{project_dir}' && docker compose down --timeout 5")
 

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+import queue
 import signal
+import threading
 import time
+from typing import IO
 
 import pytest
 from conftest import (
@@ -33,7 +36,10 @@ STARTING = "--> Starting operation:"
 
 
 def killed_deploy(data: dict, step: int, delay: float, deploy_file: str = "deploy.py") -> bool:
-    """Kill the run ``delay`` s after its ``step``-th operation starts (0: while it prepares).
+    """Kill the run ``delay`` s after its ``step``-th operation starts (0: while it prepares),
+    or as soon as the next operation starts, whichever comes first: a kill that would land
+    in a later step is that step's own kill point (killed there at each delay in its turn),
+    and on a busy machine the seconds it would wait are the suite's longest idle.
 
     False when the run ended before that step: there is no later step to kill.
     """
@@ -44,19 +50,36 @@ def killed_deploy(data: dict, step: int, delay: float, deploy_file: str = "deplo
     # each of these runs pyinfra's start-up), so the kill reaches all it started.
     process = start_command(args, ROOT, os.environ.copy(), stdout=False)
     assert process.stderr is not None
+    lines: queue.Queue[str | None] = queue.Queue()
+
+    def read(stream: IO[str]) -> None:
+        for line in stream:
+            lines.put(line)
+        lines.put(None)
+
+    reader = threading.Thread(target=read, args=(process.stderr,), daemon=True)
+    reader.start()
     started = 0
     reached = False
-    for line in process.stderr:
+    while (line := lines.get()) is not None:
         started += STARTING in line
         if (step == 0 and PREPARING in line) or (step > 0 and started == step):
             reached = True
             break
     if reached:
-        time.sleep(delay)
+        deadline = time.monotonic() + delay
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                line = lines.get(timeout=left)
+            except queue.Empty:
+                break
+            if line is None or STARTING in line:
+                break
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
-    process.stderr.close()
     process.wait()
+    reader.join(timeout=30)
+    process.stderr.close()
     return reached
 
 

@@ -55,6 +55,23 @@ def running(name: str) -> bool:
     return sh(f"docker ps -q --filter name={name}-chroma-1").stdout.strip() != ""
 
 
+def reported_then_finished(stack: tuple, what: str, kept: dict) -> str:
+    """A killed run's repair: the report says it is unfinished (exit 2, not 0 with nothing
+    found), the next --apply finishes it, the stack serves what it served. Its output."""
+    data, project_dir, name = stack
+    code, found = report(data)
+    assert code == 2, found
+    assert found["report"]["unfinished"] == what
+    assert found["findings"][0]["kind"] == "unfinished_repair"
+    done = maintain(data, "--apply", what)
+    output = done.stdout + done.stderr
+    assert done.returncode in (0, 2), output
+    assert not (project_dir / ".chroma-deploy/maintain-pending.json").exists()
+    assert running(name)
+    assert everything(data["chroma_port"]) == kept
+    return output
+
+
 def test_a_vacuum_killed_before_it_ran_is_run_by_the_next(stack):
     """Killed after its record, before the image's vacuum: the next --apply vacuum must
     vacuum, not verify the untouched file, say `0 reclaimed` and exit 0."""
@@ -78,25 +95,33 @@ def test_a_vacuum_killed_before_it_ran_is_run_by_the_next(stack):
 def test_a_run_killed_right_after_the_stop_is_reported_and_started_by_the_next(stack):
     """Killed once Chroma is stopped, before the inventory and the record: the stack is
     down; the report must say so (not exit 0 with nothing found), the next run start it."""
-    data, project_dir, name = stack
-    port = data["chroma_port"]
-    kept = everything(port)
+    data, _project_dir, name = stack
+    kept = everything(data["chroma_port"])
     killed_at(data, "orphans", "stopped")
     assert not running(name)
 
-    code, found = report(data)
-    assert code == 2, found
-    assert found["report"]["unfinished"] == "orphans"
-    assert found["findings"][0]["kind"] == "unfinished_repair"
-
-    done = maintain(data, "--apply", "orphans")
-    output = done.stdout + done.stderr
-    assert done.returncode in (0, 2), output
+    output = reported_then_finished(stack, "orphans", kept)
     print([line for line in output.splitlines() if "resuming" in line or "orphans:" in line])
     assert "resuming the orphans a killed run left" in output
-    assert not (project_dir / ".chroma-deploy/maintain-pending.json").exists()
-    assert running(name)
-    assert everything(port) == kept
+
+
+def test_a_run_killed_between_its_backup_and_its_repair_is_reported_and_finished(
+    stack, monkeypatch
+):
+    """Killed after the backup left Chroma stopped and before the repair did anything (the
+    host program dies as it starts; a vacuum, which runs wherever it is asked for): before,
+    no record said so and the report found nothing while Chroma stayed down; the record
+    written before the backup says it."""
+    data, _project_dir, name = stack
+    kept = everything(data["chroma_port"])
+    monkeypatch.setenv("CHROMA_DEPLOY_MAINTAIN_KILL_AT", "apply")
+    killed = maintain(data, "--apply", "vacuum")
+    monkeypatch.delenv("CHROMA_DEPLOY_MAINTAIN_KILL_AT")
+    assert killed.returncode == 1, killed.stdout + killed.stderr
+    assert "@local: Killed" in killed.stderr, killed.stderr  # the host program, at its start
+    assert not running(name)
+
+    reported_then_finished(stack, "vacuum", kept)
 
 
 def test_a_dir_named_like_a_segment_holding_other_files_is_not_an_orphan(stack):

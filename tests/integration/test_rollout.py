@@ -54,7 +54,7 @@ PROJECT = "/srv/rollout"
 PORT = 8100
 CONTAINER = "rollout-chroma-1"
 BACKUPS = "/var/backups/cdrollout"
-IMAGES = ("chromadb/chroma:0.6.3", "chromadb/chroma:1.5.9", "chroma-deploy/auth-proxy:7")
+IMAGES = ("chromadb/chroma:0.6.3", "chromadb/chroma:1.5.9", "chroma-deploy/auth-proxy:9")
 # pull finds the images the fixture loaded: another test on this machine may move the
 # control machine's chromadb/chroma:1.5.9 tag for a moment, which ship would follow.
 UPGRADE = ("--data", "chroma_version=1.5.9", "--data", "chroma_upgrade_rehearsal=false",

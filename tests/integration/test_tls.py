@@ -27,11 +27,12 @@ from pathlib import Path
 import httpx
 import pytest
 from conftest import base_data, converge, run_deploy, run_drift, sh
+from harness.proxy_stack import ServedStack
 
 pytestmark = [pytest.mark.docker]
 
 
-class Stack:
+class Stack(ServedStack):
     """The shared stack: its data, the token's environment, paths and port."""
 
     def __init__(self, base: Path) -> None:
@@ -53,24 +54,6 @@ class Stack:
         )
         self.port = self.data["chroma_port"]
         self.tls_dir = self.project_dir / "secrets" / "tls"
-
-    def container_ids(self) -> dict[str, str]:
-        ids = sh(
-            "docker ps --no-trunc --filter "
-            f"label=com.docker.compose.project={self.name} --format '{{{{.Names}}}} {{{{.ID}}}}'"
-        ).stdout.split("\n")
-        return dict(line.split() for line in ids if line.strip())
-
-    def served_fingerprint(self) -> str:
-        served = sh(
-            f"openssl s_client -connect 127.0.0.1:{self.port} </dev/null 2>/dev/null | "
-            "openssl x509 -noout -fingerprint -sha256"
-        ).stdout
-        return served.strip().split("=", 1)[1]
-
-    def file_fingerprint(self, path: Path) -> str:
-        read = sh(f"openssl x509 -in '{path}' -noout -fingerprint -sha256").stdout
-        return read.split("=")[1].strip()
 
 
 @pytest.fixture(scope="module")

@@ -26,14 +26,15 @@ from typing import Any
 import chromadb
 import httpx
 import pytest
-from conftest import base_data, converge, run_deploy, run_drift, sh
+from conftest import base_data, converge, move_chroma, run_deploy, run_drift, sh
+from harness.proxy_stack import ServedStack
 
 pytestmark = [pytest.mark.docker]
 
 API = "/api/v2/tenants/default_tenant/databases/default_database"
 
 
-class Stack:
+class Stack(ServedStack):
     """The shared stack: its data, the legacy token's environment, the tokens dir, its port."""
 
     def __init__(self, base: Path) -> None:
@@ -68,13 +69,6 @@ class Stack:
         return chromadb.HttpClient(
             host="127.0.0.1", port=self.port, headers={"X-Chroma-Token": token}
         )
-
-    def container_ids(self) -> dict[str, str]:
-        ids = sh(
-            "docker ps --no-trunc --filter "
-            f"label=com.docker.compose.project={self.name} --format '{{{{.Names}}}} {{{{.ID}}}}'"
-        ).stdout.split("\n")
-        return dict(line.split() for line in ids if line.strip())
 
     def deploy(self, data: dict[str, Any] | None = None, *extra: str, twice: bool = False) -> Any:
         """A deploy (``twice``: the converge, whose second run changes nothing)."""
@@ -450,6 +444,31 @@ def test_roles_on_chroma_0_6_3(project):
     assert json.loads((audit / "audit.log").read_text().splitlines()[-1])["path"] == (
         "/api/v2/heartbeat"
     )
+
+
+def test_chroma_on_a_new_address_is_found_again_by_a_reload(stack):
+    """nginx keeps its connections to Chroma in an upstream, which takes the address once;
+    the proxy's loop sees Chroma's new one and reloads nginx (a non-root owner: with the
+    drain of a new clients file), in the same containers, with no deploy (#25 section 5)."""
+    ids = stack.container_ids()
+    token = stack.token("dashboard")
+    count = stack.client("dashboard").get_collection("roles", embedding_function=None).count()
+    old, new, begun = move_chroma(stack.name)
+    found = None
+    while found is None and time.monotonic() - begun < 60:
+        try:
+            if status(stack, token) == 200:
+                found = time.monotonic() - begun
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.25)
+    logs = sh(f"docker logs {stack.name}-auth-proxy-1 2>&1").stdout
+    print(f"Chroma moved {old} -> {new}: answered through the proxy {found} s after its start")
+    assert found is not None, logs
+    assert f"auth-proxy: Chroma moved from {old} to {new}: nginx reloaded" in logs, logs
+    assert stack.container_ids() == ids
+    assert stack.client("dashboard").get_collection("roles", embedding_function=None).count() \
+        == count  # fmt: skip
 
 
 def test_admins_reset_passes_and_empties_chroma(stack):
