@@ -8,10 +8,20 @@ import signal
 import sqlite3
 import subprocess
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import PYINFRA, ROOT, base_data, converge, start_command
+from conftest import (
+    PYINFRA,
+    ROOT,
+    base_data,
+    converge,
+    read_records,
+    run_deploy,
+    start_command,
+    write_records,
+)
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -77,3 +87,45 @@ def test_a_deploy_killed_while_the_schema_is_made_then_converges(project):
     finally:
         for container in schema_init_containers(data_path):
             subprocess.run(["docker", "rm", "-f", container], capture_output=True)
+
+
+def heartbeat(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v2/heartbeat", timeout=3):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="attack: a serving stack whose data is behind its image (as a re-pulled tag leaves "
+    "it) is recreated by a deploy that changes a setting, the validating server refuses the "
+    "data and the stack stays down: the refusal comes after the stop, not before anything "
+    "changes (upgrade._deployed_and_data skips reading the data of a served stack)",
+)
+def test_a_refused_recreate_keeps_a_serving_stack_serving(project):
+    project_dir, name = project
+    data = base_data(project_dir, name)
+    port = data["chroma_port"]
+    converge(data)
+    write_records(port, per_collection=20)
+    before = read_records(port)
+    # The data one migration behind the image while its server serves it (what a server
+    # started before the image under its tag was replaced by a newer build serves): sysdb
+    # migration 10 undone under the live server, which validated its schema at its start.
+    database = project_dir / "chroma_data" / "chroma.sqlite3"
+    with contextlib.closing(sqlite3.connect(database)) as db:
+        db.execute("DELETE FROM migrations WHERE dir = 'sysdb' AND version = 10")
+        db.execute("ALTER TABLE collections DROP COLUMN schema_str")
+        db.commit()
+    assert heartbeat(port)
+
+    changed = run_deploy(dict(data, chroma_stop_grace_seconds=30))  # recreates the container
+    assert changed.returncode != 0, changed.output  # refused: the data is behind the image
+    assert "refused to start on" in changed.output
+    assert heartbeat(port), changed.output  # but the stack must still serve
+    with contextlib.closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True)) as db:
+        assert db.execute("SELECT COUNT(*) FROM embeddings").fetchone()[0] == sum(
+            len(ids) for ids in before.values()
+        )
