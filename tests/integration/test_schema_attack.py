@@ -16,9 +16,11 @@ from conftest import (
     PYINFRA,
     ROOT,
     base_data,
+    compose_down,
     converge,
     read_records,
     run_deploy,
+    run_drift,
     start_command,
     write_records,
 )
@@ -129,3 +131,28 @@ def test_a_refused_recreate_keeps_a_serving_stack_serving(project):
         assert db.execute("SELECT COUNT(*) FROM embeddings").fetchone()[0] == sum(
             len(ids) for ids in before.values()
         )
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="attack: a stopped stack's data dir that holds segment dirs but no chroma.sqlite3 "
+    "(moved away) gets a fresh schema from init-schema, and the deploy serves an empty "
+    "database with exit 0, and drift says the host is ok (pre-existing on main in apply mode)",
+)
+def test_segment_dirs_without_their_database_are_not_given_a_fresh_schema(project):
+    project_dir, name = project
+    data = base_data(project_dir, name)
+    port = data["chroma_port"]
+    converge(data)
+    write_records(port, per_collection=20)
+    compose_down(project_dir)
+    data_dir = project_dir / "chroma_data"
+    (data_dir / "chroma.sqlite3").rename(project_dir / "chroma.sqlite3.moved")
+    segments = sorted(p.name for p in data_dir.iterdir() if p.is_dir())
+    assert segments  # the HNSW segment dirs of the records are still there
+
+    deployed = run_deploy(data)
+    served = read_records(port) if deployed.returncode == 0 else None
+    drift = run_drift(data, "--no-color")  # after it: an empty server beside its segment dirs
+    assert deployed.returncode != 0 or served, (deployed.output, served)
+    assert drift.returncode != 0, drift.output
