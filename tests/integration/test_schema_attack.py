@@ -156,3 +156,20 @@ def test_segment_dirs_without_their_database_are_not_given_a_fresh_schema(projec
     drift = run_drift(data, "--no-color")  # after it: an empty server beside its segment dirs
     assert deployed.returncode != 0 or served, (deployed.output, served)
     assert drift.returncode != 0, drift.output
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="attack: chroma_env CHROMA_SQLITEDB__MIGRATION_MODE=garbage is not refused: the "
+    "deploy recreates the serving stack, whose server cannot read its config, and leaves it down "
+    "(the value unchecked on main too; now the documented way to choose apply)",
+)
+def test_a_migration_mode_chroma_does_not_know_is_refused_before_the_stack_stops(project):
+    project_dir, name = project
+    data = base_data(project_dir, name)
+    port = data["chroma_port"]
+    converge(data)
+    garbage = run_deploy(dict(data, chroma_env="CHROMA_SQLITEDB__MIGRATION_MODE=garbage"))
+    assert heartbeat(port), garbage.output
+    assert garbage.returncode != 0, garbage.output
+    assert "chroma_env" in garbage.output
