@@ -207,3 +207,43 @@ def test_layer_data_of_a_seed_is_rescued_not_given_a_fresh_schema(project):
     finally:
         for record in (project_dir / ".chroma-deploy").glob("rescued-layer-*.json"):
             sh(f"docker image rm {json.loads(record.read_text())['kept_as']}", check=False)
+
+
+@pytest.fixture
+def newer_tag():
+    """The 1.5.9 build under a newer tag (the test's own, removed after it)."""
+    tag = "chromadb/chroma:1.99.3"
+    subprocess.run(["docker", "tag", "chromadb/chroma:1.5.9", tag], check=True)
+    yield tag
+    subprocess.run(["docker", "image", "rm", tag], capture_output=True)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="attack: the compose file's image changed by hand to a newer release while the old "
+    "server still serves; a deploy declaring that release trusts the file (upgrade."
+    "_deployed_and_data: old == version and served), takes no backup, recreates the server, "
+    "which refuses the data: the stack is down",
+)
+def test_a_hand_edited_compose_file_does_not_skip_the_upgrade_of_a_serving_stack(
+    project, tmp_path, newer_tag
+):
+    project_dir, name = project
+    backups = tmp_path / "backups"
+    data = base_data(project_dir, name, chroma_backup_dir=str(backups))
+    port = data["chroma_port"]
+    converge(data)
+    write_records(port, per_collection=20)
+    # The data at the serving 1.5.9's level, one migration behind the newer release (as the
+    # newer release's own migration would leave it): sysdb migration 10 undone under it.
+    database = project_dir / "chroma_data" / "chroma.sqlite3"
+    with contextlib.closing(sqlite3.connect(database)) as db:
+        db.execute("DELETE FROM migrations WHERE dir = 'sysdb' AND version = 10")
+        db.execute("ALTER TABLE collections DROP COLUMN schema_str")
+        db.commit()
+    compose_file = project_dir / "docker-compose.yml"  # edited by hand, not restarted
+    compose_file.write_text(compose_file.read_text().replace("chromadb/chroma:1.5.9", newer_tag))
+
+    upgraded = run_deploy(dict(data, chroma_version=newer_tag.rsplit(":", 1)[1]))
+    assert heartbeat(port), upgraded.output
+    assert list(backups.glob(f"{name}-*-before-*.tar.gz")), upgraded.output
