@@ -26,7 +26,7 @@ from declaration.resources import (
 )
 from declaration.runtime import expected_runtime
 from declaration.schedule import LOG_DIR, BackupSchedule, entry_state, project_lines
-from declaration.versions import version_line
+from declaration.versions import image_version, version_line
 from facts.chroma import answers
 from facts.compose import mounts_report
 from facts.datahomes import (
@@ -259,7 +259,7 @@ def _container_items(
 def schema_refused(container: dict[str, Any], version: str) -> DriftItem:
     """The chroma container's last start, refused by its schema guard, and what to do."""
     image = container["image"]
-    tag = image.rsplit(":", 1)[-1] if ":" in image.rsplit("/", 1)[-1] else version
+    tag = image_version(image) or version
     return DriftItem(
         "schema_refused", container["name"], "starts on its data",
         f"{image} refused to start: the data's schema lacks migrations it would apply (it "
@@ -532,9 +532,8 @@ def persists_at(container: dict[str, Any]) -> set[str]:
     named = env.get("CHROMA_PERSIST_PATH") or env.get("PERSIST_DIRECTORY")
     if named:
         return {named}
-    tag = str(container.get("image", "")).rsplit(":", 1)[-1]
-    parts = tag.split(".")
-    if len(parts) == 3 and all(part.isdigit() for part in parts):
+    tag = image_version(str(container.get("image", "")))
+    if tag:
         return {version_line(tag).persist_path}
     return set(PERSIST_TARGETS)
 

@@ -1379,8 +1379,8 @@ def _check_server_settings(settings: Settings) -> None:
             "no route out and could not reach the collector; leave chroma_otel_endpoint unset, "
             "or set chroma_auth_proxy=false"
         )
-    for name, _value in settings.env:
-        refusal = line.refuse_env(name)
+    for name, value in settings.env:
+        refusal = line.refuse_env(name, value)
         if refusal:
             raise SettingsError(f"chroma_env: {name}: {refusal}")
 

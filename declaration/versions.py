@@ -31,15 +31,23 @@ class VersionLine:
     env_known: frozenset[str] = frozenset()
     # Names (or name prefixes ending in "_") chroma_env refuses, with what to use instead.
     env_instead: tuple[tuple[str, str], ...] = ()
+    # Known names whose value is one of a few words: any other stops the server at start.
+    env_values: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
-    def refuse_env(self, name: str) -> str | None:
-        """Why chroma_env must not set ``name`` on this line, or None when it may."""
+    def refuse_env(self, name: str, value: str | None = None) -> str | None:
+        """Why chroma_env must not set ``name`` (to ``value``) on this line, or None when it may."""
         for pattern, instead in self.env_instead:
             if name == pattern or (pattern.endswith("_") and name.startswith(pattern)):
                 return instead
-        if name in self.env_known:
-            return None
-        return f"Chroma {self.name} does not read it; leave it out"
+        if name not in self.env_known:
+            return f"Chroma {self.name} does not read it; leave it out"
+        words = dict(self.env_values).get(name)
+        if words and value is not None and value not in words:
+            return (
+                f"{value!r} is not a value Chroma {self.name} takes, and its server would not "
+                f"start; use one of {', '.join(words)}"
+            )
+        return None
 
 
 # Both lines: what chroma-deploy itself sets from its own keys.
@@ -62,6 +70,12 @@ MIGRATION_MODE = "CHROMA_SQLITEDB__MIGRATION_MODE"
 # Chroma 1.x reads CHROMA_<key>, "__" for nesting, of its config file (figment). The
 # single-node keys it has that chroma-deploy does not set from a key of its own:
 _1X_KNOWN = frozenset({"CHROMA_ALLOW_RESET", "CHROMA_SQLITEDB__HASH_TYPE", MIGRATION_MODE})
+# The words 1.x takes for them (case matters): any other panics at start with "unknown
+# variant: found `garbage`, expected `apply` or `validate`" (tried on 1.5.9, both keys).
+_1X_VALUES = (
+    (MIGRATION_MODE, ("apply", "validate")),
+    ("CHROMA_SQLITEDB__HASH_TYPE", ("md5", "sha256")),
+)
 _1X_INSTEAD = (
     *_MANAGED,
     ("CHROMA_MAX_PAYLOAD_SIZE_BYTES", "use chroma_max_payload_bytes"),
@@ -131,6 +145,7 @@ def version_line(version: str) -> VersionLine:
             log_file=None,
             env_known=_1X_KNOWN,
             env_instead=_1X_INSTEAD,
+            env_values=_1X_VALUES,
         )
     heartbeat = "/api/v2/heartbeat" if parsed >= Version("0.5.16") else "/api/v1/heartbeat"
     return VersionLine(
@@ -154,15 +169,27 @@ def version_line(version: str) -> VersionLine:
 _SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
+def image_version(image: str) -> str | None:
+    """The release an image reference names by its tag, else None.
+
+    ``chromadb/chroma:1.5.9`` and ``chromadb/chroma:1.5.9@sha256:...`` -> ``1.5.9``;
+    ``chromadb/chroma:latest``, ``chromadb/chroma@sha256:...`` and a registry's port
+    (``registry:5000/chroma``) -> None. The one reading of a tag: the compose file's,
+    a container's and drift's advice all go through it.
+    """
+    last = str(image).split("@", 1)[0].rsplit("/", 1)[-1]
+    tag = last.rsplit(":", 1)[1] if ":" in last else ""
+    parts = tag.split(".")
+    return tag if len(parts) == 3 and all(part.isdigit() for part in parts) else None
+
+
 def deployed_version(compose_content: str) -> str | None:
     """The chroma image tag a compose file written by chroma-deploy names."""
     try:
         image = yaml.load(compose_content, Loader=_SAFE_LOADER)["services"]["chroma"]["image"]  # noqa: S506 - a safe loader
     except (yaml.YAMLError, KeyError, TypeError):
         return None
-    tag = str(image).rsplit(":", 1)[-1]
-    parts = tag.split(".")
-    return tag if len(parts) == 3 and all(part.isdigit() for part in parts) else None
+    return image_version(str(image))
 
 
 # The schema level each release's server leaves its data at: the highest migration per

@@ -125,27 +125,37 @@ def _decode(lines: list[str]) -> bytes:
         raise parse_error("ProjectFiles", f"base64: {error}") from None
 
 
+# The shape of a segment dir's name (a UUID: 8-4-4-4-12 hex digits), as a shell glob.
+SEGMENT_GLOB = "-".join("[0-9a-f]" * n for n in (8, 4, 4, 4, 12))
+
+
 class SafetyState(FactBase[dict[str, Any]]):
     """The data-safety records of a project and the copies moved aside beside its data dir.
 
     ``{"records": [file names in <project>/.chroma-deploy, sorted], "aside":
     [names in the project dir that start with "<data_dir>." (copies moved
-    aside by a restore or a failed migration)], "data_has_sqlite": bool}``.
-    Empty lists and False when the project dir does not exist.
+    aside by a restore or a failed migration)], "data_has_sqlite": bool,
+    "data_segment_dirs": [the data dir's dirs named as Chroma names a segment's
+    (a UUID), sorted]}``. Empty lists and False when the project dir does not exist.
+    Segment dirs without the ``chroma.sqlite3`` that names them are a database moved
+    away or lost, never a new data dir (operations/migrate.py data_safety_guard).
     """
 
     @staticmethod
     def default() -> dict[str, Any]:
-        return {"records": [], "aside": [], "data_has_sqlite": False}
+        return {"records": [], "aside": [], "data_has_sqlite": False, "data_segment_dirs": []}
 
     def command(self, project_dir: str, data_dir: str) -> str:
         state = shell_word(f"{project_dir}/.chroma-deploy")
+        data = shell_word(f"{project_dir}/{data_dir}")
         return (
             f"echo @@records; test -d {state} && ls -1A {state}; "
             f"echo @@aside; cd {shell_word(project_dir)} 2>/dev/null && "
             f'for p in {shell_word(data_dir)}.*; do test -e "$p" && echo "$p"; done; '
             f"echo @@sqlite; test -f {shell_word(f'{project_dir}/{data_dir}/chroma.sqlite3')} "
             "&& echo yes; "
+            f"echo @@segments; for d in {data}/{SEGMENT_GLOB}; do "
+            'test -d "$d" && printf \'%s\\n\' "${d##*/}"; done; '
             "true"
         )
 
@@ -155,4 +165,7 @@ class SafetyState(FactBase[dict[str, Any]]):
             "records": sorted(line for line in found.get("records", []) if line.strip()),
             "aside": sorted(line for line in found.get("aside", []) if line.strip()),
             "data_has_sqlite": any(line.strip() == "yes" for line in found.get("sqlite", [])),
+            "data_segment_dirs": sorted(
+                line.strip() for line in found.get("segments", []) if line.strip()
+            ),
         }

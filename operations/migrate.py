@@ -288,10 +288,13 @@ def data_safety_guard(
     which renames the records ``accepted-*``. A data dir without Chroma data
     while a copy of it was moved aside (a restore or migration that did not
     finish) blocks until the user puts it back, or sets
-    chroma_allow_empty_data_dir=true. So does a data dir without Chroma data
-    while Chroma runs on it: moved aside (or removed) under the running server,
-    which still serves the dir it opened; its next start would serve an empty
-    database (allowed: it starts again on the empty one, services_on_moved_data).
+    chroma_allow_empty_data_dir=true. So do segment dirs without the
+    ``chroma.sqlite3`` that names them: a new database (a 1.x server's, or the
+    schema made before it validates) would serve none of their records. So does a
+    data dir without Chroma data while Chroma runs on it: moved aside (or removed)
+    under the running server, which still serves the dir it opened; its next start
+    would serve an empty database (allowed: it starts again on the empty one,
+    services_on_moved_data).
 
     + data: the declared data dir
     + accept_failed, allow_empty: the two keys above
@@ -324,6 +327,16 @@ def data_safety_guard(
             f"{serving[0]} serves the data it opened there (moved aside or removed while it "
             f"ran; its next start would serve an empty database); put the data back at {path}, "
             "or set chroma_allow_empty_data_dir=true to start an empty server"
+        )
+        return
+    lost = [] if state["data_has_sqlite"] else state["data_segment_dirs"]
+    if lost and not allow_empty:
+        yield fail_host(
+            f"chroma_allow_empty_data_dir: {path} holds {len(lost)} segment dir(s) of Chroma "
+            f"({lost[0]}) but no chroma.sqlite3, the database that names them (moved away or "
+            "lost?), and a new one would serve none of their records; put chroma.sqlite3 back "
+            "(or restore an archive with restore.py), or set chroma_allow_empty_data_dir=true to "
+            "start an empty server beside them"
         )
         return
     if failed:

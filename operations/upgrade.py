@@ -13,6 +13,8 @@ Across 0.6 -> 1.x the data dir on the host stays; only the mount target moves
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from packaging.version import Version
 from pyinfra import host
 from pyinfra.api import operation
@@ -22,6 +24,7 @@ from declaration.versions import (
     data_version_problem,
     data_written_by,
     deployed_version,
+    image_version,
     migrates,
     spelled_levels,
 )
@@ -78,11 +81,11 @@ def version_change(
         stack.wait_timeout,
     )
     data_dir = data.name
-    found = _deployed_and_data(project_dir, project_name, data_dir, version)
+    found = _deployed_and_data(stack, data_dir, version)
     if isinstance(found, str):
         yield fail_host(found)
         return
-    old, levels = found
+    old, levels, rebuilt = found
     if old and Version(version) < Version(old):
         if levels and _refused_image(stack):
             # The schema guard: the image named by hand never opened the data, and says why.
@@ -115,7 +118,7 @@ def version_change(
     refused = bool(levels) and old == version and _refused_image(stack)
     if old and old != version:
         label = old  # the pinned version that has been serving the data
-    elif refused or migrating is True or (migrating is None and old is None):
+    elif refused or rebuilt or migrating is True or (migrating is None and old is None):
         # The release that wrote the data, read from it: the compose file may be gone,
         # name an unpinned image (the seed's :latest), or name this version over data
         # that no server of it has opened yet (another data dir named, a hand-run server).
@@ -131,6 +134,12 @@ def version_change(
         return
     old = label
     record = pending_record(project_dir, "upgrade")
+    if rebuilt:
+        yield step(
+            f"{stack.image} names another build than {rebuilt[7:19]}, which serves {where}: its "
+            "first start on the data is an upgrade's: chroma-deploy backs the data up, rehearses "
+            "and applies its migrations"
+        )
     if refused:
         yield step(
             f"Chroma {version} refused to start on {where}: the data's schema lacks migrations "
@@ -160,42 +169,68 @@ def version_change(
         )  # fmt: skip
 
 
-def _deployed_and_data(
-    project_dir: str, project_name: str, data_dir: str, version: str
-) -> tuple[str | None, dict | None] | str:
-    """The pinned version our compose file names, and the schema level of the data dir.
+class Deployed(NamedTuple):
+    """What serves the data dir now (_deployed_and_data)."""
 
-    The level is what says which release wrote the data (the compose file says only
-    what was last declared, and may be gone, name an unpinned image, or name a
-    version no server has opened this data with). It is read when the data dir holds
-    a database, unless this project's Chroma of ``version`` is running on it (by
-    inode): then that server has this data open already, and a no-op run costs no
-    second command. A database that cannot be read is a refusal (a string), never
-    a guess.
+    old: str | None  # the release serving it, else the one our compose file names
+    levels: dict | None  # its schema level, when read
+    rebuilt: str | None  # the other build of ``old``'s reference that serves it (its id)
+
+
+def _deployed_and_data(stack: StackTarget, data_dir: str, version: str) -> Deployed | str:
+    """The version the data is served with now, and the schema level of the data dir.
+
+    The version is the running server's, read from its container, when this project's
+    Chroma runs on the data dir (by inode); else the one our compose file names. The
+    file says only what was last written: it may have been edited by hand to a newer
+    release under a server that still serves the old one, and a recreate would then
+    start the new release on data it was never shown (with the schema guard, refused
+    and down). The level is what says which release wrote the data (the compose
+    file may be gone, name an unpinned image, or name a version no server has opened
+    this data with). It is read when the data dir holds a database, unless this
+    project's Chroma runs on it from the very image ``version`` names (its reference
+    and its id: a tag moved to another build is another image): that server opened
+    this data already, and a no-op run costs no second command. One that runs from
+    another build of the same reference (a tag pulled or built again) is ``rebuilt``:
+    that build may carry a migration the data lacks, which no table of releases
+    knows, so its first start is an upgrade's (backup, rehearsal, migration applied).
+    A database that cannot be read is a refusal (a string), never a guess.
     """
+    project_dir = stack.project_dir
     files = host_state.read(ProjectFiles, project_dir=project_dir)
     old = deployed_version(files["compose"]["content"]) if files["compose"] else None
     state = host_state.read(SafetyState, project_dir=project_dir, data_dir=data_dir)
     if not state["data_has_sqlite"]:
-        return old, None
+        return Deployed(old, None, None)
     homes = host_state.read(DataHomes, data_dir=f"{project_dir}/{data_dir}")
     here = (homes["data_dir"] or {}).get("inode")
-    served = any(
-        is_ours(m, project_name) and m["state"] == "running" and here and m["inode"] == here
-        for m in homes["mounts"]
-    )
-    if old == version and served:
-        return old, None
+    rebuilt = None
+    serving = {
+        m["name"] for m in homes["mounts"]
+        if is_ours(m, stack.project_name) and m["state"] == "running" and here
+        and m["inode"] == here
+    }  # fmt: skip
+    if serving:
+        found = host_state.read(ComposeStack, **stack.read)
+        servers = [c for c in found["containers"] if c["name"] in serving]
+        running = {image_version(c["image"]) for c in servers} - {None}
+        if len(running) == 1:
+            old = running.pop()  # what serves the data, whatever the file says now
+        if old == version and all(c["image"] == stack.image for c in servers):
+            other = {c["image_id"] for c in servers} - {found["image_id"]}
+            if not other:
+                return Deployed(old, None, None)
+            rebuilt = other.pop()
     schema = host_state.read(DataSchema, data_dir=f"{project_dir}/{data_dir}")
     if schema_less(schema):
-        return old, None  # a server that validates left it on an empty data dir: no data yet
+        return Deployed(old, None, None)  # a validating server left it on an empty dir
     if schema["levels"] is None:
         return (
             f"chroma_version: cannot read which Chroma version wrote {project_dir}/{data_dir}"
             f"/chroma.sqlite3 ({schema['error'] or 'no migrations table'}); install python3 "
             "on the host, or check the file, then deploy again"
         )
-    return old, schema["levels"]
+    return Deployed(old, schema["levels"], rebuilt)
 
 
 def _refused_image(stack: StackTarget) -> str | None:

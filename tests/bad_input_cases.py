@@ -65,6 +65,11 @@ CASES = [
     ),
     ({"chroma_env": "NOT_A_SETTING=1"}, "chroma_env: NOT_A_SETTING: Chroma 1.x does not read it"),
     (
+        {"chroma_env": "CHROMA_SQLITEDB__MIGRATION_MODE=garbage"},
+        "chroma_env: CHROMA_SQLITEDB__MIGRATION_MODE: 'garbage' is not a value Chroma 1.x takes, "
+        "and its server would not start; use one of apply, validate",
+    ),
+    (
         {"chroma_cors_allow_origins": "app.example"},
         "chroma_cors_allow_origins: 'app.example' is not allowed",
     ),

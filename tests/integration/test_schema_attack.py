@@ -1,4 +1,4 @@
-"""Attacks on the schema guard (issue 26 §5): each test is a fault found, xfail until fixed."""
+"""Attacks on the schema guard (issue 26 §5): each test is a fault an attacker found, fixed."""
 
 from __future__ import annotations
 
@@ -75,13 +75,9 @@ def killed_while_the_schema_is_made(data: dict, data_path: str) -> bool:
     return reached
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="attack: a deploy killed while init-schema's server runs leaves it running on the "
-    "data dir (chroma-deploy-schema-init-* is not in facts/datahomes.CHECK_PREFIXES), and the "
-    "next deploy never converges",
-)
 def test_a_deploy_killed_while_the_schema_is_made_then_converges(project):
+    """Attack: a deploy killed while init-schema's server ran left it on the data dir, and
+    the next deploy refused it as another Chroma."""
     project_dir, name = project
     data = base_data(project_dir, name)
     data_path = f"{project_dir}/chroma_data"
@@ -103,47 +99,9 @@ def heartbeat(port: int) -> bool:
         return False
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="attack: a serving stack whose data is behind its image (as a re-pulled tag leaves "
-    "it) is recreated by a deploy that changes a setting, the validating server refuses the "
-    "data and the stack stays down: the refusal comes after the stop, not before anything "
-    "changes (upgrade._deployed_and_data skips reading the data of a served stack)",
-)
-def test_a_refused_recreate_keeps_a_serving_stack_serving(project):
-    project_dir, name = project
-    data = base_data(project_dir, name)
-    port = data["chroma_port"]
-    converge(data)
-    write_records(port, per_collection=20)
-    before = read_records(port)
-    # The data one migration behind the image while its server serves it (what a server
-    # started before the image under its tag was replaced by a newer build serves): sysdb
-    # migration 10 undone under the live server, which validated its schema at its start.
-    database = project_dir / "chroma_data" / "chroma.sqlite3"
-    with contextlib.closing(sqlite3.connect(database)) as db:
-        db.execute("DELETE FROM migrations WHERE dir = 'sysdb' AND version = 10")
-        db.execute("ALTER TABLE collections DROP COLUMN schema_str")
-        db.commit()
-    assert heartbeat(port)
-
-    changed = run_deploy(dict(data, chroma_stop_grace_seconds=30))  # recreates the container
-    assert changed.returncode != 0, changed.output  # refused: the data is behind the image
-    assert "refused to start on" in changed.output
-    assert heartbeat(port), changed.output  # but the stack must still serve
-    with contextlib.closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True)) as db:
-        assert db.execute("SELECT COUNT(*) FROM embeddings").fetchone()[0] == sum(
-            len(ids) for ids in before.values()
-        )
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="attack: a stopped stack's data dir that holds segment dirs but no chroma.sqlite3 "
-    "(moved away) gets a fresh schema from init-schema, and the deploy serves an empty "
-    "database with exit 0, and drift says the host is ok (pre-existing on main in apply mode)",
-)
 def test_segment_dirs_without_their_database_are_not_given_a_fresh_schema(project):
+    """Attack: a stopped stack whose chroma.sqlite3 was moved away got a fresh schema from
+    init-schema, and the deploy served an empty database with exit 0 while drift said ok."""
     project_dir, name = project
     data = base_data(project_dir, name)
     port = data["chroma_port"]
@@ -156,38 +114,20 @@ def test_segment_dirs_without_their_database_are_not_given_a_fresh_schema(projec
     assert segments  # the HNSW segment dirs of the records are still there
 
     deployed = run_deploy(data)
-    served = read_records(port) if deployed.returncode == 0 else None
-    drift = run_drift(data, "--no-color")  # after it: an empty server beside its segment dirs
-    assert deployed.returncode != 0 or served, (deployed.output, served)
-    assert drift.returncode != 0, drift.output
+    assert deployed.returncode != 0, deployed.output
+    assert (
+        f"@local: chroma_allow_empty_data_dir: {data_dir} holds {len(segments)} segment dir(s) "
+        f"of Chroma ({segments[0]}) but no chroma.sqlite3"
+    ) in deployed.output
+    assert not (data_dir / "chroma.sqlite3").exists()  # no schema made beside them
+    assert sorted(p.name for p in data_dir.iterdir() if p.is_dir()) == segments
+    assert run_drift(data, "--no-color").returncode != 0  # and drift does not say ok
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="attack: chroma_env CHROMA_SQLITEDB__MIGRATION_MODE=garbage is not refused: the "
-    "deploy recreates the serving stack, whose server cannot read its config, and leaves it down "
-    "(the value unchecked on main too; now the documented way to choose apply)",
-)
-def test_a_migration_mode_chroma_does_not_know_is_refused_before_the_stack_stops(project):
-    project_dir, name = project
-    data = base_data(project_dir, name)
-    port = data["chroma_port"]
-    converge(data)
-    garbage = run_deploy(dict(data, chroma_env="CHROMA_SQLITEDB__MIGRATION_MODE=garbage"))
-    assert heartbeat(port), garbage.output
-    assert garbage.returncode != 0, garbage.output
-    assert "chroma_env" in garbage.output
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="attack: a seed stack on 1.x whose data lives in its container's layer is refused "
-    "by init-schema as a second server (test_takeover's rescue test fails too); stopped as "
-    "the line says, the next deploy makes a fresh schema in the data dir and the layer "
-    "rescue then refuses both holding data: the stack stays down, every deploy the same",
-)
 def test_layer_data_of_a_seed_is_rescued_not_given_a_fresh_schema(project):
-    """The seed's 1.x file (test_takeover.SEED_AFTER): its data in the container's layer."""
+    """Attack: the seed's 1.x file (test_takeover.SEED_AFTER), its data in the container's
+    layer: init-schema refused the seed as a second server and, once stopped as told, made a
+    fresh schema that blocked the layer rescue."""
     project_dir, name = project
     data = base_data(project_dir, name)
     port = data["chroma_port"]
@@ -209,41 +149,85 @@ def test_layer_data_of_a_seed_is_rescued_not_given_a_fresh_schema(project):
             sh(f"docker image rm {json.loads(record.read_text())['kept_as']}", check=False)
 
 
-@pytest.fixture
-def newer_tag():
-    """The 1.5.9 build under a newer tag (the test's own, removed after it)."""
-    tag = "chromadb/chroma:1.99.3"
-    subprocess.run(["docker", "tag", "chromadb/chroma:1.5.9", tag], check=True)
-    yield tag
-    subprocess.run(["docker", "image", "rm", tag], capture_output=True)
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="attack: the compose file's image changed by hand to a newer release while the old "
-    "server still serves; a deploy declaring that release trusts the file (upgrade."
-    "_deployed_and_data: old == version and served), takes no backup, recreates the server, "
-    "which refuses the data: the stack is down",
-)
-def test_a_hand_edited_compose_file_does_not_skip_the_upgrade_of_a_serving_stack(
-    project, tmp_path, newer_tag
-):
-    project_dir, name = project
-    backups = tmp_path / "backups"
-    data = base_data(project_dir, name, chroma_backup_dir=str(backups))
-    port = data["chroma_port"]
-    converge(data)
-    write_records(port, per_collection=20)
-    # The data at the serving 1.5.9's level, one migration behind the newer release (as the
-    # newer release's own migration would leave it): sysdb migration 10 undone under it.
+def migration_undone(project_dir: Path) -> None:
+    """The data one migration behind the image, as data a build without it wrote would be:
+    sysdb migration 10 undone under the live server (which validated its schema at start)."""
     database = project_dir / "chroma_data" / "chroma.sqlite3"
     with contextlib.closing(sqlite3.connect(database)) as db:
         db.execute("DELETE FROM migrations WHERE dir = 'sysdb' AND version = 10")
         db.execute("ALTER TABLE collections DROP COLUMN schema_str")
         db.commit()
-    compose_file = project_dir / "docker-compose.yml"  # edited by hand, not restarted
-    compose_file.write_text(compose_file.read_text().replace("chromadb/chroma:1.5.9", newer_tag))
 
-    upgraded = run_deploy(dict(data, chroma_version=newer_tag.rsplit(":", 1)[1]))
-    assert heartbeat(port), upgraded.output
-    assert list(backups.glob(f"{name}-*-before-*.tar.gz")), upgraded.output
+
+def migrations_applied(project_dir: Path) -> int:
+    database = project_dir / "chroma_data" / "chroma.sqlite3"
+    with contextlib.closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True)) as db:
+        return int(
+            db.execute("SELECT MAX(version) FROM migrations WHERE dir = 'sysdb'").fetchone()[0]
+        )
+
+
+@pytest.fixture
+def release_tags():
+    """Two releases newer than any known (the test's own tags on the 1.5.9 build, removed
+    after it): what a registry's newer images would be here, where none answers."""
+    tags = ["chromadb/chroma:1.99.3", "chromadb/chroma:1.99.4"]
+    for tag in tags:
+        subprocess.run(["docker", "tag", "chromadb/chroma:1.5.9", tag], check=True)
+    yield tags
+    subprocess.run(["docker", "image", "rm", *tags], capture_output=True)
+
+
+def rebuilt(tag: str) -> str:
+    """Another build under ``tag`` (a layer-less rebuild: a new image id), as a pull or a
+    build of the tag again makes; its id."""
+    subprocess.run(
+        ["docker", "build", "-q", "-t", tag, "-"],
+        input=f"FROM {tag}\nLABEL org.chroma-deploy.test=rebuilt\n",
+        text=True, capture_output=True, check=True,
+    )  # fmt: skip
+    return subprocess.run(["docker", "image", "inspect", "-f", "{{.Id}}", tag],
+                          capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+
+
+def test_an_image_changed_under_a_serving_stack_is_upgraded_not_left_refused(
+    project, tmp_path, release_tags
+):
+    """Attack: a deploy that recreated a serving stack on an image that would migrate its
+    data (the tag built again; the compose file's image edited by hand to a newer release)
+    trusted the file and the running server: no backup, the recreated server refused the
+    data, and the stack was down. Both are an upgrade now: backed up, rehearsed, the
+    migration applied, serving. One stack, the two in turn."""
+    project_dir, name = project
+    backups = tmp_path / "backups"
+    first, second = release_tags
+    data = base_data(project_dir, name, chroma_backup_dir=str(backups),
+                     chroma_version=first.rsplit(":", 1)[1])  # fmt: skip
+    port = data["chroma_port"]
+    converge(data)
+    written = write_records(port, per_collection=20)
+    expected = {key: sorted(ids) for key, ids in written.items()}
+
+    # The tag built again while its old build serves (a change of a setting recreates it).
+    migration_undone(project_dir)
+    new_id = rebuilt(first)
+    upgraded = run_deploy(dict(data, chroma_stop_grace_seconds=30))
+    assert upgraded.returncode == 0, upgraded.output
+    assert "names another build than" in upgraded.output
+    assert heartbeat(port) and read_records(port) == expected, upgraded.output
+    assert migrations_applied(project_dir) == 10  # applied after the backup
+    assert len(list(backups.glob(f"{name}-*-before-*.tar.gz"))) == 1, upgraded.output
+    served = subprocess.run(["docker", "inspect", "-f", "{{.Image}}", f"{name}-chroma-1"],
+                            capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+    assert served == new_id
+    converge(dict(data, chroma_stop_grace_seconds=30))
+
+    # The compose file's image edited by hand to a newer release, the old server serving.
+    migration_undone(project_dir)
+    compose_file = project_dir / "docker-compose.yml"
+    compose_file.write_text(compose_file.read_text().replace(first, second))
+    upgraded = run_deploy(dict(data, chroma_version=second.rsplit(":", 1)[1]))
+    assert upgraded.returncode == 0, upgraded.output
+    assert heartbeat(port) and read_records(port) == expected, upgraded.output
+    assert migrations_applied(project_dir) == 10
+    assert len(list(backups.glob(f"{name}-*-before-*.tar.gz"))) == 2, upgraded.output

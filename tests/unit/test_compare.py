@@ -124,6 +124,10 @@ def test_a_start_the_schema_guard_refused_is_one_item_that_says_what_to_do(decla
     container["image"] = "chromadb/chroma:1.6.0"  # set by hand: the way out names it
     items = compare(declared, replace(converged, schema_refusal=refusal))
     assert "chroma_version=1.6.0 so" in items[0].actual
+    # Pinned by tag and digest (attack: the advice named the digest's hex as the version).
+    container["image"] = "chromadb/chroma:1.6.0@sha256:" + "3f" * 32
+    items = compare(declared, replace(converged, schema_refusal=refusal))
+    assert "chroma_version=1.6.0 so" in items[0].actual
 
 
 def test_container_problems(declared, converged):

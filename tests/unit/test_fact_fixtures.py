@@ -17,6 +17,8 @@ from typing import Any
 import pytest
 from pyinfra.api.exceptions import FactProcessError
 
+from facts.project import SafetyState
+
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "facts"
 CASES = sorted(FIXTURES.glob("*/*.json"))
 
@@ -125,7 +127,7 @@ ABSENT: dict[str, tuple[Callable[[Any], bool], set[str]]] = {
         {"tool_not_uploaded", "no_data_dir"},
     ),
     "project.ProjectFiles": (lambda f: f["dir"] is None, {"absent"}),
-    "project.SafetyState": (lambda f: f["records"] == [] and f["aside"] == [], {"no_project_dir"}),
+    "project.SafetyState": (lambda f: f == SafetyState.default(), {"no_project_dir"}),
     # A Batch is absent where a part could not be read (it is then read alone).
     "batch.Batch": (
         lambda f: f == [] or {"read": False, "value": None} in f,
