@@ -184,7 +184,9 @@ def test_a_second_server_on_one_data_dir_is_refused(served, tmp_path):
 
 
 def test_a_server_older_than_the_data_is_refused_without_a_compose_file(served):
-    """#27.6: the compose file removed, then chroma_version lowered: the data says 1.5.9."""
+    """#27.6: the compose file removed, then chroma_version lowered: the host says 1.5.9 (the
+    server that serves the data, read from its container; the data's level where none runs:
+    tests/fixtures/operations/upgrade.version_change/refused_data_newer_without_compose_file)."""
     (project_dir, _), data = served
     port = data["chroma_port"]
     started = _started(served[0])
@@ -195,7 +197,7 @@ def test_a_server_older_than_the_data_is_refused_without_a_compose_file(served):
         refused = run_deploy({**data, "chroma_version": "0.6.3"})
         assert refused.returncode != 0
         line = error_line(refused)
-        assert "chroma_version:" in line and "written by Chroma 1.5.9" in line, line
+        assert "chroma_version: 0.6.3 is older than the 1.5.9 deployed" in line, line
         _still_serving(served[0], port, started)  # never stopped
         assert schema_of(project_dir / "chroma_data") == SCHEMA_LEVELS["1.5.9"]
     finally:
