@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 import sqlite3
@@ -22,12 +21,9 @@ from conftest import (
     read_records,
     run_deploy,
     run_drift,
-    sh,
     start_command,
-    wait_for_heartbeat,
     write_records,
 )
-from test_takeover import SEED_AFTER
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -122,31 +118,6 @@ def test_segment_dirs_without_their_database_are_not_given_a_fresh_schema(projec
     assert not (data_dir / "chroma.sqlite3").exists()  # no schema made beside them
     assert sorted(p.name for p in data_dir.iterdir() if p.is_dir()) == segments
     assert run_drift(data, "--no-color").returncode != 0  # and drift does not say ok
-
-
-def test_layer_data_of_a_seed_is_rescued_not_given_a_fresh_schema(project):
-    """Attack: the seed's 1.x file (test_takeover.SEED_AFTER), its data in the container's
-    layer: init-schema refused the seed as a second server and, once stopped as told, made a
-    fresh schema that blocked the layer rescue."""
-    project_dir, name = project
-    data = base_data(project_dir, name)
-    port = data["chroma_port"]
-    project_dir.mkdir(parents=True)
-    (project_dir / "docker-compose.yml").write_text(SEED_AFTER.format(port=port))
-    sh(f"cd '{project_dir}' && docker compose -p {name} up -d")
-    wait_for_heartbeat(port)
-    written = write_records(port, ("knowledge",), per_collection=20)
-    first = run_deploy(data)
-    try:
-        if first.returncode != 0:
-            # The refusal says "stop it and deploy again": done as told.
-            sh(f"cd '{project_dir}' && docker compose -p {name} stop")
-            first = run_deploy(data)
-        assert first.returncode == 0, first.output
-        assert read_records(port) == {k: sorted(v) for k, v in written.items()}
-    finally:
-        for record in (project_dir / ".chroma-deploy").glob("rescued-layer-*.json"):
-            sh(f"docker image rm {json.loads(record.read_text())['kept_as']}", check=False)
 
 
 def migration_undone(project_dir: Path) -> None:
