@@ -1,0 +1,61 @@
+"""Attacks on the schema guard (issue 26 §5), second round: each xfail(strict) test is a fault
+found on the real 1.5.9 image and not fixed yet; its reason says what happens."""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from pathlib import Path
+
+import pytest
+from conftest import (
+    base_data,
+    compose_down,
+    converge,
+    read_records,
+    run_deploy,
+    run_drift,
+    write_records,
+)
+
+pytestmark = [pytest.mark.docker, pytest.mark.slow]
+
+
+def collections_in(database: Path) -> int | None:
+    """How many collections ``database`` names (None: it names none, or cannot be read)."""
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True)) as db:
+            return int(db.execute("SELECT COUNT(*) FROM collections").fetchone()[0])
+    except sqlite3.Error:
+        return None
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="attack: a stopped stack's chroma.sqlite3 truncated to 0 bytes beside its 2 segment "
+    "dirs (40 records written): init-schema made a fresh schema ('Chroma's schema made in "
+    ".../chroma_data by chromadb/chroma:1.5.9 (apply)', 1.0 s), the deploy exited 0 serving {} "
+    "(0 collections), and drift said '1 host(s): 1 ok, 0 drifted, 0 error(s)'",
+)
+def test_an_emptied_database_beside_its_segment_dirs_is_not_given_a_fresh_schema(project):
+    """A stopped stack whose chroma.sqlite3 was truncated to 0 bytes (a full disk, a copy
+    that failed, ``: > chroma.sqlite3``), its segment dirs still there: the deploy must refuse
+    as it does when the file is missing, not make a fresh schema and serve an empty database."""
+    project_dir, name = project
+    data = base_data(project_dir, name)
+    port = data["chroma_port"]
+    converge(data)
+    write_records(port, per_collection=20)
+    compose_down(project_dir)
+    data_dir = project_dir / "chroma_data"
+    (data_dir / "chroma.sqlite3").write_bytes(b"")
+    segments = sorted(p.name for p in data_dir.iterdir() if p.is_dir())
+    assert segments  # the HNSW segment dirs of the records are still there
+
+    deployed = run_deploy(data)
+    served = read_records(port) if deployed.returncode == 0 else None
+    drift = run_drift(data, "--no-color")
+    assert deployed.returncode != 0, (served, deployed.output)
+    assert "chroma_allow_empty_data_dir" in deployed.output, deployed.output
+    assert (data_dir / "chroma.sqlite3").stat().st_size == 0  # no schema made beside them
+    assert drift.returncode != 0, drift.output
