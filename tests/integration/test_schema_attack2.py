@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ from conftest import (
     run_drift,
     write_records,
 )
+from test_schema_attack import heartbeat, migration_undone, migrations_applied, rebuilt
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -59,3 +61,48 @@ def test_an_emptied_database_beside_its_segment_dirs_is_not_given_a_fresh_schema
     assert "chroma_allow_empty_data_dir" in deployed.output, deployed.output
     assert (data_dir / "chroma.sqlite3").stat().st_size == 0  # no schema made beside them
     assert drift.returncode != 0, drift.output
+
+
+@pytest.fixture
+def own_tag():
+    """A release newer than any known: the test's own tag on the 1.5.9 build, removed after."""
+    tag = "chromadb/chroma:1.99.7"
+    subprocess.run(["docker", "tag", "chromadb/chroma:1.5.9", tag], check=True)
+    yield tag
+    subprocess.run(["docker", "image", "rm", tag], capture_output=True)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="attack: the pre-upgrade archive of data one migration behind (sysdb 9, 40 records) "
+    "under a tag built again (1.99.7) is labelled 1.5.9 (data_written_by: the oldest release "
+    "that opens it); restore.py moves the live data aside, starts 1.5.9 validating on it: "
+    "'MigrationError(UnappliedMigrationsFound)', 'container <project>-chroma-1 is unhealthy', "
+    "'Error: executed 13 commands', exit 1, the stack restarting (4 restarts), no heartbeat",
+)
+def test_the_archive_an_upgrade_took_of_data_behind_its_image_restores(project, tmp_path, own_tag):
+    """The way back from an upgrade: restore.py of the archive the upgrade took first. Data one
+    migration behind its image (an older 1.x release's), the tag built again: the upgrade
+    labels its archive with the oldest known release that opens the data, and the restore
+    starts that release on it, validating its schema."""
+    project_dir, name = project
+    backups = tmp_path / "backups"
+    data = base_data(project_dir, name, chroma_backup_dir=str(backups),
+                     chroma_version=own_tag.rsplit(":", 1)[1])  # fmt: skip
+    port = data["chroma_port"]
+    converge(data)
+    written = write_records(port, per_collection=20)
+    expected = {key: sorted(ids) for key, ids in written.items()}
+    migration_undone(project_dir)
+    rebuilt(own_tag)
+    upgraded = run_deploy(data)
+    assert upgraded.returncode == 0, upgraded.output
+    assert migrations_applied(project_dir) == 10
+    archives = list(backups.glob(f"{name}-*-before-*.tar.gz"))
+    assert len(archives) == 1, upgraded.output
+
+    restored = run_deploy(dict(data, chroma_restore_archive=str(archives[0])),
+                          deploy_file="restore.py", timeout=600)  # fmt: skip
+    served = read_records(port) if heartbeat(port) else None
+    assert restored.returncode == 0, restored.output
+    assert served == expected
