@@ -139,3 +139,29 @@ def test_a_vacuum_does_not_apply_the_migrations_of_a_tag_built_again(project, tm
     level = migrations_applied(project_dir)
     assert heartbeat(port) and read_records(port) == expected
     assert level == 9, done.stdout + done.stderr
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="attack: the tag (1.99.7) built again while its old build serves data one migration "
+    "behind (sysdb 9, 40 records): backup.py stops the stack, archives it, and starts it with "
+    "`up`, which recreates it on the new build; that refuses the data "
+    "(UnappliedMigrationsFound) and restarts (3 restarts, no heartbeat), while backup.py says "
+    "'backup written: ...tar.gz' and exits 0",
+)
+def test_a_backup_under_a_tag_built_again_leaves_the_stack_serving(project, tmp_path, own_tag):
+    """backup.py on a stack whose tag was built again (a build with a migration the data lacks)
+    while the old build serves: the backup stops the stack and starts it again; it must serve
+    again (or the backup say it does not), never be left refused behind an exit 0."""
+    project_dir, name = project
+    data = base_data(project_dir, name, chroma_backup_dir=str(tmp_path / "backups"),
+                     chroma_version=own_tag.rsplit(":", 1)[1])  # fmt: skip
+    port = data["chroma_port"]
+    converge(data)
+    written = write_records(port, per_collection=20)
+    expected = {key: sorted(ids) for key, ids in written.items()}
+    migration_undone(project_dir)
+    rebuilt(own_tag)
+    backed = run_deploy(data, deploy_file="backup.py")
+    served = read_records(port) if heartbeat(port) else None
+    assert served == expected, backed.output
