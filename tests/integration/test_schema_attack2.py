@@ -165,3 +165,27 @@ def test_a_backup_under_a_tag_built_again_leaves_the_stack_serving(project, tmp_
     backed = run_deploy(data, deploy_file="backup.py")
     served = read_records(port) if heartbeat(port) else None
     assert served == expected, backed.output
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="attack: chroma_env CHROMA_SQLITEDB__HASH_TYPE=sha256 (accepted: a word 1.5.9 takes) "
+    "on a serving stack of 40 records whose migrations were hashed md5: the deploy recreates "
+    "it, 1.5.9 refuses in either mode ('MigrationError(MigrationValidationError("
+    "InconsistentHash(...)))'), compose's 'container <project>-chroma-1 is unhealthy', exit 1 "
+    "with no one-line refusal, the stack restarting (3 restarts, no heartbeat); drift says only "
+    "'container_health healthy -> starting' and the heartbeat",
+)
+def test_a_hash_type_the_data_was_not_migrated_with_leaves_the_stack_serving(project):
+    """chroma_env CHROMA_SQLITEDB__HASH_TYPE=sha256 (a word 1.5.9 takes) on a stack whose data
+    recorded its migrations' md5 hashes (the default): the deploy must refuse before it
+    recreates the server, or keep it serving, never leave it down."""
+    project_dir, name = project
+    data = base_data(project_dir, name)
+    port = data["chroma_port"]
+    converge(data)
+    written = write_records(port, per_collection=20)
+    expected = {key: sorted(ids) for key, ids in written.items()}
+    deployed = run_deploy(dict(data, chroma_env="CHROMA_SQLITEDB__HASH_TYPE=sha256"))
+    served = read_records(port) if heartbeat(port) else None
+    assert served == expected, deployed.output
