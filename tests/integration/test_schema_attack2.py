@@ -4,9 +4,11 @@ found on the real 1.5.9 image and not fixed yet; its reason says what happens.""
 from __future__ import annotations
 
 import contextlib
+import os
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -18,6 +20,7 @@ from conftest import (
     read_records,
     run_deploy,
     run_drift,
+    sh,
     write_records,
 )
 from test_schema_attack import heartbeat, migration_undone, migrations_applied, rebuilt
@@ -189,3 +192,43 @@ def test_a_hash_type_the_data_was_not_migrated_with_leaves_the_stack_serving(pro
     deployed = run_deploy(dict(data, chroma_env="CHROMA_SQLITEDB__HASH_TYPE=sha256"))
     served = read_records(port) if heartbeat(port) else None
     assert served == expected, deployed.output
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="attack: the data dir moved aside (chroma_data.before-restore-*, 40 records), an empty "
+    "one made and the stack started by hand (refused: it leaves a schema-less chroma.sqlite3): "
+    "the deploy that refused before that start ('chroma_allow_empty_data_dir: ... holds no "
+    "Chroma data while chroma_data.before-restore-... exists beside it') now makes a schema "
+    "(0.6 s), exits 0 serving {} (0 collections), and drift says '1 host(s): 1 ok'",
+)
+def test_a_refused_start_on_a_data_dir_emptied_beside_its_copy_does_not_hide_the_copy(project):
+    """The data dir moved aside (chroma_data.before-restore-*, as a restore that did not finish
+    leaves it) and an empty one made in its place, then the stack started by hand: the
+    validating server refuses the empty dir and leaves a chroma.sqlite3 with no schema. The
+    deploy must still refuse to start an empty server beside the copy (as it does without that
+    start), not make a schema and serve an empty database."""
+    project_dir, name = project
+    data = base_data(project_dir, name)
+    port = data["chroma_port"]
+    converge(data)
+    write_records(port, per_collection=20)
+    compose_down(project_dir)
+    data_dir = project_dir / "chroma_data"
+    aside = project_dir / "chroma_data.before-restore-20261207T000000Z-1"
+    data_dir.rename(aside)
+    data_dir.mkdir()
+    os.chown(data_dir, aside.stat().st_uid, aside.stat().st_gid)
+    sh(f"cd '{project_dir}' && docker compose up -d")  # refused: it restarts under its policy
+    deadline = time.monotonic() + 30
+    while not (data_dir / "chroma.sqlite3").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)  # what the refused start leaves
+    sh(f"cd '{project_dir}' && docker compose stop")
+    assert (data_dir / "chroma.sqlite3").exists()
+
+    deployed = run_deploy(data)
+    served = read_records(port) if heartbeat(port) else None
+    drift = run_drift(data, "--no-color")
+    assert deployed.returncode != 0, (served, deployed.output)
+    assert "chroma_allow_empty_data_dir" in deployed.output, deployed.output
+    assert drift.returncode != 0, drift.output
