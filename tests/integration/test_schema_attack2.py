@@ -3,13 +3,10 @@ found on the real 1.5.9 image and not fixed yet; its reason says what happens.""
 
 from __future__ import annotations
 
-import contextlib
 import os
-import sqlite3
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 from conftest import (
@@ -26,15 +23,6 @@ from conftest import (
 from test_schema_attack import heartbeat, migration_undone, migrations_applied, rebuilt
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
-
-
-def collections_in(database: Path) -> int | None:
-    """How many collections ``database`` names (None: it names none, or cannot be read)."""
-    try:
-        with contextlib.closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True)) as db:
-            return int(db.execute("SELECT COUNT(*) FROM collections").fetchone()[0])
-    except sqlite3.Error:
-        return None
 
 
 @pytest.mark.xfail(
