@@ -106,5 +106,6 @@ else:
             wait_timeout=settings.wait_timeout,
             compose_content=compose_content,
             tls_dir=declared.tls_dir,
+            schema_server=declared.check_server if declared.validates else None,
         )
         report.show(restored)  # what was restored, where the data before it went

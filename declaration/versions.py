@@ -69,15 +69,20 @@ _MANAGED = (
 MIGRATION_MODE = "CHROMA_SQLITEDB__MIGRATION_MODE"
 # Chroma 1.x reads CHROMA_<key>, "__" for nesting, of its config file (figment). The
 # single-node keys it has that chroma-deploy does not set from a key of its own:
-_1X_KNOWN = frozenset({"CHROMA_ALLOW_RESET", "CHROMA_SQLITEDB__HASH_TYPE", MIGRATION_MODE})
-# The words 1.x takes for them (case matters): any other panics at start with "unknown
-# variant: found `garbage`, expected `apply` or `validate`" (tried on 1.5.9, both keys).
-_1X_VALUES = (
-    (MIGRATION_MODE, ("apply", "validate")),
-    ("CHROMA_SQLITEDB__HASH_TYPE", ("md5", "sha256")),
-)
+_1X_KNOWN = frozenset({"CHROMA_ALLOW_RESET", MIGRATION_MODE})
+# The words 1.x takes for it (case matters): any other panics at start with "unknown
+# variant: found `garbage`, expected `apply` or `validate`" (tried on 1.5.9).
+_1X_VALUES = ((MIGRATION_MODE, ("apply", "validate")),)
 _1X_INSTEAD = (
     *_MANAGED,
+    # A database keeps the hash of the migrations it was made with (md5 by default), and
+    # 1.x refuses it under another, in apply mode too: MigrationError(MigrationValidationError(
+    # InconsistentHash(...))) on 1.5.9 (an attack: a serving stack recreated and down).
+    (
+        "CHROMA_SQLITEDB__HASH_TYPE",
+        "a database keeps the hash type its migrations were made with, and Chroma 1.x refuses "
+        "it under another; leave it out",
+    ),
     ("CHROMA_MAX_PAYLOAD_SIZE_BYTES", "use chroma_max_payload_bytes"),
     ("CHROMA_CORS_ALLOW_ORIGINS", "use chroma_cors_allow_origins"),
     ("CHROMA_OPEN_TELEMETRY__ENDPOINT", "use chroma_otel_endpoint"),

@@ -314,6 +314,7 @@ def _schema_in_place(declared: Declared) -> None:
             stack=declared.stack_target,
             data=declared.data_target,
             server=declared.check_server,
+            allow_empty=declared.settings.allow_empty_data_dir,
         )
 
 

@@ -498,12 +498,34 @@ def undo_moves(record: dict) -> None:
 
 
 def vacuum_argv(args: argparse.Namespace) -> list[str]:
-    """The image's own vacuum, in a one-off container of the chroma service (its mounts
-    and user): ``chroma vacuum`` on 1.x, ``chroma utils vacuum`` on 0.x."""
+    """The image's own vacuum: ``chroma vacuum`` on 1.x, ``chroma utils vacuum`` on 0.x.
+
+    Run by the build that serves the data: the stopped chroma container's own image (by
+    id), mounts and user. The image the compose file names may be another build since
+    (a tag built or pulled again), and ``chroma vacuum`` applies its image's migrations
+    whatever the migration mode says (tried on 1.5.9): that is an upgrade's, after its
+    backup and rehearsal, never a vacuum's. Without that container, a one-off container
+    of the chroma service (compose's mounts and user).
+    """
     safety, _ = _safety()
     words = ["vacuum"] if int(args.version.split(".")[0]) >= 1 else ["utils", "vacuum"]
+    vacuum = [*words, "--path", args.persist_path, "--force"]
+    labels = (
+        f"label=com.docker.compose.project={args.project_name}",
+        "label=com.docker.compose.service=chroma",
+        "label=com.docker.compose.oneoff=False",
+    )
+    filters = [word for label in labels for word in ("--filter", label)]
+    found = safety.docker("ps", "-aq", "--no-trunc", *filters, check=False).split()
+    if len(found) == 1:
+        image, user = safety.docker("inspect", "-f", "{{.Image}}|{{.Config.User}}", found[0],
+                                    check=False).strip().partition("|")[::2]  # fmt: skip
+        if image:
+            return ["docker", "run", "--rm", "--volumes-from", found[0],
+                    *(["--user", user] if user else []), "--entrypoint", "chroma", image,
+                    *vacuum]  # fmt: skip
     run = ["run", "--rm", "--no-deps", "-T", "--entrypoint", "chroma", "chroma"]
-    return safety.compose_args(args, *run, *words, "--path", args.persist_path, "--force")
+    return safety.compose_args(args, *run, *vacuum)
 
 
 def sqlite_total(data_dir: str) -> int:

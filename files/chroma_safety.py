@@ -689,18 +689,26 @@ def has_schema(database: Path) -> bool:
         raise Refused(f"cannot read {database}: {error}; nothing was changed") from None
 
 
+RESTORED_HELP = "a restored archive's data: its migrations applied too"
+
+
 def init_schema(args: argparse.Namespace) -> int:
     """Make a first start's schema with the image in ``apply`` mode, before the stack validates.
 
     The stack's own 1.x server validates its schema (sqlitedb.migration_mode), which
-    also refuses a data dir with no schema: every migration is pending there. So
+    also refuses a data dir with no schema: every migration is pending there. With
+    ``--restored`` a database with a schema is opened too: the data a restore just
+    switched in (its archive is its backup) may be behind the image its version's
+    server runs (an archive labelled with the oldest known release that opens its data),
+    and this start after the restore is where its migrations belong. So
     before the first ``up`` the same image starts on the data dir as its owner, with
     no port published and the check servers' ``--env`` (``apply``), and is stopped as
     soon as it answers: it commits its migrations before it listens. A database
     with a schema is never opened here, and neither is a data dir a container mounts.
     """
     database = Path(args.data_dir) / "chroma.sqlite3"
-    if has_schema(database):
+    restored = args.restored
+    if has_schema(database) and not restored:
         print(f"{database} has its schema already")
         return 0
     label = f"chroma-deploy.schema-init={args.data_dir}"
@@ -718,8 +726,9 @@ def init_schema(args: argparse.Namespace) -> int:
         stop_unpublished(label, args.stop_grace)
     if not has_schema(database):
         raise Refused(f"{args.image} answered on {args.data_dir} but made no schema there")
-    print(f"Chroma's schema made in {args.data_dir} by {args.image} (apply), before the stack "
-          f"validates it ({time.monotonic() - started:.1f} s)")  # fmt: skip
+    made = "brought to its level" if restored else "made"
+    print(f"Chroma's schema {made} in {args.data_dir} by {args.image} (apply), before the "
+          f"stack validates it ({time.monotonic() - started:.1f} s)")  # fmt: skip
     return 0
 
 
@@ -772,8 +781,17 @@ def record_verdict(args: argparse.Namespace) -> None:
 
 
 def start_stack(args: argparse.Namespace) -> bool:
-    """``up --detach --wait`` (every service healthy), then its verdict (stack.compose_up)."""
-    up = compose_args(args, "up", "--detach", "--wait", "--wait-timeout", str(args.wait_timeout))
+    """``up --detach --no-recreate --wait`` (every service healthy), then its verdict
+    (stack.compose_up).
+
+    The containers a stop left are started as they were, never recreated: the compose file
+    may name another build since they started (a tag built or pulled again, the file edited
+    by hand), whose first start on the data is an upgrade's, with its backup and rehearsal
+    (the deploy's); with the schema guard it would refuse the data and leave the stack
+    down. Containers that are gone (``down``, a restore) are created from the file.
+    """
+    up = compose_args(args, "up", "--detach", "--no-recreate", "--wait", "--wait-timeout",
+                      str(args.wait_timeout))  # fmt: skip
     if shown(up) != 0:
         return False
     record_verdict(args)
@@ -822,8 +840,7 @@ def backup(args: argparse.Namespace) -> int:
 
     def start_again() -> int:
         if os.path.isfile(args.compose_file):
-            start_stack(args)  # a failed start does not undo the archive (nor did it before)
-            return 0
+            return 0 if start_stack(args) else 1
         return shown(["docker", "start", *by_label], stdout=subprocess.DEVNULL) if by_label else 0
 
     try:
@@ -839,8 +856,9 @@ def backup(args: argparse.Namespace) -> int:
         start_again()
         print("the backup failed; the stack was started again", file=sys.stderr)
         return 1
-    if not args.no_restart and start_again() != 0:
-        return 1
+    # A failed start does not undo the archive: it is written, and the exit says the stack
+    # is not serving (an attack: "backup written" and exit 0 over a stack left down).
+    down = not args.no_restart and start_again() != 0
     os.replace(f"{stem}.tar.gz.tmp", f"{stem}.tar.gz")
     os.replace(f"{stem}.json.tmp", f"{stem}.json")
     name = os.path.basename(f"{stem}.tar.gz")
@@ -850,6 +868,11 @@ def backup(args: argparse.Namespace) -> int:
                 start_again()
             return 1
     print(f"backup written: {stem}.tar.gz")
+    if down:
+        print(f"Chroma did not start again after the backup: {args.project_name}'s chroma "
+              "container is not healthy (`docker compose logs chroma` in the project dir says "
+              "why); the archive is written", file=sys.stderr)  # fmt: skip
+        return 1
     if args.record:
         fields = dict(field.split("=", 1) for field in args.field)
         before = json.loads(Path(f"{stem}.json").read_text())
@@ -1045,6 +1068,7 @@ def main() -> int:
     initialised.add_argument("--timeout", type=int, default=120)
     initialised.add_argument("--env", action="append", default=[], help="NAME=value")
     initialised.add_argument("--stop-grace", type=int, help=STOP_GRACE_HELP)
+    initialised.add_argument("--restored", action="store_true", help=RESTORED_HELP)
     stack_commands = []
     backed_up = commands.add_parser("backup")
     for option in ("--data-dir", "--backup-dir", "--version"):

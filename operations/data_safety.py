@@ -21,6 +21,7 @@ from pyinfra import host
 from pyinfra.api import FileUploadCommand, operation
 from pyinfra.facts.files import File
 
+from declaration.targets import CheckServer
 from declaration.versions import data_written_by, deployed_version, migrates, too_new_for
 from facts.chroma import ChromaInventory
 from facts.compose import VERDICT_RECORD
@@ -272,6 +273,7 @@ def restore(
     wait_timeout: int,
     compose_content: str | None = None,
     tls_dir: str | None = None,
+    schema_server: CheckServer | None = None,
 ):
     """Restore ``archive`` into the data dir, after moving the current data aside.
 
@@ -295,6 +297,10 @@ def restore(
       deployed one is another version; None keeps the compose file
     + tls_dir: with chroma_tls on, the host's dir of the proxy's ca.pem and name,
       which verify the https url (files/chroma_inventory.py --tls-dir)
+    + schema_server: when the stack's server validates its schema (1.x), that version as a
+      check starts it (``apply``): the restored data gets its migrations before ``up``
+      (files/chroma_safety.py init-schema --restored), since an archive's data may be
+      behind the version it is labelled with
     """
     stem = archive.removesuffix(".tar.gz")
     marker = restore_marker(project_dir, archive)
@@ -329,6 +335,15 @@ def restore(
         ("--archive", archive), ("--data-dir", data_dir), ("--uid", uid), ("--gid", gid),
         ("--mode", mode), ("--pending", pending), ("--switch", switch),
     ), show_output=True)  # fmt: skip
+    if schema_server:
+        server = schema_server
+        yield refusing(safety_command(
+            "init-schema", ("--data-dir", f"{project_dir}/{data_dir}"), ("--image", server.image),
+            ("--persist-path", server.persist_path), ("--uid", server.uid),
+            ("--gid", server.gid), ("--timeout", server.timeout),
+            ("--env", server.environment), ("--stop-grace", server.stop_grace),
+            ("--restored", True),
+        ), show_output=True)  # fmt: skip
     yield compose_up(project_dir, project_name, wait_timeout)
     yield safety_command(
         "restored", ("--manifest", f"{stem}.json"), ("--url", url), ("--token-file", token_file),

@@ -23,6 +23,7 @@ from pyinfra import host
 from pyinfra.api import operation
 
 from checks.compare import served_without_data
+from checks.empty_data import data_left_aside, database_lost
 from declaration.targets import CheckServer, DataTarget, HealthCheck, StackTarget
 from facts.compose import ComposeStack
 from facts.datadirs import DataDirs
@@ -310,14 +311,9 @@ def data_safety_guard(
             "copy it names, or set chroma_accept_failed_verification=true to go on as it is"
         )
         return
-    unfinished = "restore-pending.json" in state["records"]
-    if (unfinished or state["aside"]) and not state["data_has_sqlite"] and not allow_empty:
-        yield fail_host(
-            f"chroma_allow_empty_data_dir: {project_dir}/{data_dir} holds no Chroma data while "
-            f"{', '.join(state['aside']) or 'an unfinished restore'} exists beside it; put the "
-            "data back (restore.py, or move that copy into place), or set "
-            "chroma_allow_empty_data_dir=true to start an empty server"
-        )
+    moved = None if allow_empty else data_left_aside(state, data, state["data_has_sqlite"])
+    if moved:
+        yield fail_host(moved)
         return
     path = f"{project_dir}/{data_dir}"
     serving = services_on_moved_data(data, stack, state)
@@ -329,15 +325,9 @@ def data_safety_guard(
             "or set chroma_allow_empty_data_dir=true to start an empty server"
         )
         return
-    lost = [] if state["data_has_sqlite"] else state["data_segment_dirs"]
-    if lost and not allow_empty:
-        yield fail_host(
-            f"chroma_allow_empty_data_dir: {path} holds {len(lost)} segment dir(s) of Chroma "
-            f"({lost[0]}) but no chroma.sqlite3, the database that names them (moved away or "
-            "lost?), and a new one would serve none of their records; put chroma.sqlite3 back "
-            "(or restore an archive with restore.py), or set chroma_allow_empty_data_dir=true to "
-            "start an empty server beside them"
-        )
+    lost = None if allow_empty else database_lost(state, data, state["data_has_sqlite"])
+    if lost:
+        yield fail_host(lost)
         return
     if failed:
         state_dir = f"{project_dir}/{STATE_DIR}"

@@ -20,13 +20,14 @@ from pyinfra.api import FunctionCommand, operation
 from pyinfra.api.util import print_host_combined_output
 
 from checks.compare import exposed_containers
+from checks.empty_data import data_left_aside, database_lost
 from declaration.targets import CheckServer, DataTarget, StackTarget
 from declaration.versions import spelled_levels
 from facts.compose import ComposeStack, ContainerLayerData
 from facts.datahomes import DataSchema
 from facts.project import SafetyState
 from facts.schema_guard import SchemaRefusal
-from operations.host_failure import log_refusal, refusing
+from operations.host_failure import fail_host, log_refusal, refusing
 from plumbing import host_state
 from plumbing.host_tools import safety_command, upload_tools
 from plumbing.pyinfra_internals import run_outside_operation
@@ -39,7 +40,9 @@ def schema_less(schema: dict) -> bool:
 
 
 @operation()
-def schema_in_place(stack: StackTarget, data: DataTarget, server: CheckServer):
+def schema_in_place(
+    stack: StackTarget, data: DataTarget, server: CheckServer, allow_empty: bool = False
+):
     """The data dir holds Chroma's schema before the stack's validating server starts on it.
 
     A data dir with no ``chroma.sqlite3`` (a new stack, a data dir emptied), or one
@@ -50,6 +53,9 @@ def schema_in_place(stack: StackTarget, data: DataTarget, server: CheckServer):
     + stack: the compose project, to see whether its chroma container serves the data
     + data: the declared data dir
     + server: the declared server as a check starts it (``apply``, no port published)
+    + allow_empty: chroma_allow_empty_data_dir: a schema may be made where data was (segment
+      dirs left, a copy moved aside); else that is the guard's refusal (checks/empty_data.py),
+      here too, since a refused start leaves a schema-less file the guard counts as data
     """
     project_dir, data_dir = data.project_dir, data.name
     state = host_state.read(SafetyState, project_dir=project_dir, data_dir=data_dir)
@@ -70,6 +76,14 @@ def schema_in_place(stack: StackTarget, data: DataTarget, server: CheckServer):
             # stack_up copies it into the data dir before its `up` (the seed's mistake).
             host.noop(f"the data in a container's own layer is copied into {data.path} first")
             return
+    lost = (
+        None
+        if allow_empty
+        else (database_lost(state, data, False) or data_left_aside(state, data, False))
+    )
+    if lost:
+        yield fail_host(lost)
+        return
     # The stack's own server on that data dir (one that refused it restarts under its
     # policy; one whose data dir was moved away serves the old one): stopped, so that one
     # server opens the data dir. stack_up starts it again.

@@ -70,6 +70,11 @@ CASES = [
         "and its server would not start; use one of apply, validate",
     ),
     (
+        {"chroma_env": "CHROMA_SQLITEDB__HASH_TYPE=sha256"},
+        "chroma_env: CHROMA_SQLITEDB__HASH_TYPE: a database keeps the hash type its migrations "
+        "were made with, and Chroma 1.x refuses it under another; leave it out",
+    ),
+    (
         {"chroma_cors_allow_origins": "app.example"},
         "chroma_cors_allow_origins: 'app.example' is not allowed",
     ),

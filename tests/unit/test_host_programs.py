@@ -155,7 +155,7 @@ def test_a_backup_starts_the_stack_again_and_records_composes_verdict_as_the_fac
     verdict = ["ps", "compose config --hash"]
     assert steps(docker_calls(host)) == ["compose stop", "compose up", *verdict]
     up = docker_calls(host)[1]
-    assert up[-5:] == ["up", "--detach", "--wait", "--wait-timeout", "7"]
+    assert up[-6:] == ["up", "--detach", "--no-recreate", "--wait", "--wait-timeout", "7"]
     # The key the shell of facts/compose.py computes (as ComposeStack compares it).
     shell = subprocess.run(
         ["bash", "-c", f"{verdict_key_command(str(project_dir), 'fx')}; printf '%s' \"$key\""],
