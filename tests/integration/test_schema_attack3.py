@@ -161,3 +161,50 @@ def test_a_snapshot_of_data_behind_its_label_restores_as_an_archive_of_it_does(
             compose_down(host_b)
     assert restored.returncode == 0, restored.output
     assert served == {key: sorted(ids) for key, ids in written.items()}, restored.output
+
+
+@pytest.fixture
+def own_tag():
+    """A release newer than any known: the test's own tag on the 1.5.9 build; asked for before
+    the project, so it is untagged after the project's containers are gone (a build made
+    under it goes with it)."""
+    tag = "chromadb/chroma:1.99.21"
+    subprocess.run(["docker", "tag", "chromadb/chroma:1.5.9", tag], check=True)
+    yield tag
+    subprocess.run(["docker", "image", "rm", tag], capture_output=True)
+
+
+def image_of(container: str) -> str:
+    done = subprocess.run(["docker", "inspect", "-f", "{{.Image}}", container],
+                          capture_output=True, text=True, check=False)  # fmt: skip
+    return done.stdout.strip()
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "attack: the tag 1.99.21 built again into a build that refuses the data; the upgrade's "
+    "rehearsal fails and rehearse's own `up` (no --no-recreate) says 'Container <p>-chroma-1 "
+    "Recreate', 'container <p>-chroma-1 is unhealthy': the stack on the new build (ffcc20...) "
+    "instead of the serving one (34b5a9...), 20 records served as none"
+))  # fmt: skip
+def test_a_failed_rehearsal_of_a_tag_built_again_starts_the_build_that_served(own_tag, project):
+    """The tag built again into a build that refuses the data (here: one whose environment
+    hashes migrations with sha256, which 1.5.9 refuses on md5 data, in apply mode too): the
+    deploy's upgrade backs up and rehearses it on a copy, the rehearsal fails, and
+    files/chroma_safety.py rehearse starts "the old stack" again with a plain ``up``, not the
+    ``up --no-recreate`` the second attack's fix gave start_stack: compose recreates the
+    container on the new build, which refuses the data."""
+    project_dir, name = project
+    data = base_data(project_dir, name, chroma_version=own_tag.rsplit(":", 1)[1])
+    port = data["chroma_port"]
+    converge(data)
+    written = write_records(port, ("kept",), per_collection=20)
+    serving = image_of(f"{name}-chroma-1")
+    subprocess.run(["docker", "build", "-q", "-t", own_tag, "-"], capture_output=True,
+                   input=f"FROM {own_tag}\nENV CHROMA_SQLITEDB__HASH_TYPE=sha256\n",
+                   text=True, check=True)  # fmt: skip
+    deployed = run_deploy(data)
+    served = read_records(port) if heartbeat(port) else None
+    now = image_of(f"{name}-chroma-1")
+    assert deployed.returncode != 0, deployed.output  # the rehearsal's refusal
+    assert served == {key: sorted(ids) for key, ids in written.items()}, deployed.output
+    assert now == serving, deployed.output
