@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import secrets
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -22,6 +23,7 @@ from conftest import (
     converge,
     read_records,
     run_deploy,
+    run_drift,
     write_records,
 )
 from test_schema_attack import heartbeat, migration_undone, rebuilt
@@ -265,3 +267,50 @@ def test_a_vacuum_beside_a_second_chroma_container_runs_the_build_that_serves(
     assert done.returncode == 0, done.stdout + done.stderr
     assert heartbeat(port) and read_records(port) == {k: sorted(v) for k, v in written.items()}
     assert not any(line.startswith((own_tag, new_id)) for line in vacuums), vacuums
+
+
+def fresh_database(into: Path) -> Path:
+    """chroma.sqlite3 as a new 1.5.9 server makes it (apply mode), of no records: ``into``'s."""
+    into.mkdir(parents=True)
+    name = f"h7-fresh-{uuid.uuid4().hex[:8]}"
+    database = into / "chroma.sqlite3"
+    subprocess.run(["docker", "run", "-d", "--name", name, "-e",
+                    "CHROMA_SQLITEDB__MIGRATION_MODE=apply", "-v", f"{into}:/data",
+                    "chromadb/chroma:1.5.9"], check=True, capture_output=True)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            with contextlib.suppress(sqlite3.Error, OSError):
+                if database.is_file() and levels(database).get("sysdb"):
+                    break
+            time.sleep(0.2)
+    finally:
+        subprocess.run(["docker", "rm", "-f", name], capture_output=True)
+    return database
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "attack: a stopped stack of 20 records, its chroma.sqlite3 replaced by a new 1.5.9 "
+    "server's (a schema, no collection) beside its 1 segment dir: the deploy exit 0, serving "
+    "{} (no collection), drift '1 host(s): 1 ok, 0 drifted'"
+))  # fmt: skip
+def test_segment_dirs_beside_a_fresh_database_that_names_none_of_them_are_refused(project):
+    """The guard refuses segment dirs beside no chroma.sqlite3, or one with no schema; a
+    chroma.sqlite3 with a schema that names none of them (the wrong file put back: a new
+    server's, another stack's) passes it, and the deploy serves an empty database."""
+    project_dir, name = project
+    data = base_data(project_dir, name)
+    port = data["chroma_port"]
+    converge(data)
+    write_records(port, ("kept",), per_collection=20)
+    compose_down(project_dir)
+    data_dir = project_dir / "chroma_data"
+    fresh = fresh_database(project_dir.parent / "fresh")
+    shutil.copyfile(fresh, data_dir / "chroma.sqlite3")
+    segments = sorted(p.name for p in data_dir.iterdir() if p.is_dir())
+
+    deployed = run_deploy(data)
+    served = read_records(port) if heartbeat(port) else None
+    drift = run_drift(data, "--no-color")
+    assert deployed.returncode != 0, (served, segments, deployed.output)
+    assert drift.returncode != 0, drift.output
