@@ -198,7 +198,9 @@ def image_of(container: str) -> str:
     "Recreate', 'container <p>-chroma-1 is unhealthy': the stack on the new build (ffcc20...) "
     "instead of the serving one (34b5a9...), 20 records served as none"
 ))  # fmt: skip
-def test_a_failed_rehearsal_of_a_tag_built_again_starts_the_build_that_served(own_tag, project):
+def test_a_failed_rehearsal_of_a_tag_built_again_starts_the_build_that_served(
+    own_tag, project, tmp_path
+):
     """The tag built again into a build that refuses the data (here: one whose environment
     hashes migrations with sha256, which 1.5.9 refuses on md5 data, in apply mode too): the
     deploy's upgrade backs up and rehearses it on a copy, the rehearsal fails, and
@@ -206,7 +208,8 @@ def test_a_failed_rehearsal_of_a_tag_built_again_starts_the_build_that_served(ow
     ``up --no-recreate`` the second attack's fix gave start_stack: compose recreates the
     container on the new build, which refuses the data."""
     project_dir, name = project
-    data = base_data(project_dir, name, chroma_version=own_tag.rsplit(":", 1)[1])
+    data = base_data(project_dir, name, chroma_backup_dir=str(tmp_path / "backups"),
+                     chroma_version=own_tag.rsplit(":", 1)[1])  # fmt: skip
     port = data["chroma_port"]
     converge(data)
     written = write_records(port, ("kept",), per_collection=20)
