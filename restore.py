@@ -63,6 +63,8 @@ else:
 
     preflight.hold_project_lock(settings, "restore.py")
     declared = Declared(settings, owner.uid, owner.gid, token)
+    # The restore starts a server on the data dir it switches in: never beside another one.
+    preflight.require_no_other_server(declared)
     # Every check of the archive, now, while nothing on the host has changed: a refused
     # restore stops nothing and writes nothing (not the compose file of its version either).
     manifest, problem = data_safety.archive_problem(
@@ -79,8 +81,11 @@ else:
         host_failure.refused(name=f"Restore {archive}", message=problem)
     else:
         compose_content = None
+        # The server that will start on the restored data: the archive's version's.
+        restarted = declared
         if archive_version:
             then_declared = Declared(then, owner.uid, owner.gid, token)
+            restarted = then_declared
             compose_content = image_of_version(
                 settings, then_declared, "the archive was taken with"
             )
@@ -106,6 +111,6 @@ else:
             wait_timeout=settings.wait_timeout,
             compose_content=compose_content,
             tls_dir=declared.tls_dir,
-            schema_server=declared.check_server if declared.validates else None,
+            schema_server=restarted.check_server if restarted.validates else None,
         )
         report.show(restored)  # what was restored, where the data before it went

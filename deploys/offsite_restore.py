@@ -105,6 +105,7 @@ def restore_from_repository(settings: Settings, owner: Owner, token: str | None)
         wait_timeout=then.wait_timeout,
         compose_content=compose_content,
         tls_dir=declared.tls_dir,
+        schema_server=declared.check_server if declared.validates else None,
     )
     report.show(restored)  # the verification through the API
 

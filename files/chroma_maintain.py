@@ -517,13 +517,23 @@ def vacuum_argv(args: argparse.Namespace) -> list[str]:
     )
     filters = [word for label in labels for word in ("--filter", label)]
     found = safety.docker("ps", "-aq", "--no-trunc", *filters, check=False).split()
-    if len(found) == 1:
-        image, user = safety.docker("inspect", "-f", "{{.Image}}|{{.Config.User}}", found[0],
-                                    check=False).strip().partition("|")[::2]  # fmt: skip
-        if image:
-            return ["docker", "run", "--rm", "--volumes-from", found[0],
-                    *(["--user", user] if user else []), "--entrypoint", "chroma", image,
-                    *vacuum]  # fmt: skip
+    if found:
+        # Those that ever ran (one created by hand and never started served nothing).
+        fields = "{{.Id}}|{{.Image}}|{{.Config.User}}|{{.State.StartedAt}}"
+        ran = [line.split("|") for line in safety.docker("inspect", "-f", fields, *found,
+                                                         check=False).split()]  # fmt: skip
+        ran = [item for item in ran if len(item) == 4 and not item[3].startswith("0001-")]
+        builds = {item[1] for item in ran}
+        if len(builds) != 1:
+            raise Refused(f"chroma_data_dir: {args.project_name} has {len(found)} chroma "
+                          f"containers of {len(builds)} builds that ran, and a vacuum runs in "
+                          "the build that serves the data; nothing was vacuumed: remove the "
+                          "extra container (docker compose up --scale chroma=1), then run "
+                          "maintain.py --apply vacuum again")  # fmt: skip
+        container, image, user, _ = ran[0]
+        return ["docker", "run", "--rm", "--volumes-from", container,
+                *(["--user", user] if user else []), "--entrypoint", "chroma", image,
+                *vacuum]  # fmt: skip
     run = ["run", "--rm", "--no-deps", "-T", "--entrypoint", "chroma", "chroma"]
     return safety.compose_args(args, *run, *vacuum)
 

@@ -50,7 +50,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import csv
 import hashlib
+import io
 import json
 import os
 import re
@@ -105,6 +107,20 @@ def docker(*args: str, check: bool = True) -> str:
     if check and done.returncode != 0:
         raise Refused(f"docker {' '.join(args[:2])} failed: {done.stderr.strip()[:300]}")
     return done.stdout
+
+
+def bind_mount(source: str, target: str) -> list[str]:
+    """``--mount`` of ``source`` at ``target``, each field quoted as CSV where it needs it.
+
+    Not ``-v source:target``: a path may hold ``:`` and ``,`` (settings allow both), which
+    ``-v`` takes for its separators ("invalid mode"); ``--mount`` reads CSV (tried on the
+    engine with ``/srv/my project+v2,@x=1:y``).
+    """
+    spec = io.StringIO()
+    csv.writer(spec, lineterminator="").writerow(
+        ["type=bind", f"source={source}", f"target={target}"]
+    )
+    return ["--mount", spec.getvalue()]
 
 
 def stop_time(grace: int | None) -> list[str]:
@@ -507,7 +523,7 @@ def rehearse(args: argparse.Namespace) -> int:
         env = [item for pair in args.env for item in ("-e", pair)]
         docker("run", "-d", "--name", name, "--label", label,
                "--user", f"{args.uid}:{args.gid}",
-               "-v", f"{copy}:{args.persist_path}", *env, args.image)  # fmt: skip
+               *bind_mount(copy, args.persist_path), *env, args.image)  # fmt: skip
         address = docker("inspect", "-f", "{{.NetworkSettings.IPAddress}}", name).strip()
         url = f"http://{address}:8000"
         if not address or not wait_for_heartbeat(url, args.timeout):
@@ -531,7 +547,9 @@ def rehearse(args: argparse.Namespace) -> int:
         print(f"rehearsal passed: {args.image} serves the same {len(before['collections'])} "
               f"collections and {counts} records from a copy ({seconds:.1f} s)")  # fmt: skip
         return 0
-    compose(args.project_dir, args.compose_file, "up", "--detach", "--wait")
+    # The old stack as it was (start_stack's --no-recreate): the compose file may name the
+    # new build already (a tag built again), whose start is what the rehearsal refused.
+    compose(args.project_dir, args.compose_file, "up", "--detach", "--no-recreate", "--wait")
     os.replace(record_path, record_path.with_name(f"rehearsal-failed-{stamp()}.json"))
     print(f"upgrade rehearsal FAILED, nothing was switched and the old stack is running again: "
           f"{problem}", file=sys.stderr)  # fmt: skip
@@ -557,7 +575,7 @@ def serve_unpublished(
     timeout = [] if grace is None else ["--stop-timeout", str(grace)]
     docker("run", "-d", "--name", name, "--label", label, "--user", f"{args.uid}:{args.gid}",
            "--cap-drop", "ALL", "--security-opt", "no-new-privileges:true", *timeout,
-           "-v", f"{data_dir}:{args.persist_path}", *env, args.image)  # fmt: skip
+           *bind_mount(data_dir, args.persist_path), *env, args.image)  # fmt: skip
     address = docker("inspect", "-f", "{{.NetworkSettings.IPAddress}}", name).strip()
     url = f"http://{address}:8000"
     if address and wait_for_heartbeat(url, args.timeout, pause):

@@ -16,6 +16,7 @@ import json
 import shlex
 from io import StringIO
 from pathlib import Path
+from typing import Any
 
 from pyinfra import host
 from pyinfra.api import FileUploadCommand, operation
@@ -259,6 +260,19 @@ def compose_switch(project_dir: str, compose_content: str, switch: str, uid: int
     )
 
 
+def restored_schema(data_path: str, server: CheckServer) -> Any:
+    """Restored data brought to the level of the server that validates it, before ``up``:
+    files/chroma_safety.py init-schema --restored (a one-off ``apply`` server), one line on
+    a refusal. The archive or snapshot is its backup; the data it replaced is kept aside."""
+    return refusing(safety_command(
+        "init-schema", ("--data-dir", data_path), ("--image", server.image),
+        ("--persist-path", server.persist_path), ("--uid", server.uid),
+        ("--gid", server.gid), ("--timeout", server.timeout),
+        ("--env", server.environment), ("--stop-grace", server.stop_grace),
+        ("--restored", True),
+    ), show_output=True)  # fmt: skip
+
+
 @operation()
 def restore(
     project_dir: str,
@@ -336,14 +350,7 @@ def restore(
         ("--mode", mode), ("--pending", pending), ("--switch", switch),
     ), show_output=True)  # fmt: skip
     if schema_server:
-        server = schema_server
-        yield refusing(safety_command(
-            "init-schema", ("--data-dir", f"{project_dir}/{data_dir}"), ("--image", server.image),
-            ("--persist-path", server.persist_path), ("--uid", server.uid),
-            ("--gid", server.gid), ("--timeout", server.timeout),
-            ("--env", server.environment), ("--stop-grace", server.stop_grace),
-            ("--restored", True),
-        ), show_output=True)  # fmt: skip
+        yield restored_schema(f"{project_dir}/{data_dir}", schema_server)
     yield compose_up(project_dir, project_name, wait_timeout)
     yield safety_command(
         "restored", ("--manifest", f"{stem}.json"), ("--url", url), ("--token-file", token_file),

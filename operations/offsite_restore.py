@@ -18,9 +18,10 @@ from pyinfra.api import operation
 from pyinfra.facts.files import File
 
 from declaration.offsite import config_path
+from declaration.targets import CheckServer
 from facts.chroma import ChromaInventory
 from facts.project import ProjectFiles
-from operations.data_safety import compose_switch, inventory_tls
+from operations.data_safety import compose_switch, inventory_tls, restored_schema
 from operations.host_failure import refusing
 from operations.stack import COMPOSE_FILE, compose_up
 from plumbing import host_state
@@ -58,6 +59,7 @@ def restore_snapshot(
     wait_timeout: int,
     compose_content: str | None = None,
     tls_dir: str | None = None,
+    schema_server: CheckServer | None = None,
 ):
     """Restore ``snapshot`` into the data dir, after moving the current data aside.
 
@@ -81,6 +83,9 @@ def restore_snapshot(
       deployed one is another version; None keeps the compose file
     + tls_dir: with chroma_tls on, the host's dir of the proxy's ca.pem and name,
       which verify the https url (files/chroma_inventory.py --tls-dir)
+    + schema_server: when the stack's server validates its schema (1.x), that version as a
+      check starts it: the restored data gets its migrations before ``up``
+      (data_safety.restored_schema)
     """
     live = f"{project_dir}/{COMPOSE_FILE}"
     manifest = restored_manifest(project_dir)
@@ -126,6 +131,8 @@ def restore_snapshot(
         ("--switch", switch), ("--project-dir", project_dir), ("--project-name", project_name),
         ("--compose-file", live), ("--wait-timeout", wait_timeout),
     ), show_output=True)  # fmt: skip
+    if schema_server:
+        yield restored_schema(f"{project_dir}/{data_dir}", schema_server)
     yield compose_up(project_dir, project_name, wait_timeout)
     yield safety_command(
         "restored", ("--manifest", manifest), ("--url", url), ("--token-file", token_file),

@@ -339,6 +339,22 @@ def require_dirs(declared: Declared) -> None:
             )
 
 
+def require_no_other_server(declared: Declared) -> dict[str, Any]:
+    """No live container but this project's Chroma mounts the declared data dir (two
+    servers corrupt its vectors), read from every container on the host; the reading.
+
+    The deploy's check (require_one_home), and restore.py's before it stops anything: a
+    restore switches the data in and starts a server on it.
+    """
+    settings = declared.settings
+    path = settings.path(settings.data_dir)
+    homes: dict[str, Any] = host_state.read(DataHomes, data_dir=path)
+    others = other_servers(homes, settings.compose_project)
+    if others:
+        raise refusal(host.name, other_server_refusal(others[0], path, settings.project_dir))
+    return homes
+
+
 def require_one_home(declared: Declared) -> None:
     """One server per data dir, and this project's data found where it really is.
 
@@ -351,10 +367,7 @@ def require_one_home(declared: Declared) -> None:
     """
     settings = declared.settings
     path = settings.path(settings.data_dir)
-    homes = host_state.read(DataHomes, data_dir=path)
-    others = other_servers(homes, settings.compose_project)
-    if others:
-        raise refusal(host.name, other_server_refusal(others[0], path, settings.project_dir))
+    homes = require_no_other_server(declared)
     records = host_state.read(
         SafetyState, project_dir=settings.project_dir, data_dir=settings.data_dir
     )["records"]

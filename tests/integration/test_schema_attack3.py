@@ -1,6 +1,6 @@
 """Attacks on the schema guard (issue 26 §5), third round: each test is a fault an attacker
-found on the real 1.5.9 image in the latest fixes, still there (strict xfail: each passes,
-and fails the suite, once the fault is fixed; then drop its mark)."""
+found on the real 1.5.9 image in the second round's fixes, fixed since, but the last: a
+known limit, kept as a strict xfail (it fails the suite once the fault is fixed)."""
 
 from __future__ import annotations
 
@@ -50,12 +50,6 @@ def bystander():
         subprocess.run(["docker", "rm", "-f", name], capture_output=True)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "attack: restore.py beside another container mounting the data dir switched the archive in "
-    "(chroma_data.before-restore-* made), then init-schema refused it ('... nothing was "
-    "changed: stop it and deploy again'): the stack down, 40 records (20 kept, 20 later) "
-    "served as none"
-))  # fmt: skip
 def test_a_restore_beside_another_container_on_the_data_dir_refuses_before_it_changes_anything(
     project, tmp_path, bystander
 ):
@@ -98,12 +92,6 @@ def archived_levels(archive: Path, into: Path) -> dict[str, int]:
     return levels(into / "chroma_data" / "chroma.sqlite3")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "attack: a 0.6.3 archive (sysdb 9, metadb 4) restored with chroma_version=1.5.9 in the "
-    "settings, the compose file still on 0.6.3: 'Chroma's schema brought to its level ... by "
-    "chromadb/chroma:1.5.9 (apply)', then 0.6.3 serves sysdb 10, metadb 6 (1.5.9's levels); "
-    "restore exit 0, the next 0.6.3 deploy 'No changes', drift '1 ok'"
-))  # fmt: skip
 def test_a_0_6_3_archive_restored_under_settings_that_name_1_x_keeps_its_own_schema(
     project, tmp_path
 ):
@@ -133,12 +121,6 @@ def test_a_0_6_3_archive_restored_under_settings_that_name_1_x_keeps_its_own_sch
     assert now == archived, f"{archived} in the archive, {now} served by 0.6.3"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "attack: a snapshot of data one migration behind its label (sysdb 9, labelled 1.5.9) "
-    "restored with chroma_restore_snapshot: no init-schema --restored, 1.5.9 validates and "
-    "refuses it, 'container <project>-chroma-1 is unhealthy', exit 1, 20 records served as "
-    "none (the same data from a local archive serves)"
-))  # fmt: skip
 def test_a_snapshot_of_data_behind_its_label_restores_as_an_archive_of_it_does(
     project, tmp_path, sftp_repository
 ):
@@ -192,12 +174,6 @@ def image_of(container: str) -> str:
     return done.stdout.strip()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "attack: the tag 1.99.21 built again into a build that refuses the data; the upgrade's "
-    "rehearsal fails and rehearse's own `up` (no --no-recreate) says 'Container <p>-chroma-1 "
-    "Recreate', 'container <p>-chroma-1 is unhealthy': the stack on the new build (ffcc20...) "
-    "instead of the serving one (34b5a9...), 20 records served as none"
-))  # fmt: skip
 def test_a_failed_rehearsal_of_a_tag_built_again_starts_the_build_that_served(
     own_tag, project, tmp_path
 ):
@@ -225,12 +201,6 @@ def test_a_failed_rehearsal_of_a_tag_built_again_starts_the_build_that_served(
     assert now == serving, deployed.output
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "attack: a second chroma container in the project (docker compose up --scale chroma=2, "
-    "left 'Created': its port is taken): maintain.py --apply vacuum ran `compose run` "
-    "(<p>-chroma-run-*) on the tag's new build (chromadb/chroma:1.99.21, 38039456...) instead "
-    "of the serving build (34b5a9...), exit 0, 'vacuum: ... 20 records before and after'"
-))  # fmt: skip
 def test_a_vacuum_beside_a_second_chroma_container_runs_the_build_that_serves(
     own_tag, project, tmp_path
 ):
