@@ -120,6 +120,28 @@ def test_segment_dirs_without_their_database_are_not_given_a_fresh_schema(projec
     assert run_drift(data, "--no-color").returncode != 0  # and drift does not say ok
 
 
+def stack_on_tag(
+    project: tuple[Path, str],
+    backups: Path,
+    tag: str,
+    names: tuple[str, ...] = ("manuals", "tickets"),
+) -> tuple[dict, int, dict[str, list[str]]]:
+    """A converged stack of ``tag``'s release, backing up into ``backups``, with 20 records in
+    each of ``names``: its data keys, its port, and the ids written (sorted)."""
+    project_dir, name = project
+    data = base_data(project_dir, name, chroma_backup_dir=str(backups),
+                     chroma_version=tag.rsplit(":", 1)[1])  # fmt: skip
+    converge(data)
+    written = write_records(data["chroma_port"], names, per_collection=20)
+    return data, data["chroma_port"], {key: sorted(ids) for key, ids in written.items()}
+
+
+def served_image(name: str) -> str:
+    """The image id the project's chroma container runs."""
+    inspected = ["docker", "inspect", "-f", "{{.Image}}", f"{name}-chroma-1"]
+    return subprocess.run(inspected, capture_output=True, text=True, check=False).stdout.strip()
+
+
 def migration_undone(project_dir: Path) -> None:
     """The data one migration behind the image, as data a build without it wrote would be:
     sysdb migration 10 undone under the live server (which validated its schema at start)."""
@@ -172,12 +194,7 @@ def test_an_image_changed_under_a_serving_stack_is_upgraded_not_left_refused(
     project_dir, name = project
     backups = tmp_path / "backups"
     first, second = release_tags
-    data = base_data(project_dir, name, chroma_backup_dir=str(backups),
-                     chroma_version=first.rsplit(":", 1)[1])  # fmt: skip
-    port = data["chroma_port"]
-    converge(data)
-    written = write_records(port, per_collection=20)
-    expected = {key: sorted(ids) for key, ids in written.items()}
+    data, port, expected = stack_on_tag(project, backups, first)
 
     # The tag built again while its old build serves (a change of a setting recreates it).
     migration_undone(project_dir)
@@ -188,9 +205,7 @@ def test_an_image_changed_under_a_serving_stack_is_upgraded_not_left_refused(
     assert heartbeat(port) and read_records(port) == expected, upgraded.output
     assert migrations_applied(project_dir) == 10  # applied after the backup
     assert len(list(backups.glob(f"{name}-*-before-*.tar.gz"))) == 1, upgraded.output
-    served = subprocess.run(["docker", "inspect", "-f", "{{.Image}}", f"{name}-chroma-1"],
-                            capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
-    assert served == new_id
+    assert served_image(name) == new_id
     converge(dict(data, chroma_stop_grace_seconds=30))
 
     # The compose file's image edited by hand to a newer release, the old server serving.

@@ -20,7 +20,14 @@ from conftest import (
     sh,
     write_records,
 )
-from test_schema_attack import heartbeat, migration_undone, migrations_applied, rebuilt
+from test_schema_attack import (
+    heartbeat,
+    migration_undone,
+    migrations_applied,
+    rebuilt,
+    served_image,
+    stack_on_tag,
+)
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -67,12 +74,7 @@ def test_the_archive_an_upgrade_took_of_data_behind_its_image_restores(project, 
     applies the archive's migrations (init-schema --restored), then the stack validates."""
     project_dir, name = project
     backups = tmp_path / "backups"
-    data = base_data(project_dir, name, chroma_backup_dir=str(backups),
-                     chroma_version=own_tag.rsplit(":", 1)[1])  # fmt: skip
-    port = data["chroma_port"]
-    converge(data)
-    written = write_records(port, per_collection=20)
-    expected = {key: sorted(ids) for key, ids in written.items()}
+    data, port, expected = stack_on_tag(project, backups, own_tag)
     migration_undone(project_dir)
     rebuilt(own_tag)
     upgraded = run_deploy(data)
@@ -88,10 +90,6 @@ def test_the_archive_an_upgrade_took_of_data_behind_its_image_restores(project, 
     assert served == expected
 
 
-def served_image(name: str) -> str:
-    return sh(f"docker inspect -f '{{{{.Image}}}}' {name}-chroma-1").stdout.strip()
-
-
 def test_a_backup_and_a_vacuum_under_a_tag_built_again_keep_the_build_that_serves(
     project, tmp_path, own_tag
 ):
@@ -105,12 +103,7 @@ def test_a_backup_and_a_vacuum_under_a_tag_built_again_keep_the_build_that_serve
     the serving build itself (undone by hand), which no start can serve."""
     project_dir, name = project
     backups = tmp_path / "backups"
-    data = base_data(project_dir, name, chroma_backup_dir=str(backups),
-                     chroma_version=own_tag.rsplit(":", 1)[1])  # fmt: skip
-    port = data["chroma_port"]
-    converge(data)
-    written = write_records(port, per_collection=20)
-    expected = {key: sorted(ids) for key, ids in written.items()}
+    data, port, expected = stack_on_tag(project, backups, own_tag)
     serving = served_image(name)
     new_id = rebuilt(own_tag)
     assert new_id != serving

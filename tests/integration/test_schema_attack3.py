@@ -26,7 +26,13 @@ from conftest import (
     run_drift,
     write_records,
 )
-from test_schema_attack import heartbeat, migration_undone, rebuilt
+from test_schema_attack import (
+    heartbeat,
+    migration_undone,
+    rebuilt,
+    served_image,
+    stack_on_tag,
+)
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -168,36 +174,26 @@ def own_tag():
     subprocess.run(["docker", "image", "rm", tag], capture_output=True)
 
 
-def image_of(container: str) -> str:
-    done = subprocess.run(["docker", "inspect", "-f", "{{.Image}}", container],
-                          capture_output=True, text=True, check=False)  # fmt: skip
-    return done.stdout.strip()
-
-
 def test_a_failed_rehearsal_of_a_tag_built_again_starts_the_build_that_served(
     own_tag, project, tmp_path
 ):
-    """The tag built again into a build that refuses the data (here: one whose environment
+    """Attack: the tag built again into a build that refuses the data (here: one whose environment
     hashes migrations with sha256, which 1.5.9 refuses on md5 data, in apply mode too): the
     deploy's upgrade backs up and rehearses it on a copy, the rehearsal fails, and
-    files/chroma_safety.py rehearse starts "the old stack" again with a plain ``up``, not the
-    ``up --no-recreate`` the second attack's fix gave start_stack: compose recreates the
-    container on the new build, which refuses the data."""
-    project_dir, name = project
-    data = base_data(project_dir, name, chroma_backup_dir=str(tmp_path / "backups"),
-                     chroma_version=own_tag.rsplit(":", 1)[1])  # fmt: skip
-    port = data["chroma_port"]
-    converge(data)
-    written = write_records(port, ("kept",), per_collection=20)
-    serving = image_of(f"{name}-chroma-1")
+    files/chroma_safety.py rehearse started "the old stack" again with a plain ``up``, not
+    the ``up --no-recreate`` the second attack's fix gave start_stack: compose recreated the
+    container on the new build, which refused the data. Now ``--no-recreate`` there too."""
+    _, name = project
+    data, port, expected = stack_on_tag(project, tmp_path / "backups", own_tag, ("kept",))
+    serving = served_image(name)
     subprocess.run(["docker", "build", "-q", "-t", own_tag, "-"], capture_output=True,
                    input=f"FROM {own_tag}\nENV CHROMA_SQLITEDB__HASH_TYPE=sha256\n",
                    text=True, check=True)  # fmt: skip
     deployed = run_deploy(data)
     served = read_records(port) if heartbeat(port) else None
-    now = image_of(f"{name}-chroma-1")
+    now = served_image(name)
     assert deployed.returncode != 0, deployed.output  # the rehearsal's refusal
-    assert served == {key: sorted(ids) for key, ids in written.items()}, deployed.output
+    assert served == expected, deployed.output
     assert now == serving, deployed.output
 
 
@@ -208,14 +204,11 @@ def test_a_vacuum_beside_a_second_chroma_container_runs_the_build_that_serves(
     exactly one; with two (a ``--scale`` by hand, which the deploy itself removes as "more
     containers of a service than the file declares") it falls back to ``compose run`` of the
     image the compose file names, the tag built again since the stack started: the vacuum
-    the second attack's fix kept to the serving build applies the new build's migrations."""
+    the second attack's fix kept to the serving build applies the new build's migrations.
+    Now the build of the container that ran (never-started ones left out)."""
     project_dir, name = project
-    data = base_data(project_dir, name, chroma_backup_dir=str(tmp_path / "backups"),
-                     chroma_version=own_tag.rsplit(":", 1)[1])  # fmt: skip
-    port = data["chroma_port"]
-    converge(data)
-    written = write_records(port, ("kept",), per_collection=20)
-    serving = image_of(f"{name}-chroma-1")
+    data, port, expected = stack_on_tag(project, tmp_path / "backups", own_tag, ("kept",))
+    serving = served_image(name)
     new_id = rebuilt(own_tag)
     assert new_id != serving
     subprocess.run(
@@ -238,7 +231,7 @@ def test_a_vacuum_beside_a_second_chroma_container_runs_the_build_that_serves(
     # The vacuum's one-off container, whatever its name; not the --scale's own (same second).
     vacuums = [line for line in events if not line.endswith(f"{name}-chroma-2")]
     assert done.returncode == 0, done.stdout + done.stderr
-    assert heartbeat(port) and read_records(port) == {k: sorted(v) for k, v in written.items()}
+    assert heartbeat(port) and read_records(port) == expected
     assert not any(line.startswith((own_tag, new_id)) for line in vacuums), vacuums
 
 
