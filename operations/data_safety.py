@@ -16,7 +16,6 @@ import json
 import shlex
 from io import StringIO
 from pathlib import Path
-from typing import Any
 
 from pyinfra import host
 from pyinfra.api import FileUploadCommand, operation
@@ -29,6 +28,7 @@ from facts.compose import VERDICT_RECORD
 from facts.datahomes import DataSchema
 from facts.project import ProjectFiles
 from operations.host_failure import fail_host, refusing
+from operations.schema import init_schema
 from operations.stack import COMPOSE_FILE, compose_up
 from plumbing import host_state
 from plumbing.host_tools import (
@@ -260,19 +260,6 @@ def compose_switch(project_dir: str, compose_content: str, switch: str, uid: int
     )
 
 
-def restored_schema(data_path: str, server: CheckServer) -> Any:
-    """Restored data brought to the level of the server that validates it, before ``up``:
-    files/chroma_safety.py init-schema --restored (a one-off ``apply`` server), one line on
-    a refusal. The archive or snapshot is its backup; the data it replaced is kept aside."""
-    return refusing(safety_command(
-        "init-schema", ("--data-dir", data_path), ("--image", server.image),
-        ("--persist-path", server.persist_path), ("--uid", server.uid),
-        ("--gid", server.gid), ("--timeout", server.timeout),
-        ("--env", server.environment), ("--stop-grace", server.stop_grace),
-        ("--restored", True),
-    ), show_output=True)  # fmt: skip
-
-
 @operation()
 def restore(
     project_dir: str,
@@ -350,7 +337,7 @@ def restore(
         ("--mode", mode), ("--pending", pending), ("--switch", switch),
     ), show_output=True)  # fmt: skip
     if schema_server:
-        yield restored_schema(f"{project_dir}/{data_dir}", schema_server)
+        yield init_schema(f"{project_dir}/{data_dir}", schema_server, restored=True)
     yield compose_up(project_dir, project_name, wait_timeout)
     yield safety_command(
         "restored", ("--manifest", f"{stem}.json"), ("--url", url), ("--token-file", token_file),

@@ -21,8 +21,9 @@ from declaration.offsite import config_path
 from declaration.targets import CheckServer
 from facts.chroma import ChromaInventory
 from facts.project import ProjectFiles
-from operations.data_safety import compose_switch, inventory_tls, restored_schema
+from operations.data_safety import compose_switch, inventory_tls
 from operations.host_failure import refusing
+from operations.schema import init_schema
 from operations.stack import COMPOSE_FILE, compose_up
 from plumbing import host_state
 from plumbing.host_tools import STATE_DIR, TOOLS_DIR, safety_command, upload_tools
@@ -85,7 +86,7 @@ def restore_snapshot(
       which verify the https url (files/chroma_inventory.py --tls-dir)
     + schema_server: when the stack's server validates its schema (1.x), that version as a
       check starts it: the restored data gets its migrations before ``up``
-      (data_safety.restored_schema)
+      (operations/schema.py init_schema)
     """
     live = f"{project_dir}/{COMPOSE_FILE}"
     manifest = restored_manifest(project_dir)
@@ -132,7 +133,7 @@ def restore_snapshot(
         ("--compose-file", live), ("--wait-timeout", wait_timeout),
     ), show_output=True)  # fmt: skip
     if schema_server:
-        yield restored_schema(f"{project_dir}/{data_dir}", schema_server)
+        yield init_schema(f"{project_dir}/{data_dir}", schema_server, restored=True)
     yield compose_up(project_dir, project_name, wait_timeout)
     yield safety_command(
         "restored", ("--manifest", manifest), ("--url", url), ("--token-file", token_file),

@@ -91,12 +91,21 @@ def schema_in_place(
     if stopped:
         yield shlex.join(["docker", "stop", "--time", str(stack.stop_grace), *stopped])
     yield from upload_tools(project_dir)
-    yield refusing(
+    yield init_schema(data.path, server)
+
+
+def init_schema(data_path: str, server: CheckServer, restored: bool = False) -> Any:
+    """files/chroma_safety.py init-schema: ``server`` (``apply``) started on ``data_path`` and
+    stopped once it answers; one line on a refusal. ``restored``: data a restore just switched
+    in, whose schema it brings to the server's level too (data_safety.restore: the archive or
+    snapshot is its backup, the data it replaced is kept aside)."""
+    return refusing(
         safety_command(
-            "init-schema", ("--data-dir", data.path), ("--image", server.image),
+            "init-schema", ("--data-dir", data_path), ("--image", server.image),
             ("--persist-path", server.persist_path), ("--uid", server.uid),
             ("--gid", server.gid), ("--timeout", server.timeout),
             ("--env", server.environment), ("--stop-grace", server.stop_grace),
+            ("--restored", restored),
         ),
         show_output=True,
     )  # fmt: skip
