@@ -39,6 +39,7 @@ preflight.hold_project_lock(settings, "prove.py")
 if settings.restore_drill:
     restore_drill(settings, owner)
 else:
+    preflight.require_stack_as_declared(settings, "prove.py")
     declared = Declared(settings, owner.uid, owner.gid)
     proof = data_safety.persistence_proof(
         name=f"Persistence proof of {settings.compose_project}: canary, down, up, read back",

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from checks.empty_data import schema_less
 from checks.runtime import runtime_differences
 from declaration.gitignore import problems as gitignore_problems
 from declaration.resources import (
@@ -93,6 +94,9 @@ class HostFacts:
     # The chroma container that is not running healthy: whether its schema guard refused
     # its last start (facts.schema_guard.SchemaRefusal; None: not read).
     schema_refusal: dict[str, Any] | None = None
+    # The data dir's database (facts.datahomes.DataSchema; None: not read): whether it names
+    # a collection, beside the segment dirs SafetyState lists.
+    data_schema: dict[str, Any] | None = None
 
 
 def _account(uid: int, name: str | None) -> str:
@@ -408,6 +412,21 @@ def compare_safety(declared: Declared, facts: HostFacts) -> list[DriftItem]:
             DriftItem("empty_data_dir", declared.data_dir_paths[0], "Chroma data",
                       f"none, while {', '.join(facts.safety['aside']) or 'a restore'} is pending")
         )  # fmt: skip
+    segments = facts.safety["data_segment_dirs"]
+    if segments and not settings.allow_empty_data_dir:
+        schema = facts.data_schema or {"levels": None, "error": None, "collections": None}
+        if empty or schema_less(schema):
+            found = "no chroma.sqlite3 with a schema"
+        elif schema["levels"] and schema["collections"] == 0:
+            found = "a chroma.sqlite3 that names no collection"
+        else:
+            found = None
+        if found:
+            items.append(
+                DriftItem("database_lost", declared.data_dir_paths[0],
+                          f"the database that names its {len(segments)} segment dir(s)",
+                          f"{found} ({segments[0]}, ...): replaced, emptied or lost?")
+            )  # fmt: skip
     return items
 
 

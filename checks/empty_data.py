@@ -1,9 +1,11 @@
 """A data dir without Chroma data where there was some: the deploy's refusal lines for it.
 
-Pure functions of facts.project.SafetyState, read by the data-safety guard before anything
-changes (operations/migrate.py) and again by the step that would make a new data dir's
-schema (operations/schema.py): a refused start can leave a schema-less chroma.sqlite3 that
-the guard counts as a database, and a new schema must never be made where data was.
+Pure functions of facts.project.SafetyState (and facts.datahomes.DataSchema), read by the
+data-safety guard before anything changes (operations/migrate.py), again by the step that
+would make a new data dir's schema (operations/schema.py): a refused start can leave a
+schema-less chroma.sqlite3 that the guard counts as a database, and a new schema must never
+be made where data was; and by drift.py (checks/compare.py), which says what the deploy
+would refuse.
 """
 
 from __future__ import annotations
@@ -40,4 +42,39 @@ def database_lost(state: dict[str, Any], data: DataTarget, has_data: bool) -> st
         "away, emptied or lost?), and a new one would serve none of their records; put "
         "chroma.sqlite3 back (or restore an archive with restore.py), or set "
         "chroma_allow_empty_data_dir=true to start an empty server beside them"
+    )
+
+
+def schema_less(schema: dict[str, Any]) -> bool:
+    """DataSchema's answer for a chroma.sqlite3 that holds no schema (no migration recorded):
+    what a validating server that refused an empty data dir leaves behind."""
+    return schema["levels"] is None and "no such table" in (schema["error"] or "")
+
+
+def database_names_none(
+    state: dict[str, Any], schema: dict[str, Any], data: DataTarget
+) -> str | None:
+    """The refusal for segment dirs beside a chroma.sqlite3 whose schema names no collection
+    (DataSchema's ``collections`` 0), else None.
+
+    Chroma keeps a collection's vectors in a segment dir and everything else (its name,
+    ids, documents, metadata) in chroma.sqlite3, and a database names the segments it
+    made. One that names no collection beside segment dirs is either the wrong file put
+    back (a new server's, another stack's, a copy of the wrong day: the records are gone
+    with the file that named them), or every collection was deleted through the API (1.x
+    leaves their dirs: maintain.py's orphans). Nothing in the file tells the two apart
+    (a new server's database and one whose collections were all deleted hold the same
+    rows), so the deploy asks, and the answer that keeps data is the default.
+    """
+    dirs = state["data_segment_dirs"]
+    if not dirs or not state["data_has_sqlite"] or not schema["levels"]:
+        return None
+    if schema["collections"] != 0:
+        return None
+    return (
+        f"chroma_allow_empty_data_dir: {data.path} holds {len(dirs)} segment dir(s) of Chroma "
+        f"({dirs[0]}) beside a chroma.sqlite3 that names no collection: the database that "
+        "named them was replaced (put it back, or restore an archive with restore.py), or "
+        "every collection was deleted (maintain.py --apply orphans moves their dirs aside); "
+        "or set chroma_allow_empty_data_dir=true to serve the empty database beside them"
     )

@@ -17,18 +17,35 @@ from operations import data_safety, migrate, offsite_backup
 
 
 def guarded_backup(declared: Declared, no_restart: bool = False) -> OperationMeta:
-    """Declare the guard and the backup; the backup's operation, for its report.
+    """Declare the guard and the backup; the backup's operation, for its report."""
+    safety_guard(declared)
+    return backup(declared, no_restart)
+
+
+def safety_guard(declared: Declared, moving_orphans: bool = False) -> OperationMeta:
+    """The data-safety guard a backup runs behind (migrate.data_safety_guard).
+
+    ``moving_orphans``: maintain.py --apply orphans, which moves aside the segment dirs a
+    database names none of: the guard's answer to those dirs beside a database that names
+    no collection (every collection deleted) must not refuse it.
+    """
+    settings = declared.settings
+    return migrate.data_safety_guard(
+        name="No failed verification, no data dir left empty beside a copy of it",
+        data=declared.data_target,
+        accept_failed=settings.accept_failed_verification,
+        allow_empty=settings.allow_empty_data_dir,
+        allow_unnamed_segments=moving_orphans,
+    )
+
+
+def backup(declared: Declared, no_restart: bool = False) -> OperationMeta:
+    """The backup, declared after safety_guard; its operation, for its report.
 
     ``no_restart``: a local archive's stack is left stopped (maintain.py's repair goes on
     with it, as an upgrade's backup does); a snapshot uploads while Chroma serves.
     """
     settings = declared.settings
-    migrate.data_safety_guard(
-        name="No failed verification, no data dir left empty beside a copy of it",
-        data=declared.data_target,
-        accept_failed=settings.accept_failed_verification,
-        allow_empty=settings.allow_empty_data_dir,
-    )
     if settings.backup_repository:
         return offsite_backup.offsite_backup(
             name=f"Back up {settings.path(settings.data_dir)} to chroma_backup_repository",

@@ -23,7 +23,7 @@ from pyinfra import host
 from declaration.resources import Declared
 from declaration.runtime import memory_bytes
 from declaration.settings import Settings
-from deploys.backup_run import guarded_backup
+from deploys.backup_run import backup, safety_guard
 from facts.maintenance import MaintenanceReport
 from operations import data_safety, host_failure
 from operations.maintenance import begin, repair, repair_command
@@ -77,7 +77,9 @@ def maintenance() -> None:
         if refused:
             host_failure.refused(name="Room for the vacuum", message=refused)
             return
-    # Recorded first: a run killed after the backup stopped the stack is then reported.
+    # The guard first: a refusal leaves no record of a repair begun. Then the record: a run
+    # killed after the backup stopped the stack is then reported.
+    safety_guard(declared, moving_orphans=what == "orphans")
     report.show(
         begin(
             name=f"Maintenance of {settings.path(settings.data_dir)}: {what}, recorded as begun",
@@ -86,8 +88,7 @@ def maintenance() -> None:
         )
     )
     # The repair goes on with the stack a local archive's backup left stopped.
-    backup = guarded_backup(declared, no_restart=True)
-    report.show(backup)
+    report.show(backup(declared, no_restart=True))
     report.show(
         repair(
             name=f"Maintenance of {settings.path(settings.data_dir)}: {what}, verified",

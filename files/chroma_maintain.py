@@ -193,6 +193,15 @@ def host_memory() -> int:
     return 0
 
 
+def existing_ancestor(path: str) -> str:
+    """``path``, or its nearest parent that exists: the disk a dir the backup has not made
+    yet will be made on (a new backup dir is not a disk of no free space)."""
+    path = os.path.abspath(path)
+    while not os.path.isdir(path) and os.path.dirname(path) != path:
+        path = os.path.dirname(path)
+    return path
+
+
 def report(data_dir: str, backup_target: str | None, mem_limit: int | None) -> dict:
     """Everything the report says about one data dir (see the module docstring)."""
     if not os.path.isdir(data_dir):
@@ -229,7 +238,7 @@ def report(data_dir: str, backup_target: str | None, mem_limit: int | None) -> d
         disk_free_bytes=disk.free,
         disk_total_bytes=disk.total,
         backup_target=target,
-        backup_target_free_bytes=shutil.disk_usage(target).free if os.path.isdir(target) else 0,
+        backup_target_free_bytes=shutil.disk_usage(existing_ancestor(target)).free,
         # A vacuum writes a new copy of the database (through the WAL, beside it).
         vacuum_needs_bytes=sqlite_bytes + wal_bytes + MARGIN_BYTES,
         # A backup's archive (local) or staging copy (off-host) holds the data dir.

@@ -23,11 +23,18 @@ from pyinfra import host
 from pyinfra.api import operation
 
 from checks.compare import served_without_data
-from checks.empty_data import data_left_aside, database_lost
+from checks.empty_data import data_left_aside, database_lost, database_names_none
 from declaration.targets import CheckServer, DataTarget, HealthCheck, StackTarget
 from facts.compose import ComposeStack
 from facts.datadirs import DataDirs
-from facts.datahomes import DataHomes, data_elsewhere, leftover_checks, spelled, users_of
+from facts.datahomes import (
+    DataHomes,
+    DataSchema,
+    data_elsewhere,
+    leftover_checks,
+    spelled,
+    users_of,
+)
 from facts.project import SafetyState
 from facts.volumes import LegacyVolumes, legacy_volume_names
 from operations.host_failure import fail_host
@@ -280,7 +287,11 @@ def services_on_moved_data(
 
 @operation()
 def data_safety_guard(
-    data: DataTarget, accept_failed: bool, allow_empty: bool, stack: StackTarget | None = None
+    data: DataTarget,
+    accept_failed: bool,
+    allow_empty: bool,
+    stack: StackTarget | None = None,
+    allow_unnamed_segments: bool = False,
 ):
     """Stop a deploy that would serve an empty or unverified data dir.
 
@@ -291,7 +302,9 @@ def data_safety_guard(
     finish) blocks until the user puts it back, or sets
     chroma_allow_empty_data_dir=true. So do segment dirs without the
     ``chroma.sqlite3`` that names them: a new database (a 1.x server's, or the
-    schema made before it validates) would serve none of their records. So does a
+    schema made before it validates) would serve none of their records; and segment
+    dirs beside a database that names no collection (the wrong file put back, or every
+    collection deleted: checks/empty_data.database_names_none). So does a
     data dir without Chroma data while Chroma runs on it: moved aside (or removed)
     under the running server, which still serves the dir it opened; its next start
     would serve an empty database (allowed: it starts again on the empty one,
@@ -300,6 +313,8 @@ def data_safety_guard(
     + data: the declared data dir
     + accept_failed, allow_empty: the two keys above
     + stack: the compose project, to find a Chroma running on a data dir moved away
+    + allow_unnamed_segments: maintain.py --apply orphans, which moves the segment dirs a
+      database names none of aside (every collection deleted): not refused for those
     """
     project_dir, data_dir = data.project_dir, data.name
     state = host_state.read(SafetyState, project_dir=project_dir, data_dir=data_dir)
@@ -326,6 +341,9 @@ def data_safety_guard(
         )
         return
     lost = None if allow_empty else database_lost(state, data, state["data_has_sqlite"])
+    unnamed = state["data_has_sqlite"] and state["data_segment_dirs"] and not allow_unnamed_segments
+    if not lost and not allow_empty and unnamed:
+        lost = database_names_none(state, host_state.read(DataSchema, data_dir=path), data)
     if lost:
         yield fail_host(lost)
         return
@@ -335,4 +353,7 @@ def data_safety_guard(
             accepted = name.replace("failed-", "accepted-", 1)
             yield shlex.join(["mv", f"{state_dir}/{name}", f"{state_dir}/{accepted}"])
         return
-    host.noop("no failed verification; no empty data dir beside a copy moved aside (or allowed)")
+    host.noop(
+        "no failed verification; no data dir emptied beside a copy moved aside, no segment dirs "
+        "without the database that names them (or allowed)"
+    )

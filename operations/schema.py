@@ -20,7 +20,7 @@ from pyinfra.api import FunctionCommand, operation
 from pyinfra.api.util import print_host_combined_output
 
 from checks.compare import exposed_containers
-from checks.empty_data import data_left_aside, database_lost
+from checks.empty_data import data_left_aside, database_lost, schema_less
 from declaration.targets import CheckServer, DataTarget, StackTarget
 from declaration.versions import spelled_levels
 from facts.compose import ComposeStack, ContainerLayerData
@@ -31,12 +31,6 @@ from operations.host_failure import fail_host, log_refusal, refusing
 from plumbing import host_state
 from plumbing.host_tools import safety_command, upload_tools
 from plumbing.pyinfra_internals import run_outside_operation
-
-
-def schema_less(schema: dict) -> bool:
-    """DataSchema's answer for a chroma.sqlite3 that holds no schema (no migration recorded):
-    what a validating server that refused an empty data dir leaves behind."""
-    return schema["levels"] is None and "no such table" in (schema["error"] or "")
 
 
 @operation()

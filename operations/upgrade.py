@@ -19,6 +19,7 @@ from packaging.version import Version
 from pyinfra import host
 from pyinfra.api import operation
 
+from checks.empty_data import schema_less
 from declaration.targets import CheckServer, DataTarget, HealthCheck, StackTarget
 from declaration.versions import (
     data_version_problem,
@@ -34,7 +35,6 @@ from facts.project import ProjectFiles, SafetyState
 from facts.schema_guard import SchemaRefusal, not_serving
 from operations.data_safety import backup_command
 from operations.host_failure import fail_host
-from operations.schema import schema_less
 from operations.stack import COMPOSE_FILE
 from plumbing import host_state
 from plumbing.host_tools import (

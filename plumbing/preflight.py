@@ -13,7 +13,13 @@ from typing import Any
 
 from pyinfra import host
 
-from checks.compare import DriftItem, compose_inputs, foreign_containers, other_version
+from checks.compare import (
+    DriftItem,
+    compose_inputs,
+    foreign_containers,
+    other_version,
+    stack_problems,
+)
 from declaration.clients import ProxyClients
 from declaration.offsite import OffsiteTarget, offsite_target
 from declaration.resources import Declared, TlsFiles, has_declared_type, stat_type
@@ -355,6 +361,26 @@ def require_no_other_server(declared: Declared) -> dict[str, Any]:
     return homes
 
 
+def require_stack_as_declared(settings: Settings, command: str) -> None:
+    """The stack runs as its compose file declares, before a run that takes it down and
+    brings it up from that file (prove.py): else that ``up`` is not a restart of what
+    serves but a new start, of another build of the tag, a file edited by hand or a
+    container stopped, on data nobody backed up or rehearsed for it. deploy.py is the
+    run that converges such a stack (backup and rehearsal first), so it is named.
+    """
+    found = host_state.read(ComposeStack, **stack_read(settings))
+    problems = stack_problems(found, settings.image_ref)
+    if problems:
+        raise refusal(
+            host.name,
+            f"docker-compose.yml: the stack does not run as the file declares ({problems[0]}"
+            f"{f'; {len(problems) - 1} more' if len(problems) > 1 else ''}), so {command}'s "
+            "`down` and `up` would start it anew, not restart it; nothing was changed: run "
+            f"deploy.py first (it backs up and rehearses before it changes a server), then "
+            f"{command}",
+        )
+
+
 def require_one_home(declared: Declared) -> None:
     """One server per data dir, and this project's data found where it really is.
 
@@ -539,9 +565,10 @@ def state_reads(where: Declared) -> list[Read]:
     """What a deploy and a drift check both read of the host, with the same arguments.
 
     The accounts, the declared paths, the stack (with its image), the legacy volumes,
-    the project's files, and cron with root's crontab (the scheduled backup): deploy_reads
-    and drift.py's gather add their own to these, so what both compare is one list, read
-    alike. ``where``: the declaration for any owner (which paths does not depend on it).
+    the project's files, the data dir's database, and cron with root's crontab (the
+    scheduled backup): deploy_reads and drift.py's gather add their own to these, so what
+    both compare is one list, read alike. ``where``: the declaration for any owner (which
+    paths does not depend on it).
     """
     settings = where.settings
     return [
@@ -555,6 +582,8 @@ def state_reads(where: Declared) -> list[Read]:
         (ProjectFiles, {"project_dir": settings.project_dir}),
         (DataHomes, {"data_dir": settings.path(settings.data_dir)}),
         (SafetyState, {"project_dir": settings.project_dir, "data_dir": settings.data_dir}),
+        # Which database the data dir holds: what wrote it, and whether it names a collection.
+        (DataSchema, {"data_dir": settings.path(settings.data_dir)}),
         (ChromaHealth, health_read(where)),
         (Cron, backup_schedule.cron_read()),
         *([(FactProxyClients, {"proxy_dir": where.proxy_dir})] if where.proxy_dir else []),

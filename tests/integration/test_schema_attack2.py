@@ -99,7 +99,8 @@ def test_a_backup_and_a_vacuum_under_a_tag_built_again_keep_the_build_that_serve
     whatever the migration mode says (sysdb 9 -> 10, no rehearsal); with data the new build
     refused, the backup said "backup written" and exit 0 over a stack left down. Now both
     start again, and vacuum with, the build that serves (the upgrade is the deploy's), and a
-    start that fails is the backup's exit 1. One stack: the tag built again, then data behind
+    start that fails is the backup's exit 1. prove.py, whose `down` and `up` would start the
+    new build, refuses before its `down`. One stack: the tag built again, then data behind
     the serving build itself (undone by hand), which no start can serve."""
     project_dir, name = project
     backups = tmp_path / "backups"
@@ -107,6 +108,13 @@ def test_a_backup_and_a_vacuum_under_a_tag_built_again_keep_the_build_that_serve
     serving = served_image(name)
     new_id = rebuilt(own_tag)
     assert new_id != serving
+
+    # prove.py's `down` and `up` would start the new build: refused before its `down`.
+    proof = run_deploy(data, deploy_file="prove.py")
+    said = [line for line in proof.output.splitlines() if "prove.py's `down` and `up`" in line]
+    assert proof.returncode != 0 and len(said) == 1, proof.output
+    assert f"runs an image that {own_tag} no longer names" in said[0]
+    assert served_image(name) == serving and heartbeat(port)
 
     backed = run_deploy(data, deploy_file="backup.py")
     assert backed.returncode == 0, backed.output

@@ -1,6 +1,6 @@
 """Attacks on the schema guard (issue 26 §5), third round: each test is a fault an attacker
-found on the real 1.5.9 image in the second round's fixes, fixed since, but the last: a
-known limit, kept as a strict xfail (it fails the suite once the fault is fixed)."""
+found on the real 1.5.9 image in the second round's fixes, fixed since (the last one, a
+database replaced beside its segment dirs, a known limit for one stop)."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ import pytest
 from conftest import (
     ROOT,
     base_data,
+    chroma_client,
     compose_down,
     converge,
     read_records,
@@ -255,28 +256,52 @@ def fresh_database(into: Path) -> Path:
     return database
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "attack: a stopped stack of 20 records, its chroma.sqlite3 replaced by a new 1.5.9 "
-    "server's (a schema, no collection) beside its 1 segment dir: the deploy exit 0, serving "
-    "{} (no collection), drift '1 host(s): 1 ok, 0 drifted'"
-))  # fmt: skip
-def test_segment_dirs_beside_a_fresh_database_that_names_none_of_them_are_refused(project):
-    """The guard refuses segment dirs beside no chroma.sqlite3, or one with no schema; a
-    chroma.sqlite3 with a schema that names none of them (the wrong file put back: a new
-    server's, another stack's) passes it, and the deploy serves an empty database."""
+def test_segment_dirs_beside_a_database_that_names_no_collection_are_refused(project, tmp_path):
+    """The third attack's known limit, fixed: a stopped stack's chroma.sqlite3 replaced by a
+    new 1.5.9 server's (a schema, no collection) beside its segment dirs was served empty,
+    exit 0 and drift ok. The deploy now refuses it, nothing started, and drift says so; the
+    file put back, it converges on every record. The other answer the line names: every
+    collection deleted through the API (1.x leaves their dirs) is refused alike until
+    maintain.py --apply orphans moves the dirs aside, and then converges."""
     project_dir, name = project
-    data = base_data(project_dir, name)
+    data = base_data(project_dir, name, chroma_backup_dir=str(tmp_path / "backups"))
     port = data["chroma_port"]
     converge(data)
     write_records(port, ("kept",), per_collection=20)
+    written = read_records(port)
     compose_down(project_dir)
     data_dir = project_dir / "chroma_data"
-    fresh = fresh_database(project_dir.parent / "fresh")
-    shutil.copyfile(fresh, data_dir / "chroma.sqlite3")
+    database = data_dir / "chroma.sqlite3"
+    shutil.copyfile(database, tmp_path / "chroma.sqlite3")
+    shutil.copyfile(fresh_database(tmp_path / "fresh"), database)
     segments = sorted(p.name for p in data_dir.iterdir() if p.is_dir())
+    assert segments
 
-    deployed = run_deploy(data)
-    served = read_records(port) if heartbeat(port) else None
+    refused = run_deploy(data)
+    said = [line for line in refused.output.splitlines() if "names no collection" in line]
+    assert refused.returncode != 0 and len(said) == 1, refused.output
+    assert f"{data_dir} holds {len(segments)} segment dir(s) of Chroma ({segments[0]})" in said[0]
+    assert not heartbeat(port)  # nothing started on the empty database
     drift = run_drift(data, "--no-color")
-    assert deployed.returncode != 0, (served, segments, deployed.output)
-    assert drift.returncode != 0, drift.output
+    assert drift.returncode == 2, drift.output
+    assert "database_lost" in drift.output and "names no collection" in drift.output
+
+    shutil.copyfile(tmp_path / "chroma.sqlite3", database)  # the file put back
+    converge(data)
+    assert read_records(port) == written
+
+    client = chroma_client(port)
+    client.delete_collection("kept")  # every collection: 1.x leaves its dir
+    assert sorted(p.name for p in data_dir.iterdir() if p.is_dir())
+    deleted = run_deploy(data)
+    assert deleted.returncode != 0 and "maintain.py --apply orphans" in deleted.output
+    assert heartbeat(port)  # refused before anything changed: still serving
+    moved = subprocess.run(
+        [sys.executable, str(ROOT / "maintain.py"), "@local", "--apply", "orphans",
+         *[arg for key, value in data.items() for arg in ("--data", f"{key}={value}")]],
+        cwd=ROOT, capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    assert moved.returncode in (0, 2), moved.stdout + moved.stderr
+    assert not [p for p in data_dir.iterdir() if p.is_dir()]
+    converge(data)
+    assert read_records(port) == {}

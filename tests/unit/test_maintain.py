@@ -111,6 +111,19 @@ def test_an_index_near_the_memory_limit_is_a_finding(tmp_path):
     assert "index_memory" in [item["kind"] for item in found["findings"]]
 
 
+def test_a_backup_dir_not_made_yet_is_read_on_the_disk_it_will_be_made_on(tmp_path):
+    """The first backup makes its dir: until then the free space is its parent's, not 0
+    (which was a disk_headroom finding on every host that had not backed up yet)."""
+    project = tmp_path / "p"
+    project.mkdir()
+    chroma_data_dir(project / "chroma_data", records=10, deleted=0)
+    target = tmp_path / "backups" / "not" / "made"
+    found = run_report(project, "--backup-target", str(target))
+    assert found["backup_target"] == str(target)
+    assert found["backup_target_free_bytes"] > 0
+    assert "disk_headroom" not in [item["kind"] for item in found["findings"]]
+
+
 def test_no_data_dir_is_one_line_and_exit_1(tmp_path):
     done = subprocess.run(
         [sys.executable, str(PROGRAM), "report", "--project-dir", str(tmp_path),

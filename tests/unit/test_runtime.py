@@ -104,7 +104,7 @@ def _facts(running: dict, **changes: object) -> HostFacts:
     facts = HostFacts(
         data_dirs=dirs, project_files=files, stack=stack,
         health=recorded("chroma.ChromaHealth", "healthy"), legacy_volumes=[],
-        safety={"records": [], "aside": [], "data_has_sqlite": True},
+        safety={"records": [], "aside": [], "data_has_sqlite": True, "data_segment_dirs": []},
     )  # fmt: skip
     return HostFacts(**{**facts.__dict__, **changes})
 
@@ -152,6 +152,33 @@ def test_a_name_taken_an_image_missing_or_of_another_version_and_a_failed_record
     facts = _facts(running)
     facts.safety["records"] = ["failed-migration-x.json"]
     assert kinds(facts) == ["failed_verification"]
+
+
+def test_segment_dirs_without_the_database_that_names_them_are_drift_unless_allowed(running):
+    """What the deploy refuses (checks/empty_data.py), drift says: segment dirs beside no
+    chroma.sqlite3, a schema-less one, or one that names no collection (a new server's
+    file put back); not beside one that names its collections."""
+    segments = ["5d0c8b2e-6f1a-4f0e-9a51-2b7c5e1d9f20"]
+    levels = {"embeddings_queue": 2, "metadb": 6, "sysdb": 10}
+    named = {"levels": levels, "error": None, "collections": 2}
+    fresh = {"levels": levels, "error": None, "collections": 0}
+    schema_less = {"levels": None, "error": "OperationalError: no such table: migrations",
+                   "collections": None}  # fmt: skip
+    for has_sqlite, schema, expected in [
+        (True, named, []),
+        (True, fresh, ["database_lost"]),
+        (True, schema_less, ["database_lost"]),
+        (False, {"levels": None, "error": None, "collections": None}, ["database_lost"]),
+    ]:
+        facts = _facts(running, data_schema=schema)
+        facts.safety.update(data_has_sqlite=has_sqlite, data_segment_dirs=segments)
+        assert kinds(facts) == expected, schema
+    facts = _facts(running, data_schema=fresh)
+    facts.safety["data_segment_dirs"] = segments
+    allowed = declared_for(chroma_allow_empty_data_dir="true")
+    assert [item.kind for item in compare(allowed, facts)] == []
+    facts.safety["data_segment_dirs"] = []
+    assert kinds(facts) == []  # a new stack's database, no segment dir yet
 
 
 def test_a_second_container_of_a_declared_service_is_drift_and_the_deploy_acts(running):
