@@ -976,7 +976,9 @@ class Settings:
         _bool,
         "Start a server on an empty data dir although a copy of it was moved aside (an "
         "unfinished restore or a failed migration), or the data dir was moved away while "
-        "Chroma ran (then Chroma starts again, on the empty one).",
+        "Chroma ran (then Chroma starts again, on the empty one), or it holds segment dirs "
+        "beside no database, or one that names no collection (replaced, or every collection "
+        "deleted).",
         example="true",
     )
     lock_timeout: int = key(
