@@ -33,5 +33,7 @@ owner = preflight.resolve_owner(settings)
 
 preflight.hold_project_lock(settings, "backup.py")
 
-backup = guarded_backup(Declared(settings, owner.uid, owner.gid))
+declared = Declared(settings, owner.uid, owner.gid)
+preflight.require_opened_dir_in_place(declared, "backup.py")
+backup = guarded_backup(declared)
 report.show(backup)  # where the archive (or the snapshot) went; what was pruned

@@ -55,7 +55,7 @@ from deploys.maintenance import report_read  # noqa: E402
 from facts.chroma import ChromaHealth  # noqa: E402
 from facts.compose import ComposeStack, ContainerLayerData, NamedContainers  # noqa: E402
 from facts.cron import Cron  # noqa: E402
-from facts.datahomes import DataHomes, DataSchema, data_elsewhere  # noqa: E402
+from facts.datahomes import DataHomes, DataSchema, OpenedDataDir, data_elsewhere  # noqa: E402
 from facts.maintenance import MaintenanceReport  # noqa: E402
 from facts.project import ProjectFiles, SafetyState  # noqa: E402
 from facts.schema_guard import SchemaRefusal, not_serving  # noqa: E402
@@ -234,6 +234,7 @@ def gather(host: Any, overrides: dict[str, Any] | None = None) -> tuple[Declared
         named_containers=host_state.read(NamedContainers, names=missing) if missing else None,
         safety=safety,
         data_schema=host_state.read(DataSchema, data_dir=declared.data_dir_paths[0]),
+        opened=host_state.read(OpenedDataDir, **preflight.opened_read(declared)),
         cron=host_state.read(Cron, **cron_read()),
         schedule=declared_schedule(settings, host.name, TOOLS_DIR),
     )

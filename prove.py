@@ -28,6 +28,7 @@ if __name__ == "__main__":  # `python prove.py`: not a pyinfra run (pyinfra runs
     not_under_pyinfra("prove.py", sys.argv[1:])
 
 from declaration.resources import Declared  # noqa: E402
+from deploys.backup_run import safety_guard  # noqa: E402
 from deploys.offsite_restore import restore_drill  # noqa: E402
 from operations import data_safety  # noqa: E402
 from plumbing import preflight, report  # noqa: E402
@@ -39,8 +40,10 @@ preflight.hold_project_lock(settings, "prove.py")
 if settings.restore_drill:
     restore_drill(settings, owner)
 else:
-    preflight.require_stack_as_declared(settings, "prove.py")
     declared = Declared(settings, owner.uid, owner.gid)
+    preflight.require_stack_as_declared(declared, "prove.py")
+    # What blocks deploy.py and backup.py blocks the proof's `down` and `up` too.
+    safety_guard(declared)
     proof = data_safety.persistence_proof(
         name=f"Persistence proof of {settings.compose_project}: canary, down, up, read back",
         project_dir=settings.project_dir,

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from checks.empty_data import schema_less
+from checks.empty_data import segments_unnamed
 from checks.runtime import runtime_differences
 from declaration.gitignore import problems as gitignore_problems
 from declaration.resources import (
@@ -32,9 +32,11 @@ from facts.chroma import answers
 from facts.compose import mounts_report
 from facts.datahomes import (
     PERSIST_TARGETS,
+    DataSchema,
     data_elsewhere,
     is_live,
     leftover_checks,
+    opened_elsewhere,
     other_servers,
     spelled,
 )
@@ -97,6 +99,9 @@ class HostFacts:
     # The data dir's database (facts.datahomes.DataSchema; None: not read): whether it names
     # a collection, beside the segment dirs SafetyState lists.
     data_schema: dict[str, Any] | None = None
+    # The dir the running chroma container has open at its persist path
+    # (facts.datahomes.OpenedDataDir; None: not read).
+    opened: dict[str, Any] | None = None
 
 
 def _account(uid: int, name: str | None) -> str:
@@ -413,20 +418,14 @@ def compare_safety(declared: Declared, facts: HostFacts) -> list[DriftItem]:
                       f"none, while {', '.join(facts.safety['aside']) or 'a restore'} is pending")
         )  # fmt: skip
     segments = facts.safety["data_segment_dirs"]
-    if segments and not settings.allow_empty_data_dir:
-        schema = facts.data_schema or {"levels": None, "error": None, "collections": None}
-        if empty or schema_less(schema):
-            found = "no chroma.sqlite3 with a schema"
-        elif schema["levels"] and schema["collections"] == 0:
-            found = "a chroma.sqlite3 that names no collection"
-        else:
-            found = None
-        if found:
-            items.append(
-                DriftItem("database_lost", declared.data_dir_paths[0],
-                          f"the database that names its {len(segments)} segment dir(s)",
-                          f"{found} ({segments[0]}, ...): replaced, emptied or lost?")
-            )  # fmt: skip
+    schema = facts.data_schema or DataSchema.default()
+    found = None if settings.allow_empty_data_dir else segments_unnamed(facts.safety, schema)
+    if found:
+        items.append(
+            DriftItem("database_lost", declared.data_dir_paths[0],
+                      f"the database that names its {len(segments)} segment dir(s)",
+                      f"{found}, beside {segments[0]}, ...: replaced, emptied or lost?")
+        )  # fmt: skip
     return items
 
 
@@ -558,11 +557,26 @@ def persists_at(container: dict[str, Any]) -> set[str]:
 
 
 def compare_served_data(declared: Declared, facts: HostFacts) -> list[DriftItem]:
-    """The data dir gone or without chroma.sqlite3 while Chroma runs on it (moved aside?)."""
+    """The data dir gone or without chroma.sqlite3 while Chroma runs on it (moved aside?),
+    or another dir than the one the running Chroma has open (moved and replaced)."""
     path = declared.data_dir_paths[0]
     found = facts.data_dirs.get(path)
     if found is not None and found["has_sqlite"]:
-        return []
+        swapped = (
+            opened_elsewhere(
+                facts.data_homes, facts.opened, declared.chroma_container,
+                declared.line.persist_path, path,
+            )
+            if facts.data_homes and facts.opened
+            else None
+        )  # fmt: skip
+        return [
+            DriftItem(
+                "data_dir_moved", path, f"the data {swapped} serves",
+                f"another dir than the one {swapped} has open (moved away and replaced while "
+                "it ran: its next start would serve this one)",
+            )
+        ] if swapped else []  # fmt: skip
     actual = "missing" if found is None else "no chroma.sqlite3"
     return [
         DriftItem(

@@ -51,30 +51,53 @@ def schema_less(schema: dict[str, Any]) -> bool:
     return schema["levels"] is None and "no such table" in (schema["error"] or "")
 
 
+def names_none(schema: dict[str, Any]) -> bool:
+    """A database with a schema that names none of the segment dirs beside it (DataSchema's
+    counts; on a host whose reading lacks them, one that names no collection)."""
+    if not schema["levels"]:
+        return False
+    if schema.get("segment_dirs_named") is None:
+        return schema["collections"] == 0
+    return bool(schema["segment_dirs"]) and schema["segment_dirs_named"] == 0
+
+
+def segments_unnamed(state: dict[str, Any], schema: dict[str, Any]) -> str | None:
+    """What stands beside the data dir's segment dirs instead of the database that names
+    them (no chroma.sqlite3, one with no schema, one that names none of them), else None:
+    drift's database_lost, what the deploy refuses."""
+    if not state["data_segment_dirs"]:
+        return None
+    if not state["data_has_sqlite"] or schema_less(schema):
+        return "no chroma.sqlite3 with a schema"
+    if names_none(schema):
+        return f"a chroma.sqlite3 that names none of them ({schema['collections']} collection(s))"
+    return None
+
+
 def database_names_none(
     state: dict[str, Any], schema: dict[str, Any], data: DataTarget
 ) -> str | None:
-    """The refusal for segment dirs beside a chroma.sqlite3 whose schema names no collection
-    (DataSchema's ``collections`` 0), else None.
+    """The refusal for segment dirs beside a chroma.sqlite3 whose schema names none of them
+    (DataSchema), else None.
 
     Chroma keeps a collection's vectors in a segment dir and everything else (its name,
     ids, documents, metadata) in chroma.sqlite3, and a database names the segments it
-    made. One that names no collection beside segment dirs is either the wrong file put
-    back (a new server's, another stack's, a copy of the wrong day: the records are gone
-    with the file that named them), or every collection was deleted through the API (1.x
-    leaves their dirs: maintain.py's orphans). Nothing in the file tells the two apart
-    (a new server's database and one whose collections were all deleted hold the same
-    rows), so the deploy asks, and the answer that keeps data is the default.
+    made. One that names none of the dirs beside it is either the wrong file put back
+    (a new server's, another stack's, a copy of the wrong day: the records are gone with
+    the file that named them), or every collection was deleted through the API (1.x and
+    0.6.3 leave their dirs: maintain.py's orphans) and no new one holds a record yet.
+    Nothing in the file tells the two apart (a new server's database and one whose
+    collections were all deleted hold the same rows), so the deploy asks, and the answer
+    that keeps data is the default.
     """
     dirs = state["data_segment_dirs"]
-    if not dirs or not state["data_has_sqlite"] or not schema["levels"]:
-        return None
-    if schema["collections"] != 0:
+    if not dirs or not state["data_has_sqlite"] or not names_none(schema):
         return None
     return (
         f"chroma_allow_empty_data_dir: {data.path} holds {len(dirs)} segment dir(s) of Chroma "
-        f"({dirs[0]}) beside a chroma.sqlite3 that names no collection: the database that "
-        "named them was replaced (put it back, or restore an archive with restore.py), or "
-        "every collection was deleted (maintain.py --apply orphans moves their dirs aside); "
-        "or set chroma_allow_empty_data_dir=true to serve the empty database beside them"
+        f"({dirs[0]}) beside a chroma.sqlite3 that names none of them ({schema['collections']}"
+        " collection(s)): the database that named them was replaced (put it back, or restore "
+        "an archive with restore.py), or the collections they held were deleted (maintain.py "
+        "--apply orphans moves their dirs aside); or set chroma_allow_empty_data_dir=true to serve "
+        "that database beside them"
     )

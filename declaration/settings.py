@@ -977,7 +977,7 @@ class Settings:
         "Start a server on an empty data dir although a copy of it was moved aside (an "
         "unfinished restore or a failed migration), or the data dir was moved away while "
         "Chroma ran (then Chroma starts again, on the empty one), or it holds segment dirs "
-        "beside no database, or one that names no collection (replaced, or every collection "
+        "beside no database, or one that names none of them (replaced, or their collections "
         "deleted).",
         example="true",
     )

@@ -131,6 +131,7 @@ def _checks_before_any_change(
     declared = preflight.with_acme(declared)
     preflight.require_dirs(declared)
     preflight.require_one_home(declared)
+    preflight.require_opened_dir_in_place(declared, "deploy.py")
     preflight.require_own_stack(declared)
     preflight.require_files(declared)
     return declared, image.control_image_id(settings.image_ref, settings.image_source)

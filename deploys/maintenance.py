@@ -72,6 +72,7 @@ def maintenance() -> None:
     if not preflight.hold_project_lock(settings, "maintain.py"):
         return
     declared = Declared(settings, owner.uid, owner.gid)
+    preflight.require_opened_dir_in_place(declared, "maintain.py")
     if what == "vacuum":
         refused = vacuum_refusal(host.get_fact(MaintenanceReport, **report_read(settings)))
         if refused:

@@ -276,6 +276,25 @@ class DataHomes(FactBase[dict[str, Any]]):
         return result
 
 
+def opened_elsewhere(
+    homes: dict[str, Any], opened: dict[str, Any], container: str, target: str, path: str
+) -> str | None:
+    """``container``'s name when it runs with the data dir ``path`` bind-mounted at
+    ``target`` but has another dir open there than the one at ``path`` now (OpenedDataDir):
+    the dir moved away under it and another put in its place. It serves the one it
+    opened; its next start serves the other. Else None (a container that mounts another
+    source, data a changed key left elsewhere, is the takeover's: operations/migrate.py)."""
+    here = (homes.get("data_dir") or {}).get("inode")
+    if not (opened["inode"] and here) or opened["inode"] == here:
+        return None
+    mounted = any(
+        m["name"] == container and m["state"] == "running" and m["target"] == target
+        and m["type"] == "bind" and m["source"] == path
+        for m in homes["mounts"]
+    )  # fmt: skip
+    return container if mounted else None
+
+
 def served_path(
     mount: dict[str, Any], sqlite: set[str] | frozenset[str] = frozenset()
 ) -> str | None:
@@ -296,11 +315,16 @@ def served_path(
 _SCHEMA_PROGRAM = (Path(__file__).resolve().parents[1] / "files" / "chroma_schema.py").read_text()
 
 
+# The counts files/chroma_schema.py prints as ``@name=N``.
+COUNTS = ("collections", "segment_dirs", "segment_dirs_named")
+
+
 class DataSchema(FactBase[dict[str, Any]]):
     """The schema level of the Chroma database in ``data_dir``: which version wrote it.
 
     ``{"levels": {migrations dir: highest migration applied} | None, "error": str |
-    None, "collections": how many it holds | None}``. ``levels`` None: no
+    None, "collections": how many it holds | None, "segment_dirs": the segment dirs
+    beside it | None, "segment_dirs_named": how many of them it names | None}``. ``levels`` None: no
     ``chroma.sqlite3`` there, no python3 on the host, or the file could not be read
     (``error`` says why). The program is
     files/chroma_schema.py, sent on the shell's standard input, so no tool must be
@@ -310,7 +334,13 @@ class DataSchema(FactBase[dict[str, Any]]):
 
     @staticmethod
     def default() -> dict[str, Any]:
-        return {"levels": None, "error": None, "collections": None}
+        return {
+            "levels": None,
+            "error": None,
+            "collections": None,
+            "segment_dirs": None,
+            "segment_dirs_named": None,
+        }
 
     def command(self, data_dir: str) -> str:
         database = shell_word(f"{data_dir}/chroma.sqlite3")
@@ -322,13 +352,42 @@ class DataSchema(FactBase[dict[str, Any]]):
 
     def process(self, output: list[str]) -> dict[str, Any]:
         levels: dict[str, int] = {}
-        collections = None
+        counts: dict[str, int | None] = dict.fromkeys(COUNTS)
         for line in output:
             name, _, value = line.partition("=")
             if name == "error":
-                return {"levels": None, "error": value, "collections": None}
-            if name == "@collections" and value.strip().isdigit():
-                collections = int(value)
+                return {**self.default(), "error": value}
+            if name.startswith("@"):
+                if name[1:] in counts and value.strip().isdigit():
+                    counts[name[1:]] = int(value)
             elif value.strip().isdigit():
                 levels[name] = int(value)
-        return {"levels": levels or None, "error": None, "collections": collections}
+        return {"levels": levels or None, "error": None, **counts}
+
+
+class OpenedDataDir(FactBase[dict[str, Any]]):
+    """The identity of the dir a running container has at ``target``, as it sees it.
+
+    ``{"inode": "dev:ino" | None}``: read through ``/proc/<pid>/root`` (the container's
+    own view of its mounts), so a data dir moved away while Chroma runs, and another put
+    at its path, shows as two dirs: the server keeps the one it opened, and DataHomes'
+    reading of the host path names the new one. None: no such container running, no
+    docker, or the path not readable (not root).
+    """
+
+    @staticmethod
+    def default() -> dict[str, Any]:
+        return {"inode": None}
+
+    def command(self, container: str, target: str) -> str:
+        return (
+            "command -v docker >/dev/null 2>&1 || exit 0; "
+            f"pid=$(docker inspect --format '{{{{.State.Pid}}}}' {shell_word(container)} "
+            '2>/dev/null) || exit 0; case "$pid" in ""|0|*[!0-9]*) exit 0;; esac; '
+            f"stat -L -c 'inode=%d:%i' -- \"/proc/$pid/root\"{shell_word(target)} 2>/dev/null; "
+            "true"
+        )
+
+    def process(self, output: list[str]) -> dict[str, Any]:
+        found = [line[6:].strip() for line in output if line.startswith("inode=")]
+        return {"inode": found[0] if found else None}

@@ -23,15 +23,21 @@ require_cron() {
 
 # A cron that another started (its pid file names a live cron) is left alone:
 # starting a second one would only fail on its lock, every 2 s, into the log.
+# A killed cron whose parent is gone too stays a zombie where pid 1 reaps nothing (a
+# container's own init): its comm still says cron, so its state is read too.
 cron_running() {
   pid=
   { read -r pid </run/crond.pid; } 2>/dev/null || return 1
   name=
+  state=
   case "$pid" in
     "" | *[!0-9]*) return 1 ;;
-    *) { read -r name <"/proc/$pid/comm"; } 2>/dev/null ;;
+    *)
+      { read -r name <"/proc/$pid/comm"; } 2>/dev/null
+      { read -r _ _ state _ <"/proc/$pid/stat"; } 2>/dev/null
+      ;;
   esac
-  [ "$name" = cron ]
+  [ "$name" = cron ] && [ "$state" != Z ]
 }
 
 case "${1:-}" in

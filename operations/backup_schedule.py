@@ -40,10 +40,12 @@ CRON_LOG = "/var/log/chroma-deploy-cron.log"
 MAINTAIN_PROGRAM = "chroma_maintain.py"
 
 # Until Debian's cron wrote its pid file naming a live cron: started, not only launched.
+# A live cron, not a killed one's zombie (its comm says cron too, where pid 1 reaps nothing).
 _WAIT_FOR_CRON = (
     "for _ in $(seq 40); do pid=$(cat /run/crond.pid 2>/dev/null) && "
-    '[ "$(cat /proc/"$pid"/comm 2>/dev/null)" = cron ] && exit 0; sleep 0.25; done; '
-    "echo 'cron did not start within 10 s; see {log}' >&2; exit 1"
+    '[ "$(cat /proc/"$pid"/comm 2>/dev/null)" = cron ] && '
+    '[ "$(cut -d " " -f 3 /proc/"$pid"/stat 2>/dev/null)" != Z ] && exit 0; sleep 0.25; '
+    "done; echo 'cron did not start within 10 s; see {log}' >&2; exit 1"
 )
 
 

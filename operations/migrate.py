@@ -23,7 +23,12 @@ from pyinfra import host
 from pyinfra.api import operation
 
 from checks.compare import served_without_data
-from checks.empty_data import data_left_aside, database_lost, database_names_none
+from checks.empty_data import (
+    data_left_aside,
+    database_lost,
+    database_names_none,
+    schema_less,
+)
 from declaration.targets import CheckServer, DataTarget, HealthCheck, StackTarget
 from facts.compose import ComposeStack
 from facts.datadirs import DataDirs
@@ -302,8 +307,9 @@ def data_safety_guard(
     finish) blocks until the user puts it back, or sets
     chroma_allow_empty_data_dir=true. So do segment dirs without the
     ``chroma.sqlite3`` that names them: a new database (a 1.x server's, or the
-    schema made before it validates) would serve none of their records; and segment
-    dirs beside a database that names no collection (the wrong file put back, or every
+    schema made before it validates) would serve none of their records, or one with no
+    schema (emptied, even under a server that still has the old file open); and segment
+    dirs beside a database that names none of them (the wrong file put back, or every
     collection deleted: checks/empty_data.database_names_none). So does a
     data dir without Chroma data while Chroma runs on it: moved aside (or removed)
     under the running server, which still serves the dir it opened; its next start
@@ -341,9 +347,12 @@ def data_safety_guard(
         )
         return
     lost = None if allow_empty else database_lost(state, data, state["data_has_sqlite"])
-    unnamed = state["data_has_sqlite"] and state["data_segment_dirs"] and not allow_unnamed_segments
-    if not lost and not allow_empty and unnamed:
-        lost = database_names_none(state, host_state.read(DataSchema, data_dir=path), data)
+    if not lost and not allow_empty and state["data_has_sqlite"] and state["data_segment_dirs"]:
+        schema = host_state.read(DataSchema, data_dir=path)
+        if schema_less(schema):  # emptied, even under a server that still has the old open
+            lost = database_lost(state, data, False)
+        elif not allow_unnamed_segments:
+            lost = database_names_none(state, schema, data)
     if lost:
         yield fail_host(lost)
         return

@@ -181,8 +181,8 @@ def _deployed_and_data(stack: StackTarget, data_dir: str, version: str) -> Deplo
     """The version the data is served with now, and the schema level of the data dir.
 
     The version is the running server's, read from its container, when this project's
-    Chroma serves the data dir (by inode; running and healthy); else the one our compose
-    file names. The
+    Chroma serves the data dir (by inode; running, its last start not refused by the
+    schema guard); else the one our compose file names. The
     file says only what was last written: it may have been edited by hand to a newer
     release under a server that still serves the old one, and a recreate would then
     start the new release on data it was never shown (with the schema guard, refused
@@ -214,10 +214,10 @@ def _deployed_and_data(stack: StackTarget, data_dir: str, version: str) -> Deplo
     if serving:
         found = host_state.read(ComposeStack, **stack.read)
         servers = [c for c in found["containers"] if c["name"] in serving]
-        if any(c["health"] != "healthy" for c in servers):
+        if any(c["health"] != "healthy" for c in servers) and _refused_image(stack):
             # Running is not serving: a server the schema guard refused is "running" for
-            # a moment in each turn of its restart loop. Only a healthy one has opened the
-            # data; any other, its levels are read.
+            # a moment in each turn of its restart loop, and never opened the data (its
+            # levels are read). One that is only starting (restarted, a slow host) has.
             servers = []
         running = {image_version(c["image"]) for c in servers} - {None}
         if len(running) == 1:

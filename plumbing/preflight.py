@@ -33,8 +33,10 @@ from facts.cron import Cron
 from facts.datahomes import (
     DataHomes,
     DataSchema,
+    OpenedDataDir,
     data_elsewhere,
     is_live,
+    opened_elsewhere,
     other_server_refusal,
     other_servers,
     spelled,
@@ -361,23 +363,66 @@ def require_no_other_server(declared: Declared) -> dict[str, Any]:
     return homes
 
 
-def require_stack_as_declared(settings: Settings, command: str) -> None:
-    """The stack runs as its compose file declares, before a run that takes it down and
-    brings it up from that file (prove.py): else that ``up`` is not a restart of what
-    serves but a new start, of another build of the tag, a file edited by hand or a
-    container stopped, on data nobody backed up or rehearsed for it. deploy.py is the
-    run that converges such a stack (backup and rehearsal first), so it is named.
-    """
-    found = host_state.read(ComposeStack, **stack_read(settings))
-    problems = stack_problems(found, settings.image_ref)
-    if problems:
+def opened_read(where: Declared) -> dict[str, Any]:
+    """OpenedDataDir's arguments, as every run reads it: compose's chroma container, at the
+    path its version persists to."""
+    return {"container": where.chroma_container, "target": where.line.persist_path}
+
+
+def require_opened_dir_in_place(declared: Declared, command: str) -> None:
+    """The running Chroma has open the dir at the data dir's path, not one moved away under
+    it with another put in its place (facts.datahomes.opened_elsewhere): every run that
+    stops and starts it (deploy, backup, maintain, prove) would serve the other one."""
+    settings = declared.settings
+    path = settings.path(settings.data_dir)
+    container = opened_elsewhere(
+        host_state.read(DataHomes, data_dir=path),
+        host_state.read(OpenedDataDir, **opened_read(declared)),
+        declared.chroma_container,
+        declared.line.persist_path,
+        path,
+    )
+    if container:
         raise refusal(
             host.name,
-            f"docker-compose.yml: the stack does not run as the file declares ({problems[0]}"
-            f"{f'; {len(problems) - 1} more' if len(problems) > 1 else ''}), so {command}'s "
-            "`down` and `up` would start it anew, not restart it; nothing was changed: run "
-            f"deploy.py first (it backs up and rehearses before it changes a server), then "
-            f"{command}",
+            f"chroma_data_dir: {path} is not the dir the running {container} has open (it was "
+            "moved away while Chroma ran and another put in its place): Chroma serves the one "
+            f"it opened, and its next start would serve what is at {path} now; nothing was "
+            f"changed: put the dir it serves back at {path}, or, to serve what is there now, "
+            f"stop the stack (docker compose stop, in {settings.project_dir}) and run {command} "
+            "again",
+        )
+
+
+def require_stack_as_declared(declared: Declared, command: str) -> None:
+    """The stack runs as the inventory declares it, on its data, before a run that takes it
+    down and brings it up from the compose file (prove.py): else that ``up`` is not a
+    restart of what serves but a new start (of another build of the tag, a file edited by
+    hand or named for the next version, a container stopped) or a start on other data (a
+    data dir moved away under the server), which nobody backed up or rehearsed. deploy.py
+    is the run that converges such a stack, with a backup and a rehearsal first.
+    """
+    require_opened_dir_in_place(declared, command)
+    settings = declared.settings
+    files = host_state.read(ProjectFiles, project_dir=settings.project_dir)
+    found = host_state.read(ComposeStack, **stack_read(settings))
+    state = host_state.read(
+        SafetyState, project_dir=settings.project_dir, data_dir=settings.data_dir
+    )
+    problems = []
+    if (files["compose"] or {}).get("content") != declared.compose_content:
+        problems.append("docker-compose.yml is not the file the inventory declares")
+    if not state["data_has_sqlite"]:
+        problems.append(f"{settings.path(settings.data_dir)} holds no chroma.sqlite3")
+    problems += stack_problems(found, settings.image_ref)
+    if problems:
+        more = f"; {len(problems) - 1} more" if len(problems) > 1 else ""
+        raise refusal(
+            host.name,
+            f"docker-compose.yml: the stack does not run as the inventory declares "
+            f"({problems[0]}{more}), so {command}'s `down` and `up` would start it anew, not "
+            "restart it; nothing was changed: run deploy.py first (it backs up and rehearses "
+            f"before it changes a server), then {command}",
         )
 
 
@@ -584,6 +629,8 @@ def state_reads(where: Declared) -> list[Read]:
         (SafetyState, {"project_dir": settings.project_dir, "data_dir": settings.data_dir}),
         # Which database the data dir holds: what wrote it, and whether it names a collection.
         (DataSchema, {"data_dir": settings.path(settings.data_dir)}),
+        # Which dir the running server has open: the one at the data dir's path, or another.
+        (OpenedDataDir, opened_read(where)),
         (ChromaHealth, health_read(where)),
         (Cron, backup_schedule.cron_read()),
         *([(FactProxyClients, {"proxy_dir": where.proxy_dir})] if where.proxy_dir else []),

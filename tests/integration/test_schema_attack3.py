@@ -278,13 +278,13 @@ def test_segment_dirs_beside_a_database_that_names_no_collection_are_refused(pro
     assert segments
 
     refused = run_deploy(data)
-    said = [line for line in refused.output.splitlines() if "names no collection" in line]
+    said = [line for line in refused.output.splitlines() if "names none of them" in line]
     assert refused.returncode != 0 and len(said) == 1, refused.output
     assert f"{data_dir} holds {len(segments)} segment dir(s) of Chroma ({segments[0]})" in said[0]
     assert not heartbeat(port)  # nothing started on the empty database
     drift = run_drift(data, "--no-color")
     assert drift.returncode == 2, drift.output
-    assert "database_lost" in drift.output and "names no collection" in drift.output
+    assert "database_lost" in drift.output and "names none of them" in drift.output
 
     shutil.copyfile(tmp_path / "chroma.sqlite3", database)  # the file put back
     converge(data)

@@ -104,6 +104,8 @@ ABSENT: dict[str, tuple[Callable[[Any], bool], set[str]]] = {
     "tokens.ProxyClients": (lambda f: f["clients"] is None, {"absent"}),
     "compose.PortHolder": (lambda f: f["listener"] is None, {"free"}),
     "datahomes.DataHomes": (lambda f: f["mounts"] == [], {"docker_absent"}),
+    # Nothing open: the container stopped, or there is none of that name.
+    "datahomes.OpenedDataDir": (lambda f: f["inode"] is None, {"stopped", "no_such_container"}),
     # No schema: no database, no python3 to read it, or a database with no migration recorded.
     "datahomes.DataSchema": (
         lambda f: f["levels"] is None,

@@ -156,16 +156,22 @@ def test_a_name_taken_an_image_missing_or_of_another_version_and_a_failed_record
 
 def test_segment_dirs_without_the_database_that_names_them_are_drift_unless_allowed(running):
     """What the deploy refuses (checks/empty_data.py), drift says: segment dirs beside no
-    chroma.sqlite3, a schema-less one, or one that names no collection (a new server's
-    file put back); not beside one that names its collections."""
+    chroma.sqlite3, a schema-less one, or one that names none of them (a new server's file
+    put back, another stack's; a reading without the counts: one that names no
+    collection); not beside one that names them."""
     segments = ["5d0c8b2e-6f1a-4f0e-9a51-2b7c5e1d9f20"]
     levels = {"embeddings_queue": 2, "metadb": 6, "sysdb": 10}
     named = {"levels": levels, "error": None, "collections": 2}
     fresh = {"levels": levels, "error": None, "collections": 0}
     schema_less = {"levels": None, "error": "OperationalError: no such table: migrations",
                    "collections": None}  # fmt: skip
+    counted = {"segment_dirs": 1, "segment_dirs_named": 0}
+    other = {"levels": levels, "error": None, "collections": 3, **counted}  # another stack's
+    ours = {**other, "segment_dirs_named": 1}
     for has_sqlite, schema, expected in [
         (True, named, []),
+        (True, ours, []),
+        (True, other, ["database_lost"]),
         (True, fresh, ["database_lost"]),
         (True, schema_less, ["database_lost"]),
         (False, {"levels": None, "error": None, "collections": None}, ["database_lost"]),
@@ -179,6 +185,22 @@ def test_segment_dirs_without_the_database_that_names_them_are_drift_unless_allo
     assert [item.kind for item in compare(allowed, facts)] == []
     facts.safety["data_segment_dirs"] = []
     assert kinds(facts) == []  # a new stack's database, no segment dir yet
+
+
+def test_a_data_dir_replaced_under_the_running_server_is_drift(running):
+    """The data dir moved away while Chroma ran and another put at its path: the host path
+    names the new dir (DataHomes), the server still has the old one open (OpenedDataDir)."""
+    homes = recorded("datahomes.DataHomes", "a_shared_data_dir")
+    homes["mounts"] = [m for m in homes["mounts"] if m["name"] == "rec-ours"]
+    homes["mounts"][0].update(name="fx-chroma-1", project="fx", source=f"{ROOT}/chroma_data")
+    here = homes["data_dir"]["inode"]
+    same = _facts(running, data_homes=homes, opened={"inode": here})
+    assert kinds(same) == []
+    other = _facts(running, data_homes=homes, opened={"inode": "1:2"})
+    assert kinds(other) == ["data_dir_moved"]
+    assert kinds(_facts(running, data_homes=homes, opened={"inode": None})) == []  # stopped
+    homes["mounts"][0]["source"] = "/srv/old/chroma_data"  # data a changed key left elsewhere
+    assert "data_dir_moved" not in kinds(_facts(running, data_homes=homes, opened={"inode": "1:2"}))
 
 
 def test_a_second_container_of_a_declared_service_is_drift_and_the_deploy_acts(running):

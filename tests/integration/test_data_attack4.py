@@ -1,0 +1,357 @@
+"""The fourth attack on data safety (session 14: the guard of segment dirs a database does
+not name, prove.py's refusal before its `down`, the healthy short path of the upgrade):
+each test is a fault an attacker found on the real images, fixed since. One stack per test,
+20 records."""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import sqlite3
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from conftest import (
+    base_data,
+    compose_down,
+    converge,
+    free_port,
+    read_records,
+    run_deploy,
+    run_drift,
+    write_records,
+)
+from test_schema_attack import heartbeat
+
+pytestmark = [pytest.mark.docker, pytest.mark.slow]
+
+
+def segment_dirs(data_dir: Path) -> list[str]:
+    return sorted(p.name for p in data_dir.iterdir() if p.is_dir())
+
+
+def named_segments(database: Path) -> set[str]:
+    with contextlib.closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True)) as db:
+        return {str(row[0]) for row in db.execute("SELECT id FROM segments")}
+
+
+def other_database(into: Path, version: str = "1.5.9", names=("other",)) -> tuple[Path, dict]:
+    """Another stack's data dir: a server of ``version`` by hand on ``into`` with 20 records
+    in each of ``names``, stopped; its chroma.sqlite3 and the ids written."""
+    into.mkdir(parents=True)
+    port = free_port()
+    name = f"s14-other-{uuid.uuid4().hex[:8]}"
+    env = ["-e", "IS_PERSISTENT=TRUE", "-e", "PERSIST_DIRECTORY=/data"] if version < "1" else []
+    subprocess.run(["docker", "run", "-d", "--name", name, "-p", f"127.0.0.1:{port}:8000",
+                    *env, "-v", f"{into}:/data", f"chromadb/chroma:{version}"],
+                   check=True, capture_output=True)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 90
+        while not heartbeat(port):
+            assert time.monotonic() < deadline, "the other server never answered"
+            time.sleep(0.3)
+        written = write_records(port, names, per_collection=20)
+    finally:
+        subprocess.run(["docker", "stop", "-t", "10", name], capture_output=True)
+        subprocess.run(["docker", "rm", "-f", name], capture_output=True)
+    return into / "chroma.sqlite3", {k: sorted(v) for k, v in written.items()}
+
+
+def test_another_stacks_database_beside_the_segment_dirs_is_refused_and_no_backup_prunes(
+    project, tmp_path
+):
+    """A stopped stack's chroma.sqlite3 replaced by another stack's, which names a collection
+    of its own but none of the segment dirs beside it: the deploy served it (exit 0, drift
+    ok), and with chroma_backup_keep=1 the next backup.py pruned the last archive of this
+    stack's records. Now the deploy and backup.py refuse in one line, drift says
+    database_lost, and the archive is kept."""
+    project_dir, name = project
+    backups = tmp_path / "backups"
+    data = base_data(project_dir, name, chroma_backup_dir=str(backups), chroma_backup_keep=1)
+    port = data["chroma_port"]
+    converge(data)
+    write_records(port, ("kept",), per_collection=20)
+    assert run_deploy(data, deploy_file="backup.py").returncode == 0
+    (archive,) = backups.glob("*.tar.gz")
+    compose_down(project_dir)
+    data_dir = project_dir / "chroma_data"
+    database = data_dir / "chroma.sqlite3"
+    segments = segment_dirs(data_dir)
+    other, _ = other_database(tmp_path / "other")
+    shutil.copyfile(other, database)
+    assert segments and not set(segments) & named_segments(database)
+
+    deployed = run_deploy(data)
+    said = [line for line in deployed.output.splitlines() if "names none of them" in line]
+    assert deployed.returncode != 0 and len(said) == 1, deployed.output
+    assert "(1 collection(s))" in said[0] and not heartbeat(port)
+    backed = run_deploy(data, deploy_file="backup.py")
+    assert backed.returncode != 0 and "names none of them" in backed.output, backed.output
+    assert list(backups.glob("*.tar.gz")) == [archive]
+    drift = run_drift(data, "--no-color")
+    assert drift.returncode == 2 and "database_lost" in drift.output, drift.output
+
+
+def test_another_0_6_3_stacks_database_beside_the_segment_dirs_is_refused(project, tmp_path):
+    """The same on a 0.6.3 stack (served, exit 0, drift ok, before the fix); prove.py passes
+    on it first: its new check does not refuse a converged 0.6.3 stack."""
+    project_dir, name = project
+    data = base_data(project_dir, name, chroma_version="0.6.3")
+    port = data["chroma_port"]
+    converge(data)
+    write_records(port, ("kept",), per_collection=20)
+    proved = run_deploy(data, deploy_file="prove.py", timeout=600)
+    assert proved.returncode == 0 and "persistence proof: pass" in proved.output, proved.output
+    compose_down(project_dir)
+    data_dir = project_dir / "chroma_data"
+    database = data_dir / "chroma.sqlite3"
+    segments = segment_dirs(data_dir)
+    other, _ = other_database(tmp_path / "other", version="0.6.3")
+    shutil.copyfile(other, database)
+    assert segments and not set(segments) & named_segments(database)
+
+    deployed = run_deploy(data)
+    assert deployed.returncode != 0 and "names none of them" in deployed.output, deployed.output
+    assert not heartbeat(port)
+    drift = run_drift(data, "--no-color")
+    assert drift.returncode == 2 and "database_lost" in drift.output, drift.output
+
+
+def test_prove_refuses_a_server_whose_database_was_replaced_under_it(project, tmp_path):
+    """The database replaced (mv) under the running 1.5.9 server by a new server's: the
+    deploy refuses (database_names_none) and the server keeps serving the file it holds
+    open. prove.py held only by luck (its canary write failed before its `down`); it now
+    runs the deploy's guard first and refuses in the same line."""
+    from test_schema_attack3 import fresh_database
+
+    project_dir, name = project
+    data = base_data(project_dir, name)
+    port = data["chroma_port"]
+    converge(data)
+    written = write_records(port, ("kept",), per_collection=20)
+    data_dir = project_dir / "chroma_data"
+    fresh = fresh_database(tmp_path / "fresh")
+    shutil.copyfile(fresh, data_dir / "chroma.sqlite3.new")
+    (data_dir / "chroma.sqlite3.new").replace(data_dir / "chroma.sqlite3")
+    assert read_records(port) == {k: sorted(v) for k, v in written.items()}
+
+    deployed = run_deploy(data)
+    assert deployed.returncode != 0 and "names none of them" in deployed.output
+    before = read_records(port)  # still served from the file the server holds open
+    drift = run_drift(data, "--no-color")
+    assert "database_lost" in drift.output, drift.output
+    proved = run_deploy(data, deploy_file="prove.py", timeout=600)
+    after = read_records(port) if heartbeat(port) else None
+    said = (
+        f"prove exit {proved.returncode}; records before {list(before)}, after {after}: "
+        f"{proved.output[-1200:]}"
+    )
+    assert proved.returncode != 0 and after == before, said
+    assert "names none of them" in proved.output, said
+
+
+def test_prove_refuses_a_data_dir_moved_under_the_server(project):
+    """The data dir moved aside (mv) under the running server: the deploy refuses and the
+    server keeps serving. prove.py checked only that the stack ran as its file declares,
+    wrote its canary into the moved dir, took the stack down, and its `up` could not start
+    it (the bind source gone): Chroma left down. Now it refuses before its `down`."""
+    project_dir, name = project
+    data = base_data(project_dir, name)
+    port = data["chroma_port"]
+    converge(data)
+    written = write_records(port, ("kept",), per_collection=20)
+    (project_dir / "chroma_data").rename(project_dir / "chroma_data.moved")
+    assert read_records(port) == {k: sorted(v) for k, v in written.items()}
+    deployed = run_deploy(data)
+    assert deployed.returncode != 0 and heartbeat(port), deployed.output
+
+    proved = run_deploy(data, deploy_file="prove.py", timeout=600)
+    said = f"prove exit {proved.returncode}: {proved.output[-1500:]}"
+    assert proved.returncode != 0 and "holds no chroma.sqlite3" in proved.output, said
+    assert heartbeat(port) and read_records(port) == {k: sorted(v) for k, v in written.items()}
+
+
+def test_a_data_dir_replaced_under_a_healthy_server_is_refused_by_every_run_that_restarts(
+    project, tmp_path
+):
+    """The data dir swapped under the healthy server (mv aside, another stack's data dir put
+    at its path): the server keeps serving the dir it opened. The deploy said converged
+    (exit 0, nothing changed), drift ok, and prove.py's `down` and `up` swapped the served
+    database (its canary left in the old dir). Now the dir the server has open is read
+    through /proc (facts.datahomes.OpenedDataDir): the deploy, backup.py and prove.py refuse
+    in one line before they change anything, drift says data_dir_moved, and the stack
+    serves what it served."""
+    project_dir, name = project
+    data = base_data(project_dir, name)
+    port = data["chroma_port"]
+    converge(data)
+    written = write_records(port, ("kept",), per_collection=20)
+    expected = {k: sorted(v) for k, v in written.items()}
+    swap_in_another_data_dir(project_dir, tmp_path)
+    assert read_records(port) == expected
+
+    for command in ("deploy.py", "backup.py", "prove.py"):
+        done = run_deploy(data, deploy_file=command, timeout=600)
+        said = [line for line in done.output.splitlines() if "is not the dir the running" in line]
+        assert done.returncode != 0 and len(said) == 1, done.output
+        assert f"{name}-chroma-1 has open" in said[0] and f"run {command} again" in said[0]
+        assert read_records(port) == expected, command
+    drift = run_drift(data, "--no-color")
+    assert drift.returncode == 2 and "data_dir_moved" in drift.output, drift.output
+    assert "another dir than the one" in drift.output
+
+
+@pytest.fixture
+def own_tag():
+    """A release newer than any known: the test's own tag on the 1.5.9 build, untagged after."""
+    tag = "chromadb/chroma:1.99.41"
+    subprocess.run(["docker", "tag", "chromadb/chroma:1.5.9", tag], check=True)
+    yield tag
+    subprocess.run(["docker", "image", "rm", tag], capture_output=True)
+
+
+def health(container: str) -> str:
+    return subprocess.run(
+        ["docker", "inspect", "-f", "{{.State.Health.Status}}", container],
+        capture_output=True, text=True, check=False,
+    ).stdout.strip()  # fmt: skip
+
+
+def test_a_tag_built_again_under_a_server_still_starting_takes_the_upgrade_path(
+    own_tag, project, tmp_path
+):
+    """785da5a counted a server as serving only when healthy: one that serves but whose
+    health is "starting" (restarted by hand or by the engine, a slow host) was no longer
+    the build that opened the data, so the deploy missed that the tag was built again (a
+    build that refuses the data: sha256 migration hashes), took no backup or rehearsal,
+    and recreated Chroma on the new build, which refused: down where it served. Now only a
+    server whose schema guard refused its last start is left out; this one's rehearsal
+    fails and the old build keeps serving (as test_schema_attack3's healthy case)."""
+    from test_schema_attack import served_image, stack_on_tag
+
+    _, name = project
+    data, port, expected = stack_on_tag(project, tmp_path / "backups", own_tag, ("kept",))
+    serving = served_image(name)
+    subprocess.run(["docker", "build", "-q", "-t", own_tag, "-"], capture_output=True,
+                   input=f"FROM {own_tag}\nENV CHROMA_SQLITEDB__HASH_TYPE=sha256\n",
+                   text=True, check=True)  # fmt: skip
+    container = f"{name}-chroma-1"
+    # Its health check cannot pass (its bash gone from this container's layer); restarted,
+    # it is "starting" for its start period and serves all along.
+    subprocess.run(["docker", "exec", "-u", "0", container, "mv", "/bin/bash", "/bin/bash.off"],
+                   check=True, capture_output=True)  # fmt: skip
+    subprocess.run(["docker", "restart", "-t", "10", container], check=True, capture_output=True)
+    deadline = time.monotonic() + 60
+    while not heartbeat(port):
+        assert time.monotonic() < deadline
+        time.sleep(0.3)
+    assert health(container) == "starting" and read_records(port) == expected
+
+    # Its old build, started again after the failed rehearsal, never turns healthy here
+    # (no bash): a short wait for it, not the default 120 s.
+    deployed = run_deploy(dict(data, chroma_wait_timeout=20))
+    print("DEPLOY-OUTPUT", deployed.output)
+    served = read_records(port) if heartbeat(port) else None
+    said = (
+        f"deploy exit {deployed.returncode}; serving {served_image(name)[:19]} (was "
+        f"{serving[:19]}), records {served and list(served)}: {deployed.output[-1500:]}"
+    )
+    assert served == expected and served_image(name) == serving, said
+    assert "names another build than" in deployed.output, said  # the upgrade path taken
+
+
+def swap_in_another_data_dir(project_dir: Path, tmp_path: Path) -> None:
+    """chroma_data moved aside to chroma_data.old under the running server, another stack's
+    data dir (owner and mode alike) put in its place."""
+    import os
+
+    other, _ = other_database(tmp_path / "other")
+    data_dir = project_dir / "chroma_data"
+    data_dir.rename(project_dir / "chroma_data.old")
+    shutil.copytree(other.parent, data_dir)
+    st = (project_dir / "chroma_data.old").stat()
+    shutil.copystat(project_dir / "chroma_data.old", data_dir)
+    for path in [data_dir, *data_dir.rglob("*")]:
+        os.chown(path, st.st_uid, st.st_gid)
+
+
+def test_an_emptied_database_under_a_healthy_server_is_refused_as_drift_says(project):
+    """chroma.sqlite3 replaced (mv) by an empty file under the healthy server, beside its
+    segment dirs (a failed copy put in place): drift said database_lost while the deploy
+    said nothing (exit 0: the guard wanted a schema, the schema step trusted the healthy
+    server), and a deploy that recreates Chroma (a setting changed) started the validating
+    server on the empty file: refused, down where it served. Now both deploys refuse
+    before anything changes, as drift says, and the server keeps serving."""
+    project_dir, name = project
+    data = base_data(project_dir, name)
+    port = data["chroma_port"]
+    converge(data)
+    write_records(port, ("kept",), per_collection=20)
+    data_dir = project_dir / "chroma_data"
+    (data_dir / "chroma.sqlite3.new").write_bytes(b"")
+    (data_dir / "chroma.sqlite3.new").replace(data_dir / "chroma.sqlite3")
+    # (Reads may fail from here: 1.5.9's WAL no longer matches the file at the path.)
+
+    drift = run_drift(data, "--no-color")
+    plain = run_deploy(data)
+    changed = run_deploy(dict(data, chroma_stop_grace_seconds=30))
+    up = heartbeat(port)
+    said = (
+        f"drift exit {drift.returncode} ({'database_lost' in drift.output}); deploy exit "
+        f"{plain.returncode}; recreating deploy exit {changed.returncode}, serving after: "
+        f"{up}: {changed.output[-1200:]}"
+    )
+    assert up, said  # still the server that opened the data: nothing was stopped
+    assert drift.returncode != 0 and plain.returncode != 0 and changed.returncode != 0, said
+    assert "no chroma.sqlite3 with a schema" in plain.output, said
+
+
+def test_prove_refuses_a_compose_file_scaled_to_zero(project):
+    """The compose file edited by hand to `scale: 0` for chroma (compose's config hash leaves
+    scale out): prove.py took the stack down and its `up` started no Chroma. Now the file
+    is compared with the declared one first: refused, still serving."""
+    project_dir, name = project
+    data = base_data(project_dir, name)
+    port = data["chroma_port"]
+    converge(data)
+    write_records(port, ("kept",), per_collection=20)
+    compose_file = project_dir / "docker-compose.yml"
+    text = compose_file.read_text()
+    assert "\n  chroma:\n" in text
+    compose_file.write_text(text.replace("\n  chroma:\n", "\n  chroma:\n    scale: 0\n", 1))
+
+    proved = run_deploy(data, deploy_file="prove.py", timeout=600)
+    up = heartbeat(port)
+    said = f"prove exit {proved.returncode}; serving after: {up}: {proved.output[-1000:]}"
+    assert up, said
+
+
+def test_prove_refuses_when_the_inventory_names_the_next_version(own_tag, project, tmp_path):
+    """With chroma_version already set to the next release (the upgrade not deployed yet)
+    and the serving tag built again (a build that refuses the data), prove.py took the
+    stack down and its `up` started the new build: refused, Chroma down. Now the compose
+    file on the host is compared with the declared one before its `down`."""
+    from test_schema_attack import served_image, stack_on_tag
+
+    _, name = project
+    data, port, expected = stack_on_tag(project, tmp_path / "backups", own_tag, ("kept",))
+    serving = served_image(name)
+    subprocess.run(["docker", "build", "-q", "-t", own_tag, "-"], capture_output=True,
+                   input=f"FROM {own_tag}\nENV CHROMA_SQLITEDB__HASH_TYPE=sha256\n",
+                   text=True, check=True)  # fmt: skip
+    same = run_deploy(data, deploy_file="prove.py", timeout=600)
+    assert same.returncode != 0 and "does not run as the inventory declares" in same.output, (
+        same.output[-1500:]
+    )
+    assert heartbeat(port)
+
+    proved = run_deploy(dict(data, chroma_version="1.5.9"), deploy_file="prove.py", timeout=600)
+    served = read_records(port) if heartbeat(port) else None
+    said = (
+        f"prove exit {proved.returncode}; serving {served_image(name)[:19]} (was "
+        f"{serving[:19]}), records {served and list(served)}: {proved.output[-1200:]}"
+    )
+    assert served == expected, said
