@@ -642,6 +642,7 @@ FILE_SECONDS = {
     "test_offsite_repository.py": 150,
     "test_converge.py": 150,
     "test_bad_input.py": 150,
+    "test_data_attack4.py": 110,
     "test_migration.py": 100,
     "test_app.py": 90,
     "test_restore_refusals.py": 80,

@@ -1,7 +1,12 @@
 """The fourth attack on data safety (session 14: the guard of segment dirs a database does
 not name, prove.py's refusal before its `down`, the healthy short path of the upgrade):
 each test is a fault an attacker found on the real images, fixed since. One stack per test,
-20 records."""
+20 records. The fault of a server still starting on a tag built again (its health
+`starting`: the deploy missed the new build and recreated Chroma on it, without a backup)
+is the operation fixture upgrade.version_change/another_build_of_the_tag_serves_while_it_
+starts: on the real image that state holds only while a health check cannot pass, and
+the old build started again after the failed rehearsal then takes two minutes to be
+found unhealthy."""
 
 from __future__ import annotations
 
@@ -204,65 +209,6 @@ def test_a_data_dir_replaced_under_a_healthy_server_is_refused_by_every_run_that
     assert "another dir than the one" in drift.output
 
 
-@pytest.fixture
-def own_tag():
-    """A release newer than any known: the test's own tag on the 1.5.9 build, untagged after."""
-    tag = "chromadb/chroma:1.99.41"
-    subprocess.run(["docker", "tag", "chromadb/chroma:1.5.9", tag], check=True)
-    yield tag
-    subprocess.run(["docker", "image", "rm", tag], capture_output=True)
-
-
-def health(container: str) -> str:
-    return subprocess.run(
-        ["docker", "inspect", "-f", "{{.State.Health.Status}}", container],
-        capture_output=True, text=True, check=False,
-    ).stdout.strip()  # fmt: skip
-
-
-def test_a_tag_built_again_under_a_server_still_starting_takes_the_upgrade_path(
-    own_tag, project, tmp_path
-):
-    """785da5a counted a server as serving only when healthy: one that serves but whose
-    health is "starting" (restarted by hand or by the engine, a slow host) was no longer
-    the build that opened the data, so the deploy missed that the tag was built again (a
-    build that refuses the data: sha256 migration hashes), took no backup or rehearsal,
-    and recreated Chroma on the new build, which refused: down where it served. Now only a
-    server whose schema guard refused its last start is left out; this one's rehearsal
-    fails and the old build keeps serving (as test_schema_attack3's healthy case)."""
-    from test_schema_attack import served_image, stack_on_tag
-
-    _, name = project
-    data, port, expected = stack_on_tag(project, tmp_path / "backups", own_tag, ("kept",))
-    serving = served_image(name)
-    subprocess.run(["docker", "build", "-q", "-t", own_tag, "-"], capture_output=True,
-                   input=f"FROM {own_tag}\nENV CHROMA_SQLITEDB__HASH_TYPE=sha256\n",
-                   text=True, check=True)  # fmt: skip
-    container = f"{name}-chroma-1"
-    # Its health check cannot pass (its bash gone from this container's layer); restarted,
-    # it is "starting" for its start period and serves all along.
-    subprocess.run(["docker", "exec", "-u", "0", container, "mv", "/bin/bash", "/bin/bash.off"],
-                   check=True, capture_output=True)  # fmt: skip
-    subprocess.run(["docker", "restart", "-t", "10", container], check=True, capture_output=True)
-    deadline = time.monotonic() + 60
-    while not heartbeat(port):
-        assert time.monotonic() < deadline
-        time.sleep(0.3)
-    assert health(container) == "starting" and read_records(port) == expected
-
-    # Its old build, started again after the failed rehearsal, never turns healthy here
-    # (no bash): a short wait for it, not the default 120 s.
-    deployed = run_deploy(dict(data, chroma_wait_timeout=20))
-    print("DEPLOY-OUTPUT", deployed.output)
-    served = read_records(port) if heartbeat(port) else None
-    said = (
-        f"deploy exit {deployed.returncode}; serving {served_image(name)[:19]} (was "
-        f"{serving[:19]}), records {served and list(served)}: {deployed.output[-1500:]}"
-    )
-    assert served == expected and served_image(name) == serving, said
-    assert "names another build than" in deployed.output, said  # the upgrade path taken
-
-
 def swap_in_another_data_dir(project_dir: Path, tmp_path: Path) -> None:
     """chroma_data moved aside to chroma_data.old under the running server, another stack's
     data dir (owner and mode alike) put in its place."""
@@ -327,6 +273,15 @@ def test_prove_refuses_a_compose_file_scaled_to_zero(project):
     up = heartbeat(port)
     said = f"prove exit {proved.returncode}; serving after: {up}: {proved.output[-1000:]}"
     assert up, said
+
+
+@pytest.fixture
+def own_tag():
+    """A release newer than any known: the test's own tag on the 1.5.9 build, untagged after."""
+    tag = "chromadb/chroma:1.99.41"
+    subprocess.run(["docker", "tag", "chromadb/chroma:1.5.9", tag], check=True)
+    yield tag
+    subprocess.run(["docker", "image", "rm", tag], capture_output=True)
 
 
 def test_prove_refuses_when_the_inventory_names_the_next_version(own_tag, project, tmp_path):
