@@ -694,6 +694,26 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         items.sort(key=lambda item: -seconds(item))
 
 
+# Each file's own tag of a release newer than any known (the engine's tags are shared by
+# the two test processes): the file names it, so two files never build under one tag.
+OWN_TAGS = {
+    "test_schema_attack2.py": "chromadb/chroma:1.99.7",
+    "test_schema_attack3.py": "chromadb/chroma:1.99.21",
+    "test_data_attack4.py": "chromadb/chroma:1.99.41",
+}
+
+
+@pytest.fixture
+def own_tag(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A release newer than any known: the test file's own tag on the 1.5.9 build (OWN_TAGS);
+    asked for before the project, so it is untagged after the project's containers are gone
+    (a build made under it goes with it)."""
+    tag = OWN_TAGS[request.path.name]
+    subprocess.run(["docker", "tag", "chromadb/chroma:1.5.9", tag], check=True)
+    yield tag
+    subprocess.run(["docker", "image", "rm", tag], capture_output=True)
+
+
 @pytest.fixture(scope="session")
 def sftp_server():
     """A real sshd holding restic repositories over sftp (tests/harness/sftp_repository.py).

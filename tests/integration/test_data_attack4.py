@@ -29,7 +29,7 @@ from conftest import (
     run_drift,
     write_records,
 )
-from test_schema_attack import heartbeat
+from test_schema_attack import heartbeat, refusing_rebuild, served_image, stack_on_tag
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -275,28 +275,15 @@ def test_prove_refuses_a_compose_file_scaled_to_zero(project):
     assert up, said
 
 
-@pytest.fixture
-def own_tag():
-    """A release newer than any known: the test's own tag on the 1.5.9 build, untagged after."""
-    tag = "chromadb/chroma:1.99.41"
-    subprocess.run(["docker", "tag", "chromadb/chroma:1.5.9", tag], check=True)
-    yield tag
-    subprocess.run(["docker", "image", "rm", tag], capture_output=True)
-
-
 def test_prove_refuses_when_the_inventory_names_the_next_version(own_tag, project, tmp_path):
     """With chroma_version already set to the next release (the upgrade not deployed yet)
     and the serving tag built again (a build that refuses the data), prove.py took the
     stack down and its `up` started the new build: refused, Chroma down. Now the compose
     file on the host is compared with the declared one before its `down`."""
-    from test_schema_attack import served_image, stack_on_tag
-
     _, name = project
     data, port, expected = stack_on_tag(project, tmp_path / "backups", own_tag, ("kept",))
     serving = served_image(name)
-    subprocess.run(["docker", "build", "-q", "-t", own_tag, "-"], capture_output=True,
-                   input=f"FROM {own_tag}\nENV CHROMA_SQLITEDB__HASH_TYPE=sha256\n",
-                   text=True, check=True)  # fmt: skip
+    refusing_rebuild(own_tag)
     same = run_deploy(data, deploy_file="prove.py", timeout=600)
     assert same.returncode != 0 and "does not run as the inventory declares" in same.output, (
         same.output[-1500:]

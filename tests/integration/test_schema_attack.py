@@ -183,6 +183,14 @@ def rebuilt(tag: str) -> str:
                           capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
 
 
+def refusing_rebuild(tag: str) -> None:
+    """The tag built again into a build that refuses the data: one whose environment hashes
+    migrations with sha256, which 1.5.9 refuses on md5 data, in apply mode too."""
+    subprocess.run(["docker", "build", "-q", "-t", tag, "-"], capture_output=True,
+                   input=f"FROM {tag}\nENV CHROMA_SQLITEDB__HASH_TYPE=sha256\n",
+                   text=True, check=True)  # fmt: skip
+
+
 def test_an_image_changed_under_a_serving_stack_is_upgraded_not_left_refused(
     project, tmp_path, release_tags
 ):

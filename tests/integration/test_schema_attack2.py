@@ -56,15 +56,6 @@ def test_an_emptied_database_beside_its_segment_dirs_is_not_given_a_fresh_schema
     assert drift.returncode != 0, drift.output
 
 
-@pytest.fixture
-def own_tag():
-    """A release newer than any known: the test's own tag on the 1.5.9 build, removed after."""
-    tag = "chromadb/chroma:1.99.7"
-    subprocess.run(["docker", "tag", "chromadb/chroma:1.5.9", tag], check=True)
-    yield tag
-    subprocess.run(["docker", "image", "rm", tag], capture_output=True)
-
-
 def test_the_archive_an_upgrade_took_of_data_behind_its_image_restores(project, tmp_path, own_tag):
     """Attack: the way back from an upgrade, restore.py of the archive the upgrade took first,
     left the stack down. Data one migration behind its image (an older 1.x release's), the

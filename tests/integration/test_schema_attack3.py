@@ -31,6 +31,7 @@ from test_schema_attack import (
     heartbeat,
     migration_undone,
     rebuilt,
+    refusing_rebuild,
     served_image,
     stack_on_tag,
 )
@@ -164,17 +165,6 @@ def test_a_snapshot_of_data_behind_its_label_restores_as_an_archive_of_it_does(
     assert served == {key: sorted(ids) for key, ids in written.items()}, restored.output
 
 
-@pytest.fixture
-def own_tag():
-    """A release newer than any known: the test's own tag on the 1.5.9 build; asked for before
-    the project, so it is untagged after the project's containers are gone (a build made
-    under it goes with it)."""
-    tag = "chromadb/chroma:1.99.21"
-    subprocess.run(["docker", "tag", "chromadb/chroma:1.5.9", tag], check=True)
-    yield tag
-    subprocess.run(["docker", "image", "rm", tag], capture_output=True)
-
-
 def test_a_failed_rehearsal_of_a_tag_built_again_starts_the_build_that_served(
     own_tag, project, tmp_path
 ):
@@ -187,9 +177,7 @@ def test_a_failed_rehearsal_of_a_tag_built_again_starts_the_build_that_served(
     _, name = project
     data, port, expected = stack_on_tag(project, tmp_path / "backups", own_tag, ("kept",))
     serving = served_image(name)
-    subprocess.run(["docker", "build", "-q", "-t", own_tag, "-"], capture_output=True,
-                   input=f"FROM {own_tag}\nENV CHROMA_SQLITEDB__HASH_TYPE=sha256\n",
-                   text=True, check=True)  # fmt: skip
+    refusing_rebuild(own_tag)
     deployed = run_deploy(data)
     served = read_records(port) if heartbeat(port) else None
     now = served_image(name)
