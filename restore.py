@@ -65,6 +65,9 @@ else:
     declared = Declared(settings, owner.uid, owner.gid, token)
     # The restore starts a server on the data dir it switches in: never beside another one.
     preflight.require_no_other_server(declared)
+    # Nor when its data dir was replaced under the running server: the copy it keeps aside
+    # would be the dir put in place, not the one the server has served since.
+    preflight.require_opened_dir_in_place(declared, "restore.py")
     # Every check of the archive, now, while nothing on the host has changed: a refused
     # restore stops nothing and writes nothing (not the compose file of its version either).
     manifest, problem = data_safety.archive_problem(

@@ -423,8 +423,10 @@ def compare_safety(declared: Declared, facts: HostFacts) -> list[DriftItem]:
     if found:
         items.append(
             DriftItem("database_lost", declared.data_dir_paths[0],
-                      f"the database that names its {len(segments)} segment dir(s)",
-                      f"{found}, beside {segments[0]}, ...: replaced, emptied or lost?")
+                      f"the database that names its {len(segments)} segment dir(s)"
+                      if segments else "a readable chroma.sqlite3",
+                      f"{found}{f', beside {segments[0]}, ...' if segments else ''}: "
+                      "replaced, emptied, damaged or lost?")
         )  # fmt: skip
     return items
 
@@ -557,26 +559,25 @@ def persists_at(container: dict[str, Any]) -> set[str]:
 
 
 def compare_served_data(declared: Declared, facts: HostFacts) -> list[DriftItem]:
-    """The data dir gone or without chroma.sqlite3 while Chroma runs on it (moved aside?),
-    or another dir than the one the running Chroma has open (moved and replaced)."""
+    """The dir the running Chroma has open moved away and another put at its path, or the
+    data dir gone or without chroma.sqlite3 while Chroma runs on it (moved aside?)."""
     path = declared.data_dir_paths[0]
-    found = facts.data_dirs.get(path)
-    if found is not None and found["has_sqlite"]:
-        swapped = (
-            opened_elsewhere(
-                facts.data_homes, facts.opened, declared.chroma_container,
-                declared.line.persist_path, path,
-            )
-            if facts.data_homes and facts.opened
-            else None
-        )  # fmt: skip
+    swapped = (
+        opened_elsewhere(facts.data_homes, facts.opened, declared.chroma_container)
+        if facts.data_homes and facts.opened
+        else None
+    )
+    if swapped:
         return [
             DriftItem(
-                "data_dir_moved", path, f"the data {swapped} serves",
-                f"another dir than the one {swapped} has open (moved away and replaced while "
-                "it ran: its next start would serve this one)",
+                "data_dir_moved", swapped["source"], f"the data {swapped['name']} serves",
+                f"another dir than the one {swapped['name']} has open (moved away and replaced "
+                "while it ran: its next start would serve this one)",
             )
-        ] if swapped else []  # fmt: skip
+        ]  # fmt: skip
+    found = facts.data_dirs.get(path)
+    if found is not None and found["has_sqlite"]:
+        return []
     actual = "missing" if found is None else "no chroma.sqlite3"
     return [
         DriftItem(

@@ -61,10 +61,33 @@ def names_none(schema: dict[str, Any]) -> bool:
     return bool(schema["segment_dirs"]) and schema["segment_dirs_named"] == 0
 
 
+def damaged(schema: dict[str, Any]) -> bool:
+    """DataSchema could not read the file as a database (SQLite's DatabaseError: "file is not
+    a database", "database disk image is malformed": a copy cut short, a disk error), as
+    opposed to a host without python3 or a lock held a while."""
+    return (schema["error"] or "").startswith("DatabaseError")
+
+
+def database_damaged(schema: dict[str, Any], data: DataTarget) -> str | None:
+    """The refusal for a chroma.sqlite3 SQLite cannot read (``damaged``), else None: a server
+    still serving has the whole file open; its next start would fail on this one."""
+    if not damaged(schema):
+        return None
+    return (
+        f"chroma_allow_empty_data_dir: {data.path}/chroma.sqlite3 cannot be read as a database "
+        f"({schema['error']}): damaged or cut short (a copy that failed?); nothing was "
+        "changed: put a whole copy back (or restore an archive with restore.py), or set "
+        "chroma_allow_empty_data_dir=true to go on with it"
+    )
+
+
 def segments_unnamed(state: dict[str, Any], schema: dict[str, Any]) -> str | None:
     """What stands beside the data dir's segment dirs instead of the database that names
-    them (no chroma.sqlite3, one with no schema, one that names none of them), else None:
-    drift's database_lost, what the deploy refuses."""
+    them (no chroma.sqlite3, one with no schema, one that names none of them), or a
+    chroma.sqlite3 that cannot be read at all, else None: drift's database_lost, what the
+    deploy refuses."""
+    if state["data_has_sqlite"] and damaged(schema):
+        return f"a chroma.sqlite3 that cannot be read ({schema['error']})"
     if not state["data_segment_dirs"]:
         return None
     if not state["data_has_sqlite"] or schema_less(schema):

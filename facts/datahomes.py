@@ -277,22 +277,20 @@ class DataHomes(FactBase[dict[str, Any]]):
 
 
 def opened_elsewhere(
-    homes: dict[str, Any], opened: dict[str, Any], container: str, target: str, path: str
-) -> str | None:
-    """``container``'s name when it runs with the data dir ``path`` bind-mounted at
-    ``target`` but has another dir open there than the one at ``path`` now (OpenedDataDir):
-    the dir moved away under it and another put in its place. It serves the one it
-    opened; its next start serves the other. Else None (a container that mounts another
-    source, data a changed key left elsewhere, is the takeover's: operations/migrate.py)."""
-    here = (homes.get("data_dir") or {}).get("inode")
-    if not (opened["inode"] and here) or opened["inode"] == here:
-        return None
-    mounted = any(
-        m["name"] == container and m["state"] == "running" and m["target"] == target
-        and m["type"] == "bind" and m["source"] == path
-        for m in homes["mounts"]
-    )  # fmt: skip
-    return container if mounted else None
+    homes: dict[str, Any], opened: dict[str, Any], container: str
+) -> dict[str, Any] | None:
+    """The bind mount of ``container`` (running) whose source path now names another dir
+    than the one the container has open at its target (OpenedDataDir): the dir moved away
+    under it and another put in its place. It serves the one it opened; its next start
+    serves the other. Compared with the mount's own source, not the declared data dir: a
+    key changed since (chroma_data_dir, a version whose persist path differs) must not hide
+    it. Else None."""
+    for m in homes["mounts"]:
+        inode = opened["inodes"].get(m["target"])
+        if (m["name"] == container and m["state"] == "running" and m["type"] == "bind"
+                and inode and m["inode"] and inode != m["inode"]):  # fmt: skip
+            return m
+    return None
 
 
 def served_path(
@@ -366,28 +364,33 @@ class DataSchema(FactBase[dict[str, Any]]):
 
 
 class OpenedDataDir(FactBase[dict[str, Any]]):
-    """The identity of the dir a running container has at ``target``, as it sees it.
+    """The identity of the dirs a running container has at ``targets``, as it sees them.
 
-    ``{"inode": "dev:ino" | None}``: read through ``/proc/<pid>/root`` (the container's
-    own view of its mounts), so a data dir moved away while Chroma runs, and another put
-    at its path, shows as two dirs: the server keeps the one it opened, and DataHomes'
-    reading of the host path names the new one. None: no such container running, no
-    docker, or the path not readable (not root).
+    ``{"inodes": {target: "dev:ino"}}``: read through ``/proc/<pid>/root`` (the container's
+    own view of its mounts), so a data dir moved away while Chroma runs, and another put at
+    its path, shows as two dirs: the server keeps the one it opened, and DataHomes' reading
+    of the host path names the new one. A target missing: not there in the container, no
+    such container running, no docker, or not readable (not root).
     """
 
     @staticmethod
     def default() -> dict[str, Any]:
-        return {"inode": None}
+        return {"inodes": {}}
 
-    def command(self, container: str, target: str) -> str:
+    def command(self, container: str, targets: list[str]) -> str:
+        paths = " ".join(f'"/proc/$pid/root"{shell_word(target)}' for target in targets)
         return (
             "command -v docker >/dev/null 2>&1 || exit 0; "
             f"pid=$(docker inspect --format '{{{{.State.Pid}}}}' {shell_word(container)} "
             '2>/dev/null) || exit 0; case "$pid" in ""|0|*[!0-9]*) exit 0;; esac; '
-            f"stat -L -c 'inode=%d:%i' -- \"/proc/$pid/root\"{shell_word(target)} 2>/dev/null; "
-            "true"
+            f"stat -L -c 'inode=%d:%i|%n' -- {paths} 2>/dev/null; true"
         )
 
     def process(self, output: list[str]) -> dict[str, Any]:
-        found = [line[6:].strip() for line in output if line.startswith("inode=")]
-        return {"inode": found[0] if found else None}
+        inodes = {}
+        for line in output:
+            if line.startswith("inode="):
+                inode, _, path = line[6:].partition("|")
+                _, _, target = path.partition("/root")
+                inodes[target] = inode.strip()
+        return {"inodes": inodes}

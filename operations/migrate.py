@@ -25,6 +25,7 @@ from pyinfra.api import operation
 from checks.compare import served_without_data
 from checks.empty_data import (
     data_left_aside,
+    database_damaged,
     database_lost,
     database_names_none,
     schema_less,
@@ -351,8 +352,12 @@ def data_safety_guard(
         schema = host_state.read(DataSchema, data_dir=path)
         if schema_less(schema):  # emptied, even under a server that still has the old open
             lost = database_lost(state, data, False)
-        elif not allow_unnamed_segments:
+        elif not (allow_unnamed_segments and schema["collections"] == 0):
+            # maintain.py --apply orphans is the answer for a database whose collections
+            # were all deleted, never for one with collections of its own (another stack's).
             lost = database_names_none(state, schema, data)
+    if not lost and not allow_empty and state["data_has_sqlite"]:
+        lost = database_damaged(host_state.read(DataSchema, data_dir=path), data)
     if lost:
         yield fail_host(lost)
         return

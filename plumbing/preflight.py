@@ -31,6 +31,7 @@ from facts.chroma import ChromaHealth
 from facts.compose import ComposeStack, NamedContainers, PortHolder
 from facts.cron import Cron
 from facts.datahomes import (
+    PERSIST_TARGETS,
     DataHomes,
     DataSchema,
     OpenedDataDir,
@@ -365,32 +366,32 @@ def require_no_other_server(declared: Declared) -> dict[str, Any]:
 
 def opened_read(where: Declared) -> dict[str, Any]:
     """OpenedDataDir's arguments, as every run reads it: compose's chroma container, at the
-    path its version persists to."""
-    return {"container": where.chroma_container, "target": where.line.persist_path}
+    paths any version persists to (the running one may be of another line than declared)."""
+    targets = sorted(PERSIST_TARGETS | {where.line.persist_path})
+    return {"container": where.chroma_container, "targets": targets}
 
 
 def require_opened_dir_in_place(declared: Declared, command: str) -> None:
-    """The running Chroma has open the dir at the data dir's path, not one moved away under
-    it with another put in its place (facts.datahomes.opened_elsewhere): every run that
-    stops and starts it (deploy, backup, maintain, prove) would serve the other one."""
+    """The running Chroma has open the dir at its mount's source path, not one moved away
+    under it with another put in its place (facts.datahomes.opened_elsewhere): every run
+    that stops and starts it (deploy, backup, maintain, restore, prove) would serve the
+    other one."""
     settings = declared.settings
-    path = settings.path(settings.data_dir)
-    container = opened_elsewhere(
-        host_state.read(DataHomes, data_dir=path),
+    mount = opened_elsewhere(
+        host_state.read(DataHomes, data_dir=settings.path(settings.data_dir)),
         host_state.read(OpenedDataDir, **opened_read(declared)),
         declared.chroma_container,
-        declared.line.persist_path,
-        path,
     )
-    if container:
+    if mount:
+        source = mount["source"]
         raise refusal(
             host.name,
-            f"chroma_data_dir: {path} is not the dir the running {container} has open (it was "
-            "moved away while Chroma ran and another put in its place): Chroma serves the one "
-            f"it opened, and its next start would serve what is at {path} now; nothing was "
-            f"changed: put the dir it serves back at {path}, or, to serve what is there now, "
-            f"stop the stack (docker compose stop, in {settings.project_dir}) and run {command} "
-            "again",
+            f"chroma_data_dir: {source} is not the dir the running {mount['name']} has open "
+            "(it was moved away while Chroma ran and another put in its place): Chroma serves "
+            f"the one it opened, and its next start would serve what is at {source} now; "
+            f"nothing was changed: put the dir it serves back at {source}, or, to serve what "
+            f"is there now, stop the stack (docker compose stop, in {settings.project_dir}) "
+            f"and run {command} again",
         )
 
 

@@ -105,7 +105,7 @@ ABSENT: dict[str, tuple[Callable[[Any], bool], set[str]]] = {
     "compose.PortHolder": (lambda f: f["listener"] is None, {"free"}),
     "datahomes.DataHomes": (lambda f: f["mounts"] == [], {"docker_absent"}),
     # Nothing open: the container stopped, or there is none of that name.
-    "datahomes.OpenedDataDir": (lambda f: f["inode"] is None, {"stopped", "no_such_container"}),
+    "datahomes.OpenedDataDir": (lambda f: f["inodes"] == {}, {"stopped", "no_such_container"}),
     # No schema: no database, no python3 to read it, or a database with no migration recorded.
     "datahomes.DataSchema": (
         lambda f: f["levels"] is None,

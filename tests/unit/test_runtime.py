@@ -179,6 +179,11 @@ def test_segment_dirs_without_the_database_that_names_them_are_drift_unless_allo
         facts = _facts(running, data_schema=schema)
         facts.safety.update(data_has_sqlite=has_sqlite, data_segment_dirs=segments)
         assert kinds(facts) == expected, schema
+    cut = {"levels": None, "error": "DatabaseError: database disk image is malformed",
+           "collections": None}  # fmt: skip
+    assert kinds(_facts(running, data_schema=cut)) == ["database_lost"]  # dirs or none
+    locked = {**cut, "error": "OperationalError: database is locked"}
+    assert kinds(_facts(running, data_schema=locked)) == []  # not read, not damaged
     facts = _facts(running, data_schema=fresh)
     facts.safety["data_segment_dirs"] = segments
     allowed = declared_for(chroma_allow_empty_data_dir="true")
@@ -188,19 +193,22 @@ def test_segment_dirs_without_the_database_that_names_them_are_drift_unless_allo
 
 
 def test_a_data_dir_replaced_under_the_running_server_is_drift(running):
-    """The data dir moved away while Chroma ran and another put at its path: the host path
-    names the new dir (DataHomes), the server still has the old one open (OpenedDataDir)."""
+    """The data dir moved away while Chroma ran and another put at its path: the mount's
+    source path names the new dir (DataHomes), the server still has the old one open
+    (OpenedDataDir), whatever the declared data dir or version say now."""
     homes = recorded("datahomes.DataHomes", "a_shared_data_dir")
     homes["mounts"] = [m for m in homes["mounts"] if m["name"] == "rec-ours"]
     homes["mounts"][0].update(name="fx-chroma-1", project="fx", source=f"{ROOT}/chroma_data")
-    here = homes["data_dir"]["inode"]
-    same = _facts(running, data_homes=homes, opened={"inode": here})
+    here = homes["mounts"][0]["inode"]
+    same = _facts(running, data_homes=homes, opened={"inodes": {"/data": here}})
     assert kinds(same) == []
-    other = _facts(running, data_homes=homes, opened={"inode": "1:2"})
+    other = _facts(running, data_homes=homes, opened={"inodes": {"/data": "1:2"}})
     assert kinds(other) == ["data_dir_moved"]
-    assert kinds(_facts(running, data_homes=homes, opened={"inode": None})) == []  # stopped
-    homes["mounts"][0]["source"] = "/srv/old/chroma_data"  # data a changed key left elsewhere
-    assert "data_dir_moved" not in kinds(_facts(running, data_homes=homes, opened={"inode": "1:2"}))
+    assert kinds(_facts(running, data_homes=homes, opened={"inodes": {}})) == []  # stopped
+    # A key changed since (another data dir declared): the mount's own source is compared.
+    homes["mounts"][0]["source"] = "/srv/old/chroma_data"
+    moved = [i for i in compare(declared_for(), other) if i.kind == "data_dir_moved"]
+    assert [i.resource for i in moved] == ["/srv/old/chroma_data"]
 
 
 def test_a_second_container_of_a_declared_service_is_drift_and_the_deploy_acts(running):
