@@ -69,7 +69,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from chroma_restic import VERDICTS, Offsite, last_line, restic_args, verdict
-from chroma_safety import MARGIN_BYTES, manifest_of, stamp, tree_size, write_json
+from chroma_safety import (
+    MARGIN_BYTES,
+    database_problem,
+    manifest_of,
+    replaced_under,
+    stamp,
+    tree_size,
+    write_json,
+)
 
 CHECK_EVERY = 7 * 24 * 3600  # seconds between two `restic check --read-data-subset`
 LOCK_RETRY = 5  # seconds between two tries while another restic holds the repository
@@ -623,6 +631,24 @@ def back_up(offsite: Offsite, status: dict, result: dict) -> None:
                     "emptied); Chroma was not stopped and nothing was uploaded or forgotten: "
                     "a snapshot of it would restore as an empty database; deploy the project "
                     "(or restore it), then back up again")  # fmt: skip
+    # What blocks deploy.py and backup.py (the data-safety guard, the dir the server has
+    # open) blocks the schedule's run too, before Chroma is stopped: a snapshot of another
+    # database would be `latest`, and with a keep set forget the good ones.
+    problem = database_problem(data_dir)
+    if problem and not offsite.values.get("allow_empty_data_dir"):
+        raise Fault("chroma_allow_empty_data_dir",
+                    f"{problem}; Chroma was not stopped and nothing was uploaded or forgotten: "
+                    "put the database back (restore.py), or, when its collections were "
+                    "deleted, run maintain.py --apply orphans; or deploy with "
+                    "chroma_allow_empty_data_dir=true")  # fmt: skip
+    replaced = replaced_under(f"{project}-{SERVICE}-1")
+    if replaced:
+        raise Fault("chroma_data_dir",
+                    f"{replaced} is not the dir the running {project}-{SERVICE}-1 has open (it "
+                    "was moved away while Chroma ran and another put in its place): its next "
+                    "start would serve the other; Chroma was not stopped and nothing was "
+                    f"uploaded: put the dir it serves back at {replaced}, or stop the stack and "
+                    "deploy")  # fmt: skip
     if staging.exists():
         shutil.rmtree(staging)  # our own copy from a killed run, never data
     need = tree_size(data_dir)

@@ -139,6 +139,74 @@ def compose(project_dir: str | None, compose_file: str | None, *args: str) -> No
         raise Refused(f"docker compose {args[0]} failed: {done.stderr.strip()[:300]}")
 
 
+# A segment dir's name (a UUID), as facts/project.py's SEGMENT_GLOB and files/chroma_schema.py
+# match it (tests/unit/test_host_programs.py holds the three to one list of names).
+SEGMENT_DIR = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+# Where a Chroma server persists: facts/datahomes.py's PERSIST_TARGETS.
+PERSIST_TARGETS = ("/data", "/chroma/chroma")
+
+
+def database_problem(data_dir: str) -> str | None:
+    """What makes ``data_dir``'s chroma.sqlite3 no database of its segment dirs, else None:
+    the deploy's data-safety guard (checks/empty_data.py) for a run without pyinfra (the
+    schedule's backup). A file SQLite cannot read; segment dirs beside one with no schema,
+    or beside one that names none of them (another stack's, a new server's). A lock held
+    a while is no problem: the copy reads it again with Chroma stopped."""
+    database = os.path.join(data_dir, "chroma.sqlite3")
+    try:
+        names = os.listdir(data_dir)
+    except OSError:
+        return None
+    dirs = [n for n in names if SEGMENT_DIR.fullmatch(n) and os.path.isdir(f"{data_dir}/{n}")]
+    try:
+        db = sqlite3.connect(f"file:{quote(database)}?mode=ro", uri=True, timeout=10)
+        try:
+            db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+            named = {row[0] for row in db.execute("SELECT id FROM segments")} if dirs else set()
+        finally:
+            db.close()
+    except sqlite3.OperationalError as error:
+        if dirs and "no such table" in str(error):
+            return (f"{data_dir} holds {len(dirs)} segment dir(s) beside a chroma.sqlite3 with "
+                    "no schema")  # fmt: skip
+        return None
+    except sqlite3.DatabaseError as error:
+        return f"{database} cannot be read as a database (DatabaseError: {error})"
+    if dirs and not named & set(dirs):
+        return (f"{data_dir} holds {len(dirs)} segment dir(s) beside a chroma.sqlite3 that "
+                "names none of them")  # fmt: skip
+    return None
+
+
+def replaced_under(container: str) -> str | None:
+    """The source of ``container``'s bind mount at a persist path whose dir was moved away
+    while it ran and another put at its path (compared by device and inode through
+    ``/proc/<pid>/root``, the container's own view), else None: what the deploy's
+    preflight.require_opened_dir_in_place refuses, for a run without pyinfra."""
+    found = subprocess.run(
+        ["docker", "inspect", "--format", "{{.State.Pid}} {{json .Mounts}}", container],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    pid, _, mounts = found.stdout.strip().partition(" ")
+    if found.returncode != 0 or not pid.isdigit() or pid == "0":
+        return None
+    try:
+        listed = json.loads(mounts)
+    except ValueError:
+        return None
+    for mount in listed if isinstance(listed, list) else []:
+        target, source = mount.get("Destination"), mount.get("Source")
+        if mount.get("Type") != "bind" or target not in PERSIST_TARGETS or not source:
+            continue
+        try:
+            opened, now = os.stat(f"/proc/{pid}/root{target}"), os.stat(source)
+        except OSError:
+            continue
+        if (opened.st_dev, opened.st_ino) != (now.st_dev, now.st_ino):
+            return str(source)
+    return None
+
+
 def tree_size(path: str) -> int:
     total = 0
     for root, _dirs, files in os.walk(path):

@@ -14,12 +14,14 @@ import contextlib
 import shutil
 import sqlite3
 import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
 
 import pytest
 from conftest import (
+    ROOT,
     base_data,
     compose_down,
     converge,
@@ -29,6 +31,7 @@ from conftest import (
     run_drift,
     write_records,
 )
+from harness.offsite_config import init_repository
 from test_schema_attack import heartbeat, refusing_rebuild, served_image, stack_on_tag
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
@@ -188,14 +191,38 @@ def test_a_data_dir_replaced_under_a_healthy_server_is_refused_by_every_run_that
     database (its canary left in the old dir). Now the dir the server has open is read
     through /proc (facts.datahomes.OpenedDataDir): the deploy, backup.py and prove.py refuse
     in one line before they change anything, drift says data_dir_moved, and the stack
-    serves what it served."""
+    serves what it served. So does the schedule's backup (files/chroma_offsite.py, run as
+    cron runs it: no pyinfra), which stopped Chroma, copied the dir at the path and started
+    it on the other database (the second attack)."""
     project_dir, name = project
-    data = base_data(project_dir, name)
+    repository = tmp_path / "repository"
+    password = tmp_path / "restic-password"
+    password.write_text("a long repository password\n")
+    init_repository(repository, "a long repository password")
+    data = base_data(
+        project_dir,
+        name,
+        chroma_backup_repository=str(repository),
+        chroma_backup_password_file=str(password),
+        chroma_backup_schedule="off",
+    )  # run below as cron would: no crontab line
     port = data["chroma_port"]
     converge(data)
     written = write_records(port, ("kept",), per_collection=20)
     expected = {k: sorted(v) for k, v in written.items()}
     swap_in_another_data_dir(project_dir, tmp_path)
+    assert read_records(port) == expected
+
+    config = project_dir / ".chroma-deploy" / "offsite.json"
+    scheduled = subprocess.run(
+        ["env", "-i", "PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin", sys.executable,
+         str(ROOT / "files" / "chroma_offsite.py"), "backup", "--config", str(config)],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    said = scheduled.stderr.strip().splitlines()
+    assert scheduled.returncode == 1 and len(said) == 1, scheduled.stdout + scheduled.stderr
+    assert f"is not the dir the running {name}-chroma-1 has open" in said[0]
+    assert "Chroma was not stopped and nothing was uploaded" in said[0]
     assert read_records(port) == expected
 
     for command in ("deploy.py", "backup.py", "prove.py"):

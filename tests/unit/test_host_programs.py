@@ -306,3 +306,27 @@ def test_a_vector_sample_from_a_server_that_does_not_answer_leaves_no_file(host:
                       "--sqlite", str(sqlite), "--out", str(out), "--version", "0.6.3")  # fmt: skip
         assert done.returncode == 0, done.stderr
         assert done.stdout == said and not out.exists()
+
+
+def test_the_three_readers_of_a_segment_dirs_name_agree(tmp_path: Path):
+    """A segment dir is named by a UUID: facts/project.py's shell glob (SafetyState), and the
+    patterns of files/chroma_schema.py (DataSchema) and files/chroma_safety.py (the
+    schedule's guard) must take and leave the same names."""
+    import re
+
+    from facts.project import SEGMENT_GLOB
+
+    names = ["5d0c8b2e-6f1a-4f0e-9a51-2b7c5e1d9f20", "5D0C8B2E-6F1A-4F0E-9A51-2B7C5E1D9F20",
+             "5d0c8b2e-6f1a-4f0e-9a51-2b7c5e1d9f2", "5d0c8b2e-6f1a-4f0e-9a51-2b7c5e1d9f20x",
+             "orphans-20261207T210716Z", "not-a-segment"]  # fmt: skip
+    for name in names:
+        (tmp_path / name).mkdir()
+    globbed = subprocess.run(
+        ["sh", "-c", f'for d in "$1"/{SEGMENT_GLOB}; do test -d "$d" && echo "${{d##*/}}"; done',
+         "-", str(tmp_path)], capture_output=True, text=True, check=True,
+    ).stdout.split()  # fmt: skip
+    pattern = re.compile(r'SEGMENT_DIR = re\.compile\(r"([^"]+)"\)')
+    for program in ("chroma_schema.py", "chroma_safety.py"):
+        regex = re.compile(pattern.search((FILES / program).read_text()).group(1))
+        assert sorted(n for n in names if regex.fullmatch(n)) == sorted(globbed), program
+    assert globbed == ["5d0c8b2e-6f1a-4f0e-9a51-2b7c5e1d9f20"]

@@ -626,6 +626,31 @@ def test_a_failed_verification_blocks_the_scheduled_backup_as_it_blocks_backup_p
     assert docker_steps(host) == [] and snapshots(host["config"]) == []
 
 
+def test_another_database_beside_the_segment_dirs_blocks_the_scheduled_backup(host: dict):
+    """The second attack: a database that names none of the segment dirs beside it (another
+    stack's put back), or one SQLite cannot read, was uploaded by the schedule (exit 0),
+    and with a keep set forgot the only good snapshot. Refused before Chroma stops, as
+    backup.py and the deploy refuse it (checks/empty_data.py); a dir the database names
+    passes."""
+    segment = host["data_dir"] / "5d0c8b2e-6f1a-4f0e-9a51-2b7c5e1d9f20"
+    segment.mkdir()
+    done = offsite(host)
+    words = "1 segment dir(s) beside a chroma.sqlite3 that names none of them"
+    line = assert_refused(host, done, "chroma_allow_empty_data_dir", words)
+    assert "Chroma was not stopped and nothing was uploaded or forgotten" in line
+    assert docker_steps(host) == [] and snapshots(host["config"]) == []
+    db = sqlite3.connect(host["data_dir"] / "chroma.sqlite3")
+    with db:
+        db.execute("INSERT INTO segments VALUES (?, 'VECTOR', 'c1')", (segment.name,))
+    db.close()
+    assert offsite(host).returncode == 0  # named: its own database
+    database = host["data_dir"] / "chroma.sqlite3"
+    database.write_bytes(database.read_bytes()[:4096])  # cut short
+    cut = offsite(host)
+    line = assert_refused(host, cut, "chroma_allow_empty_data_dir", "cannot be read as a database")
+    assert len(snapshots(host["config"])) == 1
+
+
 def declared_host(machine: str) -> str:
     """offsite.json's host as `pyinfra @local deploy.py` declares it on ``machine``.
 
