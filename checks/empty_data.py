@@ -52,12 +52,18 @@ def schema_less(schema: dict[str, Any]) -> bool:
 
 
 def names_none(schema: dict[str, Any]) -> bool:
-    """A database with a schema that names none of the segment dirs beside it (DataSchema's
-    counts; on a host whose reading lacks them, one that names no collection)."""
-    if not schema["levels"]:
+    """A database with a schema and collections of its own that names none of the segment
+    dirs beside it (DataSchema's counts): another stack's, or another day's put back.
+
+    One that names no collection at all is not refused: a new server's database beside old
+    dirs and one whose collections were all deleted (1.x leaks their dirs, as prove.py's own
+    canary does) hold the same rows, and the second is an ordinary state (maintain.py
+    reports its dirs as orphans). docs/data-safety.md names the first a known limit.
+    """
+    if not schema["levels"] or not schema["collections"]:
         return False
     if schema.get("segment_dirs_named") is None:
-        return schema["collections"] == 0
+        return False
     return bool(schema["segment_dirs"]) and schema["segment_dirs_named"] == 0
 
 

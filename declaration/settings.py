@@ -977,8 +977,8 @@ class Settings:
         "Start a server on an empty data dir although a copy of it was moved aside (an "
         "unfinished restore or a failed migration), or the data dir was moved away while "
         "Chroma ran (then Chroma starts again, on the empty one), or it holds segment dirs "
-        "beside no database, or one that names none of them (replaced, or their collections "
-        "deleted).",
+        "beside no database, or one that names none of them (another stack's put back), or "
+        "one SQLite cannot read.",
         example="true",
     )
     lock_timeout: int = key(

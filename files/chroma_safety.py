@@ -163,6 +163,7 @@ def database_problem(data_dir: str) -> str | None:
         try:
             db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
             named = {row[0] for row in db.execute("SELECT id FROM segments")} if dirs else set()
+            collections = db.execute("SELECT COUNT(*) FROM collections").fetchone()[0]
         finally:
             db.close()
     except sqlite3.OperationalError as error:
@@ -172,7 +173,9 @@ def database_problem(data_dir: str) -> str | None:
         return None
     except sqlite3.DatabaseError as error:
         return f"{database} cannot be read as a database (DatabaseError: {error})"
-    if dirs and not named & set(dirs):
+    # No collection at all: a new server's database, or every collection deleted (their
+    # dirs leak on 1.x): not told apart, not refused (checks/empty_data.names_none).
+    if dirs and collections and not named & set(dirs):
         return (f"{data_dir} holds {len(dirs)} segment dir(s) beside a chroma.sqlite3 that "
                 "names none of them")  # fmt: skip
     return None

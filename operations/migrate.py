@@ -352,9 +352,10 @@ def data_safety_guard(
         schema = host_state.read(DataSchema, data_dir=path)
         if schema_less(schema):  # emptied, even under a server that still has the old open
             lost = database_lost(state, data, False)
-        elif not (allow_unnamed_segments and schema["collections"] == 0):
-            # maintain.py --apply orphans is the answer for a database whose collections
-            # were all deleted, never for one with collections of its own (another stack's).
+        elif not allow_unnamed_segments:
+            # maintain.py --apply orphans is the line's own second answer (the collections
+            # that had those dirs were deleted, and the new ones hold no vector yet): asked
+            # for by name, it moves them aside (kept, never deleted).
             lost = database_names_none(state, schema, data)
     if not lost and not allow_empty and state["data_has_sqlite"]:
         lost = database_damaged(host_state.read(DataSchema, data_dir=path), data)

@@ -1,6 +1,6 @@
 """Attacks on the schema guard (issue 26 §5), third round: each test is a fault an attacker
-found on the real 1.5.9 image in the second round's fixes, fixed since (the last one, a
-database replaced beside its segment dirs, a known limit for one stop)."""
+found on the real 1.5.9 image in the second round's fixes, fixed since, but the last: a
+known limit, kept as a strict xfail (it fails the suite once the fault is fixed)."""
 
 from __future__ import annotations
 
@@ -244,6 +244,12 @@ def fresh_database(into: Path) -> Path:
     return database
 
 
+@pytest.mark.xfail(strict=True, reason=(
+    "known limit: a stopped stack's chroma.sqlite3 replaced by a new 1.5.9 server's (a schema, "
+    "no collection) beside its segment dirs is served empty, exit 0: it holds the same rows as "
+    "a database whose collections were all deleted (prove.py's own canary leaves one), which "
+    "must not be refused (docs/data-safety.md)"
+))  # fmt: skip
 def test_segment_dirs_beside_a_database_that_names_no_collection_are_refused(project, tmp_path):
     """The third attack's known limit, fixed: a stopped stack's chroma.sqlite3 replaced by a
     new 1.5.9 server's (a schema, no collection) beside its segment dirs was served empty,

@@ -172,7 +172,7 @@ def test_segment_dirs_without_the_database_that_names_them_are_drift_unless_allo
         (True, named, []),
         (True, ours, []),
         (True, other, ["database_lost"]),
-        (True, fresh, ["database_lost"]),
+        (True, fresh, []),  # a new server's, or every collection deleted: not told apart
         (True, schema_less, ["database_lost"]),
         (False, {"levels": None, "error": None, "collections": None}, ["database_lost"]),
     ]:
@@ -184,7 +184,7 @@ def test_segment_dirs_without_the_database_that_names_them_are_drift_unless_allo
     assert kinds(_facts(running, data_schema=cut)) == ["database_lost"]  # dirs or none
     locked = {**cut, "error": "OperationalError: database is locked"}
     assert kinds(_facts(running, data_schema=locked)) == []  # not read, not damaged
-    facts = _facts(running, data_schema=fresh)
+    facts = _facts(running, data_schema=other)
     facts.safety["data_segment_dirs"] = segments
     allowed = declared_for(chroma_allow_empty_data_dir="true")
     assert [item.kind for item in compare(allowed, facts)] == []
