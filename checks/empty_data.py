@@ -106,18 +106,16 @@ def segments_unnamed(state: dict[str, Any], schema: dict[str, Any]) -> str | Non
 def database_names_none(
     state: dict[str, Any], schema: dict[str, Any], data: DataTarget
 ) -> str | None:
-    """The refusal for segment dirs beside a chroma.sqlite3 whose schema names none of them
-    (DataSchema), else None.
+    """The refusal for segment dirs beside a chroma.sqlite3 with collections of its own that
+    names none of them (``names_none``), else None.
 
     Chroma keeps a collection's vectors in a segment dir and everything else (its name,
     ids, documents, metadata) in chroma.sqlite3, and a database names the segments it
     made. One that names none of the dirs beside it is either the wrong file put back
-    (a new server's, another stack's, a copy of the wrong day: the records are gone with
-    the file that named them), or every collection was deleted through the API (1.x and
-    0.6.3 leave their dirs: maintain.py's orphans) and no new one holds a record yet.
-    Nothing in the file tells the two apart (a new server's database and one whose
-    collections were all deleted hold the same rows), so the deploy asks, and the answer
-    that keeps data is the default.
+    (another stack's: the records are gone with the file that named them), or the
+    collections that had the dirs were deleted through the API (1.x and 0.6.3 leave their
+    dirs: maintain.py's orphans) and the new ones hold no vector yet. The deploy asks,
+    and the answer that keeps data is the default.
     """
     dirs = state["data_segment_dirs"]
     if not dirs or not state["data_has_sqlite"] or not names_none(schema):

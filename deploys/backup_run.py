@@ -26,8 +26,8 @@ def safety_guard(declared: Declared, moving_orphans: bool = False) -> OperationM
     """The data-safety guard a backup runs behind (migrate.data_safety_guard).
 
     ``moving_orphans``: maintain.py --apply orphans, which moves aside the segment dirs a
-    database names none of: the guard's answer to those dirs beside a database that names
-    no collection (every collection deleted) must not refuse it.
+    database names none of: the refusal of those dirs names it as its second answer (their
+    collections deleted), so it must not refuse it.
     """
     settings = declared.settings
     return migrate.data_safety_guard(

@@ -309,9 +309,9 @@ def data_safety_guard(
     chroma_allow_empty_data_dir=true. So do segment dirs without the
     ``chroma.sqlite3`` that names them: a new database (a 1.x server's, or the
     schema made before it validates) would serve none of their records, or one with no
-    schema (emptied, even under a server that still has the old file open); and segment
-    dirs beside a database that names none of them (the wrong file put back, or every
-    collection deleted: checks/empty_data.database_names_none). So does a
+    schema (emptied, even under a server that still has the old file open), or one SQLite
+    cannot read; and segment dirs beside a database with collections of its own that names
+    none of them (another stack's put back: checks/empty_data.database_names_none). So does a
     data dir without Chroma data while Chroma runs on it: moved aside (or removed)
     under the running server, which still serves the dir it opened; its next start
     would serve an empty database (allowed: it starts again on the empty one,
@@ -321,7 +321,7 @@ def data_safety_guard(
     + accept_failed, allow_empty: the two keys above
     + stack: the compose project, to find a Chroma running on a data dir moved away
     + allow_unnamed_segments: maintain.py --apply orphans, which moves the segment dirs a
-      database names none of aside (every collection deleted): not refused for those
+      database names none of aside (their collections deleted): not refused for those
     """
     project_dir, data_dir = data.project_dir, data.name
     state = host_state.read(SafetyState, project_dir=project_dir, data_dir=data_dir)
@@ -348,17 +348,16 @@ def data_safety_guard(
         )
         return
     lost = None if allow_empty else database_lost(state, data, state["data_has_sqlite"])
-    if not lost and not allow_empty and state["data_has_sqlite"] and state["data_segment_dirs"]:
+    if not lost and not allow_empty and state["data_has_sqlite"]:
         schema = host_state.read(DataSchema, data_dir=path)
-        if schema_less(schema):  # emptied, even under a server that still has the old open
-            lost = database_lost(state, data, False)
+        if state["data_segment_dirs"] and schema_less(schema):
+            lost = database_lost(state, data, False)  # emptied, even under a live server
         elif not allow_unnamed_segments:
             # maintain.py --apply orphans is the line's own second answer (the collections
             # that had those dirs were deleted, and the new ones hold no vector yet): asked
             # for by name, it moves them aside (kept, never deleted).
             lost = database_names_none(state, schema, data)
-    if not lost and not allow_empty and state["data_has_sqlite"]:
-        lost = database_damaged(host_state.read(DataSchema, data_dir=path), data)
+        lost = lost or database_damaged(schema, data)
     if lost:
         yield fail_host(lost)
         return
