@@ -46,6 +46,16 @@ def named_segments(database: Path) -> set[str]:
         return {str(row[0]) for row in db.execute("SELECT id FROM segments")}
 
 
+def kept_stack(project: tuple[Path, str], **keys: object) -> tuple[dict, int, dict]:
+    """A converged stack of ``keys`` with 20 records in "kept": its data keys, its port, and
+    the ids written (sorted)."""
+    project_dir, name = project
+    data = base_data(project_dir, name, **keys)
+    converge(data)
+    written = write_records(data["chroma_port"], ("kept",), per_collection=20)
+    return data, data["chroma_port"], {k: sorted(v) for k, v in written.items()}
+
+
 def other_database(into: Path, version: str = "1.5.9", names=("other",)) -> tuple[Path, dict]:
     """Another stack's data dir: a server of ``version`` by hand on ``into`` with 20 records
     in each of ``names``, stopped; its chroma.sqlite3 and the ids written."""
@@ -106,11 +116,8 @@ def test_another_stacks_database_beside_the_segment_dirs_is_refused_and_no_backu
 def test_another_0_6_3_stacks_database_beside_the_segment_dirs_is_refused(project, tmp_path):
     """The same on a 0.6.3 stack (served, exit 0, drift ok, before the fix); prove.py passes
     on it first: its new check does not refuse a converged 0.6.3 stack."""
-    project_dir, name = project
-    data = base_data(project_dir, name, chroma_version="0.6.3")
-    port = data["chroma_port"]
-    converge(data)
-    write_records(port, ("kept",), per_collection=20)
+    project_dir = project[0]
+    data, port, _ = kept_stack(project, chroma_version="0.6.3")
     proved = run_deploy(data, deploy_file="prove.py", timeout=600)
     assert proved.returncode == 0 and "persistence proof: pass" in proved.output, proved.output
     compose_down(project_dir)
@@ -133,11 +140,8 @@ def test_prove_refuses_a_server_whose_database_was_replaced_under_it(project, tm
     deploy refuses (database_names_none) and the server keeps serving the file it holds
     open. prove.py held only by luck (its canary write failed before its `down`); it now
     runs the deploy's guard first and refuses in the same line."""
-    project_dir, name = project
-    data = base_data(project_dir, name)
-    port = data["chroma_port"]
-    converge(data)
-    write_records(port, ("kept",), per_collection=20)
+    project_dir = project[0]
+    data, port, _ = kept_stack(project)
     data_dir = project_dir / "chroma_data"
     other, _ = other_database(tmp_path / "other")
     shutil.copyfile(other, data_dir / "chroma.sqlite3.new")
@@ -158,20 +162,17 @@ def test_prove_refuses_a_data_dir_moved_under_the_server(project):
     server keeps serving. prove.py checked only that the stack ran as its file declares,
     wrote its canary into the moved dir, took the stack down, and its `up` could not start
     it (the bind source gone): Chroma left down. Now it refuses before its `down`."""
-    project_dir, name = project
-    data = base_data(project_dir, name)
-    port = data["chroma_port"]
-    converge(data)
-    written = write_records(port, ("kept",), per_collection=20)
+    project_dir = project[0]
+    data, port, expected = kept_stack(project)
     (project_dir / "chroma_data").rename(project_dir / "chroma_data.moved")
-    assert read_records(port) == {k: sorted(v) for k, v in written.items()}
+    assert read_records(port) == expected
     deployed = run_deploy(data)
     assert deployed.returncode != 0 and heartbeat(port), deployed.output
 
     proved = run_deploy(data, deploy_file="prove.py", timeout=600)
     said = f"prove exit {proved.returncode}: {proved.output[-1500:]}"
     assert proved.returncode != 0 and "holds no chroma.sqlite3" in proved.output, said
-    assert heartbeat(port) and read_records(port) == {k: sorted(v) for k, v in written.items()}
+    assert heartbeat(port) and read_records(port) == expected
 
 
 def test_a_data_dir_replaced_under_a_healthy_server_is_refused_by_every_run_that_restarts(
@@ -191,17 +192,12 @@ def test_a_data_dir_replaced_under_a_healthy_server_is_refused_by_every_run_that
     password = tmp_path / "restic-password"
     password.write_text("a long repository password\n")
     init_repository(repository, "a long repository password")
-    data = base_data(
-        project_dir,
-        name,
+    data, port, expected = kept_stack(
+        project,
         chroma_backup_repository=str(repository),
         chroma_backup_password_file=str(password),
         chroma_backup_schedule="off",
     )  # run below as cron would: no crontab line
-    port = data["chroma_port"]
-    converge(data)
-    written = write_records(port, ("kept",), per_collection=20)
-    expected = {k: sorted(v) for k, v in written.items()}
     swap_in_another_data_dir(project_dir, tmp_path)
     assert read_records(port) == expected
 
@@ -250,11 +246,8 @@ def test_an_emptied_database_under_a_healthy_server_is_refused_as_drift_says(pro
     server), and a deploy that recreates Chroma (a setting changed) started the validating
     server on the empty file: refused, down where it served. Now both deploys refuse
     before anything changes, as drift says, and the server keeps serving."""
-    project_dir, name = project
-    data = base_data(project_dir, name)
-    port = data["chroma_port"]
-    converge(data)
-    write_records(port, ("kept",), per_collection=20)
+    project_dir = project[0]
+    data, port, _ = kept_stack(project)
     data_dir = project_dir / "chroma_data"
     (data_dir / "chroma.sqlite3.new").write_bytes(b"")
     (data_dir / "chroma.sqlite3.new").replace(data_dir / "chroma.sqlite3")
@@ -278,11 +271,8 @@ def test_prove_refuses_a_compose_file_scaled_to_zero(project):
     """The compose file edited by hand to `scale: 0` for chroma (compose's config hash leaves
     scale out): prove.py took the stack down and its `up` started no Chroma. Now the file
     is compared with the declared one first: refused, still serving."""
-    project_dir, name = project
-    data = base_data(project_dir, name)
-    port = data["chroma_port"]
-    converge(data)
-    write_records(port, ("kept",), per_collection=20)
+    project_dir = project[0]
+    data, port, _ = kept_stack(project)
     compose_file = project_dir / "docker-compose.yml"
     text = compose_file.read_text()
     assert "\n  chroma:\n" in text

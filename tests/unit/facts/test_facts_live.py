@@ -21,6 +21,7 @@ from facts.accounts import Accounts
 from facts.chroma import ChromaHealth
 from facts.compose import ComposeStack, ContainerMounts
 from facts.datadirs import DataDirs
+from facts.datahomes import DataSchema, OpenedDataDir
 from facts.docker import DockerEngine, DockerImage
 from facts.project import ProjectFiles
 from facts.volumes import LegacyVolumes
@@ -141,6 +142,8 @@ EVERY_FACT: list[tuple[type, dict[str, Any]]] = [
     (ProjectFiles, {"project_dir": "/nonexistent"}),
     (Accounts, {"owner": "4242", "group": None}),
     (LegacyVolumes, {"names": ["chroma-data"]}),
+    (DataSchema, {"data_dir": "/nonexistent/chroma_data"}),
+    (OpenedDataDir, {"container": "chroma-facts-fixture-x", "targets": ["/data"]}),
 ]  # fmt: skip
 
 ABSENT: dict[type, Callable[[Any], bool]] = {
@@ -153,6 +156,8 @@ ABSENT: dict[type, Callable[[Any], bool]] = {
     ProjectFiles: lambda v: v["dir"] is None and v["compose"] is None,
     Accounts: lambda v: v["owner"] == {"name": None, "uid": 4242, "gid": -1},
     LegacyVolumes: lambda v: v == [],
+    DataSchema: lambda v: v == DataSchema.default(),
+    OpenedDataDir: lambda v: v == {"inodes": {}},
 }
 
 
